@@ -1,0 +1,55 @@
+import { bodyLimit } from 'hono/body-limit';
+import { ApiError } from './http/api-error.js';
+import type { AppEnv } from './http/context.js';
+import { requestContext, requireApiKey, requireJsonBody } from './http/middleware.js';
+import { createErrorHandler } from './http/on-error.js';
+import { createRouter } from './http/router.js';
+import { registerAuthToken } from './routes/auth-token.js';
+import { registerCatalogue } from './routes/catalogue.js';
+import { registerCredits } from './routes/credits.js';
+import { registerDeviceCheck } from './routes/device-check.js';
+import { registerDocs } from './routes/docs.js';
+import { registerHealth } from './routes/health.js';
+import { registerProfile } from './routes/profile.js';
+import type { Services } from './services.js';
+
+/** Builds the HTTP app from its parts. No I/O here: tests build one per database. */
+export function buildApp(s: Services) {
+  const app = createRouter();
+  app.onError(createErrorHandler(s.errorLog, s.config.maxJsonBodyBytes));
+  app.notFound(() => {
+    throw new ApiError('ERR_4007', { resource: 'route' });
+  });
+  app.use('*', requestContext(s.log, s.metrics));
+
+  // The Supabase-shaped API surface: apikey, JSON-only bodies, bounded size.
+  for (const prefix of ['/functions/v1/*', '/rest/v1/*', '/auth/v1/*']) {
+    app.use(prefix, requireApiKey(s.config.anonKey));
+    app.use(prefix, requireJsonBody());
+    app.use(
+      prefix,
+      bodyLimit({
+        maxSize: s.config.maxJsonBodyBytes,
+        onError: () => {
+          throw new ApiError('ERR_4015', { limit_bytes: s.config.maxJsonBodyBytes });
+        },
+      }),
+    );
+  }
+
+  // auth
+  registerDeviceCheck(app, s);
+  registerAuthToken(app, s);
+  // users and credits
+  registerProfile(app, s);
+  registerCredits(app, s);
+  // catalogue
+  registerCatalogue(app, s);
+  // operations
+  registerHealth(app, s);
+  registerDocs(app);
+  return app;
+}
+
+export type App = ReturnType<typeof buildApp>;
+export type { AppEnv };

@@ -1,0 +1,87 @@
+import type { DeviceCheckClient } from '../apple/device-check.js';
+import { withTransaction, type Queryable } from '../db/pool.js';
+import { findUserByDeviceId, insertGuestIfAbsent, markDeviceBitSet, type UserRow } from '../db/queries/users.js';
+import * as ledger from '../ledger/ledger.js';
+import type { Logger } from '../logger.js';
+import type { SessionService, SessionTokens } from './sessions.js';
+
+/**
+ * Guest onboarding (functions/v1/device-check). Invariant 4: the free grant happens at most once
+ * per device — per device_id (unique users.device_id + unique grant entry per user) and per
+ * physical device (Apple's DeviceCheck bit0, which survives reinstalls and new device_ids).
+ */
+
+export class UserBanned extends Error {}
+
+export interface OnboardingResult {
+  user: UserRow;
+  isNew: boolean;
+  granted: boolean;
+  available: number;
+  session: SessionTokens;
+}
+
+export class OnboardingService {
+  constructor(
+    private readonly db: Queryable,
+    private readonly sessions: SessionService,
+    private readonly deviceCheck: DeviceCheckClient | undefined,
+    private readonly grantCredits: number,
+    private readonly log: Logger,
+  ) {}
+
+  async onboard(deviceId: string, deviceToken: string): Promise<OnboardingResult> {
+    // Asking Apple proves the token came from a genuine Apple device before anything is created
+    // or handed out; its bits tell whether this device was already given free credits.
+    const bits = this.deviceCheck ? await this.deviceCheck.queryTwoBits(deviceToken) : null;
+
+    const existing = await findUserByDeviceId(this.db, deviceId);
+    if (existing) return this.returning(existing, deviceToken);
+
+    const deviceAlreadyGranted = bits?.bit0 === true;
+    const created = await withTransaction(this.db, async (tx) => {
+      const user = await insertGuestIfAbsent(tx, deviceId);
+      if (!user) return undefined; // a concurrent call for the same device won the insert
+      await ledger.openAccount(tx, user.id);
+      const granted = !deviceAlreadyGranted && this.grantCredits > 0
+        ? (await ledger.grant(tx, { userId: user.id, amount: this.grantCredits, reason: 'initial guest grant' })).applied
+        : false;
+      const session = await this.sessions.start(user, tx);
+      return { user, granted, session };
+    });
+    if (!created) {
+      const winner = await findUserByDeviceId(this.db, deviceId);
+      if (!winner) throw new Error(`device ${deviceId} lost the insert race but no user exists`);
+      return this.returning(winner, deviceToken);
+    }
+    if (deviceAlreadyGranted) {
+      this.log.info({ userId: created.user.id }, 'device already received its free credits (DeviceCheck bit0 set); no grant');
+    }
+    if (created.granted) await this.markDevice(created.user.id, deviceToken);
+    const account = await ledger.getAccount(this.db, created.user.id);
+    return { user: created.user, isNew: true, granted: created.granted, available: account.available, session: created.session };
+  }
+
+  private async returning(user: UserRow, deviceToken: string): Promise<OnboardingResult> {
+    if (user.banned_at) throw new UserBanned();
+    // A previous call granted credits but could not set Apple's bit: owe it until it sticks.
+    if (!user.device_bit_marked_at && (await ledger.hasGrant(this.db, user.id))) await this.markDevice(user.id, deviceToken);
+    const session = await this.sessions.start(user);
+    const account = await ledger.getAccount(this.db, user.id);
+    return { user, isNew: false, granted: false, available: account.available, session };
+  }
+
+  /**
+   * Sets bit0 after the grant committed. If Apple is unreachable now the grant stands (the user
+   * must not lose credits for our outage) and the mark is retried on this device's next call.
+   */
+  private async markDevice(userId: string, deviceToken: string): Promise<void> {
+    if (!this.deviceCheck) return;
+    try {
+      await this.deviceCheck.updateTwoBits(deviceToken, { bit0: true, bit1: false });
+      await markDeviceBitSet(this.db, userId);
+    } catch (err) {
+      this.log.warn({ err, userId }, 'could not set the DeviceCheck bit after the grant; will retry on the next onboarding call');
+    }
+  }
+}

@@ -1,0 +1,89 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { SignJWT, jwtVerify, errors as joseErrors } from 'jose';
+
+/**
+ * Access tokens: HS256 JWTs with Supabase-shaped claims (sub, role, aud, is_anonymous, exp,
+ * session_id), so supabase-swift and PostgREST-style consumers read them unchanged.
+ * Refresh tokens: opaque random strings; only their SHA-256 is stored.
+ */
+
+export interface AccessClaims {
+  sub: string;
+  sessionId: string;
+  isAnonymous: boolean;
+}
+
+export interface SignedAccessToken {
+  token: string;
+  expiresIn: number;
+  expiresAt: number; // unix seconds
+}
+
+export class InvalidAccessToken extends Error {}
+
+export const ACCESS_TOKEN_AUDIENCE = 'authenticated';
+
+export class AccessTokens {
+  private readonly key: Uint8Array;
+
+  constructor(
+    secret: string,
+    private readonly issuer: string,
+    private readonly ttlSeconds: number,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.key = new TextEncoder().encode(secret);
+  }
+
+  async sign(claims: AccessClaims & { email?: string | null }): Promise<SignedAccessToken> {
+    const iat = Math.floor(this.now() / 1000);
+    const exp = iat + this.ttlSeconds;
+    const token = await new SignJWT({
+      role: 'authenticated',
+      is_anonymous: claims.isAnonymous,
+      session_id: claims.sessionId,
+      ...(claims.email ? { email: claims.email } : {}),
+    })
+      .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+      .setSubject(claims.sub)
+      .setIssuer(this.issuer)
+      .setAudience(ACCESS_TOKEN_AUDIENCE)
+      .setIssuedAt(iat)
+      .setExpirationTime(exp)
+      .sign(this.key);
+    return { token, expiresIn: this.ttlSeconds, expiresAt: exp };
+  }
+
+  /** Verifies signature (constant time, inside WebCrypto), algorithm, issuer, audience and expiry. */
+  async verify(token: string): Promise<AccessClaims> {
+    try {
+      const { payload } = await jwtVerify(token, this.key, {
+        algorithms: ['HS256'],
+        issuer: this.issuer,
+        audience: ACCESS_TOKEN_AUDIENCE,
+        currentDate: new Date(this.now()),
+      });
+      if (typeof payload.sub !== 'string' || typeof payload.session_id !== 'string') {
+        throw new InvalidAccessToken('token lacks sub or session_id');
+      }
+      return { sub: payload.sub, sessionId: payload.session_id, isAnonymous: payload.is_anonymous === true };
+    } catch (err) {
+      if (err instanceof InvalidAccessToken) throw err;
+      if (err instanceof joseErrors.JWTExpired) throw new InvalidAccessToken('token expired');
+      throw new InvalidAccessToken('token invalid');
+    }
+  }
+}
+
+export function newRefreshToken(): string {
+  return randomBytes(32).toString('base64url');
+}
+
+export function hashToken(token: string): Buffer {
+  return createHash('sha256').update(token).digest();
+}
+
+/** Constant-time comparison of two secrets of any length (hashing first equalises lengths). */
+export function secretsEqual(a: string, b: string): boolean {
+  return timingSafeEqual(hashToken(a), hashToken(b));
+}

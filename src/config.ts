@@ -1,0 +1,143 @@
+import { z } from 'zod';
+
+/**
+ * Every environment variable the server reads, parsed and validated once at start-up.
+ * Handlers receive the parsed Config; nothing else reads process.env (parallel tests depend on it).
+ * Each variable is documented in .env.example.
+ */
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+// PEM keys often arrive through env files with literal "\n" escapes.
+const pem = z.string().transform((v) => v.replace(/\\n/g, '\n'));
+
+const EnvSchema = z
+  .object({
+    NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+    PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+    HOST: z.string().default('0.0.0.0'),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    DATA_DIR: z.string().default('./data'),
+    DATABASE_URL: z.string().url().optional(),
+    DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
+    /** Public URL clients reach this server at (used in links we hand out). */
+    PUBLIC_URL: z.string().url().optional(),
+    JWT_SECRET: z.string().min(32, 'JWT_SECRET must be at least 32 characters').optional(),
+    JWT_ISSUER: z.string().default('rendio'),
+    ACCESS_TOKEN_TTL_SECONDS: z.coerce.number().int().min(60).max(86_400).default(3600),
+    REFRESH_TOKEN_TTL_DAYS: z.coerce.number().int().min(1).max(365).default(60),
+    ANON_KEY: z.string().min(1).optional(),
+    LEGACY_ANON_CLIENTS: bool.default(false),
+    MAX_JSON_BODY_BYTES: z.coerce.number().int().min(1024).max(10 * 1024 * 1024).default(64 * 1024),
+    INITIAL_GRANT_CREDITS: z.coerce.number().int().min(0).max(1000).default(10),
+    APPLE_TEAM_ID: z.string().optional(),
+    APPLE_DEVICECHECK_KEY_ID: z.string().optional(),
+    APPLE_DEVICECHECK_PRIVATE_KEY: pem.optional(),
+    APPLE_DEVICECHECK_BASE_URL: z.string().url().default('https://api.devicecheck.apple.com/v1'),
+    APPLE_DEVICECHECK_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(5000),
+    /** Explicit opt-out of DeviceCheck in production (e.g. a staging deploy without Apple keys). */
+    DEVICECHECK_DISABLED: bool.default(false),
+  })
+  .superRefine((env, ctx) => {
+    const dc = [env.APPLE_TEAM_ID, env.APPLE_DEVICECHECK_KEY_ID, env.APPLE_DEVICECHECK_PRIVATE_KEY];
+    const set = dc.filter(Boolean).length;
+    if (set > 0 && set < 3) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['APPLE_DEVICECHECK_PRIVATE_KEY'],
+        message: 'DeviceCheck needs APPLE_TEAM_ID, APPLE_DEVICECHECK_KEY_ID and APPLE_DEVICECHECK_PRIVATE_KEY together',
+      });
+    }
+    if (env.NODE_ENV === 'production') {
+      if (!env.JWT_SECRET) ctx.addIssue({ code: 'custom', path: ['JWT_SECRET'], message: 'required in production' });
+      if (set === 0 && !env.DEVICECHECK_DISABLED) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['APPLE_DEVICECHECK_PRIVATE_KEY'],
+          message: 'DeviceCheck is required in production (set DEVICECHECK_DISABLED=true to run without it)',
+        });
+      }
+      if (env.LEGACY_ANON_CLIENTS && !env.ANON_KEY) {
+        ctx.addIssue({ code: 'custom', path: ['ANON_KEY'], message: 'LEGACY_ANON_CLIENTS needs ANON_KEY' });
+      }
+    }
+  });
+
+export type Env = z.infer<typeof EnvSchema>;
+
+export interface DeviceCheckConfig {
+  teamId: string;
+  keyId: string;
+  privateKeyPem: string;
+  baseUrl: string;
+  timeoutMs: number;
+}
+
+export interface Config {
+  env: Env['NODE_ENV'];
+  port: number;
+  host: string;
+  logLevel: Env['LOG_LEVEL'];
+  dataDir: string;
+  databaseUrl: string | undefined;
+  databasePoolMax: number;
+  publicUrl: string | undefined;
+  jwt: { secret: string; issuer: string; accessTtlSeconds: number; refreshTtlDays: number; generated: boolean };
+  anonKey: string | undefined;
+  legacyAnonClients: boolean;
+  maxJsonBodyBytes: number;
+  initialGrantCredits: number;
+  deviceCheck: DeviceCheckConfig | undefined;
+}
+
+export class ConfigError extends Error {
+  constructor(public readonly issues: string[]) {
+    super(`Invalid configuration:\n  - ${issues.join('\n  - ')}`);
+  }
+}
+
+export function loadConfig(source: Record<string, string | undefined> = process.env): Config {
+  // Empty strings in env files mean "not set", not "set to nothing".
+  const cleaned = Object.fromEntries(Object.entries(source).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = EnvSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.') || '(env)'}: ${i.message}`));
+  }
+  const e = parsed.data;
+  const generatedSecret = !e.JWT_SECRET;
+  return {
+    env: e.NODE_ENV,
+    port: e.PORT,
+    host: e.HOST,
+    logLevel: e.LOG_LEVEL,
+    dataDir: e.DATA_DIR,
+    databaseUrl: e.DATABASE_URL,
+    databasePoolMax: e.DATABASE_POOL_MAX,
+    publicUrl: e.PUBLIC_URL,
+    jwt: {
+      // Without a configured secret (the embedded demo) main.ts persists one under DATA_DIR so
+      // sessions survive restarts; this placeholder is replaced there.
+      secret: e.JWT_SECRET ?? '',
+      issuer: e.JWT_ISSUER,
+      accessTtlSeconds: e.ACCESS_TOKEN_TTL_SECONDS,
+      refreshTtlDays: e.REFRESH_TOKEN_TTL_DAYS,
+      generated: generatedSecret,
+    },
+    anonKey: e.ANON_KEY,
+    legacyAnonClients: e.LEGACY_ANON_CLIENTS,
+    maxJsonBodyBytes: e.MAX_JSON_BODY_BYTES,
+    initialGrantCredits: e.INITIAL_GRANT_CREDITS,
+    deviceCheck:
+      e.APPLE_TEAM_ID && e.APPLE_DEVICECHECK_KEY_ID && e.APPLE_DEVICECHECK_PRIVATE_KEY && !e.DEVICECHECK_DISABLED
+        ? {
+            teamId: e.APPLE_TEAM_ID,
+            keyId: e.APPLE_DEVICECHECK_KEY_ID,
+            privateKeyPem: e.APPLE_DEVICECHECK_PRIVATE_KEY,
+            baseUrl: e.APPLE_DEVICECHECK_BASE_URL.replace(/\/+$/, ''),
+            timeoutMs: e.APPLE_DEVICECHECK_TIMEOUT_MS,
+          }
+        : undefined,
+  };
+}

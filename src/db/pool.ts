@@ -1,0 +1,82 @@
+import pg from 'pg';
+
+/** Anything that can run a query: the pool, or a client inside a transaction. */
+export interface Queryable {
+  query<R extends pg.QueryResultRow = any>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
+}
+
+/** A client that is inside a transaction opened by withTransaction. */
+export interface Tx extends Queryable {
+  readonly inTransaction: true;
+}
+
+// Timestamps leave the database as ISO-8601 strings with offset (what the app's decoder wants),
+// bigint sums as numbers (credit amounts are far below 2^53).
+pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
+pg.types.setTypeParser(pg.types.builtins.NUMERIC, (v) => Number(v));
+pg.types.setTypeParser(pg.types.builtins.TIMESTAMPTZ, (v) => new Date(v.replace(' ', 'T').replace(/([+-]\d\d)$/, '$1:00')).toISOString());
+
+export function createPool(connectionString: string, max = 10): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString,
+    max,
+    // A request must fail fast with ERR_6001 when the database is gone, not hang.
+    connectionTimeoutMillis: 5000,
+    idleTimeoutMillis: 30_000,
+    application_name: 'rendio',
+  });
+  // An idle client losing its connection must not crash the process; the next query reports it.
+  pool.on('error', () => undefined);
+  return pool;
+}
+
+function isTx(db: Queryable): db is Tx {
+  return (db as Partial<Tx>).inTransaction === true;
+}
+
+/**
+ * Runs fn in a transaction. Joins the caller's transaction when db already is one, so a ledger
+ * entry, the job row and the queue job commit together or not at all.
+ */
+export async function withTransaction<T>(db: Queryable, fn: (tx: Tx) => Promise<T>): Promise<T> {
+  if (isTx(db)) return fn(db);
+  const pool = db as pg.Pool;
+  const client = await pool.connect();
+  const tx = Object.assign(Object.create(null), {
+    inTransaction: true as const,
+    query: client.query.bind(client),
+  }) as Tx;
+  try {
+    await client.query('BEGIN');
+    const result = await fn(tx);
+    await client.query('COMMIT');
+    client.release();
+    return result;
+  } catch (err) {
+    try {
+      await client.query('ROLLBACK');
+      client.release();
+    } catch {
+      // The connection is broken; destroy it instead of returning it to the pool.
+      client.release(true);
+    }
+    throw err;
+  }
+}
+
+const CONNECTION_ERROR_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'EPIPE']);
+
+/** True when err means "the database is unreachable", as opposed to a bad query. */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  if (!err || typeof err !== 'object') return false;
+  const e = err as { code?: string; message?: string };
+  if (e.code && CONNECTION_ERROR_CODES.has(e.code)) return true;
+  // 08xxx connection exceptions; 57P01-57P03 admin shutdown, crash shutdown, cannot connect now.
+  if (e.code && (/^08/.test(e.code) || /^57P0[123]$/.test(e.code))) return true;
+  const msg = e.message ?? '';
+  return (
+    /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|connect ECONNREFUSED/i.test(
+      msg,
+    ) || (err instanceof AggregateError && err.errors.some(isDatabaseUnavailable))
+  );
+}

@@ -1,0 +1,88 @@
+import type { Context, MiddlewareHandler } from 'hono';
+import { z } from 'zod';
+import { InvalidAccessToken, secretsEqual, type AccessTokens } from '../auth/tokens.js';
+import type { Queryable } from '../db/pool.js';
+import { loadAuthState } from '../db/queries/users.js';
+import { ApiError, forbidden, invalid, notFound, unauthenticated } from './api-error.js';
+import type { AppEnv } from './context.js';
+
+/**
+ * Who is calling (DESIGN §6). Secure mode (default): a verified user JWT; a user id named in the
+ * request must equal the token's subject. Legacy mode (LEGACY_ANON_CLIENTS=true): the shipped
+ * app sends the public anon key as Bearer and names the user by user_id — insecure by design,
+ * kept only so today's app build works while it migrates.
+ */
+
+/** Where a route's request names its user (user_id in the query or body; rest/v1 uses id=eq.X). */
+export type ClaimedUserId = (c: Context<AppEnv>) => Promise<string | undefined>;
+
+export const userIdFromQueryOrBody: ClaimedUserId = async (c) => {
+  const fromQuery = c.req.query('user_id');
+  if (fromQuery !== undefined) return fromQuery;
+  if (c.req.method === 'GET' || c.req.method === 'HEAD') return undefined;
+  const body = (await c.req.json().catch(() => undefined)) as unknown;
+  const v = body && typeof body === 'object' ? (body as Record<string, unknown>).user_id : undefined;
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'string') throw invalid('user_id must be a string', 'user_id');
+  return v;
+};
+
+const uuid = z.uuid();
+
+export interface AuthOptions {
+  db: Queryable;
+  tokens: AccessTokens;
+  anonKey: string | undefined;
+  legacyAnonClients: boolean;
+}
+
+function bearerToken(c: Context<AppEnv>): string | undefined {
+  const header = c.req.header('authorization');
+  if (!header) return undefined;
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  if (!match) throw unauthenticated('malformed Authorization header');
+  return match[1];
+}
+
+export function requireUser(opts: AuthOptions, claimed: ClaimedUserId = userIdFromQueryOrBody): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    const token = bearerToken(c);
+    if (!token) throw unauthenticated('missing bearer token');
+
+    const isAnonKey = opts.anonKey !== undefined && secretsEqual(token, opts.anonKey);
+    if (isAnonKey) {
+      if (!opts.legacyAnonClients) throw unauthenticated('a user access token is required');
+      const named = await claimed(c);
+      if (!named) throw unauthenticated('user_id is required with the anon key');
+      if (!uuid.safeParse(named).success) throw invalid('user_id must be a UUID', 'user_id');
+      const state = await loadAuthState(opts.db, named, null);
+      if (!state || state.deleted) throw notFound('user');
+      if (state.banned) throw new ApiError('ERR_4014');
+      c.set('user', { id: state.id, isGuest: state.is_guest, isAdmin: state.is_admin, sessionId: null, via: 'legacy-anon' });
+      c.get('log').debug({ userId: state.id }, 'legacy anon-key request');
+      return next();
+    }
+
+    let claims;
+    try {
+      claims = await opts.tokens.verify(token);
+    } catch (err) {
+      if (err instanceof InvalidAccessToken) throw unauthenticated(err.message);
+      throw err;
+    }
+    const state = await loadAuthState(opts.db, claims.sub, claims.sessionId);
+    if (!state || state.deleted) throw unauthenticated('user no longer exists');
+    if (state.session_revoked !== false) throw unauthenticated('session ended');
+    if (state.banned) throw new ApiError('ERR_4014');
+    const named = await claimed(c);
+    if (named !== undefined && named !== state.id) throw forbidden('the request names another user');
+    c.set('user', { id: state.id, isGuest: state.is_guest, isAdmin: state.is_admin, sessionId: claims.sessionId, via: 'token' });
+    return next();
+  };
+}
+
+export const authOptions = (s: {
+  db: Queryable;
+  tokens: AccessTokens;
+  config: { anonKey: string | undefined; legacyAnonClients: boolean };
+}): AuthOptions => ({ db: s.db, tokens: s.tokens, anonKey: s.config.anonKey, legacyAnonClients: s.config.legacyAnonClients });

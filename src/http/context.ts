@@ -1,0 +1,21 @@
+import type { Logger } from '../logger.js';
+import type { Language } from './i18n.js';
+
+/** The authenticated caller, always resolved from a verified token (or the legacy anon-key mode). */
+export interface AuthUser {
+  id: string;
+  isGuest: boolean;
+  isAdmin: boolean;
+  sessionId: string | null;
+  /** 'token' = verified user JWT; 'legacy-anon' = anon key + user_id (LEGACY_ANON_CLIENTS). */
+  via: 'token' | 'legacy-anon';
+}
+
+export type AppEnv = {
+  Variables: {
+    requestId: string;
+    log: Logger;
+    lang: Language;
+    user: AuthUser;
+  };
+};

@@ -1,0 +1,32 @@
+/**
+ * The closed set of API error codes (DESIGN §7, extended). Codes are stable API; messages are
+ * localized in i18n.ts. One table maps each code to its HTTP status.
+ */
+export const ERROR_CODES = {
+  ERR_4001: { status: 402, meaning: 'insufficient credits' },
+  ERR_4002: { status: 404, meaning: 'model not available' },
+  ERR_4003: { status: 400, meaning: 'invalid prompt' },
+  ERR_4004: { status: 429, meaning: 'rate limited' },
+  ERR_4005: { status: 401, meaning: 'unauthenticated or expired token' },
+  ERR_4006: { status: 403, meaning: 'forbidden' },
+  ERR_4007: { status: 404, meaning: 'not found' },
+  ERR_4008: { status: 400, meaning: 'validation failed' },
+  ERR_4009: { status: 409, meaning: 'idempotent request still in progress' },
+  ERR_4010: { status: 422, meaning: 'idempotency key reused with a different request' },
+  ERR_4011: { status: 400, meaning: 'invalid purchase' },
+  ERR_4012: { status: 409, meaning: 'transaction already used by another account' },
+  ERR_4013: { status: 403, meaning: 'device check failed' },
+  ERR_4014: { status: 403, meaning: 'account banned' },
+  ERR_4015: { status: 413, meaning: 'request body too large' },
+  ERR_4016: { status: 415, meaning: 'unsupported media type' },
+  ERR_4017: { status: 405, meaning: 'method not allowed' },
+  ERR_4018: { status: 400, meaning: 'idempotency key missing or malformed' },
+  ERR_5001: { status: 504, meaning: 'provider timeout' },
+  ERR_5002: { status: 503, meaning: 'provider or upstream service unavailable' },
+  ERR_5003: { status: 422, meaning: 'provider rejected the prompt' },
+  ERR_6001: { status: 503, meaning: 'database unavailable' },
+  ERR_6002: { status: 503, meaning: 'storage error' },
+  ERR_6003: { status: 500, meaning: 'internal error' },
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;

@@ -1,0 +1,122 @@
+import type { ErrorCode } from './error-codes.js';
+
+export const LANGUAGES = ['en', 'tr', 'es'] as const;
+export type Language = (typeof LANGUAGES)[number];
+
+/**
+ * Picks the best supported language from an Accept-Language header (RFC 9110 §12.5.4):
+ * highest q wins, ties keep header order, "tr-TR" matches "tr", "*" matches the default.
+ */
+export function negotiateLanguage(header: string | undefined | null): Language {
+  if (!header) return 'en';
+  const ranked = header
+    .split(',')
+    .map((part, index) => {
+      const [tag = '', ...params] = part.trim().split(';');
+      const qParam = params.map((p) => p.trim()).find((p) => p.startsWith('q='));
+      const q = qParam ? Number(qParam.slice(2)) : 1;
+      return { tag: tag.trim().toLowerCase(), q: Number.isFinite(q) ? q : 0, index };
+    })
+    .filter((r) => r.tag && r.q > 0)
+    .sort((a, b) => b.q - a.q || a.index - b.index);
+  for (const { tag } of ranked) {
+    if (tag === '*') return 'en';
+    const primary = tag.split('-')[0] as Language;
+    if ((LANGUAGES as readonly string[]).includes(primary)) return primary;
+  }
+  return 'en';
+}
+
+type Messages = Record<ErrorCode, string>;
+
+// {name} placeholders are filled from the error's details.
+const MESSAGES: Record<Language, Messages> = {
+  en: {
+    ERR_4001: 'Not enough credits: {required} needed, {available} available.',
+    ERR_4002: 'This model is not available.',
+    ERR_4003: 'The prompt must be between 3 and 5000 characters.',
+    ERR_4004: 'Too many requests. Try again in {retry_after} seconds.',
+    ERR_4005: 'Your session is missing or has expired. Please sign in again.',
+    ERR_4006: 'You are not allowed to do this.',
+    ERR_4007: 'The requested {resource} was not found.',
+    ERR_4008: 'The request is invalid: {reason}',
+    ERR_4009: 'A request with this idempotency key is still being processed.',
+    ERR_4010: 'This idempotency key was already used for a different request.',
+    ERR_4011: 'The purchase could not be verified.',
+    ERR_4012: 'This purchase was already used by another account.',
+    ERR_4013: 'This device could not be verified.',
+    ERR_4014: 'This account has been suspended.',
+    ERR_4015: 'The request body is too large (limit {limit_bytes} bytes).',
+    ERR_4016: 'Unsupported content type; send application/json.',
+    ERR_4017: 'This method is not allowed here.',
+    ERR_4018: 'An Idempotency-Key header (1 to 255 characters) is required.',
+    ERR_5001: 'The video provider did not answer in time. Your credits were returned.',
+    ERR_5002: 'A required service is temporarily unavailable. Please try again shortly.',
+    ERR_5003: 'The video provider rejected this prompt. Your credits were returned.',
+    ERR_6001: 'The service is temporarily unavailable. Please try again shortly.',
+    ERR_6002: 'File storage is temporarily unavailable. Please try again shortly.',
+    ERR_6003: 'Something went wrong on our side. Please try again.',
+  },
+  tr: {
+    ERR_4001: 'Yetersiz kredi: {required} gerekli, {available} mevcut.',
+    ERR_4002: 'Bu model şu anda kullanılamıyor.',
+    ERR_4003: 'İstem 3 ile 5000 karakter arasında olmalıdır.',
+    ERR_4004: 'Çok fazla istek. {retry_after} saniye sonra tekrar deneyin.',
+    ERR_4005: 'Oturumunuz yok veya süresi doldu. Lütfen tekrar giriş yapın.',
+    ERR_4006: 'Bu işlem için yetkiniz yok.',
+    ERR_4007: 'İstenen {resource} bulunamadı.',
+    ERR_4008: 'İstek geçersiz: {reason}',
+    ERR_4009: 'Bu idempotency anahtarıyla gönderilen istek hâlâ işleniyor.',
+    ERR_4010: 'Bu idempotency anahtarı farklı bir istek için zaten kullanıldı.',
+    ERR_4011: 'Satın alma doğrulanamadı.',
+    ERR_4012: 'Bu satın alma başka bir hesap tarafından zaten kullanıldı.',
+    ERR_4013: 'Bu cihaz doğrulanamadı.',
+    ERR_4014: 'Bu hesap askıya alındı.',
+    ERR_4015: 'İstek gövdesi çok büyük (sınır {limit_bytes} bayt).',
+    ERR_4016: 'Desteklenmeyen içerik türü; application/json gönderin.',
+    ERR_4017: 'Bu yöntem burada kullanılamaz.',
+    ERR_4018: 'Idempotency-Key başlığı (1 ile 255 karakter) gereklidir.',
+    ERR_5001: 'Video sağlayıcısı zamanında yanıt vermedi. Kredileriniz iade edildi.',
+    ERR_5002: 'Gerekli bir hizmet geçici olarak kullanılamıyor. Lütfen birazdan tekrar deneyin.',
+    ERR_5003: 'Video sağlayıcısı bu istemi reddetti. Kredileriniz iade edildi.',
+    ERR_6001: 'Hizmet geçici olarak kullanılamıyor. Lütfen birazdan tekrar deneyin.',
+    ERR_6002: 'Dosya depolama geçici olarak kullanılamıyor. Lütfen birazdan tekrar deneyin.',
+    ERR_6003: 'Bizim tarafımızda bir sorun oluştu. Lütfen tekrar deneyin.',
+  },
+  es: {
+    ERR_4001: 'Créditos insuficientes: se necesitan {required}, hay {available} disponibles.',
+    ERR_4002: 'Este modelo no está disponible.',
+    ERR_4003: 'La descripción debe tener entre 3 y 5000 caracteres.',
+    ERR_4004: 'Demasiadas solicitudes. Inténtalo de nuevo en {retry_after} segundos.',
+    ERR_4005: 'Tu sesión no existe o ha caducado. Vuelve a iniciar sesión.',
+    ERR_4006: 'No tienes permiso para hacer esto.',
+    ERR_4007: 'No se encontró el recurso solicitado ({resource}).',
+    ERR_4008: 'La solicitud no es válida: {reason}',
+    ERR_4009: 'Una solicitud con esta clave de idempotencia todavía se está procesando.',
+    ERR_4010: 'Esta clave de idempotencia ya se usó para otra solicitud.',
+    ERR_4011: 'No se pudo verificar la compra.',
+    ERR_4012: 'Esta compra ya fue usada por otra cuenta.',
+    ERR_4013: 'No se pudo verificar este dispositivo.',
+    ERR_4014: 'Esta cuenta ha sido suspendida.',
+    ERR_4015: 'El cuerpo de la solicitud es demasiado grande (límite {limit_bytes} bytes).',
+    ERR_4016: 'Tipo de contenido no admitido; envía application/json.',
+    ERR_4017: 'Este método no está permitido aquí.',
+    ERR_4018: 'Se requiere una cabecera Idempotency-Key (de 1 a 255 caracteres).',
+    ERR_5001: 'El proveedor de vídeo no respondió a tiempo. Tus créditos fueron devueltos.',
+    ERR_5002: 'Un servicio necesario no está disponible temporalmente. Inténtalo de nuevo en breve.',
+    ERR_5003: 'El proveedor de vídeo rechazó esta descripción. Tus créditos fueron devueltos.',
+    ERR_6001: 'El servicio no está disponible temporalmente. Inténtalo de nuevo en breve.',
+    ERR_6002: 'El almacenamiento de archivos no está disponible temporalmente. Inténtalo de nuevo en breve.',
+    ERR_6003: 'Algo salió mal de nuestro lado. Inténtalo de nuevo.',
+  },
+};
+
+export function localizedMessage(code: ErrorCode, lang: Language, details?: Record<string, unknown>): string {
+  const template = MESSAGES[lang][code];
+  return template.replace(/\{(\w+)\}/g, (whole, name: string) => {
+    const v = details?.[name];
+    return v === undefined || v === null ? (name === 'resource' ? 'resource' : whole) : String(v);
+  });
+}
+
+export const messageCatalog = MESSAGES;

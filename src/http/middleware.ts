@@ -1,0 +1,55 @@
+import { randomUUID } from 'node:crypto';
+import type { MiddlewareHandler } from 'hono';
+import type { Logger } from '../logger.js';
+import { secretsEqual } from '../auth/tokens.js';
+import { ApiError, unauthenticated } from './api-error.js';
+import type { AppEnv } from './context.js';
+import { negotiateLanguage } from './i18n.js';
+import type { Metrics } from './metrics.js';
+
+const SAFE_REQUEST_ID = /^[\w.-]{8,128}$/;
+
+/** Request id (accepted from X-Request-Id when sane), per-request logger, language, metrics. */
+export function requestContext(log: Logger, metrics: Metrics): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    const inbound = c.req.header('x-request-id');
+    const requestId = inbound && SAFE_REQUEST_ID.test(inbound) ? inbound : randomUUID();
+    c.set('requestId', requestId);
+    c.set('log', log.child({ requestId }));
+    c.set('lang', negotiateLanguage(c.req.header('accept-language')));
+    const started = performance.now();
+    await next();
+    c.header('X-Request-Id', requestId);
+    const seconds = (performance.now() - started) / 1000;
+    const route = c.req.routePath || 'unmatched';
+    metrics.observeRequest(c.req.method, route, c.res.status, seconds);
+    c.get('log').debug({ method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round(seconds * 1000) }, 'request');
+  };
+}
+
+/**
+ * Supabase clients send the project's anon key as `apikey` on every call. When ANON_KEY is
+ * configured it must match (constant time); without it the header is ignored.
+ */
+export function requireApiKey(anonKey: string | undefined): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    if (anonKey) {
+      const presented = c.req.header('apikey');
+      if (!presented || !secretsEqual(presented, anonKey)) throw unauthenticated('missing or invalid apikey');
+    }
+    await next();
+  };
+}
+
+/** Rejects request bodies that are not JSON before any handler parses them. */
+export function requireJsonBody(): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    if (c.req.method === 'POST' || c.req.method === 'PATCH' || c.req.method === 'PUT') {
+      const type = c.req.header('content-type') ?? '';
+      const length = c.req.header('content-length');
+      const hasBody = length ? Number(length) > 0 : c.req.raw.body !== null;
+      if (hasBody && !/^application\/([\w.+-]+\+)?json\b/i.test(type)) throw new ApiError('ERR_4016');
+    }
+    await next();
+  };
+}

@@ -1,0 +1,71 @@
+import type { Context } from 'hono';
+import { HTTPException } from 'hono/http-exception';
+import { ZodError } from 'zod';
+import { isDatabaseUnavailable } from '../db/pool.js';
+import { AccountNotFound, InsufficientCredits } from '../ledger/errors.js';
+import { ApiError } from './api-error.js';
+import type { AppEnv } from './context.js';
+import type { ErrorLogWriter } from './error-log.js';
+import { localizedMessage, negotiateLanguage } from './i18n.js';
+
+/** Turns anything thrown into an ApiError. Unknown errors become ERR_6003 with no internals. */
+export function toApiError(err: unknown, maxBodyBytes: number): ApiError {
+  if (err instanceof ApiError) return err;
+  if (err instanceof InsufficientCredits) {
+    return new ApiError('ERR_4001', { required: err.required, available: err.available });
+  }
+  if (err instanceof AccountNotFound) return new ApiError('ERR_4007', { resource: 'user' });
+  if (err instanceof ZodError) {
+    const issue = err.issues[0];
+    return new ApiError('ERR_4008', { reason: issue?.message ?? 'invalid input', field: issue?.path.join('.') || undefined });
+  }
+  if (err instanceof HTTPException) {
+    if (err.status === 413) return new ApiError('ERR_4015', { limit_bytes: maxBodyBytes });
+    if (err.status === 415) return new ApiError('ERR_4016');
+    if (err.status === 400) return new ApiError('ERR_4008', { reason: err.message || 'malformed request' });
+    if (err.status === 401) return new ApiError('ERR_4005', { reason: err.message });
+    if (err.status === 405) return new ApiError('ERR_4017');
+    if (err.status === 404) return new ApiError('ERR_4007', { resource: 'route' });
+  }
+  if (isDatabaseUnavailable(err)) return new ApiError('ERR_6001');
+  return new ApiError('ERR_6003');
+}
+
+/** The response envelope of DESIGN §7, in the language the client asked for. */
+export function errorResponse(c: Context<AppEnv>, apiError: ApiError): Response {
+  const lang = c.get('lang') ?? negotiateLanguage(c.req.header('accept-language'));
+  const body = {
+    error: {
+      code: apiError.code,
+      message: localizedMessage(apiError.code, lang, apiError.details),
+      ...(apiError.details ? { details: apiError.details } : {}),
+      request_id: c.get('requestId'),
+    },
+  };
+  const headers: Record<string, string> = {
+    'Content-Language': lang,
+    Vary: 'Accept-Language',
+    'Cache-Control': 'no-store',
+    ...apiError.headers,
+  };
+  return c.json(body, apiError.status as 400, headers);
+}
+
+export function createErrorHandler(errorLog: ErrorLogWriter, maxBodyBytes: number) {
+  return (err: unknown, c: Context<AppEnv>): Response => {
+    const apiError = toApiError(err, maxBodyBytes);
+    const requestId = c.get('requestId') ?? 'unknown';
+    const log = c.get('log');
+    const fields = { requestId, code: apiError.code, status: apiError.status, method: c.req.method, path: c.req.path };
+    if (apiError.status >= 500) log?.error({ ...fields, err }, 'request failed');
+    else log?.info({ ...fields, details: apiError.details }, 'request rejected');
+    const user = c.get('user');
+    errorLog.record({
+      ...fields,
+      userId: user?.id,
+      message: apiError.status >= 500 && err instanceof Error ? err.message.slice(0, 1000) : apiError.message,
+      details: apiError.details,
+    });
+    return errorResponse(c, apiError);
+  };
+}

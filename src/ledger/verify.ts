@@ -1,0 +1,96 @@
+import type { Queryable } from '../db/pool.js';
+
+/**
+ * DESIGN §4 money invariants as SQL, read-only, runnable on any database
+ * (`npm run verify-ledger`, and after every integration test). Each check returns offending rows.
+ */
+
+export interface Violation {
+  check: string;
+  rows: Record<string, unknown>[];
+}
+
+const CHECKS: { name: string; sql: string }[] = [
+  {
+    name: 'balance and held equal the sums of the ledger',
+    sql: `SELECT a.user_id, a.balance, a.held, coalesce(s.amount, 0) AS ledger_balance, coalesce(s.held, 0) AS ledger_held
+            FROM credit_accounts a
+            LEFT JOIN (SELECT user_id, sum(amount) AS amount, sum(held_delta) AS held FROM ledger_entries GROUP BY user_id) s
+              ON s.user_id = a.user_id
+           WHERE a.balance <> coalesce(s.amount, 0) OR a.held <> coalesce(s.held, 0)`,
+  },
+  {
+    name: 'held equals the sum of open holds',
+    sql: `SELECT a.user_id, a.held, coalesce(h.open, 0) AS open_holds
+            FROM credit_accounts a
+            LEFT JOIN (SELECT user_id, sum(amount) AS open FROM credit_holds WHERE status = 'open' GROUP BY user_id) h
+              ON h.user_id = a.user_id
+           WHERE a.held <> coalesce(h.open, 0)`,
+  },
+  {
+    name: 'no negative balance and 0 <= held <= balance',
+    sql: `SELECT user_id, balance, held FROM credit_accounts WHERE balance < 0 OR held < 0 OR held > balance`,
+  },
+  {
+    name: 'every entry carries the running totals (balance_after, held_after)',
+    sql: `SELECT user_id, id, balance_after, running_balance, held_after, running_held FROM (
+            SELECT user_id, id, balance_after, held_after,
+                   sum(amount) OVER w AS running_balance, sum(held_delta) OVER w AS running_held
+              FROM ledger_entries
+            WINDOW w AS (PARTITION BY user_id ORDER BY id)
+          ) e WHERE balance_after <> running_balance OR held_after <> running_held`,
+  },
+  {
+    name: 'every hold was placed exactly once, for its amount',
+    sql: `SELECT h.id, h.amount, count(e.id) AS hold_entries, sum(e.held_delta) AS placed
+            FROM credit_holds h LEFT JOIN ledger_entries e ON e.hold_id = h.id AND e.kind = 'hold'
+           GROUP BY h.id, h.amount
+          HAVING count(e.id) <> 1 OR sum(e.held_delta) <> h.amount`,
+  },
+  {
+    name: 'every hold is captured or released exactly once, and open holds not at all',
+    sql: `SELECT h.id, h.status, h.amount, h.captured_amount,
+                 coalesce(sum(-e.amount) FILTER (WHERE e.kind = 'capture'), 0) AS captured,
+                 coalesce(sum(-e.held_delta) FILTER (WHERE e.kind IN ('capture', 'release')), 0) AS unheld
+            FROM credit_holds h LEFT JOIN ledger_entries e ON e.hold_id = h.id
+           GROUP BY h.id
+          HAVING (h.status = 'open' AND coalesce(sum(-e.held_delta) FILTER (WHERE e.kind IN ('capture', 'release')), 0) <> 0)
+              OR (h.status <> 'open' AND coalesce(sum(-e.held_delta) FILTER (WHERE e.kind IN ('capture', 'release')), 0) <> h.amount)
+              OR (h.status = 'captured' AND coalesce(sum(-e.amount) FILTER (WHERE e.kind = 'capture'), 0) <> h.captured_amount)
+              OR (h.status = 'released' AND coalesce(sum(-e.amount) FILTER (WHERE e.kind = 'capture'), 0) <> 0)`,
+  },
+  {
+    name: 'hold entries move only held credits, captures only what they unhold',
+    sql: `SELECT id, kind, amount, held_delta FROM ledger_entries
+           WHERE (kind = 'hold' AND (amount <> 0 OR held_delta <= 0))
+              OR (kind = 'release' AND (amount <> 0 OR held_delta >= 0))
+              OR (kind = 'capture' AND (amount >= 0 OR amount <> held_delta))
+              OR (kind NOT IN ('hold', 'release', 'capture') AND held_delta <> 0)`,
+  },
+  {
+    name: 'credits come in only as positive grants, purchases and reversals',
+    sql: `SELECT id, kind, amount FROM ledger_entries
+           WHERE (kind IN ('grant', 'purchase', 'refund_reversal', 'merge_in') AND amount <= 0)
+              OR (kind IN ('refund_clawback', 'merge_out') AND amount > 0)`,
+  },
+  {
+    name: 'an Apple transaction credits one user at most once',
+    sql: `SELECT transaction_id, count(*) AS credits FROM ledger_entries WHERE kind = 'purchase'
+           GROUP BY transaction_id HAVING count(*) > 1`,
+  },
+  {
+    name: 'the initial grant happens at most once per user',
+    sql: `SELECT user_id, count(*) AS grants FROM ledger_entries WHERE kind = 'grant' GROUP BY user_id HAVING count(*) > 1`,
+  },
+];
+
+export async function verifyLedger(db: Queryable): Promise<Violation[]> {
+  const violations: Violation[] = [];
+  for (const check of CHECKS) {
+    const { rows } = await db.query(check.sql);
+    if (rows.length > 0) violations.push({ check: check.name, rows: rows.slice(0, 20) });
+  }
+  return violations;
+}
+
+export const INVARIANT_CHECK_NAMES = CHECKS.map((c) => c.name);
