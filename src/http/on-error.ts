@@ -1,6 +1,8 @@
 import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import { ZodError } from 'zod';
+import { DeviceCheckUnavailable, DeviceTokenRejected } from '../apple/device-check.js';
+import { UserBanned } from '../auth/onboarding.js';
 import { isDatabaseUnavailable } from '../db/pool.js';
 import { AccountNotFound, InsufficientCredits } from '../ledger/errors.js';
 import { ApiError } from './api-error.js';
@@ -15,6 +17,9 @@ export function toApiError(err: unknown, maxBodyBytes: number): ApiError {
     return new ApiError('ERR_4001', { required: err.required, available: err.available });
   }
   if (err instanceof AccountNotFound) return new ApiError('ERR_4007', { resource: 'user' });
+  if (err instanceof DeviceTokenRejected) return new ApiError('ERR_4013');
+  if (err instanceof DeviceCheckUnavailable) return new ApiError('ERR_5002', { service: 'apple_devicecheck' }, { 'Retry-After': '5' });
+  if (err instanceof UserBanned) return new ApiError('ERR_4014');
   if (err instanceof ZodError) {
     const issue = err.issues[0];
     return new ApiError('ERR_4008', { reason: issue?.message ?? 'invalid input', field: issue?.path.join('.') || undefined });

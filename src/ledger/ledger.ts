@@ -120,7 +120,7 @@ export async function getAccount(db: Queryable, userId: string): Promise<Account
 }
 
 /** The initial free credits. At most once per user (unique index); applied=false the second time. */
-export function grant(db: Queryable, input: { userId: string; amount: number; reason?: string }): Promise<EntryResult> {
+export async function grant(db: Queryable, input: { userId: string; amount: number; reason?: string }): Promise<EntryResult> {
   assertPositiveInt(input.amount, 'grant amount');
   return withTransaction(db, async (tx) => {
     const acct = await lockAccount(tx, input.userId);
@@ -132,7 +132,7 @@ export function grant(db: Queryable, input: { userId: string; amount: number; re
  * Credits a verified App Store purchase. A transaction id credits at most once, ever, to one user:
  * applied=false when it already did (creditedTo says to whom, so the caller can tell replay from theft).
  */
-export function purchase(
+export async function purchase(
   db: Queryable,
   input: { userId: string; amount: number; transactionId: string },
 ): Promise<EntryResult & { creditedTo: string }> {
@@ -163,7 +163,7 @@ export interface HoldResult {
  * Reserves credits for a job. Throws InsufficientCredits when available < amount. One hold per
  * job: calling it again for the same job returns the existing hold (created=false).
  */
-export function hold(db: Queryable, input: { userId: string; amount: number; jobId: string }): Promise<HoldResult> {
+export async function hold(db: Queryable, input: { userId: string; amount: number; jobId: string }): Promise<HoldResult> {
   assertPositiveInt(input.amount, 'hold amount');
   return withTransaction(db, async (tx) => {
     const acct = await lockAccount(tx, input.userId);
@@ -205,7 +205,7 @@ async function lockHoldForResolution(tx: Tx, holdId: string) {
  * Spends held credits (the video was delivered). amount defaults to the whole hold; a smaller
  * amount captures that much and releases the rest. Throws HoldAlreadyResolved the second time.
  */
-export function capture(db: Queryable, input: { holdId: string; amount?: number }): Promise<AccountState> {
+export async function capture(db: Queryable, input: { holdId: string; amount?: number }): Promise<AccountState> {
   return withTransaction(db, async (tx) => {
     const h = await lockHoldForResolution(tx, input.holdId);
     const amount = input.amount ?? h.amount;
@@ -241,7 +241,7 @@ export function capture(db: Queryable, input: { holdId: string; amount?: number 
 }
 
 /** Gives held credits back (the job failed, timed out or was cancelled). Exactly once per hold. */
-export function release(db: Queryable, input: { holdId: string; reason?: string }): Promise<AccountState> {
+export async function release(db: Queryable, input: { holdId: string; reason?: string }): Promise<AccountState> {
   return withTransaction(db, async (tx) => {
     const h = await lockHoldForResolution(tx, input.holdId);
     await tx.query("UPDATE credit_holds SET status = 'released', resolved_at = now() WHERE id = $1", [input.holdId]);
@@ -266,7 +266,7 @@ export interface ClawbackResult extends EntryResult {
  * Takes back a refunded purchase. Never below zero and never into credits held by running jobs:
  * what cannot be taken is recorded as shortfall. At most once per transaction id.
  */
-export function clawback(
+export async function clawback(
   db: Queryable,
   input: { userId: string; transactionId: string; amount: number; reason?: string },
 ): Promise<ClawbackResult> {
@@ -287,7 +287,7 @@ export function clawback(
 }
 
 /** An audited manual correction by an admin; negative amounts cannot exceed what is available. */
-export function adminAdjust(
+export async function adminAdjust(
   db: Queryable,
   input: { userId: string; amount: number; adminActionId?: number; reason: string },
 ): Promise<EntryResult> {

@@ -1,0 +1,81 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+/** A real HTTP server on 127.0.0.1 for fakes of external services. */
+
+export interface FakeRequest {
+  method: string;
+  path: string;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+
+export interface FakeResponse {
+  status: number;
+  body?: string;
+  headers?: Record<string, string>;
+}
+
+export interface Fault {
+  status: number;
+  body?: string;
+  headers?: Record<string, string>;
+  /** How many requests it affects; Infinity until cleared. */
+  times: number;
+  /** Delay before answering (or never, with Infinity: the client must time out). */
+  delayMs?: number;
+}
+
+export class FakeHttpServer {
+  private server: http.Server;
+  private faults: { match: RegExp; fault: Fault }[] = [];
+  readonly requests: FakeRequest[] = [];
+  url = '';
+
+  constructor(private readonly handler: (req: FakeRequest) => Promise<FakeResponse> | FakeResponse) {
+    this.server = http.createServer((req, res) => void this.handle(req, res));
+  }
+
+  async start(): Promise<this> {
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  /** Answer requests whose path matches with this fault, `times` times. */
+  inject(path: RegExp, fault: Partial<Fault> & { status?: number }): void {
+    this.faults.push({ match: path, fault: { status: 500, times: 1, ...fault } });
+  }
+
+  clearFaults(): void {
+    this.faults = [];
+  }
+
+  calls(path: RegExp): FakeRequest[] {
+    return this.requests.filter((r) => path.test(r.path));
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse) {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const request: FakeRequest = { method: req.method ?? 'GET', path: req.url ?? '/', headers: req.headers, body: Buffer.concat(chunks).toString('utf8') };
+    this.requests.push(request);
+    const f = this.faults.find((x) => x.match.test(request.path) && x.fault.times > 0);
+    let answer: FakeResponse;
+    if (f) {
+      f.fault.times--;
+      if (f.fault.delayMs === Infinity) return; // never answers; the client's timeout must fire
+      if (f.fault.delayMs) await new Promise((r) => setTimeout(r, f.fault.delayMs));
+      answer = { status: f.fault.status, body: f.fault.body ?? '', headers: f.fault.headers };
+    } else {
+      answer = await this.handler(request);
+    }
+    res.writeHead(answer.status, answer.headers ?? {});
+    res.end(answer.body ?? '');
+  }
+}

@@ -1,0 +1,125 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, expect, inject } from 'vitest';
+import { buildApp, type App } from '../src/app.js';
+import { loadConfig } from '../src/config.js';
+import { createPool } from '../src/db/pool.js';
+import { verifyLedger } from '../src/ledger/verify.js';
+import { createLogger } from '../src/logger.js';
+import { buildServices, type Services } from '../src/services.js';
+import { createTestDatabase, dropTestDatabase, withDatabase } from './db.js';
+import { deviceToken } from './fakes/device-check.js';
+
+/**
+ * Builds the real app against its own fresh PostgreSQL database and offers the verbs tests read
+ * like: createGuest(), get/post/patch with a user's token. Requests go in-process (app.request).
+ */
+
+export const TEST_JWT_SECRET = 'test-secret-that-is-long-enough-for-hs256-0123456789';
+
+export interface Guest {
+  userId: string;
+  deviceId: string;
+  accessToken: string;
+  refreshToken: string;
+  credits: number;
+}
+
+export interface RequestOptions {
+  token?: string | null;
+  headers?: Record<string, string>;
+  body?: unknown;
+  rawBody?: string;
+}
+
+export class TestApp {
+  constructor(
+    readonly app: App,
+    readonly services: Services,
+    readonly dbName: string,
+    readonly dbUrl: string,
+  ) {}
+
+  get db() {
+    return this.services.db;
+  }
+
+  async request(method: string, path: string, opts: RequestOptions = {}): Promise<Response> {
+    const headers: Record<string, string> = { ...opts.headers };
+    if (opts.token) headers.authorization = `Bearer ${opts.token}`;
+    if (this.services.config.anonKey && headers.apikey === undefined) headers.apikey = this.services.config.anonKey;
+    let body: string | undefined = opts.rawBody;
+    if (opts.body !== undefined) {
+      body = JSON.stringify(opts.body);
+      headers['content-type'] ??= 'application/json';
+    }
+    return this.app.request(path, { method, headers, body });
+  }
+
+  get = (path: string, opts?: RequestOptions) => this.request('GET', path, opts);
+  post = (path: string, opts?: RequestOptions) => this.request('POST', path, opts);
+  patch = (path: string, opts?: RequestOptions) => this.request('PATCH', path, opts);
+
+  /** POST/GET and parse JSON, failing with the body when the status is not the expected one. */
+  async json<T = any>(res: Response | Promise<Response>, expectedStatus = 200): Promise<T> {
+    const r = await res;
+    const text = await r.text();
+    expect(r.status, `HTTP ${r.status}: ${text}`).toBe(expectedStatus);
+    return (text ? JSON.parse(text) : undefined) as T;
+  }
+
+  async createGuest(deviceId: string = randomUUID().toUpperCase(), device = deviceId): Promise<Guest> {
+    const body = await this.json(
+      this.post('/functions/v1/device-check', { body: { device_id: deviceId, device_token: deviceToken(device) } }),
+    );
+    return {
+      userId: body.user_id,
+      deviceId,
+      accessToken: body.access_token,
+      refreshToken: body.refresh_token,
+      credits: body.credits_remaining,
+    };
+  }
+
+  async assertLedgerInvariants(): Promise<void> {
+    const violations = await verifyLedger(this.db);
+    expect(violations, JSON.stringify(violations, null, 2)).toEqual([]);
+  }
+
+  async close(): Promise<void> {
+    await this.services.errorLog.drain();
+    await this.db.end();
+    await dropTestDatabase(inject('adminUrl'), this.dbName);
+  }
+}
+
+export async function createTestApp(env: Record<string, string | undefined> = {}): Promise<TestApp> {
+  const adminUrl = inject('adminUrl');
+  const dbName = await createTestDatabase(adminUrl);
+  const dbUrl = withDatabase(adminUrl, dbName);
+  const config = loadConfig({ NODE_ENV: 'test', JWT_SECRET: TEST_JWT_SECRET, DATABASE_URL: dbUrl, ...env });
+  const log = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
+  const db = createPool(dbUrl, 20);
+  const services = buildServices({ config, db, log });
+  return new TestApp(buildApp(services), services, dbName, dbUrl);
+}
+
+/**
+ * One app for the whole file, with the ledger invariants checked after every test
+ * (DESIGN §8). Returns a getter because the app exists only once beforeAll ran.
+ */
+export function useTestApp(env: Record<string, string | undefined> | (() => Record<string, string | undefined>) = {}): () => TestApp {
+  let t: TestApp | undefined;
+  beforeAll(async () => {
+    t = await createTestApp(typeof env === 'function' ? env() : env);
+  });
+  afterEach(async () => {
+    await t?.assertLedgerInvariants();
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+  return () => {
+    if (!t) throw new Error('test app not ready (used outside a test?)');
+    return t;
+  };
+}

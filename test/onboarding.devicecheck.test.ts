@@ -1,0 +1,84 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { FakeDeviceCheck, deviceToken } from './fakes/device-check.js';
+import { useTestApp } from './harness.js';
+
+describe('guest onboarding with Apple DeviceCheck (local fake)', () => {
+  const apple = new FakeDeviceCheck();
+  beforeAll(() => apple.start());
+  afterAll(() => apple.stop());
+  beforeEach(() => apple.server.clearFaults());
+  const t = useTestApp(() => apple.env());
+
+  const onboard = (deviceId: string, device: string) =>
+    t().post('/functions/v1/device-check', { body: { device_id: deviceId, device_token: deviceToken(device) } });
+
+  it('grants a never-seen device (Apple: "Failed to find bit state") and then sets bit0', async () => {
+    const body = await t().json(onboard(randomUUID(), 'phone-new'));
+    expect(body).toMatchObject({ is_new: true, credits_remaining: 10, initial_grant_given: true });
+    expect(apple.bits.get('phone-new')).toMatchObject({ bit0: true });
+    const user = await t().db.query('SELECT device_bit_marked_at FROM users WHERE id = $1', [body.user_id]);
+    expect(user.rows[0].device_bit_marked_at).not.toBeNull();
+    // Our provider JWT carried the key id and team (the fake verified it, or it would have answered 401).
+    expect(apple.server.calls(/query_two_bits/).length).toBeGreaterThan(0);
+  });
+
+  it('never grants twice to a physical device, even under a new device_id (reinstall)', async () => {
+    const first = await t().json(onboard(randomUUID(), 'phone-reinstalled'));
+    expect(first.credits_remaining).toBe(10);
+    const second = await t().json(onboard(randomUUID(), 'phone-reinstalled'));
+    expect(second.is_new).toBe(true);
+    expect(second.user_id).not.toBe(first.user_id);
+    expect(second.credits_remaining).toBe(0);
+    expect(second.initial_grant_given).toBe(false);
+  });
+
+  it('rejects a token Apple says is malformed with ERR_4013 and creates nothing', async () => {
+    const deviceId = randomUUID();
+    const forged = Buffer.from('not a real device token, just bytes').toString('base64');
+    const res = await t().post('/functions/v1/device-check', { body: { device_id: deviceId, device_token: forged } });
+    const body = await t().json(res, 403);
+    expect(body.error.code).toBe('ERR_4013');
+    const users = await t().db.query('SELECT 1 FROM users WHERE device_id = $1', [deviceId]);
+    expect(users.rowCount).toBe(0);
+  });
+
+  it.each([
+    ['a 500', { status: 500, body: 'Internal Server Error' }],
+    ['a 503', { status: 503, body: 'Service Unavailable' }],
+    ['a 429', { status: 429, body: 'Too Many Requests' }],
+    ['a 401 (our credentials)', { status: 401, body: 'Unable to verify authorization token' }],
+    ['no answer (timeout)', { status: 200, delayMs: Infinity }],
+    ['a body that is neither JSON nor the not-found text', { status: 200, body: '<html>oops</html>' }],
+  ])('answers ERR_5002 when Apple gives %s, and creates nothing', async (_label, fault) => {
+    apple.server.inject(/query_two_bits/, { ...fault, times: 1 });
+    const deviceId = randomUUID();
+    const body = await t().json(onboard(deviceId, `phone-${randomUUID()}`), 503);
+    expect(body.error.code).toBe('ERR_5002');
+    const users = await t().db.query('SELECT 1 FROM users WHERE device_id = $1', [deviceId]);
+    expect(users.rowCount).toBe(0);
+  });
+
+  it('keeps the grant when marking the bit fails, and marks it on the next call', async () => {
+    apple.server.inject(/update_two_bits/, { status: 503, times: 1 });
+    const deviceId = randomUUID();
+    const first = await t().json(onboard(deviceId, 'phone-flaky'));
+    expect(first.credits_remaining).toBe(10);
+    expect(apple.bits.get('phone-flaky')).toBeUndefined();
+    const again = await t().json(onboard(deviceId, 'phone-flaky'));
+    expect(again.user_id).toBe(first.user_id);
+    expect(again.credits_remaining).toBe(10);
+    expect(apple.bits.get('phone-flaky')).toMatchObject({ bit0: true });
+  });
+
+  it('100 concurrent calls for one device create one user and one grant', async () => {
+    const deviceId = randomUUID();
+    const bodies = await Promise.all(Array.from({ length: 100 }, () => t().json(onboard(deviceId, 'phone-burst'))));
+    expect(new Set(bodies.map((b) => b.user_id)).size).toBe(1);
+    const grants = await t().db.query(
+      "SELECT count(*)::int AS n FROM ledger_entries e JOIN users u ON u.id = e.user_id WHERE u.device_id = $1 AND e.kind = 'grant'",
+      [deviceId],
+    );
+    expect(grants.rows[0].n).toBe(1);
+  });
+});
