@@ -11,6 +11,8 @@ import { registerDeviceCheck } from './routes/device-check.js';
 import { registerDocs } from './routes/docs.js';
 import { registerHealth } from './routes/health.js';
 import { registerProfile } from './routes/profile.js';
+import { registerStorage } from './routes/storage.js';
+import { registerVideos } from './routes/videos.js';
 import type { Services } from './services.js';
 
 /** Builds the HTTP app from its parts. No I/O here: tests build one per database. */
@@ -45,6 +47,9 @@ export function buildApp(s: Services) {
   registerCredits(app, s);
   // catalogue
   registerCatalogue(app, s);
+  // videos and their files
+  registerVideos(app, s);
+  registerStorage(app, s);
   // operations
   registerHealth(app, s);
   registerDocs(app);

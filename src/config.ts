@@ -39,6 +39,18 @@ const EnvSchema = z
     APPLE_DEVICECHECK_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(5000),
     /** Explicit opt-out of DeviceCheck in production (e.g. a staging deploy without Apple keys). */
     DEVICECHECK_DISABLED: bool.default(false),
+    /** all = API + worker in one process (the default); api or worker to scale them separately. */
+    ROLE: z.enum(['all', 'api', 'worker']).default('all'),
+    WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(8),
+    /** How often the worker looks for delayed jobs (retries, polls), in ms. */
+    WORKER_POLL_INTERVAL_MS: z.coerce.number().int().min(50).max(60_000).default(1000),
+    SIMULATOR_DELAY_MS: z.coerce.number().int().min(0).max(600_000).default(6000),
+    SIMULATOR_FAILURE_RATE: z.coerce.number().min(0).max(1).default(0),
+    /** Largest provider result we copy into storage, and largest input image a user may upload. */
+    MAX_RESULT_BYTES: z.coerce.number().int().min(1024).default(200 * 1024 * 1024),
+    MAX_UPLOAD_BYTES: z.coerce.number().int().min(1024).max(50 * 1024 * 1024).default(10 * 1024 * 1024),
+    SIGNED_URL_TTL_SECONDS: z.coerce.number().int().min(60).max(7 * 86_400).default(3600),
+    IDEMPOTENCY_KEY_TTL_HOURS: z.coerce.number().int().min(24).max(24 * 30).default(24),
   })
   .superRefine((env, ctx) => {
     const dc = [env.APPLE_TEAM_ID, env.APPLE_DEVICECHECK_KEY_ID, env.APPLE_DEVICECHECK_PRIVATE_KEY];
@@ -83,13 +95,19 @@ export interface Config {
   dataDir: string;
   databaseUrl: string | undefined;
   databasePoolMax: number;
-  publicUrl: string | undefined;
+  publicUrl: string;
   jwt: { secret: string; issuer: string; accessTtlSeconds: number; refreshTtlDays: number; generated: boolean };
   anonKey: string | undefined;
   legacyAnonClients: boolean;
   maxJsonBodyBytes: number;
   initialGrantCredits: number;
   deviceCheck: DeviceCheckConfig | undefined;
+  role: 'all' | 'api' | 'worker';
+  worker: { concurrency: number; pollIntervalMs: number };
+  simulator: { delayMs: number; failureRate: number };
+  limits: { maxResultBytes: number; maxUploadBytes: number };
+  signedUrlTtlSeconds: number;
+  idempotencyKeyTtlHours: number;
 }
 
 export class ConfigError extends Error {
@@ -115,7 +133,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     dataDir: e.DATA_DIR,
     databaseUrl: e.DATABASE_URL,
     databasePoolMax: e.DATABASE_POOL_MAX,
-    publicUrl: e.PUBLIC_URL,
+    publicUrl: (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, ''),
     jwt: {
       // Without a configured secret (the embedded demo) main.ts persists one under DATA_DIR so
       // sessions survive restarts; this placeholder is replaced there.
@@ -139,5 +157,11 @@ export function loadConfig(source: Record<string, string | undefined> = process.
             timeoutMs: e.APPLE_DEVICECHECK_TIMEOUT_MS,
           }
         : undefined,
+    role: e.ROLE,
+    worker: { concurrency: e.WORKER_CONCURRENCY, pollIntervalMs: e.WORKER_POLL_INTERVAL_MS },
+    simulator: { delayMs: e.SIMULATOR_DELAY_MS, failureRate: e.SIMULATOR_FAILURE_RATE },
+    limits: { maxResultBytes: e.MAX_RESULT_BYTES, maxUploadBytes: e.MAX_UPLOAD_BYTES },
+    signedUrlTtlSeconds: e.SIGNED_URL_TTL_SECONDS,
+    idempotencyKeyTtlHours: e.IDEMPOTENCY_KEY_TTL_HOURS,
   };
 }

@@ -8,6 +8,9 @@ import { ConfigError, loadConfig, type Config } from './config.js';
 import { startEmbeddedDatabase, type EmbeddedDatabase } from './db/embedded.js';
 import { migrate } from './db/migrate.js';
 import { createPool } from './db/pool.js';
+import { deleteExpiredKeys } from './db/queries/idempotency.js';
+import { installQueueSchema } from './jobs/queue.js';
+import { startWorker } from './jobs/worker.js';
 import { createLogger, type Logger } from './logger.js';
 import { buildServices } from './services.js';
 
@@ -64,15 +67,30 @@ async function main() {
   }
 
   await migrate(databaseUrl, log);
+  await installQueueSchema(databaseUrl);
   config = { ...config, jwt: { ...config.jwt, secret: await jwtSecretFor(config, log) } };
   warnAboutModes(config, log);
 
   const db = createPool(databaseUrl, config.databasePoolMax);
   const services = buildServices({ config, db, log, defaultMetrics: true });
-  const app = buildApp(services);
-  const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, (info) => {
-    log.info({ port: info.port, embedded: Boolean(embedded) }, `rendio listening on http://localhost:${info.port}`);
-  });
+  const worker =
+    config.role === 'api'
+      ? undefined
+      : await startWorker({
+          pool: db,
+          jobs: services.jobs,
+          cleanupIdempotencyKeys: () => deleteExpiredKeys(db),
+          concurrency: config.worker.concurrency,
+          pollIntervalMs: config.worker.pollIntervalMs,
+          log,
+        });
+  const server =
+    config.role === 'worker'
+      ? undefined
+      : serve({ fetch: buildApp(services).fetch, port: config.port, hostname: config.host }, (info) => {
+          log.info({ port: info.port, role: config.role, embedded: Boolean(embedded) }, `rendio listening on http://localhost:${info.port}`);
+        });
+  if (!server) log.info('worker started (ROLE=worker: no HTTP)');
 
   let stopping = false;
   const shutdown = async (signal: string) => {
@@ -85,7 +103,9 @@ async function main() {
     }, 15_000);
     force.unref();
     // Order matters: stop taking requests and let in-flight ones finish, then the pool, then postgres.
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    // Running tasks finish (graphile-worker waits for them); unfinished ones are retried elsewhere.
+    await worker?.stop();
     await services.errorLog.drain();
     await db.end();
     await embedded?.stop();

@@ -7,6 +7,10 @@ import type { Config } from './config.js';
 import type { ErrorLogWriter } from './http/error-log.js';
 import type { Metrics } from './http/metrics.js';
 import type { Logger } from './logger.js';
+import type { ProviderRegistry } from './providers/registry.js';
+import type { ObjectStore } from './storage/types.js';
+import type { GenerationService } from './jobs/generate.js';
+import type { VideoJobService } from './jobs/video-jobs.js';
 
 /** Everything a route may use, built once at start-up (main.ts) or per test (test/harness.ts). */
 export interface Services {
@@ -19,6 +23,10 @@ export interface Services {
   sessions: SessionService;
   onboarding: OnboardingService;
   deviceCheck: DeviceCheckClient | undefined;
+  store: ObjectStore;
+  providers: ProviderRegistry;
+  jobs: VideoJobService;
+  generation: GenerationService;
 }
 
 import { AppleDeviceCheck } from './apple/device-check.js';
@@ -27,6 +35,13 @@ import { SessionService as Sessions } from './auth/sessions.js';
 import { AccessTokens as Tokens } from './auth/tokens.js';
 import { ErrorLogWriter as ErrorLog } from './http/error-log.js';
 import { Metrics as MetricsRegistry } from './http/metrics.js';
+import { GenerationService as Generation } from './jobs/generate.js';
+import { VideoJobService as VideoJobs } from './jobs/video-jobs.js';
+import { ProviderRegistry as Providers } from './providers/registry.js';
+import { SimulatorProvider } from './providers/simulator.js';
+import type { ProviderAdapter, ProviderName } from './providers/types.js';
+import { LocalObjectStore } from './storage/local.js';
+import path from 'node:path';
 
 /** Wires the services from parsed config and an open pool. The one place implementations are chosen. */
 export function buildServices(opts: {
@@ -35,6 +50,11 @@ export function buildServices(opts: {
   log: Logger;
   defaultMetrics?: boolean;
   now?: () => number;
+  /** Tests plug providers in here (e.g. adapters pointed at local fakes). */
+  providers?: Partial<Record<ProviderName, ProviderAdapter>>;
+  store?: ObjectStore;
+  /** Called after each job state change (SSE wake-ups). */
+  notifyJob?: (jobId: string) => Promise<void>;
 }): Services {
   const { config, db, log } = opts;
   const metrics = new MetricsRegistry({ defaultMetrics: opts.defaultMetrics });
@@ -43,8 +63,19 @@ export function buildServices(opts: {
   const sessions = new Sessions(db, tokens, config.jwt.refreshTtlDays);
   const deviceCheck = config.deviceCheck ? new AppleDeviceCheck(config.deviceCheck, opts.now) : undefined;
   const onboarding = new Onboarding(db, sessions, deviceCheck, config.initialGrantCredits, log);
+  const store = opts.store ?? new LocalObjectStore(path.join(path.resolve(config.dataDir), 'storage'), config.publicUrl, config.jwt.secret);
+  const providers = new Providers(
+    { simulator: new SimulatorProvider({ delayMs: config.simulator.delayMs, failureRate: config.simulator.failureRate }), ...opts.providers },
+    log,
+  );
+  const jobs = new VideoJobs(db, providers, store, log, {
+    webhookBaseUrl: config.publicUrl,
+    maxResultBytes: config.limits.maxResultBytes,
+    notify: opts.notifyJob,
+  });
+  const generation = new Generation(db, jobs, providers, config.publicUrl);
   metrics.gauge('rendio_db_pool_total', 'Connections in the pool', () => db.totalCount);
   metrics.gauge('rendio_db_pool_waiting', 'Requests waiting for a connection', () => db.waitingCount);
   metrics.gauge('rendio_error_log_dropped', 'error_log rows not stored (overload or database down)', () => errorLog.dropped);
-  return { config, db, log, metrics, errorLog, tokens, sessions, onboarding, deviceCheck };
+  return { config, db, log, metrics, errorLog, tokens, sessions, onboarding, deviceCheck, store, providers, jobs, generation };
 }

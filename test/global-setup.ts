@@ -4,6 +4,7 @@ import pg from 'pg';
 import type { TestProject } from 'vitest/node';
 import { startEmbeddedDatabase, type EmbeddedDatabase } from '../src/db/embedded.js';
 import { migrate } from '../src/db/migrate.js';
+import { installQueueSchema } from '../src/jobs/queue.js';
 import { createLogger } from '../src/logger.js';
 import { TEMPLATE_DB, adminQuery, withDatabase } from './db.js';
 
@@ -51,6 +52,7 @@ export default async function setup(project: TestProject) {
   await adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${TEMPLATE_DB} WITH (FORCE)`);
   await adminQuery(adminUrl, `CREATE DATABASE ${TEMPLATE_DB}`);
   await migrate(withDatabase(adminUrl, TEMPLATE_DB));
+  await installQueueSchema(withDatabase(adminUrl, TEMPLATE_DB));
   project.provide('adminUrl', adminUrl);
 
   return async () => {

@@ -2,7 +2,11 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, expect, inject } from 'vitest';
 import { buildApp, type App } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
+import type { Runner } from 'graphile-worker';
 import { createPool } from '../src/db/pool.js';
+import { deleteExpiredKeys } from '../src/db/queries/idempotency.js';
+import { startWorker } from '../src/jobs/worker.js';
+import type { ProviderAdapter, ProviderName } from '../src/providers/types.js';
 import { verifyLedger } from '../src/ledger/verify.js';
 import { createLogger } from '../src/logger.js';
 import { buildServices, type Services } from '../src/services.js';
@@ -32,6 +36,8 @@ export interface RequestOptions {
 }
 
 export class TestApp {
+  private worker: Runner | undefined;
+
   constructor(
     readonly app: App,
     readonly services: Services,
@@ -80,26 +86,71 @@ export class TestApp {
     };
   }
 
+  /** Runs the real worker (graphile-worker) against this app's database. */
+  async startWorker(): Promise<void> {
+    this.worker ??= await startWorker({
+      pool: this.db,
+      jobs: this.services.jobs,
+      cleanupIdempotencyKeys: () => deleteExpiredKeys(this.db),
+      concurrency: 4,
+      pollIntervalMs: 100,
+      log: this.services.log,
+    });
+  }
+
+  async stopWorker(): Promise<void> {
+    await this.worker?.stop();
+    this.worker = undefined;
+  }
+
+  /** Waits until the job reaches one of the states (public API view), failing with its last state. */
+  async waitForJob(token: string, jobId: string, states: string[] = ['completed', 'failed'], timeoutMs = 20_000): Promise<any> {
+    const deadline = Date.now() + timeoutMs;
+    let last: any;
+    while (Date.now() < deadline) {
+      last = await this.json(this.get(`/functions/v1/get-video-status?job_id=${jobId}`, { token }));
+      if (states.includes(last.status)) return last;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`job ${jobId} did not reach ${states.join('|')}: ${JSON.stringify(last)}`);
+  }
+
+  async generate(guest: Guest, body: Record<string, unknown>, key: string = randomUUID().toUpperCase()): Promise<Response> {
+    return this.post('/functions/v1/generate-video', { token: guest.accessToken, body, headers: { 'idempotency-key': key } });
+  }
+
   async assertLedgerInvariants(): Promise<void> {
     const violations = await verifyLedger(this.db);
     expect(violations, JSON.stringify(violations, null, 2)).toEqual([]);
   }
 
   async close(): Promise<void> {
+    await this.stopWorker();
     await this.services.errorLog.drain();
     await this.db.end();
     await dropTestDatabase(inject('adminUrl'), this.dbName);
   }
 }
 
-export async function createTestApp(env: Record<string, string | undefined> = {}): Promise<TestApp> {
+export interface TestAppOptions {
+  providers?: Partial<Record<ProviderName, ProviderAdapter>>;
+}
+
+export async function createTestApp(env: Record<string, string | undefined> = {}, opts: TestAppOptions = {}): Promise<TestApp> {
   const adminUrl = inject('adminUrl');
   const dbName = await createTestDatabase(adminUrl);
   const dbUrl = withDatabase(adminUrl, dbName);
-  const config = loadConfig({ NODE_ENV: 'test', JWT_SECRET: TEST_JWT_SECRET, DATABASE_URL: dbUrl, ...env });
+  const config = loadConfig({
+    NODE_ENV: 'test',
+    JWT_SECRET: TEST_JWT_SECRET,
+    DATABASE_URL: dbUrl,
+    DATA_DIR: `${process.env.TMPDIR ?? '/tmp'}/rendio-test-data/${dbName}`,
+    SIMULATOR_DELAY_MS: '300',
+    ...env,
+  });
   const log = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
   const db = createPool(dbUrl, 20);
-  const services = buildServices({ config, db, log });
+  const services = buildServices({ config, db, log, providers: opts.providers });
   return new TestApp(buildApp(services), services, dbName, dbUrl);
 }
 
@@ -107,10 +158,13 @@ export async function createTestApp(env: Record<string, string | undefined> = {}
  * One app for the whole file, with the ledger invariants checked after every test
  * (DESIGN §8). Returns a getter because the app exists only once beforeAll ran.
  */
-export function useTestApp(env: Record<string, string | undefined> | (() => Record<string, string | undefined>) = {}): () => TestApp {
+export function useTestApp(
+  env: Record<string, string | undefined> | (() => Record<string, string | undefined>) = {},
+  opts: TestAppOptions | (() => TestAppOptions) = {},
+): () => TestApp {
   let t: TestApp | undefined;
   beforeAll(async () => {
-    t = await createTestApp(typeof env === 'function' ? env() : env);
+    t = await createTestApp(typeof env === 'function' ? env() : env, typeof opts === 'function' ? opts() : opts);
   });
   afterEach(async () => {
     await t?.assertLedgerInvariants();

@@ -21,6 +21,7 @@ export const ERROR_CODES = {
   ERR_4016: { status: 415, meaning: 'unsupported media type' },
   ERR_4017: { status: 405, meaning: 'method not allowed' },
   ERR_4018: { status: 400, meaning: 'idempotency key missing or malformed' },
+  ERR_4019: { status: 409, meaning: 'cancelled by the user' },
   ERR_5001: { status: 504, meaning: 'provider timeout' },
   ERR_5002: { status: 503, meaning: 'provider or upstream service unavailable' },
   ERR_5003: { status: 422, meaning: 'provider rejected the prompt' },

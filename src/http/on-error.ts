@@ -3,6 +3,8 @@ import { HTTPException } from 'hono/http-exception';
 import { ZodError } from 'zod';
 import { DeviceCheckUnavailable, DeviceTokenRejected } from '../apple/device-check.js';
 import { UserBanned } from '../auth/onboarding.js';
+import { InvalidGenerationInput, InvalidPrompt, ModelUnavailable } from '../jobs/generate.js';
+import { StorageUnavailable } from '../storage/types.js';
 import { isDatabaseUnavailable } from '../db/pool.js';
 import { AccountNotFound, InsufficientCredits } from '../ledger/errors.js';
 import { ApiError } from './api-error.js';
@@ -20,6 +22,10 @@ export function toApiError(err: unknown, maxBodyBytes: number): ApiError {
   if (err instanceof DeviceTokenRejected) return new ApiError('ERR_4013');
   if (err instanceof DeviceCheckUnavailable) return new ApiError('ERR_5002', { service: 'apple_devicecheck' }, { 'Retry-After': '5' });
   if (err instanceof UserBanned) return new ApiError('ERR_4014');
+  if (err instanceof InvalidPrompt) return new ApiError('ERR_4003', { field: 'prompt' });
+  if (err instanceof ModelUnavailable) return new ApiError('ERR_4002', err.reason ? { reason: err.reason } : undefined);
+  if (err instanceof InvalidGenerationInput) return new ApiError('ERR_4008', { reason: err.reason, field: err.field });
+  if (err instanceof StorageUnavailable) return new ApiError('ERR_6002');
   if (err instanceof ZodError) {
     const issue = err.issues[0];
     return new ApiError('ERR_4008', { reason: issue?.message ?? 'invalid input', field: issue?.path.join('.') || undefined });

@@ -79,6 +79,15 @@ const CHECKS: { name: string; sql: string }[] = [
            GROUP BY transaction_id HAVING count(*) > 1`,
   },
   {
+    name: 'every job holds exactly its price, and its hold ends with it (captured if completed, released if failed)',
+    sql: `SELECT j.job_id, j.status, j.credits_used, h.amount, h.status AS hold_status
+            FROM video_jobs j JOIN credit_holds h ON h.id = j.hold_id
+           WHERE h.amount <> j.credits_used
+              OR (j.status = 'completed' AND h.status <> 'captured')
+              OR (j.status = 'failed' AND h.status <> 'released')
+              OR (j.status NOT IN ('completed', 'failed') AND h.status <> 'open')`,
+  },
+  {
     name: 'the initial grant happens at most once per user',
     sql: `SELECT user_id, count(*) AS grants FROM ledger_entries WHERE kind = 'grant' GROUP BY user_id HAVING count(*) > 1`,
   },

@@ -78,3 +78,16 @@ export async function queryThemes(db: Queryable, q: RestQuery): Promise<Record<s
   const { rows } = await db.query(`SELECT ${q.select.join(', ')} FROM themes WHERE is_available${tail.sql}`, tail.values);
   return rows;
 }
+
+export async function findModel(db: Queryable, id: string): Promise<ModelRow | undefined> {
+  const { rows } = await db.query<ModelRow>('SELECT * FROM models WHERE id = $1', [id]);
+  return rows[0];
+}
+
+export async function findTheme(db: Queryable, id: string) {
+  const { rows } = await db.query<{ id: string; model_id: string; default_settings: Record<string, unknown> | null; is_available: boolean }>(
+    'SELECT id, model_id, default_settings, is_available FROM themes WHERE id = $1',
+    [id],
+  );
+  return rows[0];
+}

@@ -1,0 +1,126 @@
+import { resolveSettings, priceFor, type RequestedSettings } from '../catalogue/pricing.js';
+import { withTransaction, type Queryable } from '../db/pool.js';
+import { findModel, findTheme } from '../db/queries/catalogue.js';
+import { findObject } from '../db/queries/storage.js';
+import type { ProviderRegistry } from '../providers/registry.js';
+import { INPUT_BUCKET } from '../storage/types.js';
+import type { VideoJobService } from './video-jobs.js';
+
+/**
+ * generate-video's business rules: everything is validated before any money moves, the price
+ * comes from the server's catalogue (never the client), and hold + job + queue entry + the
+ * idempotent response commit in one transaction.
+ */
+
+export class InvalidPrompt extends Error {}
+export class ModelUnavailable extends Error {
+  constructor(readonly reason?: string) {
+    super('model not available');
+  }
+}
+export class InvalidGenerationInput extends Error {
+  constructor(
+    readonly field: string,
+    readonly reason: string,
+  ) {
+    super(reason);
+  }
+}
+
+export interface GenerateRequest {
+  userId: string;
+  modelId?: string;
+  themeId?: string;
+  prompt: string;
+  settings?: RequestedSettings;
+  imageUrl?: string;
+}
+
+export interface GenerateResponse {
+  job_id: string;
+  status: 'pending';
+  credits_used: number;
+  credits_remaining: number;
+}
+
+const PROMPT_MIN = 3;
+const PROMPT_MAX = 5000;
+
+export class GenerationService {
+  constructor(
+    private readonly db: Queryable,
+    private readonly jobs: VideoJobService,
+    private readonly providers: ProviderRegistry,
+    private readonly publicUrl: string,
+  ) {}
+
+  /** Accepts only images the user uploaded to our own public inputs bucket (no SSRF, no hotlinking). */
+  private async validateImage(userId: string, imageUrl: string): Promise<string> {
+    let url: URL;
+    try {
+      url = new URL(imageUrl);
+    } catch {
+      throw new InvalidGenerationInput('image_url', 'image_url is not a URL');
+    }
+    const ours = new URL(this.publicUrl);
+    const prefix = `/storage/v1/object/public/${INPUT_BUCKET}/`;
+    if (url.origin !== ours.origin || !url.pathname.startsWith(prefix)) {
+      throw new InvalidGenerationInput('image_url', `image_url must be an image uploaded to ${ours.origin}${prefix}`);
+    }
+    const key = decodeURIComponent(url.pathname.slice(prefix.length));
+    if (!key.startsWith(`${userId}/`)) throw new InvalidGenerationInput('image_url', 'image_url must be one of your own uploads');
+    const object = await findObject(this.db, INPUT_BUCKET, key);
+    if (!object || object.owner_id !== userId) throw new InvalidGenerationInput('image_url', 'image_url does not exist');
+    return `${ours.origin}${prefix}${key}`;
+  }
+
+  async generate(req: GenerateRequest, complete: (tx: Queryable, status: number, body: GenerateResponse) => Promise<void>): Promise<GenerateResponse> {
+    const prompt = req.prompt.trim();
+    if (prompt.length < PROMPT_MIN || prompt.length > PROMPT_MAX) throw new InvalidPrompt();
+
+    let themeDefaults: RequestedSettings = {};
+    let modelId = req.modelId;
+    if (req.themeId) {
+      const theme = await findTheme(this.db, req.themeId);
+      if (!theme || !theme.is_available) throw new InvalidGenerationInput('theme_id', 'theme not found or not available');
+      modelId ??= theme.model_id;
+      themeDefaults = (theme.default_settings ?? {}) as RequestedSettings;
+    }
+    if (!modelId) throw new InvalidGenerationInput('model_id', 'send model_id or theme_id');
+    const model = await findModel(this.db, modelId);
+    if (!model || !model.is_available) throw new ModelUnavailable(model?.unavailable_reason ?? undefined);
+
+    let settings;
+    try {
+      settings = resolveSettings(model, req.settings ?? {}, themeDefaults);
+    } catch (err) {
+      const e = err as { field?: string; message: string };
+      throw new InvalidGenerationInput(`settings.${e.field ?? 'unknown'}`, e.message);
+    }
+    let imageUrl: string | null = null;
+    if (model.required_fields.requires_image) {
+      if (!req.imageUrl) throw new InvalidGenerationInput('image_url', 'this model needs an image: upload one and send image_url');
+      imageUrl = await this.validateImage(req.userId, req.imageUrl);
+    } else if (req.imageUrl) {
+      throw new InvalidGenerationInput('image_url', 'this model does not take an image');
+    }
+
+    const price = priceFor(model, settings.duration);
+    return withTransaction(this.db, async (tx) => {
+      const { jobId, available } = await this.jobs.create(tx, {
+        userId: req.userId,
+        modelId: model.id,
+        themeId: req.themeId ?? null,
+        prompt,
+        settings: { ...settings },
+        imageUrl,
+        provider: this.providers.route(model.provider),
+        price,
+        deadlineSeconds: model.deadline_seconds,
+      });
+      const body: GenerateResponse = { job_id: jobId, status: 'pending', credits_used: price, credits_remaining: available };
+      await complete(tx, 200, body);
+      return body;
+    });
+  }
+}

@@ -1,0 +1,46 @@
+import { runMigrations } from 'graphile-worker';
+import pg from 'pg';
+import type { Queryable } from '../db/pool.js';
+
+/**
+ * The durable queue is graphile-worker (PostgreSQL, SKIP LOCKED, LISTEN/NOTIFY). Jobs are added
+ * with its SQL function inside OUR transaction, so a video job, its hold and its first queue
+ * entry commit together or not at all (no outbox needed).
+ */
+
+export type TaskName = 'submit_video_job' | 'poll_video_job' | 'ingest_video_job' | 'sweep_video_jobs' | 'cleanup_idempotency_keys';
+
+export interface EnqueueOptions {
+  runAt?: Date;
+  /** Same key replaces the pending job (graphile's job_key, mode replace): one poll per video job. */
+  jobKey?: string;
+  maxAttempts?: number;
+}
+
+export async function enqueue(db: Queryable, task: TaskName, payload: Record<string, unknown>, opts: EnqueueOptions = {}): Promise<void> {
+  await db.query('SELECT graphile_worker.add_job($1, $2::json, run_at := $3, job_key := $4, max_attempts := $5)', [
+    task,
+    JSON.stringify(payload),
+    opts.runAt ?? null,
+    opts.jobKey ?? null,
+    opts.maxAttempts ?? 25,
+  ]);
+}
+
+/** Installs or upgrades graphile-worker's own schema (it versions itself). */
+export async function installQueueSchema(connectionString: string): Promise<void> {
+  const pool = new pg.Pool({ connectionString, max: 1 });
+  try {
+    await runMigrations({ pgPool: pool });
+  } finally {
+    await pool.end();
+  }
+}
+
+/** Full-jitter exponential backoff (AWS): random(0, min(cap, base·2^attempt)), never below Retry-After. */
+export function backoffMs(attempt: number, opts: { baseMs?: number; capMs?: number; retryAfterMs?: number } = {}): number {
+  const base = opts.baseMs ?? 2000;
+  const cap = opts.capMs ?? 5 * 60_000;
+  const ceiling = Math.min(cap, base * 2 ** Math.min(attempt, 20));
+  return Math.max(opts.retryAfterMs ?? 0, Math.floor(Math.random() * ceiling));
+}

@@ -1,0 +1,266 @@
+import { randomUUID } from 'node:crypto';
+import { withTransaction, type Queryable } from '../db/pool.js';
+import * as jobsDb from '../db/queries/video-jobs.js';
+import { recordObject, markObjectDeleted } from '../db/queries/storage.js';
+import * as ledger from '../ledger/ledger.js';
+import type { Logger } from '../logger.js';
+import type { ProviderRegistry } from '../providers/registry.js';
+import { ProviderError, type FailureCode, type ProviderStatus } from '../providers/types.js';
+import { RESULTS_BUCKET, type ObjectStore } from '../storage/types.js';
+import { backoffMs, enqueue } from './queue.js';
+
+/**
+ * The video job state machine (DESIGN §5): queued → submitted → processing → ingesting →
+ * completed | failed. Every path ends a job in a transaction that also ends its hold — captured
+ * with the video, released with the failure — and re-checks the job's state under a row lock, so
+ * a racing webhook, poll, sweep or delete can finish a job at most once.
+ */
+
+const SUBMIT_LEASE_SECONDS = 90;
+/** Jobs quiet this long get a nudge from the sweeper (a lost queue entry can never strand a job). */
+const QUIET_SECONDS = 120;
+
+export interface NewJob {
+  userId: string;
+  modelId: string;
+  themeId: string | null;
+  prompt: string;
+  settings: Record<string, unknown>;
+  imageUrl: string | null;
+  provider: string;
+  price: number;
+  deadlineSeconds: number;
+}
+
+export class VideoJobService {
+  constructor(
+    private readonly db: Queryable,
+    private readonly providers: ProviderRegistry,
+    private readonly store: ObjectStore,
+    private readonly log: Logger,
+    private readonly opts: { webhookBaseUrl: string; maxResultBytes: number; notify?: (jobId: string) => Promise<void> },
+  ) {}
+
+  /**
+   * Inside the caller's transaction: hold the price, insert the job, enqueue its submission.
+   * Throws InsufficientCredits (nothing written) when the user cannot afford it.
+   */
+  async create(tx: Queryable, j: NewJob): Promise<{ jobId: string; available: number }> {
+    const jobId = randomUUID();
+    const { holdId, account } = await ledger.hold(tx, { userId: j.userId, amount: j.price, jobId });
+    await jobsDb.insertJob(tx, { ...j, jobId, creditsUsed: j.price, holdId });
+    await enqueue(tx, 'submit_video_job', { jobId }, { jobKey: `submit:${jobId}` });
+    return { jobId, available: account.available };
+  }
+
+  /** Sends a queued job to its provider. Safe to run twice: the lease and the status guard it. */
+  async submit(jobId: string): Promise<void> {
+    const job = await jobsDb.claimSubmit(this.db, jobId, SUBMIT_LEASE_SECONDS);
+    if (!job) return; // already submitted, finished, or another worker holds the lease
+    if (job.deleted_at) return void (await this.fail(jobId, 'ERR_5002', 'cancelled before submission'));
+    if (new Date(job.deadline_at).getTime() <= Date.now()) {
+      return void (await this.fail(jobId, 'ERR_5001', 'the provider could not be reached before the deadline'));
+    }
+    const provider = this.providers.for(job.provider);
+    let submitted: { providerJobId: string; state?: Record<string, unknown> };
+    try {
+      submitted = await provider.submit({
+        jobId,
+        providerModelId: job.provider_model_id,
+        category: job.category,
+        prompt: job.prompt,
+        settings: job.settings,
+        imageUrl: job.image_url ?? undefined,
+        webhookUrl: provider.webhooks ? `${this.opts.webhookBaseUrl}/functions/v1/provider-webhook/${provider.name}` : undefined,
+      });
+    } catch (err) {
+      return this.onProviderError(job, err, 'submit_video_job', `submit:${jobId}`);
+    }
+    const saved = await jobsDb.markSubmitted(this.db, jobId, submitted.providerJobId, submitted.state ?? null);
+    if (!saved) {
+      // Cancelled or timed out while we were submitting: don't leave the provider working for nothing.
+      await provider.cancel({ providerJobId: submitted.providerJobId, state: submitted.state ?? null, providerModelId: job.provider_model_id }).catch(() => undefined);
+      return;
+    }
+    this.log.info({ jobId, provider: provider.name, providerJobId: submitted.providerJobId }, 'video job submitted');
+    await this.schedulePoll(jobId, provider.webhooks ? 60 : provider.pollIntervalSeconds);
+    await this.opts.notify?.(jobId);
+  }
+
+  /** Asks the provider how the job is doing (providers without webhooks, and as a webhook fallback). */
+  async poll(jobId: string): Promise<void> {
+    const job = await jobsDb.findJob(this.db, jobId);
+    if (!job || !['submitted', 'processing'].includes(job.status) || !job.provider_job_id) {
+      if (job?.status === 'ingesting') await this.ingest(jobId);
+      return;
+    }
+    if (new Date(job.deadline_at).getTime() <= Date.now()) return this.timeOut(job);
+    const provider = this.providers.for(job.provider);
+    let status: ProviderStatus;
+    try {
+      status = await provider.status({ providerJobId: job.provider_job_id, state: job.provider_state, providerModelId: job.provider_model_id });
+    } catch (err) {
+      return this.onProviderError(job, err, 'poll_video_job', `poll:${jobId}`);
+    }
+    await jobsDb.touchPolled(this.db, jobId);
+    await this.applyStatus(job, status);
+  }
+
+  /** One place turns a provider status into our state, for polls and webhooks alike. */
+  async applyStatus(job: jobsDb.VideoJobRow, status: ProviderStatus): Promise<void> {
+    const provider = this.providers.for(job.provider);
+    switch (status.state) {
+      case 'queued':
+        await this.schedulePoll(job.job_id, provider.webhooks ? 60 : provider.pollIntervalSeconds);
+        return;
+      case 'running':
+        if (await jobsDb.markProcessing(this.db, job.job_id)) await this.opts.notify?.(job.job_id);
+        await this.schedulePoll(job.job_id, provider.webhooks ? 60 : provider.pollIntervalSeconds);
+        return;
+      case 'failed':
+        await this.fail(job.job_id, status.code, status.message);
+        return;
+      case 'succeeded':
+        if (await jobsDb.markIngesting(this.db, job.job_id, { ...status.output })) {
+          await enqueue(this.db, 'ingest_video_job', { jobId: job.job_id }, { jobKey: `ingest:${job.job_id}` });
+          await this.opts.notify?.(job.job_id);
+        }
+        return;
+    }
+  }
+
+  /** Copies the result into our storage, then completes the job and captures its hold in one transaction. */
+  async ingest(jobId: string): Promise<void> {
+    const job = await jobsDb.findJob(this.db, jobId);
+    if (!job || job.status !== 'ingesting') return;
+    const output = (job.provider_state?.output ?? {}) as { videoUrl?: string; thumbnailUrl?: string };
+    if (!output.videoUrl) return void (await this.fail(jobId, 'ERR_5002', 'the provider reported success without a video'));
+    const provider = this.providers.for(job.provider);
+    const month = new Date().toISOString().slice(0, 7);
+    const videoKey = `${job.user_id}/${month}/${jobId}.mp4`;
+    let thumbnailKey: string | null = null;
+    try {
+      const video = await provider.download(output.videoUrl, this.opts.maxResultBytes);
+      await this.store.put(RESULTS_BUCKET, videoKey, video);
+      await recordObject(this.db, { bucket: RESULTS_BUCKET, key: videoKey, ownerId: job.user_id, size: video.bytes.length, contentType: video.contentType });
+      if (output.thumbnailUrl) {
+        const thumb = await provider.download(output.thumbnailUrl, 10 * 1024 * 1024).catch((err) => {
+          this.log.warn({ err, jobId }, 'thumbnail download failed; completing without one');
+          return undefined;
+        });
+        if (thumb) {
+          thumbnailKey = `${job.user_id}/${month}/${jobId}.jpg`;
+          await this.store.put(RESULTS_BUCKET, thumbnailKey, thumb);
+          await recordObject(this.db, { bucket: RESULTS_BUCKET, key: thumbnailKey, ownerId: job.user_id, size: thumb.bytes.length, contentType: thumb.contentType });
+        }
+      }
+    } catch (err) {
+      if (err instanceof ProviderError && !err.retryable) return void (await this.fail(jobId, err.code, err.message));
+      if (new Date(job.deadline_at).getTime() <= Date.now()) return void (await this.fail(jobId, 'ERR_5001', 'could not copy the result before the deadline'));
+      throw err; // the queue retries the ingest with backoff
+    }
+    const finished = await withTransaction(this.db, async (tx) => {
+      const locked = await jobsDb.lockJob(tx, jobId);
+      if (!locked || locked.status !== 'ingesting') return false;
+      await ledger.capture(tx, { holdId: locked.hold_id });
+      await jobsDb.setCompleted(tx, jobId, videoKey, thumbnailKey);
+      return true;
+    });
+    if (finished) {
+      this.log.info({ jobId, credits: job.credits_used }, 'video job completed');
+      await this.opts.notify?.(jobId);
+    }
+  }
+
+  /** Fails a job and releases its hold, atomically and at most once. Returns false if it had already ended. */
+  async fail(jobId: string, code: FailureCode | string, message: string): Promise<boolean> {
+    const failed = await withTransaction(this.db, async (tx) => {
+      const job = await jobsDb.lockJob(tx, jobId);
+      if (!job || job.status === 'completed' || job.status === 'failed') return false;
+      await ledger.release(tx, { holdId: job.hold_id, reason: `${code}: ${message}`.slice(0, 500) });
+      await jobsDb.setFailed(tx, jobId, code, message);
+      return true;
+    });
+    if (failed) {
+      this.log.info({ jobId, code, message }, 'video job failed; credits released');
+      await this.opts.notify?.(jobId);
+    }
+    return failed;
+  }
+
+  private async timeOut(job: jobsDb.VideoJobRow): Promise<void> {
+    if (await this.fail(job.job_id, 'ERR_5001', 'the provider did not deliver before the deadline')) {
+      await this.cancelAtProvider(job);
+    }
+  }
+
+  private async cancelAtProvider(job: jobsDb.VideoJobRow): Promise<void> {
+    if (!job.provider_job_id) return;
+    await this.providers
+      .for(job.provider)
+      .cancel({ providerJobId: job.provider_job_id, state: job.provider_state, providerModelId: job.provider_model_id })
+      .catch((err) => this.log.warn({ err, jobId: job.job_id }, 'provider cancel failed'));
+  }
+
+  private async schedulePoll(jobId: string, seconds: number): Promise<void> {
+    await enqueue(this.db, 'poll_video_job', { jobId }, { jobKey: `poll:${jobId}`, runAt: new Date(Date.now() + seconds * 1000) });
+  }
+
+  /** Retryable provider trouble: back off with full jitter and try again; anything else fails the job. */
+  private async onProviderError(job: jobsDb.VideoJobRow, err: unknown, task: 'submit_video_job' | 'poll_video_job', jobKey: string) {
+    if (!(err instanceof ProviderError)) throw err;
+    if (!err.retryable) {
+      await this.fail(job.job_id, err.code, err.message);
+      await this.cancelAtProvider(job);
+      return;
+    }
+    const delay = backoffMs(job.attempts, { retryAfterMs: err.retryAfterMs });
+    if (Date.now() + delay >= new Date(job.deadline_at).getTime()) {
+      await this.fail(job.job_id, err.code === 'ERR_5003' ? 'ERR_5002' : 'ERR_5001', `gave up before the deadline: ${err.message}`);
+      await this.cancelAtProvider(job);
+      return;
+    }
+    this.log.warn({ jobId: job.job_id, task, delayMs: delay, err: err.message }, 'provider call failed; will retry');
+    if (task === 'submit_video_job') await jobsDb.releaseSubmitLease(this.db, job.job_id);
+    if (task === 'poll_video_job') await this.db.query('UPDATE video_jobs SET attempts = attempts + 1 WHERE job_id = $1', [job.job_id]);
+    await enqueue(this.db, task, { jobId: job.job_id }, { jobKey, runAt: new Date(Date.now() + delay) });
+  }
+
+  /** Every minute: fail what is past its deadline, and nudge whatever went quiet. */
+  async sweep(): Promise<{ timedOut: number; nudged: number }> {
+    let timedOut = 0;
+    let nudged = 0;
+    for (const stale of await jobsDb.findStaleJobs(this.db, QUIET_SECONDS)) {
+      const job = await jobsDb.findJob(this.db, stale.job_id);
+      if (!job) continue;
+      if (stale.overdue && job.status !== 'ingesting') {
+        await this.timeOut(job);
+        timedOut++;
+        continue;
+      }
+      const task = job.status === 'queued' ? 'submit_video_job' : job.status === 'ingesting' ? 'ingest_video_job' : 'poll_video_job';
+      const prefix = task === 'submit_video_job' ? 'submit' : task === 'ingest_video_job' ? 'ingest' : 'poll';
+      await enqueue(this.db, task, { jobId: job.job_id }, { jobKey: `${prefix}:${job.job_id}` });
+      await this.db.query('UPDATE video_jobs SET updated_at = now() WHERE job_id = $1', [job.job_id]);
+      nudged++;
+    }
+    if (timedOut || nudged) this.log.info({ timedOut, nudged }, 'video job sweep');
+    return { timedOut, nudged };
+  }
+
+  /** The owner deletes a job: a running one is cancelled and refunded first; stored files are removed. */
+  async delete(userId: string, jobId: string): Promise<boolean> {
+    const job = await jobsDb.findJob(this.db, jobId);
+    if (!job || job.user_id !== userId || job.deleted_at) return false;
+    if (job.status !== 'completed' && job.status !== 'failed') {
+      if (await this.fail(jobId, 'ERR_4019', 'cancelled by the user')) await this.cancelAtProvider(job);
+    }
+    await jobsDb.setDeleted(this.db, jobId);
+    for (const key of [job.video_key, job.thumbnail_key]) {
+      if (!key) continue;
+      await this.store.delete(RESULTS_BUCKET, key);
+      await markObjectDeleted(this.db, RESULTS_BUCKET, key);
+    }
+    return true;
+  }
+}

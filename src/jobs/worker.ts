@@ -1,0 +1,54 @@
+import { Logger as GraphileLogger, run, type Runner, type TaskList } from 'graphile-worker';
+import type pg from 'pg';
+import type { Logger } from '../logger.js';
+import type { VideoJobService } from './video-jobs.js';
+
+/**
+ * The worker role: graphile-worker runs our tasks (at least once each, so every task is
+ * idempotent) and the schedules. Signals are ours to handle (main.ts), not graphile's.
+ */
+
+interface JobPayload {
+  jobId: string;
+}
+
+function payload(p: unknown): JobPayload {
+  const jobId = (p as Partial<JobPayload> | null)?.jobId;
+  if (typeof jobId !== 'string') throw new Error('task payload lacks jobId');
+  return { jobId };
+}
+
+export function taskList(jobs: VideoJobService, cleanupIdempotencyKeys: () => Promise<number>): TaskList {
+  return {
+    submit_video_job: async (p) => jobs.submit(payload(p).jobId),
+    poll_video_job: async (p) => jobs.poll(payload(p).jobId),
+    ingest_video_job: async (p) => jobs.ingest(payload(p).jobId),
+    sweep_video_jobs: async () => void (await jobs.sweep()),
+    cleanup_idempotency_keys: async () => void (await cleanupIdempotencyKeys()),
+  };
+}
+
+export async function startWorker(opts: {
+  pool: pg.Pool;
+  jobs: VideoJobService;
+  cleanupIdempotencyKeys: () => Promise<number>;
+  concurrency: number;
+  pollIntervalMs: number;
+  log: Logger;
+}): Promise<Runner> {
+  const log = opts.log.child({ component: 'worker' });
+  const logger = new GraphileLogger(() => (level, message, meta) => {
+    const fn = level === 'error' ? log.error.bind(log) : level === 'warning' ? log.warn.bind(log) : log.debug.bind(log);
+    fn(meta ?? {}, message);
+  });
+  return run({
+    pgPool: opts.pool,
+    taskList: taskList(opts.jobs, opts.cleanupIdempotencyKeys),
+    // Timeouts and stuck-job nudges every minute; expired idempotency keys hourly.
+    crontab: ['* * * * * sweep_video_jobs ?max=1', '7 * * * * cleanup_idempotency_keys ?max=1'].join('\n'),
+    concurrency: opts.concurrency,
+    pollInterval: opts.pollIntervalMs,
+    noHandleSignals: true,
+    logger,
+  });
+}

@@ -1,0 +1,80 @@
+/**
+ * The one small interface every video provider implements (one file per provider). Provider
+ * specifics — URLs, auth, status names, error shapes — never leave their adapter.
+ */
+
+export type ProviderName = 'fal' | 'runway' | 'simulator';
+
+export interface GenerationSettings {
+  duration: number;
+  resolution?: string;
+  aspect_ratio?: string;
+}
+
+export interface SubmitInput {
+  jobId: string;
+  providerModelId: string;
+  category: 'text-to-video' | 'image-to-video';
+  prompt: string;
+  settings: GenerationSettings;
+  imageUrl?: string;
+  /** Where the provider should call us back, for providers that support webhooks. */
+  webhookUrl?: string;
+}
+
+export interface ProviderJobRef {
+  providerJobId: string;
+  /** Whatever the adapter kept at submit time (fal: its status/response/cancel URLs). */
+  state: Record<string, unknown> | null;
+  providerModelId: string;
+}
+
+export interface ProviderOutput {
+  videoUrl: string;
+  thumbnailUrl?: string;
+}
+
+export type ProviderStatus =
+  | { state: 'queued' }
+  | { state: 'running'; progress?: number }
+  | { state: 'succeeded'; output: ProviderOutput }
+  | { state: 'failed'; code: FailureCode; message: string };
+
+/** ERR_5003: the provider refused the content; ERR_5002: it broke; ERR_5001: it ran out of time. */
+export type FailureCode = 'ERR_5001' | 'ERR_5002' | 'ERR_5003';
+
+/** A provider call that did not work. retryable: try again later (429, 5xx, network, timeout). */
+export class ProviderError extends Error {
+  constructor(
+    message: string,
+    readonly code: FailureCode,
+    readonly retryable: boolean,
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+  }
+}
+
+/** A verified, parsed provider callback. */
+export interface WebhookEvent {
+  eventId: string;
+  providerJobId: string;
+  status: ProviderStatus;
+}
+
+export interface ProviderAdapter {
+  readonly name: ProviderName;
+  /** Providers with webhooks are polled only as a fallback; the others are polled on a schedule. */
+  readonly webhooks: boolean;
+  /** Seconds between polls while a job runs. */
+  readonly pollIntervalSeconds: number;
+  submit(input: SubmitInput): Promise<{ providerJobId: string; state?: Record<string, unknown> }>;
+  status(job: ProviderJobRef): Promise<ProviderStatus>;
+  cancel(job: ProviderJobRef): Promise<void>;
+  /** Downloads a result file, only from this provider's own result hosts, size-limited. */
+  download(url: string, maxBytes: number): Promise<{ bytes: Buffer; contentType: string }>;
+  /** Verifies the signature (before parsing) and freshness of a callback; throws WebhookRejected. */
+  verifyWebhook?(rawBody: string, headers: Headers): Promise<WebhookEvent>;
+}
+
+export class WebhookRejected extends Error {}

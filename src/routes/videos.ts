@@ -1,0 +1,181 @@
+import { createRoute, z } from '@hono/zod-openapi';
+import type { OpenAPIHono } from '@hono/zod-openapi';
+import { findJob, listJobs, type VideoJobRow } from '../db/queries/video-jobs.js';
+import { invalid, notFound } from '../http/api-error.js';
+import { authOptions, requireUser } from '../http/auth.js';
+import type { AppEnv } from '../http/context.js';
+import { idempotency, type IdempotentEnv } from '../http/idempotency.js';
+import type { Services } from '../services.js';
+import { RESULTS_BUCKET } from '../storage/types.js';
+import { UserIdQuery, bearerSecurity, errorResponses } from './schemas.js';
+
+/** The app knows four states (ios-app.md §2.11, §2.13); anything else would fail its decoder. */
+const PUBLIC_STATUS = { queued: 'pending', submitted: 'pending', processing: 'processing', ingesting: 'processing', completed: 'completed', failed: 'failed' } as const;
+const PublicStatus = z.enum(['pending', 'processing', 'completed', 'failed']);
+
+const GenerateBody = z
+  .object({
+    user_id: z.string().optional(),
+    model_id: z.string().min(1).max(64).optional().openapi({ example: 'veo-3.1-text-to-video' }),
+    theme_id: z.string().uuid().optional(),
+    prompt: z.string().max(20_000).openapi({ description: '3–5000 characters after trimming' }),
+    settings: z
+      .object({
+        resolution: z.string().max(20).optional(),
+        aspect_ratio: z.string().max(20).optional(),
+        duration: z.number().int().min(1).max(120).optional(),
+        fps: z.number().optional().openapi({ description: 'Ignored (the app may send it)' }),
+      })
+      .optional(),
+    image_url: z.string().max(2048).optional(),
+  })
+  .openapi('GenerateVideoRequest');
+
+const GenerateResponse = z
+  .object({ job_id: z.string().uuid(), status: z.literal('pending'), credits_used: z.number().int(), credits_remaining: z.number().int() })
+  .openapi('GenerateVideoResponse');
+
+const generateRoute = createRoute({
+  method: 'post',
+  path: '/functions/v1/generate-video',
+  tags: ['videos'],
+  summary: 'Start a video: holds its price in credits and queues it. Requires an Idempotency-Key header',
+  description:
+    'The price is computed on the server from the model and the validated settings; it is the number held, stored ' +
+    'and returned as credits_used. Retrying with the same Idempotency-Key replays the first answer ' +
+    '(X-Idempotent-Replay: true); the same key with a different body is 422, a key still in flight 409.',
+  security: bearerSecurity,
+  request: {
+    headers: z.object({ 'idempotency-key': z.string().openapi({ example: '8E03978E-40D5-43E8-BC93-6894A57F9324' }) }),
+    body: { content: { 'application/json': { schema: GenerateBody } }, required: true },
+  },
+  responses: {
+    200: { description: 'Queued', content: { 'application/json': { schema: GenerateResponse } } },
+    ...errorResponses(400, 401, 402, 403, 404, 409, 415, 422),
+  },
+});
+
+const JobView = z
+  .object({
+    job_id: z.string().uuid(),
+    status: PublicStatus,
+    prompt: z.string(),
+    model_name: z.string(),
+    credits_used: z.number().int(),
+    video_url: z.string().nullable(),
+    thumbnail_url: z.string().nullable(),
+    error_code: z.string().nullable(),
+    error_message: z.string().nullable(),
+    created_at: z.string(),
+  })
+  .openapi('VideoJob');
+
+const statusRoute = createRoute({
+  method: 'get',
+  path: '/functions/v1/get-video-status',
+  tags: ['videos'],
+  summary: 'One job of the caller (video_url and thumbnail_url are signed, expiring URLs)',
+  security: bearerSecurity,
+  request: { query: UserIdQuery.extend({ job_id: z.string().uuid() }) },
+  responses: { 200: { description: 'The job', content: { 'application/json': { schema: JobView } } }, ...errorResponses(400, 401, 403, 404) },
+});
+
+const historyRoute = createRoute({
+  method: 'get',
+  path: '/functions/v1/get-video-jobs',
+  tags: ['videos'],
+  summary: "The caller's jobs, newest first. limit 1–100 (default 20) with offset, or with next_cursor from the previous page",
+  security: bearerSecurity,
+  request: {
+    query: UserIdQuery.extend({
+      limit: z.coerce.number().int().min(1).max(100).default(20),
+      offset: z.coerce.number().int().min(0).max(100_000).optional(),
+      cursor: z.string().max(100).optional(),
+    }),
+  },
+  responses: {
+    200: {
+      description: 'A page of jobs',
+      content: { 'application/json': { schema: z.object({ jobs: z.array(JobView), next_cursor: z.string().nullable() }) } },
+    },
+    ...errorResponses(400, 401, 403),
+  },
+});
+
+const deleteRoute = createRoute({
+  method: 'post',
+  path: '/functions/v1/delete-video-job',
+  tags: ['videos'],
+  summary: 'Delete one of the caller’s jobs: a running job is cancelled and its credits returned; stored files are removed',
+  security: bearerSecurity,
+  request: { body: { content: { 'application/json': { schema: z.object({ job_id: z.string().uuid(), user_id: z.string().optional() }) } }, required: true } },
+  responses: { 200: { description: 'Deleted', content: { 'application/json': { schema: z.object({ success: z.literal(true) }) } } }, ...errorResponses(400, 401, 403, 404) },
+});
+
+const encodeCursor = (jobId: string) => Buffer.from(jobId).toString('base64url');
+function decodeCursor(cursor: string): string {
+  const id = Buffer.from(cursor, 'base64url').toString();
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id)) throw invalid('cursor is not one this server issued', 'cursor');
+  return id;
+}
+
+export function registerVideos(app: OpenAPIHono<AppEnv>, s: Services) {
+  const view = async (job: VideoJobRow): Promise<z.infer<typeof JobView>> => ({
+    job_id: job.job_id,
+    status: PUBLIC_STATUS[job.status],
+    prompt: job.prompt,
+    model_name: job.model_name,
+    credits_used: job.credits_used,
+    video_url: job.video_key ? await s.store.signedUrl(RESULTS_BUCKET, job.video_key, s.config.signedUrlTtlSeconds) : null,
+    thumbnail_url: job.thumbnail_key ? await s.store.signedUrl(RESULTS_BUCKET, job.thumbnail_key, s.config.signedUrlTtlSeconds) : null,
+    error_code: job.error_code,
+    error_message: job.error_message,
+    created_at: job.created_at,
+  });
+
+  const auth = requireUser(authOptions(s));
+  app.use(generateRoute.path, auth);
+  (app as unknown as OpenAPIHono<IdempotentEnv>).use(generateRoute.path, idempotency(s.db, s.config.idempotencyKeyTtlHours));
+  (app as unknown as OpenAPIHono<IdempotentEnv>).openapi(generateRoute, async (c) => {
+    const body = c.req.valid('json');
+    const result = await s.generation.generate(
+      {
+        userId: c.get('user').id,
+        modelId: body.model_id,
+        themeId: body.theme_id,
+        prompt: body.prompt,
+        settings: body.settings,
+        imageUrl: body.image_url,
+      },
+      c.get('idempotency').complete,
+    );
+    return c.json(result, 200);
+  });
+
+  app.use(statusRoute.path, auth);
+  app.openapi(statusRoute, async (c) => {
+    const job = await findJob(s.db, c.req.valid('query').job_id);
+    // Someone else's job is "not found": no way to probe which ids exist.
+    if (!job || job.user_id !== c.get('user').id || job.deleted_at) throw notFound('job');
+    return c.json(await view(job), 200);
+  });
+
+  app.use(historyRoute.path, auth);
+  app.openapi(historyRoute, async (c) => {
+    const q = c.req.valid('query');
+    const rows = await listJobs(s.db, c.get('user').id, {
+      limit: q.limit,
+      offset: q.offset,
+      afterJobId: q.cursor ? decodeCursor(q.cursor) : undefined,
+    });
+    const last = rows.at(-1);
+    return c.json({ jobs: await Promise.all(rows.map(view)), next_cursor: rows.length === q.limit && last ? encodeCursor(last.job_id) : null }, 200);
+  });
+
+  app.use(deleteRoute.path, auth);
+  app.openapi(deleteRoute, async (c) => {
+    const deleted = await s.jobs.delete(c.get('user').id, c.req.valid('json').job_id);
+    if (!deleted) throw notFound('job');
+    return c.json({ success: true as const }, 200);
+  });
+}

@@ -1,0 +1,29 @@
+/**
+ * Where files live: the app's input images (public bucket `thumbnails`, which providers fetch)
+ * and delivered results (private bucket `videos`, served by signed expiring URLs).
+ */
+export const INPUT_BUCKET = 'thumbnails';
+export const RESULTS_BUCKET = 'videos';
+export const BUCKETS = [INPUT_BUCKET, RESULTS_BUCKET] as const;
+export type Bucket = (typeof BUCKETS)[number];
+
+export interface StoredFile {
+  bytes: Buffer;
+  contentType: string;
+}
+
+export interface ObjectStore {
+  readonly kind: 'local' | 's3';
+  put(bucket: Bucket, key: string, file: StoredFile): Promise<void>;
+  get(bucket: Bucket, key: string): Promise<StoredFile | undefined>;
+  delete(bucket: Bucket, key: string): Promise<void>;
+  /** A URL anyone holding it can GET until it expires. */
+  signedUrl(bucket: Bucket, key: string, expiresInSeconds: number): Promise<string>;
+}
+
+export class StorageUnavailable extends Error {}
+
+/** Object keys: path segments of safe characters, no traversal. */
+export function isSafeKey(key: string): boolean {
+  return /^[A-Za-z0-9][A-Za-z0-9._-]*(\/[A-Za-z0-9][A-Za-z0-9._-]*)*$/.test(key) && key.length <= 512 && !key.includes('..');
+}
