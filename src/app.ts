@@ -1,7 +1,7 @@
 import { bodyLimit } from 'hono/body-limit';
 import { ApiError } from './http/api-error.js';
 import type { AppEnv } from './http/context.js';
-import { requestContext, requireApiKey, requireJsonBody } from './http/middleware.js';
+import { exceptCallbacks, requestContext, requireApiKey, requireJsonBody } from './http/middleware.js';
 import { createErrorHandler } from './http/on-error.js';
 import { createRouter } from './http/router.js';
 import { registerAuthToken } from './routes/auth-token.js';
@@ -13,6 +13,7 @@ import { registerHealth } from './routes/health.js';
 import { registerProfile } from './routes/profile.js';
 import { registerStorage } from './routes/storage.js';
 import { registerVideos } from './routes/videos.js';
+import { registerWebhooks } from './routes/webhooks.js';
 import type { Services } from './services.js';
 
 /** Builds the HTTP app from its parts. No I/O here: tests build one per database. */
@@ -24,18 +25,21 @@ export function buildApp(s: Services) {
   });
   app.use('*', requestContext(s.log, s.metrics));
 
-  // The Supabase-shaped API surface: apikey, JSON-only bodies, bounded size.
+  // The Supabase-shaped API surface: apikey, JSON-only bodies, bounded size. Server-to-server
+  // callbacks (providers, Apple) carry no apikey and are authenticated by their signatures instead.
   for (const prefix of ['/functions/v1/*', '/rest/v1/*', '/auth/v1/*']) {
-    app.use(prefix, requireApiKey(s.config.anonKey));
-    app.use(prefix, requireJsonBody());
+    app.use(prefix, exceptCallbacks(requireApiKey(s.config.anonKey)));
+    app.use(prefix, exceptCallbacks(requireJsonBody()));
     app.use(
       prefix,
-      bodyLimit({
-        maxSize: s.config.maxJsonBodyBytes,
-        onError: () => {
-          throw new ApiError('ERR_4015', { limit_bytes: s.config.maxJsonBodyBytes });
-        },
-      }),
+      exceptCallbacks(
+        bodyLimit({
+          maxSize: s.config.maxJsonBodyBytes,
+          onError: () => {
+            throw new ApiError('ERR_4015', { limit_bytes: s.config.maxJsonBodyBytes });
+          },
+        }),
+      ),
     );
   }
 
@@ -50,6 +54,8 @@ export function buildApp(s: Services) {
   // videos and their files
   registerVideos(app, s);
   registerStorage(app, s);
+  // webhooks
+  registerWebhooks(app, s);
   // operations
   registerHealth(app, s);
   registerDocs(app);

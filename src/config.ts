@@ -51,6 +51,14 @@ const EnvSchema = z
     MAX_UPLOAD_BYTES: z.coerce.number().int().min(1024).max(50 * 1024 * 1024).default(10 * 1024 * 1024),
     SIGNED_URL_TTL_SECONDS: z.coerce.number().int().min(60).max(7 * 86_400).default(3600),
     IDEMPOTENCY_KEY_TTL_HOURS: z.coerce.number().int().min(24).max(24 * 30).default(24),
+    PROVIDER_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(15_000),
+    /** Base of the full-jitter exponential backoff for provider retries. */
+    PROVIDER_RETRY_BASE_MS: z.coerce.number().int().min(1).max(60_000).default(2000),
+    FAL_KEY: z.string().min(1).optional(),
+    FAL_QUEUE_URL: z.string().url().default('https://queue.fal.run'),
+    FAL_JWKS_URL: z.string().url().default('https://rest.alpha.fal.ai/.well-known/jwks.json'),
+    /** Hosts fal results may be downloaded from (exact, or *.suffix). */
+    FAL_RESULT_HOSTS: z.string().default('fal.media,*.fal.media,*.fal.run,storage.googleapis.com'),
   })
   .superRefine((env, ctx) => {
     const dc = [env.APPLE_TEAM_ID, env.APPLE_DEVICECHECK_KEY_ID, env.APPLE_DEVICECHECK_PRIVATE_KEY];
@@ -108,6 +116,9 @@ export interface Config {
   limits: { maxResultBytes: number; maxUploadBytes: number };
   signedUrlTtlSeconds: number;
   idempotencyKeyTtlHours: number;
+  providerTimeoutMs: number;
+  providerRetryBaseMs: number;
+  fal: { apiKey: string; queueUrl: string; jwksUrl: string; resultHosts: string[] } | undefined;
 }
 
 export class ConfigError extends Error {
@@ -163,5 +174,15 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     limits: { maxResultBytes: e.MAX_RESULT_BYTES, maxUploadBytes: e.MAX_UPLOAD_BYTES },
     signedUrlTtlSeconds: e.SIGNED_URL_TTL_SECONDS,
     idempotencyKeyTtlHours: e.IDEMPOTENCY_KEY_TTL_HOURS,
+    providerTimeoutMs: e.PROVIDER_TIMEOUT_MS,
+    providerRetryBaseMs: e.PROVIDER_RETRY_BASE_MS,
+    fal: e.FAL_KEY
+      ? {
+          apiKey: e.FAL_KEY,
+          queueUrl: e.FAL_QUEUE_URL.replace(/\/+$/, ''),
+          jwksUrl: e.FAL_JWKS_URL,
+          resultHosts: e.FAL_RESULT_HOSTS.split(',').map((h) => h.trim()).filter(Boolean),
+        }
+      : undefined,
   };
 }

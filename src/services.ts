@@ -38,6 +38,7 @@ import { Metrics as MetricsRegistry } from './http/metrics.js';
 import { GenerationService as Generation } from './jobs/generate.js';
 import { VideoJobService as VideoJobs } from './jobs/video-jobs.js';
 import { ProviderRegistry as Providers } from './providers/registry.js';
+import { FalProvider } from './providers/fal.js';
 import { SimulatorProvider } from './providers/simulator.js';
 import type { ProviderAdapter, ProviderName } from './providers/types.js';
 import { LocalObjectStore } from './storage/local.js';
@@ -65,12 +66,17 @@ export function buildServices(opts: {
   const onboarding = new Onboarding(db, sessions, deviceCheck, config.initialGrantCredits, log);
   const store = opts.store ?? new LocalObjectStore(path.join(path.resolve(config.dataDir), 'storage'), config.publicUrl, config.jwt.secret);
   const providers = new Providers(
-    { simulator: new SimulatorProvider({ delayMs: config.simulator.delayMs, failureRate: config.simulator.failureRate }), ...opts.providers },
+    {
+      simulator: new SimulatorProvider({ delayMs: config.simulator.delayMs, failureRate: config.simulator.failureRate }),
+      ...(config.fal ? { fal: new FalProvider({ ...config.fal, timeoutMs: config.providerTimeoutMs }) } : {}),
+      ...opts.providers,
+    },
     log,
   );
   const jobs = new VideoJobs(db, providers, store, log, {
     webhookBaseUrl: config.publicUrl,
     maxResultBytes: config.limits.maxResultBytes,
+    retryBaseMs: config.providerRetryBaseMs,
     notify: opts.notifyJob,
   });
   const generation = new Generation(db, jobs, providers, config.publicUrl);

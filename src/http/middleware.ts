@@ -53,3 +53,10 @@ export function requireJsonBody(): MiddlewareHandler<AppEnv> {
     await next();
   };
 }
+
+const CALLBACK_PATHS = ['/functions/v1/provider-webhook/', '/functions/v1/apple-server-notifications'];
+
+/** Runs the middleware for everything but server-to-server callbacks. */
+export function exceptCallbacks(mw: MiddlewareHandler<AppEnv>): MiddlewareHandler<AppEnv> {
+  return (c, next) => (CALLBACK_PATHS.some((p) => c.req.path.startsWith(p)) ? next() : mw(c, next));
+}

@@ -8,7 +8,13 @@ import type { Queryable } from '../db/pool.js';
  * entry commit together or not at all (no outbox needed).
  */
 
-export type TaskName = 'submit_video_job' | 'poll_video_job' | 'ingest_video_job' | 'sweep_video_jobs' | 'cleanup_idempotency_keys';
+export type TaskName =
+  | 'submit_video_job'
+  | 'poll_video_job'
+  | 'ingest_video_job'
+  | 'apply_webhook_event'
+  | 'sweep_video_jobs'
+  | 'cleanup_idempotency_keys';
 
 export interface EnqueueOptions {
   runAt?: Date;

@@ -5,7 +5,7 @@ import { recordObject, markObjectDeleted } from '../db/queries/storage.js';
 import * as ledger from '../ledger/ledger.js';
 import type { Logger } from '../logger.js';
 import type { ProviderRegistry } from '../providers/registry.js';
-import { ProviderError, type FailureCode, type ProviderStatus } from '../providers/types.js';
+import { ProviderError, type FailureCode, type ProviderStatus, type WebhookEvent } from '../providers/types.js';
 import { RESULTS_BUCKET, type ObjectStore } from '../storage/types.js';
 import { backoffMs, enqueue } from './queue.js';
 
@@ -38,7 +38,7 @@ export class VideoJobService {
     private readonly providers: ProviderRegistry,
     private readonly store: ObjectStore,
     private readonly log: Logger,
-    private readonly opts: { webhookBaseUrl: string; maxResultBytes: number; notify?: (jobId: string) => Promise<void> },
+    private readonly opts: { webhookBaseUrl: string; maxResultBytes: number; retryBaseMs: number; notify?: (jobId: string) => Promise<void> },
   ) {}
 
   /**
@@ -129,6 +129,38 @@ export class VideoJobService {
     }
   }
 
+  /**
+   * A verified provider callback: stored once (a replay changes nothing), answered at once, and
+   * applied by the worker. Returns what happened, for the webhook's log row.
+   */
+  async receiveWebhook(provider: string, event: WebhookEvent): Promise<'accepted' | 'duplicate' | 'unknown_job'> {
+    const job = await jobsDb.findJobByProviderId(this.db, provider, event.providerJobId);
+    return withTransaction(this.db, async (tx) => {
+      const id = await jobsDb.recordWebhookEvent(tx, {
+        provider,
+        eventId: event.eventId,
+        jobId: job?.job_id ?? null,
+        payload: event.status,
+        outcome: job ? 'accepted' : 'unknown_job',
+      });
+      if (id === undefined) return 'duplicate';
+      if (!job) {
+        this.log.warn({ provider, providerJobId: event.providerJobId }, 'webhook for a job we do not know; stored and ignored');
+        return 'unknown_job';
+      }
+      await enqueue(tx, 'apply_webhook_event', { eventId: id });
+      return 'accepted';
+    });
+  }
+
+  async applyWebhookEvent(eventId: number): Promise<void> {
+    const event = await jobsDb.findWebhookEvent(this.db, eventId);
+    if (!event?.job_id) return;
+    const job = await jobsDb.findJob(this.db, event.job_id);
+    if (!job || !['submitted', 'processing'].includes(job.status)) return;
+    await this.applyStatus(job, event.payload as ProviderStatus);
+  }
+
   /** Copies the result into our storage, then completes the job and captures its hold in one transaction. */
   async ingest(jobId: string): Promise<void> {
     const job = await jobsDb.findJob(this.db, jobId);
@@ -214,7 +246,7 @@ export class VideoJobService {
       await this.cancelAtProvider(job);
       return;
     }
-    const delay = backoffMs(job.attempts, { retryAfterMs: err.retryAfterMs });
+    const delay = backoffMs(job.attempts, { baseMs: this.opts.retryBaseMs, retryAfterMs: err.retryAfterMs });
     if (Date.now() + delay >= new Date(job.deadline_at).getTime()) {
       await this.fail(job.job_id, err.code === 'ERR_5003' ? 'ERR_5002' : 'ERR_5001', `gave up before the deadline: ${err.message}`);
       await this.cancelAtProvider(job);

@@ -23,6 +23,11 @@ export function taskList(jobs: VideoJobService, cleanupIdempotencyKeys: () => Pr
     submit_video_job: async (p) => jobs.submit(payload(p).jobId),
     poll_video_job: async (p) => jobs.poll(payload(p).jobId),
     ingest_video_job: async (p) => jobs.ingest(payload(p).jobId),
+    apply_webhook_event: async (p) => {
+      const eventId = (p as { eventId?: unknown } | null)?.eventId;
+      if (typeof eventId !== 'number') throw new Error('task payload lacks eventId');
+      await jobs.applyWebhookEvent(eventId);
+    },
     sweep_video_jobs: async () => void (await jobs.sweep()),
     cleanup_idempotency_keys: async () => void (await cleanupIdempotencyKeys()),
   };

@@ -172,3 +172,24 @@ export async function listJobs(
   );
   return rows;
 }
+
+/** Stores a verified provider callback once; false when this event was already received. */
+export async function recordWebhookEvent(
+  db: Queryable,
+  e: { provider: string; eventId: string; jobId: string | null; payload: unknown; outcome: string },
+): Promise<number | undefined> {
+  const { rows } = await db.query<{ id: number }>(
+    `INSERT INTO webhook_events (provider, event_id, job_id, payload, outcome) VALUES ($1, $2, $3, $4, $5)
+     ON CONFLICT (provider, event_id) DO NOTHING RETURNING id`,
+    [e.provider, e.eventId, e.jobId, JSON.stringify(e.payload), e.outcome],
+  );
+  return rows[0]?.id;
+}
+
+export async function findWebhookEvent(db: Queryable, id: number) {
+  const { rows } = await db.query<{ provider: string; job_id: string | null; payload: unknown }>(
+    'SELECT provider, job_id, payload FROM webhook_events WHERE id = $1',
+    [id],
+  );
+  return rows[0];
+}

@@ -1,0 +1,187 @@
+import { createHash, generateKeyPairSync, randomUUID, sign, type KeyObject } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { FakeHttpServer, type FakeRequest, type FakeResponse } from './http.js';
+
+/**
+ * A faithful local fake of fal.ai's queue API (contracts/providers.md §1): submit at any depth of
+ * endpoint id, status/result/cancel under /{owner}/{alias}/requests/{id}, COMPLETED for success
+ * and failure alike, 422 {detail:[{type:"content_policy_violation"}]}, infrastructure errors with
+ * X-Fal-Error-Type, result files on its own host, Ed25519-signed webhooks and a JWKS with rotation.
+ * The prompt decides the outcome: [fal:reject], [fal:error], [fal:hang], [fal:garbage-result].
+ */
+
+const SAMPLE_MP4 = fs.readFileSync(path.resolve(import.meta.dirname, '../../assets/simulator/sample.mp4'));
+
+interface FakeRequestState {
+  id: string;
+  endpoint: string;
+  ownerAlias: string;
+  input: Record<string, unknown>;
+  webhook: string | null;
+  createdAt: number;
+  cancelled: boolean;
+}
+
+export class FakeFal {
+  readonly apiKey = 'fal-test-key';
+  readonly userId = 'fal-user-123';
+  readonly server: FakeHttpServer;
+  readonly requests = new Map<string, FakeRequestState>();
+  /** ms in queue, then ms in progress */
+  timing = { queuedMs: 50, runningMs: 150 };
+  private signingKeys: { privateKey: KeyObject; x: string }[] = [];
+
+  constructor() {
+    this.server = new FakeHttpServer((req) => this.handle(req));
+    this.rotateKey();
+  }
+
+  async start(): Promise<this> {
+    await this.server.start();
+    return this;
+  }
+
+  stop() {
+    return this.server.stop();
+  }
+
+  get url() {
+    return this.server.url;
+  }
+
+  /** Server env pointing the fal adapter here. */
+  env(): Record<string, string> {
+    return {
+      FAL_KEY: this.apiKey,
+      FAL_QUEUE_URL: this.url,
+      FAL_JWKS_URL: `${this.url}/.well-known/jwks.json`,
+      FAL_RESULT_HOSTS: new URL(this.url).host,
+      PROVIDER_TIMEOUT_MS: '2000',
+    };
+  }
+
+  /** Adds a new signing key (fal rotating); old keys stay in the JWKS unless dropOld. */
+  rotateKey(dropOld = false): void {
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    const x = (publicKey.export({ format: 'jwk' }) as { x: string }).x;
+    this.signingKeys = dropOld ? [{ privateKey, x }] : [...this.signingKeys, { privateKey, x }];
+  }
+
+  private outcome(r: FakeRequestState): 'ok' | 'reject' | 'error' | 'hang' | 'garbage' {
+    const p = String(r.input.prompt ?? '');
+    if (p.includes('[fal:reject]')) return 'reject';
+    if (p.includes('[fal:error]')) return 'error';
+    if (p.includes('[fal:hang]')) return 'hang';
+    if (p.includes('[fal:garbage-result]')) return 'garbage';
+    return 'ok';
+  }
+
+  private phase(r: FakeRequestState): 'IN_QUEUE' | 'IN_PROGRESS' | 'COMPLETED' {
+    const age = Date.now() - r.createdAt;
+    if (this.outcome(r) === 'hang' || age < this.timing.queuedMs) return 'IN_QUEUE';
+    if (age < this.timing.queuedMs + this.timing.runningMs) return 'IN_PROGRESS';
+    return 'COMPLETED';
+  }
+
+  /** The body and headers fal would POST to the webhook URL for this request (optionally tampered). */
+  webhookFor(
+    requestId: string,
+    opts: { timestamp?: number; key?: KeyObject; body?: string } = {},
+  ): { body: string; headers: Record<string, string> } {
+    const r = this.requests.get(requestId);
+    const ok = r ? this.outcome(r) === 'ok' : true;
+    const body =
+      opts.body ??
+      JSON.stringify(
+        ok
+          ? { request_id: requestId, gateway_request_id: requestId, status: 'OK', payload: this.resultBody(requestId) }
+          : {
+              request_id: requestId,
+              gateway_request_id: requestId,
+              status: 'ERROR',
+              error: 'Invalid status code: 422',
+              payload: { detail: [{ loc: ['body', 'prompt'], msg: 'Prompt flagged by content checker', type: 'content_policy_violation' }] },
+            },
+      );
+    const timestamp = String(opts.timestamp ?? Math.floor(Date.now() / 1000));
+    const message = `${requestId}\n${this.userId}\n${timestamp}\n${createHash('sha256').update(body).digest('hex')}`;
+    const key = opts.key ?? this.signingKeys.at(-1)!.privateKey;
+    return {
+      body,
+      headers: {
+        'content-type': 'application/json',
+        'x-fal-webhook-request-id': requestId,
+        'x-fal-webhook-user-id': this.userId,
+        'x-fal-webhook-timestamp': timestamp,
+        'x-fal-webhook-signature': sign(null, Buffer.from(message), key).toString('hex'),
+      },
+    };
+  }
+
+  private resultBody(id: string) {
+    return { video: { url: `${this.url}/files/${id}.mp4`, content_type: 'video/mp4', file_name: `${id}.mp4`, file_size: SAMPLE_MP4.length } };
+  }
+
+  private json(status: number, body: unknown, headers: Record<string, string> = {}): FakeResponse {
+    return { status, body: JSON.stringify(body), headers: { 'content-type': 'application/json', ...headers } };
+  }
+
+  private handle(req: FakeRequest): FakeResponse {
+    const url = new URL(req.path, this.url);
+    if (url.pathname === '/.well-known/jwks.json') {
+      return this.json(200, { keys: this.signingKeys.map((k) => ({ kty: 'OKP', crv: 'Ed25519', x: k.x, kid: k.x.slice(0, 8) })) });
+    }
+    const file = /^\/files\/([\w-]+)\.mp4$/.exec(url.pathname);
+    if (file) return { status: 200, body: SAMPLE_MP4 as unknown as string, headers: { 'content-type': 'video/mp4' } };
+    if (req.headers.authorization !== `Key ${this.apiKey}`) return this.json(401, { detail: 'Unauthorized' });
+
+    const m = /^\/([^/]+)\/([^/]+)\/requests\/([\w-]+)(\/status|\/cancel)?$/.exec(url.pathname);
+    if (m) {
+      const r = this.requests.get(m[3]!);
+      if (!r || r.ownerAlias !== `${m[1]}/${m[2]}`) return this.json(404, { detail: 'Request not found' });
+      const phase = this.phase(r);
+      if (m[4] === '/status' && req.method === 'GET') {
+        const base = { request_id: r.id, response_url: `${this.url}/${r.ownerAlias}/requests/${r.id}`, status_url: `${this.url}/${r.ownerAlias}/requests/${r.id}/status`, cancel_url: `${this.url}/${r.ownerAlias}/requests/${r.id}/cancel`, logs: [] };
+        if (phase === 'IN_QUEUE') return this.json(200, { ...base, status: 'IN_QUEUE', queue_position: 1 });
+        if (phase === 'IN_PROGRESS') return this.json(200, { ...base, status: 'IN_PROGRESS' });
+        const outcome = this.outcome(r);
+        if (outcome === 'error') return this.json(200, { ...base, status: 'COMPLETED', metrics: {}, error: 'Runner crashed', error_type: 'runner_scheduling_failure' });
+        return this.json(200, { ...base, status: 'COMPLETED', metrics: { inference_time: 1.2 } });
+      }
+      if (m[4] === '/cancel' && req.method === 'PUT') {
+        if (phase === 'COMPLETED') return this.json(400, { status: 'ALREADY_COMPLETED' });
+        r.cancelled = true;
+        return this.json(202, { status: 'CANCELLATION_REQUESTED' });
+      }
+      if (!m[4] && req.method === 'GET') {
+        if (phase !== 'COMPLETED') return this.json(400, { detail: 'Request is still in progress' });
+        const outcome = this.outcome(r);
+        if (outcome === 'reject') return this.json(422, { detail: [{ loc: ['body', 'prompt'], msg: 'Prompt flagged by content checker', type: 'content_policy_violation' }] });
+        if (outcome === 'error') return this.json(500, { detail: 'Runner crashed', error_type: 'runner_scheduling_failure' }, { 'x-fal-error-type': 'runner_scheduling_failure' });
+        if (outcome === 'garbage') return { status: 200, body: '<html>gateway hiccup</html>', headers: { 'content-type': 'text/html' } };
+        return this.json(200, this.resultBody(r.id), { 'x-fal-request-id': r.id });
+      }
+      return this.json(405, { detail: 'Method not allowed' });
+    }
+
+    if (req.method === 'POST') {
+      const endpoint = url.pathname.slice(1);
+      const [owner, alias] = endpoint.split('/');
+      if (!owner || !alias) return this.json(404, { detail: 'Application not found' });
+      let input: Record<string, unknown>;
+      try {
+        input = JSON.parse(req.body) as Record<string, unknown>;
+      } catch {
+        return this.json(422, { detail: [{ loc: ['body'], msg: 'Input should be a valid dictionary', type: 'dict_type' }] });
+      }
+      if (typeof input.prompt !== 'string') return this.json(422, { detail: [{ loc: ['body', 'prompt'], msg: 'Field required', type: 'missing' }] });
+      const id = randomUUID();
+      const ownerAlias = `${owner}/${alias}`;
+      this.requests.set(id, { id, endpoint, ownerAlias, input, webhook: url.searchParams.get('fal_webhook'), createdAt: Date.now(), cancelled: false });
+      const base = `${this.url}/${ownerAlias}/requests/${id}`;
+      return this.json(200, { request_id: id, gateway_request_id: id, status: 'IN_QUEUE', queue_position: 0, status_url: `${base}/status`, response_url: base, cancel_url: `${base}/cancel` });
+    }
+    return this.json(404, { detail: 'Not found' });
+  }
+}
