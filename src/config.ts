@@ -59,6 +59,9 @@ const EnvSchema = z
     FAL_JWKS_URL: z.string().url().default('https://rest.alpha.fal.ai/.well-known/jwks.json'),
     /** Hosts fal results may be downloaded from (exact, or *.suffix). */
     FAL_RESULT_HOSTS: z.string().default('fal.media,*.fal.media,*.fal.run,storage.googleapis.com'),
+    RUNWAY_API_KEY: z.string().min(1).optional(),
+    RUNWAY_BASE_URL: z.string().url().default('https://api.dev.runwayml.com'),
+    RUNWAY_RESULT_HOSTS: z.string().default('*.cloudfront.net,*.runwayml.com'),
   })
   .superRefine((env, ctx) => {
     const dc = [env.APPLE_TEAM_ID, env.APPLE_DEVICECHECK_KEY_ID, env.APPLE_DEVICECHECK_PRIVATE_KEY];
@@ -119,6 +122,7 @@ export interface Config {
   providerTimeoutMs: number;
   providerRetryBaseMs: number;
   fal: { apiKey: string; queueUrl: string; jwksUrl: string; resultHosts: string[] } | undefined;
+  runway: { apiKey: string; baseUrl: string; resultHosts: string[] } | undefined;
 }
 
 export class ConfigError extends Error {
@@ -126,6 +130,8 @@ export class ConfigError extends Error {
     super(`Invalid configuration:\n  - ${issues.join('\n  - ')}`);
   }
 }
+
+const hostList = (v: string) => v.split(',').map((h) => h.trim()).filter(Boolean);
 
 export function loadConfig(source: Record<string, string | undefined> = process.env): Config {
   // Empty strings in env files mean "not set", not "set to nothing".
@@ -181,8 +187,11 @@ export function loadConfig(source: Record<string, string | undefined> = process.
           apiKey: e.FAL_KEY,
           queueUrl: e.FAL_QUEUE_URL.replace(/\/+$/, ''),
           jwksUrl: e.FAL_JWKS_URL,
-          resultHosts: e.FAL_RESULT_HOSTS.split(',').map((h) => h.trim()).filter(Boolean),
+          resultHosts: hostList(e.FAL_RESULT_HOSTS),
         }
+      : undefined,
+    runway: e.RUNWAY_API_KEY
+      ? { apiKey: e.RUNWAY_API_KEY, baseUrl: e.RUNWAY_BASE_URL.replace(/\/+$/, ''), resultHosts: hostList(e.RUNWAY_RESULT_HOSTS) }
       : undefined,
   };
 }

@@ -39,6 +39,7 @@ import { GenerationService as Generation } from './jobs/generate.js';
 import { VideoJobService as VideoJobs } from './jobs/video-jobs.js';
 import { ProviderRegistry as Providers } from './providers/registry.js';
 import { FalProvider } from './providers/fal.js';
+import { RunwayProvider } from './providers/runway.js';
 import { SimulatorProvider } from './providers/simulator.js';
 import type { ProviderAdapter, ProviderName } from './providers/types.js';
 import { LocalObjectStore } from './storage/local.js';
@@ -69,6 +70,7 @@ export function buildServices(opts: {
     {
       simulator: new SimulatorProvider({ delayMs: config.simulator.delayMs, failureRate: config.simulator.failureRate }),
       ...(config.fal ? { fal: new FalProvider({ ...config.fal, timeoutMs: config.providerTimeoutMs }) } : {}),
+      ...(config.runway ? { runway: new RunwayProvider({ ...config.runway, timeoutMs: config.providerTimeoutMs }) } : {}),
       ...opts.providers,
     },
     log,

@@ -1,0 +1,93 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { FakeHttpServer, type FakeRequest, type FakeResponse } from './http.js';
+
+/**
+ * A faithful local fake of Runway's tasks API (contracts/providers.md §2): Bearer key_… and
+ * X-Runway-Version required, per-model ratio/duration checks with 400 {error}, PENDING → RUNNING
+ * (progress) → SUCCEEDED (output[] on its own host) | FAILED (failure, failureCode), DELETE
+ * cancels then 404s. The prompt decides: [runway:safety], [runway:fail], [runway:hang].
+ */
+
+const SAMPLE_MP4 = fs.readFileSync(path.resolve(import.meta.dirname, '../../assets/simulator/sample.mp4'));
+const GEN45_RATIOS = ['1280:720', '720:1280'];
+
+interface Task {
+  id: string;
+  body: Record<string, unknown>;
+  createdAt: number;
+  deleted: boolean;
+}
+
+export class FakeRunway {
+  readonly apiKey = `key_${'a'.repeat(128)}`;
+  readonly server: FakeHttpServer;
+  readonly tasks = new Map<string, Task>();
+  timing = { pendingMs: 50, runningMs: 150 };
+
+  constructor() {
+    this.server = new FakeHttpServer((req) => this.handle(req));
+  }
+
+  async start() {
+    await this.server.start();
+    return this;
+  }
+
+  stop() {
+    return this.server.stop();
+  }
+
+  env(): Record<string, string> {
+    return { RUNWAY_API_KEY: this.apiKey, RUNWAY_BASE_URL: this.server.url, RUNWAY_RESULT_HOSTS: new URL(this.server.url).host, PROVIDER_TIMEOUT_MS: '2000' };
+  }
+
+  private json(status: number, body: unknown): FakeResponse {
+    return { status, body: JSON.stringify(body), headers: { 'content-type': 'application/json' } };
+  }
+
+  private handle(req: FakeRequest): FakeResponse {
+    const url = new URL(req.path, this.server.url);
+    const file = /^\/files\/([\w-]+)\.mp4$/.exec(url.pathname);
+    if (file) return { status: 200, body: SAMPLE_MP4 as unknown as string, headers: { 'content-type': 'video/mp4' } };
+    if (req.headers.authorization !== `Bearer ${this.apiKey}`) return this.json(401, { error: 'Unauthorized' });
+    if (req.headers['x-runway-version'] !== '2024-11-06') return this.json(400, { error: 'X-Runway-Version header is required' });
+
+    if (req.method === 'POST' && (url.pathname === '/v1/text_to_video' || url.pathname === '/v1/image_to_video')) {
+      let body: Record<string, unknown>;
+      try {
+        body = JSON.parse(req.body) as Record<string, unknown>;
+      } catch {
+        return this.json(400, { error: 'Invalid JSON' });
+      }
+      if (body.model === 'gen4.5') {
+        if (!GEN45_RATIOS.includes(String(body.ratio))) return this.json(400, { error: `ratio must be one of ${GEN45_RATIOS.join(', ')}` });
+        if (!Number.isInteger(body.duration) || (body.duration as number) < 2 || (body.duration as number) > 10) return this.json(400, { error: 'duration must be an integer from 2 to 10' });
+      }
+      if (url.pathname === '/v1/image_to_video' && typeof body.promptImage !== 'string') return this.json(400, { error: 'promptImage is required' });
+      const id = randomUUID();
+      this.tasks.set(id, { id, body, createdAt: Date.now(), deleted: false });
+      return this.json(200, { id });
+    }
+
+    const m = /^\/v1\/tasks\/([\w-]+)$/.exec(url.pathname);
+    if (m) {
+      const task = this.tasks.get(m[1]!);
+      if (!task || task.deleted) return this.json(404, { error: 'Task not found' });
+      if (req.method === 'DELETE') {
+        task.deleted = true;
+        return { status: 204 };
+      }
+      const prompt = String(task.body.promptText ?? '');
+      const age = Date.now() - task.createdAt;
+      const base = { id: task.id, createdAt: new Date(task.createdAt).toISOString() };
+      if (prompt.includes('[runway:hang]') || age < this.timing.pendingMs) return this.json(200, { ...base, status: 'PENDING' });
+      if (age < this.timing.pendingMs + this.timing.runningMs) return this.json(200, { ...base, status: 'RUNNING', progress: age / (this.timing.pendingMs + this.timing.runningMs) });
+      if (prompt.includes('[runway:safety]')) return this.json(200, { ...base, status: 'FAILED', failure: 'The prompt was flagged by moderation', failureCode: 'SAFETY.INPUT.TEXT' });
+      if (prompt.includes('[runway:fail]')) return this.json(200, { ...base, status: 'FAILED', failure: 'An internal error occurred', failureCode: 'INTERNAL.BAD_OUTPUT.CODE01' });
+      return this.json(200, { ...base, status: 'SUCCEEDED', output: [`${this.server.url}/files/${task.id}.mp4`] });
+    }
+    return this.json(404, { error: 'Not found' });
+  }
+}

@@ -1,0 +1,68 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FakeRunway } from './fakes/runway.js';
+import { useTestApp } from './harness.js';
+
+describe('runway provider against the local Runway fake (polling, no webhooks)', () => {
+  const runway = new FakeRunway();
+  beforeAll(() => runway.start());
+  afterAll(() => runway.stop());
+  const t = useTestApp(() => runway.env());
+
+  const generate = async (prompt: string, settings: Record<string, unknown> = { duration: 5, aspect_ratio: '9:16' }) => {
+    const g = await t().createGuest();
+    const res = await t().json(t().generate(g, { model_id: 'runway-gen4.5', prompt, settings }));
+    return { g, jobId: res.job_id as string, res };
+  };
+
+  /** Drives the job the way the worker would: submit, then poll until it leaves the provider. */
+  async function drive(jobId: string) {
+    await t().services.jobs.submit(jobId);
+    for (let i = 0; i < 40; i++) {
+      const { rows } = await t().db.query('SELECT status FROM video_jobs WHERE job_id = $1', [jobId]);
+      if (['completed', 'failed'].includes(rows[0].status)) return rows[0].status;
+      if (rows[0].status === 'ingesting') await t().services.jobs.ingest(jobId);
+      else await t().services.jobs.poll(jobId);
+      await new Promise((r) => setTimeout(r, 30));
+    }
+    throw new Error('job did not finish');
+  }
+
+  it('submits text_to_video with a pixel ratio, polls to SUCCEEDED and stores the output', async () => {
+    const { g, jobId, res } = await generate('a paper boat on a river');
+    expect(res.credits_used).toBe(10); // 2 credits/s × 5 s
+    expect(await drive(jobId)).toBe('completed');
+    const [task] = [...runway.tasks.values()].filter((x) => x.body.promptText === 'a paper boat on a river');
+    expect(task!.body).toEqual({ model: 'gen4.5', promptText: 'a paper boat on a river', ratio: '720:1280', duration: 5 });
+    const status = await t().json(t().get(`/functions/v1/get-video-status?job_id=${jobId}`, { token: g.accessToken }));
+    expect(status.video_url).toMatch(/\/storage\/v1\/object\/sign\/videos\//);
+  });
+
+  it('a SAFETY failure is ERR_5003 and refunds; an internal failure is ERR_5002 and refunds', async () => {
+    const safety = await generate('forbidden [runway:safety]');
+    expect(await drive(safety.jobId)).toBe('failed');
+    const internal = await generate('unlucky [runway:fail]');
+    expect(await drive(internal.jobId)).toBe('failed');
+    const { rows } = await t().db.query('SELECT job_id, error_code FROM video_jobs WHERE job_id = ANY($1)', [[safety.jobId, internal.jobId]]);
+    expect(Object.fromEntries(rows.map((r) => [r.job_id, r.error_code]))).toEqual({ [safety.jobId]: 'ERR_5003', [internal.jobId]: 'ERR_5002' });
+    for (const { g } of [safety, internal]) {
+      expect((await t().json(t().get('/functions/v1/get-user-credits', { token: g.accessToken }))).credits_remaining).toBe(10);
+    }
+  });
+
+  it('deleting a running task cancels it at Runway (DELETE) and refunds', async () => {
+    const { g, jobId } = await generate('slow one [runway:hang]');
+    await t().services.jobs.submit(jobId);
+    const { rows } = await t().db.query('SELECT provider_job_id FROM video_jobs WHERE job_id = $1', [jobId]);
+    await t().json(t().post('/functions/v1/delete-video-job', { token: g.accessToken, body: { job_id: jobId } }));
+    expect(runway.tasks.get(rows[0].provider_job_id)!.deleted).toBe(true);
+    expect((await t().json(t().get('/functions/v1/get-user-credits', { token: g.accessToken }))).credits_remaining).toBe(10);
+  });
+
+  it('Runway refusing the request (400) fails the job without retrying and refunds', async () => {
+    runway.server.inject(/text_to_video/, { status: 400, body: '{"error":"promptText is too long"}', times: 1 });
+    const { jobId } = await generate('rejected at submit');
+    await t().services.jobs.submit(jobId);
+    const { rows } = await t().db.query('SELECT status, error_code, attempts FROM video_jobs WHERE job_id = $1', [jobId]);
+    expect(rows[0]).toEqual({ status: 'failed', error_code: 'ERR_5002', attempts: 1 });
+  });
+});
