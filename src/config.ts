@@ -59,6 +59,15 @@ const EnvSchema = z
     FAL_JWKS_URL: z.string().url().default('https://rest.alpha.fal.ai/.well-known/jwks.json'),
     /** Hosts fal results may be downloaded from (exact, or *.suffix). */
     FAL_RESULT_HOSTS: z.string().default('fal.media,*.fal.media,*.fal.run,storage.googleapis.com'),
+    /** A submit lease older than this is taken over (the worker holding it died). */
+    SUBMIT_LEASE_SECONDS: z.coerce.number().int().min(1).max(3600).default(90),
+    /** A running job quiet this long is nudged by the sweeper (lost queue entry, dead worker). */
+    JOB_QUIET_SECONDS: z.coerce.number().int().min(1).max(3600).default(120),
+    /**
+     * Test-only fault injection: the process SIGKILLs itself at this point of the generate flow
+     * (test/crash.jobs.test.ts). Refused in production.
+     */
+    FAULT_CRASH_AT: z.enum(['generate:after-commit', 'submit:after-provider', 'ingest:after-store', 'complete:before-commit']).optional(),
     RUNWAY_API_KEY: z.string().min(1).optional(),
     RUNWAY_BASE_URL: z.string().url().default('https://api.dev.runwayml.com'),
     RUNWAY_RESULT_HOSTS: z.string().default('*.cloudfront.net,*.runwayml.com'),
@@ -82,6 +91,7 @@ const EnvSchema = z
           message: 'DeviceCheck is required in production (set DEVICECHECK_DISABLED=true to run without it)',
         });
       }
+      if (env.FAULT_CRASH_AT) ctx.addIssue({ code: 'custom', path: ['FAULT_CRASH_AT'], message: 'fault injection is for tests only' });
       if (env.LEGACY_ANON_CLIENTS && !env.ANON_KEY) {
         ctx.addIssue({ code: 'custom', path: ['ANON_KEY'], message: 'LEGACY_ANON_CLIENTS needs ANON_KEY' });
       }
@@ -121,6 +131,9 @@ export interface Config {
   idempotencyKeyTtlHours: number;
   providerTimeoutMs: number;
   providerRetryBaseMs: number;
+  submitLeaseSeconds: number;
+  jobQuietSeconds: number;
+  crashAt: Env['FAULT_CRASH_AT'];
   fal: { apiKey: string; queueUrl: string; jwksUrl: string; resultHosts: string[] } | undefined;
   runway: { apiKey: string; baseUrl: string; resultHosts: string[] } | undefined;
 }
@@ -182,6 +195,9 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     idempotencyKeyTtlHours: e.IDEMPOTENCY_KEY_TTL_HOURS,
     providerTimeoutMs: e.PROVIDER_TIMEOUT_MS,
     providerRetryBaseMs: e.PROVIDER_RETRY_BASE_MS,
+    submitLeaseSeconds: e.SUBMIT_LEASE_SECONDS,
+    jobQuietSeconds: e.JOB_QUIET_SECONDS,
+    crashAt: e.FAULT_CRASH_AT,
     fal: e.FAL_KEY
       ? {
           apiKey: e.FAL_KEY,

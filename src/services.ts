@@ -79,9 +79,12 @@ export function buildServices(opts: {
     webhookBaseUrl: config.publicUrl,
     maxResultBytes: config.limits.maxResultBytes,
     retryBaseMs: config.providerRetryBaseMs,
+    submitLeaseSeconds: config.submitLeaseSeconds,
+    quietSeconds: config.jobQuietSeconds,
+    crashAt: config.crashAt,
     notify: opts.notifyJob,
   });
-  const generation = new Generation(db, jobs, providers, config.publicUrl);
+  const generation = new Generation(db, jobs, providers, config.publicUrl, config.crashAt);
   metrics.gauge('rendio_db_pool_total', 'Connections in the pool', () => db.totalCount);
   metrics.gauge('rendio_db_pool_waiting', 'Requests waiting for a connection', () => db.waitingCount);
   metrics.gauge('rendio_error_log_dropped', 'error_log rows not stored (overload or database down)', () => errorLog.dropped);

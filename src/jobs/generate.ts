@@ -4,7 +4,7 @@ import { findModel, findTheme } from '../db/queries/catalogue.js';
 import { findObject } from '../db/queries/storage.js';
 import type { ProviderRegistry } from '../providers/registry.js';
 import { INPUT_BUCKET } from '../storage/types.js';
-import type { VideoJobService } from './video-jobs.js';
+import { crashIf, type CrashPoint, type VideoJobService } from './video-jobs.js';
 
 /**
  * generate-video's business rules: everything is validated before any money moves, the price
@@ -52,6 +52,7 @@ export class GenerationService {
     private readonly jobs: VideoJobService,
     private readonly providers: ProviderRegistry,
     private readonly publicUrl: string,
+    private readonly crashAt?: CrashPoint,
   ) {}
 
   /** Accepts only images the user uploaded to our own public inputs bucket (no SSRF, no hotlinking). */
@@ -106,7 +107,7 @@ export class GenerationService {
     }
 
     const price = priceFor(model, settings.duration);
-    return withTransaction(this.db, async (tx) => {
+    const response = await withTransaction(this.db, async (tx) => {
       const { jobId, available } = await this.jobs.create(tx, {
         userId: req.userId,
         modelId: model.id,
@@ -122,5 +123,7 @@ export class GenerationService {
       await complete(tx, 200, body);
       return body;
     });
+    crashIf(this.crashAt, 'generate:after-commit');
+    return response;
   }
 }

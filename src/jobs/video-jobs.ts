@@ -16,9 +16,12 @@ import { backoffMs, enqueue } from './queue.js';
  * a racing webhook, poll, sweep or delete can finish a job at most once.
  */
 
-const SUBMIT_LEASE_SECONDS = 90;
-/** Jobs quiet this long get a nudge from the sweeper (a lost queue entry can never strand a job). */
-const QUIET_SECONDS = 120;
+export type CrashPoint = 'generate:after-commit' | 'submit:after-provider' | 'ingest:after-store' | 'complete:before-commit';
+
+/** Test-only fault injection (FAULT_CRASH_AT): die like kill -9 at a named step. */
+export function crashIf(configured: CrashPoint | undefined, point: CrashPoint): void {
+  if (configured === point) process.kill(process.pid, 'SIGKILL');
+}
 
 export interface NewJob {
   userId: string;
@@ -38,7 +41,16 @@ export class VideoJobService {
     private readonly providers: ProviderRegistry,
     private readonly store: ObjectStore,
     private readonly log: Logger,
-    private readonly opts: { webhookBaseUrl: string; maxResultBytes: number; retryBaseMs: number; notify?: (jobId: string) => Promise<void> },
+    private readonly opts: {
+      webhookBaseUrl: string;
+      maxResultBytes: number;
+      retryBaseMs: number;
+      submitLeaseSeconds: number;
+      /** Jobs quiet this long get a nudge from the sweeper (a lost queue entry can never strand a job). */
+      quietSeconds: number;
+      crashAt?: CrashPoint;
+      notify?: (jobId: string) => Promise<void>;
+    },
   ) {}
 
   /**
@@ -55,7 +67,7 @@ export class VideoJobService {
 
   /** Sends a queued job to its provider. Safe to run twice: the lease and the status guard it. */
   async submit(jobId: string): Promise<void> {
-    const job = await jobsDb.claimSubmit(this.db, jobId, SUBMIT_LEASE_SECONDS);
+    const job = await jobsDb.claimSubmit(this.db, jobId, this.opts.submitLeaseSeconds);
     if (!job) return; // already submitted, finished, or another worker holds the lease
     if (job.deleted_at) return void (await this.fail(jobId, 'ERR_5002', 'cancelled before submission'));
     if (new Date(job.deadline_at).getTime() <= Date.now()) {
@@ -76,6 +88,7 @@ export class VideoJobService {
     } catch (err) {
       return this.onProviderError(job, err, 'submit_video_job', `submit:${jobId}`);
     }
+    crashIf(this.opts.crashAt, 'submit:after-provider');
     const saved = await jobsDb.markSubmitted(this.db, jobId, submitted.providerJobId, submitted.state ?? null);
     if (!saved) {
       // Cancelled or timed out while we were submitting: don't leave the provider working for nothing.
@@ -186,6 +199,7 @@ export class VideoJobService {
           await recordObject(this.db, { bucket: RESULTS_BUCKET, key: thumbnailKey, ownerId: job.user_id, size: thumb.bytes.length, contentType: thumb.contentType });
         }
       }
+      crashIf(this.opts.crashAt, 'ingest:after-store');
     } catch (err) {
       if (err instanceof ProviderError && !err.retryable) return void (await this.fail(jobId, err.code, err.message));
       if (new Date(job.deadline_at).getTime() <= Date.now()) return void (await this.fail(jobId, 'ERR_5001', 'could not copy the result before the deadline'));
@@ -196,6 +210,7 @@ export class VideoJobService {
       if (!locked || locked.status !== 'ingesting') return false;
       await ledger.capture(tx, { holdId: locked.hold_id });
       await jobsDb.setCompleted(tx, jobId, videoKey, thumbnailKey);
+      crashIf(this.opts.crashAt, 'complete:before-commit');
       return true;
     });
     if (finished) {
@@ -262,7 +277,7 @@ export class VideoJobService {
   async sweep(): Promise<{ timedOut: number; nudged: number }> {
     let timedOut = 0;
     let nudged = 0;
-    for (const stale of await jobsDb.findStaleJobs(this.db, QUIET_SECONDS)) {
+    for (const stale of await jobsDb.findStaleJobs(this.db, this.opts.quietSeconds)) {
       const job = await jobsDb.findJob(this.db, stale.job_id);
       if (!job) continue;
       if (stale.overdue && job.status !== 'ingesting') {

@@ -46,7 +46,7 @@ export async function startWorker(opts: {
     const fn = level === 'error' ? log.error.bind(log) : level === 'warning' ? log.warn.bind(log) : log.debug.bind(log);
     fn(meta ?? {}, message);
   });
-  return run({
+  const runner = await run({
     pgPool: opts.pool,
     taskList: taskList(opts.jobs, opts.cleanupIdempotencyKeys),
     // Timeouts and stuck-job nudges every minute; expired idempotency keys hourly.
@@ -56,4 +56,7 @@ export async function startWorker(opts: {
     noHandleSignals: true,
     logger,
   });
+  // A worker that (re)starts recovers at once what a crashed one left behind, without waiting for cron.
+  await opts.jobs.sweep().catch((err) => log.error({ err }, 'startup sweep failed'));
+  return runner;
 }
