@@ -72,7 +72,7 @@ async function main() {
   warnAboutModes(config, log);
 
   const db = createPool(databaseUrl, config.databasePoolMax);
-  const services = buildServices({ config, db, log, defaultMetrics: true });
+  const services = buildServices({ config, db, log, defaultMetrics: true, databaseUrl });
   const worker =
     config.role === 'api'
       ? undefined
@@ -106,6 +106,7 @@ async function main() {
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
     // Running tasks finish (graphile-worker waits for them); unfinished ones are retried elsewhere.
     await worker?.stop();
+    await services.events.close();
     await services.errorLog.drain();
     await db.end();
     await embedded?.stop();

@@ -11,6 +11,7 @@ import type { ProviderRegistry } from './providers/registry.js';
 import type { ObjectStore } from './storage/types.js';
 import type { GenerationService } from './jobs/generate.js';
 import type { VideoJobService } from './jobs/video-jobs.js';
+import { JobEvents } from './jobs/events.js';
 
 /** Everything a route may use, built once at start-up (main.ts) or per test (test/harness.ts). */
 export interface Services {
@@ -27,6 +28,7 @@ export interface Services {
   providers: ProviderRegistry;
   jobs: VideoJobService;
   generation: GenerationService;
+  events: JobEvents;
 }
 
 import { AppleDeviceCheck } from './apple/device-check.js';
@@ -55,8 +57,8 @@ export function buildServices(opts: {
   /** Tests plug providers in here (e.g. adapters pointed at local fakes). */
   providers?: Partial<Record<ProviderName, ProviderAdapter>>;
   store?: ObjectStore;
-  /** Called after each job state change (SSE wake-ups). */
-  notifyJob?: (jobId: string) => Promise<void>;
+  /** The database URL, for the LISTEN connection of job events (the pool cannot LISTEN). */
+  databaseUrl: string;
 }): Services {
   const { config, db, log } = opts;
   const metrics = new MetricsRegistry({ defaultMetrics: opts.defaultMetrics });
@@ -82,11 +84,11 @@ export function buildServices(opts: {
     submitLeaseSeconds: config.submitLeaseSeconds,
     quietSeconds: config.jobQuietSeconds,
     crashAt: config.crashAt,
-    notify: opts.notifyJob,
   });
   const generation = new Generation(db, jobs, providers, config.publicUrl, config.crashAt);
   metrics.gauge('rendio_db_pool_total', 'Connections in the pool', () => db.totalCount);
   metrics.gauge('rendio_db_pool_waiting', 'Requests waiting for a connection', () => db.waitingCount);
   metrics.gauge('rendio_error_log_dropped', 'error_log rows not stored (overload or database down)', () => errorLog.dropped);
-  return { config, db, log, metrics, errorLog, tokens, sessions, onboarding, deviceCheck, store, providers, jobs, generation };
+  const events = new JobEvents(opts.databaseUrl, log);
+  return { config, db, log, metrics, errorLog, tokens, sessions, onboarding, deviceCheck, store, providers, jobs, generation, events };
 }

@@ -84,7 +84,7 @@ describe('failures behind the API', () => {
   describe('database unreachable', () => {
     const dead = createPool('postgres://postgres@127.0.0.1:1/nothing', 2);
     const config = loadConfig({ NODE_ENV: 'test', JWT_SECRET: TEST_JWT_SECRET, DATABASE_URL: 'postgres://postgres@127.0.0.1:1/nothing' });
-    const app = buildApp(buildServices({ config, db: dead, log: createLogger('silent') }));
+    const app = buildApp(buildServices({ config, db: dead, log: createLogger('silent'), databaseUrl: config.databaseUrl! }));
     afterAll(() => dead.end());
 
     it.each([

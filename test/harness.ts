@@ -126,6 +126,7 @@ export class TestApp {
 
   async close(): Promise<void> {
     await this.stopWorker();
+    await this.services.events.close();
     await this.services.errorLog.drain();
     await this.db.end();
     await dropTestDatabase(inject('adminUrl'), this.dbName);
@@ -150,7 +151,7 @@ export async function createTestApp(env: Record<string, string | undefined> = {}
   });
   const log = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
   const db = createPool(dbUrl, 20);
-  const services = buildServices({ config, db, log, providers: opts.providers });
+  const services = buildServices({ config, db, log, providers: opts.providers, databaseUrl: dbUrl });
   return new TestApp(buildApp(services), services, dbName, dbUrl);
 }
 

@@ -49,7 +49,6 @@ export class VideoJobService {
       /** Jobs quiet this long get a nudge from the sweeper (a lost queue entry can never strand a job). */
       quietSeconds: number;
       crashAt?: CrashPoint;
-      notify?: (jobId: string) => Promise<void>;
     },
   ) {}
 
@@ -97,7 +96,6 @@ export class VideoJobService {
     }
     this.log.info({ jobId, provider: provider.name, providerJobId: submitted.providerJobId }, 'video job submitted');
     await this.schedulePoll(jobId, provider.webhooks ? 60 : provider.pollIntervalSeconds);
-    await this.opts.notify?.(jobId);
   }
 
   /** Asks the provider how the job is doing (providers without webhooks, and as a webhook fallback). */
@@ -127,7 +125,7 @@ export class VideoJobService {
         await this.schedulePoll(job.job_id, provider.webhooks ? 60 : provider.pollIntervalSeconds);
         return;
       case 'running':
-        if (await jobsDb.markProcessing(this.db, job.job_id)) await this.opts.notify?.(job.job_id);
+        await jobsDb.markProcessing(this.db, job.job_id);
         await this.schedulePoll(job.job_id, provider.webhooks ? 60 : provider.pollIntervalSeconds);
         return;
       case 'failed':
@@ -136,7 +134,6 @@ export class VideoJobService {
       case 'succeeded':
         if (await jobsDb.markIngesting(this.db, job.job_id, { ...status.output })) {
           await enqueue(this.db, 'ingest_video_job', { jobId: job.job_id }, { jobKey: `ingest:${job.job_id}` });
-          await this.opts.notify?.(job.job_id);
         }
         return;
     }
@@ -215,7 +212,6 @@ export class VideoJobService {
     });
     if (finished) {
       this.log.info({ jobId, credits: job.credits_used }, 'video job completed');
-      await this.opts.notify?.(jobId);
     }
   }
 
@@ -230,7 +226,6 @@ export class VideoJobService {
     });
     if (failed) {
       this.log.info({ jobId, code, message }, 'video job failed; credits released');
-      await this.opts.notify?.(jobId);
     }
     return failed;
   }

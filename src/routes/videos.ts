@@ -1,4 +1,5 @@
 import { createRoute, z } from '@hono/zod-openapi';
+import { streamSSE } from 'hono/streaming';
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import { findJob, listJobs, type VideoJobRow } from '../db/queries/video-jobs.js';
 import { invalid, notFound } from '../http/api-error.js';
@@ -112,6 +113,19 @@ const deleteRoute = createRoute({
   responses: { 200: { description: 'Deleted', content: { 'application/json': { schema: z.object({ success: z.literal(true) }) } } }, ...errorResponses(400, 401, 403, 404) },
 });
 
+const eventsRoute = createRoute({
+  method: 'get',
+  path: '/functions/v1/video-events',
+  tags: ['videos'],
+  summary: 'Server-sent events for one job: an "status" event with the job (as get-video-status) on every state change, until it ends',
+  description: 'Works across processes (PostgreSQL LISTEN/NOTIFY). A ": ping" comment every 15 s keeps proxies from closing the stream.',
+  security: bearerSecurity,
+  request: { query: UserIdQuery.extend({ job_id: z.string().uuid() }) },
+  responses: { 200: { description: 'text/event-stream', content: { 'text/event-stream': { schema: z.string() } } }, ...errorResponses(400, 401, 403, 404) },
+});
+
+const HEARTBEAT_MS = 15_000;
+
 const encodeCursor = (jobId: string) => Buffer.from(jobId).toString('base64url');
 function decodeCursor(cursor: string): string {
   const id = Buffer.from(cursor, 'base64url').toString();
@@ -170,6 +184,42 @@ export function registerVideos(app: OpenAPIHono<AppEnv>, s: Services) {
     });
     const last = rows.at(-1);
     return c.json({ jobs: await Promise.all(rows.map(view)), next_cursor: rows.length === q.limit && last ? encodeCursor(last.job_id) : null }, 200);
+  });
+
+  app.use(eventsRoute.path, auth);
+  app.openapi(eventsRoute, async (c) => {
+    const jobId = c.req.valid('query').job_id;
+    const userId = c.get('user').id;
+    const owned = await findJob(s.db, jobId);
+    if (!owned || owned.user_id !== userId || owned.deleted_at) throw notFound('job');
+    return streamSSE(c, async (stream) => {
+      let wake: () => void = () => undefined;
+      const unsubscribe = await s.events.subscribe(jobId, () => wake());
+      stream.onAbort(unsubscribe);
+      try {
+        let sent: string | undefined;
+        while (!stream.aborted) {
+          const changed = new Promise<boolean>((resolve) => {
+            wake = () => resolve(true);
+            setTimeout(() => resolve(false), HEARTBEAT_MS).unref();
+          });
+          const job = await findJob(s.db, jobId);
+          if (!job || job.deleted_at) {
+            await stream.writeSSE({ event: 'deleted', data: JSON.stringify({ job_id: jobId }) });
+            return;
+          }
+          const current = await view(job);
+          if (current.status !== sent) {
+            await stream.writeSSE({ event: 'status', id: `${jobId}:${current.status}`, data: JSON.stringify(current) });
+            sent = current.status;
+          }
+          if (current.status === 'completed' || current.status === 'failed') return;
+          if (!(await changed)) await stream.write(': ping\n\n');
+        }
+      } finally {
+        unsubscribe();
+      }
+    }) as never;
   });
 
   app.use(deleteRoute.path, auth);

@@ -1,0 +1,54 @@
+import { describe, expect, it } from 'vitest';
+import { useTestApp } from './harness.js';
+
+/** Reads server-sent events from a streaming response until the stream ends. */
+async function readEvents(res: Response, timeoutMs = 15_000): Promise<{ event: string; data: any }[]> {
+  const reader = res.body!.getReader();
+  const decoder = new TextDecoder();
+  const events: { event: string; data: any }[] = [];
+  let buffer = '';
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    let end: number;
+    while ((end = buffer.indexOf('\n\n')) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const event = /^event: (.+)$/m.exec(block)?.[1];
+      const data = /^data: (.+)$/m.exec(block)?.[1];
+      if (event && data) events.push({ event, data: JSON.parse(data) });
+    }
+  }
+  return events;
+}
+
+describe('video-events (SSE)', () => {
+  const t = useTestApp({ SIMULATOR_DELAY_MS: '600' });
+
+  it('streams each public state change until the job completes, then ends', async () => {
+    await t().startWorker();
+    const g = await t().createGuest();
+    const { job_id } = await t().json(t().generate(g, { model_id: 'simulator-text-to-video', prompt: 'watch me render' }));
+    const res = await t().get(`/functions/v1/video-events?job_id=${job_id}`, { token: g.accessToken });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
+    const events = await readEvents(res);
+    const statuses = events.map((e) => e.data.status);
+    expect(statuses.at(0)).toBe('pending');
+    expect(statuses).toContain('processing');
+    expect(statuses.at(-1)).toBe('completed');
+    expect(new Set(statuses).size).toBe(statuses.length); // one event per change, no repeats
+    expect(events.at(-1)!.data.video_url).toMatch(/\/storage\/v1\/object\/sign\//);
+  });
+
+  it('a finished job yields its final state at once; others’ jobs are 404', async () => {
+    const [g, other] = [await t().createGuest(), await t().createGuest()];
+    const { job_id } = await t().json(t().generate(g, { model_id: 'simulator-text-to-video', prompt: 'rejected [sim:reject]' }));
+    await t().services.jobs.fail(job_id, 'ERR_5003', 'rejected');
+    const events = await readEvents(await t().get(`/functions/v1/video-events?job_id=${job_id}`, { token: g.accessToken }));
+    expect(events.map((e) => e.data.status)).toEqual(['failed']);
+    expect((await t().get(`/functions/v1/video-events?job_id=${job_id}`, { token: other.accessToken })).status).toBe(404);
+  });
+});
