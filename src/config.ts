@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { S3StoreConfig } from './storage/s3.js';
 
 /**
  * Every environment variable the server reads, parsed and validated once at start-up.
@@ -71,6 +72,15 @@ const EnvSchema = z
     RUNWAY_API_KEY: z.string().min(1).optional(),
     RUNWAY_BASE_URL: z.string().url().default('https://api.dev.runwayml.com'),
     RUNWAY_RESULT_HOSTS: z.string().default('*.cloudfront.net,*.runwayml.com'),
+    /** local = files under DATA_DIR/storage served by the API; s3 = any S3-compatible store. */
+    STORAGE_BACKEND: z.enum(['local', 's3']).default('local'),
+    S3_BUCKET: z.string().min(3).optional(),
+    S3_REGION: z.string().default('us-east-1'),
+    S3_ENDPOINT: z.string().url().optional(),
+    S3_ACCESS_KEY_ID: z.string().min(1).optional(),
+    S3_SECRET_ACCESS_KEY: z.string().min(1).optional(),
+    S3_FORCE_PATH_STYLE: bool.default(false),
+    S3_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(15_000),
   })
   .superRefine((env, ctx) => {
     const dc = [env.APPLE_TEAM_ID, env.APPLE_DEVICECHECK_KEY_ID, env.APPLE_DEVICECHECK_PRIVATE_KEY];
@@ -81,6 +91,11 @@ const EnvSchema = z
         path: ['APPLE_DEVICECHECK_PRIVATE_KEY'],
         message: 'DeviceCheck needs APPLE_TEAM_ID, APPLE_DEVICECHECK_KEY_ID and APPLE_DEVICECHECK_PRIVATE_KEY together',
       });
+    }
+    if (env.STORAGE_BACKEND === 's3') {
+      for (const name of ['S3_BUCKET', 'S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY'] as const) {
+        if (!env[name]) ctx.addIssue({ code: 'custom', path: [name], message: 'required when STORAGE_BACKEND=s3' });
+      }
     }
     if (env.NODE_ENV === 'production') {
       if (!env.JWT_SECRET) ctx.addIssue({ code: 'custom', path: ['JWT_SECRET'], message: 'required in production' });
@@ -99,6 +114,9 @@ const EnvSchema = z
   });
 
 export type Env = z.infer<typeof EnvSchema>;
+
+/** The names of every variable read (test/operations.test.ts checks .env.example documents each). */
+export const ENV_VARIABLES = Object.keys(EnvSchema.shape);
 
 export interface DeviceCheckConfig {
   teamId: string;
@@ -136,6 +154,8 @@ export interface Config {
   crashAt: Env['FAULT_CRASH_AT'];
   fal: { apiKey: string; queueUrl: string; jwksUrl: string; resultHosts: string[] } | undefined;
   runway: { apiKey: string; baseUrl: string; resultHosts: string[] } | undefined;
+  /** undefined = the local directory backend. */
+  s3: S3StoreConfig | undefined;
 }
 
 export class ConfigError extends Error {
@@ -209,5 +229,17 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     runway: e.RUNWAY_API_KEY
       ? { apiKey: e.RUNWAY_API_KEY, baseUrl: e.RUNWAY_BASE_URL.replace(/\/+$/, ''), resultHosts: hostList(e.RUNWAY_RESULT_HOSTS) }
       : undefined,
+    s3:
+      e.STORAGE_BACKEND === 's3'
+        ? {
+            bucket: e.S3_BUCKET!,
+            region: e.S3_REGION,
+            endpoint: e.S3_ENDPOINT,
+            accessKeyId: e.S3_ACCESS_KEY_ID!,
+            secretAccessKey: e.S3_SECRET_ACCESS_KEY!,
+            forcePathStyle: e.S3_FORCE_PATH_STYLE,
+            timeoutMs: e.S3_TIMEOUT_MS,
+          }
+        : undefined,
   };
 }

@@ -45,6 +45,7 @@ import { RunwayProvider } from './providers/runway.js';
 import { SimulatorProvider } from './providers/simulator.js';
 import type { ProviderAdapter, ProviderName } from './providers/types.js';
 import { LocalObjectStore } from './storage/local.js';
+import { S3ObjectStore } from './storage/s3.js';
 import path from 'node:path';
 
 /** Wires the services from parsed config and an open pool. The one place implementations are chosen. */
@@ -67,7 +68,11 @@ export function buildServices(opts: {
   const sessions = new Sessions(db, tokens, config.jwt.refreshTtlDays);
   const deviceCheck = config.deviceCheck ? new AppleDeviceCheck(config.deviceCheck, opts.now) : undefined;
   const onboarding = new Onboarding(db, sessions, deviceCheck, config.initialGrantCredits, log);
-  const store = opts.store ?? new LocalObjectStore(path.join(path.resolve(config.dataDir), 'storage'), config.publicUrl, config.jwt.secret);
+  const store =
+    opts.store ??
+    (config.s3
+      ? new S3ObjectStore(config.s3)
+      : new LocalObjectStore(path.join(path.resolve(config.dataDir), 'storage'), config.publicUrl, config.jwt.secret));
   const providers = new Providers(
     {
       simulator: new SimulatorProvider({ delayMs: config.simulator.delayMs, failureRate: config.simulator.failureRate }),

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../src/config.js';
+import { readFileSync } from 'node:fs';
+import { ConfigError, ENV_VARIABLES, loadConfig } from '../src/config.js';
 import { useTestApp } from './harness.js';
 
 describe('operational endpoints', () => {
@@ -32,6 +33,12 @@ describe('operational endpoints', () => {
       '/functions/v1/get-models',
       '/rest/v1/models',
       '/rest/v1/themes',
+      '/functions/v1/generate-video',
+      '/functions/v1/get-video-status',
+      '/functions/v1/get-video-jobs',
+      '/functions/v1/delete-video-job',
+      '/functions/v1/video-events',
+      '/storage/v1/object/{bucket}/{key}',
     ]) {
       expect(doc.paths, path).toHaveProperty([path]);
     }
@@ -65,6 +72,18 @@ describe('configuration', () => {
     expect(() => loadConfig({ PORT: 'eighty' })).toThrow(/PORT/);
     expect(() => loadConfig({ JWT_SECRET: 'short' })).toThrow(/JWT_SECRET/);
     expect(() => loadConfig({ LEGACY_ANON_CLIENTS: 'maybe' })).toThrow(/LEGACY_ANON_CLIENTS/);
+  });
+
+  it('the S3 backend needs its bucket and keys; the local backend needs nothing', () => {
+    expect(loadConfig({}).s3).toBeUndefined();
+    expect(() => loadConfig({ STORAGE_BACKEND: 's3' })).toThrow(/S3_BUCKET[\s\S]*S3_ACCESS_KEY_ID[\s\S]*S3_SECRET_ACCESS_KEY/);
+    const c = loadConfig({ STORAGE_BACKEND: 's3', S3_BUCKET: 'media', S3_ACCESS_KEY_ID: 'a', S3_SECRET_ACCESS_KEY: 'b', S3_FORCE_PATH_STYLE: 'true' });
+    expect(c.s3).toMatchObject({ bucket: 'media', region: 'us-east-1', endpoint: undefined, forcePathStyle: true });
+  });
+
+  it('.env.example documents every variable the server reads, and nothing it does not', () => {
+    const documented = [...readFileSync(new URL('../.env.example', import.meta.url), 'utf8').matchAll(/^([A-Z][A-Z0-9_]*)=/gm)].map((m) => m[1]);
+    expect(new Set(documented)).toEqual(new Set(ENV_VARIABLES));
   });
 
   it('reads PEM keys with escaped newlines from env files', () => {
