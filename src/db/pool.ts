@@ -25,8 +25,10 @@ export function createPool(connectionString: string, max = 10): pg.Pool {
     idleTimeoutMillis: 30_000,
     application_name: 'rendio',
   });
-  // An idle client losing its connection must not crash the process; the next query reports it.
+  // A client losing its connection (idle in the pool, or checked out between queries) must not
+  // crash the process with an unhandled 'error' event; the next query on it reports the failure.
   pool.on('error', () => undefined);
+  pool.on('connect', (client) => client.on('error', () => undefined));
   return pool;
 }
 

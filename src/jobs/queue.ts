@@ -1,6 +1,5 @@
 import { runMigrations } from 'graphile-worker';
-import pg from 'pg';
-import type { Queryable } from '../db/pool.js';
+import { createPool, type Queryable } from '../db/pool.js';
 
 /**
  * The durable queue is graphile-worker (PostgreSQL, SKIP LOCKED, LISTEN/NOTIFY). Jobs are added
@@ -35,7 +34,7 @@ export async function enqueue(db: Queryable, task: TaskName, payload: Record<str
 
 /** Installs or upgrades graphile-worker's own schema (it versions itself). */
 export async function installQueueSchema(connectionString: string): Promise<void> {
-  const pool = new pg.Pool({ connectionString, max: 1 });
+  const pool = createPool(connectionString, 1);
   try {
     await runMigrations({ pgPool: pool });
   } finally {
