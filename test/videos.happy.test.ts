@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { SimulatorProvider } from '../src/providers/simulator.js';
 import { useTestApp } from './harness.js';
 
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
@@ -90,6 +91,54 @@ describe('video generation with the simulator and the real worker', () => {
     const res = await t().json(t().generate(a, { model_id: 'simulator-text-to-video', prompt: 'private clip' }));
     await t().json(t().get(`/functions/v1/get-video-status?job_id=${res.job_id}`, { token: b.accessToken }), 404);
     await t().json(t().post('/functions/v1/delete-video-job', { token: b.accessToken, body: { job_id: res.job_id } }), 404);
+  });
+});
+
+/** The simulator, but its result download waits until the test opens the gate. */
+class GatedDownloadSimulator extends SimulatorProvider {
+  readonly downloadStarted: Promise<void>;
+  private started!: () => void;
+  private gate!: () => void;
+  private readonly opened = new Promise<void>((resolve) => (this.gate = resolve));
+  constructor() {
+    super({ delayMs: 0, failureRate: 0 });
+    this.downloadStarted = new Promise((resolve) => (this.started = resolve));
+  }
+  open() {
+    this.gate();
+  }
+  override async download(url: string, maxBytes: number) {
+    this.started();
+    await this.opened;
+    return super.download(url, maxBytes);
+  }
+}
+
+describe('a job deleted while its result is being copied', () => {
+  const sim = new GatedDownloadSimulator();
+  const t = useTestApp({}, { providers: { simulator: sim } });
+
+  it('is refunded, never completed, and the copied files do not stay behind', async () => {
+    await t().startWorker();
+    const g = await t().createGuest();
+    const res = await t().json(t().generate(g, { model_id: 'simulator-text-to-video', prompt: 'a slow download' }));
+    await sim.downloadStarted;
+    expect(await t().json(t().post('/functions/v1/delete-video-job', { token: g.accessToken, body: { job_id: res.job_id } }))).toEqual({ success: true });
+    sim.open();
+    // The ingest finishes its copy, finds the job ended and removes what it stored.
+    const deadline = Date.now() + 10_000;
+    let objects: { key: string; deleted: boolean }[] = [];
+    while (Date.now() < deadline) {
+      objects = (await t().db.query("SELECT key, deleted_at IS NOT NULL AS deleted FROM storage_objects WHERE bucket = 'videos' AND owner_id = $1", [g.userId])).rows;
+      if (objects.length > 0 && objects.every((o) => o.deleted)) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(objects.length).toBeGreaterThan(0);
+    expect(objects.every((o) => o.deleted)).toBe(true);
+    for (const o of objects) expect(await t().services.store.get('videos', o.key)).toBeUndefined();
+    const job = (await t().db.query('SELECT status, error_code FROM video_jobs WHERE job_id = $1', [res.job_id])).rows[0];
+    expect(job).toEqual({ status: 'failed', error_code: 'ERR_4019' });
+    expect((await t().json(t().get('/functions/v1/get-user-credits', { token: g.accessToken }))).credits_remaining).toBe(10);
   });
 });
 

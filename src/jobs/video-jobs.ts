@@ -212,6 +212,17 @@ export class VideoJobService {
     });
     if (finished) {
       this.log.info({ jobId, credits: job.credits_used }, 'video job completed');
+    } else {
+      // It ended while we copied (deleted, cancelled or timed out): the files we stored belong to nobody.
+      await this.removeResults([videoKey, thumbnailKey]);
+    }
+  }
+
+  private async removeResults(keys: (string | null)[]): Promise<void> {
+    for (const key of keys) {
+      if (!key) continue;
+      await this.store.delete(RESULTS_BUCKET, key);
+      await markObjectDeleted(this.db, RESULTS_BUCKET, key);
     }
   }
 
@@ -298,11 +309,7 @@ export class VideoJobService {
       if (await this.fail(jobId, 'ERR_4019', 'cancelled by the user')) await this.cancelAtProvider(job);
     }
     await jobsDb.setDeleted(this.db, jobId);
-    for (const key of [job.video_key, job.thumbnail_key]) {
-      if (!key) continue;
-      await this.store.delete(RESULTS_BUCKET, key);
-      await markObjectDeleted(this.db, RESULTS_BUCKET, key);
-    }
+    await this.removeResults([job.video_key, job.thumbnail_key]);
     return true;
   }
 }
