@@ -11,6 +11,7 @@ import { registerDeviceCheck } from './routes/device-check.js';
 import { registerDocs } from './routes/docs.js';
 import { registerHealth } from './routes/health.js';
 import { registerProfile } from './routes/profile.js';
+import { registerPurchases } from './routes/purchases.js';
 import { registerStorage } from './routes/storage.js';
 import { registerVideos } from './routes/videos.js';
 import { registerWebhooks } from './routes/webhooks.js';
@@ -49,6 +50,7 @@ export function buildApp(s: Services) {
   // users and credits
   registerProfile(app, s);
   registerCredits(app, s);
+  registerPurchases(app, s);
   // catalogue
   registerCatalogue(app, s);
   // videos and their files

@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import type { S3StoreConfig } from './storage/s3.js';
 
@@ -13,6 +15,15 @@ const bool = z
 
 // PEM keys often arrive through env files with literal "\n" escapes.
 const pem = z.string().transform((v) => v.replace(/\\n/g, '\n'));
+
+const DEFAULT_APPLE_ROOT = fileURLToPath(new URL('../assets/apple/AppleRootCA-G3.cer', import.meta.url));
+const ProductMap = z.record(z.string().min(1), z.number().int().positive().max(100_000));
+/** The shipped app's consumable packs (ios-app.md §5): the credits are in the product id. */
+export const DEFAULT_PRODUCTS: Record<string, number> = {
+  'com.rendioai.credits.starter.25': 25,
+  'com.rendioai.credits.popular.60': 60,
+  'com.rendioai.credits.best.150': 150,
+};
 
 const EnvSchema = z
   .object({
@@ -81,6 +92,36 @@ const EnvSchema = z
     S3_SECRET_ACCESS_KEY: z.string().min(1).optional(),
     S3_FORCE_PATH_STYLE: bool.default(false),
     S3_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(15_000),
+    /** The app's bundle id: App Store transactions must carry it; Sign in with Apple's default audience. */
+    APPLE_BUNDLE_ID: z.string().min(1).optional(),
+    /** The app's numeric Apple ID (App Store Connect): Apple puts it in production notifications. */
+    APPLE_APP_APPLE_ID: z.coerce.number().int().positive().optional(),
+    APP_STORE_ISSUER_ID: z.string().min(1).optional(),
+    APP_STORE_KEY_ID: z.string().min(1).optional(),
+    APP_STORE_PRIVATE_KEY: pem.optional(),
+    APP_STORE_PRODUCTION_URL: z.string().url().default('https://api.storekit.apple.com'),
+    APP_STORE_SANDBOX_URL: z.string().url().default('https://api.storekit-sandbox.apple.com'),
+    APP_STORE_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(10_000),
+    /** DER root certificates signed App Store data must chain to (comma-separated paths). */
+    APPLE_ROOT_CA_FILES: z.string().default(DEFAULT_APPLE_ROOT),
+    /** OCSP revocation checks and "now" as the validity date; off only for archived test data. */
+    APP_STORE_ONLINE_CHECKS: bool.default(true),
+    /** Credit Sandbox purchases (App Review buys in the sandbox against production servers). */
+    APP_STORE_ACCEPT_SANDBOX: bool.default(true),
+    /** Answer Apple's CONSUMPTION_REQUEST notifications with Send Consumption Information. */
+    APP_STORE_SEND_CONSUMPTION_INFO: bool.default(false),
+    /** JSON object product id → credits per unit; defaults to the app's three packs. */
+    IAP_PRODUCTS: z
+      .string()
+      .transform((v, ctx) => {
+        try {
+          return ProductMap.parse(JSON.parse(v));
+        } catch {
+          ctx.addIssue({ code: 'custom', message: 'IAP_PRODUCTS must be a JSON object of product id → positive integer credits' });
+          return z.NEVER;
+        }
+      })
+      .optional(),
   })
   .superRefine((env, ctx) => {
     const dc = [env.APPLE_TEAM_ID, env.APPLE_DEVICECHECK_KEY_ID, env.APPLE_DEVICECHECK_PRIVATE_KEY];
@@ -91,6 +132,18 @@ const EnvSchema = z
         path: ['APPLE_DEVICECHECK_PRIVATE_KEY'],
         message: 'DeviceCheck needs APPLE_TEAM_ID, APPLE_DEVICECHECK_KEY_ID and APPLE_DEVICECHECK_PRIVATE_KEY together',
       });
+    }
+    const appStore = [env.APP_STORE_ISSUER_ID, env.APP_STORE_KEY_ID, env.APP_STORE_PRIVATE_KEY];
+    const appStoreSet = appStore.filter(Boolean).length;
+    if (appStoreSet > 0 && (appStoreSet < 3 || !env.APPLE_BUNDLE_ID)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['APP_STORE_PRIVATE_KEY'],
+        message: 'the App Store needs APPLE_BUNDLE_ID, APP_STORE_ISSUER_ID, APP_STORE_KEY_ID and APP_STORE_PRIVATE_KEY together',
+      });
+    }
+    if (appStoreSet === 3 && !env.APPLE_APP_APPLE_ID) {
+      ctx.addIssue({ code: 'custom', path: ['APPLE_APP_APPLE_ID'], message: 'required with the App Store (production notifications carry it)' });
     }
     if (env.STORAGE_BACKEND === 's3') {
       for (const name of ['S3_BUCKET', 'S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY'] as const) {
@@ -156,12 +209,41 @@ export interface Config {
   runway: { apiKey: string; baseUrl: string; resultHosts: string[] } | undefined;
   /** undefined = the local directory backend. */
   s3: S3StoreConfig | undefined;
+  /** undefined = purchases cannot be verified, so none is credited. */
+  appStore: AppStoreConfig | undefined;
+  /** Root certificates for App Store signed data (also used to verify notifications). */
+  appleRootCertificates: Buffer[];
+  products: Record<string, number>;
+}
+
+export interface AppStoreConfig {
+  bundleId: string;
+  appAppleId: number;
+  issuerId: string;
+  keyId: string;
+  privateKeyPem: string;
+  productionUrl: string;
+  sandboxUrl: string;
+  timeoutMs: number;
+  onlineChecks: boolean;
+  acceptSandbox: boolean;
+  sendConsumptionInfo: boolean;
 }
 
 export class ConfigError extends Error {
   constructor(public readonly issues: string[]) {
     super(`Invalid configuration:\n  - ${issues.join('\n  - ')}`);
   }
+}
+
+function readRootCertificates(paths: string): Buffer[] {
+  return hostList(paths).map((p) => {
+    try {
+      return readFileSync(p);
+    } catch (err) {
+      throw new ConfigError([`APPLE_ROOT_CA_FILES: cannot read ${p}: ${(err as Error).message}`]);
+    }
+  });
 }
 
 const hostList = (v: string) => v.split(',').map((h) => h.trim()).filter(Boolean);
@@ -229,6 +311,24 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     runway: e.RUNWAY_API_KEY
       ? { apiKey: e.RUNWAY_API_KEY, baseUrl: e.RUNWAY_BASE_URL.replace(/\/+$/, ''), resultHosts: hostList(e.RUNWAY_RESULT_HOSTS) }
       : undefined,
+    appStore:
+      e.APPLE_BUNDLE_ID && e.APPLE_APP_APPLE_ID && e.APP_STORE_ISSUER_ID && e.APP_STORE_KEY_ID && e.APP_STORE_PRIVATE_KEY
+        ? {
+            bundleId: e.APPLE_BUNDLE_ID,
+            appAppleId: e.APPLE_APP_APPLE_ID,
+            issuerId: e.APP_STORE_ISSUER_ID,
+            keyId: e.APP_STORE_KEY_ID,
+            privateKeyPem: e.APP_STORE_PRIVATE_KEY,
+            productionUrl: e.APP_STORE_PRODUCTION_URL.replace(/\/+$/, ''),
+            sandboxUrl: e.APP_STORE_SANDBOX_URL.replace(/\/+$/, ''),
+            timeoutMs: e.APP_STORE_TIMEOUT_MS,
+            onlineChecks: e.APP_STORE_ONLINE_CHECKS,
+            acceptSandbox: e.APP_STORE_ACCEPT_SANDBOX,
+            sendConsumptionInfo: e.APP_STORE_SEND_CONSUMPTION_INFO,
+          }
+        : undefined,
+    appleRootCertificates: readRootCertificates(e.APPLE_ROOT_CA_FILES),
+    products: e.IAP_PRODUCTS ?? DEFAULT_PRODUCTS,
     s3:
       e.STORAGE_BACKEND === 's3'
         ? {

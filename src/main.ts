@@ -79,6 +79,7 @@ async function main() {
       : await startWorker({
           pool: db,
           jobs: services.jobs,
+          purchases: services.purchases,
           cleanupIdempotencyKeys: () => deleteExpiredKeys(db),
           concurrency: config.worker.concurrency,
           pollIntervalMs: config.worker.pollIntervalMs,

@@ -9,6 +9,8 @@ import type { Metrics } from './http/metrics.js';
 import type { Logger } from './logger.js';
 import type { ProviderRegistry } from './providers/registry.js';
 import type { ObjectStore } from './storage/types.js';
+import type { AppStore } from './apple/app-store.js';
+import type { PurchaseService } from './apple/purchases.js';
 import type { GenerationService } from './jobs/generate.js';
 import type { VideoJobService } from './jobs/video-jobs.js';
 import { JobEvents } from './jobs/events.js';
@@ -29,9 +31,14 @@ export interface Services {
   jobs: VideoJobService;
   generation: GenerationService;
   events: JobEvents;
+  appStore: AppStore | undefined;
+  purchases: PurchaseService;
 }
 
 import { AppleDeviceCheck } from './apple/device-check.js';
+import { AppStore as AppStoreClient } from './apple/app-store.js';
+import { PurchaseService as Purchases } from './apple/purchases.js';
+import { enqueue } from './jobs/queue.js';
 import { OnboardingService as Onboarding } from './auth/onboarding.js';
 import { SessionService as Sessions } from './auth/sessions.js';
 import { AccessTokens as Tokens } from './auth/tokens.js';
@@ -95,5 +102,9 @@ export function buildServices(opts: {
   metrics.gauge('rendio_db_pool_waiting', 'Requests waiting for a connection', () => db.waitingCount);
   metrics.gauge('rendio_error_log_dropped', 'error_log rows not stored (overload or database down)', () => errorLog.dropped);
   const events = new JobEvents(opts.databaseUrl, log);
-  return { config, db, log, metrics, errorLog, tokens, sessions, onboarding, deviceCheck, store, providers, jobs, generation, events };
+  const appStore = config.appStore ? new AppStoreClient(config.appStore, config.appleRootCertificates) : undefined;
+  const purchases = new Purchases(db, appStore, config.products, log, (tx, notificationUuid) =>
+    enqueue(tx, 'send_consumption_info', { notificationUuid }, { jobKey: `consumption:${notificationUuid}` }),
+  );
+  return { config, db, log, metrics, errorLog, tokens, sessions, onboarding, deviceCheck, store, providers, jobs, generation, events, appStore, purchases };
 }

@@ -91,6 +91,7 @@ export class TestApp {
     this.worker ??= await startWorker({
       pool: this.db,
       jobs: this.services.jobs,
+      purchases: this.services.purchases,
       cleanupIdempotencyKeys: () => deleteExpiredKeys(this.db),
       concurrency: 4,
       pollIntervalMs: 100,

@@ -1,7 +1,9 @@
 import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import { ZodError } from 'zod';
+import { AppStoreRejected, AppStoreUnavailable } from '../apple/app-store.js';
 import { DeviceCheckUnavailable, DeviceTokenRejected } from '../apple/device-check.js';
+import { TransactionOwnedByAnother } from '../apple/purchases.js';
 import { UserBanned } from '../auth/onboarding.js';
 import { InvalidGenerationInput, InvalidPrompt, ModelUnavailable } from '../jobs/generate.js';
 import { StorageUnavailable } from '../storage/types.js';
@@ -22,6 +24,9 @@ export function toApiError(err: unknown, maxBodyBytes: number): ApiError {
   if (err instanceof DeviceTokenRejected) return new ApiError('ERR_4013');
   if (err instanceof DeviceCheckUnavailable) return new ApiError('ERR_5002', { service: 'apple_devicecheck' }, { 'Retry-After': '5' });
   if (err instanceof UserBanned) return new ApiError('ERR_4014');
+  if (err instanceof AppStoreRejected) return new ApiError('ERR_4011', { reason: err.reason });
+  if (err instanceof AppStoreUnavailable) return new ApiError('ERR_5002', { service: 'app_store' }, { 'Retry-After': '5' });
+  if (err instanceof TransactionOwnedByAnother) return new ApiError('ERR_4012');
   if (err instanceof InvalidPrompt) return new ApiError('ERR_4003', { field: 'prompt' });
   if (err instanceof ModelUnavailable) return new ApiError('ERR_4002', err.reason ? { reason: err.reason } : undefined);
   if (err instanceof InvalidGenerationInput) return new ApiError('ERR_4008', { reason: err.reason, field: err.field });

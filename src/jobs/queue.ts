@@ -13,7 +13,8 @@ export type TaskName =
   | 'ingest_video_job'
   | 'apply_webhook_event'
   | 'sweep_video_jobs'
-  | 'cleanup_idempotency_keys';
+  | 'cleanup_idempotency_keys'
+  | 'send_consumption_info';
 
 export interface EnqueueOptions {
   runAt?: Date;

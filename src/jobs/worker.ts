@@ -1,6 +1,7 @@
 import { Logger as GraphileLogger, run, type Runner, type TaskList } from 'graphile-worker';
 import type pg from 'pg';
 import type { Logger } from '../logger.js';
+import type { PurchaseService } from '../apple/purchases.js';
 import type { VideoJobService } from './video-jobs.js';
 
 /**
@@ -18,7 +19,14 @@ function payload(p: unknown): JobPayload {
   return { jobId };
 }
 
-export function taskList(jobs: VideoJobService, cleanupIdempotencyKeys: () => Promise<number>): TaskList {
+/** What the tasks call into. */
+export interface WorkerDeps {
+  jobs: VideoJobService;
+  purchases: PurchaseService;
+  cleanupIdempotencyKeys: () => Promise<number>;
+}
+
+export function taskList({ jobs, purchases, cleanupIdempotencyKeys }: WorkerDeps): TaskList {
   return {
     submit_video_job: async (p) => jobs.submit(payload(p).jobId),
     poll_video_job: async (p) => jobs.poll(payload(p).jobId),
@@ -30,13 +38,16 @@ export function taskList(jobs: VideoJobService, cleanupIdempotencyKeys: () => Pr
     },
     sweep_video_jobs: async () => void (await jobs.sweep()),
     cleanup_idempotency_keys: async () => void (await cleanupIdempotencyKeys()),
+    send_consumption_info: async (p) => {
+      const uuid = (p as { notificationUuid?: unknown } | null)?.notificationUuid;
+      if (typeof uuid !== 'string') throw new Error('task payload lacks notificationUuid');
+      await purchases.sendConsumptionInfo(uuid);
+    },
   };
 }
 
-export async function startWorker(opts: {
+export async function startWorker(opts: WorkerDeps & {
   pool: pg.Pool;
-  jobs: VideoJobService;
-  cleanupIdempotencyKeys: () => Promise<number>;
   concurrency: number;
   pollIntervalMs: number;
   log: Logger;
@@ -48,7 +59,7 @@ export async function startWorker(opts: {
   });
   const runner = await run({
     pgPool: opts.pool,
-    taskList: taskList(opts.jobs, opts.cleanupIdempotencyKeys),
+    taskList: taskList(opts),
     // Timeouts and stuck-job nudges every minute; expired idempotency keys hourly.
     crontab: ['* * * * * sweep_video_jobs ?max=1', '7 * * * * cleanup_idempotency_keys ?max=1'].join('\n'),
     concurrency: opts.concurrency,

@@ -286,6 +286,32 @@ export async function clawback(
   });
 }
 
+/**
+ * Apple reversed a refund: gives back exactly what the clawback took (not the shortfall it could
+ * not take). At most once per transaction id; applied=false when there is nothing to restore.
+ */
+export async function reverseClawback(
+  db: Queryable,
+  input: { userId: string; transactionId: string; reason?: string },
+): Promise<EntryResult & { restored: number }> {
+  return withTransaction(db, async (tx) => {
+    const acct = await lockAccount(tx, input.userId);
+    const { rows } = await tx.query<{ amount: number }>(
+      "SELECT amount FROM ledger_entries WHERE transaction_id = $1 AND kind = 'refund_clawback' AND user_id = $2",
+      [input.transactionId, input.userId],
+    );
+    const restored = -(rows[0]?.amount ?? 0);
+    if (restored <= 0) return { applied: false, account: acct, restored: 0 };
+    const result = await writeEntry(tx, input.userId, acct, {
+      kind: 'refund_reversal',
+      amount: restored,
+      transactionId: input.transactionId,
+      reason: input.reason,
+    });
+    return { ...result, restored: result.applied ? restored : 0 };
+  });
+}
+
 /** An audited manual correction by an admin; negative amounts cannot exceed what is available. */
 export async function adminAdjust(
   db: Queryable,

@@ -1,0 +1,214 @@
+import type { JWSTransactionDecodedPayload } from '@apple/app-store-server-library';
+import { withTransaction, type Queryable } from '../db/pool.js';
+import * as iap from '../db/queries/app-store.js';
+import * as ledger from '../ledger/ledger.js';
+import type { Logger } from '../logger.js';
+import { AppStoreRejected, AppStoreUnavailable, type AppStore, type AppStoreEnvironment } from './app-store.js';
+
+/**
+ * Credits for App Store purchases (consumable packs) and their reversal by Apple's refund
+ * notifications. Money rules: only data Apple signed is believed; the product → credits map is
+ * the server's; a transaction id credits once, to one user, ever; a refund takes back at most
+ * what is available (the rest is recorded as shortfall) and at most once.
+ */
+
+export class TransactionOwnedByAnother extends Error {}
+
+export interface PurchaseRequest {
+  userId: string;
+  transactionId: string;
+  /** What the app says it bought: must match what Apple signed. */
+  productId?: string;
+  /** StoreKit 2's jwsRepresentation, from newer clients: verified locally, no API call. */
+  signedTransaction?: string;
+}
+
+export interface PurchaseResult {
+  transactionId: string;
+  productId: string;
+  creditsAdded: number;
+  available: number;
+  alreadyProcessed: boolean;
+  environment: AppStoreEnvironment;
+}
+
+export type NotificationOutcome =
+  | 'refund_clawed_back'
+  | 'refund_reversed'
+  | 'consumption_info_queued'
+  | 'consumption_info_disabled'
+  | 'unknown_transaction'
+  | 'already_applied'
+  | 'ignored'
+  | 'test';
+
+export class PurchaseService {
+  constructor(
+    private readonly db: Queryable,
+    private readonly appStore: AppStore | undefined,
+    private readonly products: Record<string, number>,
+    private readonly log: Logger,
+    private readonly enqueueConsumptionInfo: (tx: Queryable, notificationUuid: string) => Promise<void>,
+  ) {}
+
+  private store(): AppStore {
+    if (!this.appStore) throw new AppStoreUnavailable('the App Store is not configured on this server (APP_STORE_* settings)');
+    return this.appStore;
+  }
+
+  async credit(req: PurchaseRequest): Promise<PurchaseResult> {
+    const appStore = this.store();
+    // The app re-sends a purchase until it can call finish(): answer a known one without asking Apple.
+    const known = await iap.findIapTransaction(this.db, req.transactionId);
+    if (known) return this.replay(known, req.userId);
+
+    const { signed, tx } = req.signedTransaction
+      ? { signed: req.signedTransaction, tx: await appStore.verify.transaction(req.signedTransaction) }
+      : await appStore.fetchTransaction(req.transactionId);
+    const { productId, credits, quantity } = this.creditsFor(tx, req);
+
+    return withTransaction(this.db, async (dbTx) => {
+      const inserted = await iap.insertIapTransaction(dbTx, {
+        transactionId: tx.transactionId!,
+        originalTransactionId: tx.originalTransactionId ?? tx.transactionId!,
+        userId: req.userId,
+        productId,
+        quantity,
+        credits,
+        environment: tx.environment,
+        purchasedAt: new Date(tx.purchaseDate ?? Date.now()),
+        signedTransaction: signed,
+      });
+      if (!inserted) {
+        // A concurrent request recorded it first: answer as a replay (or refuse a foreign user).
+        const existing = await iap.findIapTransaction(dbTx, tx.transactionId!);
+        return this.replay(existing!, req.userId);
+      }
+      const result = await ledger.purchase(dbTx, { userId: req.userId, amount: credits, transactionId: tx.transactionId! });
+      this.log.info({ userId: req.userId, transactionId: tx.transactionId, productId, credits, environment: tx.environment }, 'purchase credited');
+      return {
+        transactionId: tx.transactionId!,
+        productId,
+        creditsAdded: credits,
+        available: result.account.available,
+        alreadyProcessed: false,
+        environment: tx.environment,
+      };
+    });
+  }
+
+  private async replay(known: iap.IapTransactionRow, userId: string): Promise<PurchaseResult> {
+    if (known.user_id !== userId) throw new TransactionOwnedByAnother();
+    const account = await ledger.getAccount(this.db, userId);
+    return {
+      transactionId: known.transaction_id,
+      productId: known.product_id,
+      creditsAdded: known.credits,
+      available: account.available,
+      alreadyProcessed: true,
+      environment: known.environment,
+    };
+  }
+
+  /** What a verified transaction is worth, or why it is worth nothing. */
+  private creditsFor(tx: JWSTransactionDecodedPayload, req: PurchaseRequest) {
+    if (!tx.transactionId) throw new AppStoreRejected('bad_signature', 'no transactionId');
+    if (tx.transactionId !== req.transactionId) {
+      throw new AppStoreRejected('transaction_mismatch', `signed for ${tx.transactionId}, sent as ${req.transactionId}`);
+    }
+    if (tx.type !== 'Consumable') throw new AppStoreRejected('not_consumable', String(tx.type));
+    const productId = tx.productId ?? '';
+    const perUnit = this.products[productId];
+    if (!perUnit) throw new AppStoreRejected('unknown_product', productId);
+    if (req.productId !== undefined && req.productId !== productId) throw new AppStoreRejected('product_mismatch', `${req.productId} ≠ ${productId}`);
+    if (tx.revocationDate) throw new AppStoreRejected('revoked');
+    const quantity = Math.max(1, tx.quantity ?? 1);
+    return { productId, quantity, credits: perUnit * quantity };
+  }
+
+  /**
+   * A verified App Store Server Notification V2. Stored once by notificationUUID; refunds and
+   * their reversals move credits in the same transaction as the store (stored ⇔ applied), so a
+   * second delivery changes nothing. Returns undefined for a duplicate.
+   */
+  async receiveNotification(signedPayload: string): Promise<NotificationOutcome | undefined> {
+    const appStore = this.store();
+    const n = await appStore.verify.notification(signedPayload);
+    const data = n.data;
+    const tx = data?.signedTransactionInfo ? await appStore.verify.transaction(data.signedTransactionInfo) : undefined;
+    const type = String(n.notificationType ?? 'UNKNOWN');
+    const uuid = n.notificationUUID;
+    if (!uuid) throw new AppStoreRejected('bad_signature', 'notification without notificationUUID');
+
+    return withTransaction(this.db, async (dbTx) => {
+      const stored = await iap.recordNotification(dbTx, {
+        uuid,
+        type,
+        subtype: n.subtype ? String(n.subtype) : null,
+        environment: data?.environment ? String(data.environment) : null,
+        transactionId: tx?.transactionId ?? null,
+        signedPayload,
+        outcome: 'received',
+      });
+      if (!stored) return undefined;
+      const outcome = await this.apply(dbTx, type, uuid, tx);
+      await iap.setNotificationOutcome(dbTx, uuid, outcome);
+      this.log.info({ notificationUuid: uuid, type, transactionId: tx?.transactionId, outcome }, 'App Store notification');
+      return outcome;
+    });
+  }
+
+  private async apply(dbTx: Queryable, type: string, uuid: string, tx: JWSTransactionDecodedPayload | undefined): Promise<NotificationOutcome> {
+    if (type === 'TEST') return 'test';
+    if (!['REFUND', 'REFUND_REVERSED', 'CONSUMPTION_REQUEST'].includes(type)) return 'ignored';
+    const known = tx?.transactionId ? await iap.findIapTransaction(dbTx, tx.transactionId, { lock: true }) : undefined;
+    if (!known) return 'unknown_transaction';
+
+    if (type === 'REFUND') {
+      const r = await ledger.clawback(dbTx, { userId: known.user_id, transactionId: known.transaction_id, amount: known.credits, reason: 'App Store refund' });
+      await iap.setRevoked(dbTx, known.transaction_id, new Date(tx!.revocationDate ?? Date.now()), tx!.revocationReason ?? null);
+      if (r.applied && r.shortfall > 0) {
+        this.log.warn({ userId: known.user_id, transactionId: known.transaction_id, shortfall: r.shortfall }, 'refund exceeded the available credits; shortfall recorded');
+      }
+      return r.applied ? 'refund_clawed_back' : 'already_applied';
+    }
+    if (type === 'REFUND_REVERSED') {
+      const r = await ledger.reverseClawback(dbTx, { userId: known.user_id, transactionId: known.transaction_id, reason: 'App Store refund reversed' });
+      await iap.setRevoked(dbTx, known.transaction_id, null, null);
+      return r.applied ? 'refund_reversed' : 'already_applied';
+    }
+    if (!this.appStore?.cfg.sendConsumptionInfo) return 'consumption_info_disabled';
+    await this.enqueueConsumptionInfo(dbTx, uuid);
+    return 'consumption_info_queued';
+  }
+
+  /**
+   * Answers Apple's CONSUMPTION_REQUEST from the user's real usage since the purchase (queued task;
+   * Apple's answer window is hours, and a failure is retried by the queue). Only sent when the
+   * operator enabled it, which asserts the customer consented (Apple requires customerConsented).
+   */
+  async sendConsumptionInfo(notificationUuid: string): Promise<void> {
+    const appStore = this.store();
+    const { rows } = await this.db.query<{ transaction_id: string | null; environment: string | null }>(
+      'SELECT transaction_id, environment FROM app_store_notifications WHERE notification_uuid = $1',
+      [notificationUuid],
+    );
+    const n = rows[0];
+    const known = n?.transaction_id ? await iap.findIapTransaction(this.db, n.transaction_id) : undefined;
+    if (!n || !known) return;
+    const { rows: p } = await this.db.query<{ purchased_at: Date }>('SELECT purchased_at FROM iap_transactions WHERE transaction_id = $1', [known.transaction_id]);
+    const usage = await iap.usageSince(this.db, known.user_id, new Date(p[0]!.purchased_at));
+    const consumed = Math.min(1, usage.credits_spent / known.credits);
+    await appStore.sendConsumptionInformation(known.environment, known.transaction_id, {
+      customerConsented: true,
+      // Credits land in the account the moment Apple's transaction verifies: always delivered.
+      deliveryStatus: 'DELIVERED',
+      // The free credits every guest gets are the sample.
+      sampleContentProvided: true,
+      consumptionPercentage: Math.round(consumed * 100_000),
+      refundPreference: consumed === 0 ? 'GRANT_FULL' : consumed >= 1 ? 'DECLINE' : 'GRANT_PRORATED',
+    });
+    await iap.setNotificationOutcome(this.db, notificationUuid, 'consumption_info_sent');
+    this.log.info({ notificationUuid, transactionId: known.transaction_id, consumed }, 'consumption information sent to Apple');
+  }
+}

@@ -1,0 +1,231 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { ApplePki } from './fakes/apple-pki.js';
+import { startAppStoreFakes, type FakeTransaction } from './fakes/app-store.js';
+import { useTestApp, type Guest, type TestApp } from './harness.js';
+
+/**
+ * update-credits against local fakes of the App Store Server API (production + sandbox), whose
+ * signed data chains to a test root configured in place of Apple's: the production verifier
+ * (Apple's library) runs unchanged.
+ */
+
+let fakes: Awaited<ReturnType<typeof startAppStoreFakes>>;
+let nextId = 2_000_000_900_000_000;
+const txId = () => String(nextId++);
+
+beforeAll(async () => {
+  fakes = await startAppStoreFakes();
+});
+afterAll(async () => {
+  await fakes.stop();
+});
+
+const buy = (t: TestApp, g: Guest, body: Record<string, unknown>) => t.post('/functions/v1/update-credits', { token: g.accessToken, body });
+
+async function ledgerTotal(t: TestApp, userId: string): Promise<{ balance: number; purchases: number }> {
+  const { rows } = await t.db.query(
+    `SELECT (SELECT balance FROM credit_accounts WHERE user_id = $1) AS balance,
+            (SELECT count(*)::int FROM ledger_entries WHERE user_id = $1 AND kind = 'purchase') AS purchases`,
+    [userId],
+  );
+  return rows[0];
+}
+
+describe('update-credits (App Store purchases)', () => {
+  const t = useTestApp(() => fakes.env());
+  beforeEach(() => {
+    fakes.production.server.clearFaults();
+    fakes.sandbox.server.clearFaults();
+  });
+
+  it('credits each product exactly its configured amount, once, verified with Apple', async () => {
+    const g = await t().createGuest();
+    let expected = 10;
+    for (const [productId, credits] of [
+      ['com.rendioai.credits.starter.25', 25],
+      ['com.rendioai.credits.popular.60', 60],
+      ['com.rendioai.credits.best.150', 150],
+    ] as const) {
+      const tx = fakes.production.add({ transactionId: txId(), productId });
+      const res = await t().json(buy(t(), g, { transaction_id: tx.transactionId, product_id: productId, receipt_data: 'MIIT…', purchase_date: '2026-11-25T10:20:30Z' }));
+      expected += credits;
+      // ios-app.md §5: the app decodes credits_added and total_credits.
+      expect(res).toEqual({
+        success: true,
+        transaction_id: tx.transactionId,
+        product_id: productId,
+        credits_added: credits,
+        credits_remaining: expected,
+        total_credits: expected,
+        already_processed: false,
+      });
+    }
+    expect(await ledgerTotal(t(), g.userId)).toEqual({ balance: expected, purchases: 3 });
+    const rows = (await t().db.query('SELECT environment, credits, signed_transaction FROM iap_transactions WHERE user_id = $1', [g.userId])).rows;
+    expect(rows).toHaveLength(3);
+    for (const r of rows) {
+      expect(r.environment).toBe('Production');
+      expect(r.signed_transaction.split('.')).toHaveLength(3); // Apple's JWS kept as evidence
+    }
+  });
+
+  it('credits quantity × the pack when Apple says more than one was bought', async () => {
+    const g = await t().createGuest();
+    const tx = fakes.production.add({ transactionId: txId(), productId: 'com.rendioai.credits.starter.25', quantity: 3 });
+    const res = await t().json(buy(t(), g, { transaction_id: tx.transactionId }));
+    expect(res).toMatchObject({ credits_added: 75, total_credits: 85 });
+  });
+
+  it('a re-sent purchase answers the same result with already_processed and moves nothing', async () => {
+    const g = await t().createGuest();
+    const tx = fakes.production.add({ transactionId: txId(), productId: 'com.rendioai.credits.popular.60' });
+    const first = await t().json(buy(t(), g, { transaction_id: tx.transactionId, product_id: tx.productId }));
+    const again = await t().json(buy(t(), g, { transaction_id: tx.transactionId, product_id: tx.productId }));
+    expect(first.already_processed).toBe(false);
+    expect(again).toEqual({ ...first, already_processed: true });
+    expect(await ledgerTotal(t(), g.userId)).toEqual({ balance: 70, purchases: 1 });
+  });
+
+  it('20 concurrent submissions of one transaction credit once', async () => {
+    const g = await t().createGuest();
+    const tx = fakes.production.add({ transactionId: txId(), productId: 'com.rendioai.credits.best.150' });
+    const results = await Promise.all(Array.from({ length: 20 }, () => t().json(buy(t(), g, { transaction_id: tx.transactionId }))));
+    expect(results.filter((r) => !r.already_processed)).toHaveLength(1);
+    for (const r of results) expect(r.credits_added).toBe(150);
+    expect(await ledgerTotal(t(), g.userId)).toEqual({ balance: 160, purchases: 1 });
+  });
+
+  it("another user's transaction id is refused with 409 and nothing moves", async () => {
+    const [owner, thief] = [await t().createGuest(), await t().createGuest()];
+    const tx = fakes.production.add({ transactionId: txId(), productId: 'com.rendioai.credits.starter.25' });
+    await t().json(buy(t(), owner, { transaction_id: tx.transactionId }));
+    const res = await t().json(buy(t(), thief, { transaction_id: tx.transactionId }), 409);
+    expect(res.error.code).toBe('ERR_4012');
+    expect(await ledgerTotal(t(), thief.userId)).toEqual({ balance: 10, purchases: 0 });
+    expect(await ledgerTotal(t(), owner.userId)).toEqual({ balance: 35, purchases: 1 });
+  });
+
+  it('falls back to the sandbox when production does not know the transaction (App Review)', async () => {
+    const g = await t().createGuest();
+    const tx = fakes.sandbox.add({ transactionId: txId(), productId: 'com.rendioai.credits.starter.25' });
+    await t().json(buy(t(), g, { transaction_id: tx.transactionId }));
+    expect(fakes.production.server.calls(new RegExp(tx.transactionId))).toHaveLength(1);
+    expect(fakes.sandbox.server.calls(new RegExp(tx.transactionId))).toHaveLength(1);
+    const row = (await t().db.query('SELECT environment FROM iap_transactions WHERE transaction_id = $1', [tx.transactionId])).rows[0];
+    expect(row.environment).toBe('Sandbox');
+  });
+
+  it('refuses what Apple does not vouch for, with a reason, crediting nothing', async () => {
+    const g = await t().createGuest();
+    const cases: [FakeTransaction | { transactionId: string }, Record<string, unknown>, string][] = [
+      [{ transactionId: txId() }, {}, 'not_found'],
+      [fakes.production.add({ transactionId: txId(), productId: 'com.rendioai.credits.gigantic.9999' }), {}, 'unknown_product'],
+      [fakes.production.add({ transactionId: txId(), productId: 'com.rendioai.pro.monthly', type: 'Auto-Renewable Subscription' }), {}, 'not_consumable'],
+      [fakes.production.add({ transactionId: txId(), productId: 'com.rendioai.credits.best.150', revocationDate: Date.now() - 1000 }), {}, 'revoked'],
+      [fakes.production.add({ transactionId: txId(), productId: 'com.rendioai.credits.starter.25' }), { product_id: 'com.rendioai.credits.best.150' }, 'product_mismatch'],
+      [fakes.production.add({ transactionId: txId(), productId: 'com.rendioai.credits.starter.25', bundleId: 'com.someone.else' }), {}, 'wrong_bundle'],
+    ];
+    for (const [tx, extra, reason] of cases) {
+      const res = await t().json(buy(t(), g, { transaction_id: tx.transactionId, ...extra }), 400);
+      expect(res.error, reason).toMatchObject({ code: 'ERR_4011', details: { reason } });
+    }
+    expect(await ledgerTotal(t(), g.userId)).toEqual({ balance: 10, purchases: 0 });
+    expect((await t().db.query('SELECT count(*)::int AS n FROM iap_transactions WHERE user_id = $1', [g.userId])).rows[0].n).toBe(0);
+  });
+
+  it('forged signed transactions (wrong key, self-signed chain, no Apple OIDs, wrong bundle) credit nothing', async () => {
+    const g = await t().createGuest();
+    const stranger = await ApplePki.create('Mallory');
+    const noOids = await ApplePki.create('Plain CA', { withoutAppleOids: true });
+    const tx = (productId = 'com.rendioai.credits.best.150') => ({ transactionId: txId(), productId });
+    const forgeries: [string, string, string][] = [];
+    const a = tx();
+    forgeries.push([a.transactionId, await fakes.pki.sign(JSON.parse(Buffer.from((await fakes.production.signTransaction(a)).split('.')[1]!, 'base64url').toString()), { signWith: await ApplePki.strayKey() }), 'bad_signature']);
+    const b = tx();
+    forgeries.push([b.transactionId, await fakes.production.signTransaction(b, stranger), 'bad_signature']);
+    const c = tx();
+    forgeries.push([c.transactionId, await fakes.production.signTransaction(c, noOids), 'bad_signature']);
+    const d = { ...tx(), bundleId: 'com.someone.else' };
+    forgeries.push([d.transactionId, await fakes.production.signTransaction(d), 'wrong_bundle']);
+    const e = { ...tx(), environment: 'Xcode' };
+    forgeries.push([e.transactionId, await fakes.production.signTransaction(e), 'wrong_environment']);
+    // A genuine signature over one transaction, presented as another.
+    const f = tx();
+    forgeries.push([txId(), await fakes.production.signTransaction(f), 'transaction_mismatch']);
+    for (const [id, jws, reason] of forgeries) {
+      const res = await t().json(buy(t(), g, { transaction_id: id, signed_transaction: jws }), 400);
+      expect(res.error, reason).toMatchObject({ code: 'ERR_4011', details: { reason } });
+    }
+    expect(await ledgerTotal(t(), g.userId)).toEqual({ balance: 10, purchases: 0 });
+  });
+
+  it('a genuine StoreKit 2 signed transaction is credited without asking Apple', async () => {
+    const g = await t().createGuest();
+    const tx = { transactionId: txId(), productId: 'com.rendioai.credits.popular.60' };
+    const before = fakes.production.server.requests.length;
+    const res = await t().json(buy(t(), g, { transaction_id: tx.transactionId, signed_transaction: await fakes.production.signTransaction(tx) }));
+    expect(res).toMatchObject({ credits_added: 60, total_credits: 70 });
+    expect(fakes.production.server.requests.length).toBe(before);
+  });
+
+  it('Apple unreachable (5xx, 429, our key refused, silence) → ERR_5002, nothing credited, a retry then works', async () => {
+    const g = await t().createGuest();
+    const tx = fakes.production.add({ transactionId: txId(), productId: 'com.rendioai.credits.starter.25' });
+    const path = new RegExp(`/transactions/${tx.transactionId}`);
+    for (const fault of [
+      { status: 503, body: '' },
+      { status: 500, body: JSON.stringify({ errorCode: 5000000, errorMessage: 'An unknown error occurred.' }) },
+      { status: 429, body: JSON.stringify({ errorCode: 4290000, errorMessage: 'Rate limit exceeded.' }) },
+      { status: 401, body: '' },
+      { status: 200, delayMs: Infinity },
+    ]) {
+      fakes.production.server.inject(path, { ...fault, times: 1 });
+      const res = await t().json(buy(t(), g, { transaction_id: tx.transactionId }), 503);
+      expect(res.error, JSON.stringify(fault)).toMatchObject({ code: 'ERR_5002', details: { service: 'app_store' } });
+    }
+    expect(await ledgerTotal(t(), g.userId)).toEqual({ balance: 10, purchases: 0 });
+    await t().json(buy(t(), g, { transaction_id: tx.transactionId }));
+    expect(await ledgerTotal(t(), g.userId)).toEqual({ balance: 35, purchases: 1 });
+  });
+
+  it('validates the request before asking Apple', async () => {
+    const g = await t().createGuest();
+    for (const body of [{}, { transaction_id: 'abc' }, { transaction_id: 42 }, { transaction_id: '1'.repeat(40) }]) {
+      const res = await t().json(buy(t(), g, body), 400);
+      expect(res.error.code).toBe('ERR_4008');
+    }
+    await t().json(t().post('/functions/v1/update-credits', { body: { transaction_id: '1' } }), 401);
+    const other = await t().createGuest();
+    await t().json(buy(t(), g, { transaction_id: '1', user_id: other.userId }), 403);
+  });
+});
+
+describe('update-credits from the shipped app (legacy anon-key mode)', () => {
+  const ANON = 'anon-key-for-the-shipped-app-0123456789';
+  const t = useTestApp(() => ({ ...fakes.env(), ANON_KEY: ANON, LEGACY_ANON_CLIENTS: 'true' }));
+
+  it('accepts the exact request the app sends and answers what it decodes', async () => {
+    const g = await t().createGuest();
+    const tx = fakes.production.add({ transactionId: txId(), productId: 'com.rendioai.credits.popular.60' });
+    const res = await t().json(
+      t().post('/functions/v1/update-credits', {
+        token: ANON,
+        headers: { apikey: ANON },
+        body: { user_id: g.userId, transaction_id: tx.transactionId, product_id: tx.productId, receipt_data: 'MIIUQgYJKoZIhvcNAQcCoIIUMzCCFC8CAQEx', purchase_date: '2026-11-16T10:20:30Z' },
+      }),
+    );
+    expect(typeof res.credits_added).toBe('number');
+    expect(typeof res.total_credits).toBe('number');
+    expect(res).toMatchObject({ credits_added: 60, total_credits: 70 });
+  });
+});
+
+describe('update-credits without App Store configuration', () => {
+  const t = useTestApp();
+
+  it('credits nothing and says the App Store is unavailable', async () => {
+    const g = await t().createGuest();
+    const res = await t().json(t().post('/functions/v1/update-credits', { token: g.accessToken, body: { transaction_id: '2000000123' } }), 503);
+    expect(res.error).toMatchObject({ code: 'ERR_5002', details: { service: 'app_store' } });
+  });
+});
