@@ -1,6 +1,6 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { ApplePki } from './fakes/apple-pki.js';
-import { startAppStoreFakes, type FakeTransaction } from './fakes/app-store.js';
+import { useAppStoreFakes, type FakeTransaction } from './fakes/app-store.js';
 import { useTestApp, type Guest, type TestApp } from './harness.js';
 
 /**
@@ -9,16 +9,7 @@ import { useTestApp, type Guest, type TestApp } from './harness.js';
  * (Apple's library) runs unchanged.
  */
 
-let fakes: Awaited<ReturnType<typeof startAppStoreFakes>>;
-let nextId = 2_000_000_900_000_000;
-const txId = () => String(nextId++);
-
-beforeAll(async () => {
-  fakes = await startAppStoreFakes();
-});
-afterAll(async () => {
-  await fakes.stop();
-});
+const { fakes: appStore, txId } = useAppStoreFakes();
 
 const buy = (t: TestApp, g: Guest, body: Record<string, unknown>) => t.post('/functions/v1/update-credits', { token: g.accessToken, body });
 
@@ -32,10 +23,10 @@ async function ledgerTotal(t: TestApp, userId: string): Promise<{ balance: numbe
 }
 
 describe('update-credits (App Store purchases)', () => {
-  const t = useTestApp(() => fakes.env());
+  const t = useTestApp(() => appStore().env());
   beforeEach(() => {
-    fakes.production.server.clearFaults();
-    fakes.sandbox.server.clearFaults();
+    appStore().production.server.clearFaults();
+    appStore().sandbox.server.clearFaults();
   });
 
   it('credits each product exactly its configured amount, once, verified with Apple', async () => {
@@ -46,7 +37,7 @@ describe('update-credits (App Store purchases)', () => {
       ['com.rendioai.credits.popular.60', 60],
       ['com.rendioai.credits.best.150', 150],
     ] as const) {
-      const tx = fakes.production.add({ transactionId: txId(), productId });
+      const tx = appStore().production.add({ transactionId: txId(), productId });
       const res = await t().json(buy(t(), g, { transaction_id: tx.transactionId, product_id: productId, receipt_data: 'MIIT…', purchase_date: '2026-11-25T10:20:30Z' }));
       expected += credits;
       // ios-app.md §5: the app decodes credits_added and total_credits.
@@ -71,14 +62,14 @@ describe('update-credits (App Store purchases)', () => {
 
   it('credits quantity × the pack when Apple says more than one was bought', async () => {
     const g = await t().createGuest();
-    const tx = fakes.production.add({ transactionId: txId(), productId: 'com.rendioai.credits.starter.25', quantity: 3 });
+    const tx = appStore().production.add({ transactionId: txId(), productId: 'com.rendioai.credits.starter.25', quantity: 3 });
     const res = await t().json(buy(t(), g, { transaction_id: tx.transactionId }));
     expect(res).toMatchObject({ credits_added: 75, total_credits: 85 });
   });
 
   it('a re-sent purchase answers the same result with already_processed and moves nothing', async () => {
     const g = await t().createGuest();
-    const tx = fakes.production.add({ transactionId: txId(), productId: 'com.rendioai.credits.popular.60' });
+    const tx = appStore().production.add({ transactionId: txId(), productId: 'com.rendioai.credits.popular.60' });
     const first = await t().json(buy(t(), g, { transaction_id: tx.transactionId, product_id: tx.productId }));
     const again = await t().json(buy(t(), g, { transaction_id: tx.transactionId, product_id: tx.productId }));
     expect(first.already_processed).toBe(false);
@@ -88,7 +79,7 @@ describe('update-credits (App Store purchases)', () => {
 
   it('20 concurrent submissions of one transaction credit once', async () => {
     const g = await t().createGuest();
-    const tx = fakes.production.add({ transactionId: txId(), productId: 'com.rendioai.credits.best.150' });
+    const tx = appStore().production.add({ transactionId: txId(), productId: 'com.rendioai.credits.best.150' });
     const results = await Promise.all(Array.from({ length: 20 }, () => t().json(buy(t(), g, { transaction_id: tx.transactionId }))));
     expect(results.filter((r) => !r.already_processed)).toHaveLength(1);
     for (const r of results) expect(r.credits_added).toBe(150);
@@ -97,7 +88,7 @@ describe('update-credits (App Store purchases)', () => {
 
   it("another user's transaction id is refused with 409 and nothing moves", async () => {
     const [owner, thief] = [await t().createGuest(), await t().createGuest()];
-    const tx = fakes.production.add({ transactionId: txId(), productId: 'com.rendioai.credits.starter.25' });
+    const tx = appStore().production.add({ transactionId: txId(), productId: 'com.rendioai.credits.starter.25' });
     await t().json(buy(t(), owner, { transaction_id: tx.transactionId }));
     const res = await t().json(buy(t(), thief, { transaction_id: tx.transactionId }), 409);
     expect(res.error.code).toBe('ERR_4012');
@@ -107,10 +98,10 @@ describe('update-credits (App Store purchases)', () => {
 
   it('falls back to the sandbox when production does not know the transaction (App Review)', async () => {
     const g = await t().createGuest();
-    const tx = fakes.sandbox.add({ transactionId: txId(), productId: 'com.rendioai.credits.starter.25' });
+    const tx = appStore().sandbox.add({ transactionId: txId(), productId: 'com.rendioai.credits.starter.25' });
     await t().json(buy(t(), g, { transaction_id: tx.transactionId }));
-    expect(fakes.production.server.calls(new RegExp(tx.transactionId))).toHaveLength(1);
-    expect(fakes.sandbox.server.calls(new RegExp(tx.transactionId))).toHaveLength(1);
+    expect(appStore().production.server.calls(new RegExp(tx.transactionId))).toHaveLength(1);
+    expect(appStore().sandbox.server.calls(new RegExp(tx.transactionId))).toHaveLength(1);
     const row = (await t().db.query('SELECT environment FROM iap_transactions WHERE transaction_id = $1', [tx.transactionId])).rows[0];
     expect(row.environment).toBe('Sandbox');
   });
@@ -119,11 +110,11 @@ describe('update-credits (App Store purchases)', () => {
     const g = await t().createGuest();
     const cases: [FakeTransaction | { transactionId: string }, Record<string, unknown>, string][] = [
       [{ transactionId: txId() }, {}, 'not_found'],
-      [fakes.production.add({ transactionId: txId(), productId: 'com.rendioai.credits.gigantic.9999' }), {}, 'unknown_product'],
-      [fakes.production.add({ transactionId: txId(), productId: 'com.rendioai.pro.monthly', type: 'Auto-Renewable Subscription' }), {}, 'not_consumable'],
-      [fakes.production.add({ transactionId: txId(), productId: 'com.rendioai.credits.best.150', revocationDate: Date.now() - 1000 }), {}, 'revoked'],
-      [fakes.production.add({ transactionId: txId(), productId: 'com.rendioai.credits.starter.25' }), { product_id: 'com.rendioai.credits.best.150' }, 'product_mismatch'],
-      [fakes.production.add({ transactionId: txId(), productId: 'com.rendioai.credits.starter.25', bundleId: 'com.someone.else' }), {}, 'wrong_bundle'],
+      [appStore().production.add({ transactionId: txId(), productId: 'com.rendioai.credits.gigantic.9999' }), {}, 'unknown_product'],
+      [appStore().production.add({ transactionId: txId(), productId: 'com.rendioai.pro.monthly', type: 'Auto-Renewable Subscription' }), {}, 'not_consumable'],
+      [appStore().production.add({ transactionId: txId(), productId: 'com.rendioai.credits.best.150', revocationDate: Date.now() - 1000 }), {}, 'revoked'],
+      [appStore().production.add({ transactionId: txId(), productId: 'com.rendioai.credits.starter.25' }), { product_id: 'com.rendioai.credits.best.150' }, 'product_mismatch'],
+      [appStore().production.add({ transactionId: txId(), productId: 'com.rendioai.credits.starter.25', bundleId: 'com.someone.else' }), {}, 'wrong_bundle'],
     ];
     for (const [tx, extra, reason] of cases) {
       const res = await t().json(buy(t(), g, { transaction_id: tx.transactionId, ...extra }), 400);
@@ -140,18 +131,18 @@ describe('update-credits (App Store purchases)', () => {
     const tx = (productId = 'com.rendioai.credits.best.150') => ({ transactionId: txId(), productId });
     const forgeries: [string, string, string][] = [];
     const a = tx();
-    forgeries.push([a.transactionId, await fakes.pki.sign(JSON.parse(Buffer.from((await fakes.production.signTransaction(a)).split('.')[1]!, 'base64url').toString()), { signWith: await ApplePki.strayKey() }), 'bad_signature']);
+    forgeries.push([a.transactionId, await appStore().pki.sign(JSON.parse(Buffer.from((await appStore().production.signTransaction(a)).split('.')[1]!, 'base64url').toString()), { signWith: await ApplePki.strayKey() }), 'bad_signature']);
     const b = tx();
-    forgeries.push([b.transactionId, await fakes.production.signTransaction(b, stranger), 'bad_signature']);
+    forgeries.push([b.transactionId, await appStore().production.signTransaction(b, stranger), 'bad_signature']);
     const c = tx();
-    forgeries.push([c.transactionId, await fakes.production.signTransaction(c, noOids), 'bad_signature']);
+    forgeries.push([c.transactionId, await appStore().production.signTransaction(c, noOids), 'bad_signature']);
     const d = { ...tx(), bundleId: 'com.someone.else' };
-    forgeries.push([d.transactionId, await fakes.production.signTransaction(d), 'wrong_bundle']);
+    forgeries.push([d.transactionId, await appStore().production.signTransaction(d), 'wrong_bundle']);
     const e = { ...tx(), environment: 'Xcode' };
-    forgeries.push([e.transactionId, await fakes.production.signTransaction(e), 'wrong_environment']);
+    forgeries.push([e.transactionId, await appStore().production.signTransaction(e), 'wrong_environment']);
     // A genuine signature over one transaction, presented as another.
     const f = tx();
-    forgeries.push([txId(), await fakes.production.signTransaction(f), 'transaction_mismatch']);
+    forgeries.push([txId(), await appStore().production.signTransaction(f), 'transaction_mismatch']);
     for (const [id, jws, reason] of forgeries) {
       const res = await t().json(buy(t(), g, { transaction_id: id, signed_transaction: jws }), 400);
       expect(res.error, reason).toMatchObject({ code: 'ERR_4011', details: { reason } });
@@ -162,15 +153,15 @@ describe('update-credits (App Store purchases)', () => {
   it('a genuine StoreKit 2 signed transaction is credited without asking Apple', async () => {
     const g = await t().createGuest();
     const tx = { transactionId: txId(), productId: 'com.rendioai.credits.popular.60' };
-    const before = fakes.production.server.requests.length;
-    const res = await t().json(buy(t(), g, { transaction_id: tx.transactionId, signed_transaction: await fakes.production.signTransaction(tx) }));
+    const before = appStore().production.server.requests.length;
+    const res = await t().json(buy(t(), g, { transaction_id: tx.transactionId, signed_transaction: await appStore().production.signTransaction(tx) }));
     expect(res).toMatchObject({ credits_added: 60, total_credits: 70 });
-    expect(fakes.production.server.requests.length).toBe(before);
+    expect(appStore().production.server.requests.length).toBe(before);
   });
 
   it('Apple unreachable (5xx, 429, our key refused, silence) → ERR_5002, nothing credited, a retry then works', async () => {
     const g = await t().createGuest();
-    const tx = fakes.production.add({ transactionId: txId(), productId: 'com.rendioai.credits.starter.25' });
+    const tx = appStore().production.add({ transactionId: txId(), productId: 'com.rendioai.credits.starter.25' });
     const path = new RegExp(`/transactions/${tx.transactionId}`);
     for (const fault of [
       { status: 503, body: '' },
@@ -179,7 +170,7 @@ describe('update-credits (App Store purchases)', () => {
       { status: 401, body: '' },
       { status: 200, delayMs: Infinity },
     ]) {
-      fakes.production.server.inject(path, { ...fault, times: 1 });
+      appStore().production.server.inject(path, { ...fault, times: 1 });
       const res = await t().json(buy(t(), g, { transaction_id: tx.transactionId }), 503);
       expect(res.error, JSON.stringify(fault)).toMatchObject({ code: 'ERR_5002', details: { service: 'app_store' } });
     }
@@ -202,11 +193,11 @@ describe('update-credits (App Store purchases)', () => {
 
 describe('update-credits from the shipped app (legacy anon-key mode)', () => {
   const ANON = 'anon-key-for-the-shipped-app-0123456789';
-  const t = useTestApp(() => ({ ...fakes.env(), ANON_KEY: ANON, LEGACY_ANON_CLIENTS: 'true' }));
+  const t = useTestApp(() => ({ ...appStore().env(), ANON_KEY: ANON, LEGACY_ANON_CLIENTS: 'true' }));
 
   it('accepts the exact request the app sends and answers what it decodes', async () => {
     const g = await t().createGuest();
-    const tx = fakes.production.add({ transactionId: txId(), productId: 'com.rendioai.credits.popular.60' });
+    const tx = appStore().production.add({ transactionId: txId(), productId: 'com.rendioai.credits.popular.60' });
     const res = await t().json(
       t().post('/functions/v1/update-credits', {
         token: ANON,

@@ -1,4 +1,5 @@
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { afterAll, beforeAll } from 'vitest';
 import { decodeProtectedHeader, importSPKI, jwtVerify } from 'jose';
 import { ApplePki } from './apple-pki.js';
 import { FakeHttpServer, type FakeRequest, type FakeResponse } from './http.js';
@@ -197,5 +198,29 @@ export async function startAppStoreFakes(): Promise<{
       await production.stop();
       await sandbox.stop();
     },
+  };
+}
+
+export type AppStoreFakes = Awaited<ReturnType<typeof startAppStoreFakes>>;
+
+/**
+ * The fakes for one test file (started before its apps, stopped after), plus fresh transaction ids.
+ * Returns getters: the fakes exist only once beforeAll ran.
+ */
+export function useAppStoreFakes(): { fakes: () => AppStoreFakes; txId: () => string } {
+  let fakes: AppStoreFakes | undefined;
+  let next = 2_000_000_900_000_000 + Math.floor(Math.random() * 1e9);
+  beforeAll(async () => {
+    fakes = await startAppStoreFakes();
+  });
+  afterAll(async () => {
+    await fakes?.stop();
+  });
+  return {
+    fakes: () => {
+      if (!fakes) throw new Error('App Store fakes not started (used outside a test?)');
+      return fakes;
+    },
+    txId: () => String(next++),
   };
 }
