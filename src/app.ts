@@ -10,6 +10,7 @@ import { registerCredits } from './routes/credits.js';
 import { registerDeviceCheck } from './routes/device-check.js';
 import { registerDocs } from './routes/docs.js';
 import { registerHealth } from './routes/health.js';
+import { registerMergeGuest } from './routes/merge-guest.js';
 import { registerProfile } from './routes/profile.js';
 import { registerPurchases } from './routes/purchases.js';
 import { registerStorage } from './routes/storage.js';
@@ -47,6 +48,7 @@ export function buildApp(s: Services) {
   // auth
   registerDeviceCheck(app, s);
   registerAuthToken(app, s);
+  registerMergeGuest(app, s);
   // users and credits
   registerProfile(app, s);
   registerCredits(app, s);

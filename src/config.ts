@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import type { SignInWithAppleConfig } from './apple/sign-in.js';
 import type { S3StoreConfig } from './storage/s3.js';
 
 /**
@@ -110,6 +111,12 @@ const EnvSchema = z
     APP_STORE_ACCEPT_SANDBOX: bool.default(true),
     /** Answer Apple's CONSUMPTION_REQUEST notifications with Send Consumption Information. */
     APP_STORE_SEND_CONSUMPTION_INFO: bool.default(false),
+    /** Accepted identity-token audiences (comma-separated); default APPLE_BUNDLE_ID. */
+    APPLE_SIGN_IN_AUDIENCES: z.string().optional(),
+    APPLE_ID_JWKS_URL: z.string().url().default('https://appleid.apple.com/auth/keys'),
+    APPLE_ID_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(5000),
+    /** Least time between two JWKS fetches caused by unknown kids (stops kid-spam from hammering Apple). */
+    APPLE_ID_JWKS_COOLDOWN_MS: z.coerce.number().int().min(0).max(3_600_000).default(30_000),
     /** JSON object product id → credits per unit; defaults to the app's three packs. */
     IAP_PRODUCTS: z
       .string()
@@ -214,6 +221,8 @@ export interface Config {
   /** Root certificates for App Store signed data (also used to verify notifications). */
   appleRootCertificates: Buffer[];
   products: Record<string, number>;
+  /** undefined = Sign in with Apple is not configured (no audience to accept). */
+  signInWithApple: SignInWithAppleConfig | undefined;
 }
 
 export interface AppStoreConfig {
@@ -237,7 +246,7 @@ export class ConfigError extends Error {
 }
 
 function readRootCertificates(paths: string): Buffer[] {
-  return hostList(paths).map((p) => {
+  return commaList(paths).map((p) => {
     try {
       return readFileSync(p);
     } catch (err) {
@@ -246,7 +255,7 @@ function readRootCertificates(paths: string): Buffer[] {
   });
 }
 
-const hostList = (v: string) => v.split(',').map((h) => h.trim()).filter(Boolean);
+const commaList = (v: string) => v.split(',').map((h) => h.trim()).filter(Boolean);
 
 export function loadConfig(source: Record<string, string | undefined> = process.env): Config {
   // Empty strings in env files mean "not set", not "set to nothing".
@@ -305,11 +314,11 @@ export function loadConfig(source: Record<string, string | undefined> = process.
           apiKey: e.FAL_KEY,
           queueUrl: e.FAL_QUEUE_URL.replace(/\/+$/, ''),
           jwksUrl: e.FAL_JWKS_URL,
-          resultHosts: hostList(e.FAL_RESULT_HOSTS),
+          resultHosts: commaList(e.FAL_RESULT_HOSTS),
         }
       : undefined,
     runway: e.RUNWAY_API_KEY
-      ? { apiKey: e.RUNWAY_API_KEY, baseUrl: e.RUNWAY_BASE_URL.replace(/\/+$/, ''), resultHosts: hostList(e.RUNWAY_RESULT_HOSTS) }
+      ? { apiKey: e.RUNWAY_API_KEY, baseUrl: e.RUNWAY_BASE_URL.replace(/\/+$/, ''), resultHosts: commaList(e.RUNWAY_RESULT_HOSTS) }
       : undefined,
     appStore:
       e.APPLE_BUNDLE_ID && e.APPLE_APP_APPLE_ID && e.APP_STORE_ISSUER_ID && e.APP_STORE_KEY_ID && e.APP_STORE_PRIVATE_KEY
@@ -329,6 +338,10 @@ export function loadConfig(source: Record<string, string | undefined> = process.
         : undefined,
     appleRootCertificates: readRootCertificates(e.APPLE_ROOT_CA_FILES),
     products: e.IAP_PRODUCTS ?? DEFAULT_PRODUCTS,
+    signInWithApple: (() => {
+      const audiences = commaList(e.APPLE_SIGN_IN_AUDIENCES ?? e.APPLE_BUNDLE_ID ?? '');
+      return audiences.length > 0 ? { audiences, jwksUrl: e.APPLE_ID_JWKS_URL, timeoutMs: e.APPLE_ID_TIMEOUT_MS, jwksCooldownMs: e.APPLE_ID_JWKS_COOLDOWN_MS } : undefined;
+    })(),
     s3:
       e.STORAGE_BACKEND === 's3'
         ? {

@@ -11,6 +11,8 @@ import type { ProviderRegistry } from './providers/registry.js';
 import type { ObjectStore } from './storage/types.js';
 import type { AppStore } from './apple/app-store.js';
 import type { PurchaseService } from './apple/purchases.js';
+import { AppleIdentityVerifier } from './apple/sign-in.js';
+import { AppleAccountService } from './auth/apple-accounts.js';
 import type { GenerationService } from './jobs/generate.js';
 import type { VideoJobService } from './jobs/video-jobs.js';
 import { JobEvents } from './jobs/events.js';
@@ -33,6 +35,8 @@ export interface Services {
   events: JobEvents;
   appStore: AppStore | undefined;
   purchases: PurchaseService;
+  appleIdentity: AppleIdentityVerifier | undefined;
+  appleAccounts: AppleAccountService;
 }
 
 import { AppleDeviceCheck } from './apple/device-check.js';
@@ -106,5 +110,26 @@ export function buildServices(opts: {
   const purchases = new Purchases(db, appStore, config.products, log, (tx, notificationUuid) =>
     enqueue(tx, 'send_consumption_info', { notificationUuid }, { jobKey: `consumption:${notificationUuid}` }),
   );
-  return { config, db, log, metrics, errorLog, tokens, sessions, onboarding, deviceCheck, store, providers, jobs, generation, events, appStore, purchases };
+  const appleIdentity = config.signInWithApple ? new AppleIdentityVerifier(config.signInWithApple) : undefined;
+  const appleAccounts = new AppleAccountService(db, sessions, log);
+  return {
+    config,
+    db,
+    log,
+    metrics,
+    errorLog,
+    tokens,
+    sessions,
+    onboarding,
+    deviceCheck,
+    store,
+    providers,
+    jobs,
+    generation,
+    events,
+    appStore,
+    purchases,
+    appleIdentity,
+    appleAccounts,
+  };
 }

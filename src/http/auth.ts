@@ -55,7 +55,10 @@ export function requireUser(opts: AuthOptions, claimed: ClaimedUserId = userIdFr
       const named = await claimed(c);
       if (!named) throw unauthenticated('user_id is required with the anon key');
       if (!uuid.safeParse(named).success) throw invalid('user_id must be a UUID', 'user_id');
-      const state = await loadAuthState(opts.db, named, null);
+      let state = await loadAuthState(opts.db, named, null);
+      // The shipped app keeps using a guest's id after Sign in with Apple merged it (ios-app.md
+      // §4.8d): in this mode that id stands for the account it became part of.
+      if (state?.merged_into) state = await loadAuthState(opts.db, state.merged_into, null);
       if (!state || state.deleted) throw notFound('user');
       if (state.banned) throw new ApiError('ERR_4014');
       c.set('user', { id: state.id, isGuest: state.is_guest, isAdmin: state.is_admin, sessionId: null, via: 'legacy-anon' });
@@ -63,22 +66,38 @@ export function requireUser(opts: AuthOptions, claimed: ClaimedUserId = userIdFr
       return next();
     }
 
-    let claims;
-    try {
-      claims = await opts.tokens.verify(token);
-    } catch (err) {
-      if (err instanceof InvalidAccessToken) throw unauthenticated(err.message);
-      throw err;
-    }
-    const state = await loadAuthState(opts.db, claims.sub, claims.sessionId);
-    if (!state || state.deleted) throw unauthenticated('user no longer exists');
-    if (state.session_revoked !== false) throw unauthenticated('session ended');
-    if (state.banned) throw new ApiError('ERR_4014');
+    const user = await verifiedUser(opts, token);
     const named = await claimed(c);
-    if (named !== undefined && named !== state.id) throw forbidden('the request names another user');
-    c.set('user', { id: state.id, isGuest: state.is_guest, isAdmin: state.is_admin, sessionId: claims.sessionId, via: 'token' });
+    if (named !== undefined && named !== user.id) throw forbidden('the request names another user');
+    c.set('user', user);
     return next();
   };
+}
+
+/** The user behind a user access token: valid signature, live session, not deleted or banned. */
+async function verifiedUser(opts: AuthOptions, token: string): Promise<AppEnv['Variables']['user']> {
+  let claims;
+  try {
+    claims = await opts.tokens.verify(token);
+  } catch (err) {
+    if (err instanceof InvalidAccessToken) throw unauthenticated(err.message);
+    throw err;
+  }
+  const state = await loadAuthState(opts.db, claims.sub, claims.sessionId);
+  if (!state || state.deleted) throw unauthenticated('user no longer exists');
+  if (state.session_revoked !== false) throw unauthenticated('session ended');
+  if (state.banned) throw new ApiError('ERR_4014');
+  return { id: state.id, isGuest: state.is_guest, isAdmin: state.is_admin, sessionId: claims.sessionId, via: 'token' };
+}
+
+/**
+ * For routes where signing in is optional (GoTrue's id_token grant: a guest's bearer links the
+ * guest). No bearer, or the anon key, means nobody; any other bearer must be a valid user token.
+ */
+export async function optionalUser(c: Context<AppEnv>, opts: AuthOptions): Promise<AppEnv['Variables']['user'] | undefined> {
+  const token = bearerToken(c);
+  if (!token || (opts.anonKey !== undefined && secretsEqual(token, opts.anonKey))) return undefined;
+  return verifiedUser(opts, token);
 }
 
 export const authOptions = (s: {

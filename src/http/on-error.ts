@@ -4,6 +4,8 @@ import { ZodError } from 'zod';
 import { AppStoreRejected, AppStoreUnavailable } from '../apple/app-store.js';
 import { DeviceCheckUnavailable, DeviceTokenRejected } from '../apple/device-check.js';
 import { TransactionOwnedByAnother } from '../apple/purchases.js';
+import { AppleKeysUnavailable, IdentityTokenRejected } from '../apple/sign-in.js';
+import { GuestBelongsToAnotherAppleId } from '../auth/apple-accounts.js';
 import { UserBanned } from '../auth/onboarding.js';
 import { InvalidGenerationInput, InvalidPrompt, ModelUnavailable } from '../jobs/generate.js';
 import { StorageUnavailable } from '../storage/types.js';
@@ -27,6 +29,9 @@ export function toApiError(err: unknown, maxBodyBytes: number): ApiError {
   if (err instanceof AppStoreRejected) return new ApiError('ERR_4011', { reason: err.reason });
   if (err instanceof AppStoreUnavailable) return new ApiError('ERR_5002', { service: 'app_store' }, { 'Retry-After': '5' });
   if (err instanceof TransactionOwnedByAnother) return new ApiError('ERR_4012');
+  if (err instanceof IdentityTokenRejected) return new ApiError('ERR_4005', { reason: `Apple identity token: ${err.message}` });
+  if (err instanceof AppleKeysUnavailable) return new ApiError('ERR_5002', { service: 'sign_in_with_apple' }, { 'Retry-After': '5' });
+  if (err instanceof GuestBelongsToAnotherAppleId) return new ApiError('ERR_4006', { reason: 'this guest is already linked to another Apple ID' });
   if (err instanceof InvalidPrompt) return new ApiError('ERR_4003', { field: 'prompt' });
   if (err instanceof ModelUnavailable) return new ApiError('ERR_4002', err.reason ? { reason: err.reason } : undefined);
   if (err instanceof InvalidGenerationInput) return new ApiError('ERR_4008', { reason: err.reason, field: err.field });

@@ -187,18 +187,22 @@ export async function hold(db: Queryable, input: { userId: string; amount: numbe
 }
 
 async function lockHoldForResolution(tx: Tx, holdId: string) {
-  const found = await tx.query<{ user_id: string }>('SELECT user_id FROM credit_holds WHERE id = $1', [holdId]);
-  if (!found.rows[0]) throw new HoldNotFound(holdId);
-  const userId = found.rows[0].user_id;
-  // Lock order everywhere: account, then hold — so captures and new holds never deadlock.
-  const acct = await lockAccount(tx, userId);
-  const { rows } = await tx.query<{ amount: number; status: string; job_id: string | null }>(
-    'SELECT amount, status, job_id FROM credit_holds WHERE id = $1 FOR UPDATE',
-    [holdId],
-  );
-  const h = rows[0]!;
-  if (h.status !== 'open') throw new HoldAlreadyResolved(holdId, h.status);
-  return { userId, acct, amount: h.amount, jobId: h.job_id ?? undefined };
+  for (;;) {
+    const found = await tx.query<{ user_id: string }>('SELECT user_id FROM credit_holds WHERE id = $1', [holdId]);
+    if (!found.rows[0]) throw new HoldNotFound(holdId);
+    const userId = found.rows[0].user_id;
+    // Lock order everywhere: account, then hold — so captures and new holds never deadlock.
+    const acct = await lockAccount(tx, userId);
+    const { rows } = await tx.query<{ user_id: string; amount: number; status: string; job_id: string | null }>(
+      'SELECT user_id, amount, status, job_id FROM credit_holds WHERE id = $1 FOR UPDATE',
+      [holdId],
+    );
+    const h = rows[0]!;
+    // An account merge moved the hold while we waited for the old owner's lock: lock the new owner.
+    if (h.user_id !== userId) continue;
+    if (h.status !== 'open') throw new HoldAlreadyResolved(holdId, h.status);
+    return { userId, acct, amount: h.amount, jobId: h.job_id ?? undefined };
+  }
 }
 
 /**
@@ -309,6 +313,30 @@ export async function reverseClawback(
       reason: input.reason,
     });
     return { ...result, restored: result.applied ? restored : 0 };
+  });
+}
+
+/**
+ * Moves everything a guest's account holds into another account (Sign in with Apple merge):
+ * its balance as a merge_out / merge_in pair, and its open holds (with their running jobs), so a
+ * job that finishes later captures or releases on the new owner. Both accounts are locked in id
+ * order, so two merges can never deadlock. Returns what moved (zero for an empty account).
+ */
+export async function mergeAccounts(db: Queryable, input: { fromUserId: string; toUserId: string }): Promise<{ moved: number; held: number }> {
+  if (input.fromUserId === input.toUserId) throw new InvalidAmount('cannot merge an account into itself');
+  return withTransaction(db, async (tx) => {
+    const [first, second] = [input.fromUserId, input.toUserId].sort();
+    const locked = new Map([
+      [first!, await lockAccount(tx, first!)],
+      [second!, await lockAccount(tx, second!)],
+    ]);
+    const from = locked.get(input.fromUserId)!;
+    if (from.balance === 0) return { moved: 0, held: 0 };
+    await tx.query("UPDATE credit_holds SET user_id = $2 WHERE user_id = $1 AND status = 'open'", [input.fromUserId, input.toUserId]);
+    const reason = `merge ${input.fromUserId} → ${input.toUserId}`;
+    await writeEntry(tx, input.fromUserId, from, { kind: 'merge_out', amount: -from.balance, heldDelta: -from.held, reason });
+    await writeEntry(tx, input.toUserId, locked.get(input.toUserId)!, { kind: 'merge_in', amount: from.balance, heldDelta: from.held, reason });
+    return { moved: from.balance, held: from.held };
   });
 }
 

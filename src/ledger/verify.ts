@@ -65,7 +65,20 @@ const CHECKS: { name: string; sql: string }[] = [
            WHERE (kind = 'hold' AND (amount <> 0 OR held_delta <= 0))
               OR (kind = 'release' AND (amount <> 0 OR held_delta >= 0))
               OR (kind = 'capture' AND (amount >= 0 OR amount <> held_delta))
-              OR (kind NOT IN ('hold', 'release', 'capture') AND held_delta <> 0)`,
+              OR (kind = 'merge_out' AND held_delta > 0)
+              OR (kind = 'merge_in' AND held_delta < 0)
+              OR (kind NOT IN ('hold', 'release', 'capture', 'merge_in', 'merge_out') AND held_delta <> 0)`,
+  },
+  {
+    name: 'merges move credits and holds between accounts without creating or losing any',
+    sql: `SELECT sum(amount) AS amount, sum(held_delta) AS held FROM ledger_entries WHERE kind IN ('merge_in', 'merge_out')
+          HAVING sum(amount) <> 0 OR sum(held_delta) <> 0`,
+  },
+  {
+    name: 'a refund reversal restores at most what its clawback took',
+    sql: `SELECT r.transaction_id, r.amount AS restored, -c.amount AS clawed_back
+            FROM ledger_entries r LEFT JOIN ledger_entries c ON c.transaction_id = r.transaction_id AND c.kind = 'refund_clawback'
+           WHERE r.kind = 'refund_reversal' AND (c.id IS NULL OR r.amount > -c.amount)`,
   },
   {
     name: 'credits come in only as positive grants, purchases and reversals',

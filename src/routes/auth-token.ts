@@ -2,8 +2,8 @@ import { createRoute, z } from '@hono/zod-openapi';
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import { RefreshRejected } from '../auth/sessions.js';
 import type { UserRow } from '../db/queries/users.js';
-import { invalid, unauthenticated } from '../http/api-error.js';
-import { authOptions, requireUser } from '../http/auth.js';
+import { ApiError, invalid, unauthenticated } from '../http/api-error.js';
+import { authOptions, optionalUser, requireUser } from '../http/auth.js';
 import type { AppEnv } from '../http/context.js';
 import type { Services } from '../services.js';
 import { bearerSecurity, errorResponses } from './schemas.js';
@@ -51,24 +51,32 @@ const TokenResponse = z
   })
   .openapi('TokenResponse');
 
+const TokenRequest = z
+  .object({
+    refresh_token: z.string().min(1).max(512).optional().openapi({ description: 'grant_type=refresh_token' }),
+    provider: z.literal('apple').optional().openapi({ description: 'grant_type=id_token: only "apple"' }),
+    id_token: z.string().min(1).max(16_384).optional().openapi({ description: 'grant_type=id_token: the Sign in with Apple identity token' }),
+    nonce: z.string().min(1).max(512).optional().openapi({ description: 'grant_type=id_token: the raw nonce whose SHA-256 the token carries' }),
+  })
+  .openapi('TokenRequest');
+
 const tokenRoute = createRoute({
   method: 'post',
   path: '/auth/v1/token',
   tags: ['auth'],
-  summary: 'Exchange a refresh token for a new session (GoTrue-compatible); the old refresh token stops working',
+  summary: 'Sessions (GoTrue-compatible): refresh a session, or sign in with Apple',
   description:
     'grant_type=refresh_token rotates the refresh token. Presenting an already-rotated token revokes the whole session ' +
-    '(every token descended from the same sign-in).',
+    '(every token descended from the same sign-in). grant_type=id_token with provider "apple" verifies the identity token ' +
+    "(Apple's keys, issuer, audience, expiry, nonce) and signs in, creating the account on first use; with a guest's bearer " +
+    'token the guest is merged into the Apple account (or becomes it), atomically and idempotently.',
   request: {
     query: z.object({ grant_type: z.string().openapi({ example: 'refresh_token' }) }),
-    body: {
-      content: { 'application/json': { schema: z.object({ refresh_token: z.string().min(1).max(512) }).openapi('RefreshRequest') } },
-      required: true,
-    },
+    body: { content: { 'application/json': { schema: TokenRequest } }, required: true },
   },
   responses: {
     200: { description: 'A new session', content: { 'application/json': { schema: TokenResponse } } },
-    ...errorResponses(400, 401, 415),
+    ...errorResponses(400, 401, 403, 415, 503),
   },
 });
 
@@ -82,11 +90,27 @@ const logoutRoute = createRoute({
   responses: { 204: { description: 'Signed out' }, ...errorResponses(400, 401) },
 });
 
+/** The identity-token verifier, or ERR_5002 when this server has no audience configured. */
+export function appleIdentity(s: Services) {
+  if (!s.appleIdentity) throw new ApiError('ERR_5002', { service: 'sign_in_with_apple', reason: 'not configured (APPLE_BUNDLE_ID / APPLE_SIGN_IN_AUDIENCES)' });
+  return s.appleIdentity;
+}
+
 export function registerAuthToken(app: OpenAPIHono<AppEnv>, s: Services) {
   app.openapi(tokenRoute, async (c) => {
     const { grant_type } = c.req.valid('query');
+    const body = c.req.valid('json');
+    if (grant_type === 'id_token') {
+      if (!body.id_token) throw invalid('id_token is required', 'id_token');
+      if (body.provider !== 'apple') throw invalid('provider must be "apple"', 'provider');
+      const guest = await optionalUser(c, authOptions(s));
+      const identity = await appleIdentity(s).verify(body.id_token, body.nonce);
+      const r = await s.appleAccounts.signIn(identity, guest?.isGuest ? guest.id : undefined);
+      return c.json({ ...r.session, user: goTrueUser(r.user) }, 200);
+    }
     if (grant_type !== 'refresh_token') throw invalid(`unsupported grant_type "${grant_type}"`, 'grant_type');
-    const { refresh_token } = c.req.valid('json');
+    const { refresh_token } = body;
+    if (!refresh_token) throw invalid('refresh_token is required', 'refresh_token');
     try {
       const { tokens, user } = await s.sessions.refresh(refresh_token);
       return c.json({ ...tokens, user: goTrueUser(user) }, 200);

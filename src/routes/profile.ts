@@ -9,7 +9,7 @@ import type { Services } from '../services.js';
 import { UserIdQuery, bearerSecurity, errorResponses } from './schemas.js';
 
 /** The app's `User` (ios-app.md §2.8): every key required, dates ISO-8601. */
-const UserProfile = z
+export const UserProfile = z
   .object({
     id: z.string().uuid(),
     email: z.string().nullable(),
@@ -26,6 +26,32 @@ const UserProfile = z
     updated_at: z.string(),
   })
   .openapi('UserProfile');
+
+/** The profile as the app decodes it: the user row with the ledger's numbers. */
+export async function userProfile(s: Pick<Services, 'db'>, id: string): Promise<z.infer<typeof UserProfile>> {
+  const [user, account, total, granted] = await Promise.all([
+    findUserById(s.db, id),
+    ledger.getAccount(s.db, id),
+    ledger.totalCredited(s.db, id),
+    ledger.hasGrant(s.db, id),
+  ]);
+  if (!user) throw notFound('user');
+  return {
+    id: user.id,
+    email: user.email,
+    device_id: user.device_id,
+    apple_sub: user.apple_sub,
+    is_guest: user.is_guest,
+    tier: user.tier,
+    credits_remaining: account.available,
+    credits_total: total,
+    initial_grant_claimed: granted,
+    language: user.language,
+    theme_preference: user.theme_preference,
+    created_at: user.created_at,
+    updated_at: user.updated_at,
+  };
+}
 
 const profileRoute = createRoute({
   method: 'get',
@@ -78,34 +104,7 @@ const userIdFromRestFilter: ClaimedUserId = async (c) => {
 
 export function registerProfile(app: OpenAPIHono<AppEnv>, s: Services) {
   app.use(profileRoute.path, requireUser(authOptions(s)));
-  app.openapi(profileRoute, async (c) => {
-    const id = c.get('user').id;
-    const [user, account, total, granted] = await Promise.all([
-      findUserById(s.db, id),
-      ledger.getAccount(s.db, id),
-      ledger.totalCredited(s.db, id),
-      ledger.hasGrant(s.db, id),
-    ]);
-    if (!user) throw notFound('user');
-    return c.json(
-      {
-        id: user.id,
-        email: user.email,
-        device_id: user.device_id,
-        apple_sub: user.apple_sub,
-        is_guest: user.is_guest,
-        tier: user.tier,
-        credits_remaining: account.available,
-        credits_total: total,
-        initial_grant_claimed: granted,
-        language: user.language,
-        theme_preference: user.theme_preference,
-        created_at: user.created_at,
-        updated_at: user.updated_at,
-      },
-      200,
-    );
-  });
+  app.openapi(profileRoute, async (c) => c.json(await userProfile(s, c.get('user').id), 200));
 
   app.use(patchRoute.path, requireUser(authOptions(s), userIdFromRestFilter));
   app.openapi(patchRoute, async (c) => {

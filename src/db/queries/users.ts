@@ -13,12 +13,13 @@ export interface UserRow {
   banned_at: string | null;
   device_bit_marked_at: string | null;
   deleted_at: string | null;
+  merged_into: string | null;
   created_at: string;
   updated_at: string;
 }
 
 const USER_COLUMNS = `id, device_id, apple_sub, email, is_guest, tier, language, theme_preference, is_admin,
-  banned_at, device_bit_marked_at, deleted_at, created_at, updated_at`;
+  banned_at, device_bit_marked_at, deleted_at, merged_into, created_at, updated_at`;
 
 export async function findUserById(db: Queryable, id: string): Promise<UserRow | undefined> {
   const { rows } = await db.query<UserRow>(`SELECT ${USER_COLUMNS} FROM users WHERE id = $1`, [id]);
@@ -54,13 +55,14 @@ export interface AuthState {
   is_admin: boolean;
   banned: boolean;
   deleted: boolean;
+  merged_into: string | null;
   session_revoked: boolean | null; // null: no such session
 }
 
 /** One round trip per authenticated request: the user's standing and the session's. */
 export async function loadAuthState(db: Queryable, userId: string, sessionId: string | null): Promise<AuthState | undefined> {
   const { rows } = await db.query<AuthState>(
-    `SELECT u.id, u.is_guest, u.is_admin, u.banned_at IS NOT NULL AS banned, u.deleted_at IS NOT NULL AS deleted,
+    `SELECT u.id, u.is_guest, u.is_admin, u.banned_at IS NOT NULL AS banned, u.deleted_at IS NOT NULL AS deleted, u.merged_into,
             CASE WHEN s.id IS NULL THEN NULL ELSE s.revoked_at IS NOT NULL OR s.user_id <> u.id END AS session_revoked
        FROM users u LEFT JOIN auth_sessions s ON s.id = $2
       WHERE u.id = $1`,
@@ -81,4 +83,45 @@ export async function updateUserSettings(
     [userId, patch.language ?? null, patch.theme_preference ?? null],
   );
   return rows[0];
+}
+
+/** Locks a user row (Sign in with Apple's merge serialises on the rows involved). */
+export async function lockUser(db: Queryable, id: string): Promise<UserRow | undefined> {
+  const { rows } = await db.query<UserRow>(`SELECT ${USER_COLUMNS} FROM users WHERE id = $1 FOR UPDATE`, [id]);
+  return rows[0];
+}
+
+export async function lockUserByAppleSub(db: Queryable, appleSub: string): Promise<UserRow | undefined> {
+  const { rows } = await db.query<UserRow>(`SELECT ${USER_COLUMNS} FROM users WHERE apple_sub = $1 FOR UPDATE`, [appleSub]);
+  return rows[0];
+}
+
+/** A new Apple account; undefined when a concurrent sign-in created it first (unique apple_sub). */
+export async function insertAppleUserIfAbsent(db: Queryable, appleSub: string, email: string | null): Promise<UserRow | undefined> {
+  const { rows } = await db.query<UserRow>(
+    `INSERT INTO users (apple_sub, email, is_guest) VALUES ($1, $2, false)
+     ON CONFLICT (apple_sub) DO NOTHING RETURNING ${USER_COLUMNS}`,
+    [appleSub, email],
+  );
+  return rows[0];
+}
+
+/** The guest becomes the Apple account (same id: nothing of theirs has to move). */
+export async function linkAppleToGuest(db: Queryable, guestId: string, appleSub: string, email: string | null): Promise<UserRow> {
+  const { rows } = await db.query<UserRow>(
+    `UPDATE users SET apple_sub = $2, email = coalesce($3, email), is_guest = false WHERE id = $1 RETURNING ${USER_COLUMNS}`,
+    [guestId, appleSub, email],
+  );
+  return rows[0]!;
+}
+
+/**
+ * Hands a merged guest's jobs, files and purchases to the account it merged into, and leaves the
+ * guest as a tombstone: deleted, pointing at its new owner, device_id released.
+ */
+export async function moveGuestInto(db: Queryable, guestId: string, intoId: string): Promise<void> {
+  await db.query('UPDATE video_jobs SET user_id = $2 WHERE user_id = $1', [guestId, intoId]);
+  await db.query('UPDATE storage_objects SET owner_id = $2 WHERE owner_id = $1', [guestId, intoId]);
+  await db.query('UPDATE iap_transactions SET user_id = $2 WHERE user_id = $1', [guestId, intoId]);
+  await db.query('UPDATE users SET merged_into = $2, deleted_at = now(), device_id = NULL WHERE id = $1', [guestId, intoId]);
 }

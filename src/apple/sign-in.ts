@@ -1,0 +1,70 @@
+import { createHash } from 'node:crypto';
+import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
+
+/**
+ * Sign in with Apple identity tokens (contracts/apple.md §5): RS256 JWTs signed with Apple's
+ * rotating keys, fetched from the JWKS and cached by jose (refetched when an unknown kid appears).
+ */
+
+export const APPLE_ISSUER = 'https://appleid.apple.com';
+
+export interface SignInWithAppleConfig {
+  /** Accepted `aud` values: the app's bundle id (native) and any Services IDs (web). */
+  audiences: string[];
+  jwksUrl: string;
+  timeoutMs: number;
+  jwksCooldownMs: number;
+}
+
+export interface AppleIdentity {
+  sub: string;
+  email: string | null;
+  emailVerified: boolean;
+  isPrivateEmail: boolean;
+}
+
+/** The identity token is not Apple's, not for us, expired, or its nonce does not match. */
+export class IdentityTokenRejected extends Error {}
+/** Apple's keys could not be fetched. */
+export class AppleKeysUnavailable extends Error {}
+
+// Apple sends these as booleans or as the strings "true"/"false".
+const truthy = (v: unknown) => v === true || v === 'true';
+
+export class AppleIdentityVerifier {
+  private readonly jwks: ReturnType<typeof createRemoteJWKSet>;
+
+  constructor(private readonly cfg: SignInWithAppleConfig) {
+    this.jwks = createRemoteJWKSet(new URL(cfg.jwksUrl), { timeoutDuration: cfg.timeoutMs, cooldownDuration: cfg.jwksCooldownMs, cacheMaxAge: 3_600_000 });
+  }
+
+  /**
+   * Verifies signature, issuer, audience and expiry. With a nonce, the token's nonce must be its
+   * SHA-256 hex (the usual client convention) or the nonce itself; a token that carries a nonce
+   * needs one (GoTrue's rule: both or neither).
+   */
+  async verify(idToken: string, nonce?: string): Promise<AppleIdentity> {
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(idToken, this.jwks, { issuer: APPLE_ISSUER, audience: this.cfg.audiences, algorithms: ['RS256'] }));
+    } catch (err) {
+      // Network failures, timeouts and a JWKS endpoint answering garbage are Apple's trouble, not the user's.
+      const keysUnavailable = !(err instanceof joseErrors.JOSEError) || err instanceof joseErrors.JWKSTimeout || err.code === 'ERR_JOSE_GENERIC';
+      if (keysUnavailable) throw new AppleKeysUnavailable(err instanceof Error ? err.message : String(err));
+      throw new IdentityTokenRejected(err.message);
+    }
+    const tokenNonce = typeof payload.nonce === 'string' ? payload.nonce : undefined;
+    if (nonce !== undefined || tokenNonce !== undefined) {
+      if (nonce === undefined || tokenNonce === undefined) throw new IdentityTokenRejected('nonce: the request and the token must both carry one');
+      const hashed = createHash('sha256').update(nonce).digest('hex');
+      if (tokenNonce !== hashed && tokenNonce !== nonce) throw new IdentityTokenRejected('nonce mismatch');
+    }
+    if (typeof payload.sub !== 'string' || payload.sub.length === 0) throw new IdentityTokenRejected('no subject');
+    return {
+      sub: payload.sub,
+      email: typeof payload.email === 'string' ? payload.email : null,
+      emailVerified: truthy(payload.email_verified),
+      isPrivateEmail: truthy(payload.is_private_email),
+    };
+  }
+}
