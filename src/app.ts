@@ -4,6 +4,7 @@ import type { AppEnv } from './http/context.js';
 import { exceptCallbacks, requestContext, requireApiKey, requireJsonBody } from './http/middleware.js';
 import { createErrorHandler } from './http/on-error.js';
 import { createRouter } from './http/router.js';
+import { registerAccount } from './routes/account.js';
 import { registerAuthToken } from './routes/auth-token.js';
 import { registerCatalogue } from './routes/catalogue.js';
 import { registerCredits } from './routes/credits.js';
@@ -53,6 +54,7 @@ export function buildApp(s: Services) {
   registerProfile(app, s);
   registerCredits(app, s);
   registerPurchases(app, s);
+  registerAccount(app, s);
   // catalogue
   registerCatalogue(app, s);
   // videos and their files

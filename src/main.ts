@@ -80,6 +80,7 @@ async function main() {
           pool: db,
           jobs: services.jobs,
           purchases: services.purchases,
+          accountDeletion: services.accountDeletion,
           cleanupIdempotencyKeys: () => deleteExpiredKeys(db),
           concurrency: config.worker.concurrency,
           pollIntervalMs: config.worker.pollIntervalMs,

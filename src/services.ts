@@ -13,6 +13,7 @@ import type { AppStore } from './apple/app-store.js';
 import type { PurchaseService } from './apple/purchases.js';
 import { AppleIdentityVerifier } from './apple/sign-in.js';
 import { AppleAccountService } from './auth/apple-accounts.js';
+import { AccountDeletionService } from './auth/account-deletion.js';
 import type { GenerationService } from './jobs/generate.js';
 import type { VideoJobService } from './jobs/video-jobs.js';
 import { JobEvents } from './jobs/events.js';
@@ -37,6 +38,7 @@ export interface Services {
   purchases: PurchaseService;
   appleIdentity: AppleIdentityVerifier | undefined;
   appleAccounts: AppleAccountService;
+  accountDeletion: AccountDeletionService;
 }
 
 import { AppleDeviceCheck } from './apple/device-check.js';
@@ -112,6 +114,7 @@ export function buildServices(opts: {
   );
   const appleIdentity = config.signInWithApple ? new AppleIdentityVerifier(config.signInWithApple) : undefined;
   const appleAccounts = new AppleAccountService(db, sessions, log);
+  const accountDeletion = new AccountDeletionService(db, jobs, store, log);
   return {
     config,
     db,
@@ -131,5 +134,6 @@ export function buildServices(opts: {
     purchases,
     appleIdentity,
     appleAccounts,
+    accountDeletion,
   };
 }

@@ -92,6 +92,7 @@ export class TestApp {
       pool: this.db,
       jobs: this.services.jobs,
       purchases: this.services.purchases,
+      accountDeletion: this.services.accountDeletion,
       cleanupIdempotencyKeys: () => deleteExpiredKeys(this.db),
       concurrency: 4,
       pollIntervalMs: 100,

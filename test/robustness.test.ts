@@ -13,6 +13,15 @@ describe('robustness of every endpoint that reads a body or query', () => {
     { method: 'PATCH', path: `/rest/v1/users?id=eq.${userId}`, auth: true },
     { method: 'GET', path: '/functions/v1/get-user-credits', auth: true },
     { method: 'GET', path: '/functions/v1/get-user-profile', auth: true },
+    { method: 'GET', path: '/functions/v1/get-video-status', auth: true },
+    { method: 'GET', path: '/functions/v1/get-video-jobs', auth: true },
+    { method: 'POST', path: '/functions/v1/delete-video-job', auth: true },
+    { method: 'POST', path: '/functions/v1/update-credits', auth: true },
+    { method: 'POST', path: '/functions/v1/merge-guest-user', auth: true },
+    { method: 'POST', path: '/auth/v1/token?grant_type=id_token', auth: false },
+    { method: 'POST', path: '/functions/v1/apple-server-notifications', auth: false },
+    { method: 'POST', path: '/functions/v1/apple-signin-notifications', auth: false },
+    { method: 'POST', path: '/functions/v1/provider-webhook/fal', auth: false },
   ];
 
   it('random JSON bodies never produce a 5xx', async () => {

@@ -31,6 +31,13 @@ export class AppleKeysUnavailable extends Error {}
 // Apple sends these as booleans or as the strings "true"/"false".
 const truthy = (v: unknown) => v === true || v === 'true';
 
+/** A Sign in with Apple server-to-server event (its `events` claim is a JSON string). */
+export interface AppleServerEvent {
+  type: 'email-disabled' | 'email-enabled' | 'consent-revoked' | 'account-delete' | string;
+  sub: string;
+  eventTime: number | null;
+}
+
 export class AppleIdentityVerifier {
   private readonly jwks: ReturnType<typeof createRemoteJWKSet>;
 
@@ -44,15 +51,7 @@ export class AppleIdentityVerifier {
    * needs one (GoTrue's rule: both or neither).
    */
   async verify(idToken: string, nonce?: string): Promise<AppleIdentity> {
-    let payload: JWTPayload;
-    try {
-      ({ payload } = await jwtVerify(idToken, this.jwks, { issuer: APPLE_ISSUER, audience: this.cfg.audiences, algorithms: ['RS256'] }));
-    } catch (err) {
-      // Network failures, timeouts and a JWKS endpoint answering garbage are Apple's trouble, not the user's.
-      const keysUnavailable = !(err instanceof joseErrors.JOSEError) || err instanceof joseErrors.JWKSTimeout || err.code === 'ERR_JOSE_GENERIC';
-      if (keysUnavailable) throw new AppleKeysUnavailable(err instanceof Error ? err.message : String(err));
-      throw new IdentityTokenRejected(err.message);
-    }
+    const payload = await this.verifiedClaims(idToken);
     const tokenNonce = typeof payload.nonce === 'string' ? payload.nonce : undefined;
     if (nonce !== undefined || tokenNonce !== undefined) {
       if (nonce === undefined || tokenNonce === undefined) throw new IdentityTokenRejected('nonce: the request and the token must both carry one');
@@ -66,5 +65,30 @@ export class AppleIdentityVerifier {
       emailVerified: truthy(payload.email_verified),
       isPrivateEmail: truthy(payload.is_private_email),
     };
+  }
+
+  /** Verifies a server-to-server notification JWT (same keys, issuer and audience as identity tokens). */
+  async serverEvent(jwt: string): Promise<AppleServerEvent> {
+    const payload = await this.verifiedClaims(jwt);
+    let events: unknown = payload.events;
+    try {
+      if (typeof events === 'string') events = JSON.parse(events);
+    } catch {
+      throw new IdentityTokenRejected('events is not JSON');
+    }
+    const e = events as { type?: unknown; sub?: unknown; event_time?: unknown } | undefined;
+    if (!e || typeof e.type !== 'string' || typeof e.sub !== 'string') throw new IdentityTokenRejected('events lacks type or sub');
+    return { type: e.type, sub: e.sub, eventTime: typeof e.event_time === 'number' ? e.event_time : null };
+  }
+
+  private async verifiedClaims(jwt: string): Promise<JWTPayload> {
+    try {
+      return (await jwtVerify(jwt, this.jwks, { issuer: APPLE_ISSUER, audience: this.cfg.audiences, algorithms: ['RS256'] })).payload;
+    } catch (err) {
+      // Network failures, timeouts and a JWKS endpoint answering garbage are Apple's trouble, not the user's.
+      const keysUnavailable = !(err instanceof joseErrors.JOSEError) || err instanceof joseErrors.JWKSTimeout || err.code === 'ERR_JOSE_GENERIC';
+      if (keysUnavailable) throw new AppleKeysUnavailable(err instanceof Error ? err.message : String(err));
+      throw new IdentityTokenRejected(err.message);
+    }
   }
 }

@@ -54,7 +54,7 @@ export function requireJsonBody(): MiddlewareHandler<AppEnv> {
   };
 }
 
-const CALLBACK_PATHS = ['/functions/v1/provider-webhook/', '/functions/v1/apple-server-notifications'];
+const CALLBACK_PATHS = ['/functions/v1/provider-webhook/', '/functions/v1/apple-server-notifications', '/functions/v1/apple-signin-notifications'];
 
 /** Runs the middleware for everything but server-to-server callbacks. */
 export function exceptCallbacks(mw: MiddlewareHandler<AppEnv>): MiddlewareHandler<AppEnv> {

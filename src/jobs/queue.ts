@@ -14,7 +14,8 @@ export type TaskName =
   | 'apply_webhook_event'
   | 'sweep_video_jobs'
   | 'cleanup_idempotency_keys'
-  | 'send_consumption_info';
+  | 'send_consumption_info'
+  | 'purge_deleted_account';
 
 export interface EnqueueOptions {
   runAt?: Date;

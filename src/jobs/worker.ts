@@ -2,6 +2,7 @@ import { Logger as GraphileLogger, run, type Runner, type TaskList } from 'graph
 import type pg from 'pg';
 import type { Logger } from '../logger.js';
 import type { PurchaseService } from '../apple/purchases.js';
+import type { AccountDeletionService } from '../auth/account-deletion.js';
 import type { VideoJobService } from './video-jobs.js';
 
 /**
@@ -23,10 +24,11 @@ function payload(p: unknown): JobPayload {
 export interface WorkerDeps {
   jobs: VideoJobService;
   purchases: PurchaseService;
+  accountDeletion: AccountDeletionService;
   cleanupIdempotencyKeys: () => Promise<number>;
 }
 
-export function taskList({ jobs, purchases, cleanupIdempotencyKeys }: WorkerDeps): TaskList {
+export function taskList({ jobs, purchases, accountDeletion, cleanupIdempotencyKeys }: WorkerDeps): TaskList {
   return {
     submit_video_job: async (p) => jobs.submit(payload(p).jobId),
     poll_video_job: async (p) => jobs.poll(payload(p).jobId),
@@ -42,6 +44,11 @@ export function taskList({ jobs, purchases, cleanupIdempotencyKeys }: WorkerDeps
       const uuid = (p as { notificationUuid?: unknown } | null)?.notificationUuid;
       if (typeof uuid !== 'string') throw new Error('task payload lacks notificationUuid');
       await purchases.sendConsumptionInfo(uuid);
+    },
+    purge_deleted_account: async (p) => {
+      const userId = (p as { userId?: unknown } | null)?.userId;
+      if (typeof userId !== 'string') throw new Error('task payload lacks userId');
+      await accountDeletion.purge(userId);
     },
   };
 }

@@ -61,6 +61,19 @@ export class FakeAppleId {
     return { status: 200, body: JSON.stringify({ keys }), headers: { 'content-type': 'application/json' } };
   }
 
+  /** Any claims, signed like Apple's JWTs (RS256, current kid, iss, aud = the app, 10 minutes). */
+  async sign(claims: Record<string, unknown>, signWith?: KeyObject): Promise<string> {
+    const key = this.keys[0]!;
+    const now = Math.floor(Date.now() / 1000);
+    return new SignJWT(claims)
+      .setProtectedHeader({ alg: 'RS256', kid: key.kid })
+      .setIssuer('https://appleid.apple.com')
+      .setAudience(this.bundleId)
+      .setIssuedAt(now)
+      .setExpirationTime(now + 600)
+      .sign(signWith ?? key.privateKey);
+  }
+
   /** An identity token as the native sheet returns it. */
   async identityToken(claims: IdentityClaims = {}, opts: { signWith?: KeyObject; kid?: string } = {}): Promise<string> {
     const key = this.keys[0]!;
@@ -82,6 +95,18 @@ export class FakeAppleId {
       .setExpirationTime(now + (claims.expiresInSeconds ?? 600))
       .sign(opts.signWith ?? key.privateKey);
   }
+}
+
+/** A server-to-server notification JWT, as Apple posts it (form field `payload`). */
+export async function signServerEvent(
+  fake: FakeAppleId,
+  event: { type: string; sub: string; email?: string },
+  opts: { signWith?: KeyObject } = {},
+): Promise<string> {
+  return fake.sign(
+    { jti: randomBytes(8).toString('hex'), events: JSON.stringify({ ...event, event_time: Date.now() }) },
+    opts.signWith,
+  );
 }
 
 /** Apple's sub format: "001234.0123456789abcdef0123456789abcdef.1234". */

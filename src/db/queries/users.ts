@@ -125,3 +125,43 @@ export async function moveGuestInto(db: Queryable, guestId: string, intoId: stri
   await db.query('UPDATE iap_transactions SET user_id = $2 WHERE user_id = $1', [guestId, intoId]);
   await db.query('UPDATE users SET merged_into = $2, deleted_at = now(), device_id = NULL WHERE id = $1', [guestId, intoId]);
 }
+
+/**
+ * Account deletion (Apple requires it in-app): personal data goes, the anonymised money trail
+ * stays (ledger entries and purchase records keep the user id, which no longer names anyone).
+ */
+export async function markDeleted(db: Queryable, userId: string): Promise<void> {
+  await db.query('UPDATE users SET deleted_at = coalesce(deleted_at, now()) WHERE id = $1', [userId]);
+}
+
+export async function scrubDeletedUser(db: Queryable, userId: string): Promise<void> {
+  await db.query(
+    `UPDATE users SET email = NULL, apple_sub = NULL, device_id = NULL, language = 'en', theme_preference = 'system',
+            deleted_at = coalesce(deleted_at, now())
+      WHERE id = $1`,
+    [userId],
+  );
+  // Prompts and input URLs are the user's words and pictures.
+  await db.query(
+    `UPDATE video_jobs SET prompt = '', image_url = NULL, deleted_at = coalesce(deleted_at, now()) WHERE user_id = $1`,
+    [userId],
+  );
+}
+
+export async function liveObjectsOwnedBy(db: Queryable, userId: string): Promise<{ bucket: string; key: string }[]> {
+  const { rows } = await db.query<{ bucket: string; key: string }>(
+    'SELECT bucket, key FROM storage_objects WHERE owner_id = $1 AND deleted_at IS NULL',
+    [userId],
+  );
+  return rows;
+}
+
+export async function jobIdsOf(db: Queryable, userId: string): Promise<string[]> {
+  const { rows } = await db.query<{ job_id: string }>('SELECT job_id FROM video_jobs WHERE user_id = $1 AND deleted_at IS NULL', [userId]);
+  return rows.map((r) => r.job_id);
+}
+
+export async function findUserByAppleSub(db: Queryable, appleSub: string): Promise<UserRow | undefined> {
+  const { rows } = await db.query<UserRow>(`SELECT ${USER_COLUMNS} FROM users WHERE apple_sub = $1`, [appleSub]);
+  return rows[0];
+}

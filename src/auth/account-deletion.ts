@@ -1,0 +1,51 @@
+import { withTransaction, type Queryable } from '../db/pool.js';
+import * as sessionsDb from '../db/queries/sessions.js';
+import { markObjectDeleted } from '../db/queries/storage.js';
+import * as users from '../db/queries/users.js';
+import { enqueue } from '../jobs/queue.js';
+import type { VideoJobService } from '../jobs/video-jobs.js';
+import type { Logger } from '../logger.js';
+import { BUCKETS, type Bucket, type ObjectStore } from '../storage/types.js';
+
+/**
+ * Deletes an account (functions/v1/delete-account, and Apple's account-delete / consent-revoked
+ * server notifications): running jobs are cancelled and refunded, every file the user owns is
+ * removed, sessions end, personal data is scrubbed. The ledger and purchase records stay, under
+ * an id that no longer names anyone, because money history must add up forever (DESIGN §4).
+ */
+export class AccountDeletionService {
+  constructor(
+    private readonly db: Queryable,
+    private readonly jobs: VideoJobService,
+    private readonly store: ObjectStore,
+    private readonly log: Logger,
+  ) {}
+
+  /**
+   * Ends the account at once (no request or session works after this commits) and queues the purge
+   * in the same transaction, so a crash cannot leave personal data behind; then purges inline.
+   */
+  async delete(userId: string, reason: string): Promise<void> {
+    await withTransaction(this.db, async (tx) => {
+      await users.markDeleted(tx, userId);
+      await sessionsDb.revokeAllSessions(tx, userId, `account_deleted:${reason}`);
+      await enqueue(tx, 'purge_deleted_account', { userId }, { jobKey: `purge:${userId}` });
+    });
+    this.log.info({ userId, reason }, 'account deleted; purging its data');
+    await this.purge(userId).catch((err) => this.log.warn({ err, userId }, 'inline purge failed; the queue retries it'));
+  }
+
+  /** Idempotent: cancels and refunds running jobs, removes every file, scrubs personal data. */
+  async purge(userId: string): Promise<void> {
+    // Each job through the same path as delete-video-job: cancel at the provider, release the hold, remove results.
+    for (const jobId of await users.jobIdsOf(this.db, userId)) await this.jobs.delete(userId, jobId);
+    for (const o of await users.liveObjectsOwnedBy(this.db, userId)) {
+      if (!(BUCKETS as readonly string[]).includes(o.bucket)) continue;
+      await this.store.delete(o.bucket as Bucket, o.key);
+      await markObjectDeleted(this.db, o.bucket, o.key);
+    }
+    await users.scrubDeletedUser(this.db, userId);
+    // No Apple refresh token is stored (the app never sends its authorization code), so there is
+    // nothing to revoke at Apple; see docs/ARCHITECTURE.md.
+  }
+}
