@@ -39,6 +39,12 @@ describe('operational endpoints', () => {
       '/functions/v1/delete-video-job',
       '/functions/v1/video-events',
       '/storage/v1/object/{bucket}/{key}',
+      '/functions/v1/update-credits',
+      '/functions/v1/apple-server-notifications',
+      '/functions/v1/merge-guest-user',
+      '/functions/v1/delete-account',
+      '/functions/v1/apple-signin-notifications',
+      '/functions/v1/provider-webhook/{provider}',
     ]) {
       expect(doc.paths, path).toHaveProperty([path]);
     }

@@ -124,7 +124,7 @@ describe('update-credits (App Store purchases)', () => {
     expect((await t().db.query('SELECT count(*)::int AS n FROM iap_transactions WHERE user_id = $1', [g.userId])).rows[0].n).toBe(0);
   });
 
-  it('forged signed transactions (wrong key, self-signed chain, no Apple OIDs, wrong bundle) credit nothing', async () => {
+  it('forged signed transactions (wrong key, self-signed chain, no Apple OIDs, expired leaf, wrong bundle) credit nothing', async () => {
     const g = await t().createGuest();
     const stranger = await ApplePki.create('Mallory');
     const noOids = await ApplePki.create('Plain CA', { withoutAppleOids: true });
@@ -140,6 +140,10 @@ describe('update-credits (App Store purchases)', () => {
     forgeries.push([d.transactionId, await appStore().production.signTransaction(d), 'wrong_bundle']);
     const e = { ...tx(), environment: 'Xcode' };
     forgeries.push([e.transactionId, await appStore().production.signTransaction(e), 'wrong_environment']);
+    // Apple's chain, but the leaf had expired when the transaction was signed.
+    const expiredLeaf = await appStore().pki.withLeaf({ leafNotBefore: new Date(Date.now() - 30 * 86_400_000), leafNotAfter: new Date(Date.now() - 86_400_000) });
+    const x = tx();
+    forgeries.push([x.transactionId, await appStore().production.signTransaction(x, expiredLeaf), 'bad_signature']);
     // A genuine signature over one transaction, presented as another.
     const f = tx();
     forgeries.push([txId(), await appStore().production.signTransaction(f), 'transaction_mismatch']);

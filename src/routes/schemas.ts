@@ -15,7 +15,7 @@ export const ErrorSchema = z
 
 export const errorResponses = (...statuses: number[]) =>
   Object.fromEntries(
-    statuses.map((s) => [s, { description: 'Error (see the code table in docs/API.md)', content: { 'application/json': { schema: ErrorSchema } } }]),
+    statuses.map((s) => [s, { description: 'Error (the code table is on /docs)', content: { 'application/json': { schema: ErrorSchema } } }]),
   );
 
 export const UserIdQuery = z.object({

@@ -40,6 +40,8 @@ export class ApplePki {
     readonly intermediate: x509.X509Certificate,
     readonly leaf: x509.X509Certificate,
     private readonly leafKey: CryptoKey,
+    private readonly intermediateKey: CryptoKey,
+    private readonly opts: ChainOptions & { name: string },
   ) {}
 
   static async create(name = 'Fake Apple', opts: ChainOptions = {}): Promise<ApplePki> {
@@ -71,22 +73,15 @@ export class ApplePki {
         ...(opts.withoutAppleOids ? [] : [new x509.Extension(APPLE_INTERMEDIATE_OID, false, ASN1_NULL)]),
       ],
     });
-    const leaf = await x509.X509CertificateGenerator.create({
-      serialNumber: '03',
-      subject: `CN=${name} Prod ECC Mac App Store and iTunes Store Receipt Signing, OU=Apple Worldwide Developer Relations, O=Apple Inc., C=US`,
-      issuer: interName,
-      notBefore: opts.leafNotBefore ?? new Date(now - DAY),
-      notAfter: opts.leafNotAfter ?? new Date(now + 365 * DAY),
-      signingAlgorithm: SIGNING,
-      publicKey: (leafKeys as CryptoKeyPair).publicKey,
-      signingKey: (interKeys as CryptoKeyPair).privateKey,
-      extensions: [
-        new x509.BasicConstraintsExtension(false, undefined, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-        ...(opts.withoutAppleOids ? [] : [new x509.Extension(APPLE_LEAF_OID, false, ASN1_NULL)]),
-      ],
-    });
-    return new ApplePki(root, intermediate, leaf, (leafKeys as CryptoKeyPair).privateKey);
+    const leaf = await issueLeaf(name, interName, (interKeys as CryptoKeyPair).privateKey, (leafKeys as CryptoKeyPair).publicKey, opts);
+    return new ApplePki(root, intermediate, leaf, (leafKeys as CryptoKeyPair).privateKey, (interKeys as CryptoKeyPair).privateKey, { ...opts, name });
+  }
+
+  /** The same root and intermediate with a new leaf (Apple rotates leaves; an expired one must fail). */
+  async withLeaf(opts: Pick<ChainOptions, 'leafNotBefore' | 'leafNotAfter'>): Promise<ApplePki> {
+    const keys = (await webcrypto.subtle.generateKey(EC, true, ['sign', 'verify'])) as CryptoKeyPair;
+    const leaf = await issueLeaf(this.opts.name, this.intermediate.subject, this.intermediateKey, keys.publicKey, { ...this.opts, ...opts });
+    return new ApplePki(this.root, this.intermediate, leaf, keys.privateKey, this.intermediateKey, { ...this.opts, ...opts });
   }
 
   /** The root as a DER file, for APPLE_ROOT_CA_FILES. */
@@ -109,4 +104,23 @@ export class ApplePki {
   static async strayKey(): Promise<CryptoKey> {
     return ((await webcrypto.subtle.generateKey(EC, true, ['sign', 'verify'])) as CryptoKeyPair).privateKey;
   }
+}
+
+async function issueLeaf(name: string, issuer: string, issuerKey: CryptoKey, publicKey: CryptoKey, opts: ChainOptions): Promise<x509.X509Certificate> {
+  const now = Date.now();
+  return x509.X509CertificateGenerator.create({
+    serialNumber: Date.now().toString(16),
+    subject: `CN=${name} Prod ECC Mac App Store and iTunes Store Receipt Signing, OU=Apple Worldwide Developer Relations, O=Apple Inc., C=US`,
+    issuer,
+    notBefore: opts.leafNotBefore ?? new Date(now - DAY),
+    notAfter: opts.leafNotAfter ?? new Date(now + 365 * DAY),
+    signingAlgorithm: SIGNING,
+    publicKey,
+    signingKey: issuerKey,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      ...(opts.withoutAppleOids ? [] : [new x509.Extension(APPLE_LEAF_OID, false, ASN1_NULL)]),
+    ],
+  });
 }
