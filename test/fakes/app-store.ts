@@ -189,7 +189,7 @@ export async function startAppStoreFakes(): Promise<{
       APP_STORE_PRIVATE_KEY: key.privateKeyPem,
       APP_STORE_PRODUCTION_URL: production.server.url,
       APP_STORE_SANDBOX_URL: sandbox.server.url,
-      APP_STORE_TIMEOUT_MS: '1500',
+      APP_STORE_TIMEOUT_MS: '5000',
       APPLE_ROOT_CA_FILES: rootFile,
       // The test PKI publishes no OCSP responder; the effective date is then the payload's signedDate.
       APP_STORE_ONLINE_CHECKS: 'false',

@@ -45,7 +45,7 @@ export class FakeAppleId {
   }
 
   env(): Record<string, string> {
-    return { APPLE_SIGN_IN_AUDIENCES: this.bundleId, APPLE_ID_JWKS_URL: this.jwksUrl, APPLE_ID_TIMEOUT_MS: '1500', APPLE_ID_JWKS_COOLDOWN_MS: '0' };
+    return { APPLE_SIGN_IN_AUDIENCES: this.bundleId, APPLE_ID_JWKS_URL: this.jwksUrl, APPLE_ID_TIMEOUT_MS: '5000', APPLE_ID_JWKS_COOLDOWN_MS: '0' };
   }
 
   /** Apple publishes a new key; tokens are signed with it from now on (the old one stays listed). */
