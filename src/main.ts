@@ -37,6 +37,14 @@ function warnAboutModes(config: Config, log: Logger) {
         `  Set APPLE_TEAM_ID, APPLE_DEVICECHECK_KEY_ID and APPLE_DEVICECHECK_PRIVATE_KEY for production.\n${banner}`,
     );
   }
+  if (!config.appStore) {
+    log.warn('App Store is NOT configured (APPLE_BUNDLE_ID, APPLE_APP_APPLE_ID, APP_STORE_*): update-credits credits nothing and answers ERR_5002.');
+  } else if (!config.appStore.onlineChecks) {
+    log.warn('APP_STORE_ONLINE_CHECKS=false: Apple certificate revocation (OCSP) is not checked.');
+  }
+  if (!config.signInWithApple) {
+    log.warn('Sign in with Apple is NOT configured (APPLE_BUNDLE_ID or APPLE_SIGN_IN_AUDIENCES): Apple sign-in answers ERR_5002.');
+  }
   if (config.legacyAnonClients) {
     log.warn(
       'LEGACY_ANON_CLIENTS=true: requests bearing the public anon key may act as any user_id they name. ' +

@@ -69,6 +69,8 @@ describe('Sign in with Apple (GoTrue id_token grant)', () => {
     const res = await t().json(signIn(t(), await apple.identityToken({ sub }), { guest: g }));
     expect(res.user.id).toBe(first.user.id);
     expect(await credits(t(), res.access_token)).toBe(8);
+    const profile = await t().json(t().get('/functions/v1/get-user-profile', { token: res.access_token }));
+    expect(profile).toMatchObject({ id: first.user.id, is_guest: false, apple_sub: sub, credits_remaining: 8, credits_total: 8, initial_grant_claimed: true });
     expect((await jobsOf(t(), res.access_token)).sort()).toEqual([...jobs].sort());
     const history = await t().json(t().get(`/functions/v1/get-video-status?job_id=${jobs[0]}`, { token: res.access_token }));
     expect(history.status).toBe('completed');

@@ -370,6 +370,12 @@ export async function totalCredited(db: Queryable, userId: string): Promise<numb
 
 /** Whether the user ever received the initial grant (the profile's initial_grant_claimed). */
 export async function hasGrant(db: Queryable, userId: string): Promise<boolean> {
-  const { rows } = await db.query("SELECT 1 FROM ledger_entries WHERE user_id = $1 AND kind = 'grant'", [userId]);
+  // A guest merged into this account brought its grant along (the entry stays on the guest's tombstone).
+  const { rows } = await db.query(
+    `SELECT 1 FROM ledger_entries
+      WHERE kind = 'grant' AND (user_id = $1 OR user_id IN (SELECT id FROM users WHERE merged_into = $1))
+      LIMIT 1`,
+    [userId],
+  );
   return rows.length > 0;
 }
