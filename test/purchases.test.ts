@@ -106,6 +106,17 @@ describe('update-credits (App Store purchases)', () => {
     expect(row.environment).toBe('Sandbox');
   });
 
+  it('reaches the sandbox while production refuses our key (401 until the first release: App Review time)', async () => {
+    const g = await t().createGuest();
+    const tx = appStore().sandbox.add({ transactionId: txId(), productId: 'com.rendioai.credits.popular.60' });
+    appStore().production.server.inject(new RegExp(tx.transactionId), { status: 401, times: 1 });
+    expect(await t().json(buy(t(), g, { transaction_id: tx.transactionId }))).toMatchObject({ credits_added: 60 });
+    // Unknown to the sandbox while production cannot answer: not "not found", but try again later.
+    const unknown = txId();
+    appStore().production.server.inject(new RegExp(unknown), { status: 401, times: 1 });
+    expect((await t().json(buy(t(), g, { transaction_id: unknown }), 503)).error.code).toBe('ERR_5002');
+  });
+
   it('refuses what Apple does not vouch for, with a reason, crediting nothing', async () => {
     const g = await t().createGuest();
     const cases: [FakeTransaction | { transactionId: string }, Record<string, unknown>, string][] = [

@@ -166,10 +166,13 @@ export class AppStore {
 
   /**
    * Get Transaction Info: production first, then the sandbox when production does not know the
-   * id (Apple's documented fallback: App Review buys in the sandbox). The signed answer is verified
-   * before anything reads it.
+   * id (Apple's documented fallback: App Review buys in the sandbox) — or refuses our key with 401,
+   * which production does until the app's first release, exactly when App Review is buying. The
+   * signed answer is verified before anything reads it. "Not found" is only said when every
+   * environment asked said so; otherwise the client may retry (ERR_5002).
    */
   async fetchTransaction(transactionId: string) {
+    let unanswered: string | undefined;
     for (const env of ['Production', 'Sandbox'] as const) {
       const client = this.clients[env];
       if (!client) continue;
@@ -179,11 +182,16 @@ export class AppStore {
       } catch (err) {
         if (err instanceof APIException && err.apiError === TRANSACTION_NOT_FOUND) continue;
         if (err instanceof APIException && err.apiError === INVALID_TRANSACTION_ID) throw new AppStoreRejected('invalid_transaction_id');
+        if (env === 'Production' && err instanceof APIException && err.httpStatusCode === 401 && this.clients.Sandbox) {
+          unanswered = `App Store Server API (Production): ${describe(err)}`;
+          continue;
+        }
         throw new AppStoreUnavailable(`App Store Server API (${env}): ${describe(err)}`);
       }
       if (!signed) throw new AppStoreUnavailable(`App Store Server API (${env}) answered without signedTransactionInfo`);
       return { signed, tx: await this.verify.transaction(signed) };
     }
+    if (unanswered) throw new AppStoreUnavailable(`${unanswered}; the sandbox does not know the transaction either`);
     throw new AppStoreRejected('not_found', `transaction ${transactionId} is unknown to the App Store`);
   }
 
