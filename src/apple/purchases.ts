@@ -189,15 +189,10 @@ export class PurchaseService {
    */
   async sendConsumptionInfo(notificationUuid: string): Promise<void> {
     const appStore = this.store();
-    const { rows } = await this.db.query<{ transaction_id: string | null; environment: string | null }>(
-      'SELECT transaction_id, environment FROM app_store_notifications WHERE notification_uuid = $1',
-      [notificationUuid],
-    );
-    const n = rows[0];
+    const n = await iap.findNotification(this.db, notificationUuid);
     const known = n?.transaction_id ? await iap.findIapTransaction(this.db, n.transaction_id) : undefined;
     if (!n || !known) return;
-    const { rows: p } = await this.db.query<{ purchased_at: Date }>('SELECT purchased_at FROM iap_transactions WHERE transaction_id = $1', [known.transaction_id]);
-    const usage = await iap.usageSince(this.db, known.user_id, new Date(p[0]!.purchased_at));
+    const usage = await iap.usageSince(this.db, known.user_id, new Date(known.purchased_at));
     const consumed = Math.min(1, usage.credits_spent / known.credits);
     await appStore.sendConsumptionInformation(known.environment, known.transaction_id, {
       customerConsented: true,

@@ -8,10 +8,11 @@ export interface IapTransactionRow {
   quantity: number;
   credits: number;
   environment: 'Production' | 'Sandbox';
+  purchased_at: string;
   revoked_at: string | null;
 }
 
-const COLUMNS = 'transaction_id, original_transaction_id, user_id, product_id, quantity, credits, environment, revoked_at';
+const COLUMNS = 'transaction_id, original_transaction_id, user_id, product_id, quantity, credits, environment, purchased_at, revoked_at';
 
 export async function findIapTransaction(db: Queryable, transactionId: string, opts: { lock?: boolean } = {}): Promise<IapTransactionRow | undefined> {
   const { rows } = await db.query<IapTransactionRow>(
@@ -62,6 +63,14 @@ export async function recordNotification(
     [n.uuid, n.type, n.subtype, n.environment, n.transactionId, n.signedPayload, n.outcome],
   );
   return rowCount === 1;
+}
+
+export async function findNotification(db: Queryable, uuid: string): Promise<{ transaction_id: string | null; environment: string | null } | undefined> {
+  const { rows } = await db.query<{ transaction_id: string | null; environment: string | null }>(
+    'SELECT transaction_id, environment FROM app_store_notifications WHERE notification_uuid = $1',
+    [uuid],
+  );
+  return rows[0];
 }
 
 export async function setNotificationOutcome(db: Queryable, uuid: string, outcome: string): Promise<void> {
