@@ -23,16 +23,9 @@ export function crashIf(configured: CrashPoint | undefined, point: CrashPoint): 
   if (configured === point) process.kill(process.pid, 'SIGKILL');
 }
 
-export interface NewJob {
-  userId: string;
-  modelId: string;
-  themeId: string | null;
-  prompt: string;
-  settings: Record<string, unknown>;
-  imageUrl: string | null;
-  provider: string;
+/** A job as generate-video asks for it; the id, hold and credits_used are filled in by create(). */
+export interface NewJob extends Omit<jobsDb.JobInsert, 'jobId' | 'creditsUsed' | 'holdId'> {
   price: number;
-  deadlineSeconds: number;
 }
 
 export class VideoJobService {

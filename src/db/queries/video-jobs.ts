@@ -35,22 +35,22 @@ export interface VideoJobRow {
 const JOB_SELECT = `SELECT j.*, m.name AS model_name, m.provider_model_id, m.category
   FROM video_jobs j JOIN models m ON m.id = j.model_id`;
 
-export async function insertJob(
-  db: Queryable,
-  j: {
-    jobId: string;
-    userId: string;
-    modelId: string;
-    themeId: string | null;
-    prompt: string;
-    settings: Record<string, unknown>;
-    imageUrl: string | null;
-    provider: string;
-    creditsUsed: number;
-    holdId: string;
-    deadlineSeconds: number;
-  },
-): Promise<{ created_at: string }> {
+/** What a new job row is made of. */
+export interface JobInsert {
+  jobId: string;
+  userId: string;
+  modelId: string;
+  themeId: string | null;
+  prompt: string;
+  settings: Record<string, unknown>;
+  imageUrl: string | null;
+  provider: string;
+  creditsUsed: number;
+  holdId: string;
+  deadlineSeconds: number;
+}
+
+export async function insertJob(db: Queryable, j: JobInsert): Promise<{ created_at: string }> {
   const { rows } = await db.query<{ created_at: string }>(
     `INSERT INTO video_jobs (job_id, user_id, model_id, theme_id, prompt, settings, image_url, provider, credits_used, hold_id, deadline_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now() + make_interval(secs => $11))
