@@ -100,7 +100,7 @@ export class FakeAppStore {
   async notification(
     type: string,
     t: FakeTransaction | undefined,
-    opts: { uuid?: string; subtype?: string; pki?: ApplePki; bundleId?: string } = {},
+    opts: { uuid?: string; subtype?: string; pki?: ApplePki; bundleId?: string; signedDate?: number } = {},
   ): Promise<{ signedPayload: string }> {
     const pki = opts.pki ?? this.pki;
     const data: Record<string, unknown> = {
@@ -116,7 +116,8 @@ export class FakeAppStore {
       ...(opts.subtype ? { subtype: opts.subtype } : {}),
       notificationUUID: opts.uuid ?? randomUUID(),
       version: '2.0',
-      signedDate: Date.now(),
+      // When Apple signed it (ms): notifications may arrive out of this order.
+      signedDate: opts.signedDate ?? Date.now(),
       data,
     });
     return { signedPayload };

@@ -26,9 +26,18 @@ export interface Fault {
   delayMs?: number;
 }
 
+/** A request held at a gate (FakeHttpServer.gate): it is answered normally once released. */
+export interface Gate {
+  /** Resolves with the request once one matching the gate has arrived and is being held. */
+  readonly reached: Promise<FakeRequest>;
+  /** Lets the held request (or, if none arrived yet, the next matching one) through. */
+  release(): void;
+}
+
 export class FakeHttpServer {
   private server: http.Server;
   private faults: { match: RegExp; fault: Fault }[] = [];
+  private gates: { match: RegExp; arrived: (req: FakeRequest) => void; released: Promise<void>; release: () => void; used: boolean }[] = [];
   readonly requests: FakeRequest[] = [];
   url = '';
 
@@ -43,6 +52,7 @@ export class FakeHttpServer {
   }
 
   async stop(): Promise<void> {
+    for (const g of this.gates) g.release();
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
@@ -56,6 +66,20 @@ export class FakeHttpServer {
     this.faults = [];
   }
 
+  /**
+   * Holds the next request whose path matches until the test calls release(): the test can make
+   * something else happen while the server under test waits for this answer (then answered as
+   * usual: by a fault if one matches, else by the fake's handler). One request per gate.
+   */
+  gate(path: RegExp): Gate {
+    let arrived!: (req: FakeRequest) => void;
+    let release!: () => void;
+    const reached = new Promise<FakeRequest>((resolve) => (arrived = resolve));
+    const released = new Promise<void>((resolve) => (release = resolve));
+    this.gates.push({ match: path, arrived, released, release, used: false });
+    return { reached, release };
+  }
+
   calls(path: RegExp): FakeRequest[] {
     return this.requests.filter((r) => path.test(r.path));
   }
@@ -65,6 +89,12 @@ export class FakeHttpServer {
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const request: FakeRequest = { method: req.method ?? 'GET', path: req.url ?? '/', headers: req.headers, body: Buffer.concat(chunks).toString('utf8') };
     this.requests.push(request);
+    const gate = this.gates.find((g) => !g.used && g.match.test(request.path));
+    if (gate) {
+      gate.used = true;
+      gate.arrived(request);
+      await gate.released;
+    }
     const f = this.faults.find((x) => x.match.test(request.path) && x.fault.times > 0);
     let answer: FakeResponse;
     if (f) {
