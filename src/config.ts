@@ -64,6 +64,8 @@ const EnvSchema = z
     MAX_UPLOAD_BYTES: z.coerce.number().int().min(1024).max(50 * 1024 * 1024).default(10 * 1024 * 1024),
     SIGNED_URL_TTL_SECONDS: z.coerce.number().int().min(60).max(7 * 86_400).default(3600),
     IDEMPOTENCY_KEY_TTL_HOURS: z.coerce.number().int().min(24).max(24 * 30).default(24),
+    /** A key whose holder stopped renewing its lock this long ago is taken over (the holder died). */
+    IDEMPOTENCY_LOCK_SECONDS: z.coerce.number().int().min(1).max(3600).default(60),
     PROVIDER_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(15_000),
     /** Base of the full-jitter exponential backoff for provider retries. */
     PROVIDER_RETRY_BASE_MS: z.coerce.number().int().min(1).max(60_000).default(2000),
@@ -207,6 +209,7 @@ export interface Config {
   limits: { maxResultBytes: number; maxUploadBytes: number };
   signedUrlTtlSeconds: number;
   idempotencyKeyTtlHours: number;
+  idempotencyLockSeconds: number;
   providerTimeoutMs: number;
   providerRetryBaseMs: number;
   submitLeaseSeconds: number;
@@ -304,6 +307,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     limits: { maxResultBytes: e.MAX_RESULT_BYTES, maxUploadBytes: e.MAX_UPLOAD_BYTES },
     signedUrlTtlSeconds: e.SIGNED_URL_TTL_SECONDS,
     idempotencyKeyTtlHours: e.IDEMPOTENCY_KEY_TTL_HOURS,
+    idempotencyLockSeconds: e.IDEMPOTENCY_LOCK_SECONDS,
     providerTimeoutMs: e.PROVIDER_TIMEOUT_MS,
     providerRetryBaseMs: e.PROVIDER_RETRY_BASE_MS,
     submitLeaseSeconds: e.SUBMIT_LEASE_SECONDS,

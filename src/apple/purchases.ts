@@ -2,6 +2,7 @@ import type { JWSTransactionDecodedPayload } from '@apple/app-store-server-libra
 import { withTransaction, type Queryable } from '../db/pool.js';
 import * as iap from '../db/queries/app-store.js';
 import * as ledger from '../ledger/ledger.js';
+import { applyRefundNotice } from '../ledger/refunds.js';
 import type { Logger } from '../logger.js';
 import { AppStoreRejected, AppStoreUnavailable, type AppStore, type AppStoreEnvironment } from './app-store.js';
 
@@ -39,6 +40,7 @@ export type NotificationOutcome =
   | 'consumption_info_disabled'
   | 'unknown_transaction'
   | 'already_applied'
+  | 'out_of_order'
   | 'ignored'
   | 'test';
 
@@ -68,10 +70,15 @@ export class PurchaseService {
     const { productId, credits, quantity } = this.creditsFor(tx, req);
 
     return withTransaction(this.db, async (dbTx) => {
+      // The buyer's current owner (a guest merged while Apple answered buys for its new account),
+      // locked before the refund state: the lock order of every money path.
+      const owner = await ledger.lockOpenOwner(dbTx, req.userId);
+      // Apple may have told us of a refund before the app reported the purchase: never credit it.
+      if ((await iap.lockRefundState(dbTx, tx.transactionId!)).refunded) throw new AppStoreRejected('revoked', 'Apple refunded this transaction');
       const inserted = await iap.insertIapTransaction(dbTx, {
         transactionId: tx.transactionId!,
         originalTransactionId: tx.originalTransactionId ?? tx.transactionId!,
-        userId: req.userId,
+        userId: owner.ownerId,
         productId,
         quantity,
         credits,
@@ -82,10 +89,10 @@ export class PurchaseService {
       if (!inserted) {
         // A concurrent request recorded it first: answer as a replay (or refuse a foreign user).
         const existing = await iap.findIapTransaction(dbTx, tx.transactionId!);
-        return this.replay(existing!, req.userId);
+        return this.replay(existing!, req.userId, dbTx);
       }
-      const result = await ledger.purchase(dbTx, { userId: req.userId, amount: credits, transactionId: tx.transactionId! });
-      this.log.info({ userId: req.userId, transactionId: tx.transactionId, productId, credits, environment: tx.environment }, 'purchase credited');
+      const result = await ledger.purchase(dbTx, { userId: owner.ownerId, amount: credits, transactionId: tx.transactionId! });
+      this.log.info({ userId: owner.ownerId, transactionId: tx.transactionId, productId, credits, environment: tx.environment }, 'purchase credited');
       return {
         transactionId: tx.transactionId!,
         productId,
@@ -97,9 +104,11 @@ export class PurchaseService {
     });
   }
 
-  private async replay(known: iap.IapTransactionRow, userId: string): Promise<PurchaseResult> {
-    if (known.user_id !== userId) throw new TransactionOwnedByAnother();
-    const account = await ledger.getAccount(this.db, userId);
+  private async replay(known: iap.IapTransactionRow, userId: string, db: Queryable = this.db): Promise<PurchaseResult> {
+    // Owners, not ids: the purchase may have moved with a merge, or the caller may be the merged guest.
+    const caller = await ledger.currentOwner(db, userId);
+    if (caller === undefined || caller !== (await ledger.currentOwner(db, known.user_id))) throw new TransactionOwnedByAnother();
+    const account = await ledger.getAccount(db, caller);
     return {
       transactionId: known.transaction_id,
       productId: known.product_id,
@@ -147,36 +156,44 @@ export class PurchaseService {
         subtype: n.subtype ? String(n.subtype) : null,
         environment: data?.environment ? String(data.environment) : null,
         transactionId: tx?.transactionId ?? null,
+        signedDate: n.signedDate ? new Date(n.signedDate) : null,
         signedPayload,
         outcome: 'received',
       });
       if (!stored) return undefined;
-      const outcome = await this.apply(dbTx, type, uuid, tx);
+      const outcome = await this.apply(dbTx, type, uuid, n.signedDate, tx);
       await iap.setNotificationOutcome(dbTx, uuid, outcome);
       this.log.info({ notificationUuid: uuid, type, transactionId: tx?.transactionId, outcome }, 'App Store notification');
       return outcome;
     });
   }
 
-  private async apply(dbTx: Queryable, type: string, uuid: string, tx: JWSTransactionDecodedPayload | undefined): Promise<NotificationOutcome> {
+  private async apply(
+    dbTx: Queryable,
+    type: string,
+    uuid: string,
+    signedDate: number | undefined,
+    tx: JWSTransactionDecodedPayload | undefined,
+  ): Promise<NotificationOutcome> {
     if (type === 'TEST') return 'test';
     if (!['REFUND', 'REFUND_REVERSED', 'CONSUMPTION_REQUEST'].includes(type)) return 'ignored';
-    const known = tx?.transactionId ? await iap.findIapTransaction(dbTx, tx.transactionId, { lock: true }) : undefined;
-    if (!known) return 'unknown_transaction';
+    if (!tx?.transactionId) return 'unknown_transaction';
 
-    if (type === 'REFUND') {
-      const r = await ledger.clawback(dbTx, { userId: known.user_id, transactionId: known.transaction_id, amount: known.credits, reason: 'App Store refund' });
-      await iap.setRevoked(dbTx, known.transaction_id, new Date(tx!.revocationDate ?? Date.now()), tx!.revocationReason ?? null);
-      if (r.applied && r.shortfall > 0) {
-        this.log.warn({ userId: known.user_id, transactionId: known.transaction_id, shortfall: r.shortfall }, 'refund exceeded the available credits; shortfall recorded');
+    if (type === 'REFUND' || type === 'REFUND_REVERSED') {
+      const r = await applyRefundNotice(dbTx, {
+        transactionId: tx.transactionId,
+        refunded: type === 'REFUND',
+        signedAt: new Date(signedDate ?? Date.now()),
+        notificationUuid: uuid,
+        revocationDate: type === 'REFUND' && tx.revocationDate ? new Date(tx.revocationDate) : null,
+        revocationReason: type === 'REFUND' ? (tx.revocationReason ?? null) : null,
+      });
+      if (r.shortfall) {
+        this.log.warn({ userId: r.userId, transactionId: tx.transactionId, shortfall: r.shortfall }, 'refund exceeded the available credits; shortfall recorded');
       }
-      return r.applied ? 'refund_clawed_back' : 'already_applied';
+      return r.outcome;
     }
-    if (type === 'REFUND_REVERSED') {
-      const r = await ledger.reverseClawback(dbTx, { userId: known.user_id, transactionId: known.transaction_id, reason: 'App Store refund reversed' });
-      await iap.setRevoked(dbTx, known.transaction_id, null, null);
-      return r.applied ? 'refund_reversed' : 'already_applied';
-    }
+    if (!(await iap.findIapTransaction(dbTx, tx.transactionId))) return 'unknown_transaction';
     if (!this.appStore?.cfg.sendConsumptionInfo) return 'consumption_info_disabled';
     await this.enqueueConsumptionInfo(dbTx, uuid);
     return 'consumption_info_queued';

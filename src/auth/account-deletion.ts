@@ -3,6 +3,7 @@ import * as sessionsDb from '../db/queries/sessions.js';
 import { markObjectDeleted } from '../db/queries/storage.js';
 import * as users from '../db/queries/users.js';
 import { enqueue } from '../jobs/queue.js';
+import * as ledger from '../ledger/ledger.js';
 import type { VideoJobService } from '../jobs/video-jobs.js';
 import type { Logger } from '../logger.js';
 import { BUCKETS, type Bucket, type ObjectStore } from '../storage/types.js';
@@ -22,16 +23,25 @@ export class AccountDeletionService {
   ) {}
 
   /**
-   * Ends the account at once (no request or session works after this commits) and queues the purge
-   * in the same transaction, so a crash cannot leave personal data behind; then purges inline.
+   * Ends the account at once, in one transaction: no request or session works after it commits,
+   * running jobs are failed with their holds released, what is left of the balance is forfeit (a
+   * deleted account holds nothing), and the purge is queued, so a crash cannot leave personal data
+   * behind. The user's row is locked FOR UPDATE first: a hold or purchase already under way on
+   * this account finishes before, and one arriving later finds the account closed.
    */
   async delete(userId: string, reason: string): Promise<void> {
-    await withTransaction(this.db, async (tx) => {
+    const ended = await withTransaction(this.db, async (tx) => {
+      if (!(await users.lockUser(tx, userId))) return [];
       await users.markDeleted(tx, userId);
       await sessionsDb.revokeAllSessions(tx, userId, `account_deleted:${reason}`);
+      const jobs = await this.jobs.failAllRunning(tx, userId, 'ERR_4019', 'cancelled: the account was deleted');
+      await ledger.forfeit(tx, { userId, reason: `account deleted (${reason})` });
       await enqueue(tx, 'purge_deleted_account', { userId }, { jobKey: `purge:${userId}` });
+      return jobs;
     });
-    this.log.info({ userId, reason }, 'account deleted; purging its data');
+    this.log.info({ userId, reason, jobsCancelled: ended.length }, 'account deleted; purging its data');
+    // Stop paying for videos nobody will see (best effort: the jobs already ended and were refunded).
+    for (const job of ended) await this.jobs.cancelAtProvider(job);
     await this.purge(userId).catch((err) => this.log.warn({ err, userId }, 'inline purge failed; the queue retries it'));
   }
 
@@ -39,6 +49,8 @@ export class AccountDeletionService {
   async purge(userId: string): Promise<void> {
     // Each job through the same path as delete-video-job: cancel at the provider, release the hold, remove results.
     for (const jobId of await users.jobIdsOf(this.db, userId)) await this.jobs.delete(userId, jobId);
+    // Normally done by delete(); a purge queued before it did so finishes the job here (idempotent).
+    await ledger.forfeit(this.db, { userId, reason: 'account deleted' });
     for (const o of await users.liveObjectsOwnedBy(this.db, userId)) {
       if (!(BUCKETS as readonly string[]).includes(o.bucket)) continue;
       await this.store.delete(o.bucket as Bucket, o.key);

@@ -1,14 +1,15 @@
 import type { DeviceCheckClient } from '../apple/device-check.js';
 import { withTransaction, type Queryable } from '../db/pool.js';
-import { findUserByDeviceId, insertGuestIfAbsent, markDeviceBitSet, type UserRow } from '../db/queries/users.js';
+import { claimDeviceGrant, deviceMarkOwed, findUserByDeviceId, insertGuestIfAbsent, markDeviceBitSet, type UserRow } from '../db/queries/users.js';
 import * as ledger from '../ledger/ledger.js';
 import type { Logger } from '../logger.js';
 import type { SessionService, SessionTokens } from './sessions.js';
 
 /**
  * Guest onboarding (functions/v1/device-check). Invariant 4: the free grant happens at most once
- * per device — per device_id (unique users.device_id + unique grant entry per user) and per
- * physical device (Apple's DeviceCheck bit0, which survives reinstalls and new device_ids).
+ * per device — per device_id (device_grants, which outlives the guest: a merge or deletion frees
+ * users.device_id but not the device id's grant) and per physical device (Apple's DeviceCheck bit0,
+ * which survives reinstalls and new device_ids).
  */
 
 export class UserBanned extends Error {}
@@ -43,7 +44,9 @@ export class OnboardingService {
       const user = await insertGuestIfAbsent(tx, deviceId);
       if (!user) return undefined; // a concurrent call for the same device won the insert
       await ledger.openAccount(tx, user.id);
-      const granted = !deviceAlreadyGranted && this.grantCredits > 0
+      // A device id that had a guest before (since merged into an Apple account, or deleted) gets none.
+      const first = await claimDeviceGrant(tx, deviceId, user.id, !deviceAlreadyGranted && this.grantCredits > 0);
+      const granted = first?.granted
         ? (await ledger.grant(tx, { userId: user.id, amount: this.grantCredits, reason: 'initial guest grant' })).applied
         : false;
       const session = await this.sessions.start(user, tx);
@@ -54,34 +57,34 @@ export class OnboardingService {
       if (!winner) throw new Error(`device ${deviceId} lost the insert race but no user exists`);
       return this.returning(winner, deviceToken);
     }
-    if (deviceAlreadyGranted) {
-      this.log.info({ userId: created.user.id }, 'device already received its free credits (DeviceCheck bit0 set); no grant');
+    if (!created.granted) {
+      this.log.info({ userId: created.user.id, bit0: deviceAlreadyGranted }, 'device already received its free credits; no grant');
     }
-    if (created.granted) await this.markDevice(created.user.id, deviceToken);
+    await this.settleOwedMark(deviceId, deviceToken);
     const account = await ledger.getAccount(this.db, created.user.id);
     return { user: created.user, isNew: true, granted: created.granted, available: account.available, session: created.session };
   }
 
   private async returning(user: UserRow, deviceToken: string): Promise<OnboardingResult> {
     if (user.banned_at) throw new UserBanned();
-    // A previous call granted credits but could not set Apple's bit: owe it until it sticks.
-    if (!user.device_bit_marked_at && (await ledger.hasGrant(this.db, user.id))) await this.markDevice(user.id, deviceToken);
+    await this.settleOwedMark(user.device_id ?? '', deviceToken);
     const session = await this.sessions.start(user);
     const account = await ledger.getAccount(this.db, user.id);
     return { user, isNew: false, granted: false, available: account.available, session };
   }
 
   /**
-   * Sets bit0 after the grant committed. If Apple is unreachable now the grant stands (the user
-   * must not lose credits for our outage) and the mark is retried on this device's next call.
+   * Sets bit0 after a grant committed. If Apple is unreachable then, the grant stands (the user
+   * must not lose credits for our outage) and the mark stays owed by the device id — through merges
+   * and deletions — until a later call from that device sets it.
    */
-  private async markDevice(userId: string, deviceToken: string): Promise<void> {
-    if (!this.deviceCheck) return;
+  private async settleOwedMark(deviceId: string, deviceToken: string): Promise<void> {
+    if (!this.deviceCheck || !(await deviceMarkOwed(this.db, deviceId))) return;
     try {
       await this.deviceCheck.updateTwoBits(deviceToken, { bit0: true, bit1: false });
-      await markDeviceBitSet(this.db, userId);
+      await markDeviceBitSet(this.db, deviceId);
     } catch (err) {
-      this.log.warn({ err, userId }, 'could not set the DeviceCheck bit after the grant; will retry on the next onboarding call');
+      this.log.warn({ err, deviceId }, 'could not set the DeviceCheck bit after the grant; will retry on the next onboarding call');
     }
   }
 }

@@ -37,12 +37,40 @@ function isTx(db: Queryable): db is Tx {
 }
 
 /**
+ * Thrown inside a transaction that found the world changed under it in a way its locks cannot
+ * cover (e.g. a row appeared that must be locked earlier in the lock order): start over.
+ */
+export class RetryTransaction extends Error {}
+
+// deadlock_detected, serialization_failure: the transaction was rolled back whole, so running it
+// again is safe. The lock order (docs/ARCHITECTURE.md) makes these rare; they must never be a 500.
+const RETRYABLE_CODES = new Set(['40P01', '40001']);
+const MAX_ATTEMPTS = 5;
+
+function isRetryable(err: unknown): boolean {
+  return err instanceof RetryTransaction || RETRYABLE_CODES.has((err as { code?: string } | null)?.code ?? '');
+}
+
+/**
  * Runs fn in a transaction. Joins the caller's transaction when db already is one, so a ledger
- * entry, the job row and the queue job commit together or not at all.
+ * entry, the job row and the queue job commit together or not at all. A top-level transaction
+ * that deadlocks (or throws RetryTransaction) is rolled back and run again, so fn must keep its
+ * effects inside the database.
  */
 export async function withTransaction<T>(db: Queryable, fn: (tx: Tx) => Promise<T>): Promise<T> {
   if (isTx(db)) return fn(db);
-  const pool = db as pg.Pool;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await runTransaction(db as pg.Pool, fn);
+    } catch (err) {
+      if (attempt >= MAX_ATTEMPTS || !isRetryable(err)) throw err;
+      // Full jitter, so the two sides of a deadlock do not collide again in lockstep.
+      await new Promise((r) => setTimeout(r, Math.random() * 20 * attempt));
+    }
+  }
+}
+
+async function runTransaction<T>(pool: pg.Pool, fn: (tx: Tx) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   const tx = Object.assign(Object.create(null), {
     inTransaction: true as const,

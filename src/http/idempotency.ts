@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { MiddlewareHandler } from 'hono';
 import type { Queryable } from '../db/pool.js';
 import * as keys from '../db/queries/idempotency.js';
@@ -14,21 +14,28 @@ import type { AppEnv } from './context.js';
  *  - same key, different request       → 422 ERR_4010
  *  - same key, still running           → 409 ERR_4009 (Retry-After)
  *  - a request that failed without effect leaves no key: retrying it is safe and re-executes.
- *  - a request that died mid-way (crash) leaves a lock that goes stale after LOCK_SECONDS and can be retried.
+ *  - a request that died mid-way (crash) leaves a lock that goes stale after lockSeconds and can be retried.
+ * A live holder renews its lock while it runs, so a request that is merely slow (waiting on a lock,
+ * a connection) is never taken over; and the answer is stored only under the claimant's token, so
+ * even a holder that could not renew (database trouble) and was taken over cannot answer twice:
+ * its transaction rolls back with 409.
  */
-
-const LOCK_SECONDS = 60;
 // RFC 8941 sf-string (the draft's form, "quoted") or a bare token; printable ASCII only.
 const KEY_FORMAT = /^[\x21-\x7e]{1,255}$/;
 
 export interface IdempotencyClaim {
   key: string;
-  complete(tx: Queryable, status: number, body: unknown): Promise<void>;
+  /** Stores the answer inside the money transaction; ownerId = the user the work was done for. */
+  complete(tx: Queryable, status: number, body: unknown, ownerId?: string): Promise<void>;
 }
 
 export type IdempotentEnv = AppEnv & { Variables: { idempotency: IdempotencyClaim } };
 
-/** Stable fingerprint: method, path and the JSON body with keys sorted (whitespace and key order don't matter). */
+/**
+ * Stable fingerprint: method, path and the JSON body with keys sorted (whitespace and key order
+ * don't matter). user_id only names the caller (checked by auth), so it is left out: the shipped
+ * app's retry after Sign in with Apple names the account instead of the guest.
+ */
 export function fingerprint(method: string, path: string, rawBody: string): string {
   let canonical = rawBody;
   try {
@@ -38,7 +45,9 @@ export function fingerprint(method: string, path: string, rawBody: string): stri
         : v && typeof v === 'object'
           ? Object.fromEntries(Object.keys(v as object).sort().map((k) => [k, sort((v as Record<string, unknown>)[k])]))
           : v;
-    canonical = JSON.stringify(sort(JSON.parse(rawBody)));
+    const parsed = JSON.parse(rawBody) as unknown;
+    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) delete (parsed as Record<string, unknown>).user_id;
+    canonical = JSON.stringify(sort(parsed));
   } catch {
     // not JSON: fingerprint the bytes; validation rejects the request anyway
   }
@@ -53,21 +62,23 @@ export function parseIdempotencyKey(header: string | undefined): string {
   return key;
 }
 
-export function idempotency(db: Queryable, ttlHours: number): MiddlewareHandler<IdempotentEnv> {
+export function idempotency(db: Queryable, opts: { ttlHours: number; lockSeconds: number }): MiddlewareHandler<IdempotentEnv> {
+  const { ttlHours, lockSeconds } = opts;
   return async (c, next) => {
     const key = parseIdempotencyKey(c.req.header('idempotency-key'));
     const userId = c.get('user').id;
     const print = fingerprint(c.req.method, c.req.path, await c.req.text());
+    const claimToken = randomUUID();
 
-    let id = await keys.claimKey(db, { userId, key, method: c.req.method, path: c.req.path, fingerprint: print, ttlHours });
+    let id = await keys.claimKey(db, { userId, key, method: c.req.method, path: c.req.path, fingerprint: print, ttlHours, claimToken });
     if (id === undefined) {
-      const existing = await keys.findKey(db, userId, key, LOCK_SECONDS);
+      const existing = await keys.findKey(db, userId, key, lockSeconds);
       if (!existing) throw new ApiError('ERR_4009', { reason: 'retry' }, { 'Retry-After': '1' }); // expired between the two statements
       if (existing.request_fingerprint !== print) throw new ApiError('ERR_4010');
       if (existing.response_status !== null) {
         return c.json(existing.response_body as object, existing.response_status as 200, { 'X-Idempotent-Replay': 'true' });
       }
-      if (existing.lock_is_fresh || !(await keys.takeOverStaleKey(db, existing.id, LOCK_SECONDS))) {
+      if (existing.lock_is_fresh || !(await keys.takeOverStaleKey(db, existing.id, lockSeconds, claimToken))) {
         throw new ApiError('ERR_4009', undefined, { 'Retry-After': '1' });
       }
       id = existing.id;
@@ -77,13 +88,23 @@ export function idempotency(db: Queryable, ttlHours: number): MiddlewareHandler<
     let completed = false;
     c.set('idempotency', {
       key,
-      complete: async (tx, status, body) => {
-        await keys.storeResponse(tx, claimId, status, body);
+      complete: async (tx, status, body, ownerId) => {
+        if (!(await keys.storeResponse(tx, { id: claimId, claimToken, status, body, ownerId }))) {
+          // Taken over by a retry: this request must not answer (its transaction rolls back).
+          throw new ApiError('ERR_4009', { reason: 'taken_over' }, { 'Retry-After': '1' });
+        }
         completed = true;
       },
     });
-    await next();
+    // Renew well within lockSeconds, so only a dead holder's lock ever goes stale.
+    const renewal = setInterval(() => void keys.renewClaim(db, claimId, claimToken).catch(() => undefined), (lockSeconds * 1000) / 4);
+    renewal.unref();
+    try {
+      await next();
+    } finally {
+      clearInterval(renewal);
+    }
     // The handler failed before committing anything: free the key so a retry runs again.
-    if (!completed || c.error) await keys.deleteUnansweredKey(db, claimId).catch(() => undefined);
+    if (!completed || c.error) await keys.deleteUnansweredKey(db, claimId, claimToken).catch(() => undefined);
   };
 }

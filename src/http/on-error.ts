@@ -10,7 +10,7 @@ import { UserBanned } from '../auth/onboarding.js';
 import { InvalidGenerationInput, InvalidPrompt, ModelUnavailable } from '../jobs/generate.js';
 import { StorageUnavailable } from '../storage/types.js';
 import { isDatabaseUnavailable } from '../db/pool.js';
-import { AccountNotFound, InsufficientCredits } from '../ledger/errors.js';
+import { AccountClosed, AccountNotFound, InsufficientCredits } from '../ledger/errors.js';
 import { ApiError } from './api-error.js';
 import type { AppEnv } from './context.js';
 import type { ErrorLogWriter } from './error-log.js';
@@ -23,6 +23,8 @@ export function toApiError(err: unknown, maxBodyBytes: number): ApiError {
     return new ApiError('ERR_4001', { required: err.required, available: err.available });
   }
   if (err instanceof AccountNotFound) return new ApiError('ERR_4007', { resource: 'user' });
+  // Deleted while this request was under way: the same answer a request arriving a moment later gets.
+  if (err instanceof AccountClosed) return new ApiError('ERR_4005', { reason: 'user no longer exists' });
   if (err instanceof DeviceTokenRejected) return new ApiError('ERR_4013');
   if (err instanceof DeviceCheckUnavailable) return new ApiError('ERR_5002', { service: 'apple_devicecheck' }, { 'Retry-After': '5' });
   if (err instanceof UserBanned) return new ApiError('ERR_4014');

@@ -75,7 +75,10 @@ export class GenerationService {
     return `${ours.origin}${prefix}${key}`;
   }
 
-  async generate(req: GenerateRequest, complete: (tx: Queryable, status: number, body: GenerateResponse) => Promise<void>): Promise<GenerateResponse> {
+  async generate(
+    req: GenerateRequest,
+    complete: (tx: Queryable, status: number, body: GenerateResponse, ownerId: string) => Promise<void>,
+  ): Promise<GenerateResponse> {
     const prompt = req.prompt.trim();
     if (prompt.length < PROMPT_MIN || prompt.length > PROMPT_MAX) throw new InvalidPrompt();
 
@@ -108,7 +111,7 @@ export class GenerationService {
 
     const price = priceFor(model, settings.duration);
     const response = await withTransaction(this.db, async (tx) => {
-      const { jobId, available } = await this.jobs.create(tx, {
+      const { jobId, userId, available } = await this.jobs.create(tx, {
         userId: req.userId,
         modelId: model.id,
         themeId: req.themeId ?? null,
@@ -120,7 +123,7 @@ export class GenerationService {
         deadlineSeconds: model.deadline_seconds,
       });
       const body: GenerateResponse = { job_id: jobId, status: 'pending', credits_used: price, credits_remaining: available };
-      await complete(tx, 200, body);
+      await complete(tx, 200, body, userId);
       return body;
     });
     crashIf(this.crashAt, 'generate:after-commit');

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { withTransaction, type Queryable } from '../db/pool.js';
+import { RetryTransaction, withTransaction, type Queryable } from '../db/pool.js';
 import * as jobsDb from '../db/queries/video-jobs.js';
 import { recordObject, markObjectDeleted } from '../db/queries/storage.js';
 import * as ledger from '../ledger/ledger.js';
@@ -49,12 +49,13 @@ export class VideoJobService {
    * Inside the caller's transaction: hold the price, insert the job, enqueue its submission.
    * Throws InsufficientCredits (nothing written) when the user cannot afford it.
    */
-  async create(tx: Queryable, j: NewJob): Promise<{ jobId: string; available: number }> {
+  async create(tx: Queryable, j: NewJob): Promise<{ jobId: string; userId: string; available: number }> {
     const jobId = randomUUID();
-    const { holdId, account } = await ledger.hold(tx, { userId: j.userId, amount: j.price, jobId });
-    await jobsDb.insertJob(tx, { ...j, jobId, creditsUsed: j.price, holdId });
+    // The hold lands on the caller's current owner (a guest merged mid-request): so does the job.
+    const { holdId, userId, account } = await ledger.hold(tx, { userId: j.userId, amount: j.price, jobId });
+    await jobsDb.insertJob(tx, { ...j, userId, jobId, creditsUsed: j.price, holdId });
     await enqueue(tx, 'submit_video_job', { jobId }, { jobKey: `submit:${jobId}` });
-    return { jobId, available: account.available };
+    return { jobId, userId, available: account.available };
   }
 
   /** Sends a queued job to its provider. Safe to run twice: the lease and the status guard it. */
@@ -196,7 +197,7 @@ export class VideoJobService {
       throw err; // the queue retries the ingest with backoff
     }
     const finished = await withTransaction(this.db, async (tx) => {
-      const locked = await jobsDb.lockJob(tx, jobId);
+      const locked = await this.lockJobToEnd(tx, jobId);
       if (!locked || locked.status !== 'ingesting') return false;
       await ledger.capture(tx, { holdId: locked.hold_id });
       await jobsDb.setCompleted(tx, jobId, videoKey, thumbnailKey);
@@ -219,10 +220,24 @@ export class VideoJobService {
     }
   }
 
+  /**
+   * Locks a job that is about to end, after its owner's account (the global lock order: a merge
+   * locks accounts and then moves jobs, so locking the job first could deadlock with it).
+   */
+  private async lockJobToEnd(tx: Queryable, jobId: string): Promise<jobsDb.VideoJobRow | undefined> {
+    const userId = await jobsDb.findJobUserId(tx, jobId);
+    if (!userId) return undefined;
+    const { ownerId } = await ledger.lockOwner(tx, userId);
+    const job = await jobsDb.lockJob(tx, jobId);
+    // Merged away between the two reads: start over and lock the new owner first.
+    if (job && job.user_id !== ownerId && job.status !== 'completed' && job.status !== 'failed') throw new RetryTransaction();
+    return job;
+  }
+
   /** Fails a job and releases its hold, atomically and at most once. Returns false if it had already ended. */
-  async fail(jobId: string, code: FailureCode | string, message: string): Promise<boolean> {
-    const failed = await withTransaction(this.db, async (tx) => {
-      const job = await jobsDb.lockJob(tx, jobId);
+  async fail(jobId: string, code: FailureCode | string, message: string, db: Queryable = this.db): Promise<boolean> {
+    const failed = await withTransaction(db, async (tx) => {
+      const job = await this.lockJobToEnd(tx, jobId);
       if (!job || job.status === 'completed' || job.status === 'failed') return false;
       await ledger.release(tx, { holdId: job.hold_id, reason: `${code}: ${message}`.slice(0, 500) });
       await jobsDb.setFailed(tx, jobId, code, message);
@@ -240,7 +255,19 @@ export class VideoJobService {
     }
   }
 
-  private async cancelAtProvider(job: jobsDb.VideoJobRow): Promise<void> {
+  /**
+   * Ends every running job of a user inside the caller's transaction (account deletion): holds
+   * released with the jobs. Returns them, so the caller can cancel them at the provider after commit.
+   */
+  async failAllRunning(tx: Queryable, userId: string, code: string, message: string): Promise<jobsDb.VideoJobRow[]> {
+    const ended: jobsDb.VideoJobRow[] = [];
+    for (const job of await jobsDb.findRunningJobsOf(tx, userId)) {
+      if (await this.fail(job.job_id, code, message, tx)) ended.push(job);
+    }
+    return ended;
+  }
+
+  async cancelAtProvider(job: jobsDb.VideoJobRow): Promise<void> {
     if (!job.provider_job_id) return;
     await this.providers
       .for(job.provider)

@@ -33,3 +33,10 @@ export class HoldAlreadyResolved extends LedgerError {
 }
 
 export class InvalidAmount extends LedgerError {}
+
+/** The account was deleted: nothing new may be credited to it or held on it. */
+export class AccountClosed extends LedgerError {
+  constructor(public readonly userId: string) {
+    super(`account ${userId} is deleted`);
+  }
+}

@@ -1,5 +1,5 @@
 import { withTransaction, type Queryable, type Tx } from '../db/pool.js';
-import { AccountNotFound, HoldAlreadyResolved, HoldNotFound, InsufficientCredits, InvalidAmount } from './errors.js';
+import { AccountClosed, AccountNotFound, HoldAlreadyResolved, HoldNotFound, InsufficientCredits, InvalidAmount } from './errors.js';
 
 /**
  * The only code that moves credits (CONTRIBUTING.md). Every operation is one transaction (or joins
@@ -8,6 +8,11 @@ import { AccountNotFound, HoldAlreadyResolved, HoldNotFound, InsufficientCredits
  * so a duplicate grant or purchase is detected by the insert itself, never by check-then-act.
  *
  * balance = credits owned; held = credits reserved by open holds; available = balance - held.
+ *
+ * Credits always land on a user's current OWNER: the end of its merge chain (a guest merged into an
+ * Apple account is a tombstone that must hold nothing). Lock order, everywhere (docs/ARCHITECTURE.md):
+ * the owner's users row (FOR KEY SHARE; a merge or deletion takes FOR UPDATE) → its credit_accounts
+ * row → only then the rows that belong to the account (holds, jobs, purchases, refund states).
  */
 
 export interface AccountState {
@@ -26,7 +31,8 @@ type EntryKind =
   | 'refund_reversal'
   | 'admin_adjust'
   | 'merge_in'
-  | 'merge_out';
+  | 'merge_out'
+  | 'forfeit';
 
 interface EntryInput {
   kind: EntryKind;
@@ -38,6 +44,7 @@ interface EntryInput {
   adminActionId?: number;
   reason?: string;
   shortfall?: number;
+  refundRound?: number;
 }
 
 export interface EntryResult {
@@ -52,7 +59,48 @@ function assertPositiveInt(n: number, what: string): void {
   if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidAmount(`${what} must be a positive integer, got ${n}`);
 }
 
-async function lockAccount(tx: Tx, userId: string): Promise<AccountState> {
+export interface LockedOwner {
+  /** The end of the merge chain: whose account the credits are on. */
+  ownerId: string;
+  /** The owner's account was deleted: nothing new may be credited or held there. */
+  closed: boolean;
+  account: AccountState;
+}
+
+/**
+ * Locks the account credits for userId land on: follows merges to the owner, locks the owner's
+ * users row (FOR KEY SHARE: a concurrent merge or deletion of the owner waits for us, and we wait
+ * for it, then see where it moved) and then its account row. A merge that committed while we
+ * waited is followed to its new owner.
+ */
+export async function lockOwner(db: Queryable, userId: string): Promise<LockedOwner> {
+  for (let hops = 0; hops < 64; hops++) {
+    const { rows } = await db.query<{ id: string; merged_into: string | null; closed: boolean }>(
+      'SELECT id, merged_into, deleted_at IS NOT NULL AS closed FROM users WHERE id = user_current_owner($1) FOR KEY SHARE',
+      [userId],
+    );
+    const owner = rows[0];
+    if (!owner) throw new AccountNotFound(userId);
+    if (owner.merged_into) continue; // merged while we waited for its lock: follow it
+    return { ownerId: owner.id, closed: owner.closed, account: await lockAccount(db, owner.id) };
+  }
+  throw new Error(`merge chain of ${userId} does not end`);
+}
+
+/** lockOwner, refusing a deleted account (AccountClosed): nothing new lands there. */
+export async function lockOpenOwner(db: Queryable, userId: string): Promise<LockedOwner> {
+  const owner = await lockOwner(db, userId);
+  if (owner.closed) throw new AccountClosed(owner.ownerId);
+  return owner;
+}
+
+/** Whose account a user's credits are on now (no lock: for reads and comparisons). */
+export async function currentOwner(db: Queryable, userId: string): Promise<string | undefined> {
+  const { rows } = await db.query<{ id: string | null }>('SELECT user_current_owner($1) AS id', [userId]);
+  return rows[0]?.id ?? undefined;
+}
+
+async function lockAccount(tx: Queryable, userId: string): Promise<AccountState> {
   const { rows } = await tx.query<{ balance: number; held: number }>(
     'SELECT balance, held FROM credit_accounts WHERE user_id = $1 FOR UPDATE',
     [userId],
@@ -67,7 +115,7 @@ async function lockAccount(tx: Tx, userId: string): Promise<AccountState> {
  * first with ON CONFLICT DO NOTHING: if a unique index says it exists (second grant, reused
  * transaction id, second capture), nothing is updated and applied=false.
  */
-async function writeEntry(tx: Tx, userId: string, current: AccountState, e: EntryInput): Promise<EntryResult> {
+async function writeEntry(tx: Queryable, userId: string, current: AccountState, e: EntryInput): Promise<EntryResult> {
   const heldDelta = e.heldDelta ?? 0;
   const balance = current.balance + e.amount;
   const held = current.held + heldDelta;
@@ -77,8 +125,8 @@ async function writeEntry(tx: Tx, userId: string, current: AccountState, e: Entr
   }
   const inserted = await tx.query(
     `INSERT INTO ledger_entries
-       (user_id, kind, amount, held_delta, hold_id, job_id, transaction_id, admin_action_id, reason, shortfall, balance_after, held_after)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+       (user_id, kind, amount, held_delta, hold_id, job_id, transaction_id, admin_action_id, reason, shortfall, refund_round, balance_after, held_after)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
      ON CONFLICT DO NOTHING
      RETURNING id`,
     [
@@ -92,6 +140,7 @@ async function writeEntry(tx: Tx, userId: string, current: AccountState, e: Entr
       e.adminActionId ?? null,
       e.reason ?? null,
       e.shortfall ?? 0,
+      e.refundRound ?? null,
       balance,
       held,
     ],
@@ -123,14 +172,15 @@ export async function getAccount(db: Queryable, userId: string): Promise<Account
 export async function grant(db: Queryable, input: { userId: string; amount: number; reason?: string }): Promise<EntryResult> {
   assertPositiveInt(input.amount, 'grant amount');
   return withTransaction(db, async (tx) => {
-    const acct = await lockAccount(tx, input.userId);
-    return writeEntry(tx, input.userId, acct, { kind: 'grant', amount: input.amount, reason: input.reason });
+    const { ownerId, account } = await lockOpenOwner(tx, input.userId);
+    return writeEntry(tx, ownerId, account, { kind: 'grant', amount: input.amount, reason: input.reason });
   });
 }
 
 /**
- * Credits a verified App Store purchase. A transaction id credits at most once, ever, to one user:
- * applied=false when it already did (creditedTo says to whom, so the caller can tell replay from theft).
+ * Credits a verified App Store purchase to the buyer's current owner. A transaction id credits at
+ * most once, ever, to one user: applied=false when it already did (creditedTo says to whom, so the
+ * caller can tell replay from theft). Refused (AccountClosed) for a deleted account.
  */
 export async function purchase(
   db: Queryable,
@@ -138,13 +188,13 @@ export async function purchase(
 ): Promise<EntryResult & { creditedTo: string }> {
   assertPositiveInt(input.amount, 'purchase amount');
   return withTransaction(db, async (tx) => {
-    const acct = await lockAccount(tx, input.userId);
-    const result = await writeEntry(tx, input.userId, acct, {
+    const { ownerId, account } = await lockOpenOwner(tx, input.userId);
+    const result = await writeEntry(tx, ownerId, account, {
       kind: 'purchase',
       amount: input.amount,
       transactionId: input.transactionId,
     });
-    if (result.applied) return { ...result, creditedTo: input.userId };
+    if (result.applied) return { ...result, creditedTo: ownerId };
     const { rows } = await tx.query<{ user_id: string }>(
       "SELECT user_id FROM ledger_entries WHERE transaction_id = $1 AND kind = 'purchase'",
       [input.transactionId],
@@ -155,34 +205,37 @@ export async function purchase(
 
 export interface HoldResult {
   holdId: string;
+  /** Whose account holds it: the caller's current owner (a guest merged mid-request holds on its new account). */
+  userId: string;
   created: boolean;
   account: AccountState;
 }
 
 /**
- * Reserves credits for a job. Throws InsufficientCredits when available < amount. One hold per
- * job: calling it again for the same job returns the existing hold (created=false).
+ * Reserves credits for a job on the user's current owner. Throws InsufficientCredits when
+ * available < amount, AccountClosed for a deleted account. One hold per job: calling it again for
+ * the same job returns the existing hold (created=false).
  */
 export async function hold(db: Queryable, input: { userId: string; amount: number; jobId: string }): Promise<HoldResult> {
   assertPositiveInt(input.amount, 'hold amount');
   return withTransaction(db, async (tx) => {
-    const acct = await lockAccount(tx, input.userId);
-    const existing = await tx.query<{ id: string }>('SELECT id FROM credit_holds WHERE job_id = $1', [input.jobId]);
-    if (existing.rows[0]) return { holdId: existing.rows[0].id, created: false, account: acct };
+    const { ownerId, account: acct } = await lockOpenOwner(tx, input.userId);
+    const existing = await tx.query<{ id: string; user_id: string }>('SELECT id, user_id FROM credit_holds WHERE job_id = $1', [input.jobId]);
+    if (existing.rows[0]) return { holdId: existing.rows[0].id, userId: existing.rows[0].user_id, created: false, account: acct };
     if (acct.available < input.amount) throw new InsufficientCredits(input.amount, acct.available);
     const { rows } = await tx.query<{ id: string }>(
       'INSERT INTO credit_holds (user_id, job_id, amount) VALUES ($1, $2, $3) RETURNING id',
-      [input.userId, input.jobId, input.amount],
+      [ownerId, input.jobId, input.amount],
     );
     const holdId = rows[0]!.id;
-    const { account } = await writeEntry(tx, input.userId, acct, {
+    const { account } = await writeEntry(tx, ownerId, acct, {
       kind: 'hold',
       amount: 0,
       heldDelta: input.amount,
       holdId,
       jobId: input.jobId,
     });
-    return { holdId, created: true, account };
+    return { holdId, userId: ownerId, created: true, account };
   });
 }
 
@@ -190,18 +243,17 @@ async function lockHoldForResolution(tx: Tx, holdId: string) {
   for (;;) {
     const found = await tx.query<{ user_id: string }>('SELECT user_id FROM credit_holds WHERE id = $1', [holdId]);
     if (!found.rows[0]) throw new HoldNotFound(holdId);
-    const userId = found.rows[0].user_id;
-    // Lock order everywhere: account, then hold — so captures and new holds never deadlock.
-    const acct = await lockAccount(tx, userId);
+    // Lock order everywhere: owner, account, then hold — so captures, new holds and merges never deadlock.
+    const { ownerId, account } = await lockOwner(tx, found.rows[0].user_id);
     const { rows } = await tx.query<{ user_id: string; amount: number; status: string; job_id: string | null }>(
       'SELECT user_id, amount, status, job_id FROM credit_holds WHERE id = $1 FOR UPDATE',
       [holdId],
     );
     const h = rows[0]!;
-    // An account merge moved the hold while we waited for the old owner's lock: lock the new owner.
-    if (h.user_id !== userId) continue;
     if (h.status !== 'open') throw new HoldAlreadyResolved(holdId, h.status);
-    return { userId, acct, amount: h.amount, jobId: h.job_id ?? undefined };
+    // An account merge moved the hold while we waited for the old owner's lock: lock the new owner.
+    if (h.user_id !== ownerId) continue;
+    return { userId: ownerId, acct: account, amount: h.amount, jobId: h.job_id ?? undefined };
   }
 }
 
@@ -266,9 +318,30 @@ export interface ClawbackResult extends EntryResult {
   shortfall: number;
 }
 
+/** Where a transaction's refunds stand: rounds clawed back and rounds reversed (each at most once). */
+async function refundRounds(tx: Queryable, transactionId: string): Promise<{ clawbacks: number; reversals: number; lastClawedBack: number }> {
+  const { rows } = await tx.query<{ clawbacks: number; reversals: number; last_clawed_back: number | null }>(
+    `SELECT count(*) FILTER (WHERE kind = 'refund_clawback')::int AS clawbacks,
+            count(*) FILTER (WHERE kind = 'refund_reversal')::int AS reversals,
+            (SELECT -amount FROM ledger_entries
+              WHERE transaction_id = $1 AND kind = 'refund_clawback' ORDER BY refund_round DESC LIMIT 1) AS last_clawed_back
+       FROM ledger_entries WHERE transaction_id = $1 AND kind IN ('refund_clawback', 'refund_reversal')`,
+    [transactionId],
+  );
+  const r = rows[0]!;
+  return { clawbacks: r.clawbacks, reversals: r.reversals, lastClawedBack: r.last_clawed_back ?? 0 };
+}
+
+/** Whether the transaction's credits are currently taken back (a clawback not yet reversed). */
+export async function isClawedBack(db: Queryable, transactionId: string): Promise<boolean> {
+  const r = await refundRounds(db, transactionId);
+  return r.clawbacks > r.reversals;
+}
+
 /**
- * Takes back a refunded purchase. Never below zero and never into credits held by running jobs:
- * what cannot be taken is recorded as shortfall. At most once per transaction id.
+ * Takes back a refunded purchase from the buyer's current owner. Never below zero and never into
+ * credits held by running jobs: what cannot be taken is recorded as shortfall. applied=false while
+ * the transaction is already clawed back (a refund after a reversal opens a new round).
  */
 export async function clawback(
   db: Queryable,
@@ -276,41 +349,43 @@ export async function clawback(
 ): Promise<ClawbackResult> {
   assertPositiveInt(input.amount, 'clawback amount');
   return withTransaction(db, async (tx) => {
-    const acct = await lockAccount(tx, input.userId);
-    const clawedBack = Math.min(input.amount, acct.available);
+    const { ownerId, account } = await lockOwner(tx, input.userId);
+    const rounds = await refundRounds(tx, input.transactionId);
+    if (rounds.clawbacks > rounds.reversals) return { applied: false, account, clawedBack: 0, shortfall: 0 };
+    const clawedBack = Math.min(input.amount, account.available);
     const shortfall = input.amount - clawedBack;
-    const result = await writeEntry(tx, input.userId, acct, {
+    const result = await writeEntry(tx, ownerId, account, {
       kind: 'refund_clawback',
       amount: -clawedBack,
       transactionId: input.transactionId,
       reason: input.reason,
       shortfall,
+      refundRound: rounds.clawbacks + 1,
     });
     return result.applied ? { ...result, clawedBack, shortfall } : { ...result, clawedBack: 0, shortfall: 0 };
   });
 }
 
 /**
- * Apple reversed a refund: gives back exactly what the clawback took (not the shortfall it could
- * not take). At most once per transaction id; applied=false when there is nothing to restore.
+ * Apple reversed a refund: gives the buyer's current owner back exactly what the last clawback
+ * took (not the shortfall it could not take; nothing to a deleted account, whose credits are
+ * forfeit). applied=false when the transaction is not clawed back.
  */
 export async function reverseClawback(
   db: Queryable,
   input: { userId: string; transactionId: string; reason?: string },
 ): Promise<EntryResult & { restored: number }> {
   return withTransaction(db, async (tx) => {
-    const acct = await lockAccount(tx, input.userId);
-    const { rows } = await tx.query<{ amount: number }>(
-      "SELECT amount FROM ledger_entries WHERE transaction_id = $1 AND kind = 'refund_clawback' AND user_id = $2",
-      [input.transactionId, input.userId],
-    );
-    const restored = -(rows[0]?.amount ?? 0);
-    if (restored <= 0) return { applied: false, account: acct, restored: 0 };
-    const result = await writeEntry(tx, input.userId, acct, {
+    const { ownerId, closed, account } = await lockOwner(tx, input.userId);
+    const rounds = await refundRounds(tx, input.transactionId);
+    if (rounds.clawbacks === rounds.reversals) return { applied: false, account, restored: 0 };
+    const restored = closed ? 0 : rounds.lastClawedBack;
+    const result = await writeEntry(tx, ownerId, account, {
       kind: 'refund_reversal',
       amount: restored,
       transactionId: input.transactionId,
-      reason: input.reason,
+      reason: closed ? `${input.reason ?? 'refund reversed'} (account deleted: nothing restored)` : input.reason,
+      refundRound: rounds.clawbacks,
     });
     return { ...result, restored: result.applied ? restored : 0 };
   });
@@ -319,8 +394,8 @@ export async function reverseClawback(
 /**
  * Moves everything a guest's account holds into another account (Sign in with Apple merge):
  * its balance as a merge_out / merge_in pair, and its open holds (with their running jobs), so a
- * job that finishes later captures or releases on the new owner. Both accounts are locked in id
- * order, so two merges can never deadlock. Returns what moved (zero for an empty account).
+ * job that finishes later captures or releases on the new owner. The caller has locked both users
+ * rows FOR UPDATE (users before accounts); the accounts are locked in id order. Returns what moved.
  */
 export async function mergeAccounts(db: Queryable, input: { fromUserId: string; toUserId: string }): Promise<{ moved: number; held: number }> {
   if (input.fromUserId === input.toUserId) throw new InvalidAmount('cannot merge an account into itself');
@@ -340,6 +415,20 @@ export async function mergeAccounts(db: Queryable, input: { fromUserId: string; 
   });
 }
 
+/**
+ * Account deletion: what is left on the account is forfeit, so a deleted account holds nothing.
+ * The caller has ended the account's jobs first (their holds released): an open hold is a bug.
+ */
+export async function forfeit(db: Queryable, input: { userId: string; reason: string }): Promise<{ forfeited: number }> {
+  return withTransaction(db, async (tx) => {
+    const account = await lockAccount(tx, input.userId);
+    if (account.held > 0) throw new InvalidAmount(`account ${input.userId} still holds ${account.held} credits for running jobs`);
+    if (account.balance === 0) return { forfeited: 0 };
+    await writeEntry(tx, input.userId, account, { kind: 'forfeit', amount: -account.balance, reason: input.reason });
+    return { forfeited: account.balance };
+  });
+}
+
 /** An audited manual correction by an admin; negative amounts cannot exceed what is available. */
 export async function adminAdjust(
   db: Queryable,
@@ -347,9 +436,9 @@ export async function adminAdjust(
 ): Promise<EntryResult> {
   if (!Number.isSafeInteger(input.amount) || input.amount === 0) throw new InvalidAmount('adjustment must be a non-zero integer');
   return withTransaction(db, async (tx) => {
-    const acct = await lockAccount(tx, input.userId);
+    const { ownerId, account: acct } = await lockOpenOwner(tx, input.userId);
     if (input.amount < 0 && acct.available < -input.amount) throw new InsufficientCredits(-input.amount, acct.available);
-    return writeEntry(tx, input.userId, acct, {
+    return writeEntry(tx, ownerId, acct, {
       kind: 'admin_adjust',
       amount: input.amount,
       adminActionId: input.adminActionId,

@@ -75,16 +75,72 @@ const CHECKS: { name: string; sql: string }[] = [
           HAVING sum(amount) <> 0 OR sum(held_delta) <> 0`,
   },
   {
-    name: 'a refund reversal restores at most what its clawback took',
-    sql: `SELECT r.transaction_id, r.amount AS restored, -c.amount AS clawed_back
-            FROM ledger_entries r LEFT JOIN ledger_entries c ON c.transaction_id = r.transaction_id AND c.kind = 'refund_clawback'
-           WHERE r.kind = 'refund_reversal' AND (c.id IS NULL OR r.amount > -c.amount)`,
+    name: 'a refund reversal restores at most what its clawback took, on the same (current) user',
+    sql: `SELECT r.transaction_id, r.refund_round, r.amount AS restored, -c.amount AS clawed_back, c.user_id AS clawback_user, r.user_id AS reversal_user
+            FROM ledger_entries r
+            LEFT JOIN ledger_entries c ON c.transaction_id = r.transaction_id AND c.kind = 'refund_clawback' AND c.refund_round = r.refund_round
+           WHERE r.kind = 'refund_reversal'
+             AND (c.id IS NULL OR r.amount > -c.amount OR user_current_owner(c.user_id) IS DISTINCT FROM user_current_owner(r.user_id))`,
   },
   {
-    name: 'credits come in only as positive grants, purchases and reversals',
+    name: 'refund rounds alternate: each clawback after the first follows a reversal',
+    sql: `SELECT c.transaction_id, c.refund_round FROM ledger_entries c
+           WHERE c.kind = 'refund_clawback' AND c.refund_round > 1
+             AND NOT EXISTS (SELECT 1 FROM ledger_entries r
+                              WHERE r.kind = 'refund_reversal' AND r.transaction_id = c.transaction_id AND r.refund_round = c.refund_round - 1)`,
+  },
+  {
+    name: "a purchase's revoked_at agrees with its clawbacks and with Apple's latest refund state",
+    sql: `SELECT t.transaction_id, t.revoked_at, coalesce(r.clawbacks, 0) AS clawbacks, coalesce(r.reversals, 0) AS reversals, s.refunded
+            FROM iap_transactions t
+            LEFT JOIN (SELECT transaction_id,
+                              count(*) FILTER (WHERE kind = 'refund_clawback') AS clawbacks,
+                              count(*) FILTER (WHERE kind = 'refund_reversal') AS reversals
+                         FROM ledger_entries WHERE kind IN ('refund_clawback', 'refund_reversal') GROUP BY transaction_id) r
+              ON r.transaction_id = t.transaction_id
+            LEFT JOIN app_store_refund_states s ON s.transaction_id = t.transaction_id
+           WHERE (t.revoked_at IS NOT NULL) <> (coalesce(r.clawbacks, 0) > coalesce(r.reversals, 0))
+              OR (t.revoked_at IS NOT NULL) <> coalesce(s.refunded, false)`,
+  },
+  {
+    name: "a purchase belongs to a live account or the end of a merge chain, and its credit to that account's chain",
+    sql: `SELECT t.transaction_id, t.user_id, u.merged_into, e.user_id AS credited_user
+            FROM iap_transactions t
+            JOIN users u ON u.id = t.user_id
+            LEFT JOIN ledger_entries e ON e.transaction_id = t.transaction_id AND e.kind = 'purchase'
+           WHERE u.merged_into IS NOT NULL OR e.id IS NULL OR user_current_owner(e.user_id) <> t.user_id`,
+  },
+  {
+    name: 'a merged or deleted account holds nothing: balance 0, held 0, no open hold',
+    sql: `SELECT u.id, u.merged_into, u.deleted_at, a.balance, a.held
+            FROM users u JOIN credit_accounts a ON a.user_id = u.id
+           WHERE (u.merged_into IS NOT NULL OR u.deleted_at IS NOT NULL)
+             AND (a.balance <> 0 OR a.held <> 0 OR EXISTS (SELECT 1 FROM credit_holds h WHERE h.user_id = u.id AND h.status = 'open'))`,
+  },
+  {
+    name: "a job belongs to its hold's (current) owner, never to a merged guest",
+    sql: `SELECT j.job_id, j.user_id, h.user_id AS hold_user, h.status AS hold_status
+            FROM video_jobs j JOIN credit_holds h ON h.id = j.hold_id JOIN users u ON u.id = j.user_id
+           WHERE u.merged_into IS NOT NULL
+              OR (h.status = 'open' AND h.user_id <> j.user_id)
+              OR user_current_owner(h.user_id) <> j.user_id`,
+  },
+  {
+    name: 'an idempotent answer names a job of the same (current) user',
+    sql: `SELECT k.id, k.user_id, k.response_body ->> 'job_id' AS job_id, j.user_id AS job_user
+            FROM idempotency_keys k
+            JOIN users u ON u.id = k.user_id
+            LEFT JOIN video_jobs j ON j.job_id::text = k.response_body ->> 'job_id'
+           WHERE (k.response_status IS NOT NULL AND k.response_body ? 'job_id' AND (j.job_id IS NULL OR j.user_id <> k.user_id))
+              OR (u.merged_into IS NOT NULL)`,
+  },
+  {
+    name: 'credits come in only as positive grants, purchases and reversals, and leave only by clawbacks, merges and forfeits',
     sql: `SELECT id, kind, amount FROM ledger_entries
-           WHERE (kind IN ('grant', 'purchase', 'refund_reversal', 'merge_in') AND amount <= 0)
-              OR (kind IN ('refund_clawback', 'merge_out') AND amount > 0)`,
+           WHERE (kind IN ('grant', 'purchase', 'merge_in') AND amount <= 0)
+              OR (kind = 'refund_reversal' AND amount < 0)
+              OR (kind IN ('refund_clawback', 'merge_out') AND amount > 0)
+              OR (kind = 'forfeit' AND amount >= 0)`,
   },
   {
     name: 'an Apple transaction credits one user at most once',

@@ -149,7 +149,7 @@ export function registerVideos(app: OpenAPIHono<AppEnv>, s: Services) {
 
   const auth = requireUser(authOptions(s));
   app.use(generateRoute.path, auth);
-  (app as unknown as OpenAPIHono<IdempotentEnv>).use(generateRoute.path, idempotency(s.db, s.config.idempotencyKeyTtlHours));
+  (app as unknown as OpenAPIHono<IdempotentEnv>).use(generateRoute.path, idempotency(s.db, { ttlHours: s.config.idempotencyKeyTtlHours, lockSeconds: s.config.idempotencyLockSeconds }));
   (app as unknown as OpenAPIHono<IdempotentEnv>).openapi(generateRoute, async (c) => {
     const body = c.req.valid('json');
     const result = await s.generation.generate(

@@ -52,15 +52,63 @@ export async function setRevoked(db: Queryable, transactionId: string, revokedAt
   await db.query('UPDATE iap_transactions SET revoked_at = $2, revocation_reason = $3 WHERE transaction_id = $1', [transactionId, revokedAt, reason]);
 }
 
+
+/**
+ * Locks Apple's refund state of a transaction (created as "not refunded" the first time): a
+ * purchase being credited and a refund notification for the same transaction serialise here.
+ */
+export async function lockRefundState(db: Queryable, transactionId: string): Promise<{ refunded: boolean }> {
+  await db.query('INSERT INTO app_store_refund_states (transaction_id) VALUES ($1) ON CONFLICT DO NOTHING', [transactionId]);
+  const { rows } = await db.query<{ refunded: boolean }>(
+    'SELECT refunded FROM app_store_refund_states WHERE transaction_id = $1 FOR UPDATE',
+    [transactionId],
+  );
+  return rows[0]!;
+}
+
+/**
+ * Records Apple's newer word on a refund. Returns false (nothing changed) when the stored state
+ * came from a notification Apple signed at the same time or later: out-of-order delivery.
+ */
+export async function updateRefundState(
+  db: Queryable,
+  s: { transactionId: string; refunded: boolean; signedAt: Date; notificationUuid: string; revocationDate: Date | null; revocationReason: number | null },
+): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `UPDATE app_store_refund_states
+        SET refunded = $2, signed_at = $3, notification_uuid = $4, revocation_date = $5, revocation_reason = $6, updated_at = now()
+      WHERE transaction_id = $1 AND (signed_at IS NULL OR signed_at < $3)`,
+    [s.transactionId, s.refunded, s.signedAt, s.notificationUuid, s.revocationDate, s.revocationReason],
+  );
+  return rowCount === 1;
+}
+
+export async function refundStateOf(db: Queryable, transactionId: string): Promise<{ revocation_date: string | null; revocation_reason: number | null } | undefined> {
+  const { rows } = await db.query<{ revocation_date: string | null; revocation_reason: number | null }>(
+    'SELECT revocation_date, revocation_reason FROM app_store_refund_states WHERE transaction_id = $1',
+    [transactionId],
+  );
+  return rows[0];
+}
+
 /** Stores a verified notification once; false when this notificationUUID was already stored. */
 export async function recordNotification(
   db: Queryable,
-  n: { uuid: string; type: string; subtype: string | null; environment: string | null; transactionId: string | null; signedPayload: string; outcome: string },
+  n: {
+    uuid: string;
+    type: string;
+    subtype: string | null;
+    environment: string | null;
+    transactionId: string | null;
+    signedDate: Date | null;
+    signedPayload: string;
+    outcome: string;
+  },
 ): Promise<boolean> {
   const { rowCount } = await db.query(
-    `INSERT INTO app_store_notifications (notification_uuid, notification_type, subtype, environment, transaction_id, signed_payload, outcome)
-     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (notification_uuid) DO NOTHING`,
-    [n.uuid, n.type, n.subtype, n.environment, n.transactionId, n.signedPayload, n.outcome],
+    `INSERT INTO app_store_notifications (notification_uuid, notification_type, subtype, environment, transaction_id, signed_date, signed_payload, outcome)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (notification_uuid) DO NOTHING`,
+    [n.uuid, n.type, n.subtype, n.environment, n.transactionId, n.signedDate, n.signedPayload, n.outcome],
   );
   return rowCount === 1;
 }

@@ -45,8 +45,30 @@ export async function insertGuestIfAbsent(db: Queryable, deviceId: string): Prom
   return rows[0];
 }
 
-export async function markDeviceBitSet(db: Queryable, userId: string): Promise<void> {
-  await db.query('UPDATE users SET device_bit_marked_at = now() WHERE id = $1 AND device_bit_marked_at IS NULL', [userId]);
+const DEVICE_HASH = "encode(sha256(convert_to($1::text, 'UTF8')), 'hex')";
+
+/**
+ * Records the first guest of a device id and whether it got the free credits. A device id gets
+ * this once, ever: undefined when it had a guest before (merged or deleted since, or concurrent).
+ */
+export async function claimDeviceGrant(db: Queryable, deviceId: string, userId: string, granted: boolean): Promise<{ granted: boolean } | undefined> {
+  const { rows } = await db.query<{ granted: boolean }>(
+    `INSERT INTO device_grants (device_hash, first_user_id, granted) VALUES (${DEVICE_HASH}, $2, $3)
+     ON CONFLICT (device_hash) DO NOTHING RETURNING granted`,
+    [deviceId, userId, granted],
+  );
+  return rows[0];
+}
+
+/** Whether this device id got a grant whose DeviceCheck mark is still owed (it survives merges and deletion). */
+export async function deviceMarkOwed(db: Queryable, deviceId: string): Promise<boolean> {
+  const { rows } = await db.query(`SELECT 1 FROM device_grants WHERE device_hash = ${DEVICE_HASH} AND granted AND bit_marked_at IS NULL`, [deviceId]);
+  return rows.length > 0;
+}
+
+export async function markDeviceBitSet(db: Queryable, deviceId: string): Promise<void> {
+  await db.query(`UPDATE device_grants SET bit_marked_at = now() WHERE device_hash = ${DEVICE_HASH} AND bit_marked_at IS NULL`, [deviceId]);
+  await db.query('UPDATE users SET device_bit_marked_at = now() WHERE device_id = $1 AND device_bit_marked_at IS NULL', [deviceId]);
 }
 
 export interface AuthState {
@@ -123,6 +145,13 @@ export async function moveGuestInto(db: Queryable, guestId: string, intoId: stri
   await db.query('UPDATE video_jobs SET user_id = $2 WHERE user_id = $1', [guestId, intoId]);
   await db.query('UPDATE storage_objects SET owner_id = $2 WHERE owner_id = $1', [guestId, intoId]);
   await db.query('UPDATE iap_transactions SET user_id = $2 WHERE user_id = $1', [guestId, intoId]);
+  // A retry of the guest's request by the account finds the first answer (keys are per user).
+  await db.query(
+    `UPDATE idempotency_keys k SET user_id = $2 WHERE k.user_id = $1
+        AND NOT EXISTS (SELECT 1 FROM idempotency_keys o WHERE o.user_id = $2 AND o.key = k.key)`,
+    [guestId, intoId],
+  );
+  await db.query('DELETE FROM idempotency_keys WHERE user_id = $1', [guestId]);
   await db.query('UPDATE users SET merged_into = $2, deleted_at = now(), device_id = NULL WHERE id = $1', [guestId, intoId]);
 }
 

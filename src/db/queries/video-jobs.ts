@@ -70,6 +70,17 @@ export async function findJobByProviderId(db: Queryable, provider: string, provi
   return rows[0];
 }
 
+export async function findRunningJobsOf(db: Queryable, userId: string): Promise<VideoJobRow[]> {
+  const { rows } = await db.query<VideoJobRow>(`${JOB_SELECT} WHERE j.user_id = $1 AND j.status NOT IN ('completed', 'failed')`, [userId]);
+  return rows;
+}
+
+/** Whose job it is (unlocked), so a state change can lock the owner's account before the job. */
+export async function findJobUserId(db: Queryable, jobId: string): Promise<string | undefined> {
+  const { rows } = await db.query<{ user_id: string }>('SELECT user_id FROM video_jobs WHERE job_id = $1', [jobId]);
+  return rows[0]?.user_id;
+}
+
 /** Locks the job row for a state change; callers re-check its status under the lock. */
 export async function lockJob(db: Queryable, jobId: string): Promise<VideoJobRow | undefined> {
   const { rows } = await db.query<VideoJobRow>(`${JOB_SELECT} WHERE j.job_id = $1 FOR UPDATE OF j`, [jobId]);
