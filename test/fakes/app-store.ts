@@ -72,8 +72,11 @@ export class FakeAppStore {
     return t;
   }
 
-  /** The JWSTransaction Apple signs for t (StoreKit 2's jwsRepresentation has the same form). */
-  signTransaction(t: FakeTransaction, pki: ApplePki = this.pki): Promise<string> {
+  /**
+   * The JWSTransaction Apple signs for t (StoreKit 2's jwsRepresentation has the same form).
+   * signedDate (ms) stands for Apple's clock; it defaults to now.
+   */
+  signTransaction(t: FakeTransaction, pki: ApplePki = this.pki, signedDate?: number): Promise<string> {
     const now = Date.now();
     return pki.sign({
       transactionId: t.transactionId,
@@ -85,7 +88,7 @@ export class FakeAppStore {
       quantity: t.quantity ?? 1,
       type: t.type ?? 'Consumable',
       inAppOwnershipType: 'PURCHASED',
-      signedDate: now,
+      signedDate: signedDate ?? now,
       environment: t.environment ?? this.environment,
       transactionReason: 'PURCHASE',
       storefront: 'TUR',
@@ -96,7 +99,12 @@ export class FakeAppStore {
     });
   }
 
-  /** An App Store Server Notification V2 body ({signedPayload}) about t. */
+  /**
+   * An App Store Server Notification V2 body ({signedPayload}) about t. opts.signedDate (ms since
+   * the epoch, default now) is Apple's clock: the notification's signedDate and its transaction's.
+   * It must lie inside the test PKI's leaf validity (now − 1 day … now + 1 year): with online
+   * checks off, the server verifies the chain at the payload's signedDate.
+   */
   async notification(
     type: string,
     t: FakeTransaction | undefined,
@@ -108,7 +116,7 @@ export class FakeAppStore {
       bundleId: opts.bundleId ?? BUNDLE_ID,
       bundleVersion: '42',
       environment: this.environment,
-      ...(t ? { signedTransactionInfo: await this.signTransaction(t, pki) } : {}),
+      ...(t ? { signedTransactionInfo: await this.signTransaction(t, pki, opts.signedDate) } : {}),
       ...(type === 'CONSUMPTION_REQUEST' ? { consumptionRequestReason: 'UNINTENDED_PURCHASE' } : {}),
     };
     const signedPayload = await pki.sign({

@@ -1,0 +1,634 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as jobsDb from '../src/db/queries/video-jobs.js';
+import { useAppStoreFakes, type FakeTransaction } from './fakes/app-store.js';
+import { FakeAppleId, appleSub } from './fakes/apple-id.js';
+import { useTestApp, type TestApp } from './harness.js';
+
+/**
+ * Seeded model test of the money rules across users, jobs, purchases, refunds, merges and deletion.
+ *
+ * A seeded PRNG (mulberry32) picks a sequence of operations across a handful of users (guests, some
+ * of which sign in with Apple into existing Apple accounts). Every operation goes through the real
+ * HTTP API of the in-process app (real PostgreSQL, the App Store and Sign in with Apple fakes), and
+ * is applied to a small in-test model written from the money SPEC, independently of the server's
+ * code. After every step each user's credit_accounts (balance, held) must equal the model's; at the
+ * end the pending notifications are drained and the ledger invariants are checked.
+ *
+ * A failure names the seed, the step, the first divergence and the whole operation log; rerun one
+ * seed with MONEY_MODEL_SEEDS=<seed> (and MONEY_MODEL_STEPS=<n>). MONEY_MODEL_OPS picks which
+ * operations run (see FEATURES below): 'full' (default), 'baseline' (what today's code already
+ * gets right: generate/complete/fail/delete-job, purchases, refunds delivered in order, at most one
+ * REFUND and one REFUND_REVERSED per purchase), 'baseline,+merge,+delete,...' or 'full,-delete,...'.
+ *
+ * Jobs use the simulator model (1 credit) with the worker NOT running; completeJob() and failJob()
+ * below finish them deterministically through the service layer.
+ */
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+
+const SEEDS = (process.env.MONEY_MODEL_SEEDS ?? '1,2,3,4,5').split(',').map((s) => Number(s.trim()));
+const STEPS = Number(process.env.MONEY_MODEL_STEPS ?? 40);
+
+/** Groups of operations beyond the baseline. */
+type Feature =
+  | 'merge' // a guest signs in with Apple into an existing Apple account (both endpoints)
+  | 'become' // a guest signs in with a new Apple ID and becomes that account
+  | 'delete' // delete-account
+  | 'reorder' // notifications are delivered late and in random order
+  | 'cycles' // Apple may refund, reverse, refund again … the same purchase
+  | 'latecredit'; // a purchase is made at Apple and credited later (or never), so refunds can come first
+
+const ALL_FEATURES: Feature[] = ['merge', 'become', 'delete', 'reorder', 'cycles', 'latecredit'];
+
+function parseOps(spec: string): Set<Feature> {
+  const parts = spec.split(',').map((s) => s.trim());
+  const features = new Set<Feature>(parts[0] === 'full' ? ALL_FEATURES : []);
+  for (const p of parts.slice(1)) {
+    const f = p.replace(/^[+-]/, '') as Feature;
+    if (!ALL_FEATURES.includes(f)) throw new Error(`MONEY_MODEL_OPS: unknown feature ${p}`);
+    if (p.startsWith('-')) features.delete(f);
+    else features.add(f);
+  }
+  if (parts[0] !== 'full' && parts[0] !== 'baseline') throw new Error(`MONEY_MODEL_OPS must start with full or baseline, got ${spec}`);
+  return features;
+}
+
+const FEATURES = parseOps(process.env.MONEY_MODEL_OPS ?? 'full');
+const has = (f: Feature) => FEATURES.has(f);
+
+const PRODUCT = 'com.rendioai.credits.starter.25';
+const PACK = 25;
+const GRANT = 10;
+const PRICE = 1; // simulator-text-to-video, 1 credit per video
+const MODEL_ID = 'simulator-text-to-video';
+const MAX_USERS = 5; // ever created in one run (at most 4 of them usable at once)
+
+// ---------------------------------------------------------------------------------------------
+// Seeded PRNG
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+class Rng {
+  private readonly next: () => number;
+  constructor(seed: number) {
+    this.next = mulberry32(seed);
+  }
+  float(): number {
+    return this.next();
+  }
+  int(n: number): number {
+    return Math.floor(this.next() * n);
+  }
+  pick<T>(xs: readonly T[]): T {
+    if (xs.length === 0) throw new Error('pick from an empty list');
+    return xs[this.int(xs.length)]!;
+  }
+  chance(p: number): boolean {
+    return this.next() < p;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The model (the SPEC, in plain maps; nothing here knows how the server does it)
+
+interface MUser {
+  name: string;
+  id: string;
+  token: string;
+  deviceId?: string;
+  sub?: string;
+  guest: boolean;
+  balance: number;
+  held: number;
+  mergedInto?: MUser;
+  deleted: boolean;
+}
+
+interface MJob {
+  name: string;
+  id: string;
+  creator: MUser;
+  state: 'running' | 'completed' | 'failed';
+  deleted: boolean;
+}
+
+interface MTx {
+  name: string;
+  fake: FakeTransaction;
+  buyer: MUser;
+  /** Apple's side: its latest refund state, and how many refund events Apple issued. */
+  appleRefunded: boolean;
+  appleEvents: number;
+  /** Our side. */
+  credited: boolean;
+  creditedTo?: MUser;
+  refunded: boolean;
+  lastSigned: number;
+  clawedBack: boolean;
+  lastClawback: number;
+}
+
+interface MNote {
+  name: string;
+  tx: MTx;
+  type: 'REFUND' | 'REFUND_REVERSED';
+  signedDate: number;
+  body: { signedPayload: string };
+  delivered: boolean;
+}
+
+class Model {
+  users: MUser[] = [];
+  jobs: MJob[] = [];
+  txs: MTx[] = [];
+  notes: MNote[] = [];
+
+  owner(u: MUser): MUser {
+    while (u.mergedInto) u = u.mergedInto;
+    return u;
+  }
+  live(u: MUser): boolean {
+    return !u.mergedInto && !u.deleted;
+  }
+  available(u: MUser): number {
+    return u.balance - u.held;
+  }
+  liveUsers(): MUser[] {
+    return this.users.filter((u) => this.live(u));
+  }
+  runningJobs(): MJob[] {
+    return this.jobs.filter((j) => j.state === 'running');
+  }
+
+  onboard(u: MUser): void {
+    u.balance += GRANT;
+  }
+
+  /** true = held, false = 402. */
+  generate(u: MUser): boolean {
+    if (this.available(u) < PRICE) return false;
+    u.held += PRICE;
+    return true;
+  }
+
+  finish(j: MJob, how: 'capture' | 'release'): void {
+    if (j.state !== 'running') return;
+    const o = this.owner(j.creator);
+    o.held -= PRICE;
+    if (how === 'capture') o.balance -= PRICE;
+    j.state = how === 'capture' ? 'completed' : 'failed';
+  }
+
+  /** 'credited' | 'revoked' | 'already_processed'. */
+  credit(tx: MTx, caller: MUser): 'credited' | 'revoked' | 'already_processed' {
+    if (tx.credited) return 'already_processed';
+    if (tx.appleRefunded) return 'revoked';
+    tx.credited = true;
+    tx.creditedTo = caller;
+    caller.balance += PACK;
+    return 'credited';
+  }
+
+  /** Applies a delivered REFUND / REFUND_REVERSED; returns what moved (for the log). */
+  deliver(n: MNote): string {
+    const tx = n.tx;
+    if (n.signedDate <= tx.lastSigned) return 'stale: no change';
+    tx.lastSigned = n.signedDate;
+    if (n.type === 'REFUND') {
+      tx.refunded = true;
+      if (!tx.credited) return 'not credited yet: remembered as refunded';
+      if (tx.clawedBack) return 'already clawed back';
+      const o = this.owner(tx.creditedTo!);
+      const take = o.deleted ? 0 : Math.min(PACK, this.available(o));
+      o.balance -= take;
+      tx.clawedBack = true;
+      tx.lastClawback = take;
+      return `clawback ${take} from ${o.name} (shortfall ${PACK - take})`;
+    }
+    tx.refunded = false;
+    if (!tx.clawedBack) return 'nothing clawed back: state not refunded';
+    const o = this.owner(tx.creditedTo!);
+    const give = o.deleted ? 0 : tx.lastClawback;
+    o.balance += give;
+    tx.clawedBack = false;
+    tx.lastClawback = 0;
+    return `restore ${give} to ${o.name}`;
+  }
+
+  merge(guest: MUser, into: MUser): void {
+    into.balance += guest.balance;
+    into.held += guest.held;
+    guest.balance = 0;
+    guest.held = 0;
+    guest.mergedInto = into;
+  }
+
+  deleteAccount(u: MUser): void {
+    for (const j of this.runningJobs()) if (this.owner(j.creator) === u) this.finish(j, 'release');
+    u.balance = 0;
+    u.held = 0;
+    u.deleted = true;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fakes and app
+
+const { fakes: appStore, txId } = useAppStoreFakes();
+const apple = new FakeAppleId('com.rendioai.app');
+beforeAll(async () => {
+  await apple.start();
+});
+afterAll(async () => {
+  await apple.server.stop();
+});
+
+class Divergence extends Error {}
+
+interface Reply {
+  status: number;
+  body: any;
+}
+
+async function reply(res: Response | Promise<Response>): Promise<Reply> {
+  const r = await res;
+  const text = await r.text();
+  let body: any = text;
+  try {
+    body = text ? JSON.parse(text) : undefined;
+  } catch {
+    /* not JSON */
+  }
+  return { status: r.status, body };
+}
+
+/**
+ * Completing a job deterministically, without the worker: the same service-layer steps the worker
+ * would run, minus the waiting. submit() hands the job to the simulator (in-process, instant);
+ * applyStatus() with the simulator's own 'succeeded' output is exactly what a poll would apply
+ * (it marks the job ingesting); ingest() copies the simulator's sample video and captures the hold
+ * in the completing transaction. This reaches the real capture path with no timers or polling, and
+ * avoids writing job states by hand (markIngesting alone needs a submitted job, so submit() first).
+ */
+async function completeJob(t: TestApp, jobId: string): Promise<string> {
+  await t.services.jobs.submit(jobId);
+  const row = await jobsDb.findJob(t.db, jobId);
+  if (!row) return 'missing';
+  await t.services.jobs.applyStatus(row, { state: 'succeeded', output: { videoUrl: 'simulator://sample.mp4', thumbnailUrl: 'simulator://sample.jpg' } });
+  await t.services.jobs.ingest(jobId);
+  return (await jobsDb.findJob(t.db, jobId))?.status ?? 'missing';
+}
+
+class Run {
+  readonly rng: Rng;
+  readonly m = new Model();
+  readonly log: string[] = [];
+  private step = 0;
+  private readonly appleEpoch: number;
+  private appleClock: number;
+  private counters = { user: 0, job: 0, tx: 0, note: 0 };
+
+  constructor(
+    readonly t: TestApp,
+    readonly seed: number,
+  ) {
+    this.rng = new Rng(seed);
+    // Apple's clock: monotonically increasing signedDates inside the test PKI's validity window.
+    this.appleEpoch = Date.now() - 12 * 3600_000;
+    this.appleClock = this.appleEpoch;
+  }
+
+  private note(line: string): void {
+    this.log.push(`#${this.step} ${line}`);
+  }
+
+  private diverge(what: string): never {
+    throw new Divergence(what);
+  }
+
+  private expectStatus(what: string, r: Reply, status: number, code?: string, reason?: string): void {
+    const ok = r.status === status && (code === undefined || r.body?.error?.code === code) && (reason === undefined || r.body?.error?.details?.reason === reason);
+    if (!ok) {
+      this.diverge(`${what}: expected HTTP ${status}${code ? ` ${code}` : ''}${reason ? ` (${reason})` : ''}, got ${r.status} ${JSON.stringify(r.body)}`);
+    }
+  }
+
+  // --- users ---------------------------------------------------------------------------------
+
+  private newUser(fields: Omit<MUser, 'name' | 'balance' | 'held' | 'deleted'>): MUser {
+    const u: MUser = { name: `U${this.counters.user++}${fields.guest ? 'g' : 'a'}`, balance: 0, held: 0, deleted: false, ...fields };
+    this.m.users.push(u);
+    return u;
+  }
+
+  async onboardGuest(): Promise<void> {
+    const g = await this.t.createGuest();
+    const u = this.newUser({ id: g.userId, token: g.accessToken, deviceId: g.deviceId, guest: true });
+    this.m.onboard(u);
+    this.note(`onboard guest ${u.name} → +${GRANT}`);
+  }
+
+  async reopen(u: MUser): Promise<void> {
+    const g = await this.t.createGuest(u.deviceId!);
+    this.note(`reopen app as ${u.name} (same device) → no change`);
+    if (g.userId !== u.id) this.diverge(`device-check for ${u.name}'s device answered another user ${g.userId}`);
+    u.token = g.accessToken;
+  }
+
+  private async signIn(sub: string, guest?: MUser): Promise<Reply> {
+    return reply(
+      this.t.post('/auth/v1/token?grant_type=id_token', {
+        token: guest?.token,
+        body: { provider: 'apple', id_token: await apple.identityToken({ sub }) },
+      }),
+    );
+  }
+
+  async newAppleAccount(): Promise<void> {
+    const sub = appleSub();
+    const r = await this.signIn(sub);
+    this.expectStatus('first sign-in with Apple', r, 200);
+    const u = this.newUser({ id: r.body.user.id, token: r.body.access_token, sub, guest: false });
+    this.note(`new Apple account ${u.name} (0 credits)`);
+  }
+
+  async merge(g: MUser, a: MUser): Promise<void> {
+    const viaMergeEndpoint = this.rng.chance(0.5);
+    this.note(`merge guest ${g.name} (${g.balance}/${g.held}) into Apple account ${a.name} via ${viaMergeEndpoint ? 'merge-guest-user' : 'id_token grant'}`);
+    this.m.merge(g, a);
+    let r: Reply;
+    if (viaMergeEndpoint) {
+      r = await reply(
+        this.t.post('/functions/v1/merge-guest-user', {
+          token: g.token,
+          body: { device_id: g.deviceId, apple_sub: a.sub, identity_token: await apple.identityToken({ sub: a.sub! }) },
+        }),
+      );
+    } else {
+      r = await this.signIn(a.sub!, g);
+    }
+    this.expectStatus('merge', r, 200);
+    const id = r.body.user?.id;
+    if (id !== a.id) this.diverge(`merge answered user ${id}, expected ${a.name} ${a.id}`);
+    if (r.body.access_token) a.token = r.body.access_token;
+  }
+
+  async become(g: MUser): Promise<void> {
+    const sub = appleSub();
+    this.note(`guest ${g.name} signs in with a new Apple ID: becomes that account (no money moves)`);
+    const r = await this.signIn(sub, g);
+    this.expectStatus('become', r, 200);
+    if (r.body.user?.id !== g.id) this.diverge(`become answered user ${r.body.user?.id}, expected ${g.id}`);
+    g.guest = false;
+    g.sub = sub;
+    g.token = r.body.access_token;
+    g.name = g.name.replace(/g$/, 'a');
+  }
+
+  async deleteAccount(u: MUser): Promise<void> {
+    this.note(`delete-account ${u.name} (${u.balance}/${u.held}) → running jobs released, balance forfeited: 0/0`);
+    this.m.deleteAccount(u);
+    const r = await reply(this.t.post('/functions/v1/delete-account', { token: u.token, body: {} }));
+    this.expectStatus('delete-account', r, 200);
+  }
+
+  // --- jobs ----------------------------------------------------------------------------------
+
+  /** A few videos in a row (each its own request), so holds pile up and refunds can fall short. */
+  async generateSome(u: MUser, n: number): Promise<void> {
+    for (let i = 0; i < n; i++) await this.generate(u);
+  }
+
+  async generate(u: MUser): Promise<void> {
+    const expectOk = this.m.generate(u);
+    const r = await reply(
+      this.t.post('/functions/v1/generate-video', {
+        token: u.token,
+        headers: { 'idempotency-key': randomUUID().toUpperCase() },
+        body: { model_id: MODEL_ID, prompt: `model clip ${this.step}` },
+      }),
+    );
+    if (expectOk) {
+      const name = `J${this.counters.job++}`;
+      this.note(`generate by ${u.name} → hold ${PRICE} (${name})`);
+      this.expectStatus('generate', r, 200);
+      this.m.jobs.push({ name, id: r.body.job_id, creator: u, state: 'running', deleted: false });
+    } else {
+      this.note(`generate by ${u.name} → 402 (available ${this.m.available(u)})`);
+      this.expectStatus('generate', r, 402, 'ERR_4001');
+    }
+  }
+
+  /** One to four of the running jobs, completed or failed one after the other. */
+  async finishSome(running: MJob[], how: 'complete' | 'fail'): Promise<void> {
+    const pool = [...running];
+    for (let n = 1 + this.rng.int(4); n > 0 && pool.length; n--) {
+      const j = pool.splice(this.rng.int(pool.length), 1)[0]!;
+      await (how === 'complete' ? this.complete(j) : this.fail(j));
+    }
+  }
+
+  async complete(j: MJob): Promise<void> {
+    this.note(`complete ${j.name} (owner ${this.m.owner(j.creator).name}) → capture ${PRICE}`);
+    this.m.finish(j, 'capture');
+    const status = await completeJob(this.t, j.id);
+    if (status !== 'completed') this.diverge(`completing ${j.name} left it ${status}`);
+  }
+
+  async fail(j: MJob): Promise<void> {
+    this.note(`fail ${j.name} (owner ${this.m.owner(j.creator).name}) → release ${PRICE}`);
+    this.m.finish(j, 'release');
+    const failed = await this.t.services.jobs.fail(j.id, 'ERR_5002', 'model test');
+    if (!failed) this.diverge(`jobs.fail(${j.name}) said the job had already ended`);
+  }
+
+  async deleteJob(j: MJob): Promise<void> {
+    const o = this.m.owner(j.creator);
+    this.note(`delete-video-job ${j.name} (${j.state}) by ${o.name}${j.state === 'running' ? ` → release ${PRICE}` : ''}`);
+    this.m.finish(j, 'release');
+    j.deleted = true;
+    const r = await reply(this.t.post('/functions/v1/delete-video-job', { token: o.token, body: { job_id: j.id } }));
+    this.expectStatus('delete-video-job', r, 200);
+  }
+
+  // --- purchases and refunds -----------------------------------------------------------------
+
+  async buy(u: MUser): Promise<void> {
+    const fake = appStore().production.add({ transactionId: txId(), productId: PRODUCT });
+    const tx: MTx = {
+      name: `T${this.counters.tx++}`,
+      fake,
+      buyer: u,
+      appleRefunded: false,
+      appleEvents: 0,
+      credited: false,
+      refunded: false,
+      lastSigned: 0,
+      clawedBack: false,
+      lastClawback: 0,
+    };
+    this.m.txs.push(tx);
+    const creditNow = !has('latecredit') || this.rng.chance(0.6);
+    this.note(`${u.name} buys ${tx.name} at Apple${creditNow ? '' : ' (the app does not report it yet)'}`);
+    if (creditNow) await this.credit(tx);
+  }
+
+  async credit(tx: MTx): Promise<void> {
+    const caller = this.m.owner(tx.buyer);
+    const expected = this.m.credit(tx, caller);
+    this.note(`update-credits ${tx.name} by ${caller.name} → ${expected === 'credited' ? `+${PACK}` : expected}`);
+    const r = await reply(this.t.post('/functions/v1/update-credits', { token: caller.token, body: { transaction_id: tx.fake.transactionId } }));
+    if (expected === 'revoked') return this.expectStatus('update-credits', r, 400, 'ERR_4011', 'revoked');
+    this.expectStatus('update-credits', r, 200);
+    if (r.body.already_processed !== (expected === 'already_processed')) {
+      this.diverge(`update-credits ${tx.name}: already_processed=${r.body.already_processed}, expected ${expected}`);
+    }
+  }
+
+  /** Apple refunds (or reverses the refund of) a purchase: its clock ticks, the notification waits to be delivered. */
+  async appleRefundEvent(tx: MTx): Promise<void> {
+    this.appleClock += 1000 + this.rng.int(1000);
+    const signedDate = this.appleClock;
+    const type = tx.appleRefunded ? 'REFUND_REVERSED' : 'REFUND';
+    tx.appleRefunded = !tx.appleRefunded;
+    tx.appleEvents++;
+    if (type === 'REFUND') {
+      tx.fake.revocationDate = signedDate;
+      tx.fake.revocationReason = 1;
+    } else {
+      delete tx.fake.revocationDate;
+      delete tx.fake.revocationReason;
+    }
+    const body = await appStore().production.notification(type, { ...tx.fake }, { signedDate });
+    const n: MNote = { name: `N${this.counters.note++}`, tx, type, signedDate, body, delivered: false };
+    this.m.notes.push(n);
+    const deliverNow = !has('reorder') || this.rng.chance(0.4);
+    this.note(`Apple: ${type} ${tx.name} (${n.name}, signedDate ${this.appleTime(n)})${deliverNow ? '' : ' — delivery delayed'}`);
+    if (deliverNow) await this.deliver(n);
+  }
+
+  /** A signedDate as Apple-clock milliseconds since the run started (readable in the log). */
+  private appleTime(n: MNote): string {
+    return `A+${n.signedDate - this.appleEpoch}`;
+  }
+
+  async deliver(n: MNote, again = false): Promise<void> {
+    const outcome = this.m.deliver(n);
+    n.delivered = true;
+    this.note(`${again ? 'redeliver' : 'deliver'} ${n.name} (${n.type} ${n.tx.name}, signedDate ${this.appleTime(n)}) → ${outcome}`);
+    const r = await reply(this.t.post('/functions/v1/apple-server-notifications', { body: n.body }));
+    this.expectStatus('apple-server-notifications', r, 200);
+  }
+
+  // --- the checks ----------------------------------------------------------------------------
+
+  async check(): Promise<void> {
+    const { rows } = await this.t.db.query<{ user_id: string; balance: number; held: number }>(
+      'SELECT user_id, balance, held FROM credit_accounts WHERE user_id = ANY($1)',
+      [this.m.users.map((u) => u.id)],
+    );
+    const actual = new Map(rows.map((r) => [r.user_id, r]));
+    const wrong: string[] = [];
+    for (const u of this.m.users) {
+      const a = actual.get(u.id);
+      const state = u.deleted ? ' (deleted)' : u.mergedInto ? ` (merged into ${u.mergedInto.name})` : '';
+      if (!a) wrong.push(`${u.name}${state}: no credit_accounts row`);
+      else if (a.balance !== u.balance || a.held !== u.held) {
+        wrong.push(`${u.name}${state}: expected balance/held ${u.balance}/${u.held}, database has ${a.balance}/${a.held}`);
+      }
+    }
+    if (wrong.length) this.diverge(wrong.join('; '));
+  }
+
+  // --- the loop ------------------------------------------------------------------------------
+
+  private choices(): [number, string, () => Promise<void>][] {
+    const m = this.m;
+    const live = m.liveUsers();
+    const liveGuests = live.filter((u) => u.guest);
+    const liveApple = live.filter((u) => !u.guest);
+    const running = m.runningJobs().filter((j) => m.live(m.owner(j.creator)));
+    const c: [number, string, () => Promise<void>][] = [];
+    const add = (w: number, name: string, ok: boolean, f: () => Promise<void>) => {
+      if (ok) c.push([w, name, f]);
+    };
+    add(live.length < 3 ? 8 : 2, 'onboard', m.users.length < MAX_USERS && live.length < 4, () => this.onboardGuest());
+    add(1, 'reopen', liveGuests.length > 0, () => this.reopen(this.rng.pick(liveGuests)));
+    add(2, 'apple-account', liveApple.length < 2 && m.users.length < MAX_USERS && live.length < 4, () => this.newAppleAccount());
+    add(16, 'generate', live.length > 0, () => this.generateSome(this.rng.pick(live), 1 + this.rng.int(8)));
+    add(10, 'complete', running.length > 0, () => this.finishSome(running, 'complete'));
+    add(4, 'fail', running.length > 0, () => this.finishSome(running, 'fail'));
+    const deletable = m.jobs.filter((j) => !j.deleted && m.live(m.owner(j.creator)));
+    add(3, 'delete-job', deletable.length > 0, () => this.deleteJob(this.rng.pick(deletable)));
+    add(5, 'buy', live.length > 0, () => this.buy(this.rng.pick(live)));
+    const creditable = m.txs.filter((tx) => !tx.credited && m.live(m.owner(tx.buyer)));
+    add(5, 'credit', creditable.length > 0, () => this.credit(this.rng.pick(creditable)));
+    const replayable = m.txs.filter((tx) => tx.credited && m.live(m.owner(tx.creditedTo!)));
+    add(2, 'replay', replayable.length > 0, () => this.credit(this.rng.pick(replayable)));
+    const refundable = m.txs.filter((tx) => (has('latecredit') || tx.credited) && tx.appleEvents < (has('cycles') ? 4 : 2));
+    add(7, 'apple-refund-event', refundable.length > 0, () => this.appleRefundEvent(this.rng.pick(refundable)));
+    const pending = m.notes.filter((n) => !n.delivered);
+    add(8, 'deliver', pending.length > 0, () => this.deliver(this.rng.pick(pending)));
+    const delivered = m.notes.filter((n) => n.delivered);
+    add(2, 'redeliver', delivered.length > 0, () => this.deliver(this.rng.pick(delivered), true));
+    if (has('merge')) {
+      add(5, 'merge', liveGuests.length > 0 && liveApple.length > 0, () => this.merge(this.rng.pick(liveGuests), this.rng.pick(liveApple)));
+    }
+    if (has('become')) add(1, 'become', liveGuests.length > 1, () => this.become(this.rng.pick(liveGuests)));
+    if (has('delete')) add(2, 'delete-account', live.length > 1, () => this.deleteAccount(this.rng.pick(live)));
+    return c;
+  }
+
+  async run(steps: number): Promise<void> {
+    try {
+      // Start: two guests and an Apple account with nothing in it.
+      await this.onboardGuest();
+      await this.onboardGuest();
+      await this.newAppleAccount();
+      await this.check();
+      for (this.step = 1; this.step <= steps; this.step++) {
+        const c = this.choices();
+        let roll = this.rng.float() * c.reduce((s, [w]) => s + w, 0);
+        const chosen = c.find(([w]) => (roll -= w) < 0) ?? c[c.length - 1]!;
+        await chosen[2]();
+        await this.check();
+      }
+      // Apple eventually delivers everything, in whatever order.
+      for (let pending = this.m.notes.filter((n) => !n.delivered); pending.length; pending = this.m.notes.filter((n) => !n.delivered)) {
+        this.step++;
+        await this.deliver(this.rng.pick(pending));
+        await this.check();
+      }
+    } catch (err) {
+      const what = err instanceof Divergence ? 'first divergence' : 'error';
+      const message =
+        `money model, seed ${this.seed} (MONEY_MODEL_SEEDS=${this.seed} MONEY_MODEL_STEPS=${STEPS} MONEY_MODEL_OPS=${process.env.MONEY_MODEL_OPS ?? 'full'}), ` +
+        `${what} at step #${this.step}: ${(err as Error).message}\n` +
+        `operation log:\n  ${this.log.join('\n  ')}`;
+      console.error(message);
+      throw new Error(message, { cause: err });
+    }
+  }
+}
+
+describe(`money model (${[...FEATURES].join(', ') || 'baseline'})`, () => {
+  const t = useTestApp(() => ({ ...appStore().env(), ...apple.env() }));
+
+  it.each(SEEDS)('seed %i: every balance and hold matches the model after every step', async (seed) => {
+    const run = new Run(t(), seed);
+    await run.run(STEPS);
+    if (process.env.MONEY_MODEL_VERBOSE) console.log(`seed ${seed}:\n  ${run.log.join('\n  ')}`);
+    await t().assertLedgerInvariants();
+  }, 60_000);
+});
