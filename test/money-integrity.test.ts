@@ -50,7 +50,14 @@ async function appleAccount(t: TestApp): Promise<{ sub: string; userId: string; 
 async function buyer(t: TestApp): Promise<{ g: Guest; tx: FakeTransaction }> {
   const g = await t.createGuest();
   const tx = appStore().production.add({ transactionId: txId(), productId: STARTER });
-  await t.json(buy(t, g.accessToken, tx.transactionId));
+  // Bought (and signed by Apple) ten minutes ago: every refund notification a test sends comes later.
+  const fake = appStore().production;
+  fake.clock = () => Date.now() - 600_000;
+  try {
+    await t.json(buy(t, g.accessToken, tx.transactionId));
+  } finally {
+    fake.clock = () => Date.now();
+  }
   expect(await account(t, g.userId)).toEqual({ balance: 35, held: 0 });
   return { g, tx };
 }
@@ -124,18 +131,51 @@ describe('money integrity: purchases, refunds and merges', () => {
     }).toEqual({ account: { balance: 45, held: 0 }, guestTombstone: { balance: 0, held: 0 }, revokedAt: null });
   });
 
-  it('a purchase Apple already refunded (REFUND arrived before the app sent it) is refused as revoked and credits nothing', async () => {
+  it('a purchase Apple already refunded (REFUND arrived first) is refused as revoked when the app re-sends its pre-refund signed transaction', async () => {
     const g = await t().createGuest();
-    // Apple's Get Transaction Info still answers the transaction as it was before the refund.
     const tx = appStore().production.add({ transactionId: txId(), productId: STARTER });
-    const refund = await appStore().production.notification('REFUND', { ...tx, revocationDate: Date.now(), revocationReason: 0 });
+    const boughtAt = Date.now() - 120_000;
+    // StoreKit's jwsRepresentation, signed at purchase time: before the refund.
+    const preRefundJws = await appStore().production.signTransaction(tx, undefined, boughtAt);
+    const refund = await appStore().production.notification('REFUND', { ...tx, revocationDate: boughtAt + 30_000, revocationReason: 0 }, { signedDate: boughtAt + 30_000 });
     expect(await t().json(notify(t(), refund))).toEqual({ received: true, outcome: 'unknown_transaction' });
 
-    const res = await t().json(buy(t(), g.accessToken, tx.transactionId), 400);
+    const res = await t().json(
+      t().post('/functions/v1/update-credits', { token: g.accessToken, body: { transaction_id: tx.transactionId, signed_transaction: preRefundJws } }),
+      400,
+    );
     expect(res.error).toMatchObject({ code: 'ERR_4011', details: { reason: 'revoked' } });
     expect(await account(t(), g.userId)).toEqual({ balance: 10, held: 0 });
     const purchases = await t().db.query("SELECT count(*)::int AS n FROM ledger_entries WHERE transaction_id = $1 AND kind = 'purchase'", [tx.transactionId]);
     expect(purchases.rows[0].n).toBe(0);
+  });
+
+  it('a purchase Apple already refunded is refused when the server asks Apple (Get Transaction Info carries the revocation)', async () => {
+    const g = await t().createGuest();
+    const tx = appStore().production.add({ transactionId: txId(), productId: STARTER });
+    const refundedAt = Date.now() - 60_000;
+    const refund = await appStore().production.notification('REFUND', { ...tx, revocationDate: refundedAt }, { signedDate: refundedAt });
+    expect(await t().json(notify(t(), refund))).toEqual({ received: true, outcome: 'unknown_transaction' });
+    appStore().production.add({ ...tx, revocationDate: refundedAt, revocationReason: 0 }); // Apple's own record now says refunded
+
+    const res = await t().json(buy(t(), g.accessToken, tx.transactionId), 400);
+    expect(res.error).toMatchObject({ code: 'ERR_4011', details: { reason: 'revoked' } });
+    expect(await account(t(), g.userId)).toEqual({ balance: 10, held: 0 });
+  });
+
+  it("Apple's newer signed word wins over a stored refund: a transaction Apple signs as not refunded after the REFUND (its reversal was lost) is credited", async () => {
+    const g = await t().createGuest();
+    const tx = appStore().production.add({ transactionId: txId(), productId: STARTER });
+    const refundedAt = Date.now() - 60_000;
+    const refund = await appStore().production.notification('REFUND', { ...tx, revocationDate: refundedAt }, { signedDate: refundedAt });
+    await t().json(notify(t(), refund));
+    // Apple reversed the refund; the REFUND_REVERSED notification never arrived, but Get Transaction Info (signed now) says so.
+    const res = await t().json(buy(t(), g.accessToken, tx.transactionId));
+    expect(res).toMatchObject({ credits_added: 25, credits_remaining: 35 });
+    // The late REFUND_REVERSED, when it comes, changes nothing; an older REFUND redelivered neither.
+    const reversal = await appStore().production.notification('REFUND_REVERSED', tx, { signedDate: refundedAt + 10_000 });
+    expect((await t().json(notify(t(), reversal))).outcome).toBe('out_of_order');
+    expect(await account(t(), g.userId)).toEqual({ balance: 35, held: 0 });
   });
 
   it('a purchase whose early refund Apple then reversed (REFUND, REFUND_REVERSED, then the app sends it) is credited normally', async () => {

@@ -191,9 +191,15 @@ class Model {
   }
 
   /** 'credited' | 'revoked' | 'already_processed'. */
-  credit(tx: MTx, caller: MUser): 'credited' | 'revoked' | 'already_processed' {
+  /** appleSignedAt: when Apple signed the transaction the server fetched (its word on the refund then). */
+  credit(tx: MTx, caller: MUser, appleSignedAt: number): 'credited' | 'revoked' | 'already_processed' {
     if (tx.credited) return 'already_processed';
     if (tx.appleRefunded) return 'revoked';
+    // Apple signed it as not refunded: newer than any notification we have, that is the state now.
+    if (appleSignedAt > tx.lastSigned) {
+      tx.lastSigned = appleSignedAt;
+      tx.refunded = false;
+    }
     tx.credited = true;
     tx.creditedTo = caller;
     caller.balance += PACK;
@@ -486,7 +492,11 @@ class Run {
 
   async credit(tx: MTx): Promise<void> {
     const caller = this.m.owner(tx.buyer);
-    const expected = this.m.credit(tx, caller);
+    // The server asks Apple (Get Transaction Info), which signs on Apple's clock.
+    this.appleClock += 1000 + this.rng.int(1000);
+    const appleSignedAt = this.appleClock;
+    appStore().production.clock = () => appleSignedAt;
+    const expected = this.m.credit(tx, caller, appleSignedAt);
     this.note(`update-credits ${tx.name} by ${caller.name} → ${expected === 'credited' ? `+${PACK}` : expected}`);
     const r = await reply(this.t.post('/functions/v1/update-credits', { token: caller.token, body: { transaction_id: tx.fake.transactionId } }));
     if (expected === 'revoked') return this.expectStatus('update-credits', r, 400, 'ERR_4011', 'revoked');

@@ -2,7 +2,7 @@ import type { JWSTransactionDecodedPayload } from '@apple/app-store-server-libra
 import { withTransaction, type Queryable } from '../db/pool.js';
 import * as iap from '../db/queries/app-store.js';
 import * as ledger from '../ledger/ledger.js';
-import { applyRefundNotice } from '../ledger/refunds.js';
+import { applyRefundNotice, creditAllowed } from '../ledger/refunds.js';
 import type { Logger } from '../logger.js';
 import { AppStoreRejected, AppStoreUnavailable, type AppStore, type AppStoreEnvironment } from './app-store.js';
 
@@ -74,7 +74,9 @@ export class PurchaseService {
       // locked before the refund state: the lock order of every money path.
       const owner = await ledger.lockOpenOwner(dbTx, req.userId);
       // Apple may have told us of a refund before the app reported the purchase: never credit it.
-      if ((await iap.lockRefundState(dbTx, tx.transactionId!)).refunded) throw new AppStoreRejected('revoked', 'Apple refunded this transaction');
+      if (!(await creditAllowed(dbTx, tx.transactionId!, tx.signedDate ? new Date(tx.signedDate) : undefined))) {
+        throw new AppStoreRejected('revoked', 'Apple refunded this transaction');
+      }
       const inserted = await iap.insertIapTransaction(dbTx, {
         transactionId: tx.transactionId!,
         originalTransactionId: tx.originalTransactionId ?? tx.transactionId!,

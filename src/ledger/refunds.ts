@@ -9,8 +9,8 @@ import * as ledger from './ledger.js';
  * transaction is refunded (app_store_refund_states), and the ledger is then brought in line with
  * that state: a refunded, credited transaction is clawed back once per refund round, a reversed one
  * gets back exactly what its last clawback took. So any delivery order ends in Apple's final state,
- * and each real transition moves money exactly once. A purchase whose state is already "refunded"
- * is never credited (purchases.ts checks it under the same lock).
+ * and each real transition moves money exactly once. A purchase is credited only if Apple's latest
+ * word says it is not refunded (creditAllowed, under the same lock).
  */
 
 export interface RefundNotice {
@@ -18,7 +18,8 @@ export interface RefundNotice {
   refunded: boolean;
   /** The notification's signedDate: Apple's clock, which orders the notices. */
   signedAt: Date;
-  notificationUuid: string;
+  /** The notification that said so; null when Apple's word came as a signed transaction. */
+  notificationUuid: string | null;
   revocationDate: Date | null;
   revocationReason: number | null;
 }
@@ -66,4 +67,25 @@ async function reconcile(tx: Queryable, known: iap.IapTransactionRow, n: RefundN
     return { outcome: 'refund_reversed', userId: known.user_id };
   }
   return { outcome: 'already_applied', userId: known.user_id };
+}
+
+/**
+ * Called under the buyer's account lock before a purchase is credited. A signed transaction
+ * without revocationDate is Apple's word that it was not refunded as of its signedDate: newer than
+ * the stored state, it wins (a REFUND_REVERSED we never received); older (the app re-sending a
+ * JWS from before the refund), the stored refund stands and the purchase must not be credited.
+ */
+export async function creditAllowed(tx: Queryable, transactionId: string, transactionSignedAt: Date | undefined): Promise<boolean> {
+  const state = await iap.lockRefundState(tx, transactionId);
+  const newer =
+    transactionSignedAt !== undefined &&
+    (await iap.updateRefundState(tx, {
+      transactionId,
+      refunded: false,
+      signedAt: transactionSignedAt,
+      notificationUuid: null,
+      revocationDate: null,
+      revocationReason: null,
+    }));
+  return !state.refunded || newer;
 }

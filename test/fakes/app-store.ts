@@ -48,6 +48,8 @@ export class FakeAppStore {
   readonly server: FakeHttpServer;
   readonly transactions = new Map<string, FakeTransaction>();
   readonly consumptionRequests: { transactionId: string; body: any }[] = [];
+  /** Apple's clock (ms): what it signs with when no signedDate is given. Tests may run it in the past. */
+  clock: () => number = () => Date.now();
 
   constructor(
     readonly environment: 'Production' | 'Sandbox',
@@ -88,7 +90,7 @@ export class FakeAppStore {
       quantity: t.quantity ?? 1,
       type: t.type ?? 'Consumable',
       inAppOwnershipType: 'PURCHASED',
-      signedDate: signedDate ?? now,
+      signedDate: signedDate ?? this.clock(),
       environment: t.environment ?? this.environment,
       transactionReason: 'PURCHASE',
       storefront: 'TUR',
@@ -125,7 +127,7 @@ export class FakeAppStore {
       notificationUUID: opts.uuid ?? randomUUID(),
       version: '2.0',
       // When Apple signed it (ms): notifications may arrive out of this order.
-      signedDate: opts.signedDate ?? Date.now(),
+      signedDate: opts.signedDate ?? this.clock(),
       data,
     });
     return { signedPayload };

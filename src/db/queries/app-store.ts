@@ -72,7 +72,7 @@ export async function lockRefundState(db: Queryable, transactionId: string): Pro
  */
 export async function updateRefundState(
   db: Queryable,
-  s: { transactionId: string; refunded: boolean; signedAt: Date; notificationUuid: string; revocationDate: Date | null; revocationReason: number | null },
+  s: { transactionId: string; refunded: boolean; signedAt: Date; notificationUuid: string | null; revocationDate: Date | null; revocationReason: number | null },
 ): Promise<boolean> {
   const { rowCount } = await db.query(
     `UPDATE app_store_refund_states
