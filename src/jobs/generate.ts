@@ -1,5 +1,7 @@
 import { resolveSettings, priceFor, type RequestedSettings } from '../catalogue/pricing.js';
 import { withTransaction, type Queryable } from '../db/pool.js';
+import { InsufficientCredits } from '../ledger/errors.js';
+import * as ledger from '../ledger/ledger.js';
 import { findModel, findTheme } from '../db/queries/catalogue.js';
 import { findObject } from '../db/queries/storage.js';
 import type { ProviderRegistry } from '../providers/registry.js';
@@ -110,6 +112,10 @@ export class GenerationService {
     }
 
     const price = priceFor(model, settings.duration);
+    // Refuse an unaffordable request without queueing on the account lock (a burst from an empty
+    // account must not hold the pool's connections); the hold re-checks under the lock.
+    const available = await ledger.availableNow(this.db, req.userId);
+    if (available !== undefined && available < price) throw new InsufficientCredits(price, available);
     const response = await withTransaction(this.db, async (tx) => {
       const { jobId, userId, available } = await this.jobs.create(tx, {
         userId: req.userId,

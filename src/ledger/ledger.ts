@@ -94,6 +94,15 @@ export async function lockOpenOwner(db: Queryable, userId: string): Promise<Lock
   return owner;
 }
 
+/** What the user's current owner can spend now (no lock: a fast, advisory pre-check). */
+export async function availableNow(db: Queryable, userId: string): Promise<number | undefined> {
+  const { rows } = await db.query<{ available: number }>(
+    'SELECT balance - held AS available FROM credit_accounts WHERE user_id = user_current_owner($1)',
+    [userId],
+  );
+  return rows[0]?.available;
+}
+
 /** Whose account a user's credits are on now (no lock: for reads and comparisons). */
 export async function currentOwner(db: Queryable, userId: string): Promise<string | undefined> {
   const { rows } = await db.query<{ id: string | null }>('SELECT user_current_owner($1) AS id', [userId]);
