@@ -34,7 +34,10 @@ const EnvSchema = z
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     DATA_DIR: z.string().default('./data'),
     DATABASE_URL: z.string().url().optional(),
+    /** Connections of the API's pool (the worker has its own: WORKER_DATABASE_POOL_MAX). */
     DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
+    /** How long an API request waits for a pooled connection before answering 503 ERR_6001. */
+    DATABASE_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(50).max(60_000).default(5000),
     /** Public URL clients reach this server at (used in links we hand out). */
     PUBLIC_URL: z.string().url().optional(),
     JWT_SECRET: z.string().min(32, 'JWT_SECRET must be at least 32 characters').optional(),
@@ -55,6 +58,8 @@ const EnvSchema = z
     /** all = API + worker in one process (the default); api or worker to scale them separately. */
     ROLE: z.enum(['all', 'api', 'worker']).default('all'),
     WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(8),
+    /** Connections of the worker's own pool; default WORKER_CONCURRENCY + 4 (graphile's LISTEN, fetch and completion). */
+    WORKER_DATABASE_POOL_MAX: z.coerce.number().int().min(2).max(200).optional(),
     /** How often the worker looks for delayed jobs (retries, polls), in ms. */
     WORKER_POLL_INTERVAL_MS: z.coerce.number().int().min(50).max(60_000).default(1000),
     SIMULATOR_DELAY_MS: z.coerce.number().int().min(0).max(600_000).default(6000),
@@ -195,7 +200,9 @@ export interface Config {
   logLevel: Env['LOG_LEVEL'];
   dataDir: string;
   databaseUrl: string | undefined;
+  /** The API's pool: size, and how long a request waits for a connection (then 503 ERR_6001). */
   databasePoolMax: number;
+  databaseConnectTimeoutMs: number;
   publicUrl: string;
   jwt: { secret: string; issuer: string; accessTtlSeconds: number; refreshTtlDays: number; generated: boolean };
   anonKey: string | undefined;
@@ -204,7 +211,8 @@ export interface Config {
   initialGrantCredits: number;
   deviceCheck: DeviceCheckConfig | undefined;
   role: 'all' | 'api' | 'worker';
-  worker: { concurrency: number; pollIntervalMs: number };
+  /** databasePoolMax: the worker role's own pool (never shared with the API, so neither starves the other). */
+  worker: { concurrency: number; pollIntervalMs: number; databasePoolMax: number };
   simulator: { delayMs: number; failureRate: number };
   limits: { maxResultBytes: number; maxUploadBytes: number };
   signedUrlTtlSeconds: number;
@@ -277,6 +285,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     dataDir: e.DATA_DIR,
     databaseUrl: e.DATABASE_URL,
     databasePoolMax: e.DATABASE_POOL_MAX,
+    databaseConnectTimeoutMs: e.DATABASE_CONNECT_TIMEOUT_MS,
     publicUrl: (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, ''),
     jwt: {
       // Without a configured secret (the embedded demo) main.ts persists one under DATA_DIR so
@@ -302,7 +311,11 @@ export function loadConfig(source: Record<string, string | undefined> = process.
           }
         : undefined,
     role: e.ROLE,
-    worker: { concurrency: e.WORKER_CONCURRENCY, pollIntervalMs: e.WORKER_POLL_INTERVAL_MS },
+    worker: {
+      concurrency: e.WORKER_CONCURRENCY,
+      pollIntervalMs: e.WORKER_POLL_INTERVAL_MS,
+      databasePoolMax: e.WORKER_DATABASE_POOL_MAX ?? e.WORKER_CONCURRENCY + 4,
+    },
     simulator: { delayMs: e.SIMULATOR_DELAY_MS, failureRate: e.SIMULATOR_FAILURE_RATE },
     limits: { maxResultBytes: e.MAX_RESULT_BYTES, maxUploadBytes: e.MAX_UPLOAD_BYTES },
     signedUrlTtlSeconds: e.SIGNED_URL_TTL_SECONDS,

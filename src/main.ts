@@ -8,9 +8,9 @@ import { ConfigError, loadConfig, type Config } from './config.js';
 import { startEmbeddedDatabase, type EmbeddedDatabase } from './db/embedded.js';
 import { migrate } from './db/migrate.js';
 import { createPool } from './db/pool.js';
-import { deleteExpiredKeys } from './db/queries/idempotency.js';
 import { installQueueSchema } from './jobs/queue.js';
-import { startWorker } from './jobs/worker.js';
+import { createWorkerPool, startWorker } from './jobs/worker.js';
+import type { Runner } from 'graphile-worker';
 import { createLogger, type Logger } from './logger.js';
 import { buildServices } from './services.js';
 
@@ -79,52 +79,79 @@ async function main() {
   config = { ...config, jwt: { ...config.jwt, secret: await jwtSecretFor(config, log) } };
   warnAboutModes(config, log);
 
-  const db = createPool(databaseUrl, config.databasePoolMax);
-  const services = buildServices({ config, db, log, defaultMetrics: true, databaseUrl });
-  const worker =
-    config.role === 'api'
-      ? undefined
-      : await startWorker({
-          pool: db,
-          jobs: services.jobs,
-          purchases: services.purchases,
-          accountDeletion: services.accountDeletion,
-          cleanupIdempotencyKeys: () => deleteExpiredKeys(db),
-          concurrency: config.worker.concurrency,
-          pollIntervalMs: config.worker.pollIntervalMs,
-          log,
-        });
-  const server =
+  // One pool per role (docs/ARCHITECTURE.md "Pools per role"): the API's fails fast (a request
+  // waits at most DATABASE_CONNECT_TIMEOUT_MS, then 503 ERR_6001 with Retry-After); the worker's is
+  // its own, sized for its concurrency and patient, so neither can starve the other.
+  const apiDb =
     config.role === 'worker'
       ? undefined
-      : serve({ fetch: buildApp(services).fetch, port: config.port, hostname: config.host }, (info) => {
-          log.info({ port: info.port, role: config.role, embedded: Boolean(embedded) }, `rendio listening on http://localhost:${info.port}`);
-        });
-  if (!server) log.info('worker started (ROLE=worker: no HTTP)');
+      : createPool(databaseUrl, config.databasePoolMax, { connectionTimeoutMillis: config.databaseConnectTimeoutMs });
+  const workerDb = config.role === 'api' ? undefined : createWorkerPool(databaseUrl, config.worker.databasePoolMax, log);
+  // ROLE=worker serves no requests: the request-side services (built but unused) get the worker's pool.
+  const db = (apiDb ?? workerDb)!;
+  const services = buildServices({ config, db, workerDb, log, defaultMetrics: true, databaseUrl });
 
+  let server: ReturnType<typeof serve> | undefined;
+  let worker: Runner | undefined;
   let stopping = false;
-  const shutdown = async (signal: string) => {
+  const shutdown = async (reason: string, exitCode = 0) => {
     if (stopping) return;
     stopping = true;
-    log.info({ signal }, 'shutting down: draining requests');
+    log.info({ reason }, 'shutting down: draining requests');
     const force = setTimeout(() => {
       log.error('shutdown took longer than 15 s; exiting');
       process.exit(1);
     }, 15_000);
     force.unref();
-    // Order matters: stop taking requests and let in-flight ones finish, then the pool, then postgres.
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
-    // Running tasks finish (graphile-worker waits for them); unfinished ones are retried elsewhere.
-    await worker?.stop();
-    await services.events.close();
-    await services.errorLog.drain();
-    await db.end();
-    await embedded?.stop();
-    log.info('stopped');
-    process.exit(0);
+    // Order matters: stop taking requests and let in-flight ones finish, then the worker (running
+    // tasks finish; unfinished ones are retried elsewhere), then the pools, then postgres. A step
+    // that fails is logged and the next one still runs.
+    const step = async (name: string, fn: () => Promise<unknown> | undefined) => {
+      try {
+        await fn();
+      } catch (err) {
+        log.error({ err, step: name }, 'shutdown step failed');
+      }
+    };
+    await step('http', () => (server ? new Promise<void>((resolve) => server!.close(() => resolve())) : undefined));
+    await step('worker', () => worker?.stop());
+    await step('events', () => services.events.close());
+    await step('error log', () => services.errorLog.drain());
+    await step('api pool', () => apiDb?.end());
+    await step('worker pool', () => workerDb?.end());
+    await step('embedded postgres', () => embedded?.stop());
+    log.info({ exitCode }, 'stopped');
+    process.exit(exitCode);
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
+  // Nothing may die silently: a rejection nobody handled or an exception nobody caught is logged
+  // with its stack, then the process drains and stops (exit 1) for its supervisor to restart it,
+  // rather than carry on in an unknown state. Database hiccups are not meant to get here (the
+  // worker's pool waits them out; the API answers 503), so one that does is a bug worth a restart.
+  const fatal = (kind: string) => (err: unknown) => {
+    log.fatal({ err, kind }, `${kind}: shutting down`);
+    void shutdown(kind, 1);
+  };
+  process.on('unhandledRejection', fatal('unhandledRejection'));
+  process.on('uncaughtException', fatal('uncaughtException'));
+
+  if (config.role !== 'api') {
+    worker = await startWorker({
+      ...services.worker,
+      pool: services.workerDb,
+      concurrency: config.worker.concurrency,
+      pollIntervalMs: config.worker.pollIntervalMs,
+      log,
+    });
+  }
+  if (config.role !== 'worker') {
+    server = serve({ fetch: buildApp(services).fetch, port: config.port, hostname: config.host }, (info) => {
+      log.info({ port: info.port, role: config.role, embedded: Boolean(embedded) }, `rendio listening on http://localhost:${info.port}`);
+    });
+  } else {
+    log.info('worker started (ROLE=worker: no HTTP)');
+  }
 }
 
 main().catch((err) => {

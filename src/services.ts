@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import type { Queryable } from './db/pool.js';
 import type { DeviceCheckClient } from './apple/device-check.js';
 import type { OnboardingService } from './auth/onboarding.js';
 import type { SessionService } from './auth/sessions.js';
@@ -17,6 +18,7 @@ import { AccountDeletionService } from './auth/account-deletion.js';
 import type { GenerationService } from './jobs/generate.js';
 import type { VideoJobService } from './jobs/video-jobs.js';
 import { JobEvents } from './jobs/events.js';
+import type { WorkerDeps } from './jobs/worker.js';
 
 /** Everything a route may use, built once at start-up (main.ts) or per test (test/harness.ts). */
 export interface Services {
@@ -39,12 +41,17 @@ export interface Services {
   appleIdentity: AppleIdentityVerifier | undefined;
   appleAccounts: AppleAccountService;
   accountDeletion: AccountDeletionService;
+  /** What the worker's tasks call: the same services, bound to the worker's own pool. */
+  worker: WorkerDeps;
+  /** The worker role's pool (the API's `db` when none was given, e.g. tests without a worker). */
+  workerDb: pg.Pool;
 }
 
 import { AppleDeviceCheck } from './apple/device-check.js';
 import { AppStore as AppStoreClient } from './apple/app-store.js';
 import { PurchaseService as Purchases } from './apple/purchases.js';
 import { enqueue } from './jobs/queue.js';
+import { deleteExpiredKeys } from './db/queries/idempotency.js';
 import { OnboardingService as Onboarding } from './auth/onboarding.js';
 import { SessionService as Sessions } from './auth/sessions.js';
 import { AccessTokens as Tokens } from './auth/tokens.js';
@@ -73,8 +80,11 @@ export function buildServices(opts: {
   store?: ObjectStore;
   /** The database URL, for the LISTEN connection of job events (the pool cannot LISTEN). */
   databaseUrl: string;
+  /** The worker role's own pool; default db. */
+  workerDb?: pg.Pool;
 }): Services {
   const { config, db, log } = opts;
+  const workerDb = opts.workerDb ?? db;
   const metrics = new MetricsRegistry({ defaultMetrics: opts.defaultMetrics });
   const errorLog = new ErrorLog(db, log);
   const tokens = new Tokens(config.jwt.secret, config.jwt.issuer, config.jwt.accessTtlSeconds, opts.now);
@@ -95,26 +105,42 @@ export function buildServices(opts: {
     },
     log,
   );
-  const jobs = new VideoJobs(db, providers, store, log, {
+  const jobOptions = {
     webhookBaseUrl: config.publicUrl,
     maxResultBytes: config.limits.maxResultBytes,
     retryBaseMs: config.providerRetryBaseMs,
     submitLeaseSeconds: config.submitLeaseSeconds,
     quietSeconds: config.jobQuietSeconds,
     crashAt: config.crashAt,
-  });
+  };
+  const jobs = new VideoJobs(db, providers, store, log, jobOptions);
   const generation = new Generation(db, jobs, providers, config.publicUrl, config.crashAt);
   metrics.gauge('rendio_db_pool_total', 'Connections in the pool', () => db.totalCount);
   metrics.gauge('rendio_db_pool_waiting', 'Requests waiting for a connection', () => db.waitingCount);
   metrics.gauge('rendio_error_log_dropped', 'error_log rows not stored (overload or database down)', () => errorLog.dropped);
   const events = new JobEvents(opts.databaseUrl, log);
   const appStore = config.appStore ? new AppStoreClient(config.appStore, config.appleRootCertificates) : undefined;
-  const purchases = new Purchases(db, appStore, config.products, log, (tx, notificationUuid) =>
-    enqueue(tx, 'send_consumption_info', { notificationUuid }, { jobKey: `consumption:${notificationUuid}` }),
-  );
+  const enqueueConsumptionInfo = (tx: Queryable, notificationUuid: string) =>
+    enqueue(tx, 'send_consumption_info', { notificationUuid }, { jobKey: `consumption:${notificationUuid}` });
+  const purchases = new Purchases(db, appStore, config.products, log, enqueueConsumptionInfo);
   const appleIdentity = config.signInWithApple ? new AppleIdentityVerifier(config.signInWithApple) : undefined;
   const appleAccounts = new AppleAccountService(db, sessions, log);
   const accountDeletion = new AccountDeletionService(db, jobs, store, log);
+  // The worker's tasks get their own instances of the same (stateless) services over the worker's
+  // pool, so a flood of requests exhausting the API's pool cannot starve the queue, nor the queue
+  // the API. Instances rather than a pool parameter per call: the services keep one constructor
+  // and cannot mix the two pools up. Providers (with their circuit breakers) and storage are shared.
+  const workerJobs = workerDb === db ? jobs : new VideoJobs(workerDb, providers, store, log, jobOptions);
+  const worker: WorkerDeps = {
+    jobs: workerJobs,
+    purchases: workerDb === db ? purchases : new Purchases(workerDb, appStore, config.products, log, enqueueConsumptionInfo),
+    accountDeletion: workerDb === db ? accountDeletion : new AccountDeletionService(workerDb, workerJobs, store, log),
+    cleanupIdempotencyKeys: () => deleteExpiredKeys(workerDb),
+  };
+  if (workerDb !== db) {
+    metrics.gauge('rendio_worker_db_pool_total', 'Connections in the worker pool', () => workerDb.totalCount);
+    metrics.gauge('rendio_worker_db_pool_waiting', 'Worker tasks waiting for a connection', () => workerDb.waitingCount);
+  }
   return {
     config,
     db,
@@ -135,5 +161,7 @@ export function buildServices(opts: {
     appleIdentity,
     appleAccounts,
     accountDeletion,
+    worker,
+    workerDb,
   };
 }

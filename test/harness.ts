@@ -4,8 +4,7 @@ import { buildApp, type App } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import type { Runner } from 'graphile-worker';
 import { createPool } from '../src/db/pool.js';
-import { deleteExpiredKeys } from '../src/db/queries/idempotency.js';
-import { startWorker } from '../src/jobs/worker.js';
+import { createWorkerPool, startWorker } from '../src/jobs/worker.js';
 import type { ProviderAdapter, ProviderName } from '../src/providers/types.js';
 import { verifyLedger } from '../src/ledger/verify.js';
 import { createLogger } from '../src/logger.js';
@@ -86,15 +85,12 @@ export class TestApp {
     };
   }
 
-  /** Runs the real worker (graphile-worker) against this app's database. */
+  /** Runs the real worker (graphile-worker) against this app's database, on its own pool as in main.ts. */
   async startWorker(): Promise<void> {
     this.worker ??= await startWorker({
-      pool: this.db,
-      jobs: this.services.jobs,
-      purchases: this.services.purchases,
-      accountDeletion: this.services.accountDeletion,
-      cleanupIdempotencyKeys: () => deleteExpiredKeys(this.db),
-      concurrency: 4,
+      ...this.services.worker,
+      pool: this.services.workerDb,
+      concurrency: this.services.config.worker.concurrency,
       pollIntervalMs: 100,
       log: this.services.log,
     });
@@ -131,6 +127,7 @@ export class TestApp {
     await this.services.events.close();
     await this.services.errorLog.drain();
     await this.db.end();
+    await this.services.workerDb.end();
     await dropTestDatabase(inject('adminUrl'), this.dbName);
   }
 }
@@ -149,11 +146,14 @@ export async function createTestApp(env: Record<string, string | undefined> = {}
     DATABASE_URL: dbUrl,
     DATA_DIR: `${process.env.TMPDIR ?? '/tmp'}/rendio-test-data/${dbName}`,
     SIMULATOR_DELAY_MS: '300',
+    DATABASE_POOL_MAX: '20',
+    WORKER_CONCURRENCY: '4',
     ...env,
   });
   const log = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
-  const db = createPool(dbUrl, 20);
-  const services = buildServices({ config, db, log, providers: opts.providers, databaseUrl: dbUrl });
+  const db = createPool(dbUrl, config.databasePoolMax, { connectionTimeoutMillis: config.databaseConnectTimeoutMs });
+  const workerDb = createWorkerPool(dbUrl, config.worker.databasePoolMax, log);
+  const services = buildServices({ config, db, workerDb, log, providers: opts.providers, databaseUrl: dbUrl });
   return new TestApp(buildApp(services), services, dbName, dbUrl);
 }
 

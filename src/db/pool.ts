@@ -16,15 +16,73 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
 pg.types.setTypeParser(pg.types.builtins.NUMERIC, (v) => Number(v));
 pg.types.setTypeParser(pg.types.builtins.TIMESTAMPTZ, (v) => new Date(v.replace(' ', 'T').replace(/([+-]\d\d)$/, '$1:00')).toISOString());
 
-export function createPool(connectionString: string, max = 10): pg.Pool {
-  const pool = new pg.Pool({
+export interface PoolOptions {
+  /** How long connect() waits for a free or new connection before failing (pg's connectionTimeoutMillis). */
+  connectionTimeoutMillis?: number;
+  applicationName?: string;
+  /**
+   * When set, `await pool.connect()` retries a failure that means "database unavailable" (pool
+   * timeout, refused, restarting) with backoff for up to this long instead of failing at once.
+   * For the worker's pool: see PatientPool.
+   */
+  retryConnectForMs?: number;
+  /** Told about each retried connect failure (a warning, so an outage is visible). */
+  onConnectRetry?: (err: unknown, attempt: number) => void;
+}
+
+/**
+ * A pool whose promise-form connect() waits out a database hiccup. The worker role needs it
+ * because graphile-worker 0.17 calls its own connect() where nobody can handle a failure:
+ *  - completeJob/failJob are not awaited (worker.js) and retry only SQLSTATE 40001/40P01/57P03 and
+ *    EHOSTUNREACH/ETIMEDOUT, so a pool timeout there was an unhandled rejection (the crash);
+ *  - the first task-identifier lookup is cached even when it rejects (taskIdentifiers.js), after
+ *    which the runner fetches no job at all until the process restarts (the holds left open).
+ * Waiting is harmless there: nothing waits on the worker but its own queue. The callback form
+ * (pool.query) is unchanged, so a failing task still fails and is retried by the queue.
+ */
+class PatientPool extends pg.Pool {
+  constructor(
+    config: pg.PoolConfig,
+    private readonly retryForMs: number,
+    private readonly onRetry: PoolOptions['onConnectRetry'],
+  ) {
+    super(config);
+  }
+
+  override connect(): Promise<pg.PoolClient>;
+  override connect(callback: (err: Error | undefined, client: pg.PoolClient | undefined, done: (release?: any) => void) => void): void;
+  override connect(
+    callback?: (err: Error | undefined, client: pg.PoolClient | undefined, done: (release?: any) => void) => void,
+  ): Promise<pg.PoolClient> | void {
+    if (callback) return super.connect(callback);
+    return this.connectPatiently();
+  }
+
+  private async connectPatiently(): Promise<pg.PoolClient> {
+    const deadline = Date.now() + this.retryForMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await super.connect();
+      } catch (err) {
+        if (this.ending || !isDatabaseUnavailable(err) || Date.now() >= deadline) throw err;
+        this.onRetry?.(err, attempt);
+        const delay = Math.min(5000, 100 * 2 ** Math.min(attempt, 6)) * (0.5 + Math.random() / 2);
+        await new Promise((r) => setTimeout(r, Math.min(delay, Math.max(0, deadline - Date.now()))));
+      }
+    }
+  }
+}
+
+export function createPool(connectionString: string, max = 10, opts: PoolOptions = {}): pg.Pool {
+  const config: pg.PoolConfig = {
     connectionString,
     max,
-    // A request must fail fast with ERR_6001 when the database is gone, not hang.
-    connectionTimeoutMillis: 5000,
+    // A request must fail fast with ERR_6001 when the database is gone (or the pool is exhausted), not hang.
+    connectionTimeoutMillis: opts.connectionTimeoutMillis ?? 5000,
     idleTimeoutMillis: 30_000,
-    application_name: 'rendio',
-  });
+    application_name: opts.applicationName ?? 'rendio',
+  };
+  const pool = opts.retryConnectForMs ? new PatientPool(config, opts.retryConnectForMs, opts.onConnectRetry) : new pg.Pool(config);
   // A client losing its connection (idle in the pool, or checked out between queries) must not
   // crash the process with an unhandled 'error' event; the next query on it reports the failure.
   pool.on('error', () => undefined);

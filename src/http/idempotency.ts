@@ -4,6 +4,7 @@ import type { Queryable } from '../db/pool.js';
 import * as keys from '../db/queries/idempotency.js';
 import { ApiError } from './api-error.js';
 import type { AppEnv } from './context.js';
+import type { Logger } from '../logger.js';
 
 /**
  * Stripe-style idempotency keys, scoped per user (patterns.md §1, IETF draft): the key row is
@@ -105,6 +106,33 @@ export function idempotency(db: Queryable, opts: { ttlHours: number; lockSeconds
       clearInterval(renewal);
     }
     // The handler failed before committing anything: free the key so a retry runs again.
-    if (!completed || c.error) await keys.deleteUnansweredKey(db, claimId, claimToken).catch(() => undefined);
+    if (!completed || c.error) await freeKey(db, claimId, claimToken, lockSeconds, c.get('log'));
   };
+}
+
+/**
+ * Deletes an unanswered key. Most such failures are the database being unavailable or the pool
+ * exhausted (503 ERR_6001), when this delete may not get a connection either: one try inline, then
+ * keep trying in the background (the answer does not wait) with backoff, for as long as the lock is
+ * fresh. A key left behind would answer 409 to every retry for lockSeconds and, being locked,
+ * never be removed by the hourly cleanup.
+ */
+async function freeKey(db: Queryable, id: number, claimToken: string, lockSeconds: number, log: Logger | undefined): Promise<void> {
+  try {
+    await keys.deleteUnansweredKey(db, id, claimToken);
+    return;
+  } catch {
+    // retried below
+  }
+  const deadline = Date.now() + lockSeconds * 1000;
+  const retry = (attempt: number) => {
+    const delay = Math.min(5000, 100 * 2 ** attempt) * (0.5 + Math.random() / 2);
+    setTimeout(() => {
+      keys.deleteUnansweredKey(db, id, claimToken).catch((err) => {
+        if (Date.now() + delay < deadline) retry(attempt + 1);
+        else log?.warn({ err, idempotencyKeyId: id }, 'could not free an unanswered idempotency key; it goes stale and can be retried');
+      });
+    }, delay).unref();
+  };
+  retry(0);
 }

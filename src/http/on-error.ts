@@ -16,6 +16,8 @@ import type { AppEnv } from './context.js';
 import type { ErrorLogWriter } from './error-log.js';
 import { localizedMessage, negotiateLanguage } from './i18n.js';
 
+const DATABASE_RETRY_AFTER_SECONDS = '2';
+
 /** Turns anything thrown into an ApiError. Unknown errors become ERR_6003 with no internals. */
 export function toApiError(err: unknown, maxBodyBytes: number): ApiError {
   if (err instanceof ApiError) return err;
@@ -50,7 +52,10 @@ export function toApiError(err: unknown, maxBodyBytes: number): ApiError {
     if (err.status === 405) return new ApiError('ERR_4017');
     if (err.status === 404) return new ApiError('ERR_4007', { resource: 'route' });
   }
-  if (isDatabaseUnavailable(err)) return new ApiError('ERR_6001');
+  // Unreachable, restarting, or every pooled connection busy past DATABASE_CONNECT_TIMEOUT_MS.
+  // Retrying is safe (generate-video's key makes it so), after a pause so a flood does not keep
+  // the pool saturated.
+  if (isDatabaseUnavailable(err)) return new ApiError('ERR_6001', undefined, { 'Retry-After': DATABASE_RETRY_AFTER_SECONDS });
   return new ApiError('ERR_6003');
 }
 

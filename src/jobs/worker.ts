@@ -1,5 +1,6 @@
 import { Logger as GraphileLogger, run, type Runner, type TaskList } from 'graphile-worker';
 import type pg from 'pg';
+import { createPool } from '../db/pool.js';
 import type { Logger } from '../logger.js';
 import type { PurchaseService } from '../apple/purchases.js';
 import type { AccountDeletionService } from '../auth/account-deletion.js';
@@ -18,6 +19,24 @@ function payload(p: unknown): JobPayload {
   const jobId = (p as Partial<JobPayload> | null)?.jobId;
   if (typeof jobId !== 'string') throw new Error('task payload lacks jobId');
   return { jobId };
+}
+
+/** How long the worker's pool waits out a database that is unreachable or busy before a connect fails. */
+const WORKER_CONNECT_PATIENCE_MS = 120_000;
+
+/**
+ * The worker role's own pool: never shared with the API (a flood of requests must not starve the
+ * queue, nor the queue the API), and patient — see PatientPool in db/pool.ts for why graphile-worker
+ * needs that.
+ */
+export function createWorkerPool(connectionString: string, max: number, log?: Logger): pg.Pool {
+  return createPool(connectionString, max, {
+    applicationName: 'rendio-worker',
+    retryConnectForMs: WORKER_CONNECT_PATIENCE_MS,
+    onConnectRetry: (err, attempt) => {
+      if (attempt === 1 || attempt % 10 === 0) log?.warn({ err, attempt }, 'worker: no database connection yet; retrying');
+    },
+  });
 }
 
 /** What the tasks call into. */
@@ -54,6 +73,7 @@ export function taskList({ jobs, purchases, accountDeletion, cleanupIdempotencyK
 }
 
 export async function startWorker(opts: WorkerDeps & {
+  /** The worker role's own pool (never the API's), built with retryConnectForMs: see db/pool.ts PatientPool. */
   pool: pg.Pool;
   concurrency: number;
   pollIntervalMs: number;
@@ -73,6 +93,10 @@ export async function startWorker(opts: WorkerDeps & {
     pollInterval: opts.pollIntervalMs,
     noHandleSignals: true,
     logger,
+    // Completions stay unbatched (graphile's default, pinned): a batched completeJob/failJob that
+    // fails even once makes graphile shut the whole runner down ("queue is in an inconsistent
+    // state"), whereas an unbatched one waits out a hiccup in the pool's patient connect().
+    preset: { worker: { completeJobBatchDelay: -1, failJobBatchDelay: -1 } },
   });
   // A worker that (re)starts recovers at once what a crashed one left behind, without waiting for cron.
   await opts.jobs.sweep().catch((err) => log.error({ err }, 'startup sweep failed'));
