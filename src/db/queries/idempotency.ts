@@ -77,6 +77,10 @@ export async function deleteUnansweredKey(db: Queryable, id: number, claimToken:
 }
 
 export async function deleteExpiredKeys(db: Queryable): Promise<number> {
-  const { rowCount } = await db.query('DELETE FROM idempotency_keys WHERE expires_at < now() AND locked_at IS NULL');
+  // A lock renewed in the last hour is a request still running (renewals are seconds apart); an
+  // older one was left by a holder that died, and goes with the rest once expired.
+  const { rowCount } = await db.query(
+    "DELETE FROM idempotency_keys WHERE expires_at < now() AND (locked_at IS NULL OR locked_at < now() - interval '1 hour')",
+  );
   return rowCount ?? 0;
 }
