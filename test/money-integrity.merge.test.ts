@@ -114,6 +114,43 @@ describe('money integrity: a guest merged into an existing Apple account', () =>
       });
     }
   });
+
+  it('a guest signing in with the Apple ID of a deleted account starts a new account: its credits never land on the deleted one', async () => {
+    const a = await appleAccount(t());
+    await t().json(t().post('/functions/v1/delete-account', { token: a.accessToken }));
+    expect(await account(t(), a.userId)).toEqual({ balance: 0, held: 0 }); // forfeited with the account
+
+    const g = await t().createGuest();
+    const res = await t().json(signIn(t(), await apple.identityToken({ sub: a.sub }), g));
+    expect(res.user.id).toBe(g.userId); // the guest became the (new) account for that Apple ID
+    expect(await account(t(), g.userId)).toEqual({ balance: 10, held: 0 });
+    expect(await account(t(), a.userId)).toEqual({ balance: 0, held: 0 });
+  });
+
+  it('deleting the account while a guest merges into it: whichever commits first, nothing is left on a deleted account', async () => {
+    for (let round = 0; round < 5; round++) {
+      const a = await appleAccount(t());
+      const g = await t().createGuest();
+      await t().json(t().generate(g, { model_id: SIM, prompt: `running while merging ${round}` }));
+      const idToken = await apple.identityToken({ sub: a.sub });
+      const [merge, deletion] = await Promise.all([
+        signIn(t(), idToken, g),
+        t().post('/functions/v1/delete-account', { token: a.accessToken }),
+      ]);
+      expect(deletion.status, await deletion.clone().text()).toBe(200);
+      expect(merge.status, await merge.clone().text()).toBeLessThan(500);
+      // The deleted account holds nothing and no job of it is still running.
+      expect(await account(t(), a.userId)).toEqual({ balance: 0, held: 0 });
+      const running = await t().db.query("SELECT count(*)::int AS n FROM video_jobs WHERE user_id = $1 AND status NOT IN ('completed', 'failed')", [a.userId]);
+      expect(running.rows[0].n).toBe(0);
+      if (merge.status === 200) {
+        const body = (await merge.json()) as any;
+        // Merged before the deletion (credits forfeited with it), or the guest became a fresh account.
+        expect([a.userId, g.userId]).toContain(body.user.id);
+        if (body.user.id === g.userId) expect(await account(t(), g.userId)).toEqual({ balance: 10, held: 1 });
+      }
+    }
+  });
 });
 
 describe('money integrity: the shipped app (legacy anon-key mode) names the guest id after the merge', () => {

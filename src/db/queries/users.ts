@@ -160,7 +160,9 @@ export async function moveGuestInto(db: Queryable, guestId: string, intoId: stri
  * stays (ledger entries and purchase records keep the user id, which no longer names anyone).
  */
 export async function markDeleted(db: Queryable, userId: string): Promise<void> {
-  await db.query('UPDATE users SET deleted_at = coalesce(deleted_at, now()) WHERE id = $1', [userId]);
+  // The identities go with the account at once: signing in with that Apple ID, or onboarding that
+  // device id, must start afresh, never reopen (or merge a guest's credits into) the deleted account.
+  await db.query('UPDATE users SET deleted_at = coalesce(deleted_at, now()), apple_sub = NULL, device_id = NULL WHERE id = $1', [userId]);
 }
 
 export async function scrubDeletedUser(db: Queryable, userId: string): Promise<void> {
