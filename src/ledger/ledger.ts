@@ -1,4 +1,4 @@
-import { withTransaction, type Queryable, type Tx } from '../db/pool.js';
+import { RetryTransaction, withTransaction, type Queryable, type Tx } from '../db/pool.js';
 import { AccountClosed, AccountNotFound, HoldAlreadyResolved, HoldNotFound, InsufficientCredits, InvalidAmount } from './errors.js';
 
 /**
@@ -249,21 +249,20 @@ export async function hold(db: Queryable, input: { userId: string; amount: numbe
 }
 
 async function lockHoldForResolution(tx: Tx, holdId: string) {
-  for (;;) {
-    const found = await tx.query<{ user_id: string }>('SELECT user_id FROM credit_holds WHERE id = $1', [holdId]);
-    if (!found.rows[0]) throw new HoldNotFound(holdId);
-    // Lock order everywhere: owner, account, then hold — so captures, new holds and merges never deadlock.
-    const { ownerId, account } = await lockOwner(tx, found.rows[0].user_id);
-    const { rows } = await tx.query<{ user_id: string; amount: number; status: string; job_id: string | null }>(
-      'SELECT user_id, amount, status, job_id FROM credit_holds WHERE id = $1 FOR UPDATE',
-      [holdId],
-    );
-    const h = rows[0]!;
-    if (h.status !== 'open') throw new HoldAlreadyResolved(holdId, h.status);
-    // An account merge moved the hold while we waited for the old owner's lock: lock the new owner.
-    if (h.user_id !== ownerId) continue;
-    return { userId: ownerId, acct: account, amount: h.amount, jobId: h.job_id ?? undefined };
-  }
+  const found = await tx.query<{ user_id: string }>('SELECT user_id FROM credit_holds WHERE id = $1', [holdId]);
+  if (!found.rows[0]) throw new HoldNotFound(holdId);
+  // Lock order everywhere: owner, account, then hold — so captures, new holds and merges never deadlock.
+  const { ownerId, account } = await lockOwner(tx, found.rows[0].user_id);
+  const { rows } = await tx.query<{ user_id: string; amount: number; status: string; job_id: string | null }>(
+    'SELECT user_id, amount, status, job_id FROM credit_holds WHERE id = $1 FOR UPDATE',
+    [holdId],
+  );
+  const h = rows[0]!;
+  if (h.status !== 'open') throw new HoldAlreadyResolved(holdId, h.status);
+  // A merge moved the hold between the two reads: start over, locking the new owner first
+  // (withTransaction retries a bounded number of times).
+  if (h.user_id !== ownerId) throw new RetryTransaction();
+  return { userId: ownerId, acct: account, amount: h.amount, jobId: h.job_id ?? undefined };
 }
 
 /**
