@@ -68,16 +68,22 @@ async function mergeInto(g: Guest, a: { sub: string; userId: string }): Promise<
   expect((await t.db.query('SELECT merged_into FROM users WHERE id = $1', [g.userId])).rows[0].merged_into).toBe(a.userId);
 }
 
+/** Apple's clock for this file: purchases and refund notifications are signed in the order they happen. */
+let clock = Date.now() - 3_600_000;
+
 /** A guest who bought the 25-credit pack: 35 credits with the free 10. */
 async function buyer(): Promise<{ g: Guest; tx: FakeTransaction }> {
   const g = await t.createGuest();
   const tx = appStore().production.add({ transactionId: txId(), productId: STARTER });
+  // Apple signs the purchase on the same clock as the refund notifications below: before them.
+  clock += 10_000;
+  const signedAt = clock;
+  appStore().production.clock = () => signedAt;
   const res = await t.json(t.post('/functions/v1/update-credits', { token: g.accessToken, body: { transaction_id: tx.transactionId } }));
   expect(res).toMatchObject({ credits_added: 25, already_processed: false });
   return { g, tx };
 }
 
-let clock = Date.now() - 3_600_000;
 /** Apple's REFUND / REFUND_REVERSED for tx, each signed later than the previous one. */
 async function notify(type: 'REFUND' | 'REFUND_REVERSED', tx: FakeTransaction): Promise<string> {
   clock += 10_000;
