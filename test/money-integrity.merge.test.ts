@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import * as ledger from '../src/ledger/ledger.js';
 import { useAppStoreFakes } from './fakes/app-store.js';
-import { FakeAppleId, appleSub } from './fakes/apple-id.js';
+import { appleSub, useFakeAppleId } from './fakes/apple-id.js';
 import { useTestApp, type Guest, type TestApp } from './harness.js';
 
 /**
@@ -18,13 +18,7 @@ const SIM = 'simulator-text-to-video'; // 1 credit
 const STARTER = 'com.rendioai.credits.starter.25';
 
 const { fakes: appStore, txId } = useAppStoreFakes();
-let apple: FakeAppleId;
-beforeAll(async () => {
-  apple = await new FakeAppleId('com.rendioai.app').start();
-});
-afterAll(async () => {
-  await apple.server.stop();
-});
+const apple = useFakeAppleId();
 
 const signIn = (t: TestApp, idToken: string, guest?: Guest) =>
   t.post('/auth/v1/token?grant_type=id_token', { token: guest?.accessToken, body: { provider: 'apple', id_token: idToken } });
@@ -38,6 +32,15 @@ async function jobsAndHolds(t: TestApp, userId: string) {
   const jobs = (await t.db.query('SELECT job_id FROM video_jobs WHERE user_id = $1 ORDER BY job_id', [userId])).rows.map((r) => r.job_id);
   const holds = (await t.db.query("SELECT job_id FROM credit_holds WHERE user_id = $1 AND status = 'open' ORDER BY job_id", [userId])).rows.map((r) => r.job_id);
   return { jobs, holds };
+}
+
+/** The retry replays the first answer, and the account holds that one job (20 credits, 1 held). */
+async function expectReplayOfOnlyJob(t: TestApp, retry: Promise<Response>, jobId: string, accountId: string): Promise<void> {
+  const res = await retry;
+  const body = (await res.json()) as { job_id?: string };
+  expect({ status: res.status, replay: res.headers.get('x-idempotent-replay'), job_id: body.job_id }).toEqual({ status: 200, replay: 'true', job_id: jobId });
+  expect(await jobsAndHolds(t, accountId)).toEqual({ jobs: [jobId], holds: [jobId] });
+  expect(await account(t, accountId)).toEqual({ balance: 20, held: 1 });
 }
 
 /** An existing Apple account that owns 10 credits of its own (a guest that became it). */
@@ -64,15 +67,7 @@ describe('money integrity: a guest merged into an existing Apple account', () =>
     expect(await account(t(), a.userId)).toEqual({ balance: 20, held: 1 });
 
     // The app did not see the first answer (network) and retries with the session it now has.
-    const retry = await t().post('/functions/v1/generate-video', { token: merged.access_token, body, headers: { 'idempotency-key': key } });
-    const retryBody = await retry.json();
-    expect({ status: retry.status, replay: retry.headers.get('x-idempotent-replay'), job_id: (retryBody as any).job_id }).toEqual({
-      status: 200,
-      replay: 'true',
-      job_id: first.job_id,
-    });
-    expect(await jobsAndHolds(t(), a.userId)).toEqual({ jobs: [first.job_id], holds: [first.job_id] });
-    expect(await account(t(), a.userId)).toEqual({ balance: 20, held: 1 });
+    await expectReplayOfOnlyJob(t(), t().post('/functions/v1/generate-video', { token: merged.access_token, body, headers: { 'idempotency-key': key } }), first.job_id, a.userId);
   });
 
   it('signing in to an existing Apple account while the guest fires 30 generate-video requests never deadlocks or answers 5xx, and every job and open hold ends on the account (5 rounds)', async () => {
@@ -170,15 +165,7 @@ describe('money integrity: the shipped app (legacy anon-key mode) names the gues
 
     expect(await mergeLegacy(g, a.sub)).toMatchObject({ success: true, merged: 'merged', user: { id: a.userId } });
 
-    const retry = await send();
-    const retryBody = await retry.json();
-    expect({ status: retry.status, replay: retry.headers.get('x-idempotent-replay'), job_id: (retryBody as any).job_id }).toEqual({
-      status: 200,
-      replay: 'true',
-      job_id: first.job_id,
-    });
-    expect(await jobsAndHolds(t(), a.userId)).toEqual({ jobs: [first.job_id], holds: [first.job_id] });
-    expect(await account(t(), a.userId)).toEqual({ balance: 20, held: 1 });
+    await expectReplayOfOnlyJob(t(), send(), first.job_id, a.userId);
   });
 
   it("a purchase in flight during the merge lands on the account, and the app's re-send with the guest's user_id answers already_processed", async () => {

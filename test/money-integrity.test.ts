@@ -1,6 +1,6 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { useAppStoreFakes, type FakeTransaction } from './fakes/app-store.js';
-import { FakeAppleId, appleSub } from './fakes/apple-id.js';
+import { appleSub, useFakeAppleId } from './fakes/apple-id.js';
 import { useTestApp, type Guest, type TestApp } from './harness.js';
 
 /**
@@ -13,13 +13,7 @@ import { useTestApp, type Guest, type TestApp } from './harness.js';
 const STARTER = 'com.rendioai.credits.starter.25'; // 25 credits
 
 const { fakes: appStore, txId } = useAppStoreFakes();
-let apple: FakeAppleId;
-beforeAll(async () => {
-  apple = await new FakeAppleId('com.rendioai.app').start();
-});
-afterAll(async () => {
-  await apple.server.stop();
-});
+const apple = useFakeAppleId();
 
 const notify = (t: TestApp, body: unknown) => t.post('/functions/v1/apple-server-notifications', { body });
 const buy = (t: TestApp, token: string, transactionId: string) => t.post('/functions/v1/update-credits', { token, body: { transaction_id: transactionId } });

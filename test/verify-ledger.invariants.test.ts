@@ -4,7 +4,7 @@ import type pg from 'pg';
 import { deleteExpiredKeys } from '../src/db/queries/idempotency.js';
 import { INVARIANT_CHECK_NAMES, verifyLedger, type Violation } from '../src/ledger/verify.js';
 import { useAppStoreFakes, type FakeTransaction } from './fakes/app-store.js';
-import { FakeAppleId, appleSub } from './fakes/apple-id.js';
+import { appleSub, useFakeAppleId } from './fakes/apple-id.js';
 import { createTestApp, type Guest, type TestApp } from './harness.js';
 
 /**
@@ -34,15 +34,13 @@ const CHECK = {
 } as const;
 
 const { fakes: appStore, txId } = useAppStoreFakes();
-let apple: FakeAppleId;
+const apple = useFakeAppleId();
 let t: TestApp;
 beforeAll(async () => {
-  apple = await new FakeAppleId('com.rendioai.app').start();
   t = await createTestApp({ ...appStore().env(), ...apple.env() });
 });
 afterAll(async () => {
   await t?.close();
-  await apple?.server.stop();
 });
 
 // ---------------------------------------------------------------------------------------------

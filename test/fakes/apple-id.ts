@@ -1,5 +1,6 @@
 import { createHash, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { SignJWT, exportJWK } from 'jose';
+import { afterAll, beforeAll } from 'vitest';
 import { FakeHttpServer, type FakeResponse } from './http.js';
 
 /**
@@ -112,4 +113,16 @@ export async function signServerEvent(
 /** Apple's sub format: "001234.0123456789abcdef0123456789abcdef.1234". */
 export function appleSub(): string {
   return `00${randomBytes(2).readUInt16BE(0) % 10000}.${randomBytes(16).toString('hex')}.${1000 + (randomBytes(2).readUInt16BE(0) % 9000)}`;
+}
+
+/** The Sign in with Apple fake for a test file: started before its tests, stopped after them. */
+export function useFakeAppleId(bundleId = 'com.rendioai.app'): FakeAppleId {
+  const apple = new FakeAppleId(bundleId);
+  beforeAll(async () => {
+    await apple.start();
+  });
+  afterAll(async () => {
+    await apple.server.stop();
+  });
+  return apple;
 }
