@@ -113,6 +113,35 @@ describe('review: deletion vs Sign in with Apple', () => {
     });
     expect(await account(t(), owner.id)).toEqual({ balance: 10, held: 1 });
   });
+  it('a guest whose Sign in with Apple queues behind the deletion of that Apple account is not merged into the deleted account (plain race, no slow storage)', async () => {
+    const a = await appleAccount(t());
+    const g = await t().createGuest();
+    // A reader holds the account's row for a moment, so both requests queue on it: deletion first.
+    const blocker = new pg.Client({ connectionString: t().dbUrl });
+    await blocker.connect();
+    let deletion: Promise<Response>;
+    let signedIn: Promise<Response>;
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query('SELECT 1 FROM users WHERE id = $1 FOR KEY SHARE', [a.userId]);
+      deletion = t().post('/functions/v1/delete-account', { token: a.accessToken });
+      await blockedOn(t(), 'FOR UPDATE');
+      signedIn = signIn(t(), await apple.identityToken({ sub: a.sub }), g);
+      await blockedOn(t(), 'WHERE apple_sub = $1 FOR UPDATE');
+    } finally {
+      await blocker.query('COMMIT');
+      await blocker.end();
+    }
+    expect((await deletion).status).toBe(200);
+    const res = await signedIn;
+    const owner = await ownerOf(t(), g.userId);
+    expect({ signIn: res.status < 500 ? 'not 5xx' : `HTTP ${res.status}`, ownerDeleted: owner.deleted, credits: await account(t(), owner.id) }).toEqual({
+      signIn: 'not 5xx',
+      ownerDeleted: false,
+      credits: { balance: 10, held: 0 },
+    });
+  });
+
   it('while a deleted account is still being purged, its device and its Apple ID get a working session of a live account, not a session of the deleted one', async () => {
     const a = await appleAccount(t());
     const { rows } = await t().db.query('SELECT device_id FROM users WHERE id = $1', [a.userId]);
