@@ -48,18 +48,26 @@ async function appleAccount(t: TestApp): Promise<{ sub: string; userId: string; 
   return { sub, userId: res.user.id, accessToken: res.access_token };
 }
 
-/** Waits until some backend of this test's database is blocked on a lock running a query matching pattern. */
-async function blockedOn(t: TestApp, pattern: string, timeoutMs = 10_000): Promise<void> {
+/**
+ * Waits until at least n backends of this test's database wait on a lock, or until the request
+ * settles on its own (a fixed server may no longer queue there): conditions, not sleeps.
+ */
+async function queued(t: TestApp, n: number, request?: Promise<unknown>, timeoutMs = 10_000): Promise<void> {
+  let settled = false;
+  void request?.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
+    if (settled) return;
     const { rows } = await t.db.query(
-      "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE $1",
-      [`%${pattern}%`],
+      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
     );
-    if (rows.length > 0) return;
+    if (rows[0].n >= n) return;
     await new Promise((r) => setTimeout(r, 20));
   }
-  throw new Error(`nothing blocked on a lock running ${pattern}`);
+  throw new Error(`fewer than ${n} backends waiting on a lock`);
 }
 
 /** Holds the app's object store's delete() until released: storage slow or down during a purge. */
@@ -125,9 +133,9 @@ describe('review: deletion vs Sign in with Apple', () => {
       await blocker.query('BEGIN');
       await blocker.query('SELECT 1 FROM users WHERE id = $1 FOR KEY SHARE', [a.userId]);
       deletion = t().post('/functions/v1/delete-account', { token: a.accessToken });
-      await blockedOn(t(), 'FOR UPDATE');
+      await queued(t(), 1);
       signedIn = signIn(t(), await apple.identityToken({ sub: a.sub }), g);
-      await blockedOn(t(), 'WHERE apple_sub = $1 FOR UPDATE');
+      await queued(t(), 2, signedIn);
     } finally {
       await blocker.query('COMMIT');
       await blocker.end();
@@ -190,10 +198,10 @@ describe('review: idempotency keys vs a merge', () => {
       await blocker.query('BEGIN');
       await blocker.query('SELECT 1 FROM auth_sessions WHERE user_id = $1 FOR UPDATE', [g.userId]);
       merged = signIn(t(), await apple.identityToken({ sub: a.sub }), g);
-      await blockedOn(t(), 'UPDATE auth_sessions');
+      await queued(t(), 1); // the merge, stopped at revoking the guest's sessions
       // The app retries the lost answer with the same key (its guest session still authenticates).
       retry = t().generate(g, body, key);
-      await blockedOn(t(), 'INSERT INTO idempotency_keys');
+      await queued(t(), 2, retry); // today: its key claim waits for the merge's key move
     } finally {
       await blocker.query('COMMIT');
       await blocker.end();
