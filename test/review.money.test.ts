@@ -3,6 +3,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordObject } from '../src/db/queries/storage.js';
 import { useAppStoreFakes } from './fakes/app-store.js';
+import { deviceToken } from './fakes/device-check.js';
 import { FakeAppleId, appleSub } from './fakes/apple-id.js';
 import * as iap from '../src/db/queries/app-store.js';
 import * as ledger from '../src/ledger/ledger.js';
@@ -174,6 +175,21 @@ describe('review: deletion vs Sign in with Apple', () => {
     expect(seen).toEqual({
       deviceCheck: { deletedUser: false, creditsStatus: 200 },
       signIn: { deletedUser: false, creditsStatus: 200 },
+    });
+  });
+});
+
+describe('review: who can act for an Apple account', () => {
+  const t = useTestApp(() => apple.env());
+
+  it("after a guest became an Apple account, its device id alone (device-check) no longer opens a session on the account's credits: only Apple's identity signs in", async () => {
+    const a = await appleAccount(t()); // the guest on this device became the Apple account
+    const { rows } = await t().db.query('SELECT device_id FROM users WHERE id = $1', [a.userId]);
+    const res = await t().post('/functions/v1/device-check', { body: { device_id: rows[0].device_id, device_token: deviceToken(rows[0].device_id) } });
+    const body = (await res.json()) as any;
+    expect({ status: res.status, sessionForTheAppleAccount: body.user_id === a.userId && typeof body.access_token === 'string' }).not.toMatchObject({
+      status: 200,
+      sessionForTheAppleAccount: true,
     });
   });
 });
