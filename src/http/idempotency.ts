@@ -71,7 +71,13 @@ export function idempotency(db: Queryable, opts: { ttlHours: number; lockSeconds
     const print = fingerprint(c.req.method, c.req.path, await c.req.text());
     const claimToken = randomUUID();
 
-    let id = await keys.claimKey(db, { userId, key, method: c.req.method, path: c.req.path, fingerprint: print, ttlHours, claimToken });
+    const claim = { userId, key, method: c.req.method, path: c.req.path, fingerprint: print, ttlHours, claimToken };
+    let id = await keys.claimKey(db, claim);
+    if (id !== undefined && !(await keys.claimIsOnOwner(db, id))) {
+      // A merge committed while we claimed: give the claim up and make it again for the account.
+      await keys.deleteUnansweredKey(db, id, claimToken);
+      id = await keys.claimKey(db, claim);
+    }
     if (id === undefined) {
       const existing = await keys.findKey(db, userId, key, lockSeconds);
       if (!existing) throw new ApiError('ERR_4009', { reason: 'retry' }, { 'Retry-After': '1' }); // expired between the two statements

@@ -103,6 +103,19 @@ const CHECKS: { name: string; sql: string }[] = [
               OR (t.revoked_at IS NOT NULL) <> coalesce(s.refunded, false)`,
   },
   {
+    name: 'a refund of a recorded purchase is clawed back from its owner, for at most what Apple sold',
+    sql: `SELECT c.id, c.transaction_id, c.refund_round, c.user_id, t.user_id AS purchase_owner, -c.amount AS clawed_back, c.shortfall, t.credits
+            FROM ledger_entries c JOIN iap_transactions t ON t.transaction_id = c.transaction_id
+           WHERE c.kind = 'refund_clawback'
+             AND (user_current_owner(c.user_id) IS DISTINCT FROM user_current_owner(t.user_id) OR -c.amount + c.shortfall <> t.credits)`,
+  },
+  {
+    name: 'a recorded purchase is credited exactly what Apple sold',
+    sql: `SELECT e.id, e.transaction_id, e.amount, t.credits
+            FROM ledger_entries e JOIN iap_transactions t ON t.transaction_id = e.transaction_id
+           WHERE e.kind = 'purchase' AND e.amount <> t.credits`,
+  },
+  {
     name: "a purchase belongs to a live account or the end of a merge chain, and its credit to that account's chain",
     sql: `SELECT t.transaction_id, t.user_id, u.merged_into, e.user_id AS credited_user
             FROM iap_transactions t

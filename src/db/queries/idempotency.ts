@@ -26,6 +26,15 @@ export async function claimKey(
   return rows[0]?.id;
 }
 
+/**
+ * False when the claimed key sits on a user that has been merged since (the claim computed the
+ * owner just before the merge committed): such a claim must be given up and made again.
+ */
+export async function claimIsOnOwner(db: Queryable, id: number): Promise<boolean> {
+  const { rows } = await db.query<{ ok: boolean }>('SELECT user_current_owner(user_id) = user_id AS ok FROM idempotency_keys WHERE id = $1', [id]);
+  return rows[0]?.ok === true;
+}
+
 /** The holder is alive: pushes its lock forward. False once the key was answered or taken over. */
 export async function renewClaim(db: Queryable, id: number, claimToken: string): Promise<boolean> {
   const { rowCount } = await db.query(
@@ -64,12 +73,18 @@ export async function storeResponse(
   db: Queryable,
   r: { id: number; claimToken: string; status: number; body: unknown; ownerId?: string },
 ): Promise<boolean> {
-  const { rowCount } = await db.query(
-    `UPDATE idempotency_keys SET response_status = $3, response_body = $4, locked_at = NULL, user_id = coalesce($5, user_id)
-      WHERE id = $1 AND claim_token = $2 AND response_status IS NULL`,
-    [r.id, r.claimToken, r.status, JSON.stringify(r.body), r.ownerId ?? null],
-  );
-  return rowCount === 1;
+  try {
+    const { rowCount } = await db.query(
+      `UPDATE idempotency_keys SET response_status = $3, response_body = $4, locked_at = NULL, user_id = coalesce($5, user_id)
+        WHERE id = $1 AND claim_token = $2 AND response_status IS NULL`,
+      [r.id, r.claimToken, r.status, JSON.stringify(r.body), r.ownerId ?? null],
+    );
+    return rowCount === 1;
+  } catch (err) {
+    // The owner already holds this key (claimed by another request around a merge): not ours to answer.
+    if ((err as { code?: string }).code === '23505') return false;
+    throw err;
+  }
 }
 
 export async function deleteUnansweredKey(db: Queryable, id: number, claimToken: string): Promise<void> {
