@@ -125,7 +125,7 @@ describe('money integrity: purchases, refunds and merges', () => {
     }).toEqual({ account: { balance: 45, held: 0 }, guestTombstone: { balance: 0, held: 0 }, revokedAt: null });
   });
 
-  it('a purchase Apple already refunded (REFUND arrived first) is refused as revoked when the app re-sends its pre-refund signed transaction', async () => {
+  it('a purchase Apple already refunded (REFUND arrived first) is recorded and taken back at once when the app re-sends its pre-refund signed transaction; the reversal restores it', async () => {
     const g = await t().createGuest();
     const tx = appStore().production.add({ transactionId: txId(), productId: STARTER });
     const boughtAt = Date.now() - 120_000;
@@ -136,15 +136,18 @@ describe('money integrity: purchases, refunds and merges', () => {
 
     const res = await t().json(
       t().post('/functions/v1/update-credits', { token: g.accessToken, body: { transaction_id: tx.transactionId, signed_transaction: preRefundJws } }),
-      400,
     );
-    expect(res.error).toMatchObject({ code: 'ERR_4011', details: { reason: 'revoked' } });
+    expect(res).toMatchObject({ credits_added: 0, refunded: true, credits_remaining: 10 });
     expect(await account(t(), g.userId)).toEqual({ balance: 10, held: 0 });
-    const purchases = await t().db.query("SELECT count(*)::int AS n FROM ledger_entries WHERE transaction_id = $1 AND kind = 'purchase'", [tx.transactionId]);
-    expect(purchases.rows[0].n).toBe(0);
+    expect((await iapRow(t(), tx.transactionId))?.revoked_at).not.toBeNull();
+
+    // Apple reverses the refund later: the recorded purchase is given back (nothing lost).
+    const reversal = await appStore().production.notification('REFUND_REVERSED', tx, { signedDate: boughtAt + 60_000 });
+    expect((await t().json(notify(t(), reversal))).outcome).toBe('refund_reversed');
+    expect(await account(t(), g.userId)).toEqual({ balance: 35, held: 0 });
   });
 
-  it('a purchase Apple already refunded is refused when the server asks Apple (Get Transaction Info carries the revocation)', async () => {
+  it('a purchase Apple already refunded is taken back at once when the server asks Apple (Get Transaction Info carries the revocation)', async () => {
     const g = await t().createGuest();
     const tx = appStore().production.add({ transactionId: txId(), productId: STARTER });
     const refundedAt = Date.now() - 60_000;
@@ -152,8 +155,8 @@ describe('money integrity: purchases, refunds and merges', () => {
     expect(await t().json(notify(t(), refund))).toEqual({ received: true, outcome: 'unknown_transaction' });
     appStore().production.add({ ...tx, revocationDate: refundedAt, revocationReason: 0 }); // Apple's own record now says refunded
 
-    const res = await t().json(buy(t(), g.accessToken, tx.transactionId), 400);
-    expect(res.error).toMatchObject({ code: 'ERR_4011', details: { reason: 'revoked' } });
+    const res = await t().json(buy(t(), g.accessToken, tx.transactionId));
+    expect(res).toMatchObject({ credits_added: 0, refunded: true });
     expect(await account(t(), g.userId)).toEqual({ balance: 10, held: 0 });
   });
 

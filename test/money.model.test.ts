@@ -190,20 +190,26 @@ class Model {
     j.state = how === 'capture' ? 'completed' : 'failed';
   }
 
-  /** 'credited' | 'revoked' | 'already_processed'. */
-  /** appleSignedAt: when Apple signed the transaction the server fetched (its word on the refund then). */
-  credit(tx: MTx, caller: MUser, appleSignedAt: number): 'credited' | 'revoked' | 'already_processed' {
+  /**
+   * The server asks Apple, whose answer (signed at appleSignedAt, newer than any notification) is
+   * its word on the refund: the purchase is recorded and credited, and taken back at once when
+   * Apple says it is refunded ('refunded'). A replay changes nothing.
+   */
+  credit(tx: MTx, caller: MUser, appleSignedAt: number): 'credited' | 'refunded' | 'already_processed' {
     if (tx.credited) return 'already_processed';
-    if (tx.appleRefunded) return 'revoked';
-    // Apple signed it as not refunded: newer than any notification we have, that is the state now.
     if (appleSignedAt > tx.lastSigned) {
       tx.lastSigned = appleSignedAt;
-      tx.refunded = false;
+      tx.refunded = tx.appleRefunded;
     }
     tx.credited = true;
     tx.creditedTo = caller;
     caller.balance += PACK;
-    return 'credited';
+    if (!tx.refunded) return 'credited';
+    const take = Math.min(PACK, this.available(caller));
+    caller.balance -= take;
+    tx.clawedBack = true;
+    tx.lastClawback = take;
+    return 'refunded';
   }
 
   /** Applies a delivered REFUND / REFUND_REVERSED; returns what moved (for the log). */
@@ -497,10 +503,12 @@ class Run {
     const appleSignedAt = this.appleClock;
     appStore().production.clock = () => appleSignedAt;
     const expected = this.m.credit(tx, caller, appleSignedAt);
-    this.note(`update-credits ${tx.name} by ${caller.name} → ${expected === 'credited' ? `+${PACK}` : expected}`);
+    this.note(`update-credits ${tx.name} by ${caller.name} → ${expected === 'credited' ? `+${PACK}` : expected === 'refunded' ? `+${PACK} and clawed back` : expected}`);
     const r = await reply(this.t.post('/functions/v1/update-credits', { token: caller.token, body: { transaction_id: tx.fake.transactionId } }));
-    if (expected === 'revoked') return this.expectStatus('update-credits', r, 400, 'ERR_4011', 'revoked');
     this.expectStatus('update-credits', r, 200);
+    if (expected !== 'already_processed' && r.body.refunded !== (expected === 'refunded')) {
+      this.diverge(`update-credits ${tx.name}: refunded=${r.body.refunded}, expected ${expected}`);
+    }
     if (r.body.already_processed !== (expected === 'already_processed')) {
       this.diverge(`update-credits ${tx.name}: already_processed=${r.body.already_processed}, expected ${expected}`);
     }

@@ -49,6 +49,7 @@ describe('update-credits (App Store purchases)', () => {
         credits_remaining: expected,
         total_credits: expected,
         already_processed: false,
+        refunded: false,
       });
     }
     expect(await ledgerTotal(t(), g.userId)).toEqual({ balance: expected, purchases: 3 });
@@ -123,7 +124,6 @@ describe('update-credits (App Store purchases)', () => {
       [{ transactionId: txId() }, {}, 'not_found'],
       [appStore().production.add({ transactionId: txId(), productId: 'com.rendioai.credits.gigantic.9999' }), {}, 'unknown_product'],
       [appStore().production.add({ transactionId: txId(), productId: 'com.rendioai.pro.monthly', type: 'Auto-Renewable Subscription' }), {}, 'not_consumable'],
-      [appStore().production.add({ transactionId: txId(), productId: 'com.rendioai.credits.best.150', revocationDate: Date.now() - 1000 }), {}, 'revoked'],
       [appStore().production.add({ transactionId: txId(), productId: 'com.rendioai.credits.starter.25' }), { product_id: 'com.rendioai.credits.best.150' }, 'product_mismatch'],
       [appStore().production.add({ transactionId: txId(), productId: 'com.rendioai.credits.starter.25', bundleId: 'com.someone.else' }), {}, 'wrong_bundle'],
     ];
@@ -133,6 +133,25 @@ describe('update-credits (App Store purchases)', () => {
     }
     expect(await ledgerTotal(t(), g.userId)).toEqual({ balance: 10, purchases: 0 });
     expect((await t().db.query('SELECT count(*)::int AS n FROM iap_transactions WHERE user_id = $1', [g.userId])).rows[0].n).toBe(0);
+  });
+
+  it('a purchase Apple already refunded is recorded and taken back at once (net 0), and a later REFUND_REVERSED restores it', async () => {
+    const g = await t().createGuest();
+    const refundedAt = Date.now() - 60_000;
+    const tx = appStore().production.add({ transactionId: txId(), productId: 'com.rendioai.credits.best.150', revocationDate: refundedAt, revocationReason: 0 });
+    const res = await t().json(buy(t(), g, { transaction_id: tx.transactionId }));
+    expect(res).toMatchObject({ success: true, credits_added: 0, credits_remaining: 10, refunded: true, already_processed: false });
+    expect(await ledgerTotal(t(), g.userId)).toEqual({ balance: 10, purchases: 1 });
+    const iapRow = (await t().db.query('SELECT user_id, revoked_at FROM iap_transactions WHERE transaction_id = $1', [tx.transactionId])).rows[0];
+    expect(iapRow.user_id).toBe(g.userId);
+    expect(iapRow.revoked_at).not.toBeNull();
+    // The app re-sends it: the same answer.
+    expect(await t().json(buy(t(), g, { transaction_id: tx.transactionId }))).toMatchObject({ credits_added: 0, refunded: true, already_processed: true });
+
+    const { revocationDate: _r, revocationReason: _rr, ...reversed } = tx;
+    const reversal = await appStore().production.notification('REFUND_REVERSED', reversed);
+    expect(await t().json(t().post('/functions/v1/apple-server-notifications', { body: reversal }))).toMatchObject({ outcome: 'refund_reversed' });
+    expect(await ledgerTotal(t(), g.userId)).toEqual({ balance: 160, purchases: 1 });
   });
 
   it('forged signed transactions (wrong key, self-signed chain, no Apple OIDs, expired leaf, wrong bundle) credit nothing', async () => {

@@ -41,12 +41,13 @@ async function ownerOf(t: TestApp, userId: string): Promise<{ id: string; delete
 }
 
 /** An existing Apple account that owns 10 credits of its own (a guest that became it). */
-async function appleAccount(t: TestApp): Promise<{ sub: string; userId: string; accessToken: string }> {
+/** An Apple account that began as the guest of deviceId on this phone. */
+async function appleAccount(t: TestApp): Promise<{ sub: string; userId: string; accessToken: string; deviceId: string }> {
   const sub = appleSub();
   const g0 = await t.createGuest();
   const res = await t.json(signIn(t, await apple.identityToken({ sub }), g0));
   expect(res.user.id).toBe(g0.userId);
-  return { sub, userId: res.user.id, accessToken: res.access_token };
+  return { sub, userId: res.user.id, accessToken: res.access_token, deviceId: g0.deviceId };
 }
 
 /**
@@ -153,8 +154,7 @@ describe('review: deletion vs Sign in with Apple', () => {
 
   it('while a deleted account is still being purged, its device and its Apple ID get a working session of a live account, not a session of the deleted one', async () => {
     const a = await appleAccount(t());
-    const { rows } = await t().db.query('SELECT device_id FROM users WHERE id = $1', [a.userId]);
-    const deviceId: string = rows[0].device_id;
+    const deviceId = a.deviceId;
     await recordObject(t().db, { bucket: 'thumbnails', key: `${a.userId}/in.jpg`, ownerId: a.userId, size: 1, contentType: 'image/jpeg' });
     const gate = gateStoreDeletes(t());
     const deletion = t().post('/functions/v1/delete-account', { token: a.accessToken });
@@ -184,8 +184,7 @@ describe('review: who can act for an Apple account', () => {
 
   it("after a guest became an Apple account, its device id alone (device-check) no longer opens a session on the account's credits: only Apple's identity signs in", async () => {
     const a = await appleAccount(t()); // the guest on this device became the Apple account
-    const { rows } = await t().db.query('SELECT device_id FROM users WHERE id = $1', [a.userId]);
-    const res = await t().post('/functions/v1/device-check', { body: { device_id: rows[0].device_id, device_token: deviceToken(rows[0].device_id) } });
+    const res = await t().post('/functions/v1/device-check', { body: { device_id: a.deviceId, device_token: deviceToken(a.deviceId) } });
     const body = (await res.json()) as any;
     expect({ status: res.status, sessionForTheAppleAccount: body.user_id === a.userId && typeof body.access_token === 'string' }).not.toMatchObject({
       status: 200,

@@ -141,14 +141,14 @@ async function expectClean(): Promise<void> {
  */
 async function forgeEntry(
   c: pg.PoolClient,
-  e: { userId: string; kind: string; amount: number; transactionId?: string; refundRound?: number; reason?: string },
+  e: { userId: string; kind: string; amount: number; transactionId?: string; refundRound?: number; reason?: string; shortfall?: number },
 ): Promise<string> {
   const { rows } = await c.query('SELECT balance, held FROM credit_accounts WHERE user_id = $1 FOR UPDATE', [e.userId]);
   const { balance, held } = rows[0];
   const inserted = await c.query(
-    `INSERT INTO ledger_entries (user_id, kind, amount, held_delta, transaction_id, refund_round, reason, balance_after, held_after)
-     VALUES ($1, $2, $3, 0, $4, $5, $6, $7, $8) RETURNING id`,
-    [e.userId, e.kind, e.amount, e.transactionId ?? null, e.refundRound ?? null, e.reason ?? 'forged by test', balance + e.amount, held],
+    `INSERT INTO ledger_entries (user_id, kind, amount, held_delta, transaction_id, refund_round, reason, shortfall, balance_after, held_after)
+     VALUES ($1, $2, $3, 0, $4, $5, $6, $7, $8, $9) RETURNING id`,
+    [e.userId, e.kind, e.amount, e.transactionId ?? null, e.refundRound ?? null, e.reason ?? 'forged by test', e.shortfall ?? 0, balance + e.amount, held],
   );
   await c.query('UPDATE credit_accounts SET balance = $2 WHERE user_id = $1', [e.userId, balance + e.amount]);
   return String(inserted.rows[0].id);
@@ -203,7 +203,8 @@ describe('verify-ledger: the money integrity invariants see the bugs they were w
 
     // Broken: a second clawback of a refund that was never reversed (one refund taken twice).
     const twice = await whenBroken(async (c) => {
-      await forgeEntry(c, { userId: g2.userId, kind: 'refund_clawback', amount: -5, transactionId: tx2.transactionId, refundRound: 2 });
+      // The full refund (5 taken, 20 short), so only the missing reversal is wrong.
+      await forgeEntry(c, { userId: g2.userId, kind: 'refund_clawback', amount: -5, shortfall: 20, transactionId: tx2.transactionId, refundRound: 2 });
     });
     expectOnly(twice, CHECK.rounds, tx2.transactionId);
     await expectClean();

@@ -2,7 +2,7 @@ import type { JWSTransactionDecodedPayload } from '@apple/app-store-server-libra
 import { withTransaction, type Queryable } from '../db/pool.js';
 import * as iap from '../db/queries/app-store.js';
 import * as ledger from '../ledger/ledger.js';
-import { applyRefundNotice, creditAllowed } from '../ledger/refunds.js';
+import { applyRefundNotice, settlePurchase, type RefundNotice } from '../ledger/refunds.js';
 import type { Logger } from '../logger.js';
 import { AppStoreRejected, AppStoreUnavailable, type AppStore, type AppStoreEnvironment } from './app-store.js';
 
@@ -30,6 +30,8 @@ export interface PurchaseResult {
   creditsAdded: number;
   available: number;
   alreadyProcessed: boolean;
+  /** Apple refunded it: recorded and credited, then clawed back (creditsAdded is 0). */
+  refunded: boolean;
   environment: AppStoreEnvironment;
 }
 
@@ -69,13 +71,29 @@ export class PurchaseService {
       : await appStore.fetchTransaction(req.transactionId);
     const { productId, credits, quantity } = this.creditsFor(tx, req);
 
+    // What Apple just signed is also its word on a refund, as of its signedDate.
+    const word: RefundNotice | undefined = tx.signedDate
+      ? {
+          transactionId: tx.transactionId!,
+          refunded: Boolean(tx.revocationDate),
+          signedAt: new Date(tx.signedDate),
+          notificationUuid: null,
+          revocationDate: tx.revocationDate ? new Date(tx.revocationDate) : null,
+          revocationReason: tx.revocationReason ?? null,
+        }
+      : undefined;
+
     return withTransaction(this.db, async (dbTx) => {
       // The buyer's current owner (a guest merged while Apple answered buys for its new account),
-      // locked before the refund state: the lock order of every money path.
+      // then the transaction's refund state: the lock order of every money path.
       const owner = await ledger.lockOpenOwner(dbTx, req.userId);
-      // Apple may have told us of a refund before the app reported the purchase: never credit it.
-      if (!(await creditAllowed(dbTx, tx.transactionId!, tx.signedDate ? new Date(tx.signedDate) : undefined))) {
-        throw new AppStoreRejected('revoked', 'Apple refunded this transaction');
+      await iap.lockRefundState(dbTx, tx.transactionId!);
+      const existing = await iap.findIapTransaction(dbTx, tx.transactionId!);
+      if (existing) {
+        // A concurrent report recorded it first: a replay (or a foreign user), with Apple's newer word applied.
+        if (existing.user_id !== owner.ownerId) throw new TransactionOwnedByAnother();
+        await settlePurchase(dbTx, existing, word);
+        return this.replay(existing, req.userId, dbTx);
       }
       const inserted = await iap.insertIapTransaction(dbTx, {
         transactionId: tx.transactionId!,
@@ -88,19 +106,21 @@ export class PurchaseService {
         purchasedAt: new Date(tx.purchaseDate ?? Date.now()),
         signedTransaction: signed,
       });
-      if (!inserted) {
-        // A concurrent request recorded it first: answer as a replay (or refuse a foreign user).
-        const existing = await iap.findIapTransaction(dbTx, tx.transactionId!);
-        return this.replay(existing!, req.userId, dbTx);
-      }
-      const result = await ledger.purchase(dbTx, { userId: owner.ownerId, amount: credits, transactionId: tx.transactionId! });
-      this.log.info({ userId: owner.ownerId, transactionId: tx.transactionId, productId, credits, environment: tx.environment }, 'purchase credited');
+      await ledger.purchase(dbTx, { userId: owner.ownerId, amount: credits, transactionId: tx.transactionId! });
+      // Apple refunded it already (we heard first, or its signed transaction says so): taken back at once.
+      const settled = await settlePurchase(dbTx, inserted!, word);
+      const refunded = settled.outcome === 'refund_clawed_back';
+      this.log.info(
+        { userId: owner.ownerId, transactionId: tx.transactionId, productId, credits, environment: tx.environment, refunded },
+        refunded ? 'purchase recorded, already refunded by Apple: credited and clawed back' : 'purchase credited',
+      );
       return {
         transactionId: tx.transactionId!,
         productId,
-        creditsAdded: credits,
-        available: result.account.available,
+        creditsAdded: refunded ? 0 : credits,
+        available: (await ledger.getAccount(dbTx, owner.ownerId)).available,
         alreadyProcessed: false,
+        refunded,
         environment: tx.environment,
       };
     });
@@ -111,12 +131,14 @@ export class PurchaseService {
     const caller = await ledger.currentOwner(db, userId);
     if (caller === undefined || caller !== (await ledger.currentOwner(db, known.user_id))) throw new TransactionOwnedByAnother();
     const account = await ledger.getAccount(db, caller);
+    const refunded = await ledger.isClawedBack(db, known.transaction_id);
     return {
       transactionId: known.transaction_id,
       productId: known.product_id,
-      creditsAdded: known.credits,
+      creditsAdded: refunded ? 0 : known.credits,
       available: account.available,
       alreadyProcessed: true,
+      refunded,
       environment: known.environment,
     };
   }
@@ -132,7 +154,6 @@ export class PurchaseService {
     const perUnit = this.products[productId];
     if (!perUnit) throw new AppStoreRejected('unknown_product', productId);
     if (req.productId !== undefined && req.productId !== productId) throw new AppStoreRejected('product_mismatch', `${req.productId} ≠ ${productId}`);
-    if (tx.revocationDate) throw new AppStoreRejected('revoked');
     const quantity = Math.max(1, tx.quantity ?? 1);
     return { productId, quantity, credits: perUnit * quantity };
   }

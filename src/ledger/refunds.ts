@@ -9,8 +9,9 @@ import * as ledger from './ledger.js';
  * transaction is refunded (app_store_refund_states), and the ledger is then brought in line with
  * that state: a refunded, credited transaction is clawed back once per refund round, a reversed one
  * gets back exactly what its last clawback took. So any delivery order ends in Apple's final state,
- * and each real transition moves money exactly once. A purchase is credited only if Apple's latest
- * word says it is not refunded (creditAllowed, under the same lock).
+ * and each real transition moves money exactly once. Crediting a purchase goes through the same
+ * state under the same lock (settlePurchase): a purchase Apple refunded is recorded, credited and
+ * clawed back in one transaction.
  */
 
 export interface RefundNotice {
@@ -50,42 +51,38 @@ export async function applyRefundNotice(db: Queryable, n: RefundNotice): Promise
     const changed = await iap.updateRefundState(tx, n);
     if (!changed) return { outcome: 'out_of_order' };
     if (!known) return { outcome: 'unknown_transaction' };
-    return reconcile(tx, known, n);
+    return reconcile(tx, known);
   });
 }
 
-async function reconcile(tx: Queryable, known: iap.IapTransactionRow, n: RefundNotice): Promise<RefundResult> {
+/**
+ * The credit path's half of the state machine, under the buyer's account lock and the refund-state
+ * lock (iap.lockRefundState). Apple's signed transaction is its word too, as of its signedDate:
+ * revoked or not, newer than what we hold, it wins (a REFUND_REVERSED we never received; a REFUND
+ * not yet delivered); older (the app re-sending a JWS from before a refund), the stored state stands.
+ * Then the ledger follows the state: a purchase recorded while refunded is credited and clawed back
+ * at once, so its evidence is kept and a later reversal restores it — nothing minted, nothing lost.
+ */
+export async function settlePurchase(tx: Queryable, known: iap.IapTransactionRow, word: RefundNotice | undefined): Promise<RefundResult> {
+  if (word) await iap.updateRefundState(tx, word);
+  return reconcile(tx, known);
+}
+
+/** Brings the ledger in line with Apple's latest word on the transaction (locks held by the caller). */
+async function reconcile(tx: Queryable, known: iap.IapTransactionRow): Promise<RefundResult> {
+  const state = await iap.refundStateOf(tx, known.transaction_id);
+  const refunded = state?.refunded ?? false;
   const clawedBack = await ledger.isClawedBack(tx, known.transaction_id);
-  if (n.refunded && !clawedBack) {
+  if (refunded && !clawedBack) {
     const r = await ledger.clawback(tx, { userId: known.user_id, transactionId: known.transaction_id, amount: known.credits, reason: 'App Store refund' });
-    await iap.setRevoked(tx, known.transaction_id, n.revocationDate ?? n.signedAt, n.revocationReason);
+    const revokedAt = new Date(state?.revocation_date ?? state?.signed_at ?? Date.now());
+    await iap.setRevoked(tx, known.transaction_id, revokedAt, state?.revocation_reason ?? null);
     return { outcome: 'refund_clawed_back', userId: known.user_id, shortfall: r.shortfall };
   }
-  if (!n.refunded && clawedBack) {
+  if (!refunded && clawedBack) {
     await ledger.reverseClawback(tx, { userId: known.user_id, transactionId: known.transaction_id, reason: 'App Store refund reversed' });
     await iap.setRevoked(tx, known.transaction_id, null, null);
     return { outcome: 'refund_reversed', userId: known.user_id };
   }
   return { outcome: 'already_applied', userId: known.user_id };
-}
-
-/**
- * Called under the buyer's account lock before a purchase is credited. A signed transaction
- * without revocationDate is Apple's word that it was not refunded as of its signedDate: newer than
- * the stored state, it wins (a REFUND_REVERSED we never received); older (the app re-sending a
- * JWS from before the refund), the stored refund stands and the purchase must not be credited.
- */
-export async function creditAllowed(tx: Queryable, transactionId: string, transactionSignedAt: Date | undefined): Promise<boolean> {
-  const state = await iap.lockRefundState(tx, transactionId);
-  const newer =
-    transactionSignedAt !== undefined &&
-    (await iap.updateRefundState(tx, {
-      transactionId,
-      refunded: false,
-      signedAt: transactionSignedAt,
-      notificationUuid: null,
-      revocationDate: null,
-      revocationReason: null,
-    }));
-  return !state.refunded || newer;
 }

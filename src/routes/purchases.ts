@@ -42,10 +42,13 @@ const UpdateCreditsResponse = z
     success: z.literal(true),
     transaction_id: z.string(),
     product_id: z.string(),
-    credits_added: z.number().int().openapi({ description: 'Credits this transaction is worth (also on a replay)' }),
+    credits_added: z.number().int().openapi({ description: 'Credits this transaction gives the caller (also on a replay); 0 when Apple refunded it' }),
     credits_remaining: z.number().int(),
     total_credits: z.number().int().openapi({ description: 'Same as credits_remaining: the shipped app decodes this name' }),
     already_processed: z.boolean().openapi({ description: 'true when this transaction had already been credited to the caller' }),
+    refunded: z
+      .boolean()
+      .openapi({ description: 'Apple refunded this purchase: it is recorded, and its credits were taken back (a reversal by Apple gives them back)' }),
   })
   .openapi('UpdateCreditsResponse');
 
@@ -55,7 +58,8 @@ const updateCreditsRoute = createRoute({
   tags: ['purchases'],
   summary: 'Credit an App Store consumable purchase, verified with Apple',
   description:
-    "The server asks Apple (Get Transaction Info: production, then sandbox) or verifies the signed transaction, checks bundle, environment, type, product and revocation, and credits the server's configured amount once per transaction id. " +
+    "The server asks Apple (Get Transaction Info: production, then sandbox) or verifies the signed transaction, checks bundle, environment, type and product, and credits the server's configured amount once per transaction id. " +
+    "A purchase Apple refunded (its signed transaction says so, or a REFUND notification came first) is recorded and its credits taken back at once (refunded=true, credits_added=0), so a later REFUND_REVERSED restores them. " +
     'Re-sending the same transaction (the app retries until it can finish()) answers the same result with already_processed=true; another user gets 409 ERR_4012.',
   security: bearerSecurity,
   request: { body: { content: { 'application/json': { schema: UpdateCreditsBody } }, required: true } },
@@ -103,6 +107,7 @@ export function registerPurchases(app: OpenAPIHono<AppEnv>, s: Services) {
         credits_remaining: r.available,
         total_credits: r.available,
         already_processed: r.alreadyProcessed,
+        refunded: r.refunded,
       },
       200,
     );

@@ -92,3 +92,7 @@ SELECT a.user_id, 'forfeit', -a.balance, 0, 'account deleted (forfeited by migra
  WHERE u.deleted_at IS NOT NULL AND u.merged_into IS NULL AND a.balance > 0 AND a.held = 0;
 UPDATE credit_accounts a SET balance = 0, updated_at = now()
   FROM users u WHERE u.id = a.user_id AND u.deleted_at IS NOT NULL AND u.merged_into IS NULL AND a.balance > 0 AND a.held = 0;
+
+-- Apple accounts that were guests give up the device id (device_grants above kept its grant):
+-- device-check must never open an Apple account with a device id alone.
+UPDATE users SET device_id = NULL WHERE NOT is_guest AND device_id IS NOT NULL;

@@ -83,9 +83,16 @@ export async function updateRefundState(
   return rowCount === 1;
 }
 
-export async function refundStateOf(db: Queryable, transactionId: string): Promise<{ revocation_date: string | null; revocation_reason: number | null } | undefined> {
-  const { rows } = await db.query<{ revocation_date: string | null; revocation_reason: number | null }>(
-    'SELECT revocation_date, revocation_reason FROM app_store_refund_states WHERE transaction_id = $1',
+export interface RefundStateRow {
+  refunded: boolean;
+  signed_at: string | null;
+  revocation_date: string | null;
+  revocation_reason: number | null;
+}
+
+export async function refundStateOf(db: Queryable, transactionId: string): Promise<RefundStateRow | undefined> {
+  const { rows } = await db.query<RefundStateRow>(
+    'SELECT refunded, signed_at, revocation_date, revocation_reason FROM app_store_refund_states WHERE transaction_id = $1',
     [transactionId],
   );
   return rows[0];

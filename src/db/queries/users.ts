@@ -128,10 +128,14 @@ export async function insertAppleUserIfAbsent(db: Queryable, appleSub: string, e
   return rows[0];
 }
 
-/** The guest becomes the Apple account (same id: nothing of theirs has to move). */
+/**
+ * The guest becomes the Apple account (same id: nothing of theirs has to move). It gives up its
+ * device id: from now on only Apple's identity opens it (device-check on that device onboards a
+ * new guest, with no second grant — device_grants remembers the device id's).
+ */
 export async function linkAppleToGuest(db: Queryable, guestId: string, appleSub: string, email: string | null): Promise<UserRow> {
   const { rows } = await db.query<UserRow>(
-    `UPDATE users SET apple_sub = $2, email = coalesce($3, email), is_guest = false WHERE id = $1 RETURNING ${USER_COLUMNS}`,
+    `UPDATE users SET apple_sub = $2, email = coalesce($3, email), is_guest = false, device_id = NULL WHERE id = $1 RETURNING ${USER_COLUMNS}`,
     [guestId, appleSub, email],
   );
   return rows[0]!;
