@@ -46,6 +46,13 @@ const EnvSchema = z
     REFRESH_TOKEN_TTL_DAYS: z.coerce.number().int().min(1).max(365).default(60),
     ANON_KEY: z.string().min(1).optional(),
     LEGACY_ANON_CLIENTS: bool.default(false),
+    /** Production refuses legacy mode unless this second, explicit acknowledgement is set too. */
+    LEGACY_ANON_CLIENTS_I_UNDERSTAND: bool.default(false),
+    /**
+     * Guests may buy credits. Off by default: a guest is opened by its device_id alone, which is not
+     * a secret, so purchased credits belong on an Apple account (the shipped app never lets a guest buy).
+     */
+    ALLOW_GUEST_PURCHASES: bool.default(false),
     MAX_JSON_BODY_BYTES: z.coerce.number().int().min(1024).max(10 * 1024 * 1024).default(64 * 1024),
     INITIAL_GRANT_CREDITS: z.coerce.number().int().min(0).max(1000).default(10),
     APPLE_TEAM_ID: z.string().optional(),
@@ -177,6 +184,14 @@ const EnvSchema = z
       if (env.LEGACY_ANON_CLIENTS && !env.ANON_KEY) {
         ctx.addIssue({ code: 'custom', path: ['ANON_KEY'], message: 'LEGACY_ANON_CLIENTS needs ANON_KEY' });
       }
+      if (env.LEGACY_ANON_CLIENTS && !env.LEGACY_ANON_CLIENTS_I_UNDERSTAND) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['LEGACY_ANON_CLIENTS_I_UNDERSTAND'],
+          message:
+            'LEGACY_ANON_CLIENTS lets anyone holding the public anon key act as any user_id they name; in production also set LEGACY_ANON_CLIENTS_I_UNDERSTAND=true',
+        });
+      }
     }
   });
 
@@ -207,6 +222,7 @@ export interface Config {
   jwt: { secret: string; issuer: string; accessTtlSeconds: number; refreshTtlDays: number; generated: boolean };
   anonKey: string | undefined;
   legacyAnonClients: boolean;
+  allowGuestPurchases: boolean;
   maxJsonBodyBytes: number;
   initialGrantCredits: number;
   deviceCheck: DeviceCheckConfig | undefined;
@@ -298,6 +314,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     },
     anonKey: e.ANON_KEY,
     legacyAnonClients: e.LEGACY_ANON_CLIENTS,
+    allowGuestPurchases: e.ALLOW_GUEST_PURCHASES,
     maxJsonBodyBytes: e.MAX_JSON_BODY_BYTES,
     initialGrantCredits: e.INITIAL_GRANT_CREDITS,
     deviceCheck:

@@ -35,7 +35,7 @@ async function spend(t: TestApp, g: Guest, jobs: number): Promise<void> {
 }
 
 describe('App Store Server Notifications', () => {
-  const t = useTestApp(() => appStore().env());
+  const t = useTestApp(() => ({ ...appStore().env(), ALLOW_GUEST_PURCHASES: 'true' }));
 
   it('a REFUND after part of the credits were spent clamps at zero, records the shortfall, and a redelivery changes nothing', async () => {
     const { g, tx } = await buyer(t());
@@ -114,7 +114,7 @@ describe('App Store Server Notifications', () => {
 });
 
 describe('CONSUMPTION_REQUEST with consumption information enabled', () => {
-  const t = useTestApp(() => ({ ...appStore().env(), APP_STORE_SEND_CONSUMPTION_INFO: 'true' }));
+  const t = useTestApp(() => ({ ...appStore().env(), ALLOW_GUEST_PURCHASES: 'true', APP_STORE_SEND_CONSUMPTION_INFO: 'true' }));
 
   it('the worker tells Apple how much of the purchase was used', async () => {
     const { g, tx } = await buyer(t());

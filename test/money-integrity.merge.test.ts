@@ -150,7 +150,7 @@ describe('money integrity: a guest merged into an existing Apple account', () =>
 
 describe('money integrity: the shipped app (legacy anon-key mode) names the guest id after the merge', () => {
   const ANON = 'anon-key-for-the-shipped-app-0123456789';
-  const t = useTestApp(() => ({ ...appStore().env(), ...apple.env(), ANON_KEY: ANON, LEGACY_ANON_CLIENTS: 'true' }));
+  const t = useTestApp(() => ({ ...appStore().env(), ALLOW_GUEST_PURCHASES: 'true', ...apple.env(), ANON_KEY: ANON, LEGACY_ANON_CLIENTS: 'true' }));
   const legacy = { token: ANON, headers: { apikey: ANON } };
   const mergeLegacy = (g: Guest, sub: string) =>
     t().json(t().post('/functions/v1/merge-guest-user', { ...legacy, body: { device_id: g.deviceId, apple_sub: sub } }));

@@ -57,7 +57,7 @@ async function buyer(t: TestApp): Promise<{ g: Guest; tx: FakeTransaction }> {
 }
 
 describe('money integrity: purchases, refunds and merges', () => {
-  const t = useTestApp(() => ({ ...appStore().env(), ...apple.env() }));
+  const t = useTestApp(() => ({ ...appStore().env(), ALLOW_GUEST_PURCHASES: 'true', ...apple.env() }));
   beforeEach(() => {
     appStore().production.server.clearFaults();
     appStore().sandbox.server.clearFaults();
@@ -192,7 +192,7 @@ describe('money integrity: purchases, refunds and merges', () => {
 });
 
 describe('money integrity: refund notifications are applied in the order Apple signed them (signedDate)', () => {
-  const t = useTestApp(() => appStore().env());
+  const t = useTestApp(() => ({ ...appStore().env(), ALLOW_GUEST_PURCHASES: 'true' }));
 
   type Kind = 'REFUND' | 'REFUND_REVERSED';
   interface Event {

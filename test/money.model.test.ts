@@ -641,7 +641,7 @@ class Run {
 }
 
 describe(`money model (${[...FEATURES].join(', ') || 'baseline'})`, () => {
-  const t = useTestApp(() => ({ ...appStore().env(), ...apple.env() }));
+  const t = useTestApp(() => ({ ...appStore().env(), ALLOW_GUEST_PURCHASES: 'true', ...apple.env() }));
 
   it.each(SEEDS)('seed %i: every balance and hold matches the model after every step', async (seed) => {
     const run = new Run(t(), seed);

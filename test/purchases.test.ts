@@ -23,7 +23,7 @@ async function ledgerTotal(t: TestApp, userId: string): Promise<{ balance: numbe
 }
 
 describe('update-credits (App Store purchases)', () => {
-  const t = useTestApp(() => appStore().env());
+  const t = useTestApp(() => ({ ...appStore().env(), ALLOW_GUEST_PURCHASES: 'true' }));
   beforeEach(() => {
     appStore().production.server.clearFaults();
     appStore().sandbox.server.clearFaults();
@@ -225,17 +225,33 @@ describe('update-credits (App Store purchases)', () => {
   });
 });
 
+describe('update-credits by default: guests cannot buy', () => {
+  const t = useTestApp(() => appStore().env());
+
+  it('a guest gets 403 ERR_4020 (sign in with Apple first) and nothing is recorded or asked of Apple', async () => {
+    const g = await t().createGuest();
+    const tx = appStore().production.add({ transactionId: txId(), productId: 'com.rendioai.credits.popular.60' });
+    const calls = appStore().production.server.calls(new RegExp(tx.transactionId)).length;
+    const res = await t().json(buy(t(), g, { transaction_id: tx.transactionId }), 403);
+    expect(res.error).toMatchObject({ code: 'ERR_4020' });
+    expect(await ledgerTotal(t(), g.userId)).toEqual({ balance: 10, purchases: 0 });
+    expect(appStore().production.server.calls(new RegExp(tx.transactionId)).length).toBe(calls);
+  });
+});
+
 describe('update-credits from the shipped app (legacy anon-key mode)', () => {
   const ANON = 'anon-key-for-the-shipped-app-0123456789';
   const t = useTestApp(() => ({ ...appStore().env(), ANON_KEY: ANON, LEGACY_ANON_CLIENTS: 'true' }));
+  const legacy = { token: ANON, headers: { apikey: ANON } };
 
-  it('accepts the exact request the app sends and answers what it decodes', async () => {
+  it('accepts the exact request the app sends (after Sign in with Apple) and answers what it decodes', async () => {
     const g = await t().createGuest();
+    // The shipped app only sells to a signed-in user (ios-app.md §5): its legacy Sign in with Apple first.
+    await t().json(t().post('/functions/v1/merge-guest-user', { ...legacy, body: { device_id: g.deviceId, apple_sub: `001234.${g.userId.replaceAll('-', '')}.0987` } }));
     const tx = appStore().production.add({ transactionId: txId(), productId: 'com.rendioai.credits.popular.60' });
     const res = await t().json(
       t().post('/functions/v1/update-credits', {
-        token: ANON,
-        headers: { apikey: ANON },
+        ...legacy,
         body: { user_id: g.userId, transaction_id: tx.transactionId, product_id: tx.productId, receipt_data: 'MIIUQgYJKoZIhvcNAQcCoIIUMzCCFC8CAQEx', purchase_date: '2026-11-16T10:20:30Z' },
       }),
     );
@@ -243,10 +259,17 @@ describe('update-credits from the shipped app (legacy anon-key mode)', () => {
     expect(typeof res.total_credits).toBe('number');
     expect(res).toMatchObject({ credits_added: 60, total_credits: 70 });
   });
+
+  it('a guest named by the app is refused like any guest', async () => {
+    const g = await t().createGuest();
+    const tx = appStore().production.add({ transactionId: txId(), productId: 'com.rendioai.credits.popular.60' });
+    const res = await t().json(t().post('/functions/v1/update-credits', { ...legacy, body: { user_id: g.userId, transaction_id: tx.transactionId } }), 403);
+    expect(res.error.code).toBe('ERR_4020');
+  });
 });
 
 describe('update-credits without App Store configuration', () => {
-  const t = useTestApp();
+  const t = useTestApp({ ALLOW_GUEST_PURCHASES: 'true' });
 
   it('credits nothing and says the App Store is unavailable', async () => {
     const g = await t().createGuest();

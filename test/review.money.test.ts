@@ -95,7 +95,7 @@ function gateStoreDeletes(t: TestApp) {
 }
 
 describe('review: deletion vs Sign in with Apple', () => {
-  const t = useTestApp(() => ({ ...appStore().env(), ...apple.env() }));
+  const t = useTestApp(() => ({ ...appStore().env(), ALLOW_GUEST_PURCHASES: 'true', ...apple.env() }));
 
   it('a guest signing in with the Apple ID of an account deleted moments ago (its purge not finished) is not merged into the deleted account: its credits and running job stay on a live account', async () => {
     const a = await appleAccount(t());
@@ -234,7 +234,7 @@ describe('review: idempotency keys vs a merge', () => {
 });
 
 describe('review: refunds vs a purchase reported twice at once', () => {
-  const t = useTestApp(() => appStore().env());
+  const t = useTestApp(() => ({ ...appStore().env(), ALLOW_GUEST_PURCHASES: 'true' }));
   const notify = (body: unknown) => t().post('/functions/v1/apple-server-notifications', { body });
 
   it("a duplicate first report of a purchase that records Apple's newer 'not refunded' word also gives back the clawback (or records nothing): the state, revoked_at and the balance agree, and the late REFUND_REVERSED is not lost", async () => {

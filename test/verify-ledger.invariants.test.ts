@@ -37,7 +37,7 @@ const { fakes: appStore, txId } = useAppStoreFakes();
 const apple = useFakeAppleId();
 let t: TestApp;
 beforeAll(async () => {
-  t = await createTestApp({ ...appStore().env(), ...apple.env() });
+  t = await createTestApp({ ...appStore().env(), ALLOW_GUEST_PURCHASES: 'true', ...apple.env() });
 });
 afterAll(async () => {
   await t?.close();

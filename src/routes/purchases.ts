@@ -60,7 +60,8 @@ const updateCreditsRoute = createRoute({
   description:
     "The server asks Apple (Get Transaction Info: production, then sandbox) or verifies the signed transaction, checks bundle, environment, type and product, and credits the server's configured amount once per transaction id. " +
     "A purchase Apple refunded (its signed transaction says so, or a REFUND notification came first) is recorded and its credits taken back at once (refunded=true, credits_added=0), so a later REFUND_REVERSED restores them. " +
-    'Re-sending the same transaction (the app retries until it can finish()) answers the same result with already_processed=true; another user gets 409 ERR_4012.',
+    'Re-sending the same transaction (the app retries until it can finish()) answers the same result with already_processed=true; another user gets 409 ERR_4012. ' +
+    'Guests cannot buy (403 ERR_4020: sign in with Apple first) unless the server sets ALLOW_GUEST_PURCHASES=true.',
   security: bearerSecurity,
   request: { body: { content: { 'application/json': { schema: UpdateCreditsBody } }, required: true } },
   responses: {
@@ -92,6 +93,8 @@ export function registerPurchases(app: OpenAPIHono<AppEnv>, s: Services) {
   app.use(updateCreditsRoute.path, requireUser(authOptions(s)));
   app.openapi(updateCreditsRoute, async (c) => {
     const body = c.req.valid('json');
+    // A guest's session comes from its device_id alone: what it bought would be anyone's who knows that id.
+    if (c.get('user').isGuest && !s.config.allowGuestPurchases) throw new ApiError('ERR_4020');
     const r = await s.purchases.credit({
       userId: c.get('user').id,
       transactionId: body.transaction_id,

@@ -173,7 +173,12 @@ export class FakeAppStore {
   }
 }
 
-/** Production and sandbox fakes on one test PKI, and the env that points the server at them. */
+/**
+ * Production and sandbox fakes on one test PKI, and the env that points the server at them.
+ * Guests cannot buy by default (ERR_4020); files that exercise guest purchases — the money paths a
+ * deployment with ALLOW_GUEST_PURCHASES=true must hold, e.g. a purchase in flight while the guest
+ * merges — set it explicitly.
+ */
 export async function startAppStoreFakes(): Promise<{
   pki: ApplePki;
   key: AppStoreKey;
