@@ -52,6 +52,7 @@ import { AppStore as AppStoreClient } from './apple/app-store.js';
 import { PurchaseService as Purchases } from './apple/purchases.js';
 import { enqueue } from './jobs/queue.js';
 import { deleteExpiredKeys } from './db/queries/idempotency.js';
+import { deleteExpiredIdentityTokens } from './db/queries/sessions.js';
 import { OnboardingService as Onboarding } from './auth/onboarding.js';
 import { SessionService as Sessions } from './auth/sessions.js';
 import { AccessTokens as Tokens } from './auth/tokens.js';
@@ -136,6 +137,7 @@ export function buildServices(opts: {
     purchases: workerDb === db ? purchases : new Purchases(workerDb, appStore, config.products, log, enqueueConsumptionInfo),
     accountDeletion: workerDb === db ? accountDeletion : new AccountDeletionService(workerDb, workerJobs, store, log),
     cleanupIdempotencyKeys: () => deleteExpiredKeys(workerDb),
+    cleanupUsedIdentityTokens: () => deleteExpiredIdentityTokens(workerDb),
   };
   if (workerDb !== db) {
     metrics.gauge('rendio_worker_db_pool_total', 'Connections in the worker pool', () => workerDb.totalCount);

@@ -73,6 +73,14 @@ describe('configuration', () => {
     expect(ok.deviceCheck).toBeUndefined();
   });
 
+  it('production refuses the legacy anon-key mode unless it is acknowledged a second time', () => {
+    const prod = { NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(40), DEVICECHECK_DISABLED: 'true', ANON_KEY: 'anon-key-0123456789', LEGACY_ANON_CLIENTS: 'true' };
+    expect(() => loadConfig(prod)).toThrow(/LEGACY_ANON_CLIENTS_I_UNDERSTAND/);
+    expect(loadConfig({ ...prod, LEGACY_ANON_CLIENTS_I_UNDERSTAND: 'true' }).legacyAnonClients).toBe(true);
+    // Development keeps the one switch (the tests and a local try of the shipped app use it).
+    expect(loadConfig({ ANON_KEY: 'anon-key-0123456789', LEGACY_ANON_CLIENTS: 'true' }).legacyAnonClients).toBe(true);
+  });
+
   it('rejects half-configured DeviceCheck, bad ports and short secrets', () => {
     expect(() => loadConfig({ APPLE_TEAM_ID: 'T' })).toThrow(/DeviceCheck needs/);
     expect(() => loadConfig({ PORT: 'eighty' })).toThrow(/PORT/);

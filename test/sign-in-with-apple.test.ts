@@ -126,6 +126,38 @@ describe('Sign in with Apple (GoTrue id_token grant)', () => {
     expect(ok.access_token).toBeTruthy();
   });
 
+  it("refuses a request nonce copied from the token's own nonce claim (only SHA-256(raw nonce) matches)", async () => {
+    const token = await apple.identityToken({ nonce: 'the-real-nonce' });
+    const claim = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).nonce as string;
+    const res = await t().json(signIn(t(), token, { nonce: claim }), 401);
+    expect(res.error).toMatchObject({ code: 'ERR_4005' });
+    expect(res.error.details.reason).toMatch(/nonce mismatch/);
+  });
+
+  it('an identity token signs in once: a replay is refused, with or without a nonce, and with a guest bearer too', async () => {
+    const plain = await apple.identityToken();
+    await t().json(signIn(t(), plain));
+    expect((await t().json(signIn(t(), plain), 401)).error.details.reason).toMatch(/already used/);
+
+    const withNonce = await apple.identityToken({ nonce: 'once-only' });
+    await t().json(signIn(t(), withNonce, { nonce: 'once-only' }));
+    await t().json(signIn(t(), withNonce, { nonce: 'once-only' }), 401);
+
+    // A replay that would link a guest is refused before anything moves.
+    const g = await t().createGuest();
+    await t().json(signIn(t(), plain, { guest: g }), 401);
+    expect(await credits(t(), g.accessToken)).toBe(10);
+  });
+
+  it('a sign-in refused before it commits does not use the token up', async () => {
+    const g = await t().createGuest();
+    const token = await apple.identityToken();
+    await t().json(t().post('/functions/v1/delete-account', { token: g.accessToken }));
+    // The dead guest bearer makes the sign-in fail (401) before it can commit.
+    await t().json(signIn(t(), token, { guest: g }), 401);
+    await t().json(signIn(t(), token));
+  });
+
   it('follows Apple’s key rotation (a new kid is fetched), and says so when Apple’s keys are unreachable', async () => {
     await t().json(signIn(t(), await apple.identityToken()));
     apple.rotate();
@@ -191,9 +223,20 @@ describe('merge-guest-user in legacy anon-key mode (the shipped build as it is)'
     expect(c.credits_remaining).toBe(10);
   });
 
-  it('falls back to the user id the app sends as device_id when its profile was not loaded (§4.8a)', async () => {
+  it("without an identity token, the guest's user id in place of its device id (§4.8a) is refused: the user id is not a secret", async () => {
     const g = await t().createGuest();
-    const res = await t().json(t().post('/functions/v1/merge-guest-user', { ...legacy, body: { device_id: g.userId, apple_sub: appleSub() } }));
+    const res = await t().json(t().post('/functions/v1/merge-guest-user', { ...legacy, body: { device_id: g.userId, apple_sub: appleSub() } }), 403);
+    expect(res.error.code).toBe('ERR_4006');
+    const profile = await t().json(t().get(`/functions/v1/get-user-profile?user_id=${g.userId}`, legacy));
+    expect(profile).toMatchObject({ id: g.userId, is_guest: true, apple_sub: null });
+  });
+
+  it('with a verified identity token, the user id in place of the device id (§4.8a) still works', async () => {
+    const g = await t().createGuest();
+    const sub = appleSub();
+    const res = await t().json(
+      t().post('/functions/v1/merge-guest-user', { ...legacy, body: { device_id: g.userId, apple_sub: sub, identity_token: await apple.identityToken({ sub }) } }),
+    );
     expect(res).toMatchObject({ success: true, merged: 'became', user: { id: g.userId } });
   });
 });

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { secretsEqual } from '../auth/tokens.js';
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 
 /**
@@ -21,12 +22,16 @@ export interface AppleIdentity {
   email: string | null;
   emailVerified: boolean;
   isPrivateEmail: boolean;
+  /** The verified token itself (SHA-256 and expiry), so it can be used once only. */
+  token?: { sha256: Buffer; expiresAt: Date };
 }
 
 /** The identity token is not Apple's, not for us, expired, or its nonce does not match. */
 export class IdentityTokenRejected extends Error {}
 /** Apple's keys could not be fetched. */
 export class AppleKeysUnavailable extends Error {}
+
+const sha256 = (v: string) => createHash('sha256').update(v).digest();
 
 // Apple sends these as booleans or as the strings "true"/"false".
 const truthy = (v: unknown) => v === true || v === 'true';
@@ -46,24 +51,27 @@ export class AppleIdentityVerifier {
   }
 
   /**
-   * Verifies signature, issuer, audience and expiry. With a nonce, the token's nonce must be its
-   * SHA-256 hex (the usual client convention) or the nonce itself; a token that carries a nonce
-   * needs one (GoTrue's rule: both or neither).
+   * Verifies signature, issuer, audience and expiry, and the nonce the way GoTrue does: the client
+   * sends the raw nonce, the token carries its SHA-256 hex, and the two are compared in constant
+   * time. Never the raw nonce against the claim: anyone holding a token could copy its claim into
+   * the request. A token that carries a nonce needs one in the request, and vice versa. (That the
+   * token is used only once is the caller's check: it needs the database, see AppleAccountService.)
    */
   async verify(idToken: string, nonce?: string): Promise<AppleIdentity> {
     const payload = await this.verifiedClaims(idToken);
     const tokenNonce = typeof payload.nonce === 'string' ? payload.nonce : undefined;
     if (nonce !== undefined || tokenNonce !== undefined) {
       if (nonce === undefined || tokenNonce === undefined) throw new IdentityTokenRejected('nonce: the request and the token must both carry one');
-      const hashed = createHash('sha256').update(nonce).digest('hex');
-      if (tokenNonce !== hashed && tokenNonce !== nonce) throw new IdentityTokenRejected('nonce mismatch');
+      if (!secretsEqual(sha256(nonce).toString('hex'), tokenNonce.toLowerCase())) throw new IdentityTokenRejected('nonce mismatch');
     }
     if (typeof payload.sub !== 'string' || payload.sub.length === 0) throw new IdentityTokenRejected('no subject');
+    if (typeof payload.exp !== 'number') throw new IdentityTokenRejected('no expiry');
     return {
       sub: payload.sub,
       email: typeof payload.email === 'string' ? payload.email : null,
       emailVerified: truthy(payload.email_verified),
       isPrivateEmail: truthy(payload.is_private_email),
+      token: { sha256: sha256(idToken), expiresAt: new Date(payload.exp * 1000) },
     };
   }
 

@@ -3,7 +3,7 @@ import * as sessionsDb from '../db/queries/sessions.js';
 import * as users from '../db/queries/users.js';
 import * as ledger from '../ledger/ledger.js';
 import type { Logger } from '../logger.js';
-import type { AppleIdentity } from '../apple/sign-in.js';
+import { IdentityTokenRejected, type AppleIdentity } from '../apple/sign-in.js';
 import type { SessionService, SessionTokens } from './sessions.js';
 
 /**
@@ -45,6 +45,11 @@ export class AppleAccountService {
   }
 
   private async signInOnce(tx: Queryable, identity: AppleIdentity, guestId: string | undefined): Promise<AppleSignInResult> {
+    // An identity token signs in once: a replay (leaked, intercepted, or simply re-sent) is refused.
+    // In this transaction, so a sign-in that fails does not use the token up.
+    if (identity.token && !(await sessionsDb.rememberIdentityToken(tx, identity.token.sha256, identity.token.expiresAt))) {
+      throw new IdentityTokenRejected('this identity token was already used; sign in with Apple again');
+    }
     const email = identity.emailVerified ? identity.email : null;
     const existing = await users.lockUserByAppleSub(tx, identity.sub);
     const guest = guestId && guestId !== existing?.id ? await users.lockUser(tx, guestId) : undefined;

@@ -14,6 +14,7 @@ export type TaskName =
   | 'apply_webhook_event'
   | 'sweep_video_jobs'
   | 'cleanup_idempotency_keys'
+  | 'cleanup_used_identity_tokens'
   | 'send_consumption_info'
   | 'purge_deleted_account';
 

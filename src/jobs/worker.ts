@@ -45,9 +45,10 @@ export interface WorkerDeps {
   purchases: PurchaseService;
   accountDeletion: AccountDeletionService;
   cleanupIdempotencyKeys: () => Promise<number>;
+  cleanupUsedIdentityTokens: () => Promise<number>;
 }
 
-export function taskList({ jobs, purchases, accountDeletion, cleanupIdempotencyKeys }: WorkerDeps): TaskList {
+export function taskList({ jobs, purchases, accountDeletion, cleanupIdempotencyKeys, cleanupUsedIdentityTokens }: WorkerDeps): TaskList {
   return {
     submit_video_job: async (p) => jobs.submit(payload(p).jobId),
     poll_video_job: async (p) => jobs.poll(payload(p).jobId),
@@ -59,6 +60,7 @@ export function taskList({ jobs, purchases, accountDeletion, cleanupIdempotencyK
     },
     sweep_video_jobs: async () => void (await jobs.sweep()),
     cleanup_idempotency_keys: async () => void (await cleanupIdempotencyKeys()),
+    cleanup_used_identity_tokens: async () => void (await cleanupUsedIdentityTokens()),
     send_consumption_info: async (p) => {
       const uuid = (p as { notificationUuid?: unknown } | null)?.notificationUuid;
       if (typeof uuid !== 'string') throw new Error('task payload lacks notificationUuid');
@@ -88,7 +90,7 @@ export async function startWorker(opts: WorkerDeps & {
     pgPool: opts.pool,
     taskList: taskList(opts),
     // Timeouts and stuck-job nudges every minute; expired idempotency keys hourly.
-    crontab: ['* * * * * sweep_video_jobs ?max=1', '7 * * * * cleanup_idempotency_keys ?max=1'].join('\n'),
+    crontab: ['* * * * * sweep_video_jobs ?max=1', '7 * * * * cleanup_idempotency_keys ?max=1', '17 * * * * cleanup_used_identity_tokens ?max=1'].join('\n'),
     concurrency: opts.concurrency,
     pollInterval: opts.pollIntervalMs,
     noHandleSignals: true,

@@ -90,6 +90,9 @@ export function registerMergeGuest(app: OpenAPIHono<AppEnv>, s: Services) {
     } else if (caller.via === 'legacy-anon') {
       // The shipped build sends no identity token; legacy mode trusts apple_sub, loudly, for guests only.
       if (!guest.is_guest) throw invalid('identity_token is required', 'identity_token');
+      // Nothing verifies apple_sub here: at least the guest's own device id must be known, not just
+      // its user id (which is visible, e.g. in its public upload URLs).
+      if (body.device_id !== guest.device_id) throw forbidden('without identity_token, device_id must be the guest’s device id');
       c.get('log').warn({ userId: caller.id }, 'legacy merge-guest-user without identity_token: apple_sub NOT verified');
       identity = { sub: body.apple_sub, email: null, emailVerified: false, isPrivateEmail: false };
     } else {

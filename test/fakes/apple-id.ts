@@ -85,6 +85,9 @@ export class FakeAppleId {
       email_verified: 'true',
       is_private_email: 'true',
       auth_time: now,
+      // Apple's hash of the authorization code issued with this token: different for every sign-in,
+      // so two tokens for one user in the same second differ (as Apple's do).
+      c_hash: randomBytes(16).toString('base64url'),
       nonce_supported: true,
       ...(claims.nonce ? { nonce: createHash('sha256').update(claims.nonce).digest('hex') } : {}),
     })

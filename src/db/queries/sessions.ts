@@ -64,3 +64,20 @@ export async function revokeOtherSessions(db: Queryable, userId: string, keepSes
     [userId, keepSessionId, reason],
   );
 }
+
+/**
+ * Records a Sign in with Apple identity token as used. False when it was used before: a replay.
+ * Kept until the token expires (after that Apple's own expiry refuses it).
+ */
+export async function rememberIdentityToken(db: Queryable, sha256: Buffer, expiresAt: Date): Promise<boolean> {
+  const { rowCount } = await db.query(
+    'INSERT INTO used_identity_tokens (token_hash, expires_at) VALUES ($1, $2) ON CONFLICT (token_hash) DO NOTHING',
+    [sha256, expiresAt],
+  );
+  return rowCount === 1;
+}
+
+export async function deleteExpiredIdentityTokens(db: Queryable): Promise<number> {
+  const { rowCount } = await db.query('DELETE FROM used_identity_tokens WHERE expires_at < now()');
+  return rowCount ?? 0;
+}
