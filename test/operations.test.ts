@@ -39,6 +39,8 @@ describe('operational endpoints', () => {
       '/functions/v1/delete-video-job',
       '/functions/v1/video-events',
       '/storage/v1/object/{bucket}/{key}',
+      '/storage/v1/object/public/{bucket}/{key}',
+      '/storage/v1/object/sign/{bucket}/{key}',
       '/functions/v1/update-credits',
       '/functions/v1/apple-server-notifications',
       '/functions/v1/merge-guest-user',

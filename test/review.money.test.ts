@@ -100,7 +100,7 @@ describe('review: deletion vs Sign in with Apple', () => {
   it('a guest signing in with the Apple ID of an account deleted moments ago (its purge not finished) is not merged into the deleted account: its credits and running job stay on a live account', async () => {
     const a = await appleAccount(t());
     // The account has a file, so its purge talks to storage after the deletion committed.
-    await recordObject(t().db, { bucket: 'thumbnails', key: `${a.userId}/in.jpg`, ownerId: a.userId, size: 1, contentType: 'image/jpeg' });
+    await recordObject(t().db, { bucket: 'thumbnails', key: `${a.userId}/in.jpg`, ownerId: a.userId, size: 1, contentType: 'image/jpeg', sha256: '0'.repeat(64) });
     const gate = gateStoreDeletes(t());
     const deletion = t().post('/functions/v1/delete-account', { token: a.accessToken });
     let signedIn: Response;
@@ -155,7 +155,7 @@ describe('review: deletion vs Sign in with Apple', () => {
   it('while a deleted account is still being purged, its device and its Apple ID get a working session of a live account, not a session of the deleted one', async () => {
     const a = await appleAccount(t());
     const deviceId = a.deviceId;
-    await recordObject(t().db, { bucket: 'thumbnails', key: `${a.userId}/in.jpg`, ownerId: a.userId, size: 1, contentType: 'image/jpeg' });
+    await recordObject(t().db, { bucket: 'thumbnails', key: `${a.userId}/in.jpg`, ownerId: a.userId, size: 1, contentType: 'image/jpeg', sha256: '0'.repeat(64) });
     const gate = gateStoreDeletes(t());
     const deletion = t().post('/functions/v1/delete-account', { token: a.accessToken });
     const seen: Record<string, unknown> = {};

@@ -57,7 +57,17 @@ describe('S3-compatible storage (s3rver)', () => {
     const pub = await t().app.request(`/storage/v1/object/public/thumbnails/${g.userId}/input_1.jpg`);
     expect(pub.status).toBe(200);
     expect(pub.headers.get('content-type')).toBe('image/jpeg');
+    expect(pub.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(pub.headers.get('content-security-policy')).toBe("default-src 'none'; sandbox");
     expect(Buffer.from(await pub.arrayBuffer())).toEqual(JPEG);
+
+    // Served by the API from S3, one range at a time (the bytes asked of S3 are that range only).
+    const ranged = await t().app.request(`/storage/v1/object/public/thumbnails/${g.userId}/input_1.jpg`, { headers: { range: 'bytes=2-5' } });
+    expect(ranged.status, await ranged.clone().text()).toBe(206);
+    expect(ranged.headers.get('content-range')).toBe(`bytes 2-5/${JPEG.length}`);
+    expect(Buffer.from(await ranged.arrayBuffer())).toEqual(JPEG.subarray(2, 6));
+    const suffix = await t().app.request(`/storage/v1/object/public/thumbnails/${g.userId}/input_1.jpg`, { headers: { range: 'bytes=-2' } });
+    expect(Buffer.from(await suffix.arrayBuffer())).toEqual(JPEG.subarray(-2));
   });
 
   it('delivers results through presigned S3 URLs, and deleting the job removes the objects', async () => {
@@ -76,6 +86,11 @@ describe('S3-compatible storage (s3rver)', () => {
     const video = await fetch(done.video_url);
     expect(video.status).toBe(200);
     expect(Buffer.from(await video.arrayBuffer()).subarray(4, 8).toString()).toBe('ftyp');
+    // Ranges on a presigned URL are S3's job; the object was stored with our type, not the provider's.
+    const head = await fetch(done.video_url, { headers: { range: 'bytes=0-7' } });
+    expect(head.status).toBe(206);
+    expect(head.headers.get('content-type')).toBe('video/mp4');
+    expect(Buffer.from(await head.arrayBuffer()).subarray(4, 8).toString()).toBe('ftyp');
     const thumb = await fetch(done.thumbnail_url);
     expect(thumb.status).toBe(200);
     expect(thumb.headers.get('content-type')).toBe('image/jpeg');

@@ -23,6 +23,8 @@ export const ERROR_CODES = {
   ERR_4018: { status: 400, meaning: 'idempotency key missing or malformed' },
   ERR_4019: { status: 409, meaning: 'cancelled by the user' },
   ERR_4020: { status: 403, meaning: 'sign in with Apple required (guests cannot buy credits)' },
+  ERR_4021: { status: 415, meaning: 'not a supported image (JPEG, PNG, HEIC/HEIF, WebP by its bytes)' },
+  ERR_4022: { status: 416, meaning: 'requested byte range not satisfiable' },
   ERR_5001: { status: 504, meaning: 'provider timeout' },
   ERR_5002: { status: 503, meaning: 'provider or upstream service unavailable' },
   ERR_5003: { status: 422, meaning: 'provider rejected the prompt' },

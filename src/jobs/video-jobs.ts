@@ -1,11 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { RetryTransaction, withTransaction, type Queryable } from '../db/pool.js';
 import * as jobsDb from '../db/queries/video-jobs.js';
-import { recordObject, markObjectDeleted } from '../db/queries/storage.js';
+import { markObjectDeleted } from '../db/queries/storage.js';
 import * as ledger from '../ledger/ledger.js';
 import type { Logger } from '../logger.js';
 import type { ProviderRegistry } from '../providers/registry.js';
 import { ProviderError, type FailureCode, type ProviderStatus, type WebhookEvent } from '../providers/types.js';
+import { sniffImageType } from '../storage/image-types.js';
+import { saveObject } from '../storage/objects.js';
 import { RESULTS_BUCKET, type ObjectStore } from '../storage/types.js';
 import { backoffMs, enqueue } from './queue.js';
 
@@ -176,9 +178,10 @@ export class VideoJobService {
     const videoKey = `${job.user_id}/${month}/${jobId}.mp4`;
     let thumbnailKey: string | null = null;
     try {
+      // Types are ours, not the provider's header: results are MP4 (what AVPlayer is handed) and
+      // a still image; a wrong or hostile header from a result host must not become our header.
       const video = await provider.download(output.videoUrl, this.opts.maxResultBytes);
-      await this.store.put(RESULTS_BUCKET, videoKey, video);
-      await recordObject(this.db, { bucket: RESULTS_BUCKET, key: videoKey, ownerId: job.user_id, size: video.bytes.length, contentType: video.contentType });
+      await saveObject(this.store, this.db, { bucket: RESULTS_BUCKET, key: videoKey, ownerId: job.user_id, bytes: video.bytes, contentType: 'video/mp4' });
       if (output.thumbnailUrl) {
         const thumb = await provider.download(output.thumbnailUrl, 10 * 1024 * 1024).catch((err) => {
           this.log.warn({ err, jobId }, 'thumbnail download failed; completing without one');
@@ -186,8 +189,8 @@ export class VideoJobService {
         });
         if (thumb) {
           thumbnailKey = `${job.user_id}/${month}/${jobId}.jpg`;
-          await this.store.put(RESULTS_BUCKET, thumbnailKey, thumb);
-          await recordObject(this.db, { bucket: RESULTS_BUCKET, key: thumbnailKey, ownerId: job.user_id, size: thumb.bytes.length, contentType: thumb.contentType });
+          const contentType = sniffImageType(thumb.bytes) ?? 'image/jpeg';
+          await saveObject(this.store, this.db, { bucket: RESULTS_BUCKET, key: thumbnailKey, ownerId: job.user_id, bytes: thumb.bytes, contentType });
         }
       }
       crashIf(this.opts.crashAt, 'ingest:after-store');

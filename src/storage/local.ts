@@ -1,13 +1,18 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { SignJWT, jwtVerify } from 'jose';
-import { StorageUnavailable, isSafeKey, type Bucket, type ObjectStore, type StoredFile } from './types.js';
+import { StorageUnavailable, isSafeKey, type Bucket, type ByteRange, type ObjectBody, type ObjectStore, type StoredFile } from './types.js';
 
 /**
  * Files under DATA_DIR/storage/{bucket}/{key}, served by the API. Signed URLs carry an HS256 token
  * (Supabase's shape: /storage/v1/object/sign/{bucket}/{key}?token=…) bound to that one object.
+ *
+ * A file holds an object's bytes and nothing else: no sidecar files (a "<key>.type" sidecar once
+ * typed objects and was itself an uploadable key). Type, size and checksum are the database row's.
+ * Files being written live in DATA_DIR/storage/.partial, a name no key can reach (keys start with
+ * a letter or digit).
  */
 export class LocalObjectStore implements ObjectStore {
   readonly kind = 'local' as const;
@@ -28,32 +33,45 @@ export class LocalObjectStore implements ObjectStore {
 
   async put(bucket: Bucket, key: string, file: StoredFile): Promise<void> {
     const target = this.file(bucket, key);
+    const partial = path.join(this.root, '.partial');
+    const tmp = path.join(partial, `${bucket}.${randomBytes(8).toString('hex')}`);
     try {
       await fs.mkdir(path.dirname(target), { recursive: true });
-      // Write then rename: a crash never leaves a half-written file under the real name.
-      const tmp = `${target}.${randomBytes(4).toString('hex')}.tmp`;
+      await fs.mkdir(partial, { recursive: true });
+      // Write then rename: a crash never leaves a half-written file under the real name, and a
+      // reader that opened the old file keeps reading the old bytes.
       await fs.writeFile(tmp, file.bytes);
-      await fs.writeFile(`${target}.type`, file.contentType);
       await fs.rename(tmp, target);
     } catch (err) {
+      await fs.rm(tmp, { force: true }).catch(() => undefined);
       throw new StorageUnavailable(`could not write ${bucket}/${key}: ${(err as Error).message}`);
     }
   }
 
-  async get(bucket: Bucket, key: string): Promise<StoredFile | undefined> {
+  async get(bucket: Bucket, key: string, range?: ByteRange): Promise<ObjectBody | undefined> {
     const target = this.file(bucket, key);
-    if (!existsSync(target)) return undefined;
-    const [bytes, contentType] = await Promise.all([
-      fs.readFile(target),
-      fs.readFile(`${target}.type`, 'utf8').catch(() => 'application/octet-stream'),
-    ]);
-    return { bytes, contentType };
+    let handle: fs.FileHandle;
+    try {
+      handle = await fs.open(target, 'r');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR') return undefined;
+      throw new StorageUnavailable(`could not open ${bucket}/${key}: ${(err as Error).message}`);
+    }
+    try {
+      // The size of the file this handle reads, even if an upsert renames a new one into place.
+      const { size } = await handle.stat();
+      // Streamed in 64 KiB chunks; the handle closes when the stream ends or is cancelled.
+      const stream = handle.createReadStream(range ? { start: range.start, end: range.end } : {});
+      return { size, body: Readable.toWeb(stream) as ReadableStream<Uint8Array> };
+    } catch (err) {
+      await handle.close();
+      throw new StorageUnavailable(`could not read ${bucket}/${key}: ${(err as Error).message}`);
+    }
   }
 
   async delete(bucket: Bucket, key: string): Promise<void> {
-    const target = this.file(bucket, key);
-    await fs.rm(target, { force: true });
-    await fs.rm(`${target}.type`, { force: true });
+    await fs.rm(this.file(bucket, key), { force: true });
   }
 
   async signedUrl(bucket: Bucket, key: string, expiresInSeconds: number): Promise<string> {

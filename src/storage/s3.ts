@@ -7,7 +7,7 @@ import {
   S3ServiceException,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { StorageUnavailable, isSafeKey, type Bucket, type ObjectStore, type StoredFile } from './types.js';
+import { StorageUnavailable, isSafeKey, type Bucket, type ByteRange, type ObjectBody, type ObjectStore, type StoredFile } from './types.js';
 
 export interface S3StoreConfig {
   bucket: string;
@@ -57,15 +57,28 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  async get(bucket: Bucket, key: string): Promise<StoredFile | undefined> {
+  async get(bucket: Bucket, key: string, range?: ByteRange): Promise<ObjectBody | undefined> {
+    let res;
     try {
-      const res = await this.client.send(new GetObjectCommand({ Bucket: this.cfg.bucket, Key: this.objectKey(bucket, key) }));
-      const bytes = Buffer.from(await res.Body!.transformToByteArray());
-      return { bytes, contentType: res.ContentType ?? 'application/octet-stream' };
+      res = await this.client.send(
+        new GetObjectCommand({
+          Bucket: this.cfg.bucket,
+          Key: this.objectKey(bucket, key),
+          Range: range ? `bytes=${range.start}-${range.end}` : undefined,
+        }),
+      );
     } catch (err) {
       if (err instanceof NoSuchKey || (err instanceof S3ServiceException && err.$metadata.httpStatusCode === 404)) return undefined;
       throw new StorageUnavailable(`could not read ${bucket}/${key} from S3: ${describe(err)}`);
     }
+    // A ranged answer states the whole size after the slash: "bytes 0-7/1234".
+    const size = range ? Number(/\/(\d+)$/.exec(res.ContentRange ?? '')?.[1]) : res.ContentLength;
+    const body = res.Body?.transformToWebStream();
+    if (!body || size === undefined || !Number.isSafeInteger(size)) {
+      await body?.cancel();
+      throw new StorageUnavailable(`S3 answered ${bucket}/${key} without a body or its size`);
+    }
+    return { size, body };
   }
 
   async delete(bucket: Bucket, key: string): Promise<void> {

@@ -9,13 +9,28 @@ export type Bucket = (typeof BUCKETS)[number];
 
 export interface StoredFile {
   bytes: Buffer;
+  /** Only S3 keeps it (it serves presigned downloads itself); what we serve comes from storage_objects. */
   contentType: string;
+}
+
+/** Inclusive byte offsets, as in a Range header; the caller has checked them against the size. */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+/** An object's bytes (all, or one range), streamed: never read whole into memory. */
+export interface ObjectBody {
+  /** The size of the whole object as stored, whatever the range. */
+  size: number;
+  body: ReadableStream<Uint8Array>;
 }
 
 export interface ObjectStore {
   readonly kind: 'local' | 's3';
   put(bucket: Bucket, key: string, file: StoredFile): Promise<void>;
-  get(bucket: Bucket, key: string): Promise<StoredFile | undefined>;
+  /** undefined when there is no such object. Bytes only: the metadata is the storage_objects row. */
+  get(bucket: Bucket, key: string, range?: ByteRange): Promise<ObjectBody | undefined>;
   delete(bucket: Bucket, key: string): Promise<void>;
   /** A URL anyone holding it can GET until it expires. */
   signedUrl(bucket: Bucket, key: string, expiresInSeconds: number): Promise<string>;
