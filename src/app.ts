@@ -1,7 +1,7 @@
 import { bodyLimit } from 'hono/body-limit';
 import { ApiError } from './http/api-error.js';
 import type { AppEnv } from './http/context.js';
-import { exceptCallbacks, requestContext, requireApiKey, requireJsonBody } from './http/middleware.js';
+import { exceptCallbacks, rejectUnstorableText, requestContext, requireApiKey, requireJsonBody } from './http/middleware.js';
 import { createErrorHandler } from './http/on-error.js';
 import { createRouter } from './http/router.js';
 import { registerAccount } from './routes/account.js';
@@ -28,7 +28,8 @@ export function buildApp(s: Services) {
   });
   app.use('*', requestContext(s.log, s.metrics));
 
-  // The Supabase-shaped API surface: apikey, JSON-only bodies, bounded size. Server-to-server
+  // The Supabase-shaped API surface: apikey, JSON-only bodies, bounded size, text the database can
+  // store (no U+0000, no lone surrogates) in the query and the body. Server-to-server
   // callbacks (providers, Apple) carry no apikey and are authenticated by their signatures instead.
   for (const prefix of ['/functions/v1/*', '/rest/v1/*', '/auth/v1/*']) {
     app.use(prefix, exceptCallbacks(requireApiKey(s.config.anonKey)));
@@ -44,6 +45,7 @@ export function buildApp(s: Services) {
         }),
       ),
     );
+    app.use(prefix, exceptCallbacks(rejectUnstorableText()));
   }
 
   // auth
