@@ -79,6 +79,8 @@ const EnvSchema = z
     FAL_JWKS_URL: z.string().url().default('https://rest.alpha.fal.ai/.well-known/jwks.json'),
     /** Hosts fal results may be downloaded from (exact, or *.suffix). */
     FAL_RESULT_HOSTS: z.string().default('fal.media,*.fal.media,*.fal.run,storage.googleapis.com'),
+    /** Our fal account's user id: webhooks whose X-Fal-Webhook-User-Id differs are refused (401). */
+    FAL_WEBHOOK_USER_ID: z.string().min(1).optional(),
     /** A submit lease older than this is taken over (the worker holding it died). */
     SUBMIT_LEASE_SECONDS: z.coerce.number().int().min(1).max(3600).default(90),
     /** A running job quiet this long is nudged by the sweeper (lost queue entry, dead worker). */
@@ -223,7 +225,7 @@ export interface Config {
   submitLeaseSeconds: number;
   jobQuietSeconds: number;
   crashAt: Env['FAULT_CRASH_AT'];
-  fal: { apiKey: string; queueUrl: string; jwksUrl: string; resultHosts: string[] } | undefined;
+  fal: { apiKey: string; queueUrl: string; jwksUrl: string; resultHosts: string[]; webhookUserId: string | undefined } | undefined;
   runway: { apiKey: string; baseUrl: string; resultHosts: string[] } | undefined;
   /** undefined = the local directory backend. */
   s3: S3StoreConfig | undefined;
@@ -332,6 +334,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
           queueUrl: e.FAL_QUEUE_URL.replace(/\/+$/, ''),
           jwksUrl: e.FAL_JWKS_URL,
           resultHosts: commaList(e.FAL_RESULT_HOSTS),
+          webhookUserId: e.FAL_WEBHOOK_USER_ID,
         }
       : undefined,
     runway: e.RUNWAY_API_KEY
