@@ -1,3 +1,4 @@
+import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { ApiError } from './http/api-error.js';
 import type { AppEnv } from './http/context.js';
@@ -10,7 +11,7 @@ import { registerCatalogue } from './routes/catalogue.js';
 import { registerCredits } from './routes/credits.js';
 import { registerDeviceCheck } from './routes/device-check.js';
 import { registerDocs } from './routes/docs.js';
-import { registerHealth } from './routes/health.js';
+import { registerHealth, serveMetrics } from './routes/health.js';
 import { registerMergeGuest } from './routes/merge-guest.js';
 import { registerProfile } from './routes/profile.js';
 import { registerPurchases } from './routes/purchases.js';
@@ -68,6 +69,11 @@ export function buildApp(s: Services) {
   registerHealth(app, s);
   registerDocs(app);
   return app;
+}
+
+/** What the loopback-only METRICS_PORT serves (src/server.ts): /metrics without a token, nothing else. */
+export function buildMetricsApp(s: Pick<Services, 'metrics'>) {
+  return new Hono().get('/metrics', serveMetrics(s));
 }
 
 export type App = ReturnType<typeof buildApp>;

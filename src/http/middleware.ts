@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { Context, MiddlewareHandler } from 'hono';
 import type { Logger } from '../logger.js';
 import { secretsEqual } from '../auth/tokens.js';
-import { ApiError, unauthenticated } from './api-error.js';
+import { ApiError, notFound, unauthenticated } from './api-error.js';
+import { bearerToken } from './auth.js';
 import type { AppEnv } from './context.js';
 import { negotiateLanguage } from './i18n.js';
 import type { Metrics } from './metrics.js';
@@ -48,6 +49,20 @@ const sendsBody = (c: Context<AppEnv>) => {
   const length = c.req.header('content-length');
   return length ? Number(length) > 0 : c.req.raw.body !== null;
 };
+
+/**
+ * An operator endpoint on the public port: served only to `Authorization: Bearer <secret>`
+ * (compared in constant time, 401 otherwise). With no secret configured it does not exist on this
+ * port (404), so nothing is exposed by default.
+ */
+export function requireOperatorToken(secret: string | undefined): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    if (!secret) throw notFound('route');
+    const presented = bearerToken(c);
+    if (!presented || !secretsEqual(presented, secret)) throw unauthenticated('this endpoint needs its operator token');
+    await next();
+  };
+}
 
 /** Rejects request bodies that are not JSON before any handler parses them. */
 export function requireJsonBody(): MiddlewareHandler<AppEnv> {
