@@ -1,7 +1,8 @@
+import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { ApiError } from './http/api-error.js';
 import type { AppEnv } from './http/context.js';
-import { exceptCallbacks, requestContext, requireApiKey, requireJsonBody } from './http/middleware.js';
+import { exceptCallbacks, rejectUnstorableText, requestContext, requireApiKey, requireJsonBody } from './http/middleware.js';
 import { createErrorHandler } from './http/on-error.js';
 import { createRouter } from './http/router.js';
 import { registerAccount } from './routes/account.js';
@@ -10,7 +11,7 @@ import { registerCatalogue } from './routes/catalogue.js';
 import { registerCredits } from './routes/credits.js';
 import { registerDeviceCheck } from './routes/device-check.js';
 import { registerDocs } from './routes/docs.js';
-import { registerHealth } from './routes/health.js';
+import { registerHealth, serveMetrics } from './routes/health.js';
 import { registerMergeGuest } from './routes/merge-guest.js';
 import { registerProfile } from './routes/profile.js';
 import { registerPurchases } from './routes/purchases.js';
@@ -28,7 +29,8 @@ export function buildApp(s: Services) {
   });
   app.use('*', requestContext(s.log, s.metrics));
 
-  // The Supabase-shaped API surface: apikey, JSON-only bodies, bounded size. Server-to-server
+  // The Supabase-shaped API surface: apikey, JSON-only bodies, bounded size, text the database can
+  // store (no U+0000, no lone surrogates) in the query and the body. Server-to-server
   // callbacks (providers, Apple) carry no apikey and are authenticated by their signatures instead.
   for (const prefix of ['/functions/v1/*', '/rest/v1/*', '/auth/v1/*']) {
     app.use(prefix, exceptCallbacks(requireApiKey(s.config.anonKey)));
@@ -44,6 +46,7 @@ export function buildApp(s: Services) {
         }),
       ),
     );
+    app.use(prefix, exceptCallbacks(rejectUnstorableText()));
   }
 
   // auth
@@ -66,6 +69,11 @@ export function buildApp(s: Services) {
   registerHealth(app, s);
   registerDocs(app);
   return app;
+}
+
+/** What the loopback-only METRICS_PORT serves (src/server.ts): /metrics without a token, nothing else. */
+export function buildMetricsApp(s: Pick<Services, 'metrics'>) {
+  return new Hono().get('/metrics', serveMetrics(s));
 }
 
 export type App = ReturnType<typeof buildApp>;

@@ -54,6 +54,17 @@ const EnvSchema = z
      */
     ALLOW_GUEST_PURCHASES: bool.default(false),
     MAX_JSON_BODY_BYTES: z.coerce.number().int().min(1024).max(10 * 1024 * 1024).default(64 * 1024),
+    /** Slow clients (slowloris): a request's headers must arrive within this, the whole request within the next; Node's defaults are 60 s and 300 s. */
+    HTTP_HEADERS_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(10_000),
+    HTTP_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(60_000),
+    /** An idle keep-alive connection is closed after this. */
+    HTTP_KEEP_ALIVE_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(5000),
+    /** Connections the HTTP server holds at once; more are closed as they arrive. */
+    HTTP_MAX_CONNECTIONS: z.coerce.number().int().min(1).max(1_000_000).default(1000),
+    /** /metrics on the public port requires `Authorization: Bearer <METRICS_TOKEN>`; without it /metrics is 404 there. */
+    METRICS_TOKEN: z.string().min(16, 'METRICS_TOKEN must be at least 16 characters').optional(),
+    /** Serves /metrics (without a token) on this port, bound to 127.0.0.1 only. */
+    METRICS_PORT: z.coerce.number().int().min(1).max(65535).optional(),
     INITIAL_GRANT_CREDITS: z.coerce.number().int().min(0).max(1000).default(10),
     APPLE_TEAM_ID: z.string().optional(),
     APPLE_DEVICECHECK_KEY_ID: z.string().optional(),
@@ -86,6 +97,8 @@ const EnvSchema = z
     FAL_JWKS_URL: z.string().url().default('https://rest.alpha.fal.ai/.well-known/jwks.json'),
     /** Hosts fal results may be downloaded from (exact, or *.suffix). */
     FAL_RESULT_HOSTS: z.string().default('fal.media,*.fal.media,*.fal.run,storage.googleapis.com'),
+    /** Our fal account's user id: webhooks whose X-Fal-Webhook-User-Id differs are refused (401). */
+    FAL_WEBHOOK_USER_ID: z.string().min(1).optional(),
     /** A submit lease older than this is taken over (the worker holding it died). */
     SUBMIT_LEASE_SECONDS: z.coerce.number().int().min(1).max(3600).default(90),
     /** A running job quiet this long is nudged by the sweeper (lost queue entry, dead worker). */
@@ -166,6 +179,12 @@ const EnvSchema = z
     if (appStoreSet === 3 && !env.APPLE_APP_APPLE_ID) {
       ctx.addIssue({ code: 'custom', path: ['APPLE_APP_APPLE_ID'], message: 'required with the App Store (production notifications carry it)' });
     }
+    if (env.HTTP_HEADERS_TIMEOUT_MS > env.HTTP_REQUEST_TIMEOUT_MS) {
+      ctx.addIssue({ code: 'custom', path: ['HTTP_HEADERS_TIMEOUT_MS'], message: 'must not exceed HTTP_REQUEST_TIMEOUT_MS' });
+    }
+    if (env.METRICS_PORT !== undefined && env.METRICS_PORT === env.PORT) {
+      ctx.addIssue({ code: 'custom', path: ['METRICS_PORT'], message: 'must differ from PORT (it is the loopback-only metrics port)' });
+    }
     if (env.STORAGE_BACKEND === 's3') {
       for (const name of ['S3_BUCKET', 'S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY'] as const) {
         if (!env[name]) ctx.addIssue({ code: 'custom', path: [name], message: 'required when STORAGE_BACKEND=s3' });
@@ -208,6 +227,13 @@ export interface DeviceCheckConfig {
   timeoutMs: number;
 }
 
+export interface HttpServerConfig {
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+  maxConnections: number;
+}
+
 export interface Config {
   env: Env['NODE_ENV'];
   port: number;
@@ -224,6 +250,10 @@ export interface Config {
   legacyAnonClients: boolean;
   allowGuestPurchases: boolean;
   maxJsonBodyBytes: number;
+  /** The Node HTTP server's limits against slow and too many clients (src/http/server.ts). */
+  http: HttpServerConfig;
+  /** /metrics: a bearer token for the public port, and/or a loopback-only port of its own. */
+  metrics: { token: string | undefined; port: number | undefined };
   initialGrantCredits: number;
   deviceCheck: DeviceCheckConfig | undefined;
   role: 'all' | 'api' | 'worker';
@@ -239,7 +269,7 @@ export interface Config {
   submitLeaseSeconds: number;
   jobQuietSeconds: number;
   crashAt: Env['FAULT_CRASH_AT'];
-  fal: { apiKey: string; queueUrl: string; jwksUrl: string; resultHosts: string[] } | undefined;
+  fal: { apiKey: string; queueUrl: string; jwksUrl: string; resultHosts: string[]; webhookUserId: string | undefined } | undefined;
   runway: { apiKey: string; baseUrl: string; resultHosts: string[] } | undefined;
   /** undefined = the local directory backend. */
   s3: S3StoreConfig | undefined;
@@ -316,6 +346,13 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     legacyAnonClients: e.LEGACY_ANON_CLIENTS,
     allowGuestPurchases: e.ALLOW_GUEST_PURCHASES,
     maxJsonBodyBytes: e.MAX_JSON_BODY_BYTES,
+    http: {
+      headersTimeoutMs: e.HTTP_HEADERS_TIMEOUT_MS,
+      requestTimeoutMs: e.HTTP_REQUEST_TIMEOUT_MS,
+      keepAliveTimeoutMs: e.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+      maxConnections: e.HTTP_MAX_CONNECTIONS,
+    },
+    metrics: { token: e.METRICS_TOKEN, port: e.METRICS_PORT },
     initialGrantCredits: e.INITIAL_GRANT_CREDITS,
     deviceCheck:
       e.APPLE_TEAM_ID && e.APPLE_DEVICECHECK_KEY_ID && e.APPLE_DEVICECHECK_PRIVATE_KEY && !e.DEVICECHECK_DISABLED
@@ -349,6 +386,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
           queueUrl: e.FAL_QUEUE_URL.replace(/\/+$/, ''),
           jwksUrl: e.FAL_JWKS_URL,
           resultHosts: commaList(e.FAL_RESULT_HOSTS),
+          webhookUserId: e.FAL_WEBHOOK_USER_ID,
         }
       : undefined,
     runway: e.RUNWAY_API_KEY

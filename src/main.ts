@@ -2,8 +2,6 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { serve } from '@hono/node-server';
-import { buildApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { startEmbeddedDatabase, type EmbeddedDatabase } from './db/embedded.js';
 import { migrate } from './db/migrate.js';
@@ -12,6 +10,7 @@ import { installQueueSchema } from './jobs/queue.js';
 import { createWorkerPool, startWorker } from './jobs/worker.js';
 import type { Runner } from 'graphile-worker';
 import { createLogger, type Logger } from './logger.js';
+import { startHttpServers, type ListeningServer } from './server.js';
 import { buildServices } from './services.js';
 
 /** Start-up: config → database (embedded unless DATABASE_URL) → migrations → HTTP; shutdown in reverse. */
@@ -91,7 +90,7 @@ async function main() {
   const db = (apiDb ?? workerDb)!;
   const services = buildServices({ config, db, workerDb, log, defaultMetrics: true, databaseUrl });
 
-  let server: ReturnType<typeof serve> | undefined;
+  let servers: { api: ListeningServer; metrics: ListeningServer | undefined } | undefined;
   let worker: Runner | undefined;
   let stopping = false;
   const shutdown = async (reason: string, exitCode = 0) => {
@@ -113,7 +112,8 @@ async function main() {
         log.error({ err, step: name }, 'shutdown step failed');
       }
     };
-    await step('http', () => (server ? new Promise<void>((resolve) => server!.close(() => resolve())) : undefined));
+    await step('http', () => servers?.api.close());
+    await step('metrics http', () => servers?.metrics?.close());
     await step('worker', () => worker?.stop());
     await step('events', () => services.events.close());
     await step('error log', () => services.errorLog.drain());
@@ -146,9 +146,14 @@ async function main() {
     });
   }
   if (config.role !== 'worker') {
-    server = serve({ fetch: buildApp(services).fetch, port: config.port, hostname: config.host }, (info) => {
-      log.info({ port: info.port, role: config.role, embedded: Boolean(embedded) }, `rendio listening on http://localhost:${info.port}`);
-    });
+    try {
+      servers = await startHttpServers(services);
+    } catch (err) {
+      return fatal('listen')(err); // e.g. the port is taken: stop the worker and the database cleanly
+    }
+    log.info({ port: servers.api.port, role: config.role, embedded: Boolean(embedded) }, `rendio listening on http://localhost:${servers.api.port}`);
+    if (servers.metrics) log.info({ port: servers.metrics.port }, `metrics on http://127.0.0.1:${servers.metrics.port}/metrics (loopback only)`);
+    else if (!config.metrics.token) log.info('/metrics is off: set METRICS_TOKEN (bearer on the public port) or METRICS_PORT (loopback only)');
   } else {
     log.info('worker started (ROLE=worker: no HTTP)');
   }

@@ -4,7 +4,8 @@ import { ConfigError, ENV_VARIABLES, loadConfig } from '../src/config.js';
 import { useTestApp } from './harness.js';
 
 describe('operational endpoints', () => {
-  const t = useTestApp();
+  const METRICS_TOKEN = 'operations-metrics-token-0123456789';
+  const t = useTestApp({ METRICS_TOKEN });
 
   it('/health and /ready', async () => {
     expect(await t().json(t().get('/health'))).toEqual({ status: 'ok' });
@@ -13,7 +14,7 @@ describe('operational endpoints', () => {
 
   it('/metrics exposes Prometheus counters by route pattern', async () => {
     await t().get('/rest/v1/themes?select=id');
-    const res = await t().get('/metrics');
+    const res = await t().get('/metrics', { headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
     expect(res.headers.get('content-type')).toMatch(/text\/plain/);
     const text = await res.text();
     expect(text).toMatch(/rendio_http_requests_total\{method="GET",route="\/rest\/v1\/themes",status="200"\} \d+/);

@@ -90,6 +90,30 @@ describe('fal provider against the local fal fake', () => {
     expect((await job(t(), jobId)).status).toBe('submitted');
   });
 
+  it('a webhook validly signed by fal for another fal account (X-Fal-Webhook-User-Id) is refused with 401 and stores nothing', async () => {
+    const g = await t().createGuest();
+    const { jobId, requestId } = await start(g, 'someone else’s webhook');
+    await new Promise((r) => setTimeout(r, 250)); // the fake finishes the request
+    for (const userId of ['another-fal-user', `${fal.userId}x`, fal.userId.slice(0, -1)]) {
+      const res = await deliver(fal.webhookFor(requestId, { userId }));
+      expect(res.status, userId).toBe(401);
+      expect(((await res.json()) as any).error.details.reason).toMatch(/another fal account/);
+    }
+    const events = await t().db.query('SELECT count(*)::int AS n FROM webhook_events WHERE event_id = $1', [requestId]);
+    expect(events.rows[0].n).toBe(0);
+    expect((await job(t(), jobId)).status).toBe('submitted');
+    // Ours is accepted.
+    expect((await deliver(fal.webhookFor(requestId))).status).toBe(200);
+  });
+
+  it('without FAL_WEBHOOK_USER_ID the user id is only checked by the signature', async () => {
+    const open = new FalProvider({ ...loadConfig({ ...fal.env(), FAL_WEBHOOK_USER_ID: undefined }).fal!, timeoutMs: 2000 });
+    expect(loadConfig(fal.env()).fal!.webhookUserId).toBe(fal.userId);
+    const hook = fal.webhookFor('00000000-0000-0000-0000-000000000001', { userId: 'another-fal-user' });
+    const event = await open.verifyWebhook(hook.body, new Headers(hook.headers));
+    expect(event.providerJobId).toBe('00000000-0000-0000-0000-000000000001');
+  });
+
   it('accepts webhooks signed with a rotated key, and logs (not errors) unknown request ids', async () => {
     const g = await t().createGuest();
     const { requestId } = await start(g, 'after rotation');

@@ -151,7 +151,7 @@ export class PurchaseService {
     }
     if (tx.type !== 'Consumable') throw new AppStoreRejected('not_consumable', String(tx.type));
     const productId = tx.productId ?? '';
-    const perUnit = this.products[productId];
+    const perUnit = Object.hasOwn(this.products, productId) ? this.products[productId] : undefined; // not Object.prototype's
     if (!perUnit) throw new AppStoreRejected('unknown_product', productId);
     if (req.productId !== undefined && req.productId !== productId) throw new AppStoreRejected('product_mismatch', `${req.productId} ≠ ${productId}`);
     const quantity = Math.max(1, tx.quantity ?? 1);

@@ -36,7 +36,8 @@ export interface AuthOptions {
   legacyAnonClients: boolean;
 }
 
-function bearerToken(c: Context<AppEnv>): string | undefined {
+/** The bearer token of the Authorization header; undefined without one, 401 when it is malformed. */
+export function bearerToken(c: Context<AppEnv>): string | undefined {
   const header = c.req.header('authorization');
   if (!header) return undefined;
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header);

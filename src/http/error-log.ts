@@ -1,5 +1,6 @@
 import type { Queryable } from '../db/pool.js';
 import type { Logger } from '../logger.js';
+import { storableText } from './storable-text.js';
 
 export interface ErrorRecord {
   requestId: string;
@@ -37,7 +38,17 @@ export class ErrorLogWriter {
       .query(
         `INSERT INTO error_log (request_id, code, status, method, path, user_id, message, details)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-        [r.requestId, r.code, r.status, r.method, r.path, r.userId ?? null, r.message, r.details ? JSON.stringify(r.details) : null],
+        // The path, message and details may quote what the client sent: a U+0000 would lose the row.
+        [
+          r.requestId,
+          r.code,
+          r.status,
+          r.method,
+          storableText(r.path),
+          r.userId ?? null,
+          storableText(r.message),
+          r.details ? JSON.stringify(r.details, (_key, v: unknown) => (typeof v === 'string' ? storableText(v) : v)) : null,
+        ],
       )
       .then(
         () => undefined,

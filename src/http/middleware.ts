@@ -1,11 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import type { MiddlewareHandler } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
 import type { Logger } from '../logger.js';
 import { secretsEqual } from '../auth/tokens.js';
-import { ApiError, unauthenticated } from './api-error.js';
+import { ApiError, notFound, unauthenticated } from './api-error.js';
+import { bearerToken } from './auth.js';
 import type { AppEnv } from './context.js';
 import { negotiateLanguage } from './i18n.js';
 import type { Metrics } from './metrics.js';
+import { findUnstorableText, isStorableText, storableText } from './storable-text.js';
 
 const SAFE_REQUEST_ID = /^[\w.-]{8,128}$/;
 
@@ -41,18 +43,67 @@ export function requireApiKey(anonKey: string | undefined): MiddlewareHandler<Ap
   };
 }
 
+const JSON_TYPE = /^application\/([\w.+-]+\+)?json\b/i;
+const sendsBody = (c: Context<AppEnv>) => {
+  if (c.req.method !== 'POST' && c.req.method !== 'PATCH' && c.req.method !== 'PUT') return false;
+  const length = c.req.header('content-length');
+  return length ? Number(length) > 0 : c.req.raw.body !== null;
+};
+
+/**
+ * An operator endpoint on the public port: served only to `Authorization: Bearer <secret>`
+ * (compared in constant time, 401 otherwise). With no secret configured it does not exist on this
+ * port (404), so nothing is exposed by default.
+ */
+export function requireOperatorToken(secret: string | undefined): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    if (!secret) throw notFound('route');
+    const presented = bearerToken(c);
+    if (!presented || !secretsEqual(presented, secret)) throw unauthenticated('this endpoint needs its operator token');
+    await next();
+  };
+}
+
 /** Rejects request bodies that are not JSON before any handler parses them. */
 export function requireJsonBody(): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    if (c.req.method === 'POST' || c.req.method === 'PATCH' || c.req.method === 'PUT') {
-      const type = c.req.header('content-type') ?? '';
-      const length = c.req.header('content-length');
-      const hasBody = length ? Number(length) > 0 : c.req.raw.body !== null;
-      if (hasBody && !/^application\/([\w.+-]+\+)?json\b/i.test(type)) throw new ApiError('ERR_4016');
+    if (sendsBody(c) && !JSON_TYPE.test(c.req.header('content-type') ?? '')) throw new ApiError('ERR_4016');
+    await next();
+  };
+}
+
+const UNSTORABLE_REASON = 'text must be valid Unicode without U+0000';
+
+/**
+ * Refuses text the database cannot store (U+0000, lone surrogates: see storable-text.ts) in any
+ * query name or value and in any JSON string or key, before a handler, an auth lookup or a
+ * catalogue filter sends it to PostgreSQL — each of those was a 500. Runs after the body limit.
+ * A prompt keeps its own code (ERR_4003); every other field is ERR_4008 with the field.
+ */
+export function rejectUnstorableText(): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    for (const [name, value] of new URL(c.req.url).searchParams) {
+      if (!isStorableText(name) || !isStorableText(value)) throw unstorable(storableText(name), 'query');
+    }
+    if (sendsBody(c) && JSON_TYPE.test(c.req.header('content-type') ?? '')) {
+      const raw = await c.req.text(); // cached: the validator and handlers read the same text
+      let body: unknown;
+      try {
+        body = JSON.parse(raw);
+      } catch {
+        body = undefined; // malformed JSON is the validator's to refuse
+      }
+      const path = findUnstorableText(body);
+      if (path) throw unstorable(path.length > 0 ? path.join('.') : 'body', 'json');
     }
     await next();
   };
 }
+
+const unstorable = (field: string, location: 'query' | 'json') =>
+  field === 'prompt' && location === 'json'
+    ? new ApiError('ERR_4003', { field, reason: UNSTORABLE_REASON })
+    : new ApiError('ERR_4008', { reason: `${field}: ${UNSTORABLE_REASON}`, field, location });
 
 const CALLBACK_PATHS = ['/functions/v1/provider-webhook/', '/functions/v1/apple-server-notifications', '/functions/v1/apple-signin-notifications'];
 

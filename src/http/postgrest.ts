@@ -60,7 +60,9 @@ export function parseRestQuery(params: URLSearchParams, spec: TableSpec): RestQu
     } else if (key === 'offset') {
       q.offset = parseInteger('offset', raw, 100_000);
     } else if (!RESERVED.has(key)) {
-      const type = spec.filterable[key];
+      // Own keys only: `constructor`, `__proto__` or `toString` would find Object.prototype's
+      // members, pass as a "column", and reach SQL as an unknown column (a 500).
+      const type = Object.hasOwn(spec.filterable, key) ? spec.filterable[key] : undefined;
       if (!type) throw invalid(`cannot filter on "${key}"`, key);
       if (!raw.startsWith('eq.')) throw invalid(`only eq filters are supported (${key}=eq.value)`, key);
       const value = raw.slice(3);

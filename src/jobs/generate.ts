@@ -5,7 +5,7 @@ import * as ledger from '../ledger/ledger.js';
 import { findModel, findTheme } from '../db/queries/catalogue.js';
 import { findObject } from '../db/queries/storage.js';
 import type { ProviderRegistry } from '../providers/registry.js';
-import { INPUT_BUCKET } from '../storage/types.js';
+import { INPUT_BUCKET, objectKeyFromPath } from '../storage/types.js';
 import { crashIf, type CrashPoint, type VideoJobService } from './video-jobs.js';
 
 /**
@@ -70,7 +70,8 @@ export class GenerationService {
     if (url.origin !== ours.origin || !url.pathname.startsWith(prefix)) {
       throw new InvalidGenerationInput('image_url', `image_url must be an image uploaded to ${ours.origin}${prefix}`);
     }
-    const key = decodeURIComponent(url.pathname.slice(prefix.length));
+    const key = objectKeyFromPath(url.pathname.slice(prefix.length));
+    if (key === undefined) throw new InvalidGenerationInput('image_url', 'image_url does not name an object we store');
     if (!key.startsWith(`${userId}/`)) throw new InvalidGenerationInput('image_url', 'image_url must be one of your own uploads');
     const object = await findObject(this.db, INPUT_BUCKET, key);
     if (!object || object.owner_id !== userId) throw new InvalidGenerationInput('image_url', 'image_url does not exist');

@@ -1,4 +1,5 @@
 import { createHash, createPublicKey, verify as verifySignature, type KeyObject } from 'node:crypto';
+import { secretsEqual } from '../auth/tokens.js';
 import { createBreaker, downloadLimited, parseJson, providerFetch } from './http.js';
 import {
   ProviderError,
@@ -15,7 +16,7 @@ import {
  * at the URLs submit returned (fal-js issue #214: rebuilt URLs 404 for some 3+ segment ids).
  * COMPLETED is terminal for success AND failure: failure shows as error/error_type on the status or
  * a non-2xx result. Webhooks are Ed25519-signed over "request_id\nuser_id\ntimestamp\nsha256hex(body)"
- * with keys from fal's JWKS.
+ * with keys from fal's JWKS, and (FAL_WEBHOOK_USER_ID) must name our fal account.
  */
 
 export interface FalOptions {
@@ -24,6 +25,12 @@ export interface FalOptions {
   jwksUrl: string;
   resultHosts: string[];
   timeoutMs: number;
+  /**
+   * Our fal account's user id (FAL_WEBHOOK_USER_ID). fal signs every account's webhooks with the
+   * same keys, so a valid signature proves fal sent it, not that it is for us: when set, the
+   * X-Fal-Webhook-User-Id header must equal it.
+   */
+  webhookUserId?: string;
   /** Least time between JWKS refetches triggered by unknown signers (a forged-signature flood must not become a fetch flood). */
   jwksMinRefreshMs?: number;
 }
@@ -186,6 +193,10 @@ export class FalProvider implements ProviderAdapter {
     const timestamp = headers.get('x-fal-webhook-timestamp');
     const signatureHex = headers.get('x-fal-webhook-signature');
     if (!requestId || !userId || !timestamp || !signatureHex) throw new WebhookRejected('missing fal webhook headers');
+    // Before the signature (no JWKS fetch for someone else's webhook); constant time like any credential check.
+    if (this.opts.webhookUserId !== undefined && !secretsEqual(userId, this.opts.webhookUserId)) {
+      throw new WebhookRejected('webhook is for another fal account');
+    }
     if (!/^\d{1,12}$/.test(timestamp) || Math.abs(Date.now() / 1000 - Number(timestamp)) > WEBHOOK_TOLERANCE_SECONDS) {
       throw new WebhookRejected('stale or malformed webhook timestamp');
     }

@@ -89,6 +89,8 @@ const signedRoute = createRoute({
 export function registerStorage(app: OpenAPIHono<AppEnv>, s: Services) {
   const maxBytes = s.config.limits.maxUploadBytes;
   // Hono's {key} matches one segment; keys have folders, so the real routes use a regex param.
+  // c.req.param() is already percent-decoded (a malformed escape stays as sent, and then fails
+  // isSafeKey): decoding it again threw URIError on `%E0%A4%A`, a 500.
   const uploadPath = '/storage/v1/object/:bucket{[a-z0-9_-]+}/:key{.+}';
 
   app.openAPIRegistry.registerPath(uploadRoute);
@@ -104,7 +106,7 @@ export function registerStorage(app: OpenAPIHono<AppEnv>, s: Services) {
     requireUser(authOptions(s), async () => undefined),
     async (c) => {
       const bucket = c.req.param('bucket');
-      const key = decodeURIComponent(c.req.param('key'));
+      const key = c.req.param('key');
       if (bucket !== INPUT_BUCKET) throw forbidden(`uploads go to the ${INPUT_BUCKET} bucket`);
       if (!isSafeKey(key)) throw invalid('the object path has unsupported characters', 'key');
       const user = c.get('user');
@@ -132,14 +134,14 @@ export function registerStorage(app: OpenAPIHono<AppEnv>, s: Services) {
   app.openAPIRegistry.registerPath(publicRoute);
   app.get('/storage/v1/object/public/:bucket{[a-z0-9_-]+}/:key{.+}', async (c) => {
     if (c.req.param('bucket') !== INPUT_BUCKET) throw notFound('object');
-    return serve(c, INPUT_BUCKET, decodeURIComponent(c.req.param('key')));
+    return serve(c, INPUT_BUCKET, c.req.param('key'));
   });
 
   // Signed read (local backend; the S3 backend hands out presigned S3 URLs instead).
   app.openAPIRegistry.registerPath(signedRoute);
   app.get('/storage/v1/object/sign/:bucket{[a-z0-9_-]+}/:key{.+}', async (c) => {
     const bucket = c.req.param('bucket');
-    const key = decodeURIComponent(c.req.param('key'));
+    const key = c.req.param('key');
     const token = c.req.query('token') ?? '';
     if ((bucket !== RESULTS_BUCKET && bucket !== INPUT_BUCKET) || !(s.store instanceof LocalObjectStore)) throw notFound('object');
     if (!(await s.store.verifySignedToken(bucket, key, token))) throw forbidden('the link is invalid or has expired');

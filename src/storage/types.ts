@@ -42,3 +42,17 @@ export class StorageUnavailable extends Error {}
 export function isSafeKey(key: string): boolean {
   return /^[A-Za-z0-9][A-Za-z0-9._-]*(\/[A-Za-z0-9][A-Za-z0-9._-]*)*$/.test(key) && key.length <= 512 && !key.includes('..');
 }
+
+/**
+ * The object key a URL path (still percent-encoded, as `new URL(…).pathname` gives it) names, or
+ * undefined when it is malformed (`%E0%A4%A` made decodeURIComponent throw: a 500) or not a safe key.
+ */
+export function objectKeyFromPath(encoded: string): string | undefined {
+  let key: string;
+  try {
+    key = decodeURIComponent(encoded);
+  } catch {
+    return undefined;
+  }
+  return isSafeKey(key) ? key : undefined;
+}

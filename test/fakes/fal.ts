@@ -57,6 +57,7 @@ export class FakeFal {
       FAL_QUEUE_URL: this.url,
       FAL_JWKS_URL: `${this.url}/.well-known/jwks.json`,
       FAL_RESULT_HOSTS: new URL(this.url).host,
+      FAL_WEBHOOK_USER_ID: this.userId,
       PROVIDER_TIMEOUT_MS: '2000',
     };
   }
@@ -87,7 +88,7 @@ export class FakeFal {
   /** The body and headers fal would POST to the webhook URL for this request (optionally tampered). */
   webhookFor(
     requestId: string,
-    opts: { timestamp?: number; key?: KeyObject; body?: string } = {},
+    opts: { timestamp?: number; key?: KeyObject; body?: string; userId?: string } = {},
   ): { body: string; headers: Record<string, string> } {
     const r = this.requests.get(requestId);
     const ok = r ? this.outcome(r) === 'ok' : true;
@@ -105,14 +106,15 @@ export class FakeFal {
             },
       );
     const timestamp = String(opts.timestamp ?? Math.floor(Date.now() / 1000));
-    const message = `${requestId}\n${this.userId}\n${timestamp}\n${createHash('sha256').update(body).digest('hex')}`;
+    const userId = opts.userId ?? this.userId;
+    const message = `${requestId}\n${userId}\n${timestamp}\n${createHash('sha256').update(body).digest('hex')}`;
     const key = opts.key ?? this.signingKeys.at(-1)!.privateKey;
     return {
       body,
       headers: {
         'content-type': 'application/json',
         'x-fal-webhook-request-id': requestId,
-        'x-fal-webhook-user-id': this.userId,
+        'x-fal-webhook-user-id': userId,
         'x-fal-webhook-timestamp': timestamp,
         'x-fal-webhook-signature': sign(null, Buffer.from(message), key).toString('hex'),
       },

@@ -1,0 +1,69 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { serve } from '@hono/node-server';
+import { buildApp, buildMetricsApp } from './app.js';
+import type { HttpServerConfig } from './config.js';
+import type { Services } from './services.js';
+
+/**
+ * The HTTP side of a process (main.ts; the tests start it the same way): the API on HOST:PORT and,
+ * with METRICS_PORT, /metrics alone on 127.0.0.1 — reachable from the machine (a Prometheus agent,
+ * a sidecar), never from the network.
+ */
+export async function startHttpServers(s: Services): Promise<{ api: ListeningServer; metrics: ListeningServer | undefined }> {
+  const { config } = s;
+  const api = await startHttpServer(buildApp(s).fetch, { port: config.port, hostname: config.host, limits: config.http });
+  if (config.metrics.port === undefined) return { api, metrics: undefined };
+  try {
+    const metrics = await startHttpServer(buildMetricsApp(s).fetch, { port: config.metrics.port, hostname: '127.0.0.1', limits: config.http });
+    return { api, metrics };
+  } catch (err) {
+    await api.close();
+    throw err;
+  }
+}
+
+/**
+ * One Node HTTP server, as main.ts and the tests start it. Node's defaults let a client that
+ * trickles its headers one byte at a time hold a connection for 60 s (300 s for the whole request),
+ * checked only every 30 s, with no cap on connections: a few hundred such clients starve the
+ * process. The limits come from config (HTTP_*); expiry is checked at least every second.
+ */
+
+export interface ListeningServer {
+  server: Server;
+  port: number;
+  /** Stops accepting, lets in-flight requests finish (idle keep-alive connections are closed). */
+  close(): Promise<void>;
+}
+
+export async function startHttpServer(
+  fetch: (request: Request) => Response | Promise<Response>,
+  opts: { port: number; hostname: string; limits: HttpServerConfig },
+): Promise<ListeningServer> {
+  const { limits } = opts;
+  let server!: Server;
+  await new Promise<void>((resolve, reject) => {
+    server = serve(
+      {
+        fetch,
+        port: opts.port,
+        hostname: opts.hostname,
+        serverOptions: {
+          headersTimeout: limits.headersTimeoutMs,
+          requestTimeout: limits.requestTimeoutMs,
+          connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(limits.headersTimeoutMs / 4))),
+        },
+      },
+      () => resolve(),
+    ) as Server;
+    server.once('error', reject);
+  });
+  server.keepAliveTimeout = limits.keepAliveTimeoutMs;
+  server.maxConnections = limits.maxConnections;
+  return {
+    server,
+    port: (server.address() as AddressInfo).port,
+    close: () => new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve()))),
+  };
+}
