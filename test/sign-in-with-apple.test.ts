@@ -231,12 +231,13 @@ describe('merge-guest-user in legacy anon-key mode (the shipped build as it is)'
     expect(profile).toMatchObject({ id: g.userId, is_guest: true, apple_sub: null });
   });
 
-  it('with a verified identity token, the user id in place of the device id (§4.8a) still works', async () => {
+  it('with the anon key even a verified identity token needs the guest’s device id: the token proves the caller’s Apple ID, not that the guest is theirs', async () => {
     const g = await t().createGuest();
     const sub = appleSub();
     const res = await t().json(
       t().post('/functions/v1/merge-guest-user', { ...legacy, body: { device_id: g.userId, apple_sub: sub, identity_token: await apple.identityToken({ sub }) } }),
+      403,
     );
-    expect(res).toMatchObject({ success: true, merged: 'became', user: { id: g.userId } });
+    expect(res.error.code).toBe('ERR_4006');
   });
 });

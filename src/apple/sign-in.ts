@@ -32,6 +32,7 @@ export class IdentityTokenRejected extends Error {}
 export class AppleKeysUnavailable extends Error {}
 
 const sha256 = (v: string) => createHash('sha256').update(v).digest();
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
 // Apple sends these as booleans or as the strings "true"/"false".
 const truthy = (v: unknown) => v === true || v === 'true';
@@ -58,6 +59,9 @@ export class AppleIdentityVerifier {
    * token is used only once is the caller's check: it needs the database, see AppleAccountService.)
    */
   async verify(idToken: string, nonce?: string): Promise<AppleIdentity> {
+    // Only the canonical compact form: base64 decoders forgive padding and whitespace, so one token
+    // could otherwise be spelled many ways and slip past the single-use check.
+    if (!COMPACT_JWS.test(idToken)) throw new IdentityTokenRejected('not a compact JWS');
     const payload = await this.verifiedClaims(idToken);
     const tokenNonce = typeof payload.nonce === 'string' ? payload.nonce : undefined;
     if (nonce !== undefined || tokenNonce !== undefined) {
@@ -71,7 +75,8 @@ export class AppleIdentityVerifier {
       email: typeof payload.email === 'string' ? payload.email : null,
       emailVerified: truthy(payload.email_verified),
       isPrivateEmail: truthy(payload.is_private_email),
-      token: { sha256: sha256(idToken), expiresAt: new Date(payload.exp * 1000) },
+      // The signed part identifies the token: changing a character of it breaks the signature.
+      token: { sha256: sha256(idToken.slice(0, idToken.lastIndexOf('.'))), expiresAt: new Date(payload.exp * 1000) },
     };
   }
 

@@ -1,6 +1,6 @@
 import type { DeviceCheckClient } from '../apple/device-check.js';
 import { withTransaction, type Queryable } from '../db/pool.js';
-import { claimDeviceGrant, deviceMarkOwed, findUserByDeviceId, insertGuestIfAbsent, markDeviceBitSet, type UserRow } from '../db/queries/users.js';
+import { claimDeviceGrant, deviceMarkOwed, insertGuestIfAbsent, lockGuestByDeviceId, markDeviceBitSet, type UserRow } from '../db/queries/users.js';
 import * as ledger from '../ledger/ledger.js';
 import type { Logger } from '../logger.js';
 import type { SessionService, SessionTokens } from './sessions.js';
@@ -36,10 +36,18 @@ export class OnboardingService {
     // or handed out; its bits tell whether this device was already given free credits.
     const bits = this.deviceCheck ? await this.deviceCheck.queryTwoBits(deviceToken) : null;
 
-    const existing = await findUserByDeviceId(this.db, deviceId);
-    if (existing) return this.returning(existing, deviceToken);
-
     const deviceAlreadyGranted = bits?.bit0 === true;
+    // Two rounds at most: a concurrent call may create this device's guest between our two steps.
+    for (let round = 0; round < 2; round++) {
+      const returning = await this.returning(deviceId, deviceToken);
+      if (returning) return returning;
+      const created = await this.createGuest(deviceId, deviceToken, deviceAlreadyGranted);
+      if (created) return created;
+    }
+    throw new Error(`device ${deviceId}: neither a guest to return to nor one could be created`);
+  }
+
+  private async createGuest(deviceId: string, deviceToken: string, deviceAlreadyGranted: boolean): Promise<OnboardingResult | undefined> {
     const created = await withTransaction(this.db, async (tx) => {
       const user = await insertGuestIfAbsent(tx, deviceId);
       if (!user) return undefined; // a concurrent call for the same device won the insert
@@ -52,11 +60,7 @@ export class OnboardingService {
       const session = await this.sessions.start(user, tx);
       return { user, granted, session };
     });
-    if (!created) {
-      const winner = await findUserByDeviceId(this.db, deviceId);
-      if (!winner) throw new Error(`device ${deviceId} lost the insert race but no user exists`);
-      return this.returning(winner, deviceToken);
-    }
+    if (!created) return undefined; // a concurrent call for the same device won the insert
     if (!created.granted) {
       this.log.info({ userId: created.user.id, bit0: deviceAlreadyGranted }, 'device already received its free credits; no grant');
     }
@@ -65,12 +69,22 @@ export class OnboardingService {
     return { user: created.user, isNew: true, granted: created.granted, available: account.available, session: created.session };
   }
 
-  private async returning(user: UserRow, deviceToken: string): Promise<OnboardingResult> {
-    if (user.banned_at) throw new UserBanned();
-    await this.settleOwedMark(user.device_id ?? '', deviceToken);
-    const session = await this.sessions.start(user);
-    const account = await ledger.getAccount(this.db, user.id);
-    return { user, isNew: false, granted: false, available: account.available, session };
+  /**
+   * The device's guest, if it has one: locked while its session starts, so a Sign in with Apple
+   * turning it into an Apple account (which releases the device id and ends its sessions) either
+   * comes after — and ends this session too — or before, and this device gets a new guest.
+   */
+  private async returning(deviceId: string, deviceToken: string): Promise<OnboardingResult | undefined> {
+    const opened = await withTransaction(this.db, async (tx) => {
+      const user = await lockGuestByDeviceId(tx, deviceId);
+      if (!user) return undefined;
+      if (user.banned_at) throw new UserBanned();
+      return { user, session: await this.sessions.start(user, tx) };
+    });
+    if (!opened) return undefined;
+    await this.settleOwedMark(deviceId, deviceToken);
+    const account = await ledger.getAccount(this.db, opened.user.id);
+    return { user: opened.user, isNew: false, granted: false, available: account.available, session: opened.session };
   }
 
   /**

@@ -8,7 +8,7 @@ import { AppleKeysUnavailable, IdentityTokenRejected } from '../apple/sign-in.js
 import { GuestBelongsToAnotherAppleId } from '../auth/apple-accounts.js';
 import { UserBanned } from '../auth/onboarding.js';
 import { InvalidGenerationInput, InvalidPrompt, ModelUnavailable } from '../jobs/generate.js';
-import { StorageUnavailable } from '../storage/types.js';
+import { StorageKeyConflict, StorageUnavailable } from '../storage/types.js';
 import { isDatabaseUnavailable } from '../db/pool.js';
 import { AccountClosed, AccountNotFound, InsufficientCredits } from '../ledger/errors.js';
 import { ApiError } from './api-error.js';
@@ -40,6 +40,7 @@ export function toApiError(err: unknown, maxBodyBytes: number): ApiError {
   if (err instanceof ModelUnavailable) return new ApiError('ERR_4002', err.reason ? { reason: err.reason } : undefined);
   if (err instanceof InvalidGenerationInput) return new ApiError('ERR_4008', { reason: err.reason, field: err.field });
   if (err instanceof StorageUnavailable) return new ApiError('ERR_6002');
+  if (err instanceof StorageKeyConflict) return new ApiError('ERR_4008', { reason: 'this path clashes with one of your existing files (a file where a folder is, or the reverse)', field: 'key' });
   if (err instanceof ZodError) {
     const issue = err.issues[0];
     return new ApiError('ERR_4008', { reason: issue?.message ?? 'invalid input', field: issue?.path.join('.') || undefined });

@@ -81,6 +81,11 @@ export function registerMergeGuest(app: OpenAPIHono<AppEnv>, s: Services) {
     const guest = await findUserById(s.db, caller.id);
     if (!guest) throw notFound('user');
     if (body.device_id !== guest.device_id && body.device_id !== guest.id) throw forbidden('device_id is not the caller’s device');
+    // With the anon key the caller is whoever names the guest's user id, which is not a secret (it
+    // is in its upload URLs): the guest's own device id must be known, with or without a token.
+    if (caller.via === 'legacy-anon' && guest.is_guest && body.device_id !== guest.device_id) {
+      throw forbidden('with the anon key, device_id must be the guest’s device id');
+    }
 
     let identity;
     const verified = Boolean(body.identity_token);
@@ -90,9 +95,6 @@ export function registerMergeGuest(app: OpenAPIHono<AppEnv>, s: Services) {
     } else if (caller.via === 'legacy-anon') {
       // The shipped build sends no identity token; legacy mode trusts apple_sub, loudly, for guests only.
       if (!guest.is_guest) throw invalid('identity_token is required', 'identity_token');
-      // Nothing verifies apple_sub here: at least the guest's own device id must be known, not just
-      // its user id (which is visible, e.g. in its public upload URLs).
-      if (body.device_id !== guest.device_id) throw forbidden('without identity_token, device_id must be the guest’s device id');
       c.get('log').warn({ userId: caller.id }, 'legacy merge-guest-user without identity_token: apple_sub NOT verified');
       identity = { sub: body.apple_sub, email: null, emailVerified: false, isPrivateEmail: false };
     } else {

@@ -3,7 +3,9 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { SignJWT, jwtVerify } from 'jose';
-import { StorageUnavailable, isSafeKey, type Bucket, type ByteRange, type ObjectBody, type ObjectStore, type StoredFile } from './types.js';
+import { StorageKeyConflict, StorageUnavailable, isSafeKey, type Bucket, type ByteRange, type ObjectBody, type ObjectStore, type StoredFile } from './types.js';
+
+const PATH_CLASHES = new Set(['ENOTDIR', 'EISDIR', 'EEXIST', 'ENOTEMPTY', 'ENAMETOOLONG']);
 
 /**
  * Files under DATA_DIR/storage/{bucket}/{key}, served by the API. Signed URLs carry an HS256 token
@@ -44,6 +46,8 @@ export class LocalObjectStore implements ObjectStore {
       await fs.rename(tmp, target);
     } catch (err) {
       await fs.rm(tmp, { force: true }).catch(() => undefined);
+      // A file where the key needs a folder, or a folder where it needs a file: retrying cannot help.
+      if (PATH_CLASHES.has((err as { code?: string }).code ?? '')) throw new StorageKeyConflict(`${bucket}/${key} clashes with an existing object's path`);
       throw new StorageUnavailable(`could not write ${bucket}/${key}: ${(err as Error).message}`);
     }
   }

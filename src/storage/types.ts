@@ -38,9 +38,17 @@ export interface ObjectStore {
 
 export class StorageUnavailable extends Error {}
 
-/** Object keys: path segments of safe characters, no traversal. */
+/** The key cannot be stored whatever we retry: it clashes with an existing object's path. */
+export class StorageKeyConflict extends Error {}
+
+/** Object keys: path segments of safe characters (each at most 255, what a file system holds), no traversal. */
 export function isSafeKey(key: string): boolean {
-  return /^[A-Za-z0-9][A-Za-z0-9._-]*(\/[A-Za-z0-9][A-Za-z0-9._-]*)*$/.test(key) && key.length <= 512 && !key.includes('..');
+  return (
+    /^[A-Za-z0-9][A-Za-z0-9._-]*(\/[A-Za-z0-9][A-Za-z0-9._-]*)*$/.test(key) &&
+    key.length <= 512 &&
+    !key.includes('..') &&
+    key.split('/').every((segment) => segment.length <= 255)
+  );
 }
 
 /**

@@ -31,6 +31,16 @@ export async function findUserByDeviceId(db: Queryable, deviceId: string): Promi
   return rows[0];
 }
 
+/** The live guest a device id opens, locked (FOR SHARE) against a concurrent sign-in, merge or deletion. */
+export async function lockGuestByDeviceId(db: Queryable, deviceId: string): Promise<UserRow | undefined> {
+  const { rows } = await db.query<UserRow>(
+    `SELECT ${USER_COLUMNS} FROM users
+      WHERE device_id = $1 AND is_guest AND deleted_at IS NULL AND merged_into IS NULL FOR SHARE`,
+    [deviceId],
+  );
+  return rows[0];
+}
+
 /**
  * Inserts a guest for a device unless one exists. Concurrent callers with the same device_id
  * queue on the unique index; exactly one gets the row back, the others get undefined.
