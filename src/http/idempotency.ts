@@ -72,12 +72,7 @@ export function idempotency(db: Queryable, opts: { ttlHours: number; lockSeconds
     const claimToken = randomUUID();
 
     const claim = { userId, key, method: c.req.method, path: c.req.path, fingerprint: print, ttlHours, claimToken };
-    let id = await keys.claimKey(db, claim);
-    if (id !== undefined && !(await keys.claimIsOnOwner(db, id))) {
-      // A merge committed while we claimed: give the claim up and make it again for the account.
-      await keys.deleteUnansweredKey(db, id, claimToken);
-      id = await keys.claimKey(db, claim);
-    }
+    let id = await claimForOwner(db, claim, lockSeconds, c.get('log'));
     if (id === undefined) {
       const existing = await keys.findKey(db, userId, key, lockSeconds);
       if (!existing) throw new ApiError('ERR_4009', { reason: 'retry' }, { 'Retry-After': '1' }); // expired between the two statements
@@ -114,6 +109,31 @@ export function idempotency(db: Queryable, opts: { ttlHours: number; lockSeconds
     // The handler failed before committing anything: free the key so a retry runs again.
     if (!completed || c.error) await freeKey(db, claimId, claimToken, lockSeconds, c.get('log'));
   };
+}
+
+/**
+ * Claims the key for the caller's current owner. A merge that committed while we claimed leaves
+ * the claim on the merged guest: it is given up and made again for the account. Any failure
+ * after the claim frees it, so a key is never left locked by a request that will not answer.
+ */
+async function claimForOwner(
+  db: Queryable,
+  claim: Parameters<typeof keys.claimKey>[1],
+  lockSeconds: number,
+  log: Logger | undefined,
+): Promise<number | undefined> {
+  const id = await keys.claimKey(db, claim);
+  if (id === undefined) return undefined;
+  let onOwner: boolean;
+  try {
+    onOwner = await keys.claimIsOnOwner(db, id);
+  } catch (err) {
+    await freeKey(db, id, claim.claimToken, lockSeconds, log);
+    throw err;
+  }
+  if (onOwner) return id;
+  await freeKey(db, id, claim.claimToken, lockSeconds, log);
+  return keys.claimKey(db, claim);
 }
 
 /**
