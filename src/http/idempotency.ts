@@ -72,7 +72,8 @@ export function idempotency(db: Queryable, opts: { ttlHours: number; lockSeconds
     const claimToken = randomUUID();
 
     const claim = { userId, key, method: c.req.method, path: c.req.path, fingerprint: print, ttlHours, claimToken };
-    let id = await claimForOwner(db, claim, lockSeconds, c.get('log'));
+    // Only a guest can be merged away while it claims; an Apple account's claim is its own.
+    let id = c.get('user').isGuest ? await claimForOwner(db, claim, lockSeconds, c.get('log')) : await keys.claimKey(db, claim);
     if (id === undefined) {
       const existing = await keys.findKey(db, userId, key, lockSeconds);
       if (!existing) throw new ApiError('ERR_4009', { reason: 'retry' }, { 'Retry-After': '1' }); // expired between the two statements

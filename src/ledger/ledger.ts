@@ -75,14 +75,18 @@ export interface LockedOwner {
  */
 export async function lockOwner(db: Queryable, userId: string): Promise<LockedOwner> {
   for (let hops = 0; hops < 64; hops++) {
-    const { rows } = await db.query<{ id: string; merged_into: string | null; closed: boolean }>(
-      'SELECT id, merged_into, deleted_at IS NOT NULL AS closed FROM users WHERE id = user_current_owner($1) FOR KEY SHARE',
+    // One round trip, locks in the order of the FROM list: the users row, then its account.
+    const { rows } = await db.query<{ id: string; merged_into: string | null; closed: boolean; balance: number; held: number }>(
+      `SELECT u.id, u.merged_into, u.deleted_at IS NOT NULL AS closed, a.balance, a.held
+         FROM users u JOIN credit_accounts a ON a.user_id = u.id
+        WHERE u.id = user_current_owner($1)
+          FOR KEY SHARE OF u FOR UPDATE OF a`,
       [userId],
     );
     const owner = rows[0];
     if (!owner) throw new AccountNotFound(userId);
     if (owner.merged_into) continue; // merged while we waited for its lock: follow it
-    return { ownerId: owner.id, closed: owner.closed, account: await lockAccount(db, owner.id) };
+    return { ownerId: owner.id, closed: owner.closed, account: state(owner.balance, owner.held) };
   }
   throw new Error(`merge chain of ${userId} does not end`);
 }

@@ -4,14 +4,21 @@
 -- A user's current owner: the end of its merge chain. Credits, holds, purchases and idempotency
 -- records always land on the owner, never on a merged guest's tombstone.
 -- ---------------------------------------------------------------------------------------------
-CREATE FUNCTION user_current_owner(uid uuid) RETURNS uuid LANGUAGE sql STABLE AS $$
-  WITH RECURSIVE chain (id, merged_into, depth) AS (
-    SELECT id, merged_into, 0 FROM users WHERE id = uid
-    UNION ALL
-    SELECT u.id, u.merged_into, c.depth + 1 FROM users u JOIN chain c ON u.id = c.merged_into WHERE c.depth < 64
-  )
-  SELECT id FROM chain WHERE merged_into IS NULL LIMIT 1
-$$;
+-- plpgsql, not a recursive SQL CTE: its statement is planned once per session, and it is on every
+-- money path (generate-video calls it a few times per request).
+CREATE FUNCTION user_current_owner(uid uuid) RETURNS uuid LANGUAGE plpgsql STABLE AS $$
+DECLARE
+  cur  uuid := uid;
+  parent uuid;
+BEGIN
+  FOR hops IN 1..64 LOOP
+    SELECT merged_into INTO parent FROM users WHERE id = cur;
+    IF NOT FOUND THEN RETURN NULL; END IF;
+    IF parent IS NULL THEN RETURN cur; END IF;
+    cur := parent;
+  END LOOP;
+  RETURN NULL; -- a chain this long is a bug; verify-ledger reports what it strands
+END $$;
 
 -- ---------------------------------------------------------------------------------------------
 -- Ledger: account deletion forfeits what is left (a deleted account holds nothing), and a
