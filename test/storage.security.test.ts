@@ -94,12 +94,12 @@ describe('storage: what may be uploaded and how it is served', () => {
   });
 
   it.each([
-    ['JPEG', 'image/jpeg', JPEG],
-    ['PNG', 'image/png', PNG],
-    ['WebP', 'image/webp', WEBP],
-    ['HEIC', 'image/heic', HEIC],
-    ['HEIF', 'image/heif', HEIF],
-  ])('%s is recognised by its magic number and served as %s', async (_name, type, bytes) => {
+    ['JPEG', 'image/jpeg', JPEG, 'input.jpg'],
+    ['PNG', 'image/png', PNG, 'input.jpg.png'],
+    ['WebP', 'image/webp', WEBP, 'input.jpg.webp'],
+    ['HEIC', 'image/heic', HEIC, 'input.jpg.heic'],
+    ['HEIF', 'image/heif', HEIF, 'input.jpg.heif'],
+  ])('%s is recognised by its magic number and served as %s, named for what it is', async (_name, type, bytes, savedAs) => {
     const g = await t().createGuest();
     // The header lies on purpose (the app always says image/jpeg): the bytes decide.
     const res = await upload(t(), g, 'input.jpg', bytes, 'image/jpeg');
@@ -107,8 +107,18 @@ describe('storage: what may be uploaded and how it is served', () => {
     const served = await t().app.request(publicPath(g, 'input.jpg'));
     expect(served.status).toBe(200);
     expect(served.headers.get('content-type')).toBe(type);
-    expectSafeHeaders(served, 'input.jpg');
+    expectSafeHeaders(served, savedAs);
     expect(Buffer.from(await served.arrayBuffer())).toEqual(bytes);
+  });
+
+  it('a real image under an .html or .svg key is offered as an image file, never under a name a browser would run', async () => {
+    const g = await t().createGuest();
+    for (const key of ['p.html', 'q.svg']) {
+      expect((await upload(t(), g, key, JPEG)).status).toBe(200);
+      const res = await t().app.request(publicPath(g, key));
+      expect(res.headers.get('content-type')).toBe('image/jpeg');
+      expectSafeHeaders(res, `${key}.jpg`);
+    }
   });
 
   it.each([
@@ -148,7 +158,7 @@ describe('storage: what may be uploaded and how it is served', () => {
     expect(res.status, await res.clone().text()).toBe(200);
     expect(res.headers.get('content-type')).toBe('application/octet-stream');
     expect(res.headers.get('x-injected')).toBeNull();
-    expectSafeHeaders(res, 'legacy.jpg');
+    expectSafeHeaders(res, 'legacy.jpg.bin');
     expect(Buffer.from(await res.arrayBuffer())).toEqual(JPEG);
 
     // New rows cannot carry it (0008's check).

@@ -70,6 +70,26 @@ function rangeStillValid(req: Request, etag: string, modifiedMs: number): boolea
   return Number.isFinite(date) && seconds(date) === seconds(modifiedMs);
 }
 
+const EXTENSIONS: Record<string, string> = {
+  'image/jpeg': 'jpg',
+  'image/png': 'png',
+  'image/heic': 'heic',
+  'image/heif': 'heif',
+  'image/webp': 'webp',
+  'video/mp4': 'mp4',
+};
+
+/**
+ * The name a saved copy gets: the key's last segment (keys are [A-Za-z0-9._-] segments, isSafeKey,
+ * so it quotes safely), with the extension of what the bytes are — a JPEG uploaded as "p.html"
+ * is offered as "p.html.jpg", never as an HTML file.
+ */
+function filenameFor(key: string, contentType: string): string {
+  const name = key.slice(key.lastIndexOf('/') + 1);
+  const ext = EXTENSIONS[contentType] ?? 'bin';
+  return name.toLowerCase().endsWith(`.${ext}`) || (ext === 'jpg' && name.toLowerCase().endsWith('.jpeg')) ? name : `${name}.${ext}`;
+}
+
 /**
  * The response for GET or HEAD of an object the caller may read. 304 and HEAD are answered from
  * the row without touching the store; otherwise the bytes (or one range of them) are streamed.
@@ -77,11 +97,11 @@ function rangeStillValid(req: Request, etag: string, modifiedMs: number): boolea
 export async function objectResponse(req: Request, store: ObjectStore, bucket: Bucket, key: string, row: StorageObjectRow): Promise<Response> {
   const etag = etagOf(row);
   const modifiedMs = Date.parse(row.updated_at);
-  // Keys are [A-Za-z0-9._-] segments (isSafeKey), so the last one is a safe quoted filename.
-  const filename = key.slice(key.lastIndexOf('/') + 1);
+  const contentType = SAFE_CONTENT_TYPE.test(row.content_type) ? row.content_type : 'application/octet-stream';
+  const filename = filenameFor(key, contentType);
   const headers: Record<string, string> = {
     ...INERT_HEADERS,
-    'Content-Type': SAFE_CONTENT_TYPE.test(row.content_type) ? row.content_type : 'application/octet-stream',
+    'Content-Type': contentType,
     'Content-Disposition': `inline; filename="${filename}"`,
     'Accept-Ranges': 'bytes',
     ETag: etag,
