@@ -56,6 +56,23 @@ describe('fal provider against the local fal fake', () => {
     expect((await job(t(), jobId)).status).toBe('completed');
   });
 
+  it('a webhook saying OK with payload null and a payload_error completes the job from the response URL (no lost video)', async () => {
+    await t().startWorker();
+    const g = await t().createGuest();
+    const { jobId, requestId } = await start(g, 'a glacier calving into the sea [fal:payload-error]');
+    const r = fal.requests.get(requestId)!;
+    await until(async () => Date.now() - r.createdAt > fal.timing.queuedMs + fal.timing.runningMs);
+    const hook = fal.webhookFor(requestId);
+    expect(JSON.parse(hook.body)).toMatchObject({ status: 'OK', payload: null, payload_error: expect.any(String) });
+    expect(await (await deliver(hook)).json()).toEqual({ received: true, outcome: 'accepted' });
+    const done = await t().waitForJob(g.accessToken, jobId);
+    expect(done, JSON.stringify(done)).toMatchObject({ status: 'completed', credits_used: 4, error_code: null });
+    expect(done.video_url).toEqual(expect.any(String));
+    // Fetched from the response URL submit returned, not by rebuilding one.
+    expect(fal.server.calls(new RegExp(`^/fal-ai/veo3\\.1/requests/${requestId}$`)).length).toBeGreaterThan(0);
+    expect((await t().json(t().get('/functions/v1/get-user-credits', { token: g.accessToken }))).credits_remaining).toBe(6);
+  });
+
   it('a content-policy rejection fails the job with ERR_5003 and releases every credit', async () => {
     await t().startWorker();
     const g = await t().createGuest();

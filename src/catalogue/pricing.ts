@@ -59,30 +59,42 @@ export class SettingNotAllowed extends Error {
     readonly field: string,
     readonly allowed: readonly (string | number)[],
   ) {
-    super(`${field} must be one of: ${allowed.join(', ')}`);
+    // The old backend's words (ios-app.md §2.10): the shipped app only logs them, but support reads them.
+    super(`Invalid ${field}. Allowed values: ${allowed.join(', ')}`);
   }
 }
 
+/** The app sends "auto" for a setting it has no value for (ios-app.md §3): it means "the model's default". */
+export const AUTO = 'auto';
+
+const given = <T>(value: T | undefined): T | undefined => (value === AUTO ? undefined : value);
+
 /**
  * Fills defaults (request, then theme, then model) and checks every value against the model's
- * options. The result is what is priced, stored on the job and sent to the provider.
+ * options. "auto" from the request or a theme counts as not given, for every model and setting:
+ * it becomes the model's default (which may itself be "auto" where the model lists it), or no
+ * value at all for a setting the model does not have. The result is what is priced, stored on
+ * the job and sent to the provider.
  */
 export function resolveSettings(model: PricedModel, requested: RequestedSettings, themeDefaults: RequestedSettings = {}): ResolvedSettings {
   const cfg = model.required_fields.settings ?? {};
   const pick = <T extends string | number>(field: 'duration' | 'resolution' | 'aspect_ratio', c: FieldConfig<T> | undefined): T | undefined => {
-    const value = (requested[field] ?? themeDefaults[field] ?? c?.default) as T | undefined;
+    const asked = given(requested[field]) as T | undefined;
+    const value = (asked ?? given(themeDefaults[field]) ?? c?.default) as T | undefined;
     if (value === undefined) return undefined;
     if (c?.options?.length && !c.options.includes(value)) {
       // A theme default the model cannot do falls back to the model default rather than failing the user.
-      if (requested[field] === undefined && c.default !== undefined) return c.default;
+      if (asked === undefined && c.default !== undefined) return c.default;
       throw new SettingNotAllowed(field, c.options);
     }
     return value;
   };
   const duration = pick<number>('duration', cfg.duration) ?? defaultDuration(model);
+  const resolution = pick<string>('resolution', cfg.resolution);
+  const aspectRatio = pick<string>('aspect_ratio', cfg.aspect_ratio);
   return {
     duration,
-    ...(cfg.resolution || requested.resolution ? { resolution: pick<string>('resolution', cfg.resolution) } : {}),
-    ...(cfg.aspect_ratio || requested.aspect_ratio ? { aspect_ratio: pick<string>('aspect_ratio', cfg.aspect_ratio) } : {}),
+    ...(resolution !== undefined ? { resolution } : {}),
+    ...(aspectRatio !== undefined ? { aspect_ratio: aspectRatio } : {}),
   };
 }

@@ -101,6 +101,16 @@ export async function optionalUser(c: Context<AppEnv>, opts: AuthOptions): Promi
   return verifiedUser(opts, token);
 }
 
+/**
+ * Legacy mode's one capability request: the anon key with no user (get-video-status by job id
+ * alone, ios-app.md §2.11). True only in legacy mode; the route decides what such a caller sees.
+ */
+export function isLegacyAnonCaller(c: Context<AppEnv>, opts: AuthOptions): boolean {
+  if (!opts.legacyAnonClients || opts.anonKey === undefined) return false;
+  const token = bearerToken(c);
+  return token !== undefined && secretsEqual(token, opts.anonKey);
+}
+
 export const authOptions = (s: {
   db: Queryable;
   tokens: AccessTokens;

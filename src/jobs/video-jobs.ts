@@ -132,6 +132,18 @@ export class VideoJobService {
           await enqueue(this.db, 'ingest_video_job', { jobId: job.job_id }, { jobKey: `ingest:${job.job_id}` });
         }
         return;
+      case 'result_ready': {
+        // The callback said "done" without the result: fetch it now rather than wait for the fallback poll.
+        const ref = { providerJobId: job.provider_job_id!, state: job.provider_state, providerModelId: job.provider_model_id };
+        let fetched: ProviderStatus;
+        try {
+          fetched = provider.fetchResult ? await provider.fetchResult(ref) : await provider.status(ref);
+        } catch (err) {
+          return this.onProviderError(job, err, 'poll_video_job', `poll:${job.job_id}`);
+        }
+        if (fetched.state === 'result_ready') return this.schedulePoll(job.job_id, provider.pollIntervalSeconds);
+        return this.applyStatus(job, fetched);
+      }
     }
   }
 

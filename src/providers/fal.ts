@@ -147,6 +147,11 @@ export class FalProvider implements ProviderAdapter {
     }
   }
 
+  /** From the response URL submit returned (fal keeps results there after the webhook). */
+  fetchResult(job: ProviderJobRef): Promise<ProviderStatus> {
+    return this.result(this.urls(job).response);
+  }
+
   private async result(responseUrl: string): Promise<ProviderStatus> {
     const res = await this.call(responseUrl, { method: 'GET' });
     const body = parseJson('fal', res.text);
@@ -214,10 +219,17 @@ export class FalProvider implements ProviderAdapter {
       throw new WebhookRejected('webhook body is not JSON');
     }
     if (body.request_id !== requestId) throw new WebhookRejected('webhook body names another request');
-    const status: ProviderStatus =
-      body.status === 'OK' && body.payload && typeof body.payload === 'object'
-        ? this.output(body.payload as Record<string, unknown>)
-        : { state: 'failed', code: isContentPolicy(body.payload) ? 'ERR_5003' : 'ERR_5002', message: `fal: ${String(body.error ?? body.payload_error ?? 'error')}` };
+    let status: ProviderStatus;
+    if (body.status === 'OK' && body.payload && typeof body.payload === 'object') {
+      status = this.output(body.payload as Record<string, unknown>);
+    } else if (body.status === 'OK' && body.payload_error !== undefined && body.payload_error !== null) {
+      // The request succeeded but fal could not serialise its result into the webhook
+      // (providers.md §1: payload null + payload_error). The result is still at the response URL:
+      // failing here would lose a video we paid for.
+      status = { state: 'result_ready' };
+    } else {
+      status = { state: 'failed', code: isContentPolicy(body.payload) ? 'ERR_5003' : 'ERR_5002', message: `fal: ${String(body.error ?? body.payload_error ?? 'error')}` };
+    }
     return { eventId: requestId, providerJobId: requestId, status };
   }
 }

@@ -38,6 +38,8 @@ export type ProviderStatus =
   | { state: 'queued' }
   | { state: 'running'; progress?: number }
   | { state: 'succeeded'; output: ProviderOutput }
+  /** Finished, but the callback could not carry the result (fal's payload_error): fetch it with fetchResult. */
+  | { state: 'result_ready' }
   | { state: 'failed'; code: FailureCode; message: string };
 
 /** ERR_5003: the provider refused the content; ERR_5002: it broke; ERR_5001: it ran out of time. */
@@ -70,6 +72,8 @@ export interface ProviderAdapter {
   readonly pollIntervalSeconds: number;
   submit(input: SubmitInput): Promise<{ providerJobId: string; state?: Record<string, unknown> }>;
   status(job: ProviderJobRef): Promise<ProviderStatus>;
+  /** The outcome of a finished job, fetched from the provider (after a result_ready callback); never result_ready. */
+  fetchResult?(job: ProviderJobRef): Promise<ProviderStatus>;
   cancel(job: ProviderJobRef): Promise<void>;
   /** Downloads a result file, only from this provider's own result hosts, size-limited. */
   download(url: string, maxBytes: number): Promise<{ bytes: Buffer; contentType: string }>;

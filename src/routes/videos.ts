@@ -3,7 +3,7 @@ import { streamSSE } from 'hono/streaming';
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import { findJob, listJobs, type VideoJobRow } from '../db/queries/video-jobs.js';
 import { invalid, notFound } from '../http/api-error.js';
-import { authOptions, requireUser } from '../http/auth.js';
+import { authOptions, isLegacyAnonCaller, requireUser } from '../http/auth.js';
 import type { AppEnv } from '../http/context.js';
 import { idempotency, type IdempotentEnv } from '../http/idempotency.js';
 import type { Services } from '../services.js';
@@ -22,9 +22,9 @@ const GenerateBody = z
     prompt: z.string().max(20_000).openapi({ description: '3–5000 characters after trimming' }),
     settings: z
       .object({
-        resolution: z.string().max(20).optional(),
-        aspect_ratio: z.string().max(20).optional(),
-        duration: z.number().int().min(1).max(120).optional(),
+        resolution: z.string().max(20).optional().openapi({ description: '"auto" (the app\'s default) means the theme\'s value, else the model\'s default' }),
+        aspect_ratio: z.string().max(20).optional().openapi({ description: '"auto" (the app\'s default) means the theme\'s value, else the model\'s default' }),
+        duration: z.number().int().min(1).max(120).optional().openapi({ description: 'Seconds; one of the model\'s options, else 400 ERR_4008 "Invalid duration. Allowed values: …"' }),
         fps: z.number().optional().openapi({ description: 'Ignored (the app may send it)' }),
       })
       .optional(),
@@ -71,14 +71,39 @@ const JobView = z
   })
   .openapi('VideoJob');
 
+/**
+ * What legacy mode answers about a job known only by its id: the fields ResultView decodes
+ * (ios-app.md §2.11) minus the ones it does not need — no prompt (the user's words), no
+ * error_message/error_code (provider text, decoded but never shown).
+ */
+const LegacyJobStatus = z
+  .object({
+    job_id: z.string().uuid(),
+    status: PublicStatus,
+    model_name: z.string(),
+    credits_used: z.number().int(),
+    video_url: z.string().nullable(),
+    thumbnail_url: z.string().nullable(),
+    created_at: z.string(),
+  })
+  .openapi('LegacyVideoJobStatus');
+
 const statusRoute = createRoute({
   method: 'get',
   path: '/functions/v1/get-video-status',
   tags: ['videos'],
   summary: 'One job of the caller (video_url and thumbnail_url are signed, expiring URLs)',
+  description:
+    'With a user token: one of that user\'s own jobs (VideoJob). In legacy mode (LEGACY_ANON_CLIENTS=true) the shipped app ' +
+    'polls with the anon key and no user_id (ios-app.md §2.11): the job id, an unguessable UUID only its creator was ' +
+    'given, acts as the capability, as in the old backend, and the answer is LegacyVideoJobStatus (no prompt, no error ' +
+    'text). A deleted job is 404 either way.',
   security: bearerSecurity,
   request: { query: UserIdQuery.extend({ job_id: z.string().uuid() }) },
-  responses: { 200: { description: 'The job', content: { 'application/json': { schema: JobView } } }, ...errorResponses(400, 401, 403, 404) },
+  responses: {
+    200: { description: 'The job', content: { 'application/json': { schema: z.union([JobView, LegacyJobStatus]) } } },
+    ...errorResponses(400, 401, 403, 404),
+  },
 });
 
 const historyRoute = createRoute({
@@ -166,11 +191,17 @@ export function registerVideos(app: OpenAPIHono<AppEnv>, s: Services) {
     return c.json(result, 200);
   });
 
-  app.use(statusRoute.path, auth);
+  // Legacy mode: the anon key polls by job id alone (see statusRoute); everything else is a user.
+  app.use(statusRoute.path, async (c, next) => (isLegacyAnonCaller(c, authOptions(s)) ? next() : auth(c, next)));
   app.openapi(statusRoute, async (c) => {
     const job = await findJob(s.db, c.req.valid('query').job_id);
+    if (!job || job.deleted_at) throw notFound('job');
+    if (!c.get('user')) {
+      const { prompt: _prompt, error_code: _code, error_message: _message, ...status } = await view(job);
+      return c.json(status, 200);
+    }
     // Someone else's job is "not found": no way to probe which ids exist.
-    if (!job || job.user_id !== c.get('user').id || job.deleted_at) throw notFound('job');
+    if (job.user_id !== c.get('user').id) throw notFound('job');
     return c.json(await view(job), 200);
   });
 

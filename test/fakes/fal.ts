@@ -8,7 +8,10 @@ import { FakeHttpServer, type FakeRequest, type FakeResponse } from './http.js';
  * endpoint id, status/result/cancel under /{owner}/{alias}/requests/{id}, COMPLETED for success
  * and failure alike, 422 {detail:[{type:"content_policy_violation"}]}, infrastructure errors with
  * X-Fal-Error-Type, result files on its own host, Ed25519-signed webhooks and a JWKS with rotation.
- * The prompt decides the outcome: [fal:reject], [fal:error], [fal:hang], [fal:garbage-result].
+ * The prompt decides the outcome: [fal:reject], [fal:error], [fal:hang], [fal:garbage-result], and
+ * [fal:payload-error] (succeeds, but the webhook says status OK with payload null and a
+ * payload_error, as fal does when the result cannot be serialised into it; the queue API still
+ * serves the result).
  */
 
 const SAMPLE_MP4 = fs.readFileSync(path.resolve(import.meta.dirname, '../../assets/simulator/sample.mp4'));
@@ -69,8 +72,9 @@ export class FakeFal {
     this.signingKeys = dropOld ? [{ privateKey, x }] : [...this.signingKeys, { privateKey, x }];
   }
 
-  private outcome(r: FakeRequestState): 'ok' | 'reject' | 'error' | 'hang' | 'garbage' {
+  private outcome(r: FakeRequestState): 'ok' | 'payload-error' | 'reject' | 'error' | 'hang' | 'garbage' {
     const p = String(r.input.prompt ?? '');
+    if (p.includes('[fal:payload-error]')) return 'payload-error';
     if (p.includes('[fal:reject]')) return 'reject';
     if (p.includes('[fal:error]')) return 'error';
     if (p.includes('[fal:hang]')) return 'hang';
@@ -91,12 +95,14 @@ export class FakeFal {
     opts: { timestamp?: number; key?: KeyObject; body?: string; userId?: string } = {},
   ): { body: string; headers: Record<string, string> } {
     const r = this.requests.get(requestId);
-    const ok = r ? this.outcome(r) === 'ok' : true;
+    const outcome = r ? this.outcome(r) : 'ok';
     const body =
       opts.body ??
       JSON.stringify(
-        ok
+        outcome === 'ok'
           ? { request_id: requestId, gateway_request_id: requestId, status: 'OK', payload: this.resultBody(requestId) }
+          : outcome === 'payload-error'
+          ? { request_id: requestId, gateway_request_id: requestId, status: 'OK', payload: null, payload_error: 'Failed to serialize the payload: response is not JSON serializable' }
           : {
               request_id: requestId,
               gateway_request_id: requestId,
