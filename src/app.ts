@@ -1,5 +1,6 @@
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
+import { cors } from 'hono/cors';
 import { ApiError } from './http/api-error.js';
 import type { AppEnv } from './http/context.js';
 import { exceptCallbacks, rejectUnstorableText, requestContext, requireApiKey, requireJsonBody } from './http/middleware.js';
@@ -28,6 +29,21 @@ export function buildApp(s: Services) {
     throw new ApiError('ERR_4007', { resource: 'route' });
   });
   app.use('*', requestContext(s.log, s.metrics));
+
+  // Browsers (supabase-js in a web app) on the configured origins only. A preflight carries no
+  // apikey, so it is answered here, before the apikey check; the headers are those supabase-js sends.
+  if (s.config.corsOrigins.length > 0) {
+    app.use(
+      '*',
+      cors({
+        origin: s.config.corsOrigins,
+        allowMethods: ['GET', 'HEAD', 'POST', 'PATCH', 'PUT', 'DELETE', 'OPTIONS'],
+        allowHeaders: ['authorization', 'apikey', 'content-type', 'x-client-info', 'idempotency-key', 'prefer', 'range', 'accept-profile', 'content-profile', 'x-supabase-api-version', 'accept-language', 'x-request-id'],
+        exposeHeaders: ['x-request-id', 'content-range', 'x-idempotent-replay', 'retry-after', 'content-language'],
+        maxAge: 600,
+      }),
+    );
+  }
 
   // The Supabase-shaped API surface: apikey, JSON-only bodies, bounded size, text the database can
   // store (no U+0000, no lone surrogates) in the query and the body. Server-to-server

@@ -45,6 +45,7 @@ const EnvSchema = z
     ACCESS_TOKEN_TTL_SECONDS: z.coerce.number().int().min(60).max(86_400).default(3600),
     REFRESH_TOKEN_TTL_DAYS: z.coerce.number().int().min(1).max(365).default(60),
     ANON_KEY: z.string().min(1).optional(),
+    CORS_ORIGINS: z.string().default(''),
     LEGACY_ANON_CLIENTS: bool.default(false),
     /** Production refuses legacy mode unless this second, explicit acknowledgement is set too. */
     LEGACY_ANON_CLIENTS_I_UNDERSTAND: bool.default(false),
@@ -247,6 +248,8 @@ export interface Config {
   publicUrl: string;
   jwt: { secret: string; issuer: string; accessTtlSeconds: number; refreshTtlDays: number; generated: boolean };
   anonKey: string | undefined;
+  /** Browser origins allowed to call the API (CORS); empty: no CORS headers at all. */
+  corsOrigins: string[];
   legacyAnonClients: boolean;
   allowGuestPurchases: boolean;
   maxJsonBodyBytes: number;
@@ -343,6 +346,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       generated: generatedSecret,
     },
     anonKey: e.ANON_KEY,
+    corsOrigins: commaList(e.CORS_ORIGINS),
     legacyAnonClients: e.LEGACY_ANON_CLIENTS,
     allowGuestPurchases: e.ALLOW_GUEST_PURCHASES,
     maxJsonBodyBytes: e.MAX_JSON_BODY_BYTES,

@@ -19,7 +19,15 @@ export interface SignedAccessToken {
   expiresAt: number; // unix seconds
 }
 
-export class InvalidAccessToken extends Error {}
+export class InvalidAccessToken extends Error {
+  /** Ours but past its expiry (the client should refresh), as opposed to not one of our tokens at all. */
+  constructor(
+    message: string,
+    readonly expired = false,
+  ) {
+    super(message);
+  }
+}
 
 export const ACCESS_TOKEN_AUDIENCE = 'authenticated';
 
@@ -69,7 +77,7 @@ export class AccessTokens {
       return { sub: payload.sub, sessionId: payload.session_id, isAnonymous: payload.is_anonymous === true };
     } catch (err) {
       if (err instanceof InvalidAccessToken) throw err;
-      if (err instanceof joseErrors.JWTExpired) throw new InvalidAccessToken('token expired');
+      if (err instanceof joseErrors.JWTExpired) throw new InvalidAccessToken('token expired', true);
       throw new InvalidAccessToken('token invalid');
     }
   }

@@ -92,14 +92,25 @@ async function verifiedUser(opts: AuthOptions, token: string): Promise<AppEnv['V
 }
 
 /**
- * For routes where signing in is optional (GoTrue's id_token grant: a guest's bearer links the
- * guest). No bearer, or the anon key, means nobody; any other bearer must be a valid user token.
+ * For auth routes where signing in is optional (GoTrue's id_token grant: a guest's bearer links the
+ * guest). No bearer, or the anon key, means nobody. supabase-js sends its key as Bearer on every
+ * auth call, and a server without ANON_KEY cannot recognise that key: so a bearer that is not one
+ * of our tokens at all (bad signature, issuer or shape) also means nobody. One of ours that has
+ * expired, or whose session ended or user is banned, is still refused: silently signing in without
+ * the guest would skip its merge.
  */
 export async function optionalUser(c: Context<AppEnv>, opts: AuthOptions): Promise<AppEnv['Variables']['user'] | undefined> {
   const token = bearerToken(c);
   if (!token || (opts.anonKey !== undefined && secretsEqual(token, opts.anonKey))) return undefined;
-  return verifiedUser(opts, token);
+  const notOurs = await opts.tokens.verify(token).then(
+    () => false,
+    (err: unknown) => err instanceof InvalidAccessToken && !err.expired,
+  );
+  return notOurs ? undefined : verifiedUser(opts, token);
 }
+
+/** For routes where the bearer alone names the user (GoTrue's /user): never a user_id. */
+export const noClaimedUserId: ClaimedUserId = async () => undefined;
 
 /**
  * Legacy mode's one capability request: the anon key with no user (get-video-status by job id

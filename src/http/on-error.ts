@@ -63,14 +63,18 @@ export function toApiError(err: unknown, maxBodyBytes: number): ApiError {
 /** The response envelope of DESIGN §7, in the language the client asked for. */
 export function errorResponse(c: Context<AppEnv>, apiError: ApiError): Response {
   const lang = c.get('lang') ?? negotiateLanguage(c.req.header('accept-language'));
-  const body = {
+  const message = localizedMessage(apiError.code, lang, apiError.details);
+  const envelope = {
     error: {
       code: apiError.code,
-      message: localizedMessage(apiError.code, lang, apiError.details),
+      message,
       ...(apiError.details ? { details: apiError.details } : {}),
       request_id: c.get('requestId'),
     },
   };
+  // GoTrue's error fields on auth/v1, so supabase clients' AuthApiError carries our code and
+  // message (auth-js reads msg, then error_code); the envelope stays for our own clients.
+  const body = c.req.path.startsWith('/auth/v1/') ? { code: apiError.status, error_code: apiError.code, msg: message, ...envelope } : envelope;
   const headers: Record<string, string> = {
     'Content-Language': lang,
     Vary: 'Accept-Language',

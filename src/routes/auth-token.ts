@@ -1,9 +1,9 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import { RefreshRejected } from '../auth/sessions.js';
-import type { UserRow } from '../db/queries/users.js';
-import { ApiError, invalid, unauthenticated } from '../http/api-error.js';
-import { authOptions, optionalUser, requireUser } from '../http/auth.js';
+import { findUserById, type UserRow } from '../db/queries/users.js';
+import { ApiError, invalid, notFound, unauthenticated } from '../http/api-error.js';
+import { authOptions, noClaimedUserId, optionalUser, requireUser } from '../http/auth.js';
 import type { AppEnv } from '../http/context.js';
 import type { Services } from '../services.js';
 import { bearerSecurity, errorResponses } from './schemas.js';
@@ -90,6 +90,18 @@ const logoutRoute = createRoute({
   responses: { 204: { description: 'Signed out' }, ...errorResponses(400, 401) },
 });
 
+const userRoute = createRoute({
+  method: 'get',
+  path: '/auth/v1/user',
+  tags: ['auth'],
+  summary: "The caller's user (GoTrue-compatible; supabase-js getUser() and setSession() call it)",
+  security: bearerSecurity,
+  responses: {
+    200: { description: 'The user', content: { 'application/json': { schema: GoTrueUser } } },
+    ...errorResponses(401, 403, 404),
+  },
+});
+
 /** The identity-token verifier, or ERR_5002 when this server has no audience configured. */
 export function appleIdentity(s: Services) {
   if (!s.appleIdentity) throw new ApiError('ERR_5002', { service: 'sign_in_with_apple', reason: 'not configured (APPLE_BUNDLE_ID / APPLE_SIGN_IN_AUDIENCES)' });
@@ -121,6 +133,13 @@ export function registerAuthToken(app: OpenAPIHono<AppEnv>, s: Services) {
       }
       throw err;
     }
+  });
+
+  app.use(userRoute.path, requireUser(authOptions(s), noClaimedUserId));
+  app.openapi(userRoute, async (c) => {
+    const user = await findUserById(s.db, c.get('user').id);
+    if (!user) throw notFound('user');
+    return c.json(goTrueUser(user), 200);
   });
 
   app.use(logoutRoute.path, requireUser(authOptions(s)));

@@ -4,6 +4,7 @@ import { authOptions, requireUser } from '../http/auth.js';
 import type { AppEnv } from '../http/context.js';
 import * as ledger from '../ledger/ledger.js';
 import type { Services } from '../services.js';
+import { registerGetOrPost } from './get-or-post.js';
 import { UserIdQuery, bearerSecurity, errorResponses } from './schemas.js';
 
 const CreditsResponse = z
@@ -29,7 +30,7 @@ const route = createRoute({
 
 export function registerCredits(app: OpenAPIHono<AppEnv>, s: Services) {
   app.use(route.path, requireUser(authOptions(s)));
-  app.openapi(route, async (c) => {
+  registerGetOrPost(app, route, async (c) => {
     const account = await ledger.getAccount(s.db, c.get('user').id);
     return c.json({ credits_remaining: account.available, balance: account.balance, held: account.held }, 200);
   });

@@ -6,6 +6,7 @@ import { authOptions, requireUser, type ClaimedUserId } from '../http/auth.js';
 import type { AppEnv } from '../http/context.js';
 import * as ledger from '../ledger/ledger.js';
 import type { Services } from '../services.js';
+import { registerGetOrPost } from './get-or-post.js';
 import { UserIdQuery, bearerSecurity, errorResponses } from './schemas.js';
 
 /** The app's `User` (ios-app.md §2.8): every key required, dates ISO-8601. */
@@ -104,7 +105,7 @@ const userIdFromRestFilter: ClaimedUserId = async (c) => {
 
 export function registerProfile(app: OpenAPIHono<AppEnv>, s: Services) {
   app.use(profileRoute.path, requireUser(authOptions(s)));
-  app.openapi(profileRoute, async (c) => c.json(await userProfile(s, c.get('user').id), 200));
+  registerGetOrPost(app, profileRoute, async (c) => c.json(await userProfile(s, c.get('user').id), 200));
 
   app.use(patchRoute.path, requireUser(authOptions(s), userIdFromRestFilter));
   app.openapi(patchRoute, async (c) => {

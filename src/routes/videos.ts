@@ -8,6 +8,7 @@ import type { AppEnv } from '../http/context.js';
 import { idempotency, type IdempotentEnv } from '../http/idempotency.js';
 import type { Services } from '../services.js';
 import { RESULTS_BUCKET } from '../storage/types.js';
+import { registerGetOrPost } from './get-or-post.js';
 import { UserIdQuery, bearerSecurity, errorResponses } from './schemas.js';
 
 /** The app knows four states (ios-app.md §2.11, §2.13); anything else would fail its decoder. */
@@ -193,8 +194,8 @@ export function registerVideos(app: OpenAPIHono<AppEnv>, s: Services) {
 
   // Legacy mode: the anon key polls by job id alone (see statusRoute); everything else is a user.
   app.use(statusRoute.path, async (c, next) => (isLegacyAnonCaller(c, authOptions(s)) ? next() : auth(c, next)));
-  app.openapi(statusRoute, async (c) => {
-    const job = await findJob(s.db, c.req.valid('query').job_id);
+  registerGetOrPost(app, statusRoute, async (c, q) => {
+    const job = await findJob(s.db, q.job_id);
     if (!job || job.deleted_at) throw notFound('job');
     if (!c.get('user')) {
       const { prompt: _prompt, error_code: _code, error_message: _message, ...status } = await view(job);
@@ -206,8 +207,7 @@ export function registerVideos(app: OpenAPIHono<AppEnv>, s: Services) {
   });
 
   app.use(historyRoute.path, auth);
-  app.openapi(historyRoute, async (c) => {
-    const q = c.req.valid('query');
+  registerGetOrPost(app, historyRoute, async (c, q) => {
     const rows = await listJobs(s.db, c.get('user').id, {
       limit: q.limit,
       offset: q.offset,
