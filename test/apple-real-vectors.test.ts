@@ -6,19 +6,15 @@ import { loadConfig } from '../src/config.js';
 
 /**
  * Apple's real chain, not ours: a genuine Apple-signed sandbox Consumable transaction
- * (shared/test-vectors/apple) checked by the production verifier configured with the real Apple
+ * (test/vectors/apple, copied from shared/test-vectors/apple) checked by the production verifier configured with the real Apple
  * Root CA - G3 that ships in assets/apple. Our test PKI alone would prove nothing about Apple's
  * certificates, OIDs or signature encoding. Online checks are off because the vector's leaf
  * expired in 2025: the library then validates the chain at the payload's signedDate.
  */
 
-// The vectors are third-party data kept in the team's shared folder, not in this repository:
-// beside the checkout (../shared), or the workplace's copy, or wherever TEST_APPLE_VECTORS_DIR says.
-const candidates = [
-  process.env.TEST_APPLE_VECTORS_DIR,
-  path.resolve(import.meta.dirname, '../../shared/test-vectors/apple'),
-  '/work/shared/test-vectors/apple',
-].filter((d): d is string => Boolean(d));
+// The vectors are third-party public data, copied into test/vectors/apple (sources in its README);
+// TEST_APPLE_VECTORS_DIR may point elsewhere.
+const candidates = [process.env.TEST_APPLE_VECTORS_DIR, path.resolve(import.meta.dirname, 'vectors/apple')].filter((d): d is string => Boolean(d));
 const VECTORS = candidates.find((d) => existsSync(path.join(d, 'sandbox-consumable-transaction.jws')));
 if (!VECTORS) throw new Error(`Apple test vectors not found; looked in ${candidates.join(', ')} (set TEST_APPLE_VECTORS_DIR)`);
 const jws = readFileSync(path.join(VECTORS, 'sandbox-consumable-transaction.jws'), 'utf8').trim();
