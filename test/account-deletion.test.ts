@@ -1,21 +1,13 @@
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FakeAppleId, appleSub, signServerEvent } from './fakes/apple-id.js';
-import { FakeDeviceCheck, deviceToken } from './fakes/device-check.js';
+import { describe, expect, it } from 'vitest';
+import { useFakeAppleId, appleSub, signServerEvent } from './fakes/apple-id.js';
+import { useFakeDeviceCheck, deviceToken } from './fakes/device-check.js';
 import { useTestApp, type Guest, type TestApp } from './harness.js';
 
 /** Account deletion: in-app (delete-account) and by Apple's Sign in with Apple notifications. */
 
-const apple = new FakeAppleId('com.rendioai.app');
-const deviceCheck = new FakeDeviceCheck();
-beforeAll(async () => {
-  await apple.start();
-  await deviceCheck.start();
-});
-afterAll(async () => {
-  await apple.server.stop();
-  await deviceCheck.stop();
-});
+const apple = useFakeAppleId();
+const deviceCheck = useFakeDeviceCheck();
 
 const JPEG = Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, 0x4a, 0x46, 0x49, 0x46, 0x00, 0x01, 0xff, 0xd9]);
 

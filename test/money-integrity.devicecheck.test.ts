@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { FakeAppleId, appleSub } from './fakes/apple-id.js';
-import { FakeDeviceCheck, deviceToken } from './fakes/device-check.js';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { useFakeAppleId, appleSub } from './fakes/apple-id.js';
+import { useFakeDeviceCheck, deviceToken } from './fakes/device-check.js';
 import { useTestApp } from './harness.js';
 
 /**
@@ -10,16 +10,8 @@ import { useTestApp } from './harness.js';
  * in with Apple, which released its device_id.
  */
 
-const apple = new FakeAppleId('com.rendioai.app');
-const deviceCheck = new FakeDeviceCheck();
-beforeAll(async () => {
-  await apple.start();
-  await deviceCheck.start();
-});
-afterAll(async () => {
-  await apple.server.stop();
-  await deviceCheck.stop();
-});
+const apple = useFakeAppleId();
+const deviceCheck = useFakeDeviceCheck();
 
 describe('money integrity: the free grant after a failed DeviceCheck mark and a merge', () => {
   const t = useTestApp(() => ({ ...deviceCheck.env(), ...apple.env() }));

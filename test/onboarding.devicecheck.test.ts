@@ -1,12 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { FakeDeviceCheck, deviceToken } from './fakes/device-check.js';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { deviceToken, useFakeDeviceCheck } from './fakes/device-check.js';
 import { useTestApp } from './harness.js';
 
 describe('guest onboarding with Apple DeviceCheck (local fake)', () => {
-  const apple = new FakeDeviceCheck();
-  beforeAll(() => apple.start());
-  afterAll(() => apple.stop());
+  const apple = useFakeDeviceCheck();
   beforeEach(() => apple.server.clearFaults());
   const t = useTestApp(() => apple.env());
 
@@ -73,9 +71,7 @@ describe('guest onboarding with Apple DeviceCheck (local fake)', () => {
 });
 
 describe('guest onboarding under a burst (DeviceCheck fake)', () => {
-  const apple = new FakeDeviceCheck();
-  beforeAll(() => apple.start());
-  afterAll(() => apple.stop());
+  const apple = useFakeDeviceCheck();
   // The fake answers from this test process's event loop, which the 100 in-process requests keep
   // busy: on a loaded 2-core CI machine its answers can take seconds. This test is about one user
   // and one grant, not about latency, so it gives Apple more time than the timeout test above.

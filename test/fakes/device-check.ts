@@ -1,5 +1,6 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { importSPKI, jwtVerify, decodeProtectedHeader } from 'jose';
+import { afterAll, beforeAll } from 'vitest';
 import { FakeHttpServer, type FakeRequest, type FakeResponse } from './http.js';
 
 /**
@@ -124,4 +125,16 @@ export class FakeDeviceCheck {
         return text(404, 'Not Found');
     }
   }
+}
+
+/** The DeviceCheck fake for a test file (or describe block): started before its tests, stopped after them. */
+export function useFakeDeviceCheck(): FakeDeviceCheck {
+  const deviceCheck = new FakeDeviceCheck();
+  beforeAll(async () => {
+    await deviceCheck.start();
+  });
+  afterAll(async () => {
+    await deviceCheck.stop();
+  });
+  return deviceCheck;
 }
