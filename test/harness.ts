@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import pg from 'pg';
 import { afterAll, afterEach, beforeAll, expect, inject } from 'vitest';
 import { buildApp, type App } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
@@ -115,6 +116,23 @@ export class TestApp {
 
   async generate(guest: Guest, body: Record<string, unknown>, key: string = randomUUID().toUpperCase()): Promise<Response> {
     return this.post('/functions/v1/generate-video', { token: guest.accessToken, body, headers: { 'idempotency-key': key } });
+  }
+
+  /**
+   * Runs a locking statement in an open transaction on a connection of its own, as another session
+   * would, and keeps the locks until release(): how tests make a request wait at a known step.
+   */
+  async holdLocks(sql: string, values: unknown[] = []): Promise<{ release: () => Promise<void> }> {
+    const client = new pg.Client({ connectionString: this.dbUrl });
+    await client.connect();
+    await client.query('BEGIN');
+    await client.query(sql, values);
+    return {
+      release: async () => {
+        await client.query('COMMIT');
+        await client.end();
+      },
+    };
   }
 
   async assertLedgerInvariants(): Promise<void> {

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { fingerprint } from '../src/http/idempotency.js';
 import { useTestApp, type TestApp } from './harness.js';
@@ -23,18 +22,7 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, timeo
 }
 
 /** Holds the user's account row locked from another connection, as a long transaction would. */
-async function blockAccount(t: TestApp, userId: string): Promise<{ release: () => Promise<void> }> {
-  const client = new pg.Client({ connectionString: t.dbUrl });
-  await client.connect();
-  await client.query('BEGIN');
-  await client.query('SELECT 1 FROM credit_accounts WHERE user_id = $1 FOR UPDATE', [userId]);
-  return {
-    release: async () => {
-      await client.query('COMMIT');
-      await client.end();
-    },
-  };
-}
+const blockAccount = (t: TestApp, userId: string) => t.holdLocks('SELECT 1 FROM credit_accounts WHERE user_id = $1 FOR UPDATE', [userId]);
 
 async function keyRow(t: TestApp, key: string) {
   const { rows } = await t.db.query(

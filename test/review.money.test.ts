@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordObject } from '../src/db/queries/storage.js';
 import { useAppStoreFakes } from './fakes/app-store.js';
@@ -127,20 +126,16 @@ describe('review: deletion vs Sign in with Apple', () => {
     const a = await appleAccount(t());
     const g = await t().createGuest();
     // A reader holds the account's row for a moment, so both requests queue on it: deletion first.
-    const blocker = new pg.Client({ connectionString: t().dbUrl });
-    await blocker.connect();
     let deletion: Promise<Response>;
     let signedIn: Promise<Response>;
+    const blocker = await t().holdLocks('SELECT 1 FROM users WHERE id = $1 FOR KEY SHARE', [a.userId]);
     try {
-      await blocker.query('BEGIN');
-      await blocker.query('SELECT 1 FROM users WHERE id = $1 FOR KEY SHARE', [a.userId]);
       deletion = t().post('/functions/v1/delete-account', { token: a.accessToken });
       await queued(t(), 1);
       signedIn = signIn(t(), await apple.identityToken({ sub: a.sub }), g);
       await queued(t(), 2, signedIn);
     } finally {
-      await blocker.query('COMMIT');
-      await blocker.end();
+      await blocker.release();
     }
     expect((await deletion).status).toBe(200);
     const res = await signedIn;
@@ -205,21 +200,17 @@ describe('review: idempotency keys vs a merge', () => {
 
     // Something else holds the guest's session row for a moment: the merge stops after moving the
     // keys (revoking the guest's sessions), with its transaction still open.
-    const blocker = new pg.Client({ connectionString: t().dbUrl });
-    await blocker.connect();
     let retry: Promise<Response>;
     let merged: Promise<Response>;
+    const blocker = await t().holdLocks('SELECT 1 FROM auth_sessions WHERE user_id = $1 FOR UPDATE', [g.userId]);
     try {
-      await blocker.query('BEGIN');
-      await blocker.query('SELECT 1 FROM auth_sessions WHERE user_id = $1 FOR UPDATE', [g.userId]);
       merged = signIn(t(), await apple.identityToken({ sub: a.sub }), g);
       await queued(t(), 1); // the merge, stopped at revoking the guest's sessions
       // The app retries the lost answer with the same key (its guest session still authenticates).
       retry = t().generate(g, body, key);
       await queued(t(), 2, retry); // today: its key claim waits for the merge's key move
     } finally {
-      await blocker.query('COMMIT');
-      await blocker.end();
+      await blocker.release();
     }
     expect((await merged).status).toBe(200);
     const r = await retry;
