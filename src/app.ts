@@ -3,7 +3,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { cors } from 'hono/cors';
 import { ApiError } from './http/api-error.js';
 import type { AppEnv } from './http/context.js';
-import { exceptCallbacks, rejectUnstorableText, requestContext, requireApiKey, requireJsonBody } from './http/middleware.js';
+import { exceptCallbacks, rejectUnstorableText, requestContext, requireApiKey, requireJsonBody, unlessBodiless } from './http/middleware.js';
 import { createErrorHandler } from './http/on-error.js';
 import { createRouter } from './http/router.js';
 import { registerAccount } from './routes/account.js';
@@ -54,12 +54,14 @@ export function buildApp(s: Services) {
     app.use(
       prefix,
       exceptCallbacks(
-        bodyLimit({
-          maxSize: s.config.maxJsonBodyBytes,
-          onError: () => {
-            throw new ApiError('ERR_4015', { limit_bytes: s.config.maxJsonBodyBytes });
-          },
-        }),
+        unlessBodiless(
+          bodyLimit({
+            maxSize: s.config.maxJsonBodyBytes,
+            onError: () => {
+              throw new ApiError('ERR_4015', { limit_bytes: s.config.maxJsonBodyBytes });
+            },
+          }),
+        ),
       ),
     );
     app.use(prefix, exceptCallbacks(rejectUnstorableText()));

@@ -116,6 +116,7 @@ async function main() {
     await step('metrics http', () => servers?.metrics?.close());
     await step('worker', () => worker?.stop());
     await step('events', () => services.events.close());
+    await step('catalogue', () => services.catalogue.close());
     await step('error log', () => services.errorLog.drain());
     await step('api pool', () => apiDb?.end());
     await step('worker pool', () => workerDb?.end());

@@ -18,6 +18,7 @@ import { AccountDeletionService } from './auth/account-deletion.js';
 import type { GenerationService } from './jobs/generate.js';
 import type { VideoJobService } from './jobs/video-jobs.js';
 import { JobEvents } from './jobs/events.js';
+import { CatalogueCache } from './catalogue/cache.js';
 import type { WorkerDeps } from './jobs/worker.js';
 
 /** Everything a route may use, built once at start-up (main.ts) or per test (test/harness.ts). */
@@ -36,6 +37,7 @@ export interface Services {
   jobs: VideoJobService;
   generation: GenerationService;
   events: JobEvents;
+  catalogue: CatalogueCache;
   appStore: AppStore | undefined;
   purchases: PurchaseService;
   appleIdentity: AppleIdentityVerifier | undefined;
@@ -120,6 +122,7 @@ export function buildServices(opts: {
   metrics.gauge('rendio_db_pool_waiting', 'Requests waiting for a connection', () => db.waitingCount);
   metrics.gauge('rendio_error_log_dropped', 'error_log rows not stored (overload or database down)', () => errorLog.dropped);
   const events = new JobEvents(opts.databaseUrl, log);
+  const catalogue = new CatalogueCache(db, opts.databaseUrl, log);
   const appStore = config.appStore ? new AppStoreClient(config.appStore, config.appleRootCertificates) : undefined;
   const enqueueConsumptionInfo = (tx: Queryable, notificationUuid: string) =>
     enqueue(tx, 'send_consumption_info', { notificationUuid }, { jobKey: `consumption:${notificationUuid}` });
@@ -158,6 +161,7 @@ export function buildServices(opts: {
     jobs,
     generation,
     events,
+    catalogue,
     appStore,
     purchases,
     appleIdentity,

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { useTestApp } from './harness.js';
 
 // The exact queries the shipped app sends (ios-app.md §2.4–2.5).
@@ -82,10 +82,39 @@ describe('catalogue', () => {
     expect(await cached.text()).toBe('');
     expect((await t().get('/functions/v1/get-models', { headers: { 'if-none-match': `W/${etag}, "other"` } })).status).toBe(304);
 
+    // Written as another process would (no in-process invalidation): the NOTIFY reaches the cache.
     await t().db.query("UPDATE models SET is_available = false WHERE id = 'pika-2.2-text-to-video'");
-    const changed = await t().get('/functions/v1/get-models', { headers: { 'if-none-match': etag } });
-    expect(changed.status).toBe(200);
+    const changed = await vi.waitFor(
+      async () => {
+        const r = await t().get('/functions/v1/get-models', { headers: { 'if-none-match': etag } });
+        expect(r.status).toBe(200);
+        return r;
+      },
+      { timeout: 10_000, interval: 20 },
+    );
     expect(changed.headers.get('ETag')).not.toBe(etag);
+    expect(((await changed.json()) as { models: { id: string }[] }).models.map((m) => m.id)).not.toContain('pika-2.2-text-to-video');
     await t().db.query("UPDATE models SET is_available = true WHERE id = 'pika-2.2-text-to-video'");
+  });
+
+  it('get-models after the LISTEN connection dies: changes made meanwhile are still seen, and caching resumes', async () => {
+    const before = (await t().get('/functions/v1/get-models')).headers.get('ETag');
+    const killed = await t().db.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'rendio-catalogue' AND datname = current_database()");
+    expect(killed.rowCount).toBe(1);
+    await t().db.query("UPDATE models SET is_featured = NOT is_featured WHERE id = 'kling-2.6-pro-text-to-video'");
+    try {
+      await vi.waitFor(async () => expect((await t().get('/functions/v1/get-models')).headers.get('ETag')).not.toBe(before), { timeout: 10_000, interval: 20 });
+      // A new LISTEN is opened on demand; the next change reaches the cache through it.
+      await vi.waitFor(async () => {
+        const { rowCount } = await t().db.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'rendio-catalogue' AND datname = current_database()");
+        expect(rowCount).toBe(1);
+        await t().get('/functions/v1/get-models');
+      }, { timeout: 15_000, interval: 100 });
+      const cachedTag = (await t().get('/functions/v1/get-models')).headers.get('ETag');
+      await t().db.query("UPDATE models SET is_featured = NOT is_featured WHERE id = 'kling-2.6-pro-text-to-video'");
+      await vi.waitFor(async () => expect((await t().get('/functions/v1/get-models')).headers.get('ETag')).not.toBe(cachedTag), { timeout: 10_000, interval: 20 });
+    } finally {
+      await t().db.query("UPDATE models SET is_featured = false WHERE id = 'kling-2.6-pro-text-to-video'");
+    }
   });
 });

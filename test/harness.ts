@@ -143,6 +143,7 @@ export class TestApp {
   async close(): Promise<void> {
     await this.stopWorker();
     await this.services.events.close();
+    await this.services.catalogue.close();
     await this.services.errorLog.drain();
     await this.db.end();
     await this.services.workerDb.end();

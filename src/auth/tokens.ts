@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual, webcrypto } from 'node:crypto';
 import { SignJWT, jwtVerify, errors as joseErrors } from 'jose';
 
 /**
@@ -32,7 +32,8 @@ export class InvalidAccessToken extends Error {
 export const ACCESS_TOKEN_AUDIENCE = 'authenticated';
 
 export class AccessTokens {
-  private readonly key: Uint8Array;
+  // Imported once: jose given raw bytes re-imports the HMAC key through WebCrypto on every call.
+  private readonly key: Promise<webcrypto.CryptoKey>;
 
   constructor(
     secret: string,
@@ -40,7 +41,7 @@ export class AccessTokens {
     private readonly ttlSeconds: number,
     private readonly now: () => number = Date.now,
   ) {
-    this.key = new TextEncoder().encode(secret);
+    this.key = hmacKey(secret);
   }
 
   async sign(claims: AccessClaims & { email?: string | null }): Promise<SignedAccessToken> {
@@ -58,14 +59,14 @@ export class AccessTokens {
       .setAudience(ACCESS_TOKEN_AUDIENCE)
       .setIssuedAt(iat)
       .setExpirationTime(exp)
-      .sign(this.key);
+      .sign(await this.key);
     return { token, expiresIn: this.ttlSeconds, expiresAt: exp };
   }
 
   /** Verifies signature (constant time, inside WebCrypto), algorithm, issuer, audience and expiry. */
   async verify(token: string): Promise<AccessClaims> {
     try {
-      const { payload } = await jwtVerify(token, this.key, {
+      const { payload } = await jwtVerify(token, await this.key, {
         algorithms: ['HS256'],
         issuer: this.issuer,
         audience: ACCESS_TOKEN_AUDIENCE,
@@ -81,6 +82,12 @@ export class AccessTokens {
       throw new InvalidAccessToken('token invalid');
     }
   }
+}
+
+/** An HS256 key for jose, imported once per secret. */
+export function hmacKey(secret: string | Uint8Array): Promise<webcrypto.CryptoKey> {
+  const raw = typeof secret === 'string' ? new TextEncoder().encode(secret) : secret;
+  return webcrypto.subtle.importKey('raw', raw, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify']);
 }
 
 export function newRefreshToken(): string {

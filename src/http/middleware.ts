@@ -82,7 +82,8 @@ const UNSTORABLE_REASON = 'text must be valid Unicode without U+0000';
  */
 export function rejectUnstorableText(): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    for (const [name, value] of new URL(c.req.url).searchParams) {
+    const url = c.req.url;
+    for (const [name, value] of url.includes('?') ? new URL(url).searchParams : []) {
       if (!isStorableText(name) || !isStorableText(value)) throw unstorable(storableText(name), 'query');
     }
     if (sendsBody(c) && JSON_TYPE.test(c.req.header('content-type') ?? '')) {
@@ -106,6 +107,15 @@ const unstorable = (field: string, location: 'query' | 'json') =>
     : new ApiError('ERR_4008', { reason: `${field}: ${UNSTORABLE_REASON}`, field, location });
 
 const CALLBACK_PATHS = ['/functions/v1/provider-webhook/', '/functions/v1/apple-server-notifications', '/functions/v1/apple-signin-notifications'];
+
+/**
+ * Runs the middleware only for methods that may carry a body. GET and HEAD cannot (fetch refuses
+ * to build such a Request), and asking for `c.req.raw.body` makes @hono/node-server materialise a
+ * full Request on every read: measurable on the status poll, the hottest path.
+ */
+export function unlessBodiless(mw: MiddlewareHandler<AppEnv>): MiddlewareHandler<AppEnv> {
+  return (c, next) => (c.req.method === 'GET' || c.req.method === 'HEAD' ? next() : mw(c, next));
+}
 
 /** Runs the middleware for everything but server-to-server callbacks. */
 export function exceptCallbacks(mw: MiddlewareHandler<AppEnv>): MiddlewareHandler<AppEnv> {

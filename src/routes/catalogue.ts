@@ -1,10 +1,8 @@
-import { createHash } from 'node:crypto';
 import { createRoute, z } from '@hono/zod-openapi';
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import {
   MODELS_TABLE,
   THEMES_TABLE,
-  listAvailableModels,
   publicModel,
   queryModels,
   queryThemes,
@@ -105,9 +103,7 @@ const pick = (row: Record<string, unknown>, columns: string[]) => Object.fromEnt
 
 export function registerCatalogue(app: OpenAPIHono<AppEnv>, s: Services) {
   app.openapi(getModelsRoute, async (c) => {
-    const models = (await listAvailableModels(s.db)).map(publicModel);
-    const body = JSON.stringify({ models });
-    const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`;
+    const { body, etag } = await s.catalogue.models();
     // Short max-age: an admin toggling a model should reach clients within minutes.
     c.header('ETag', etag);
     c.header('Cache-Control', 'public, max-age=300');

@@ -3,6 +3,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { SignJWT, jwtVerify } from 'jose';
+import { hmacKey } from '../auth/tokens.js';
+import { SignedUrlCache } from './signed-url-cache.js';
 import { StorageKeyConflict, StorageUnavailable, isSafeKey, type Bucket, type ByteRange, type ObjectBody, type ObjectStore, type StoredFile } from './types.js';
 
 const PATH_CLASHES = new Set(['ENOTDIR', 'EISDIR', 'EEXIST', 'ENOTEMPTY', 'ENAMETOOLONG']);
@@ -18,14 +20,15 @@ const PATH_CLASHES = new Set(['ENOTDIR', 'EISDIR', 'EEXIST', 'ENOTEMPTY', 'ENAME
  */
 export class LocalObjectStore implements ObjectStore {
   readonly kind = 'local' as const;
-  private readonly key: Uint8Array;
+  private readonly key: ReturnType<typeof hmacKey>;
+  private readonly urls = new SignedUrlCache((bucket, key, ttl) => this.sign(bucket, key, ttl));
 
   constructor(
     private readonly root: string,
     private readonly publicUrl: string,
     secret: string,
   ) {
-    this.key = new TextEncoder().encode(`storage:${secret}`);
+    this.key = hmacKey(`storage:${secret}`);
   }
 
   private file(bucket: Bucket, key: string): string {
@@ -75,21 +78,26 @@ export class LocalObjectStore implements ObjectStore {
   }
 
   async delete(bucket: Bucket, key: string): Promise<void> {
+    this.urls.forget(bucket, key);
     await fs.rm(this.file(bucket, key), { force: true });
   }
 
-  async signedUrl(bucket: Bucket, key: string, expiresInSeconds: number): Promise<string> {
+  signedUrl(bucket: Bucket, key: string, expiresInSeconds: number): Promise<string> {
+    return this.urls.signedUrl(bucket, key, expiresInSeconds);
+  }
+
+  private async sign(bucket: Bucket, key: string, expiresInSeconds: number): Promise<string> {
     const token = await new SignJWT({ url: `${bucket}/${key}` })
       .setProtectedHeader({ alg: 'HS256' })
       .setExpirationTime(Math.floor(Date.now() / 1000) + expiresInSeconds)
-      .sign(this.key);
+      .sign(await this.key);
     return `${this.publicUrl}/storage/v1/object/sign/${bucket}/${key}?token=${token}`;
   }
 
   /** True when token was issued by signedUrl for exactly this object and has not expired. */
   async verifySignedToken(bucket: string, key: string, token: string): Promise<boolean> {
     try {
-      const { payload } = await jwtVerify(token, this.key, { algorithms: ['HS256'] });
+      const { payload } = await jwtVerify(token, await this.key, { algorithms: ['HS256'] });
       return payload.url === `${bucket}/${key}`;
     } catch {
       return false;

@@ -7,6 +7,7 @@ import {
   S3ServiceException,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { SignedUrlCache } from './signed-url-cache.js';
 import { StorageUnavailable, isSafeKey, type Bucket, type ByteRange, type ObjectBody, type ObjectStore, type StoredFile } from './types.js';
 
 export interface S3StoreConfig {
@@ -29,6 +30,7 @@ export interface S3StoreConfig {
 export class S3ObjectStore implements ObjectStore {
   readonly kind = 's3' as const;
   private readonly client: S3Client;
+  private readonly urls = new SignedUrlCache((bucket, key, ttl) => this.presign(bucket, key, ttl));
 
   constructor(private readonly cfg: S3StoreConfig) {
     this.client = new S3Client({
@@ -82,6 +84,7 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async delete(bucket: Bucket, key: string): Promise<void> {
+    this.urls.forget(bucket, key);
     try {
       // S3 answers 204 for a key that does not exist, so deleting twice is harmless.
       await this.client.send(new DeleteObjectCommand({ Bucket: this.cfg.bucket, Key: this.objectKey(bucket, key) }));
@@ -90,7 +93,11 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  async signedUrl(bucket: Bucket, key: string, expiresInSeconds: number): Promise<string> {
+  signedUrl(bucket: Bucket, key: string, expiresInSeconds: number): Promise<string> {
+    return this.urls.signedUrl(bucket, key, expiresInSeconds);
+  }
+
+  private async presign(bucket: Bucket, key: string, expiresInSeconds: number): Promise<string> {
     // Presigning is a local HMAC computation: no request leaves the process.
     return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.cfg.bucket, Key: this.objectKey(bucket, key) }), {
       expiresIn: expiresInSeconds,
