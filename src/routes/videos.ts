@@ -1,7 +1,7 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { streamSSE } from 'hono/streaming';
 import type { OpenAPIHono } from '@hono/zod-openapi';
-import { findJob, listJobs, type VideoJobRow } from '../db/queries/video-jobs.js';
+import { findJobView, listJobs, type JobViewRow } from '../db/queries/video-jobs.js';
 import { invalid, notFound } from '../http/api-error.js';
 import { authOptions, isLegacyAnonCaller, requireUser } from '../http/auth.js';
 import type { AppEnv } from '../http/context.js';
@@ -160,7 +160,7 @@ function decodeCursor(cursor: string): string {
 }
 
 export function registerVideos(app: OpenAPIHono<AppEnv>, s: Services) {
-  const view = async (job: VideoJobRow): Promise<z.infer<typeof JobView>> => ({
+  const view = async (job: JobViewRow): Promise<z.infer<typeof JobView>> => ({
     job_id: job.job_id,
     status: PUBLIC_STATUS[job.status],
     prompt: job.prompt,
@@ -195,7 +195,7 @@ export function registerVideos(app: OpenAPIHono<AppEnv>, s: Services) {
   // Legacy mode: the anon key polls by job id alone (see statusRoute); everything else is a user.
   app.use(statusRoute.path, async (c, next) => (isLegacyAnonCaller(c, authOptions(s)) ? next() : auth(c, next)));
   registerGetOrPost(app, statusRoute, async (c, q) => {
-    const job = await findJob(s.db, q.job_id);
+    const job = await findJobView(s.db, q.job_id);
     if (!job || job.deleted_at) throw notFound('job');
     if (!c.get('user')) {
       const { prompt: _prompt, error_code: _code, error_message: _message, ...status } = await view(job);
@@ -221,7 +221,7 @@ export function registerVideos(app: OpenAPIHono<AppEnv>, s: Services) {
   app.openapi(eventsRoute, async (c) => {
     const jobId = c.req.valid('query').job_id;
     const userId = c.get('user').id;
-    const owned = await findJob(s.db, jobId);
+    const owned = await findJobView(s.db, jobId);
     if (!owned || owned.user_id !== userId || owned.deleted_at) throw notFound('job');
     return streamSSE(c, async (stream) => {
       let wake: () => void = () => undefined;
@@ -234,7 +234,7 @@ export function registerVideos(app: OpenAPIHono<AppEnv>, s: Services) {
             wake = () => resolve(true);
             setTimeout(() => resolve(false), HEARTBEAT_MS).unref();
           });
-          const job = await findJob(s.db, jobId);
+          const job = await findJobView(s.db, jobId);
           if (!job || job.deleted_at) {
             await stream.writeSSE({ event: 'deleted', data: JSON.stringify({ job_id: jobId }) });
             return;

@@ -35,6 +35,17 @@ export interface VideoJobRow {
 const JOB_SELECT = `SELECT j.*, m.name AS model_name, m.provider_model_id, m.category
   FROM video_jobs j JOIN models m ON m.id = j.model_id`;
 
+/** What a client is shown of a job (get-video-status, history, streams): a narrow row, read often. */
+export type JobViewRow = Pick<
+  VideoJobRow,
+  'job_id' | 'user_id' | 'status' | 'prompt' | 'model_name' | 'credits_used' | 'video_key' | 'thumbnail_key' | 'error_code' | 'error_message' | 'created_at' | 'deleted_at'
+>;
+
+// Only the columns a view needs: the jsonb settings and provider state cost more to parse than the query.
+const JOB_VIEW_SELECT = `SELECT j.job_id, j.user_id, j.status, j.prompt, m.name AS model_name, j.credits_used, j.video_key, j.thumbnail_key,
+       j.error_code, j.error_message, j.created_at, j.deleted_at
+  FROM video_jobs j JOIN models m ON m.id = j.model_id`;
+
 /** What a new job row is made of. */
 export interface JobInsert {
   jobId: string;
@@ -62,6 +73,11 @@ export async function insertJob(db: Queryable, j: JobInsert): Promise<{ created_
 
 export async function findJob(db: Queryable, jobId: string): Promise<VideoJobRow | undefined> {
   const { rows } = await db.query<VideoJobRow>(`${JOB_SELECT} WHERE j.job_id = $1`, [jobId]);
+  return rows[0];
+}
+
+export async function findJobView(db: Queryable, jobId: string): Promise<JobViewRow | undefined> {
+  const { rows } = await db.query<JobViewRow>(`${JOB_VIEW_SELECT} WHERE j.job_id = $1`, [jobId]);
   return rows[0];
 }
 
@@ -168,7 +184,7 @@ export async function listJobs(
   db: Queryable,
   userId: string,
   page: { limit: number; offset?: number; afterJobId?: string },
-): Promise<VideoJobRow[]> {
+): Promise<JobViewRow[]> {
   const values: unknown[] = [userId, page.limit];
   let where = 'j.user_id = $1 AND j.deleted_at IS NULL';
   if (page.afterJobId) {
@@ -177,8 +193,8 @@ export async function listJobs(
     where += ' AND (j.created_at, j.job_id) < (SELECT created_at, job_id FROM video_jobs WHERE job_id = $3 AND user_id = $1)';
   }
   const offset = page.afterJobId ? '' : ` OFFSET ${Math.max(0, page.offset ?? 0)}`;
-  const { rows } = await db.query<VideoJobRow>(
-    `${JOB_SELECT} WHERE ${where} ORDER BY j.created_at DESC, j.job_id DESC LIMIT $2${offset}`,
+  const { rows } = await db.query<JobViewRow>(
+    `${JOB_VIEW_SELECT} WHERE ${where} ORDER BY j.created_at DESC, j.job_id DESC LIMIT $2${offset}`,
     values,
   );
   return rows;
