@@ -1,123 +1,194 @@
 /**
- * `npm run bench`: load on the real server, as a separate process, over loopback, against real
- * PostgreSQL. Scenarios: generate-video (distinct Idempotency-Keys, simulator at zero delay, so the
- * worker completes jobs while the API takes new ones) and get-video-status. Prints req/s, p50/p99
- * latency and the server's peak RSS per scenario, then checks the ledger invariants.
+ * `npm run bench`: the hot paths of the real server, measured against baselines in the same run.
  *
- *   npm run bench -- [--duration 10] [--connections 20] [--users 40] [--database-url postgres://…]
+ *   npm run bench -- [--duration 10] [--rounds 3] [--warmup 3] [--connections 20] [--users 40]
+ *                    [--database-url postgres://…] [--no-embedded]
  *
- * The database URL names an admin connection; the bench creates and drops its own database there.
- * Default: the local PostgreSQL on 127.0.0.1:5432, else the embedded one in a temporary directory.
+ * The server runs as its own process (compiled dist/main.js when built, else through tsx) over
+ * loopback against real PostgreSQL, first as API + worker (simulator at zero delay, so jobs complete
+ * while requests arrive), then as ROLE=api. Baselines, with the project's own library versions:
+ * bare Hono + jose + one primary-key select (bench/baseline-server.mjs), bare Hono serving static
+ * JSON, and pgbench running generate-video's own statements (bench/generate-video.pgbench.sql).
+ * Every scenario has a warm-up and `rounds` rounds; the median round is reported, with the CPU the
+ * server and the whole PostgreSQL cluster spent per request. Also: peak RSS (VmHWM) and cold starts.
+ * Prints the table, writes bench/results/latest.json and the results section of docs/PERFORMANCE.md,
+ * checks the ledger invariants (exit 1 on a violation) and drops every database it created.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
-import autocannon from 'autocannon';
+import { parseArgs, promisify } from 'node:util';
 import pg from 'pg';
-import { createPool } from '../src/db/pool.js';
 import { startEmbeddedDatabase, type EmbeddedDatabase } from '../src/db/embedded.js';
+import { migrate } from '../src/db/migrate.js';
+import { createPool } from '../src/db/pool.js';
+import { installQueueSchema } from '../src/jobs/queue.js';
 import { adminAdjust } from '../src/ledger/ledger.js';
 import { verifyLedger } from '../src/ledger/verify.js';
 import { createLogger } from '../src/logger.js';
 import { adminQuery, withDatabase } from '../test/db.js';
-import { deviceToken } from '../test/fakes/device-check.js';
+import { clusterCpuMs, coldStartMs, freePort, measure, peakRssMib, spawnNode, stop, waitForAnswer, type Load, type Measured } from './measure.js';
+import { writeReport, type Row } from './report.js';
 
 const { values: args } = parseArgs({
   options: {
     duration: { type: 'string', default: '10' },
+    rounds: { type: 'string', default: '3' },
+    warmup: { type: 'string', default: '3' },
     connections: { type: 'string', default: '20' },
     users: { type: 'string', default: '40' },
     'database-url': { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/postgres' },
-    out: { type: 'string', default: path.join('bench', 'last-run.json') },
+    'no-embedded': { type: 'boolean', default: false },
   },
 });
-const DURATION_S = Number(args.duration);
-const CONNECTIONS = Number(args.connections);
+const LOAD: Load = { durationS: Number(args.duration), rounds: Number(args.rounds), warmupS: Number(args.warmup), connections: Number(args.connections) };
 const USERS = Number(args.users);
 const ROOT = path.resolve(import.meta.dirname, '..');
+const JWT_SECRET = randomBytes(32).toString('hex');
+const COMPILED = existsSync(path.join(ROOT, 'dist', 'main.js'));
+const SERVER_ARGS = COMPILED ? ['dist/main.js'] : ['--import', 'tsx', 'src/main.ts'];
 
-interface ScenarioResult {
-  scenario: string;
-  requests: number;
-  req_per_s: number;
-  p50_ms: number;
-  p99_ms: number;
-  non_2xx: number;
-  errors: number;
-  peak_rss_mib: number;
-}
+const created: string[] = [];
+
+/** Without DEVICE_CHECK_* the server takes any well-formed token (development only): opaque base64 like Apple's. */
+const deviceToken = (device: string) => Buffer.from(`bench-device:${device}:${randomBytes(48).toString('hex')}`).toString('base64');
+const children: ChildProcess[] = [];
 
 async function main() {
   const { adminUrl, embedded } = await adminDatabase(args['database-url']);
-  const dbName = `rendio_bench_${randomBytes(4).toString('hex')}`;
-  await adminQuery(adminUrl, `CREATE DATABASE ${dbName}`);
-  const dbUrl = withDatabase(adminUrl, dbName);
   const dataDir = mkdtempSync(path.join(tmpdir(), 'rendio-bench-'));
-  const port = await freePort();
-  const base = `http://127.0.0.1:${port}`;
-  let server: ChildProcess | undefined;
+  const rows: Row[] = [];
+  const extra: Record<string, unknown> = {};
   try {
-    server = startServer(dbUrl, dataDir, port);
-    await waitUntilReady(base, server);
-    const users = await onboardUsers(base, dbUrl);
-    const version = (await adminQuery(adminUrl, 'SHOW server_version')).rows[0].server_version;
-    console.log(`server pid ${server.pid} on ${base}; PostgreSQL ${version}; ${USERS} users; ${CONNECTIONS} connections; ${DURATION_S} s per scenario`);
+    const dbUrl = await newDatabase(adminUrl);
+    const version = (await adminQuery(adminUrl, 'SHOW server_version')).rows[0].server_version as string;
+    const postmasterPid = await findPostmasterPid(adminUrl);
+    console.log(`PostgreSQL ${version}${postmasterPid ? '' : ' (its CPU is not readable here)'}; server ${COMPILED ? 'dist/main.js' : 'src/main.ts via tsx'}; ${USERS} users; ${LOAD.connections} connections; warm-up ${LOAD.warmupS} s, then ${LOAD.rounds} × ${LOAD.durationS} s`);
 
-    const results: ScenarioResult[] = [];
-    const jobIds: string[] = [];
-    let turn = 0;
-    results.push(
-      await scenario('generate-video (distinct keys)', server, {
-        url: `${base}/functions/v1/generate-video`,
-        method: 'POST',
-        requests: [
-          {
-            setupRequest: (req: any) => {
-              const token = users[turn++ % users.length]!;
-              return {
-                ...req,
-                headers: { 'content-type': 'application/json', authorization: `Bearer ${token}`, 'idempotency-key': randomUUID() },
-                body: JSON.stringify({ model_id: 'simulator-text-to-video', prompt: 'a lighthouse in a storm, cinematic' }),
-              };
-            },
-            onResponse: (status: number, body: string) => {
-              if (status === 200 && jobIds.length < 10_000) jobIds.push(JSON.parse(body).job_id);
-            },
-          },
-        ],
+    // ---- API + worker in one process (the default start) ----
+    let server = await startServer(dbUrl, dataDir, {});
+    const users = await onboardUsers(server.base, dbUrl);
+    const watch = { serverPid: server.child.pid, postmasterPid };
+    const withWorkerJobs: string[] = [];
+    const generateWithWorker = await measure(LOAD, generateLoad(server.base, users, withWorkerJobs), watch);
+    const owners = await jobOwners(dbUrl, withWorkerJobs, users);
+    const statusWithWorker = await measure(LOAD, statusLoad(server.base, owners), watch);
+    const completed = await completedJobs(dbUrl, users);
+    const rssAll = peakRssMib(server.child.pid!);
+    extra.jobs_after_worker_run = await jobsByState(dbUrl);
+    await stop(server.child);
+
+    // ---- ROLE=api ----
+    const migratedStartMs = await coldStartMs(() => serverProcess(dbUrl, dataDir, { ROLE: 'api' }, server.port), `${server.base}/health`, 3);
+    server = await startServer(dbUrl, dataDir, { ROLE: 'api' });
+    const apiWatch = { serverPid: server.child.pid, postmasterPid };
+    const apiJobs: string[] = [];
+    const generateApi = await measure(LOAD, generateLoad(server.base, users, apiJobs), apiWatch);
+    const generateOneUser = await measure(LOAD, generateLoad(server.base, users.slice(0, 1), []), apiWatch);
+    const inFlight = await jobOwners(dbUrl, apiJobs, users);
+    const statusApi = await measure(LOAD, statusLoad(server.base, inFlight), apiWatch);
+    const statusCompleted = completed.length ? await measure(LOAD, statusLoad(server.base, completed), apiWatch) : undefined;
+    const modelsRes = await fetch(`${server.base}/functions/v1/get-models`);
+    const modelsBody = await modelsRes.text();
+    const etag = modelsRes.headers.get('etag')!;
+    const models200 = await measure(LOAD, { url: `${server.base}/functions/v1/get-models` }, apiWatch);
+    const models304 = await measure(LOAD, { url: `${server.base}/functions/v1/get-models`, headers: { 'if-none-match': etag } }, apiWatch);
+    const credits = await measure(LOAD, rotating(server.base, users, (t) => ({ method: 'GET', path: '/functions/v1/get-user-credits', headers: { authorization: `Bearer ${t}` } })), apiWatch);
+    let devices = 0;
+    const deviceCheck = await measure(
+      LOAD,
+      rotating(server.base, [''], () => {
+        const id = `bench-dc-${process.pid}-${devices++}`;
+        return { method: 'POST', path: '/functions/v1/device-check', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ device_id: id, device_token: deviceToken(id) }) };
       }),
+      apiWatch,
     );
-    if (jobIds.length === 0) throw new Error('generate-video produced no job: nothing to read the status of');
+    const rssApi = peakRssMib(server.child.pid!);
+    await stop(server.child);
 
-    // Jobs belong to their users; pair each job with its owner's token for the status reads.
-    const owners = await jobOwners(dbUrl, jobIds, users);
-    let read = 0;
-    results.push(
-      await scenario('get-video-status', server, {
-        url: base,
-        requests: [
-          {
-            setupRequest: (req: any) => {
-              const [jobId, token] = owners[read++ % owners.length]!;
-              return { ...req, method: 'GET', path: `/functions/v1/get-video-status?job_id=${jobId}`, headers: { authorization: `Bearer ${token}` } };
-            },
-          },
-        ],
-      }),
+    // ---- Baselines ----
+    const staticFile = path.join(dataDir, 'get-models.json');
+    writeFileSync(staticFile, modelsBody);
+    const basePort = await freePort();
+    const baseUrl = `http://127.0.0.1:${basePort}`;
+    const baselineEnv = { DATABASE_URL: dbUrl, JWT_SECRET, PORT: String(basePort), STATIC_BODY_FILE: staticFile };
+    const bareStartMs = await coldStartMs(() => spawnNode(['bench/baseline-server.mjs'], ROOT, baselineEnv), `${baseUrl}/static`, 3);
+    const bare = spawnNode(['bench/baseline-server.mjs'], ROOT, baselineEnv);
+    children.push(bare);
+    await waitForAnswer(`${baseUrl}/static`, bare);
+    const bareWatch = { serverPid: bare.pid, postmasterPid };
+    const bareStatus = await measure(LOAD, rotating(baseUrl, inFlight, ([job, token]) => ({ method: 'GET', path: `/status?job_id=${job}`, headers: { authorization: `Bearer ${token}` } })), bareWatch);
+    const bareStatic = await measure(LOAD, { url: `${baseUrl}/static` }, bareWatch);
+    const bareRss = peakRssMib(bare.pid!);
+    await stop(bare);
+    const pgbench = await pgbenchGenerate(adminUrl, postmasterPid);
+
+    // ---- Cold starts that need a database of their own ----
+    const freshUrl = await newDatabase(adminUrl);
+    const freshStartMs = await coldStartMs(() => serverProcess(freshUrl, dataDir, { ROLE: 'api' }, basePort), `${baseUrl}/health`, 1);
+    let embeddedStartMs: number | undefined;
+    if (!args['no-embedded']) {
+      const embeddedDir = mkdtempSync(path.join(tmpdir(), 'rendio-bench-embedded-'));
+      try {
+        // The first start creates and migrates the cluster; the measured one finds it ready.
+        await coldStartMs(() => serverProcess(undefined, embeddedDir, { ROLE: 'api' }, basePort), `${baseUrl}/health`, 1);
+        embeddedStartMs = await coldStartMs(() => serverProcess(undefined, embeddedDir, { ROLE: 'api' }, basePort), `${baseUrl}/health`, 1);
+      } finally {
+        rmSync(embeddedDir, { recursive: true, force: true });
+      }
+    }
+
+    const r = (name: string, m: Measured | undefined, baseline?: { name: string; m: Measured | { req_per_s: number } }, target?: number): Row => ({
+      name,
+      value: m?.req_per_s ?? null,
+      unit: 'req/s',
+      p50_ms: m?.p50_ms ?? null,
+      p99_ms: m?.p99_ms ?? null,
+      non_2xx: m?.non_2xx ?? null,
+      server_cpu_ms: m?.server_cpu_ms_per_req ?? null,
+      pg_cpu_ms: m?.pg_cpu_ms_per_req ?? null,
+      baseline: baseline?.name ?? null,
+      baseline_value: baseline?.m.req_per_s ?? null,
+      ratio: m && baseline && baseline.m.req_per_s > 0 ? Math.round((m.req_per_s / baseline.m.req_per_s) * 100) / 100 : null,
+      target: target !== undefined ? `≥ ${target}` : null,
+      met: m && baseline && target !== undefined ? m.req_per_s / baseline.m.req_per_s >= target : null,
+    });
+    const bareStatusB = { name: 'bare Hono + jose + PK select', m: bareStatus };
+    const staticB = { name: 'bare Hono static JSON', m: bareStatic };
+    const pgbenchB = pgbench ? { name: "pgbench, generate-video's SQL", m: pgbench } : undefined;
+    rows.push(
+      r('get-video-status, in flight (API only)', statusApi, bareStatusB, 0.7),
+      r('get-video-status, completed (API only)', statusCompleted, bareStatusB, 0.7),
+      r('get-video-status while the worker runs', statusWithWorker, bareStatusB, 0.5),
+      r('get-models → 304', models304, staticB, 0.5),
+      r('get-models → 200', models200, staticB),
+      r('get-user-credits', credits, bareStatusB),
+      r(`generate-video (API only, ${USERS} users)`, generateApi, pgbenchB, 0.5),
+      r('generate-video while the worker runs', generateWithWorker, pgbenchB, 0.4),
+      r('generate-video (API only, one user)', generateOneUser, pgbenchB),
+      r('device-check (new guest each)', deviceCheck),
+      { name: 'peak RSS (VmHWM), API only / API + worker', value: Math.max(rssApi, rssAll), unit: 'MiB', detail: `${rssApi} / ${rssAll}`, baseline: 'bare Hono', baseline_value: bareRss, target: '< 200 MiB', met: Math.max(rssApi, rssAll) < 200 },
+      { name: 'cold start to /health, migrated PostgreSQL', value: migratedStartMs, unit: 'ms', baseline: 'bare Hono', baseline_value: bareStartMs, ratio: Math.round((migratedStartMs / bareStartMs) * 10) / 10, target: '< 1000 ms', met: migratedStartMs < 1000 },
+      { name: 'cold start to /health, fresh database (migrations)', value: freshStartMs, unit: 'ms' },
+      ...(embeddedStartMs !== undefined ? [{ name: 'cold start to /health, embedded PostgreSQL (existing data dir)', value: embeddedStartMs, unit: 'ms' } as Row] : []),
     );
 
-    console.table(results);
     const violations = await withClient(dbUrl, (c) => verifyLedger(c));
-    const jobs = await withClient(dbUrl, async (c) => (await c.query('SELECT status, count(*)::int AS n FROM video_jobs GROUP BY status ORDER BY status')).rows);
-    console.log('jobs by state at the end:', Object.fromEntries(jobs.map((r) => [r.status, r.n])));
-    writeFileSync(
-      path.join(ROOT, args.out),
-      `${JSON.stringify({ at: new Date().toISOString(), postgres: version, node: process.version, duration_s: DURATION_S, connections: CONNECTIONS, users: USERS, results }, null, 2)}\n`,
-    );
+    writeReport(ROOT, rows, {
+      at: new Date().toISOString(),
+      postgres: version,
+      node: process.version,
+      server: COMPILED ? 'dist/main.js' : 'tsx src/main.ts',
+      load: LOAD,
+      users: USERS,
+      rounds_req_per_s: Object.fromEntries(
+        Object.entries({ generateApi, generateWithWorker, generateOneUser, statusApi, statusCompleted, statusWithWorker, models200, models304, credits, deviceCheck, bareStatus, bareStatic, pgbench }).map(([k, m]) => [k, m?.rounds_req_per_s]),
+      ),
+      ...extra,
+      ledger_violations: violations.length,
+    });
     if (violations.length > 0) {
       console.error('LEDGER INVARIANTS VIOLATED after the benchmark:', JSON.stringify(violations, null, 2));
       process.exitCode = 1;
@@ -125,72 +196,73 @@ async function main() {
       console.log('ledger invariants hold after the benchmark');
     }
   } finally {
-    if (server && server.exitCode === null) {
-      server.kill('SIGTERM');
-      await new Promise((r) => server!.once('exit', r));
-    }
-    await adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).catch(() => undefined);
+    for (const c of children) await stop(c);
+    for (const db of created) await adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${db} WITH (FORCE)`).catch(() => undefined);
     await embedded?.stop();
     rmSync(dataDir, { recursive: true, force: true });
   }
 }
 
-/** Runs one autocannon scenario while sampling the server's resident set size. */
-async function scenario(name: string, server: ChildProcess, opts: autocannon.Options): Promise<ScenarioResult> {
-  let peakKib = 0;
-  const sample = () => {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${server.pid}/status`, 'utf8'));
-    if (m) peakKib = Math.max(peakKib, Number(m[1]));
-  };
-  sample();
-  const sampler = setInterval(sample, 100);
-  try {
-    const r = await autocannon({ ...opts, connections: CONNECTIONS, duration: DURATION_S, timeout: 10 });
-    return {
-      scenario: name,
-      requests: r.requests.total,
-      req_per_s: Math.round(r.requests.average),
-      p50_ms: r.latency.p50,
-      p99_ms: r.latency.p99,
-      non_2xx: r.non2xx,
-      errors: r.errors + r.timeouts,
-      peak_rss_mib: Math.round(peakKib / 1024),
-    };
-  } finally {
-    clearInterval(sampler);
-  }
-}
+// ---------- the server ----------
 
-function startServer(dbUrl: string, dataDir: string, port: number): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    cwd: ROOT,
-    env: {
-      PATH: process.env.PATH,
-      NODE_ENV: 'development',
-      DATABASE_URL: dbUrl,
-      DATA_DIR: dataDir,
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      JWT_SECRET: randomBytes(32).toString('hex'),
-      LOG_LEVEL: 'error',
-      SIMULATOR_DELAY_MS: '0',
-      WORKER_POLL_INTERVAL_MS: '200',
-    },
-    stdio: ['ignore', 'ignore', 'inherit'],
+function serverProcess(dbUrl: string | undefined, dataDir: string, env: Record<string, string>, port: number): ChildProcess {
+  return spawnNode(SERVER_ARGS, ROOT, {
+    NODE_ENV: 'development',
+    DATABASE_URL: dbUrl,
+    DATA_DIR: dataDir,
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    JWT_SECRET,
+    LOG_LEVEL: 'error',
+    SIMULATOR_DELAY_MS: '0',
+    WORKER_POLL_INTERVAL_MS: '200',
+    ...env,
   });
-  return child;
 }
 
-async function waitUntilReady(base: string, server: ChildProcess): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline) {
-    if (server.exitCode !== null) throw new Error(`the server exited with ${server.exitCode} before it was ready`);
-    const ok = await fetch(`${base}/ready`).then((r) => r.ok).catch(() => false);
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error('the server was not ready within 60 s');
+async function startServer(dbUrl: string, dataDir: string, env: Record<string, string>) {
+  const port = await freePort();
+  const child = serverProcess(dbUrl, dataDir, env, port);
+  children.push(child);
+  const base = `http://127.0.0.1:${port}`;
+  await waitForAnswer(`${base}/ready`, child);
+  return { child, base, port };
 }
+
+// ---------- loads ----------
+
+type RequestShape = { method: string; path: string; headers?: Record<string, string>; body?: string };
+
+/** Requests built in turn from the items (round robin). */
+function rotating<T>(base: string, items: T[], build: (item: T) => RequestShape) {
+  let turn = 0;
+  return { url: base, requests: [{ setupRequest: (req: any) => ({ ...req, ...build(items[turn++ % items.length]!) }) }] };
+}
+
+function generateLoad(base: string, tokens: string[], jobIds: string[]) {
+  let turn = 0;
+  return {
+    url: `${base}/functions/v1/generate-video`,
+    method: 'POST' as const,
+    requests: [
+      {
+        setupRequest: (req: any) => ({
+          ...req,
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${tokens[turn++ % tokens.length]}`, 'idempotency-key': randomUUID() },
+          body: JSON.stringify({ model_id: 'simulator-text-to-video', prompt: 'a lighthouse in a storm, cinematic' }),
+        }),
+        onResponse: (status: number, body: string) => {
+          if (status === 200 && jobIds.length < 10_000) jobIds.push(JSON.parse(body).job_id);
+        },
+      },
+    ],
+  };
+}
+
+const statusLoad = (base: string, owners: [string, string][]) =>
+  rotating(base, owners, ([job, token]) => ({ method: 'GET', path: `/functions/v1/get-video-status?job_id=${job}`, headers: { authorization: `Bearer ${token}` } }));
+
+// ---------- data ----------
 
 /** Guests through the real onboarding, each topped up (audited admin adjustment) so no request is 402. */
 async function onboardUsers(base: string, dbUrl: string): Promise<string[]> {
@@ -198,14 +270,15 @@ async function onboardUsers(base: string, dbUrl: string): Promise<string[]> {
   const pool = createPool(dbUrl, 1);
   try {
     for (let i = 0; i < USERS; i++) {
+      const id = `bench-${process.pid}-${i}`;
       const res = await fetch(`${base}/functions/v1/device-check`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ device_id: randomUUID().toUpperCase(), device_token: deviceToken(`bench-${i}`) }),
+        body: JSON.stringify({ device_id: id, device_token: deviceToken(id) }),
       });
       const body = (await res.json()) as { user_id: string; access_token: string };
       if (!res.ok) throw new Error(`device-check failed: ${JSON.stringify(body)}`);
-      await adminAdjust(pool, { userId: body.user_id, amount: 1_000_000, reason: 'benchmark top-up' });
+      await adminAdjust(pool, { userId: body.user_id, amount: 10_000_000, reason: 'benchmark top-up' });
       tokens.push(body.access_token);
     }
   } finally {
@@ -214,11 +287,100 @@ async function onboardUsers(base: string, dbUrl: string): Promise<string[]> {
   return tokens;
 }
 
+const subOf = (token: string) => JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).sub as string;
+
 async function jobOwners(dbUrl: string, jobIds: string[], tokens: string[]): Promise<[string, string][]> {
-  const byUser = new Map<string, string>();
-  for (const t of tokens) byUser.set(JSON.parse(Buffer.from(t.split('.')[1]!, 'base64url').toString()).sub, t);
+  if (jobIds.length === 0) throw new Error('generate-video produced no job: nothing to read the status of');
+  const byUser = new Map(tokens.map((t) => [subOf(t), t]));
   const { rows } = await withClient(dbUrl, (c) => c.query('SELECT job_id, user_id FROM video_jobs WHERE job_id = ANY($1)', [jobIds]));
   return rows.map((r) => [r.job_id, byUser.get(r.user_id)!]);
+}
+
+/** Completed jobs (signed URLs on every read) and their owners' tokens; waits up to a minute for some. */
+async function completedJobs(dbUrl: string, tokens: string[]): Promise<[string, string][]> {
+  const byUser = new Map(tokens.map((t) => [subOf(t), t]));
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const { rows } = await withClient(dbUrl, (c) => c.query("SELECT job_id, user_id FROM video_jobs WHERE status = 'completed' LIMIT 2000"));
+    if (rows.length >= 200 || Date.now() > deadline) return rows.map((r) => [r.job_id, byUser.get(r.user_id)!]);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+const jobsByState = async (dbUrl: string) =>
+  Object.fromEntries((await withClient(dbUrl, (c) => c.query('SELECT status, count(*)::int AS n FROM video_jobs GROUP BY status ORDER BY status'))).rows.map((r) => [r.status, r.n]));
+
+// ---------- pgbench ----------
+
+/** generate-video's statements as a pgbench script on a migrated copy of the schema; undefined without pgbench. */
+async function pgbenchGenerate(adminUrl: string, postmasterPid: number | undefined): Promise<Measured | undefined> {
+  const binary = ['/usr/bin/pgbench', ...['15', '16', '17', '18'].map((v) => `/usr/lib/postgresql/${v}/bin/pgbench`)].find((p) => existsSync(p));
+  if (!binary) {
+    console.warn('pgbench not found: the generate-video baseline is skipped');
+    return undefined;
+  }
+  const dbUrl = await newDatabase(adminUrl);
+  await migrate(dbUrl);
+  await installQueueSchema(dbUrl);
+  await withClient(dbUrl, (c) =>
+    c.query(`WITH u AS (INSERT INTO users (id, is_guest) SELECT gen_random_uuid(), true FROM generate_series(1, $1) RETURNING id)
+             INSERT INTO credit_accounts (user_id, balance) SELECT id, 10000000 FROM u`, [USERS]),
+  );
+  const run = async (seconds: number) => {
+    const { stdout } = await promisify(execFile)(
+      binary,
+      ['-n', '-M', 'extended', '-c', String(LOAD.connections), '-j', '2', '-T', String(seconds), '-D', `users=${USERS}`, '-f', path.join(ROOT, 'bench/generate-video.pgbench.sql'), dbUrl],
+      { maxBuffer: 1 << 20 },
+    );
+    const tps = Number(/tps = ([\d.]+)/.exec(stdout)?.[1]);
+    const latency = Number(/latency average = ([\d.]+) ms/.exec(stdout)?.[1]);
+    const transactions = Number(/number of transactions actually processed: (\d+)/.exec(stdout)?.[1]);
+    return { tps, latency, transactions };
+  };
+  if (LOAD.warmupS > 0) await run(LOAD.warmupS);
+  const before = postmasterPid ? cpuOf(postmasterPid) : undefined;
+  const rounds = [];
+  for (let i = 0; i < LOAD.rounds; i++) rounds.push(await run(LOAD.durationS));
+  const after = postmasterPid ? cpuOf(postmasterPid) : undefined;
+  const total = rounds.reduce((n, r) => n + r.transactions, 0);
+  const mid = [...rounds].sort((a, b) => a.tps - b.tps)[Math.floor(rounds.length / 2)]!;
+  return {
+    req_per_s: Math.round(mid.tps),
+    p50_ms: mid.latency,
+    p99_ms: NaN,
+    requests: total,
+    non_2xx: 0,
+    errors: 0,
+    server_cpu_ms_per_req: null,
+    pg_cpu_ms_per_req: before !== undefined && after !== undefined ? Math.round(((after - before) / total) * 1000) / 1000 : null,
+    rounds_req_per_s: rounds.map((r) => Math.round(r.tps)),
+  };
+}
+
+function cpuOf(postmasterPid: number): number | undefined {
+  try {
+    return clusterCpuMs(postmasterPid);
+  } catch {
+    return undefined;
+  }
+}
+
+// ---------- databases ----------
+
+async function newDatabase(adminUrl: string): Promise<string> {
+  const name = `rendio_bench_${randomBytes(4).toString('hex')}`;
+  await adminQuery(adminUrl, `CREATE DATABASE ${name}`);
+  created.push(name);
+  return withDatabase(adminUrl, name);
+}
+
+async function findPostmasterPid(adminUrl: string): Promise<number | undefined> {
+  try {
+    const dir = (await adminQuery(adminUrl, 'SHOW data_directory')).rows[0].data_directory as string;
+    return Number(readFileSync(path.join(dir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  } catch {
+    return undefined;
+  }
 }
 
 async function adminDatabase(url: string): Promise<{ adminUrl: string; embedded?: EmbeddedDatabase }> {
@@ -237,18 +399,6 @@ async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Pro
   } finally {
     await client.end().catch(() => undefined);
   }
-}
-
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
 }
 
 main().catch((err) => {
