@@ -14,7 +14,20 @@ export interface Tx extends Queryable {
 // bigint sums as numbers (credit amounts are far below 2^53).
 pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
 pg.types.setTypeParser(pg.types.builtins.NUMERIC, (v) => Number(v));
-pg.types.setTypeParser(pg.types.builtins.TIMESTAMPTZ, (v) => new Date(v.replace(' ', 'T').replace(/([+-]\d\d)$/, '$1:00')).toISOString());
+pg.types.setTypeParser(pg.types.builtins.TIMESTAMPTZ, timestamptzToIso);
+
+const UTC_TIMESTAMP = /^(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?\+00$/;
+
+/**
+ * PostgreSQL's text timestamptz as ISO-8601 with milliseconds and Z, as Date#toISOString writes it.
+ * A server in UTC (the usual) sends +00, so the common case is a string rewrite (a tenth of the cost of a Date round
+ * trip, once per timestamp of every row); any other offset or form goes through Date.
+ */
+export function timestamptzToIso(v: string): string {
+  const m = UTC_TIMESTAMP.exec(v);
+  if (!m) return new Date(v.replace(' ', 'T').replace(/([+-]\d\d)$/, '$1:00')).toISOString();
+  return `${m[1]}T${m[2]}.${`${m[3] ?? ''}000`.slice(0, 3)}Z`;
+}
 
 export interface PoolOptions {
   /** How long connect() waits for a free or new connection before failing (pg's connectionTimeoutMillis). */
