@@ -119,7 +119,9 @@ export class FakeApns {
     return this.requests.filter((r) => r.status === 200 && (token === undefined || r.token === token));
   }
 
+  /** Forgets the records and the provider token in use (as if the last one were long ago). */
   reset(): void {
+    this.current = undefined;
     this.requests.length = 0;
     this.script.clear();
     this.unregistered.clear();
