@@ -153,8 +153,6 @@ export class TestApp {
 
 export interface TestAppOptions {
   providers?: Partial<Record<ProviderName, ProviderAdapter>>;
-  /** The services' clock (tokens, DeviceCheck and APNs JWTs, push expirations). */
-  now?: () => number;
 }
 
 export async function createTestApp(env: Record<string, string | undefined> = {}, opts: TestAppOptions = {}): Promise<TestApp> {
@@ -174,7 +172,7 @@ export async function createTestApp(env: Record<string, string | undefined> = {}
   const log = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
   const db = createPool(dbUrl, config.databasePoolMax, { connectionTimeoutMillis: config.databaseConnectTimeoutMs });
   const workerDb = createWorkerPool(dbUrl, config.worker.databasePoolMax, log);
-  const services = buildServices({ config, db, workerDb, log, providers: opts.providers, now: opts.now, databaseUrl: dbUrl });
+  const services = buildServices({ config, db, workerDb, log, providers: opts.providers, databaseUrl: dbUrl });
   return new TestApp(buildApp(services), services, dbName, dbUrl);
 }
 

@@ -217,6 +217,11 @@ describe('pushes when a video ends', () => {
     expect(await tokensOf(t(), g.userId)).toEqual([tooBig]);
     const { rows } = await t().db.query('SELECT outcome FROM push_deliveries WHERE job_id = $1 AND token = $2', [jobId, tooBig]);
     expect(rows).toEqual([{ outcome: 'PayloadTooLarge' }]);
+    const metrics = await t().services.metrics.registry.getSingleMetricAsString('rendio_push_notifications_total');
+    for (const reason of ['BadDeviceToken', 'DeviceTokenNotForTopic', 'PayloadTooLarge']) {
+      expect(metrics).toMatch(new RegExp(`rendio_push_notifications_total\\{outcome="failed",reason="${reason}"\\} [1-9]`));
+    }
+    expect(metrics).toMatch(/rendio_push_notifications_total\{outcome="sent",reason="ok"\} [1-9]/);
   });
 
   it('403 ExpiredProviderToken: a new provider JWT and one retry, in the same attempt', async () => {

@@ -34,9 +34,9 @@ export class AccountDeletionService {
     const ended = await withTransaction(this.db, async (tx) => {
       if (!(await users.lockUser(tx, userId))) return [];
       await users.markDeleted(tx, userId);
-      await sessionsDb.revokeAllSessions(tx, userId, `account_deleted:${reason}`);
       // Before the running jobs fail below: a deleted account's devices hear nothing more.
       await deleteAllPushTokens(tx, userId);
+      await sessionsDb.revokeAllSessions(tx, userId, `account_deleted:${reason}`);
       const jobs = await this.jobs.failAllRunning(tx, userId, 'ERR_4019', 'cancelled: the account was deleted');
       await ledger.forfeit(tx, { userId, reason: `account deleted (${reason})` });
       await enqueue(tx, 'purge_deleted_account', { userId }, { jobKey: `purge:${userId}` });

@@ -68,9 +68,10 @@ export class AppleAccountService {
     if (!existing) {
       const user = await users.linkAppleToGuest(tx, guest.id, identity.sub, email);
       // The anonymous sessions end with the guest: from now on only Apple's identity signs in.
-      await sessionsDb.revokeAllSessions(tx, guest.id, 'signed_in_with_apple');
-      // Same user id; the devices just lose their ended guest session (logout cannot name it any more).
+      // Same user id; the devices just lose the guest session that ends below. Tokens before
+      // sessions, everywhere (logout, deletion): the same row order cannot deadlock.
       await movePushTokens(tx, guest.id, user.id);
+      await sessionsDb.revokeAllSessions(tx, guest.id, 'signed_in_with_apple');
       this.log.info({ userId: user.id }, 'guest signed in with Apple: the guest became the Apple account');
       return { user, guest: 'became', session: await this.sessions.start(user, tx) };
     }

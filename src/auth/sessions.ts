@@ -75,10 +75,11 @@ export class SessionService {
   /** Signed-out devices stop getting pushes: their tokens go with their sessions. */
   async logout(userId: string, sessionId: string, scope: 'global' | 'local' | 'others'): Promise<void> {
     await withTransaction(this.db, async (tx) => {
+      // Tokens before sessions, as in merge and deletion (one row order, no deadlock between them).
+      await deletePushTokensOnLogout(tx, userId, sessionId, scope);
       if (scope === 'local') await sessionsDb.revokeSession(tx, sessionId, 'logout');
       else if (scope === 'others') await sessionsDb.revokeOtherSessions(tx, userId, sessionId, 'logout');
       else await sessionsDb.revokeAllSessions(tx, userId, 'logout');
-      await deletePushTokensOnLogout(tx, userId, sessionId, scope);
     });
   }
 }
