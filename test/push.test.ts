@@ -49,6 +49,15 @@ async function runJob(app: TestApp, g: Guest, prompt: string): Promise<{ jobId: 
   return { jobId: res.job_id, status: done.status };
 }
 
+/** A guest with a registered device (token) per name, and the worker running. */
+async function guestWithDevices<const K extends string>(...names: K[]): Promise<{ g: Guest } & Record<K, string>> {
+  await t().startWorker();
+  const g = await t().createGuest();
+  const tokens = Object.fromEntries(names.map((name) => [name, newToken()])) as Record<K, string>;
+  for (const name of names) await register(t(), g, tokens[name]);
+  return { g, ...tokens };
+}
+
 const forJob = (jobId: string) => apns.requests.filter((r) => r.payload?.job_id === jobId);
 
 describe('register-push-token / unregister-push-token', () => {
@@ -157,10 +166,7 @@ describe('pushes when a video ends', () => {
   });
 
   it('429 and 5xx are retried by the queue, and the retry sends nothing twice to devices already served', async () => {
-    await t().startWorker();
-    const g = await t().createGuest();
-    const [ok, busy, down] = [newToken(), newToken(), newToken()];
-    for (const x of [ok, busy, down]) await register(t(), g, x);
+    const { g, ok, busy, down } = await guestWithDevices('ok', 'busy', 'down');
     apns.answer(busy, { status: 429, reason: 'TooManyRequests' });
     apns.answer(down, { status: 503, reason: 'ServiceUnavailable' });
 
@@ -175,10 +181,7 @@ describe('pushes when a video ends', () => {
   });
 
   it('a queue job run again after it sent (a crash before it was marked done) sends no duplicate', async () => {
-    await t().startWorker();
-    const g = await t().createGuest();
-    const token = newToken();
-    await register(t(), g, token);
+    const { g } = await guestWithDevices('phone');
     const { jobId } = await runJob(t(), g, 'sent once');
     await pushTaskDone(t(), jobId);
     expect(forJob(jobId)).toHaveLength(1);
@@ -189,11 +192,7 @@ describe('pushes when a video ends', () => {
   });
 
   it('410 Unregistered removes the token, unless the device registered it again after APNs’ timestamp', async () => {
-    await t().startWorker();
-    const g = await t().createGuest();
-    const [gone, back] = [newToken(), newToken()];
-    await register(t(), g, gone);
-    await register(t(), g, back);
+    const { g, gone, back } = await guestWithDevices('gone', 'back');
     apns.unregistered.set(gone, Date.now() + 60_000); // APNs learned it after the registration
     apns.unregistered.set(back, Date.now() - 60_000); // the device registered again since
     const { jobId } = await runJob(t(), g, 'uninstalled');
@@ -204,10 +203,7 @@ describe('pushes when a video ends', () => {
   });
 
   it('400 BadDeviceToken and DeviceTokenNotForTopic remove the token; 413 is logged and not retried', async () => {
-    await t().startWorker();
-    const g = await t().createGuest();
-    const [bad, wrongApp, tooBig] = [newToken(), newToken(), newToken()];
-    for (const x of [bad, wrongApp, tooBig]) await register(t(), g, x);
+    const { g, bad, wrongApp, tooBig } = await guestWithDevices('bad', 'wrongApp', 'tooBig');
     apns.answer(bad, { status: 400, reason: 'BadDeviceToken' });
     apns.answer(wrongApp, { status: 400, reason: 'DeviceTokenNotForTopic' });
     apns.answer(tooBig, { status: 413, reason: 'PayloadTooLarge' });
@@ -225,10 +221,7 @@ describe('pushes when a video ends', () => {
   });
 
   it('403 ExpiredProviderToken: a new provider JWT and one retry, in the same attempt', async () => {
-    await t().startWorker();
-    const g = await t().createGuest();
-    const token = newToken();
-    await register(t(), g, token);
+    const { g, token } = await guestWithDevices('token');
     apns.answer(token, { status: 403, reason: 'ExpiredProviderToken' });
     const { jobId } = await runJob(t(), g, 'stale key');
     await pushTaskDone(t(), jobId);
