@@ -146,7 +146,6 @@ const EnvSchema = z
     APPLE_ID_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(5000),
     /** Least time between two JWKS fetches caused by unknown kids (stops kid-spam from hammering Apple). */
     APPLE_ID_JWKS_COOLDOWN_MS: z.coerce.number().int().min(0).max(3_600_000).default(30_000),
-    /** JSON object product id → credits per unit; defaults to the app's three packs. */
     /** APNs token auth (push notifications): a .p8 key of the team; without all three, pushes are skipped. */
     APNS_TEAM_ID: z.string().min(1).optional(),
     APNS_KEY_ID: z.string().min(1).optional(),
@@ -156,9 +155,10 @@ const EnvSchema = z
     /** Overrides both APNs hosts (api.push.apple.com, api.sandbox.push.apple.com) and their port: for tests. */
     APNS_HOST: z.string().min(1).optional(),
     APNS_PORT: z.coerce.number().int().min(1).max(65535).default(443),
-    /** A PEM CA certificate the APNs connection trusts besides the system's (a local fake's test CA). */
+    /** A PEM CA certificate the APNs connection trusts instead of the public CAs (a local fake's test CA). */
     APNS_CA_FILE: z.string().min(1).optional(),
     APNS_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(10_000),
+    /** JSON object product id → credits per unit; defaults to the app's three packs. */
     IAP_PRODUCTS: z
       .string()
       .transform((v, ctx) => {
@@ -328,7 +328,10 @@ export class ConfigError extends Error {
   }
 }
 
-/** The shipped app's bundle id (its keychain service is com.rendioai.supabase, ios-app.md §1). */
+/**
+ * The shipped app's bundle id as the team knows it: ios-app.md only shows the com.rendioai prefix
+ * (keychain service, product ids), so set APNS_BUNDLE_ID or APPLE_BUNDLE_ID when it differs.
+ */
 export const DEFAULT_APNS_BUNDLE_ID = 'com.rendioai.app';
 
 function readFileOrFail(name: string, p: string): Buffer {

@@ -21,7 +21,7 @@ export interface ApnsConfig {
   /** Replaces both Apple hosts (tests). */
   host: string | undefined;
   port: number;
-  /** Extra CA to trust (a local fake's test CA). */
+  /** The CA to trust instead of the public ones (a local fake's test CA). */
   ca: Buffer | undefined;
   timeoutMs: number;
 }
