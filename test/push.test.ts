@@ -265,6 +265,27 @@ describe('tokens follow the account', () => {
     expect(await tokensOf(t(), g.userId)).toEqual([]);
   });
 
+  it('a registration racing the account’s deletion lands nowhere (the insert waits on the user row, then finds it ended)', async () => {
+    const g = await t().createGuest();
+    const token = newToken();
+    // What delete-account holds while it ends the account: the user's row, then deleted_at set.
+    const deletion = await t().holdLocks('UPDATE users SET deleted_at = now() WHERE id = $1', [g.userId]);
+    const request = t().post('/functions/v1/register-push-token', { token: g.accessToken, body: { token, environment: 'sandbox' } });
+    await waitFor('the registration to wait on the user row', async () => {
+      const { rows } = await t().db.query(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+      );
+      return rows[0].n >= 1;
+    });
+    await deletion.release();
+    const res = await t().json(request, 404);
+    expect(res.error.code).toBe('ERR_4007');
+    const { rows } = await t().db.query('SELECT count(*)::int AS n FROM push_tokens WHERE token = $1', [token]);
+    expect(rows[0].n).toBe(0);
+    // The rest of the deletion (the balance forfeit), so the ledger invariants hold afterwards.
+    await t().services.accountDeletion.delete(g.userId, 'test');
+  });
+
   it('a guest merged into an existing Apple account brings its devices along', async () => {
     const sub = appleSub();
     const account = await t().json(t().post('/auth/v1/token?grant_type=id_token', { body: { provider: 'apple', id_token: await apple.identityToken({ sub }) } }));
