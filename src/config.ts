@@ -1,3 +1,4 @@
+import { createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
@@ -17,6 +18,15 @@ const bool = z
 
 // PEM keys often arrive through env files with literal "\n" escapes.
 const pem = z.string().transform((v) => v.replace(/\\n/g, '\n'));
+
+function isP256PrivateKey(pemText: string): boolean {
+  try {
+    const key = createPrivateKey(pemText);
+    return key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1';
+  } catch {
+    return false;
+  }
+}
 
 const DEFAULT_APPLE_ROOT = fileURLToPath(new URL('../assets/apple/AppleRootCA-G3.cer', import.meta.url));
 const ProductMap = z.record(z.string().min(1), z.number().int().positive().max(100_000));
@@ -200,6 +210,10 @@ const EnvSchema = z
         path: ['APNS_PRIVATE_KEY'],
         message: 'push notifications need APNS_KEY_ID, APNS_PRIVATE_KEY and APNS_TEAM_ID (or APPLE_TEAM_ID) together',
       });
+    }
+    // A bad key would otherwise surface only at the first push, as a task failing in the queue.
+    if (env.APNS_PRIVATE_KEY && !isP256PrivateKey(env.APNS_PRIVATE_KEY)) {
+      ctx.addIssue({ code: 'custom', path: ['APNS_PRIVATE_KEY'], message: 'must be the APNs key (.p8): an EC P-256 private key in PEM' });
     }
     if (env.HTTP_HEADERS_TIMEOUT_MS > env.HTTP_REQUEST_TIMEOUT_MS) {
       ctx.addIssue({ code: 'custom', path: ['HTTP_HEADERS_TIMEOUT_MS'], message: 'must not exceed HTTP_REQUEST_TIMEOUT_MS' });

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { useFakeApns } from './fakes/apns.js';
@@ -59,13 +59,17 @@ describe('without APNs keys', () => {
     expect(rows[0].n).toBe(0);
   });
 
-  it('the keys come together or not at all; the bundle id defaults to the app’s; \\n escapes in the key are undone', () => {
+  it('the keys come together or not at all; the key must be a P-256 PEM (\\n escapes undone); the bundle id defaults to the app’s', () => {
+    const pem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    const escaped = pem.replace(/\n/g, '\\n');
     expect(() => loadConfig({ APNS_KEY_ID: 'K' })).toThrow(/APNS_KEY_ID, APNS_PRIVATE_KEY and APNS_TEAM_ID/);
-    expect(() => loadConfig({ APNS_KEY_ID: 'K', APNS_PRIVATE_KEY: 'x' })).toThrow(/APNS_TEAM_ID/);
-    const c = loadConfig({ APNS_TEAM_ID: 'TEAM', APNS_KEY_ID: 'K', APNS_PRIVATE_KEY: '-----BEGIN PRIVATE KEY-----\\nabc\\n-----END PRIVATE KEY-----' }).apns!;
-    expect(c).toMatchObject({ teamId: 'TEAM', keyId: 'K', bundleId: 'com.rendioai.app', host: undefined, port: 443 });
-    expect(c.privateKeyPem).toBe('-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----');
-    expect(loadConfig({ APPLE_BUNDLE_ID: 'com.example.app', APNS_TEAM_ID: 'T', APNS_KEY_ID: 'K', APNS_PRIVATE_KEY: 'x' }).apns!.bundleId).toBe('com.example.app');
+    expect(() => loadConfig({ APNS_KEY_ID: 'K', APNS_PRIVATE_KEY: escaped })).toThrow(/APNS_TEAM_ID/);
+    expect(() => loadConfig({ APNS_TEAM_ID: 'T', APNS_KEY_ID: 'K', APNS_PRIVATE_KEY: 'not a key' })).toThrow(/EC P-256 private key/);
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    expect(() => loadConfig({ APNS_TEAM_ID: 'T', APNS_KEY_ID: 'K', APNS_PRIVATE_KEY: rsa })).toThrow(/EC P-256 private key/);
+    const c = loadConfig({ APNS_TEAM_ID: 'TEAM', APNS_KEY_ID: 'K', APNS_PRIVATE_KEY: escaped }).apns!;
+    expect(c).toMatchObject({ teamId: 'TEAM', keyId: 'K', bundleId: 'com.rendioai.app', host: undefined, port: 443, privateKeyPem: pem });
+    expect(loadConfig({ APPLE_BUNDLE_ID: 'com.example.app', APNS_TEAM_ID: 'T', APNS_KEY_ID: 'K', APNS_PRIVATE_KEY: pem }).apns!.bundleId).toBe('com.example.app');
   });
 });
 
