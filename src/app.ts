@@ -16,6 +16,7 @@ import { registerHealth, serveMetrics } from './routes/health.js';
 import { registerMergeGuest } from './routes/merge-guest.js';
 import { registerProfile } from './routes/profile.js';
 import { registerPurchases } from './routes/purchases.js';
+import { registerPush } from './routes/push.js';
 import { registerStorage } from './routes/storage.js';
 import { registerVideos } from './routes/videos.js';
 import { registerWebhooks } from './routes/webhooks.js';
@@ -76,6 +77,7 @@ export function buildApp(s: Services) {
   registerCredits(app, s);
   registerPurchases(app, s);
   registerAccount(app, s);
+  registerPush(app, s);
   // catalogue
   registerCatalogue(app, s);
   // videos and their files

@@ -1,7 +1,9 @@
+import { createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import type { SignInWithAppleConfig } from './apple/sign-in.js';
+import type { ApnsConfig } from './push/apns.js';
 import type { S3StoreConfig } from './storage/s3.js';
 
 /**
@@ -16,6 +18,15 @@ const bool = z
 
 // PEM keys often arrive through env files with literal "\n" escapes.
 const pem = z.string().transform((v) => v.replace(/\\n/g, '\n'));
+
+function isP256PrivateKey(pemText: string): boolean {
+  try {
+    const key = createPrivateKey(pemText);
+    return key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1';
+  } catch {
+    return false;
+  }
+}
 
 const DEFAULT_APPLE_ROOT = fileURLToPath(new URL('../assets/apple/AppleRootCA-G3.cer', import.meta.url));
 const ProductMap = z.record(z.string().min(1), z.number().int().positive().max(100_000));
@@ -145,6 +156,18 @@ const EnvSchema = z
     APPLE_ID_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(5000),
     /** Least time between two JWKS fetches caused by unknown kids (stops kid-spam from hammering Apple). */
     APPLE_ID_JWKS_COOLDOWN_MS: z.coerce.number().int().min(0).max(3_600_000).default(30_000),
+    /** APNs token auth (push notifications): a .p8 key of the team; without all three, pushes are skipped. */
+    APNS_TEAM_ID: z.string().min(1).optional(),
+    APNS_KEY_ID: z.string().min(1).optional(),
+    APNS_PRIVATE_KEY: pem.optional(),
+    /** apns-topic; default APPLE_BUNDLE_ID, else the shipped app's bundle id. */
+    APNS_BUNDLE_ID: z.string().min(1).optional(),
+    /** Overrides both APNs hosts (api.push.apple.com, api.sandbox.push.apple.com) and their port: for tests. */
+    APNS_HOST: z.string().min(1).optional(),
+    APNS_PORT: z.coerce.number().int().min(1).max(65535).default(443),
+    /** A PEM CA certificate the APNs connection trusts instead of the public CAs (a local fake's test CA). */
+    APNS_CA_FILE: z.string().min(1).optional(),
+    APNS_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(10_000),
     /** JSON object product id → credits per unit; defaults to the app's three packs. */
     IAP_PRODUCTS: z
       .string()
@@ -179,6 +202,18 @@ const EnvSchema = z
     }
     if (appStoreSet === 3 && !env.APPLE_APP_APPLE_ID) {
       ctx.addIssue({ code: 'custom', path: ['APPLE_APP_APPLE_ID'], message: 'required with the App Store (production notifications carry it)' });
+    }
+    const apns = [env.APNS_KEY_ID, env.APNS_PRIVATE_KEY].filter(Boolean).length;
+    if (apns === 1 || (apns === 2 && !(env.APNS_TEAM_ID ?? env.APPLE_TEAM_ID))) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['APNS_PRIVATE_KEY'],
+        message: 'push notifications need APNS_KEY_ID, APNS_PRIVATE_KEY and APNS_TEAM_ID (or APPLE_TEAM_ID) together',
+      });
+    }
+    // A bad key would otherwise surface only at the first push, as a task failing in the queue.
+    if (env.APNS_PRIVATE_KEY && !isP256PrivateKey(env.APNS_PRIVATE_KEY)) {
+      ctx.addIssue({ code: 'custom', path: ['APNS_PRIVATE_KEY'], message: 'must be the APNs key (.p8): an EC P-256 private key in PEM' });
     }
     if (env.HTTP_HEADERS_TIMEOUT_MS > env.HTTP_REQUEST_TIMEOUT_MS) {
       ctx.addIssue({ code: 'custom', path: ['HTTP_HEADERS_TIMEOUT_MS'], message: 'must not exceed HTTP_REQUEST_TIMEOUT_MS' });
@@ -283,6 +318,8 @@ export interface Config {
   products: Record<string, number>;
   /** undefined = Sign in with Apple is not configured (no audience to accept). */
   signInWithApple: SignInWithAppleConfig | undefined;
+  /** undefined = no APNs key: pushes are skipped (one start-up line says so). */
+  apns: ApnsConfig | undefined;
 }
 
 export interface AppStoreConfig {
@@ -305,14 +342,22 @@ export class ConfigError extends Error {
   }
 }
 
+/**
+ * The shipped app's bundle id as the team knows it: ios-app.md only shows the com.rendioai prefix
+ * (keychain service, product ids), so set APNS_BUNDLE_ID or APPLE_BUNDLE_ID when it differs.
+ */
+export const DEFAULT_APNS_BUNDLE_ID = 'com.rendioai.app';
+
+function readFileOrFail(name: string, p: string): Buffer {
+  try {
+    return readFileSync(p);
+  } catch (err) {
+    throw new ConfigError([`${name}: cannot read ${p}: ${(err as Error).message}`]);
+  }
+}
+
 function readRootCertificates(paths: string): Buffer[] {
-  return commaList(paths).map((p) => {
-    try {
-      return readFileSync(p);
-    } catch (err) {
-      throw new ConfigError([`APPLE_ROOT_CA_FILES: cannot read ${p}: ${(err as Error).message}`]);
-    }
-  });
+  return commaList(paths).map((p) => readFileOrFail('APPLE_ROOT_CA_FILES', p));
 }
 
 const commaList = (v: string) => v.split(',').map((h) => h.trim()).filter(Boolean);
@@ -418,6 +463,19 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       const audiences = commaList(e.APPLE_SIGN_IN_AUDIENCES ?? e.APPLE_BUNDLE_ID ?? '');
       return audiences.length > 0 ? { audiences, jwksUrl: e.APPLE_ID_JWKS_URL, timeoutMs: e.APPLE_ID_TIMEOUT_MS, jwksCooldownMs: e.APPLE_ID_JWKS_COOLDOWN_MS } : undefined;
     })(),
+    apns:
+      e.APNS_KEY_ID && e.APNS_PRIVATE_KEY && (e.APNS_TEAM_ID ?? e.APPLE_TEAM_ID)
+        ? {
+            teamId: (e.APNS_TEAM_ID ?? e.APPLE_TEAM_ID)!,
+            keyId: e.APNS_KEY_ID,
+            privateKeyPem: e.APNS_PRIVATE_KEY,
+            bundleId: e.APNS_BUNDLE_ID ?? e.APPLE_BUNDLE_ID ?? DEFAULT_APNS_BUNDLE_ID,
+            host: e.APNS_HOST,
+            port: e.APNS_PORT,
+            ca: e.APNS_CA_FILE ? readFileOrFail('APNS_CA_FILE', e.APNS_CA_FILE) : undefined,
+            timeoutMs: e.APNS_TIMEOUT_MS,
+          }
+        : undefined,
     s3:
       e.STORAGE_BACKEND === 's3'
         ? {

@@ -44,6 +44,9 @@ function warnAboutModes(config: Config, log: Logger) {
   if (!config.signInWithApple) {
     log.warn('Sign in with Apple is NOT configured (APPLE_BUNDLE_ID or APPLE_SIGN_IN_AUDIENCES): Apple sign-in answers ERR_5002.');
   }
+  if (!config.apns) {
+    log.warn('Push notifications are NOT configured (APNS_KEY_ID, APNS_PRIVATE_KEY, APNS_TEAM_ID): video ready/failed pushes are skipped.');
+  }
   if (config.legacyAnonClients) {
     log.warn(
       'LEGACY_ANON_CLIENTS=true: requests bearing the public anon key may act as any user_id they name. ' +
@@ -117,6 +120,7 @@ async function main() {
     await step('worker', () => worker?.stop());
     await step('events', () => services.events.close());
     await step('catalogue', () => services.catalogue.close());
+    await step('apns', () => services.push.close());
     await step('error log', () => services.errorLog.drain());
     await step('api pool', () => apiDb?.end());
     await step('worker pool', () => workerDb?.end());

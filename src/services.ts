@@ -20,6 +20,8 @@ import type { VideoJobService } from './jobs/video-jobs.js';
 import { JobEvents } from './jobs/events.js';
 import { CatalogueCache } from './catalogue/cache.js';
 import type { WorkerDeps } from './jobs/worker.js';
+import { ApnsClient } from './push/apns.js';
+import { PushService } from './push/notifications.js';
 
 /** Everything a route may use, built once at start-up (main.ts) or per test (test/harness.ts). */
 export interface Services {
@@ -43,6 +45,8 @@ export interface Services {
   appleIdentity: AppleIdentityVerifier | undefined;
   appleAccounts: AppleAccountService;
   accountDeletion: AccountDeletionService;
+  /** Video pushes (APNs); sends nothing when APNs is not configured. */
+  push: PushService;
   /** What the worker's tasks call: the same services, bound to the worker's own pool. */
   worker: WorkerDeps;
   /** The worker role's pool (the API's `db` when none was given, e.g. tests without a worker). */
@@ -115,6 +119,7 @@ export function buildServices(opts: {
     submitLeaseSeconds: config.submitLeaseSeconds,
     quietSeconds: config.jobQuietSeconds,
     crashAt: config.crashAt,
+    pushOnEnd: config.apns !== undefined,
   };
   const jobs = new VideoJobs(db, providers, store, log, jobOptions);
   const generation = new Generation(db, jobs, providers, config.publicUrl, config.crashAt);
@@ -130,6 +135,9 @@ export function buildServices(opts: {
   const appleIdentity = config.signInWithApple ? new AppleIdentityVerifier(config.signInWithApple) : undefined;
   const appleAccounts = new AppleAccountService(db, sessions, log);
   const accountDeletion = new AccountDeletionService(db, jobs, store, log);
+  // One APNs client (one HTTP/2 connection per environment) per process, used by the worker's tasks.
+  const pushSender = config.apns ? new ApnsClient(config.apns, log.child({ component: 'apns' }), opts.now) : undefined;
+  const push = new PushService(workerDb, pushSender, log, metrics, opts.now);
   // The worker's tasks get their own instances of the same (stateless) services over the worker's
   // pool, so a flood of requests exhausting the API's pool cannot starve the queue, nor the queue
   // the API. Instances rather than a pool parameter per call: the services keep one constructor
@@ -139,6 +147,7 @@ export function buildServices(opts: {
     jobs: workerJobs,
     purchases: workerDb === db ? purchases : new Purchases(workerDb, appStore, config.products, log, enqueueConsumptionInfo),
     accountDeletion: workerDb === db ? accountDeletion : new AccountDeletionService(workerDb, workerJobs, store, log),
+    push,
     cleanupIdempotencyKeys: () => deleteExpiredKeys(workerDb),
     cleanupUsedIdentityTokens: () => deleteExpiredIdentityTokens(workerDb),
   };
@@ -167,6 +176,7 @@ export function buildServices(opts: {
     appleIdentity,
     appleAccounts,
     accountDeletion,
+    push,
     worker,
     workerDb,
   };

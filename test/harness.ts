@@ -144,6 +144,7 @@ export class TestApp {
     await this.stopWorker();
     await this.services.events.close();
     await this.services.catalogue.close();
+    await this.services.push.close();
     await this.services.errorLog.drain();
     await this.db.end();
     await this.services.workerDb.end();

@@ -1,4 +1,5 @@
 import { withTransaction, type Queryable } from '../db/pool.js';
+import { deleteAllPushTokens, deleteDeliveriesOf } from '../db/queries/push.js';
 import * as sessionsDb from '../db/queries/sessions.js';
 import { markObjectDeleted } from '../db/queries/storage.js';
 import * as users from '../db/queries/users.js';
@@ -33,6 +34,8 @@ export class AccountDeletionService {
     const ended = await withTransaction(this.db, async (tx) => {
       if (!(await users.lockUser(tx, userId))) return [];
       await users.markDeleted(tx, userId);
+      // Before the running jobs fail below: a deleted account's devices hear nothing more.
+      await deleteAllPushTokens(tx, userId);
       await sessionsDb.revokeAllSessions(tx, userId, `account_deleted:${reason}`);
       const jobs = await this.jobs.failAllRunning(tx, userId, 'ERR_4019', 'cancelled: the account was deleted');
       await ledger.forfeit(tx, { userId, reason: `account deleted (${reason})` });
@@ -56,6 +59,8 @@ export class AccountDeletionService {
       await this.store.delete(o.bucket as Bucket, o.key);
       await markObjectDeleted(this.db, o.bucket, o.key);
     }
+    await deleteAllPushTokens(this.db, userId);
+    await deleteDeliveriesOf(this.db, userId);
     await users.scrubDeletedUser(this.db, userId);
     // No Apple refresh token is stored (the app never sends its authorization code), so there is
     // nothing to revoke at Apple; see docs/ARCHITECTURE.md.

@@ -1,4 +1,5 @@
 import { withTransaction, type Queryable } from '../db/pool.js';
+import { movePushTokens } from '../db/queries/push.js';
 import * as sessionsDb from '../db/queries/sessions.js';
 import * as users from '../db/queries/users.js';
 import * as ledger from '../ledger/ledger.js';
@@ -67,6 +68,9 @@ export class AppleAccountService {
     if (!existing) {
       const user = await users.linkAppleToGuest(tx, guest.id, identity.sub, email);
       // The anonymous sessions end with the guest: from now on only Apple's identity signs in.
+      // Same user id; the devices just lose the guest session that ends below. Tokens before
+      // sessions, everywhere (logout, deletion): the same row order cannot deadlock.
+      await movePushTokens(tx, guest.id, user.id);
       await sessionsDb.revokeAllSessions(tx, guest.id, 'signed_in_with_apple');
       this.log.info({ userId: user.id }, 'guest signed in with Apple: the guest became the Apple account');
       return { user, guest: 'became', session: await this.sessions.start(user, tx) };
@@ -74,6 +78,8 @@ export class AppleAccountService {
 
     const moved = await ledger.mergeAccounts(tx, { fromUserId: guest.id, toUserId: existing.id });
     await users.moveGuestInto(tx, guest.id, existing.id);
+    // After users and credit_accounts were locked above (lock order), like the jobs the guest had.
+    await movePushTokens(tx, guest.id, existing.id);
     await sessionsDb.revokeAllSessions(tx, guest.id, 'merged_into_apple_account');
     this.log.info({ guestId: guest.id, userId: existing.id, credits: moved.moved, held: moved.held }, 'guest merged into an existing Apple account');
     return { user: existing, guest: 'merged', session: await this.sessions.start(existing, tx) };

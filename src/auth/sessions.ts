@@ -1,4 +1,5 @@
 import { withTransaction, type Queryable } from '../db/pool.js';
+import { deletePushTokensOnLogout } from '../db/queries/push.js';
 import * as sessionsDb from '../db/queries/sessions.js';
 import { findUserById, type UserRow } from '../db/queries/users.js';
 import { hashToken, newRefreshToken, type AccessTokens } from './tokens.js';
@@ -71,9 +72,14 @@ export class SessionService {
   }
 
   /** GoTrue's scopes: global ends every session of the user, local this one, others all but this one. */
+  /** Signed-out devices stop getting pushes: their tokens go with their sessions. */
   async logout(userId: string, sessionId: string, scope: 'global' | 'local' | 'others'): Promise<void> {
-    if (scope === 'local') await sessionsDb.revokeSession(this.db, sessionId, 'logout');
-    else if (scope === 'others') await sessionsDb.revokeOtherSessions(this.db, userId, sessionId, 'logout');
-    else await sessionsDb.revokeAllSessions(this.db, userId, 'logout');
+    await withTransaction(this.db, async (tx) => {
+      // Tokens before sessions, as in merge and deletion (one row order, no deadlock between them).
+      await deletePushTokensOnLogout(tx, userId, sessionId, scope);
+      if (scope === 'local') await sessionsDb.revokeSession(tx, sessionId, 'logout');
+      else if (scope === 'others') await sessionsDb.revokeOtherSessions(tx, userId, sessionId, 'logout');
+      else await sessionsDb.revokeAllSessions(tx, userId, 'logout');
+    });
   }
 }

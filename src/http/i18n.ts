@@ -132,3 +132,37 @@ export function localizedMessage(code: ErrorCode, lang: Language, details?: Reco
 }
 
 export const messageCatalog = MESSAGES;
+
+/** Push notifications about a video (src/push/notifications.ts); a failure's body is its error code's message. */
+export type PushText = 'video_ready_title' | 'video_ready_body' | 'video_failed_title' | 'video_failed_body';
+
+const PUSH_TEXTS: Record<Language, Record<PushText, string>> = {
+  en: {
+    video_ready_title: 'Your video is ready',
+    video_ready_body: 'Tap to watch it.',
+    video_failed_title: 'Your video could not be created',
+    video_failed_body: 'Something went wrong. Your credits were returned.',
+  },
+  tr: {
+    video_ready_title: 'Videonuz hazır',
+    video_ready_body: 'İzlemek için dokunun.',
+    video_failed_title: 'Videonuz oluşturulamadı',
+    video_failed_body: 'Bir sorun oluştu. Kredileriniz iade edildi.',
+  },
+  es: {
+    video_ready_title: 'Tu vídeo está listo',
+    video_ready_body: 'Toca para verlo.',
+    video_failed_title: 'No se pudo crear tu vídeo',
+    video_failed_body: 'Algo salió mal. Tus créditos fueron devueltos.',
+  },
+};
+
+export function pushText(key: PushText, lang: Language): string {
+  return PUSH_TEXTS[lang][key];
+}
+
+/** A stored language tag ("tr", "tr-TR", "es_ES") as one we speak, or undefined. */
+export function supportedLanguage(tag: string | null | undefined): Language | undefined {
+  const primary = tag?.trim().toLowerCase().split(/[-_]/)[0];
+  return (LANGUAGES as readonly string[]).includes(primary ?? '') ? (primary as Language) : undefined;
+}

@@ -28,6 +28,11 @@ export class Metrics {
     this.duration.observe({ method, route }, seconds);
   }
 
+  /** A counter of the caller's own (e.g. pushes by outcome and reason). */
+  counter<L extends string>(name: string, help: string, labelNames: readonly L[]): Counter<L> {
+    return new Counter({ name, help, labelNames: [...labelNames], registers: [this.registry] });
+  }
+
   /** A gauge read at scrape time (pool size, waiting clients, dropped error-log rows). */
   gauge(name: string, help: string, read: () => number): void {
     new Gauge({

@@ -16,7 +16,8 @@ export type TaskName =
   | 'cleanup_idempotency_keys'
   | 'cleanup_used_identity_tokens'
   | 'send_consumption_info'
-  | 'purge_deleted_account';
+  | 'purge_deleted_account'
+  | 'send_job_push';
 
 export interface EnqueueOptions {
   runAt?: Date;

@@ -9,6 +9,7 @@ import { ProviderError, type FailureCode, type ProviderStatus, type WebhookEvent
 import { sniffImageType } from '../storage/image-types.js';
 import { saveObject } from '../storage/objects.js';
 import { RESULTS_BUCKET, type ObjectStore } from '../storage/types.js';
+import { SILENT_FAILURE_CODES } from '../push/notifications.js';
 import { backoffMs, enqueue } from './queue.js';
 
 /**
@@ -44,6 +45,8 @@ export class VideoJobService {
       /** Jobs quiet this long get a nudge from the sweeper (a lost queue entry can never strand a job). */
       quietSeconds: number;
       crashAt?: CrashPoint;
+      /** Enqueue a push (send_job_push) with every job's end: only when APNs is configured. */
+      pushOnEnd?: boolean;
     },
   ) {}
 
@@ -216,6 +219,7 @@ export class VideoJobService {
       if (!locked || locked.status !== 'ingesting') return false;
       await ledger.capture(tx, { holdId: locked.hold_id });
       await jobsDb.setCompleted(tx, jobId, videoKey, thumbnailKey);
+      await this.enqueuePush(tx, jobId, null);
       crashIf(this.opts.crashAt, 'complete:before-commit');
       return true;
     });
@@ -225,6 +229,15 @@ export class VideoJobService {
       // It ended while we copied (deleted, cancelled or timed out): the files we stored belong to nobody.
       await this.removeResults([videoKey, thumbnailKey]);
     }
+  }
+
+  /**
+   * In the transaction that ends the job, so the push is never lost nor sent for an end that rolled
+   * back; it is sent later by the queue, never while this transaction holds the money rows.
+   */
+  private async enqueuePush(tx: Queryable, jobId: string, failureCode: string | null): Promise<void> {
+    if (!this.opts.pushOnEnd || (failureCode && SILENT_FAILURE_CODES.includes(failureCode))) return;
+    await enqueue(tx, 'send_job_push', { jobId }, { jobKey: `push:${jobId}`, maxAttempts: 10 });
   }
 
   private async removeResults(keys: (string | null)[]): Promise<void> {
@@ -256,6 +269,7 @@ export class VideoJobService {
       if (!job || job.status === 'completed' || job.status === 'failed') return false;
       await ledger.release(tx, { holdId: job.hold_id, reason: `${code}: ${message}`.slice(0, 500) });
       await jobsDb.setFailed(tx, jobId, code, message);
+      await this.enqueuePush(tx, jobId, code);
       return true;
     });
     if (failed) {

@@ -4,6 +4,7 @@ import { createPool } from '../db/pool.js';
 import type { Logger } from '../logger.js';
 import type { PurchaseService } from '../apple/purchases.js';
 import type { AccountDeletionService } from '../auth/account-deletion.js';
+import type { PushService } from '../push/notifications.js';
 import type { VideoJobService } from './video-jobs.js';
 
 /**
@@ -44,11 +45,12 @@ export interface WorkerDeps {
   jobs: VideoJobService;
   purchases: PurchaseService;
   accountDeletion: AccountDeletionService;
+  push: PushService;
   cleanupIdempotencyKeys: () => Promise<number>;
   cleanupUsedIdentityTokens: () => Promise<number>;
 }
 
-export function taskList({ jobs, purchases, accountDeletion, cleanupIdempotencyKeys, cleanupUsedIdentityTokens }: WorkerDeps): TaskList {
+export function taskList({ jobs, purchases, accountDeletion, push, cleanupIdempotencyKeys, cleanupUsedIdentityTokens }: WorkerDeps): TaskList {
   return {
     submit_video_job: async (p) => jobs.submit(payload(p).jobId),
     poll_video_job: async (p) => jobs.poll(payload(p).jobId),
@@ -71,6 +73,8 @@ export function taskList({ jobs, purchases, accountDeletion, cleanupIdempotencyK
       if (typeof userId !== 'string') throw new Error('task payload lacks userId');
       await accountDeletion.purge(userId);
     },
+    // Throws on APNs 429/5xx: graphile's retry (exponential backoff) sends to the devices not yet settled.
+    send_job_push: async (p) => push.sendForJob(payload(p).jobId),
   };
 }
 
