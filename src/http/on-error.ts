@@ -1,6 +1,7 @@
 import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import { ZodError } from 'zod';
+import { ProviderLimitExceeded } from '../catalogue/pricing.js';
 import { AppStoreRejected, AppStoreUnavailable } from '../apple/app-store.js';
 import { DeviceCheckUnavailable, DeviceTokenRejected } from '../apple/device-check.js';
 import { TransactionOwnedByAnother } from '../apple/purchases.js';
@@ -39,6 +40,11 @@ export function toApiError(err: unknown, maxBodyBytes: number): ApiError {
   if (err instanceof InvalidPrompt) return new ApiError('ERR_4003', { field: 'prompt' });
   if (err instanceof ModelUnavailable) return new ApiError('ERR_4002', err.reason ? { reason: err.reason } : undefined);
   if (err instanceof InvalidGenerationInput) return new ApiError('ERR_4008', { reason: err.reason, field: err.field });
+  if (err instanceof ProviderLimitExceeded) {
+    if (err.field === 'prompt') return new ApiError('ERR_4030', { field: 'prompt', max_length: err.limit });
+    if (err.field === 'image_url') return new ApiError('ERR_4008', { reason: `this model's provider: an image is ${String(err.limit)}`, field: 'image_url' });
+    return new ApiError('ERR_4031', { field: `settings.${err.field}`, allowed: (err.limit as (string | number)[]).join(', ') });
+  }
   if (err instanceof StorageUnavailable) return new ApiError('ERR_6002');
   if (err instanceof StorageKeyConflict) return new ApiError('ERR_4008', { reason: 'this path clashes with one of your existing files (a file where a folder is, or the reverse)', field: 'key' });
   if (err instanceof ZodError) {

@@ -1,4 +1,4 @@
-import { resolveSettings, priceFor, type RequestedSettings } from '../catalogue/pricing.js';
+import { checkProviderLimits, resolveSettings, priceFor, type RequestedSettings } from '../catalogue/pricing.js';
 import { withTransaction, type Queryable } from '../db/pool.js';
 import { InsufficientCredits } from '../ledger/errors.js';
 import * as ledger from '../ledger/ledger.js';
@@ -104,6 +104,8 @@ export class GenerationService {
       const e = err as { field?: string; message: string };
       throw new InvalidGenerationInput(`settings.${e.field ?? 'unknown'}`, e.message);
     }
+    // What the provider would refuse after the hold is a 400 now (prompt length, durations, ratios).
+    checkProviderLimits(model.provider_limits ?? {}, { prompt, settings, hasImage: req.imageUrl !== undefined });
     let imageUrl: string | null = null;
     if (model.required_fields.requires_image) {
       if (!req.imageUrl) throw new InvalidGenerationInput('image_url', 'this model needs an image: upload one and send image_url');

@@ -1,4 +1,4 @@
-import { displayedCost, type PricedModel, type RequiredFields } from '../../catalogue/pricing.js';
+import { displayedCost, type PricedModel, type ProviderLimits, type RequiredFields } from '../../catalogue/pricing.js';
 import { restQuerySql, type RestQuery, type TableSpec } from '../../http/postgrest.js';
 import type { Queryable } from '../pool.js';
 
@@ -10,6 +10,7 @@ export interface ModelRow extends PricedModel {
   provider: string;
   provider_model_id: string;
   required_fields: RequiredFields;
+  provider_limits: ProviderLimits;
   has_audio: boolean;
   is_active: boolean;
   is_featured: boolean;
