@@ -93,6 +93,115 @@ describe('supabase-js against a server with ANON_KEY', () => {
   });
 });
 
+describe('supabase-js PostgREST (rest/v1) against the real server', () => {
+  const t = useTestApp({ ANON_KEY });
+  const url = serveOverHttp(t);
+
+  it('.single() gets one object; zero or several rows are 406 PGRST116 with PostgREST\'s error fields', async () => {
+    const sb = client(url());
+    const one = await sb.from('models').select('id,name').eq('id', 'simulator-text-to-video').single();
+    expect(one.error).toBeNull();
+    expect(one.data).toEqual({ id: 'simulator-text-to-video', name: 'Simulator' });
+
+    const none = await sb.from('models').select('id').eq('id', 'no-such-model').single();
+    expect(none.status).toBe(406);
+    expect(none.data).toBeNull();
+    expect(none.error).toMatchObject({ code: 'PGRST116', details: 'The result contains 0 rows', hint: null });
+    expect(none.error?.message).toBe('Exactly one row was requested, but 0 rows matched.');
+    const many = await sb.from('themes').select('id').single();
+    expect(many.status).toBe(406);
+    expect(many.error).toMatchObject({ code: 'PGRST116', details: 'The result contains 5 rows' });
+
+    // maybeSingle(): one row or null, decided by postgrest-js on the array.
+    expect((await sb.from('models').select('id').eq('id', 'no-such-model').maybeSingle()).data).toBeNull();
+    expect((await sb.from('models').select('id').eq('id', 'runway-gen4.5').maybeSingle()).data).toEqual({ id: 'runway-gen4.5' });
+  });
+
+  it('other errors arrive as {code, message, details, hint}, with our code and localized message', async () => {
+    const bad = await client(url()).from('models').select('provider_model_id');
+    expect(bad.status).toBe(400);
+    expect(bad.error).toMatchObject({ code: 'ERR_4008', details: 'unknown column "provider_model_id"', hint: null });
+    expect(bad.error?.message).toMatch(/^The request is invalid/);
+    const written = await client(url()).from('models').insert({ id: 'mine' });
+    expect(written.error).not.toBeNull();
+    expect(written.status).toBeGreaterThanOrEqual(400);
+    const { rows } = await t().db.query("SELECT 1 FROM models WHERE id = 'mine'");
+    expect(rows).toEqual([]);
+  });
+
+  it('count=exact (and planned/estimated) gives the total in Content-Range; head: true sends HEAD and only counts', async () => {
+    const sb = client(url());
+    const { rows } = await t().db.query<{ n: number }>('SELECT count(*)::int AS n FROM models WHERE is_available');
+    const total = rows[0]!.n;
+    const page = await sb.from('models').select('id', { count: 'exact' }).order('name').range(0, 1);
+    expect(page.error).toBeNull();
+    expect(page.data).toHaveLength(2);
+    expect(page.count).toBe(total);
+    expect(page.status).toBe(206);
+    for (const count of ['planned', 'estimated'] as const) {
+      expect((await sb.from('models').select('id', { count }).eq('category', 'image-to-video')).count).toBe(
+        (await t().db.query("SELECT 1 FROM models WHERE is_available AND category = 'image-to-video'")).rowCount,
+      );
+    }
+    const head = await sb.from('themes').select('*', { count: 'exact', head: true });
+    expect(head.error).toBeNull();
+    expect(head.data).toBeNull();
+    expect(head.count).toBe(5);
+
+    const raw = await fetch(`${url()}/rest/v1/themes?select=id&limit=2&offset=1`, { method: 'HEAD', headers: { apikey: ANON_KEY, prefer: 'count=exact' } });
+    expect(raw.status).toBe(206);
+    expect(raw.headers.get('content-range')).toBe('1-2/5');
+    expect(await raw.text()).toBe('');
+  });
+
+  it('the operators eq, neq, in, is, gt, gte, lt, lte (and not.) filter as PostgREST does', async () => {
+    const sb = client(url());
+    const ids = async (q: PromiseLike<{ data: { id: string }[] | null; error: unknown }>) => {
+      const { data, error } = await q;
+      expect(error).toBeNull();
+      return data!.map((r) => r.id).sort();
+    };
+    const { rows } = await t().db.query<{ id: string; category: string; is_featured: boolean; created_at: string; name: string }>(
+      'SELECT id, category, is_featured, created_at, name FROM models WHERE is_available',
+    );
+    const expectIds = (pred: (r: (typeof rows)[number]) => boolean) => rows.filter(pred).map((r) => r.id).sort();
+    expect(await ids(sb.from('models').select('id').neq('category', 'text-to-video'))).toEqual(expectIds((r) => r.category !== 'text-to-video'));
+    expect(await ids(sb.from('models').select('id').in('id', ['runway-gen4.5', 'simulator-text-to-video', 'nope']))).toEqual(['runway-gen4.5', 'simulator-text-to-video']);
+    expect(await ids(sb.from('models').select('id').not('id', 'in', '("runway-gen4.5")'))).toEqual(expectIds((r) => r.id !== 'runway-gen4.5'));
+    expect(await ids(sb.from('models').select('id').is('is_featured', true))).toEqual(expectIds((r) => r.is_featured));
+    expect(await ids(sb.from('themes').select('id').is('model_id', null))).toEqual([]);
+    expect(await ids(sb.from('models').select('id').gt('name', 'R').lt('name', 'T'))).toEqual(expectIds((r) => r.name > 'R' && r.name < 'T'));
+    expect(await ids(sb.from('models').select('id').gte('name', 'Simulator').lte('name', 'Simulator'))).toEqual(['simulator-text-to-video']);
+    const later = new Date(Math.max(...rows.map((r) => Date.parse(r.created_at))) + 1000).toISOString();
+    expect(await ids(sb.from('models').select('id').lt('created_at', later))).toEqual(expectIds(() => true));
+    expect(await ids(sb.from('models').select('id').gte('created_at', later))).toEqual([]);
+
+    // Values are typed by column and never reach SQL as text: a bad one is a 400, not a 500.
+    expect((await sb.from('themes').select('id').in('id', ['not-a-uuid'])).status).toBe(400);
+    expect((await sb.from('models').select('id').like('name', 'S%')).status).toBe(400);
+  });
+
+  it("the one write: PATCH users with return=representation (the row), minimal (204), as supabase-js sends it", async () => {
+    const g = await t().createGuest();
+    const sb = client(url());
+    await sb.auth.setSession({ access_token: g.accessToken, refresh_token: g.refreshToken });
+    const rep = await sb.from('users').update({ language: 'tr' }).eq('id', g.userId).select();
+    expect(rep.error).toBeNull();
+    expect(rep.data).toEqual([{ id: g.userId, language: 'tr', theme_preference: 'system' }]);
+    const single = await sb.from('users').update({ theme_preference: 'dark' }).eq('id', g.userId).select('theme_preference').single();
+    expect(single.data).toEqual({ theme_preference: 'dark' });
+    const minimal = await sb.from('users').update({ language: 'es' }).eq('id', g.userId);
+    expect(minimal.error).toBeNull();
+    expect(minimal.status).toBe(204);
+    expect(minimal.data).toBeNull();
+    expect((await t().json(t().get('/functions/v1/get-user-profile', { token: g.accessToken }))).language).toBe('es');
+    // No other user's row, no other column.
+    const other = await t().createGuest();
+    expect((await sb.from('users').update({ language: 'tr' }).eq('id', other.userId)).status).toBe(403);
+    expect((await sb.from('users').update({ credits: 1000 } as never).eq('id', g.userId)).status).toBe(400);
+  });
+});
+
 describe('supabase-js against a server without ANON_KEY (it sends its key as Bearer on auth calls)', () => {
   const apple = useFakeAppleId();
   const t = useTestApp(() => apple.env());

@@ -16,6 +16,7 @@ import { ApiError } from './api-error.js';
 import type { AppEnv } from './context.js';
 import type { ErrorLogWriter } from './error-log.js';
 import { localizedMessage, negotiateLanguage } from './i18n.js';
+import { postgrestErrorFields } from './postgrest.js';
 
 const DATABASE_RETRY_AFTER_SECONDS = '2';
 
@@ -80,7 +81,12 @@ export function errorResponse(c: Context<AppEnv>, apiError: ApiError): Response 
   };
   // GoTrue's error fields on auth/v1, so supabase clients' AuthApiError carries our code and
   // message (auth-js reads msg, then error_code); the envelope stays for our own clients.
-  const body = c.req.path.startsWith('/auth/v1/') ? { code: apiError.status, error_code: apiError.code, msg: message, ...envelope } : envelope;
+  // PostgREST's {code, message, details, hint} on rest/v1, so postgrest-js's PostgrestError carries them.
+  const body = c.req.path.startsWith('/auth/v1/')
+    ? { code: apiError.status, error_code: apiError.code, msg: message, ...envelope }
+    : c.req.path.startsWith('/rest/v1/')
+      ? { ...postgrestErrorFields(apiError, message), ...envelope }
+      : envelope;
   const headers: Record<string, string> = {
     'Content-Language': lang,
     Vary: 'Accept-Language',
