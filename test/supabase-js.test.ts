@@ -202,6 +202,104 @@ describe('supabase-js PostgREST (rest/v1) against the real server', () => {
   });
 });
 
+describe('supabase-js Storage against the real server', () => {
+  const t = useTestApp({ ANON_KEY });
+  const url = serveOverHttp(t);
+  const JPEG = Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, 0x4a, 0x46, 0x49, 0x46, 0x00, 0x01, 0xff, 0xd9]);
+  const PNG_HEAD = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13, 0x49, 0x48, 0x44, 0x52, 0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0, 0x90, 0x77, 0x53, 0xde]);
+
+  async function signedIn() {
+    const g = await t().createGuest();
+    const sb = client(url());
+    await sb.auth.setSession({ access_token: g.accessToken, refresh_token: g.refreshToken });
+    return { g, bucket: sb.storage.from('thumbnails') };
+  }
+
+  it('upload() as multipart FormData (a Blob) and as raw bytes answers {Key, Id}; the type is what the bytes are', async () => {
+    const { g, bucket } = await signedIn();
+    const viaForm = await bucket.upload(`${g.userId}/input_1.jpg`, new Blob([JPEG], { type: 'image/jpeg' }));
+    expect(viaForm.error).toBeNull();
+    const { rows } = await t().db.query('SELECT id::text, content_type, size FROM storage_objects WHERE key = $1', [`${g.userId}/input_1.jpg`]);
+    expect(viaForm.data).toEqual({ path: `${g.userId}/input_1.jpg`, fullPath: `thumbnails/${g.userId}/input_1.jpg`, id: rows[0].id });
+    expect(rows[0]).toMatchObject({ content_type: 'image/jpeg', size: JPEG.length });
+
+    const raw = await bucket.upload(`${g.userId}/input_2.png`, PNG_HEAD, { contentType: 'image/jpeg' });
+    expect(raw.error).toBeNull();
+    const fetched = await fetch(`${url()}/storage/v1/object/public/thumbnails/${g.userId}/input_2.png`);
+    expect(fetched.headers.get('content-type')).toBe('image/png');
+    expect(Buffer.from(await fetched.arrayBuffer())).toEqual(PNG_HEAD);
+
+    // The magic-number gate applies to a form's file too; an existing object needs upsert.
+    const html = await bucket.upload(`${g.userId}/p.jpg`, new Blob(['<!doctype html><script>1</script>'], { type: 'image/jpeg' }));
+    expect(html.error).toMatchObject({ statusCode: '415' });
+    expect((await bucket.upload(`${g.userId}/input_1.jpg`, new Blob([JPEG]))).error).not.toBeNull();
+    expect((await bucket.upload(`${g.userId}/input_1.jpg`, new Blob([PNG_HEAD]), { upsert: true })).error).toBeNull();
+    expect((await bucket.update(`${g.userId}/input_1.jpg`, new Blob([JPEG]))).error).toBeNull();
+    // Only into your own folder.
+    const other = await t().createGuest();
+    expect((await bucket.upload(`${other.userId}/x.jpg`, new Blob([JPEG]))).error).toMatchObject({ statusCode: '403' });
+  });
+
+  it('download() and exists() read your own objects with your token; another user\'s is 404', async () => {
+    const { g, bucket } = await signedIn();
+    await bucket.upload(`${g.userId}/mine.jpg`, new Blob([JPEG]));
+    const got = await bucket.download(`${g.userId}/mine.jpg`);
+    expect(got.error).toBeNull();
+    expect(Buffer.from(await got.data!.arrayBuffer())).toEqual(JPEG);
+    expect(got.data!.type).toBe('image/jpeg');
+    expect((await bucket.exists(`${g.userId}/mine.jpg`)).data).toBe(true);
+    expect((await bucket.exists(`${g.userId}/none.jpg`)).data).toBe(false);
+
+    const res = await fetch(`${url()}/storage/v1/object/authenticated/thumbnails/${g.userId}/mine.jpg`, { headers: { apikey: ANON_KEY, authorization: `Bearer ${g.accessToken}` } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(res.headers.get('content-security-policy')).toBe("default-src 'none'; sandbox");
+
+    const intruder = await signedIn();
+    const stolen = await intruder.bucket.download(`${g.userId}/mine.jpg`);
+    expect(stolen.data).toBeNull();
+    expect((stolen.error as { status?: number } | null)?.status).toBe(404);
+    const anon = await fetch(`${url()}/storage/v1/object/thumbnails/${g.userId}/mine.jpg`, { headers: { apikey: ANON_KEY } });
+    expect(anon.status).toBe(401);
+  });
+
+  it('createSignedUrl() gives a working expiring URL for your own object only (no longer taken for an upload to bucket "sign")', async () => {
+    const { g, bucket } = await signedIn();
+    await bucket.upload(`${g.userId}/s.jpg`, new Blob([JPEG]));
+    const signed = await bucket.createSignedUrl(`${g.userId}/s.jpg`, 60);
+    expect(signed.error).toBeNull();
+    expect(signed.data!.signedUrl).toMatch(new RegExp(`^${url()}/storage/v1/object/sign/thumbnails/${g.userId}/s\\.jpg\\?token=`));
+    const res = await fetch(signed.data!.signedUrl);
+    expect(res.status).toBe(200);
+    expect(Buffer.from(await res.arrayBuffer())).toEqual(JPEG);
+    const { rows } = await t().db.query("SELECT count(*)::int AS n FROM storage_objects WHERE bucket = 'sign'");
+    expect(rows[0].n).toBe(0);
+
+    const intruder = await signedIn();
+    expect((await intruder.bucket.createSignedUrl(`${g.userId}/s.jpg`, 60)).error).toMatchObject({ statusCode: '404' });
+    expect((await bucket.createSignedUrl(`${g.userId}/s.jpg`, 0)).error).toMatchObject({ statusCode: '400' });
+  });
+
+  it('remove() deletes your listed objects and answers them; others\' and missing keys are skipped', async () => {
+    const { g, bucket } = await signedIn();
+    const intruder = await signedIn();
+    await bucket.upload(`${g.userId}/a.jpg`, new Blob([JPEG]));
+    await bucket.upload(`${g.userId}/b.jpg`, new Blob([JPEG]));
+    await intruder.bucket.upload(`${intruder.g.userId}/c.jpg`, new Blob([JPEG]));
+
+    const removed = await bucket.remove([`${g.userId}/a.jpg`, `${g.userId}/missing.jpg`, `${intruder.g.userId}/c.jpg`]);
+    expect(removed.error).toBeNull();
+    expect(removed.data!.map((o) => o.name)).toEqual([`${g.userId}/a.jpg`]);
+    expect(removed.data![0]).toMatchObject({ bucket_id: 'thumbnails', owner: g.userId, metadata: { size: JPEG.length, mimetype: 'image/jpeg' } });
+
+    expect((await fetch(`${url()}/storage/v1/object/public/thumbnails/${g.userId}/a.jpg`)).status).toBe(404);
+    expect((await fetch(`${url()}/storage/v1/object/public/thumbnails/${g.userId}/b.jpg`)).status).toBe(200);
+    expect((await fetch(`${url()}/storage/v1/object/public/thumbnails/${intruder.g.userId}/c.jpg`)).status).toBe(200);
+    // A result goes with its job, not through remove().
+    expect((await client(url()).storage.from('videos').remove([`${g.userId}/v.mp4`])).error).not.toBeNull();
+  });
+});
+
 describe('supabase-js against a server without ANON_KEY (it sends its key as Bearer on auth calls)', () => {
   const apple = useFakeAppleId();
   const t = useTestApp(() => apple.env());
