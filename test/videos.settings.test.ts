@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { resolveSettings, SettingNotAllowed, type PricedModel, type RequiredFields } from '../src/catalogue/pricing.js';
+import { checkProviderLimits, ProviderLimitExceeded, resolveSettings, SettingNotAllowed, type PricedModel, type RequiredFields } from '../src/catalogue/pricing.js';
 import { useTestApp } from './harness.js';
 
 /**
@@ -65,6 +65,29 @@ describe('generate-video settings as the shipped app sends them', () => {
           }
     }
     expect(cases).toBeGreaterThan(50);
+  });
+
+  it("provider limits: each one refuses what breaks it and only that, the prompt counted in UTF-16 code units", () => {
+    const limits = { prompt_max_length: 4, durations: [5], aspect_ratios: ['16:9'], resolutions: ['720p'], image: 'unsupported' as const };
+    const ok = { prompt: 'abcd', settings: { duration: 5, aspect_ratio: '16:9', resolution: '720p' }, hasImage: false };
+    expect(() => checkProviderLimits(limits, ok)).not.toThrow();
+    expect(() => checkProviderLimits(limits, { ...ok, prompt: '🎬🎬' })).not.toThrow();
+    const broken = (change: Partial<typeof ok> & { settings?: Partial<typeof ok.settings> }) => {
+      try {
+        checkProviderLimits(limits, { ...ok, ...change, settings: { ...ok.settings, ...change.settings } });
+      } catch (err) {
+        expect(err).toBeInstanceOf(ProviderLimitExceeded);
+        return (err as ProviderLimitExceeded).field;
+      }
+      return 'accepted';
+    };
+    expect(broken({ prompt: '🎬🎬a' })).toBe('prompt');
+    expect(broken({ settings: { duration: 10 } })).toBe('duration');
+    expect(broken({ settings: { aspect_ratio: '9:16' } })).toBe('aspect_ratio');
+    expect(broken({ settings: { resolution: '1080p' } })).toBe('resolution');
+    expect(broken({ hasImage: true })).toBe('image_url');
+    expect(() => checkProviderLimits({ image: 'required' }, ok)).toThrow(ProviderLimitExceeded);
+    expect(() => checkProviderLimits({}, { ...ok, prompt: 'x'.repeat(5000), hasImage: true })).not.toThrow();
   });
 
   it('"auto" from a theme is the model default too, and a theme value the model cannot do falls back to it', () => {

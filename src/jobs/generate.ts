@@ -104,8 +104,6 @@ export class GenerationService {
       const e = err as { field?: string; message: string };
       throw new InvalidGenerationInput(`settings.${e.field ?? 'unknown'}`, e.message);
     }
-    // What the provider would refuse after the hold is a 400 now (prompt length, durations, ratios).
-    checkProviderLimits(model.provider_limits ?? {}, { prompt, settings, hasImage: req.imageUrl !== undefined });
     let imageUrl: string | null = null;
     if (model.required_fields.requires_image) {
       if (!req.imageUrl) throw new InvalidGenerationInput('image_url', 'this model needs an image: upload one and send image_url');
@@ -113,6 +111,9 @@ export class GenerationService {
     } else if (req.imageUrl) {
       throw new InvalidGenerationInput('image_url', 'this model does not take an image');
     }
+
+    // What the provider would refuse after the hold is a 400 now (prompt length, durations, ratios).
+    checkProviderLimits(model.provider_limits ?? {}, { prompt, settings, hasImage: imageUrl !== null });
 
     const price = priceFor(model, settings.duration);
     // Refuse an unaffordable request without queueing on the account lock (a burst from an empty
