@@ -179,6 +179,11 @@ describe('supabase-js PostgREST (rest/v1) against the real server', () => {
     // Values are typed by column and never reach SQL as text: a bad one is a 400, not a 500.
     expect((await sb.from('themes').select('id').in('id', ['not-a-uuid'])).status).toBe(400);
     expect((await sb.from('models').select('id').like('name', 'S%')).status).toBe(400);
+    expect((await sb.from('models').select('id').is('name', true)).status).toBe(400);
+    for (const date of ['2020-02-31', 'yesterday', '99999-01-01']) {
+      const { status } = await sb.from('models').select('id').gt('created_at', date);
+      expect(status, date).toBe(date === '2020-02-31' ? 200 : 400);
+    }
   });
 
   it("the one write: PATCH users with return=representation (the row), minimal (204), as supabase-js sends it", async () => {

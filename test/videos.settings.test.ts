@@ -72,7 +72,7 @@ describe('generate-video settings as the shipped app sends them', () => {
     const ok = { prompt: 'abcd', settings: { duration: 5, aspect_ratio: '16:9', resolution: '720p' }, hasImage: false };
     expect(() => checkProviderLimits(limits, ok)).not.toThrow();
     expect(() => checkProviderLimits(limits, { ...ok, prompt: '🎬🎬' })).not.toThrow();
-    const broken = (change: Partial<typeof ok> & { settings?: Partial<typeof ok.settings> }) => {
+    const broken = (change: { prompt?: string; hasImage?: boolean; settings?: Partial<typeof ok.settings> }) => {
       try {
         checkProviderLimits(limits, { ...ok, ...change, settings: { ...ok.settings, ...change.settings } });
       } catch (err) {

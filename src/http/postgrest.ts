@@ -38,6 +38,7 @@ export interface RestQuery {
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const ISO_DATE = /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)?)?$/i;
 const RESERVED = new Set(['select', 'order', 'limit', 'offset']);
 const OPERATORS = 'eq, neq, gt, gte, lt, lte, in, is (optionally after not.)';
 
@@ -53,7 +54,12 @@ function typedValue(column: string, type: ColumnType, value: string): string | b
     return value === 'true';
   }
   if (type === 'uuid' && !UUID.test(value)) throw invalid(`${column} must be a UUID`, column);
-  if (type === 'timestamp' && !Number.isFinite(Date.parse(value))) throw invalid(`${column} must be an ISO 8601 date`, column);
+  if (type === 'timestamp') {
+    // Normalised here: PostgreSQL would refuse some dates JavaScript accepts (2020-02-31), a 500.
+    const ms = ISO_DATE.test(value) ? Date.parse(value) : NaN;
+    if (!Number.isFinite(ms)) throw invalid(`${column} must be an ISO 8601 date`, column);
+    return new Date(ms).toISOString();
+  }
   return value;
 }
 
@@ -96,8 +102,10 @@ function parseFilter(column: string, type: ColumnType, raw: string): RestFilter 
   if (op === 'in') return { column, type, negated, op, value: parseList(column, operand).map((v) => typedValue(column, type, v)) };
   if (op === 'is') {
     const value = operand.toUpperCase();
-    if (value !== 'NULL' && value !== 'TRUE' && value !== 'FALSE' && value !== 'UNKNOWN') throw invalid(`${column}=is. takes null, true, false or unknown`, column);
-    return { column, type, negated, op, value };
+    // IS TRUE|FALSE|UNKNOWN exist for booleans only (on text, PostgreSQL errors: a 500).
+    const allowed = type === 'boolean' ? ['NULL', 'TRUE', 'FALSE', 'UNKNOWN'] : ['NULL'];
+    if (!allowed.includes(value)) throw invalid(`${column}=is. takes ${allowed.join(', ').toLowerCase()}`, column);
+    return { column, type, negated, op, value: value as 'NULL' | 'TRUE' | 'FALSE' | 'UNKNOWN' };
   }
   throw invalid(`unsupported filter on "${column}": use one of ${OPERATORS}`, column);
 }
