@@ -45,7 +45,6 @@ const uploadRoute = createRoute({
 
 const objectParams = z.object({ bucket: z.enum(BUCKETS), key: z.string().openapi({ example: '6f96…/input_1.jpg' }) });
 
-
 const DOWNLOAD_DESCRIPTION =
   'Served with the content type, size, SHA-256 (ETag) and write time (Last-Modified) recorded at upload, and always with ' +
   "X-Content-Type-Options: nosniff, Content-Security-Policy: default-src 'none'; sandbox and Content-Disposition: inline. " +
