@@ -61,7 +61,6 @@ describe('supabase-js against a server with ANON_KEY', () => {
   });
 
   it('functions.invoke() POSTs JSON: the read functions answer POST (body) as they answer GET (query)', async () => {
-    await t().startWorker();
     const g = await t().createGuest();
     const job = await t().json(t().generate(g, { model_id: 'simulator-text-to-video', prompt: 'a red fox running through snow' }));
     const sb = client(url());
@@ -82,6 +81,8 @@ describe('supabase-js against a server with ANON_KEY', () => {
     // The shipped app's GET with a query is unchanged.
     const viaGet = await sb.functions.invoke(`get-video-status?job_id=${job.job_id}`, { method: 'GET' });
     expect(viaGet.data).toEqual(status.data);
+    // The worker starts only now: the two reads above must see one unchanged job.
+    await t().startWorker();
     await t().waitForJob(g.accessToken, job.job_id);
 
     // The body is validated like the query, and names no other user.
