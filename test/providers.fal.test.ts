@@ -81,7 +81,20 @@ describe('fal provider against the local fal fake', () => {
     await deliver(fal.webhookFor(requestId));
     const done = await t().waitForJob(g.accessToken, jobId);
     expect(done).toMatchObject({ status: 'failed', error_code: 'ERR_5003' });
+    // The user reads our words; fal's own stay in provider_error for operators.
+    expect(done.error_message).toBe('The video provider rejected this prompt. Your credits were returned.');
+    const { rows } = await t().db.query('SELECT provider_error FROM video_jobs WHERE job_id = $1', [jobId]);
+    expect(rows[0].provider_error).toMatch(/^fal: /);
     expect((await t().json(t().get('/functions/v1/get-user-credits', { token: g.accessToken }))).credits_remaining).toBe(10);
+  });
+
+  it("a setting the model does not declare is not sent: the app's resolution on Kling (which has none) never reaches fal", async () => {
+    await t().startWorker();
+    const g = await t().createGuest();
+    const res = await t().json(t().generate(g, { model_id: 'kling-2.6-pro-text-to-video', prompt: 'a kite over dunes', settings: { resolution: '1080p', aspect_ratio: 'auto', duration: 5 } }));
+    await until(async () => (await job(t(), res.job_id)).provider_job_id !== null);
+    const sent = fal.requests.get((await job(t(), res.job_id)).provider_job_id)!;
+    expect(sent.input).toEqual({ prompt: 'a kite over dunes', duration: '5', aspect_ratio: '16:9' });
   });
 
   it('forged, tampered, stale and header-less webhooks are rejected and change nothing', async () => {

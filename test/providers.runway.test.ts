@@ -49,6 +49,55 @@ describe('runway provider against the local Runway fake (polling, no webhooks)',
     }
   });
 
+  it("users read our localized failure text; Runway's own words and failure code stay in provider_error for operators", async () => {
+    const { g, jobId } = await generate('forbidden [runway:safety]');
+    await t().db.query("UPDATE users SET language = 'es' WHERE id = $1", [g.userId]);
+    expect(await drive(jobId)).toBe('failed');
+    const { rows } = await t().db.query('SELECT error_message, provider_error FROM video_jobs WHERE job_id = $1', [jobId]);
+    expect(rows[0].error_message).toBe('El proveedor de vídeo rechazó esta descripción. Tus créditos fueron devueltos.');
+    expect(rows[0].provider_error).toMatch(/^runway: .*\(SAFETY\.INPUT\.TEXT\)$/);
+    const status = await t().json(t().get(`/functions/v1/get-video-status?job_id=${jobId}`, { token: g.accessToken }));
+    expect(status).toMatchObject({ status: 'failed', error_code: 'ERR_5003', error_message: rows[0].error_message });
+    expect(JSON.stringify(status)).not.toMatch(/SAFETY|moderation/);
+  });
+
+  it('an undeclared resolution is ignored, not mapped: the app\'s "1080p" on Gen-4.5 still sends 1280:720', async () => {
+    const { jobId } = await generate('a lighthouse at dawn', { resolution: '1080p', aspect_ratio: 'auto', duration: 5 });
+    expect(await drive(jobId)).toBe('completed');
+    const { rows } = await t().db.query('SELECT settings FROM video_jobs WHERE job_id = $1', [jobId]);
+    expect(rows[0].settings).toEqual({ duration: 5, aspect_ratio: '16:9' });
+    const [task] = [...runway.tasks.values()].filter((x) => x.body.promptText === 'a lighthouse at dawn');
+    expect(task!.body.ratio).toBe('1280:720');
+  });
+
+  it('a prompt over 1000 UTF-16 code units is a localized 400 before any hold; 1000 is accepted', async () => {
+    const g = await t().createGuest();
+    // "🎬" is two UTF-16 code units: 500 of them are 1000 units, 1 more is over.
+    const over = await t().json(t().generate(g, { model_id: 'runway-gen4.5', prompt: `${'🎬'.repeat(500)}a`, settings: { duration: 5 } }), 400);
+    expect(over.error).toMatchObject({ code: 'ERR_4030', details: { field: 'prompt', max_length: 1000 } });
+    expect(over.error.message).toBe('The prompt is too long for this model: at most 1000 characters.');
+    const tr = await t().json(
+      t().post('/functions/v1/generate-video', {
+        token: g.accessToken,
+        body: { model_id: 'runway-gen4.5', prompt: 'x'.repeat(1001), settings: { duration: 5 } },
+        headers: { 'idempotency-key': 'k-tr', 'accept-language': 'tr' },
+      }),
+      400,
+    );
+    expect(tr.error.message).toBe('İstem bu model için çok uzun: en fazla 1000 karakter.');
+    const { rows } = await t().db.query('SELECT count(*)::int AS n FROM video_jobs WHERE user_id = $1', [g.userId]);
+    expect(rows[0].n).toBe(0);
+    expect((await t().json(t().get('/functions/v1/get-user-credits', { token: g.accessToken }))).credits_remaining).toBe(10);
+    await t().json(t().generate(g, { model_id: 'runway-gen4.5', prompt: '🎬'.repeat(500), settings: { duration: 5 } }));
+  });
+
+  it('a duration the catalogue offers but the provider cannot do is refused before the hold (ERR_4031)', async () => {
+    const g = await t().createGuest();
+    await t().db.query(`UPDATE models SET required_fields = jsonb_set(required_fields, '{settings,duration,options}', '[5,10,12]') WHERE id = 'runway-gen4.5'`);
+    const res = await t().json(t().generate(g, { model_id: 'runway-gen4.5', prompt: 'a long take', settings: { duration: 12 } }), 400);
+    expect(res.error).toMatchObject({ code: 'ERR_4031', details: { field: 'settings.duration', allowed: '2, 3, 4, 5, 6, 7, 8, 9, 10' } });
+  });
+
   it('deleting a running task cancels it at Runway (DELETE) and refunds', async () => {
     const { g, jobId } = await generate('slow one [runway:hang]');
     await t().services.jobs.submit(jobId);

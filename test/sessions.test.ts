@@ -74,7 +74,7 @@ describe('legacy anon-key mode (LEGACY_ANON_CLIENTS=true), as the shipped app ca
     const g = await t().createGuest();
     const body = await t().json(t().get(`/functions/v1/get-user-credits?user_id=${g.userId}`, { token: ANON }));
     expect(body.credits_remaining).toBe(10);
-    const rows = await t().json(t().patch(`/rest/v1/users?id=eq.${g.userId}`, { token: ANON, body: { language: 'tr' } }));
+    const rows = await t().json(t().patch(`/rest/v1/users?id=eq.${g.userId}`, { token: ANON, headers: { prefer: 'return=representation' }, body: { language: 'tr' } }));
     expect(rows).toEqual([{ id: g.userId, language: 'tr', theme_preference: 'system' }]);
   });
 

@@ -47,7 +47,12 @@ describe('S3-compatible storage (s3rver)', () => {
   it('stores the uploaded input in the bucket and serves it at the public URL the app builds', async () => {
     const g = await t().createGuest();
     const upload = await uploadJpeg(t(), g);
-    expect(await upload.json()).toEqual({ Key: `thumbnails/${g.userId}/input_1.jpg` });
+    expect(await upload.json()).toEqual({ Key: `thumbnails/${g.userId}/input_1.jpg`, Id: expect.stringMatching(/^\d+$/) });
+
+    // createSignedUrl with S3: the presigned S3 URL itself, absolute.
+    const signed = await t().json(t().post(`/storage/v1/object/sign/thumbnails/${g.userId}/input_1.jpg`, { token: g.accessToken, body: { expiresIn: 60 } }));
+    expect(signed.signedURL.startsWith(`${endpoint}/`)).toBe(true);
+    expect(Buffer.from(await (await fetch(signed.signedURL)).arrayBuffer())).toEqual(JPEG);
 
     // The object really is in S3 under {bucket}/{key}, not on local disk.
     const direct = await fetch(`${endpoint}/${BUCKET}/thumbnails/${g.userId}/input_1.jpg`);

@@ -61,7 +61,6 @@ describe('supabase-js against a server with ANON_KEY', () => {
   });
 
   it('functions.invoke() POSTs JSON: the read functions answer POST (body) as they answer GET (query)', async () => {
-    await t().startWorker();
     const g = await t().createGuest();
     const job = await t().json(t().generate(g, { model_id: 'simulator-text-to-video', prompt: 'a red fox running through snow' }));
     const sb = client(url());
@@ -82,6 +81,8 @@ describe('supabase-js against a server with ANON_KEY', () => {
     // The shipped app's GET with a query is unchanged.
     const viaGet = await sb.functions.invoke(`get-video-status?job_id=${job.job_id}`, { method: 'GET' });
     expect(viaGet.data).toEqual(status.data);
+    // The worker starts only now: the two reads above must see one unchanged job.
+    await t().startWorker();
     await t().waitForJob(g.accessToken, job.job_id);
 
     // The body is validated like the query, and names no other user.
@@ -90,6 +91,218 @@ describe('supabase-js against a server with ANON_KEY', () => {
     expect((bad.error as FunctionsHttpError).context.status).toBe(400);
     const other = await sb.functions.invoke('get-user-credits', { body: { user_id: randomUUID() } });
     expect((other.error as FunctionsHttpError).context.status).toBe(403);
+  });
+});
+
+describe('supabase-js PostgREST (rest/v1) against the real server', () => {
+  const t = useTestApp({ ANON_KEY });
+  const url = serveOverHttp(t);
+
+  it('.single() gets one object; zero or several rows are 406 PGRST116 with PostgREST\'s error fields', async () => {
+    const sb = client(url());
+    const one = await sb.from('models').select('id,name').eq('id', 'simulator-text-to-video').single();
+    expect(one.error).toBeNull();
+    expect(one.data).toEqual({ id: 'simulator-text-to-video', name: 'Simulator' });
+
+    const none = await sb.from('models').select('id').eq('id', 'no-such-model').single();
+    expect(none.status).toBe(406);
+    expect(none.data).toBeNull();
+    expect(none.error).toMatchObject({ code: 'PGRST116', details: 'The result contains 0 rows', hint: null });
+    expect(none.error?.message).toBe('Exactly one row was requested, but 0 rows matched.');
+    const many = await sb.from('themes').select('id').single();
+    expect(many.status).toBe(406);
+    expect(many.error).toMatchObject({ code: 'PGRST116', details: 'The result contains 5 rows' });
+
+    // maybeSingle(): one row or null, decided by postgrest-js on the array.
+    expect((await sb.from('models').select('id').eq('id', 'no-such-model').maybeSingle()).data).toBeNull();
+    expect((await sb.from('models').select('id').eq('id', 'runway-gen4.5').maybeSingle()).data).toEqual({ id: 'runway-gen4.5' });
+  });
+
+  it('other errors arrive as {code, message, details, hint}, with our code and localized message', async () => {
+    const bad = await client(url()).from('models').select('provider_model_id');
+    expect(bad.status).toBe(400);
+    expect(bad.error).toMatchObject({ code: 'ERR_4008', details: 'unknown column "provider_model_id"', hint: null });
+    expect(bad.error?.message).toMatch(/^The request is invalid/);
+    const written = await client(url()).from('models').insert({ id: 'mine' });
+    expect(written.error).not.toBeNull();
+    expect(written.status).toBeGreaterThanOrEqual(400);
+    const { rows } = await t().db.query("SELECT 1 FROM models WHERE id = 'mine'");
+    expect(rows).toEqual([]);
+  });
+
+  it('count=exact (and planned/estimated) gives the total in Content-Range; head: true sends HEAD and only counts', async () => {
+    const sb = client(url());
+    const { rows } = await t().db.query<{ n: number }>('SELECT count(*)::int AS n FROM models WHERE is_available');
+    const total = rows[0]!.n;
+    const page = await sb.from('models').select('id', { count: 'exact' }).order('name').range(0, 1);
+    expect(page.error).toBeNull();
+    expect(page.data).toHaveLength(2);
+    expect(page.count).toBe(total);
+    expect(page.status).toBe(206);
+    for (const count of ['planned', 'estimated'] as const) {
+      expect((await sb.from('models').select('id', { count }).eq('category', 'image-to-video')).count).toBe(
+        (await t().db.query("SELECT 1 FROM models WHERE is_available AND category = 'image-to-video'")).rowCount,
+      );
+    }
+    const head = await sb.from('themes').select('*', { count: 'exact', head: true });
+    expect(head.error).toBeNull();
+    expect(head.data).toBeNull();
+    expect(head.count).toBe(5);
+
+    const raw = await fetch(`${url()}/rest/v1/themes?select=id&limit=2&offset=1`, { method: 'HEAD', headers: { apikey: ANON_KEY, prefer: 'count=exact' } });
+    expect(raw.status).toBe(206);
+    expect(raw.headers.get('content-range')).toBe('1-2/5');
+    expect(await raw.text()).toBe('');
+  });
+
+  it('the operators eq, neq, in, is, gt, gte, lt, lte (and not.) filter as PostgREST does', async () => {
+    const sb = client(url());
+    const ids = async (q: PromiseLike<{ data: { id: string }[] | null; error: unknown }>) => {
+      const { data, error } = await q;
+      expect(error).toBeNull();
+      return data!.map((r) => r.id).sort();
+    };
+    const { rows } = await t().db.query<{ id: string; category: string; is_featured: boolean; created_at: string; name: string }>(
+      'SELECT id, category, is_featured, created_at, name FROM models WHERE is_available',
+    );
+    const expectIds = (pred: (r: (typeof rows)[number]) => boolean) => rows.filter(pred).map((r) => r.id).sort();
+    expect(await ids(sb.from('models').select('id').neq('category', 'text-to-video'))).toEqual(expectIds((r) => r.category !== 'text-to-video'));
+    expect(await ids(sb.from('models').select('id').in('id', ['runway-gen4.5', 'simulator-text-to-video', 'nope']))).toEqual(['runway-gen4.5', 'simulator-text-to-video']);
+    expect(await ids(sb.from('models').select('id').not('id', 'in', '("runway-gen4.5")'))).toEqual(expectIds((r) => r.id !== 'runway-gen4.5'));
+    expect(await ids(sb.from('models').select('id').is('is_featured', true))).toEqual(expectIds((r) => r.is_featured));
+    expect(await ids(sb.from('themes').select('id').is('model_id', null))).toEqual([]);
+    expect(await ids(sb.from('models').select('id').gt('name', 'R').lt('name', 'T'))).toEqual(expectIds((r) => r.name > 'R' && r.name < 'T'));
+    expect(await ids(sb.from('models').select('id').gte('name', 'Simulator').lte('name', 'Simulator'))).toEqual(['simulator-text-to-video']);
+    const later = new Date(Math.max(...rows.map((r) => Date.parse(r.created_at))) + 1000).toISOString();
+    expect(await ids(sb.from('models').select('id').lt('created_at', later))).toEqual(expectIds(() => true));
+    expect(await ids(sb.from('models').select('id').gte('created_at', later))).toEqual([]);
+
+    // Values are typed by column and never reach SQL as text: a bad one is a 400, not a 500.
+    expect((await sb.from('themes').select('id').in('id', ['not-a-uuid'])).status).toBe(400);
+    expect((await sb.from('models').select('id').like('name', 'S%')).status).toBe(400);
+    expect((await sb.from('models').select('id').is('name', true)).status).toBe(400);
+    for (const date of ['2020-02-31', 'yesterday', '99999-01-01']) {
+      const { status } = await sb.from('models').select('id').gt('created_at', date);
+      expect(status, date).toBe(date === '2020-02-31' ? 200 : 400);
+    }
+  });
+
+  it("the one write: PATCH users with return=representation (the row), minimal (204), as supabase-js sends it", async () => {
+    const g = await t().createGuest();
+    const sb = client(url());
+    await sb.auth.setSession({ access_token: g.accessToken, refresh_token: g.refreshToken });
+    const rep = await sb.from('users').update({ language: 'tr' }).eq('id', g.userId).select();
+    expect(rep.error).toBeNull();
+    expect(rep.data).toEqual([{ id: g.userId, language: 'tr', theme_preference: 'system' }]);
+    const single = await sb.from('users').update({ theme_preference: 'dark' }).eq('id', g.userId).select('theme_preference').single();
+    expect(single.data).toEqual({ theme_preference: 'dark' });
+    const minimal = await sb.from('users').update({ language: 'es' }).eq('id', g.userId);
+    expect(minimal.error).toBeNull();
+    expect(minimal.status).toBe(204);
+    expect(minimal.data).toBeNull();
+    expect((await t().json(t().get('/functions/v1/get-user-profile', { token: g.accessToken }))).language).toBe('es');
+    // No other user's row, no other column.
+    const other = await t().createGuest();
+    expect((await sb.from('users').update({ language: 'tr' }).eq('id', other.userId)).status).toBe(403);
+    expect((await sb.from('users').update({ credits: 1000 } as never).eq('id', g.userId)).status).toBe(400);
+  });
+});
+
+describe('supabase-js Storage against the real server', () => {
+  const t = useTestApp({ ANON_KEY });
+  const url = serveOverHttp(t);
+  const JPEG = Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, 0x4a, 0x46, 0x49, 0x46, 0x00, 0x01, 0xff, 0xd9]);
+  const PNG_HEAD = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13, 0x49, 0x48, 0x44, 0x52, 0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0, 0x90, 0x77, 0x53, 0xde]);
+
+  async function signedIn() {
+    const g = await t().createGuest();
+    const sb = client(url());
+    await sb.auth.setSession({ access_token: g.accessToken, refresh_token: g.refreshToken });
+    return { g, bucket: sb.storage.from('thumbnails') };
+  }
+
+  it('upload() as multipart FormData (a Blob) and as raw bytes answers {Key, Id}; the type is what the bytes are', async () => {
+    const { g, bucket } = await signedIn();
+    const viaForm = await bucket.upload(`${g.userId}/input_1.jpg`, new Blob([JPEG], { type: 'image/jpeg' }));
+    expect(viaForm.error).toBeNull();
+    const { rows } = await t().db.query('SELECT id::text, content_type, size FROM storage_objects WHERE key = $1', [`${g.userId}/input_1.jpg`]);
+    expect(viaForm.data).toEqual({ path: `${g.userId}/input_1.jpg`, fullPath: `thumbnails/${g.userId}/input_1.jpg`, id: rows[0].id });
+    expect(rows[0]).toMatchObject({ content_type: 'image/jpeg', size: JPEG.length });
+
+    const raw = await bucket.upload(`${g.userId}/input_2.png`, PNG_HEAD, { contentType: 'image/jpeg' });
+    expect(raw.error).toBeNull();
+    const fetched = await fetch(`${url()}/storage/v1/object/public/thumbnails/${g.userId}/input_2.png`);
+    expect(fetched.headers.get('content-type')).toBe('image/png');
+    expect(Buffer.from(await fetched.arrayBuffer())).toEqual(PNG_HEAD);
+
+    // The magic-number gate applies to a form's file too; an existing object needs upsert.
+    const html = await bucket.upload(`${g.userId}/p.jpg`, new Blob(['<!doctype html><script>1</script>'], { type: 'image/jpeg' }));
+    expect(html.error).toMatchObject({ statusCode: '415' });
+    expect((await bucket.upload(`${g.userId}/input_1.jpg`, new Blob([JPEG]))).error).not.toBeNull();
+    expect((await bucket.upload(`${g.userId}/input_1.jpg`, new Blob([PNG_HEAD]), { upsert: true })).error).toBeNull();
+    expect((await bucket.update(`${g.userId}/input_1.jpg`, new Blob([JPEG]))).error).toBeNull();
+    // Only into your own folder.
+    const other = await t().createGuest();
+    expect((await bucket.upload(`${other.userId}/x.jpg`, new Blob([JPEG]))).error).toMatchObject({ statusCode: '403' });
+  });
+
+  it('download() and exists() read your own objects with your token; another user\'s is 404', async () => {
+    const { g, bucket } = await signedIn();
+    await bucket.upload(`${g.userId}/mine.jpg`, new Blob([JPEG]));
+    const got = await bucket.download(`${g.userId}/mine.jpg`);
+    expect(got.error).toBeNull();
+    expect(Buffer.from(await got.data!.arrayBuffer())).toEqual(JPEG);
+    expect(got.data!.type).toBe('image/jpeg');
+    expect((await bucket.exists(`${g.userId}/mine.jpg`)).data).toBe(true);
+    expect((await bucket.exists(`${g.userId}/none.jpg`)).data).toBe(false);
+
+    const res = await fetch(`${url()}/storage/v1/object/authenticated/thumbnails/${g.userId}/mine.jpg`, { headers: { apikey: ANON_KEY, authorization: `Bearer ${g.accessToken}` } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(res.headers.get('content-security-policy')).toBe("default-src 'none'; sandbox");
+
+    const intruder = await signedIn();
+    const stolen = await intruder.bucket.download(`${g.userId}/mine.jpg`);
+    expect(stolen.data).toBeNull();
+    expect((stolen.error as { status?: number } | null)?.status).toBe(404);
+    const anon = await fetch(`${url()}/storage/v1/object/thumbnails/${g.userId}/mine.jpg`, { headers: { apikey: ANON_KEY } });
+    expect(anon.status).toBe(401);
+  });
+
+  it('createSignedUrl() gives a working expiring URL for your own object only (no longer taken for an upload to bucket "sign")', async () => {
+    const { g, bucket } = await signedIn();
+    await bucket.upload(`${g.userId}/s.jpg`, new Blob([JPEG]));
+    const signed = await bucket.createSignedUrl(`${g.userId}/s.jpg`, 60);
+    expect(signed.error).toBeNull();
+    expect(signed.data!.signedUrl).toMatch(new RegExp(`^${url()}/storage/v1/object/sign/thumbnails/${g.userId}/s\\.jpg\\?token=`));
+    const res = await fetch(signed.data!.signedUrl);
+    expect(res.status).toBe(200);
+    expect(Buffer.from(await res.arrayBuffer())).toEqual(JPEG);
+    const { rows } = await t().db.query("SELECT count(*)::int AS n FROM storage_objects WHERE bucket = 'sign'");
+    expect(rows[0].n).toBe(0);
+
+    const intruder = await signedIn();
+    expect((await intruder.bucket.createSignedUrl(`${g.userId}/s.jpg`, 60)).error).toMatchObject({ statusCode: '404' });
+    expect((await bucket.createSignedUrl(`${g.userId}/s.jpg`, 0)).error).toMatchObject({ statusCode: '400' });
+  });
+
+  it('remove() deletes your listed objects and answers them; others\' and missing keys are skipped', async () => {
+    const { g, bucket } = await signedIn();
+    const intruder = await signedIn();
+    await bucket.upload(`${g.userId}/a.jpg`, new Blob([JPEG]));
+    await bucket.upload(`${g.userId}/b.jpg`, new Blob([JPEG]));
+    await intruder.bucket.upload(`${intruder.g.userId}/c.jpg`, new Blob([JPEG]));
+
+    const removed = await bucket.remove([`${g.userId}/a.jpg`, `${g.userId}/missing.jpg`, `${intruder.g.userId}/c.jpg`]);
+    expect(removed.error).toBeNull();
+    expect(removed.data!.map((o) => o.name)).toEqual([`${g.userId}/a.jpg`]);
+    expect(removed.data![0]).toMatchObject({ bucket_id: 'thumbnails', owner: g.userId, metadata: { size: JPEG.length, mimetype: 'image/jpeg' } });
+
+    expect((await fetch(`${url()}/storage/v1/object/public/thumbnails/${g.userId}/a.jpg`)).status).toBe(404);
+    expect((await fetch(`${url()}/storage/v1/object/public/thumbnails/${g.userId}/b.jpg`)).status).toBe(200);
+    expect((await fetch(`${url()}/storage/v1/object/public/thumbnails/${intruder.g.userId}/c.jpg`)).status).toBe(200);
+    // A result goes with its job, not through remove().
+    expect((await client(url()).storage.from('videos').remove([`${g.userId}/v.mp4`])).error).not.toBeNull();
   });
 });
 

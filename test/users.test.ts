@@ -48,8 +48,12 @@ describe('credits and profile', () => {
       }),
     );
     expect(rows).toEqual([{ id: g.userId, language: 'tr', theme_preference: 'dark' }]);
-    const partial = await t().json(t().patch(`/rest/v1/users?id=eq.${g.userId}`, { token: g.accessToken, body: { language: 'es' } }));
-    expect(partial).toEqual([{ id: g.userId, language: 'es', theme_preference: 'dark' }]);
+    // Without return=representation PostgREST answers 204 and no body (its default is return=minimal).
+    const minimal = await t().patch(`/rest/v1/users?id=eq.${g.userId}`, { token: g.accessToken, body: { language: 'es' } });
+    expect(minimal.status).toBe(204);
+    expect(await minimal.text()).toBe('');
+    const profile = await t().json(t().get('/functions/v1/get-user-profile', { token: g.accessToken }));
+    expect(profile).toMatchObject({ language: 'es', theme_preference: 'dark' });
   });
 
   it.each([

@@ -1,5 +1,6 @@
+import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { resolveSettings, SettingNotAllowed, type PricedModel, type RequiredFields } from '../src/catalogue/pricing.js';
+import { checkProviderLimits, ProviderLimitExceeded, resolveSettings, SettingNotAllowed, type PricedModel, type RequiredFields } from '../src/catalogue/pricing.js';
 import { useTestApp } from './harness.js';
 
 /**
@@ -56,13 +57,37 @@ describe('generate-video settings as the shipped app sends them', () => {
             const resolved = resolveSettings(model, sent);
             expect(resolved.duration, label).toBe(duration);
             for (const f of ['resolution', 'aspect_ratio'] as const) {
-              const expected = sent[f] === 'auto' ? cfg[f]?.default : sent[f];
+              // A setting the model does not declare is dropped, never passed on to the provider.
+              const expected = cfg[f] === undefined ? undefined : sent[f] === 'auto' ? cfg[f]?.default : sent[f];
               expect(resolved[f], `${label} ${f}`).toBe(expected);
               if (resolved[f] !== undefined && cfg[f]?.options?.length) expect(cfg[f]!.options, `${label} ${f}`).toContain(resolved[f]);
             }
           }
     }
     expect(cases).toBeGreaterThan(50);
+  });
+
+  it("provider limits: each one refuses what breaks it and only that, the prompt counted in UTF-16 code units", () => {
+    const limits = { prompt_max_length: 4, durations: [5], aspect_ratios: ['16:9'], resolutions: ['720p'], image: 'unsupported' as const };
+    const ok = { prompt: 'abcd', settings: { duration: 5, aspect_ratio: '16:9', resolution: '720p' }, hasImage: false };
+    expect(() => checkProviderLimits(limits, ok)).not.toThrow();
+    expect(() => checkProviderLimits(limits, { ...ok, prompt: '🎬🎬' })).not.toThrow();
+    const broken = (change: { prompt?: string; hasImage?: boolean; settings?: Partial<typeof ok.settings> }) => {
+      try {
+        checkProviderLimits(limits, { ...ok, ...change, settings: { ...ok.settings, ...change.settings } });
+      } catch (err) {
+        expect(err).toBeInstanceOf(ProviderLimitExceeded);
+        return (err as ProviderLimitExceeded).field;
+      }
+      return 'accepted';
+    };
+    expect(broken({ prompt: '🎬🎬a' })).toBe('prompt');
+    expect(broken({ settings: { duration: 10 } })).toBe('duration');
+    expect(broken({ settings: { aspect_ratio: '9:16' } })).toBe('aspect_ratio');
+    expect(broken({ settings: { resolution: '1080p' } })).toBe('resolution');
+    expect(broken({ hasImage: true })).toBe('image_url');
+    expect(() => checkProviderLimits({ image: 'required' }, ok)).toThrow(ProviderLimitExceeded);
+    expect(() => checkProviderLimits({}, { ...ok, prompt: 'x'.repeat(5000), hasImage: true })).not.toThrow();
   });
 
   it('"auto" from a theme is the model default too, and a theme value the model cannot do falls back to it', () => {
@@ -93,5 +118,29 @@ describe('generate-video settings as the shipped app sends them', () => {
     // VideoSettings.default's 15 s, clamped by the app to 12.
     const refused = await t().json(t().generate(g, { user_id: g.userId, theme_id: themes[0].id, prompt: 'festive lights', settings: { resolution: 'auto', aspect_ratio: 'auto', duration: 12 } }), 400);
     expect(refused.error).toMatchObject({ code: 'ERR_4008', details: { field: 'settings.duration', reason: 'Invalid duration. Allowed values: 4, 6, 8' } });
+  });
+
+  it("the app's request sequence (ios-app.md §2) with its default settings succeeds on every available model", async () => {
+    await t().startWorker();
+    const JPEG = Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, 0x4a, 0x46, 0x49, 0x46, 0x00, 0x01, 0xff, 0xd9]);
+    const { rows: models } = await t().db.query<ModelRow>('SELECT id, is_available, pricing_type, cost_per_generation, credits_per_second, required_fields FROM models WHERE is_available ORDER BY id');
+    expect(models.length).toBeGreaterThan(5);
+    for (const model of models) {
+      const g = await t().createGuest();
+      const cfg = model.required_fields.settings ?? {};
+      // §2.10: resolution ?? "720p", aspect_ratio ?? "auto", duration (model default ?? 8) clamped to 4...12.
+      const settings = { resolution: cfg.resolution?.default ?? '720p', aspect_ratio: cfg.aspect_ratio?.default ?? 'auto', duration: Math.min(12, Math.max(4, cfg.duration?.default ?? 8)) };
+      const body: Record<string, unknown> = { user_id: g.userId, model_id: model.id, prompt: 'a lighthouse on a cliff at dawn', settings };
+      if (model.required_fields.requires_image) {
+        const name = `input_${randomUUID().toUpperCase()}.jpg`;
+        const up = await t().app.request(`/storage/v1/object/thumbnails/${g.userId}/${name}`, { method: 'POST', headers: { authorization: `Bearer ${g.accessToken}`, 'content-type': 'image/jpeg' }, body: JPEG });
+        expect(up.status, `${model.id} upload`).toBe(200);
+        body.image_url = `${t().services.config.publicUrl}/storage/v1/object/public/thumbnails/${g.userId}/${name}`;
+      }
+      const res = await t().json(t().generate(g, body));
+      expect(res, model.id).toMatchObject({ status: 'pending' });
+      const done = await t().waitForJob(g.accessToken, res.job_id);
+      expect(done.status, `${model.id}: ${JSON.stringify(done)}`).toBe('completed');
+    }
   });
 });

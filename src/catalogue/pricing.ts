@@ -72,13 +72,16 @@ const given = <T>(value: T | undefined): T | undefined => (value === AUTO ? unde
 /**
  * Fills defaults (request, then theme, then model) and checks every value against the model's
  * options. "auto" from the request or a theme counts as not given, for every model and setting:
- * it becomes the model's default (which may itself be "auto" where the model lists it), or no
- * value at all for a setting the model does not have. The result is what is priced, stored on
- * the job and sent to the provider.
+ * it becomes the model's default (which may itself be "auto" where the model lists it). A setting
+ * the model does not declare is dropped, whatever was sent. The result is what is priced, stored
+ * on the job and the only input the provider adapters derive their values from.
  */
 export function resolveSettings(model: PricedModel, requested: RequestedSettings, themeDefaults: RequestedSettings = {}): ResolvedSettings {
   const cfg = model.required_fields.settings ?? {};
   const pick = <T extends string | number>(field: 'duration' | 'resolution' | 'aspect_ratio', c: FieldConfig<T> | undefined): T | undefined => {
+    // A setting the model does not declare is ignored, never passed on: the app always sends a
+    // resolution, and Runway refuses a ratio derived from one the model cannot do.
+    if (c === undefined) return undefined;
     const asked = given(requested[field]) as T | undefined;
     const value = (asked ?? given(themeDefaults[field]) ?? c?.default) as T | undefined;
     if (value === undefined) return undefined;
@@ -97,4 +100,41 @@ export function resolveSettings(model: PricedModel, requested: RequestedSettings
     ...(resolution !== undefined ? { resolution } : {}),
     ...(aspectRatio !== undefined ? { aspect_ratio: aspectRatio } : {}),
   };
+}
+
+/** What the model's provider accepts (migration 0014); an absent key is no limit beyond the options. */
+export interface ProviderLimits {
+  /** In UTF-16 code units, what JavaScript's String length counts and Runway's SDK checks. */
+  prompt_max_length?: number;
+  durations?: number[];
+  aspect_ratios?: string[];
+  resolutions?: string[];
+  image?: 'required' | 'unsupported';
+}
+
+/** The request breaks a provider limit: a 400 before any hold, never a failed job after one. */
+export class ProviderLimitExceeded extends Error {
+  constructor(
+    readonly field: 'prompt' | 'duration' | 'aspect_ratio' | 'resolution' | 'image_url',
+    readonly limit: number | readonly (string | number)[] | string,
+  ) {
+    super(`${field} is outside the provider's limits`);
+  }
+}
+
+/** Checks the resolved request against the provider's limits; throws the first one broken. */
+export function checkProviderLimits(limits: ProviderLimits, req: { prompt: string; settings: ResolvedSettings; hasImage: boolean }): void {
+  if (limits.prompt_max_length !== undefined && req.prompt.length > limits.prompt_max_length) {
+    throw new ProviderLimitExceeded('prompt', limits.prompt_max_length);
+  }
+  if (limits.durations && !limits.durations.includes(req.settings.duration)) throw new ProviderLimitExceeded('duration', limits.durations);
+  const { aspect_ratio, resolution } = req.settings;
+  if (limits.aspect_ratios && aspect_ratio !== undefined && !limits.aspect_ratios.includes(aspect_ratio)) {
+    throw new ProviderLimitExceeded('aspect_ratio', limits.aspect_ratios);
+  }
+  if (limits.resolutions && resolution !== undefined && !limits.resolutions.includes(resolution)) {
+    throw new ProviderLimitExceeded('resolution', limits.resolutions);
+  }
+  if (limits.image === 'required' && !req.hasImage) throw new ProviderLimitExceeded('image_url', 'required');
+  if (limits.image === 'unsupported' && req.hasImage) throw new ProviderLimitExceeded('image_url', 'unsupported');
 }

@@ -1,6 +1,7 @@
 import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import { ZodError } from 'zod';
+import { ProviderLimitExceeded } from '../catalogue/pricing.js';
 import { AppStoreRejected, AppStoreUnavailable } from '../apple/app-store.js';
 import { DeviceCheckUnavailable, DeviceTokenRejected } from '../apple/device-check.js';
 import { TransactionOwnedByAnother } from '../apple/purchases.js';
@@ -15,6 +16,7 @@ import { ApiError } from './api-error.js';
 import type { AppEnv } from './context.js';
 import type { ErrorLogWriter } from './error-log.js';
 import { localizedMessage, negotiateLanguage } from './i18n.js';
+import { postgrestErrorFields } from './postgrest.js';
 
 const DATABASE_RETRY_AFTER_SECONDS = '2';
 
@@ -39,6 +41,11 @@ export function toApiError(err: unknown, maxBodyBytes: number): ApiError {
   if (err instanceof InvalidPrompt) return new ApiError('ERR_4003', { field: 'prompt' });
   if (err instanceof ModelUnavailable) return new ApiError('ERR_4002', err.reason ? { reason: err.reason } : undefined);
   if (err instanceof InvalidGenerationInput) return new ApiError('ERR_4008', { reason: err.reason, field: err.field });
+  if (err instanceof ProviderLimitExceeded) {
+    if (err.field === 'prompt') return new ApiError('ERR_4030', { field: 'prompt', max_length: err.limit });
+    if (err.field === 'image_url') return new ApiError('ERR_4008', { reason: `this model's provider: an image is ${String(err.limit)}`, field: 'image_url' });
+    return new ApiError('ERR_4031', { field: `settings.${err.field}`, allowed: (err.limit as (string | number)[]).join(', ') });
+  }
   if (err instanceof StorageUnavailable) return new ApiError('ERR_6002');
   if (err instanceof StorageKeyConflict) return new ApiError('ERR_4008', { reason: 'this path clashes with one of your existing files (a file where a folder is, or the reverse)', field: 'key' });
   if (err instanceof ZodError) {
@@ -74,7 +81,12 @@ export function errorResponse(c: Context<AppEnv>, apiError: ApiError): Response 
   };
   // GoTrue's error fields on auth/v1, so supabase clients' AuthApiError carries our code and
   // message (auth-js reads msg, then error_code); the envelope stays for our own clients.
-  const body = c.req.path.startsWith('/auth/v1/') ? { code: apiError.status, error_code: apiError.code, msg: message, ...envelope } : envelope;
+  // PostgREST's {code, message, details, hint} on rest/v1, so postgrest-js's PostgrestError carries them.
+  const body = c.req.path.startsWith('/auth/v1/')
+    ? { code: apiError.status, error_code: apiError.code, msg: message, ...envelope }
+    : c.req.path.startsWith('/rest/v1/')
+      ? { ...postgrestErrorFields(apiError, message), ...envelope }
+      : envelope;
   const headers: Record<string, string> = {
     'Content-Language': lang,
     Vary: 'Accept-Language',

@@ -1,12 +1,19 @@
-import { invalid } from './api-error.js';
+import type { Context } from 'hono';
+import { ApiError, invalid } from './api-error.js';
+import type { AppEnv } from './context.js';
 
 /**
- * The small, read-only subset of PostgREST query syntax the shipped app sends to rest/v1
- * (ios-app.md §2.4–2.5): select=col,col | col=eq.value | order=col.asc|desc[.nullsfirst|.nullslast],…
- * | limit | offset. Every column must be whitelisted by the caller; nothing reaches SQL unchecked.
+ * The read-only subset of PostgREST that rest/v1 serves, as the shipped app (ios-app.md §2.4–2.5,
+ * §2.9) and supabase-js (postgrest-js) send it:
+ *   select=col,col | col=[not.]op.value with op eq, neq, gt, gte, lt, lte, in.(a,"b,c"), is.null|true|false
+ *   | order=col.asc|desc[.nullsfirst|.nullslast],… | limit | offset;
+ *   Accept: application/vnd.pgrst.object+json (one object, else 406 PGRST116);
+ *   Prefer: count=exact|planned|estimated (all exact: the tables are small) → Content-Range;
+ *   Prefer: return=minimal|representation on writes. HEAD is GET without the body.
+ * Every column must be whitelisted by the caller; nothing reaches SQL unchecked.
  */
 
-export type ColumnType = 'text' | 'uuid' | 'boolean';
+export type ColumnType = 'text' | 'uuid' | 'boolean' | 'timestamp';
 
 export interface TableSpec {
   selectable: readonly string[];
@@ -14,20 +21,93 @@ export interface TableSpec {
   orderable: readonly string[];
 }
 
+const COMPARISONS = { eq: '=', neq: '<>', gt: '>', gte: '>=', lt: '<', lte: '<=' } as const;
+type Comparison = keyof typeof COMPARISONS;
+
+export type RestFilter =
+  | { column: string; type: ColumnType; negated: boolean; op: Comparison; value: string | boolean }
+  | { column: string; type: ColumnType; negated: boolean; op: 'in'; value: (string | boolean)[] }
+  | { column: string; type: ColumnType; negated: boolean; op: 'is'; value: 'NULL' | 'TRUE' | 'FALSE' | 'UNKNOWN' };
+
 export interface RestQuery {
   select: string[];
-  filters: { column: string; value: string | boolean }[];
+  filters: RestFilter[];
   order: { column: string; descending: boolean; nulls?: 'first' | 'last' }[];
   limit?: number;
   offset?: number;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const ISO_DATE = /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)?)?$/i;
 const RESERVED = new Set(['select', 'order', 'limit', 'offset']);
+const OPERATORS = 'eq, neq, gt, gte, lt, lte, in, is (optionally after not.)';
 
 function parseInteger(name: string, raw: string, max: number): number {
   if (!/^\d{1,6}$/.test(raw) || Number(raw) > max) throw invalid(`${name} must be an integer between 0 and ${max}`, name);
   return Number(raw);
+}
+
+/** One value, checked against its column's type. */
+function typedValue(column: string, type: ColumnType, value: string): string | boolean {
+  if (type === 'boolean') {
+    if (value !== 'true' && value !== 'false') throw invalid(`${column} must be true or false`, column);
+    return value === 'true';
+  }
+  if (type === 'uuid' && !UUID.test(value)) throw invalid(`${column} must be a UUID`, column);
+  if (type === 'timestamp') {
+    // Normalised here: PostgreSQL would refuse some dates JavaScript accepts (2020-02-31), a 500.
+    const ms = ISO_DATE.test(value) ? Date.parse(value) : NaN;
+    if (!Number.isFinite(ms)) throw invalid(`${column} must be an ISO 8601 date`, column);
+    return new Date(ms).toISOString();
+  }
+  return value;
+}
+
+/** PostgREST's list: (a,b,"c,d","e\"f"): double quotes keep commas and parentheses, backslash escapes. */
+function parseList(column: string, raw: string): string[] {
+  if (!raw.startsWith('(') || !raw.endsWith(')')) throw invalid(`${column}=in. takes a list: in.(a,b)`, column);
+  const body = raw.slice(1, -1);
+  const values: string[] = [];
+  let i = 0;
+  while (i <= body.length && body.length > 0) {
+    let value = '';
+    if (body[i] === '"') {
+      i++;
+      while (i < body.length && body[i] !== '"') {
+        if (body[i] === '\\' && i + 1 < body.length) i++;
+        value += body[i++];
+      }
+      if (body[i] !== '"') throw invalid(`${column}: unterminated quote in the list`, column);
+      i++;
+      if (i < body.length && body[i] !== ',') throw invalid(`${column}: expected a comma after a quoted value`, column);
+    } else {
+      const end = body.indexOf(',', i);
+      value = body.slice(i, end === -1 ? body.length : end);
+      i = end === -1 ? body.length : end;
+    }
+    values.push(value);
+    i++; // the comma
+  }
+  if (values.length > 100) throw invalid(`${column}: at most 100 values in a list`, column);
+  return values;
+}
+
+function parseFilter(column: string, type: ColumnType, raw: string): RestFilter {
+  const negated = raw.startsWith('not.');
+  const rest = negated ? raw.slice(4) : raw;
+  const dot = rest.indexOf('.');
+  const op = dot === -1 ? '' : rest.slice(0, dot);
+  const operand = rest.slice(dot + 1);
+  if (Object.hasOwn(COMPARISONS, op)) return { column, type, negated, op: op as Comparison, value: typedValue(column, type, operand) };
+  if (op === 'in') return { column, type, negated, op, value: parseList(column, operand).map((v) => typedValue(column, type, v)) };
+  if (op === 'is') {
+    const value = operand.toUpperCase();
+    // IS TRUE|FALSE|UNKNOWN exist for booleans only (on text, PostgreSQL errors: a 500).
+    const allowed = type === 'boolean' ? ['NULL', 'TRUE', 'FALSE', 'UNKNOWN'] : ['NULL'];
+    if (!allowed.includes(value)) throw invalid(`${column}=is. takes ${allowed.join(', ').toLowerCase()}`, column);
+    return { column, type, negated, op, value: value as 'NULL' | 'TRUE' | 'FALSE' | 'UNKNOWN' };
+  }
+  throw invalid(`unsupported filter on "${column}": use one of ${OPERATORS}`, column);
 }
 
 export function parseRestQuery(params: URLSearchParams, spec: TableSpec): RestQuery {
@@ -64,34 +144,92 @@ export function parseRestQuery(params: URLSearchParams, spec: TableSpec): RestQu
       // members, pass as a "column", and reach SQL as an unknown column (a 500).
       const type = Object.hasOwn(spec.filterable, key) ? spec.filterable[key] : undefined;
       if (!type) throw invalid(`cannot filter on "${key}"`, key);
-      if (!raw.startsWith('eq.')) throw invalid(`only eq filters are supported (${key}=eq.value)`, key);
-      const value = raw.slice(3);
-      if (type === 'boolean') {
-        if (value !== 'true' && value !== 'false') throw invalid(`${key} must be true or false`, key);
-        q.filters.push({ column: key, value: value === 'true' });
-      } else {
-        if (type === 'uuid' && !UUID.test(value)) throw invalid(`${key} must be a UUID`, key);
-        q.filters.push({ column: key, value });
-      }
+      q.filters.push(parseFilter(key, type, raw));
     }
   }
   return q;
 }
 
-/** Builds the WHERE / ORDER BY / LIMIT tail for a parsed query; identifiers are whitelisted above. */
-export function restQuerySql(q: RestQuery, firstParam = 1): { sql: string; values: unknown[] } {
+const ARRAY_TYPES: Record<ColumnType, string> = { text: 'text[]', uuid: 'uuid[]', boolean: 'boolean[]', timestamp: 'timestamptz[]' };
+
+/**
+ * The WHERE conditions (each prefixed with AND, to follow the caller's own) and the ORDER BY /
+ * LIMIT / OFFSET tail of a parsed query; identifiers are whitelisted above, values are parameters.
+ * A count uses `where` alone: it ignores order and paging, as PostgREST's does.
+ */
+export function restQuerySql(q: RestQuery, firstParam = 1): { where: string; tail: string; values: unknown[] } {
   const values: unknown[] = [];
-  const where = q.filters.map((f) => {
-    values.push(f.value);
-    return `${f.column} = $${firstParam + values.length - 1}`;
+  const param = (v: unknown) => {
+    values.push(v);
+    return `$${firstParam + values.length - 1}`;
+  };
+  const conditions = q.filters.map((f) => {
+    let condition: string;
+    if (f.op === 'in') condition = `${f.column} = ANY(${param(f.value)}::${ARRAY_TYPES[f.type]})`;
+    else if (f.op === 'is') condition = `${f.column} IS ${f.value}`;
+    else condition = `${f.column} ${COMPARISONS[f.op]} ${param(f.value)}`;
+    return f.negated ? `NOT (${condition})` : condition;
   });
-  let sql = where.length ? ` AND ${where.join(' AND ')}` : '';
+  const where = conditions.map((c) => ` AND ${c}`).join('');
+  let tail = '';
   if (q.order.length) {
-    sql += ' ORDER BY ' + q.order
+    tail += ' ORDER BY ' + q.order
       .map((o) => `${o.column} ${o.descending ? 'DESC' : 'ASC'}${o.nulls ? ` NULLS ${o.nulls.toUpperCase()}` : ''}`)
       .join(', ');
   }
-  if (q.limit !== undefined) sql += ` LIMIT ${q.limit}`;
-  if (q.offset !== undefined) sql += ` OFFSET ${q.offset}`;
-  return { sql, values };
+  if (q.limit !== undefined) tail += ` LIMIT ${q.limit}`;
+  if (q.offset !== undefined) tail += ` OFFSET ${q.offset}`;
+  return { where, tail, values };
+}
+
+export interface RestPreferences {
+  /** count=exact, planned or estimated: all answered exactly (our tables are small). */
+  count: boolean;
+  /** Writes: PostgREST's default is minimal (204, no body). */
+  return: 'minimal' | 'representation' | 'headers-only';
+}
+
+/** Prefer (RFC 7240), as postgrest-js sends it: several headers or comma-separated tokens. */
+export function restPreferences(c: Context<AppEnv>): RestPreferences {
+  const tokens = (c.req.header('prefer') ?? '').split(',').map((t) => t.trim().toLowerCase());
+  const ret = tokens.find((t) => t.startsWith('return='))?.slice(7);
+  return {
+    count: tokens.some((t) => /^count=(exact|planned|estimated)$/.test(t)),
+    return: ret === 'representation' || ret === 'headers-only' ? ret : 'minimal',
+  };
+}
+
+const SINGULAR = 'application/vnd.pgrst.object+json';
+
+/** .single(): Accept: application/vnd.pgrst.object+json (postgrest-js may add ;nulls=stripped). */
+export const wantsSingleObject = (c: Context<AppEnv>) => (c.req.header('accept') ?? '').toLowerCase().includes(SINGULAR);
+
+/** PostgREST's codes for ours, where a client branches on them (supabase-js checks PGRST116). */
+export const POSTGREST_CODES: Partial<Record<string, string>> = { ERR_4032: 'PGRST116' };
+
+/** The PostgREST error fields {code, message, details, hint} for one of our errors. */
+export function postgrestErrorFields(apiError: ApiError, message: string) {
+  const d = apiError.details;
+  const details =
+    apiError.code === 'ERR_4032' ? `The result contains ${String(d?.rows)} rows` : typeof d?.reason === 'string' ? d.reason : d ? JSON.stringify(d) : null;
+  return { code: POSTGREST_CODES[apiError.code] ?? apiError.code, message, details, hint: null };
+}
+
+/**
+ * The response to a read or a write with a representation: an array, or with .single() exactly
+ * one object (zero or several rows: 406 PGRST116, nothing else sent); Content-Range always, its
+ * total when a count was asked for (206 when the rows are only part of it, as PostgREST answers).
+ */
+export function restRowsResponse(c: Context<AppEnv>, rows: unknown[], opts: { offset?: number; total?: number } = {}): Response {
+  const single = wantsSingleObject(c);
+  if (single && rows.length !== 1) throw new ApiError('ERR_4032', { rows: rows.length });
+  const offset = opts.offset ?? 0;
+  const range = rows.length ? `${offset}-${offset + rows.length - 1}` : '*';
+  const headers: Record<string, string> = {
+    'Content-Type': `${single ? SINGULAR : 'application/json'}; charset=utf-8`,
+    'Content-Range': `${range}/${opts.total ?? '*'}`,
+  };
+  if (opts.total !== undefined) headers['Preference-Applied'] = 'count=exact';
+  const partial = opts.total !== undefined && rows.length < opts.total;
+  return c.body(JSON.stringify(single ? rows[0] : rows), partial ? 206 : 200, headers);
 }

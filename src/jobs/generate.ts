@@ -1,4 +1,4 @@
-import { resolveSettings, priceFor, type RequestedSettings } from '../catalogue/pricing.js';
+import { checkProviderLimits, resolveSettings, priceFor, type RequestedSettings } from '../catalogue/pricing.js';
 import { withTransaction, type Queryable } from '../db/pool.js';
 import { InsufficientCredits } from '../ledger/errors.js';
 import * as ledger from '../ledger/ledger.js';
@@ -111,6 +111,9 @@ export class GenerationService {
     } else if (req.imageUrl) {
       throw new InvalidGenerationInput('image_url', 'this model does not take an image');
     }
+
+    // What the provider would refuse after the hold is a 400 now (prompt length, durations, ratios).
+    checkProviderLimits(model.provider_limits ?? {}, { prompt, settings, hasImage: imageUrl !== null });
 
     const price = priceFor(model, settings.duration);
     // Refuse an unaffordable request without queueing on the account lock (a burst from an empty

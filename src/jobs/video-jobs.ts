@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { RetryTransaction, withTransaction, type Queryable } from '../db/pool.js';
 import * as jobsDb from '../db/queries/video-jobs.js';
 import { markObjectDeleted } from '../db/queries/storage.js';
+import { ERROR_CODES, type ErrorCode } from '../http/error-codes.js';
+import { LANGUAGES, localizedMessage, type Language } from '../http/i18n.js';
 import * as ledger from '../ledger/ledger.js';
 import type { Logger } from '../logger.js';
 import type { ProviderRegistry } from '../providers/registry.js';
@@ -268,7 +270,7 @@ export class VideoJobService {
       const job = await this.lockJobToEnd(tx, jobId);
       if (!job || job.status === 'completed' || job.status === 'failed') return false;
       await ledger.release(tx, { holdId: job.hold_id, reason: `${code}: ${message}`.slice(0, 500) });
-      await jobsDb.setFailed(tx, jobId, code, message);
+      await jobsDb.setFailed(tx, jobId, code, (language) => failureMessage(code, language), message);
       await this.enqueuePush(tx, jobId, code);
       return true;
     });
@@ -361,4 +363,11 @@ export class VideoJobService {
     await this.removeResults([job.video_key, job.thumbnail_key]);
     return true;
   }
+}
+
+/** The user's words for a failure: our localized text for its code, never the provider's. */
+function failureMessage(code: string, language: string): string {
+  const known = Object.hasOwn(ERROR_CODES, code) ? (code as ErrorCode) : 'ERR_5002';
+  const lang = (LANGUAGES as readonly string[]).includes(language) ? (language as Language) : 'en';
+  return localizedMessage(known, lang);
 }

@@ -8,7 +8,7 @@ import {
   queryThemes,
 } from '../db/queries/catalogue.js';
 import type { AppEnv } from '../http/context.js';
-import { parseRestQuery } from '../http/postgrest.js';
+import { parseRestQuery, restPreferences, restRowsResponse, type TableSpec } from '../http/postgrest.js';
 import type { Services } from '../services.js';
 import { errorResponses } from './schemas.js';
 
@@ -70,26 +70,31 @@ const restQueryDoc = z.object({
   limit: z.string().optional(),
   offset: z.string().optional(),
 });
-
-const restModelsRoute = createRoute({
-  method: 'get',
-  path: '/rest/v1/models',
-  tags: ['catalogue'],
-  summary: 'PostgREST-compatible read of available models: select=, col=eq.value, order=, limit=, offset=',
-  description: `Filterable: ${Object.keys(MODELS_TABLE.filterable).join(', ')}. Orderable: ${MODELS_TABLE.orderable.join(', ')}.`,
-  request: { query: restQueryDoc.passthrough() },
-  responses: { 200: { description: 'Rows', content: { 'application/json': { schema: restRows } } }, ...errorResponses(400) },
+const restReadHeaders = z.object({
+  accept: z.string().optional().openapi({ description: 'application/vnd.pgrst.object+json (supabase-js .single()): one object, else 406 PGRST116' }),
+  prefer: z.string().optional().openapi({ description: 'count=exact (planned and estimated are answered exactly): the total in Content-Range' }),
 });
+const restRowsResponses = {
+  200: { description: 'Rows (Content-Range: first-last/total or */total)', content: { 'application/json': { schema: restRows } } },
+  206: { description: 'With a count, when the rows are only part of the total', content: { 'application/json': { schema: restRows } } },
+  ...errorResponses(400, 406),
+};
+const REST_SYNTAX =
+  'PostgREST-compatible read (also HEAD): select=, col=[not.]op.value with op eq|neq|gt|gte|lt|lte|in.(a,b)|is.null|true|false, order=, limit=, offset=';
 
-const restThemesRoute = createRoute({
-  method: 'get',
-  path: '/rest/v1/themes',
-  tags: ['catalogue'],
-  summary: 'PostgREST-compatible read of available themes: select=, col=eq.value, order=, limit=, offset=',
-  description: `Filterable: ${Object.keys(THEMES_TABLE.filterable).join(', ')}. Orderable: ${THEMES_TABLE.orderable.join(', ')}.`,
-  request: { query: restQueryDoc.passthrough() },
-  responses: { 200: { description: 'Rows', content: { 'application/json': { schema: restRows } } }, ...errorResponses(400) },
-});
+const restTableRoute = (path: string, table: TableSpec, what: string) =>
+  createRoute({
+    method: 'get',
+    path,
+    tags: ['catalogue'],
+    summary: `${what}. ${REST_SYNTAX}`,
+    description: `Filterable: ${Object.keys(table.filterable).join(', ')}. Orderable: ${table.orderable.join(', ')}. Read-only: other methods answer 404/405.`,
+    request: { query: restQueryDoc.passthrough(), headers: restReadHeaders },
+    responses: restRowsResponses,
+  });
+
+const restModelsRoute = restTableRoute('/rest/v1/models', MODELS_TABLE, 'Available models');
+const restThemesRoute = restTableRoute('/rest/v1/themes', THEMES_TABLE, 'Available themes');
 
 /** If-None-Match matching per RFC 9110 §13.1.2 (weak comparison; lists and *). */
 function etagMatches(header: string | undefined, etag: string): boolean {
@@ -113,12 +118,13 @@ export function registerCatalogue(app: OpenAPIHono<AppEnv>, s: Services) {
 
   app.openapi(restModelsRoute, async (c) => {
     const q = parseRestQuery(new URL(c.req.url).searchParams, MODELS_TABLE);
-    const rows = await queryModels(s.db, q);
-    return c.json(rows.map((m) => pick(publicModel(m), q.select)), 200);
+    const { rows, total } = await queryModels(s.db, q, restPreferences(c).count);
+    return restRowsResponse(c, rows.map((m) => pick(publicModel(m), q.select)), { offset: q.offset, total }) as never;
   });
 
   app.openapi(restThemesRoute, async (c) => {
     const q = parseRestQuery(new URL(c.req.url).searchParams, THEMES_TABLE);
-    return c.json(await queryThemes(s.db, q), 200);
+    const { rows, total } = await queryThemes(s.db, q, restPreferences(c).count);
+    return restRowsResponse(c, rows, { offset: q.offset, total }) as never;
   });
 }

@@ -4,6 +4,7 @@ import { findUserById, updateUserSettings } from '../db/queries/users.js';
 import { invalid, notFound } from '../http/api-error.js';
 import { authOptions, requireUser, type ClaimedUserId } from '../http/auth.js';
 import type { AppEnv } from '../http/context.js';
+import { parseRestQuery, restPreferences, restRowsResponse, type TableSpec } from '../http/postgrest.js';
 import * as ledger from '../ledger/ledger.js';
 import type { Services } from '../services.js';
 import { registerGetOrPost } from './get-or-post.js';
@@ -79,19 +80,34 @@ const SettingsPatch = z
 
 const SettingsRow = z.object({ id: z.string().uuid(), language: z.string(), theme_preference: z.string() });
 
+/** What the PATCH can return and filter: its own row, named by id=eq.{id}. */
+const USERS_PATCH: TableSpec = { selectable: ['id', 'language', 'theme_preference'], filterable: { id: 'uuid' }, orderable: [] };
+
 const patchRoute = createRoute({
   method: 'patch',
   path: '/rest/v1/users',
   tags: ['users'],
-  summary: 'Update language / theme (PostgREST-compatible: ?id=eq.{id}, returns the updated row in an array)',
+  summary: 'Update language / theme (PostgREST-compatible: ?id=eq.{id}; Prefer: return=representation returns the row)',
+  description:
+    'Prefer: return=representation answers 200 with the updated row in an array (the shipped app always sends it), or as one ' +
+    'object with Accept: application/vnd.pgrst.object+json; return=minimal or no return preference answers 204, as PostgREST ' +
+    'does. select= picks among id, language, theme_preference. Only this PATCH is served on users: no other column, no other row.',
   security: bearerSecurity,
   request: {
-    query: z.object({ id: z.string().regex(/^eq\..+$/, 'id must be eq.<user id>').openapi({ example: 'eq.6f9619ff-8b86-d011-b42d-00cf4fc964ff' }) }),
+    query: z.object({
+      id: z.string().regex(/^eq\..+$/, 'id must be eq.<user id>').openapi({ example: 'eq.6f9619ff-8b86-d011-b42d-00cf4fc964ff' }),
+      select: z.string().optional().openapi({ example: 'id,language,theme_preference' }),
+    }),
+    headers: z.object({
+      prefer: z.string().optional().openapi({ example: 'return=representation' }),
+      accept: z.string().optional().openapi({ description: 'application/vnd.pgrst.object+json: the row as one object' }),
+    }),
     body: { content: { 'application/json': { schema: SettingsPatch } }, required: true },
   },
   responses: {
-    200: { description: 'Exactly one updated row', content: { 'application/json': { schema: z.array(SettingsRow) } } },
-    ...errorResponses(400, 401, 403, 404, 415),
+    200: { description: 'return=representation: exactly one updated row', content: { 'application/json': { schema: z.array(SettingsRow) } } },
+    204: { description: 'return=minimal (PostgREST\'s default): updated, no body' },
+    ...errorResponses(400, 401, 403, 404, 406, 415),
   },
 });
 
@@ -109,8 +125,10 @@ export function registerProfile(app: OpenAPIHono<AppEnv>, s: Services) {
 
   app.use(patchRoute.path, requireUser(authOptions(s), userIdFromRestFilter));
   app.openapi(patchRoute, async (c) => {
+    const q = parseRestQuery(new URL(c.req.url).searchParams, USERS_PATCH);
     const row = await updateUserSettings(s.db, c.get('user').id, c.req.valid('json'));
     if (!row) throw notFound('user');
-    return c.json([row], 200);
+    if (restPreferences(c).return !== 'representation') return c.body(null, 204, { 'Content-Range': '0-0/*' }) as never;
+    return restRowsResponse(c, [Object.fromEntries(q.select.map((k) => [k, row[k as keyof typeof row]]))]) as never;
   });
 }

@@ -2,17 +2,17 @@ import { createRoute, z } from '@hono/zod-openapi';
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import { bodyLimit } from 'hono/body-limit';
 import type { Context } from 'hono';
-import { findObject } from '../db/queries/storage.js';
+import { deleteOwnObjects, findObject } from '../db/queries/storage.js';
 import { ApiError, forbidden, invalid, notFound } from '../http/api-error.js';
 import { authOptions, requireUser } from '../http/auth.js';
 import type { AppEnv } from '../http/context.js';
-import { requireApiKey } from '../http/middleware.js';
-import { objectResponse } from '../http/object-response.js';
+import { requireApiKey, requireJsonBody } from '../http/middleware.js';
+import { etagOf, objectResponse } from '../http/object-response.js';
 import type { Services } from '../services.js';
 import { ACCEPTED_IMAGE_TYPES, sniffImageType } from '../storage/image-types.js';
 import { LocalObjectStore } from '../storage/local.js';
 import { saveObject } from '../storage/objects.js';
-import { INPUT_BUCKET, RESULTS_BUCKET, isSafeKey, type Bucket } from '../storage/types.js';
+import { BUCKETS, INPUT_BUCKET, RESULTS_BUCKET, isSafeKey, type Bucket } from '../storage/types.js';
 import { bearerSecurity, errorResponses } from './schemas.js';
 
 /**
@@ -25,19 +25,25 @@ const uploadRoute = createRoute({
   method: 'post',
   path: '/storage/v1/object/{bucket}/{key}',
   tags: ['storage'],
-  summary: 'Upload an input image (raw bytes) into your own folder of the public inputs bucket',
+  summary: 'Upload an input image (raw bytes, or multipart/form-data as supabase-js sends it) into your own folder of the public inputs bucket',
   description:
-    'Only bucket "thumbnails", only keys under "{your user id}/", up to MAX_UPLOAD_BYTES; x-upsert: true overwrites. ' +
+    'Only bucket "thumbnails", only keys under "{your user id}/", up to MAX_UPLOAD_BYTES (the whole body); x-upsert: true overwrites, ' +
+    'as does PUT (supabase-js update()). A multipart body stores its first file part (supabase-js: field "", plus cacheControl). ' +
     'The bytes must be a JPEG, PNG, HEIC/HEIF or WebP image, recognised by their magic number (anything else, GIF included: ' +
     '415 ERR_4021); the stored and served content type is the one the bytes show, whatever Content-Type says. ' +
     'Type, size, owner and SHA-256 are kept in the database only.',
   security: bearerSecurity,
   request: { params: z.object({ bucket: z.string(), key: z.string().openapi({ example: '6f96…/input_1.jpg' }) }) },
   responses: {
-    200: { description: 'Stored', content: { 'application/json': { schema: z.object({ Key: z.string() }) } } },
+    200: {
+      description: 'Stored: Key is "{bucket}/{key}", Id the object\'s id (supabase-js upload() returns them as fullPath and id)',
+      content: { 'application/json': { schema: z.object({ Key: z.string(), Id: z.string() }) } },
+    },
     ...errorResponses(400, 401, 403, 409, 413, 415),
   },
 });
+
+const objectParams = z.object({ bucket: z.enum(BUCKETS), key: z.string().openapi({ example: '6f96…/input_1.jpg' }) });
 
 const DOWNLOAD_DESCRIPTION =
   'Served with the content type, size, SHA-256 (ETag) and write time (Last-Modified) recorded at upload, and always with ' +
@@ -86,6 +92,89 @@ const signedRoute = createRoute({
   responses: { ...downloadResponses, ...errorResponses(403) },
 });
 
+const ownDownloadRoute = createRoute({
+  method: 'get',
+  path: '/storage/v1/object/{bucket}/{key}',
+  tags: ['storage'],
+  summary: 'Download one of your own objects with your token (supabase-js download(), exists() as HEAD); also /storage/v1/object/authenticated/{bucket}/{key}',
+  description: `Buckets "thumbnails" (your uploads) and "videos" (your results); another user's object is 404. ${DOWNLOAD_DESCRIPTION}`,
+  security: bearerSecurity,
+  request: { params: objectParams, headers: objectHeaders },
+  responses: { ...downloadResponses, ...errorResponses(401) },
+});
+
+const SignBody = z.object({
+  expiresIn: z.number().int().min(1).max(604_800).openapi({ description: 'Seconds the URL is valid, at most 7 days' }),
+}).openapi('SignObject');
+
+const createSignedRoute = createRoute({
+  method: 'post',
+  path: '/storage/v1/object/sign/{bucket}/{key}',
+  tags: ['storage'],
+  summary: 'A signed, expiring download URL for one of your own objects (supabase-js createSignedUrl())',
+  description:
+    'signedURL is relative to /storage/v1 with STORAGE_BACKEND=local (supabase-js prefixes its storage URL); with S3 it is the ' +
+    'absolute presigned S3 URL, which clients must use as it is.',
+  security: bearerSecurity,
+  request: { params: objectParams, body: { content: { 'application/json': { schema: SignBody } }, required: true } },
+  responses: {
+    200: { description: 'The URL', content: { 'application/json': { schema: z.object({ signedURL: z.string().openapi({ example: '/object/sign/videos/6f96…/v.mp4?token=…' }) }) } } },
+    ...errorResponses(400, 401, 404),
+  },
+});
+
+const RemoveBody = z.object({ prefixes: z.array(z.string()).min(1).max(1000) }).openapi('RemoveObjects');
+const RemovedObject = z.object({
+  name: z.string(),
+  bucket_id: z.string(),
+  owner: z.string(),
+  id: z.string(),
+  created_at: z.string(),
+  updated_at: z.string(),
+  metadata: z.object({ eTag: z.string(), size: z.number().int(), mimetype: z.string(), lastModified: z.string() }),
+});
+
+const removeRoute = createRoute({
+  method: 'delete',
+  path: '/storage/v1/object/{bucket}',
+  tags: ['storage'],
+  summary: 'Remove your own uploads (supabase-js remove()): body {prefixes: [keys]}; answers the objects removed',
+  description:
+    'Only bucket "thumbnails" (results go with their job: delete-video-job). Keys that are not yours or do not exist are ' +
+    'skipped, not errors, and are absent from the answer.',
+  security: bearerSecurity,
+  request: { params: z.object({ bucket: z.string() }), body: { content: { 'application/json': { schema: RemoveBody } }, required: true } },
+  responses: {
+    200: { description: 'The removed objects', content: { 'application/json': { schema: z.array(RemovedObject) } } },
+    ...errorResponses(400, 401, 403, 415),
+  },
+});
+
+/** The request's JSON body against a schema: malformed JSON and invalid fields are both 400 ERR_4008. */
+async function jsonBody<T extends z.ZodTypeAny>(c: Context<AppEnv>, schema: T): Promise<z.output<T>> {
+  let body: unknown;
+  try {
+    body = await c.req.json();
+  } catch {
+    throw invalid('the body must be JSON', 'body');
+  }
+  return schema.parse(body);
+}
+
+/** The bytes of an upload: the first file part of a multipart form (supabase-js), else the raw body (the app). */
+async function uploadedBytes(c: Context<AppEnv>): Promise<Buffer> {
+  if (!/^multipart\/form-data/i.test(c.req.header('content-type') ?? '')) return Buffer.from(await c.req.arrayBuffer());
+  let form: FormData;
+  try {
+    form = await c.req.formData();
+  } catch {
+    throw invalid('the multipart body is malformed', 'body');
+  }
+  const file = [...form.values()].find((v) => typeof v !== 'string');
+  if (file === undefined || typeof file === 'string') throw invalid('the form has no file part', 'body');
+  return Buffer.from(await file.arrayBuffer());
+}
+
 export function registerStorage(app: OpenAPIHono<AppEnv>, s: Services) {
   const maxBytes = s.config.limits.maxUploadBytes;
   // Hono's {key} matches one segment; keys have folders, so the real routes use a regex param.
@@ -93,35 +182,91 @@ export function registerStorage(app: OpenAPIHono<AppEnv>, s: Services) {
   // isSafeKey): decoding it again threw URIError on `%E0%A4%A`, a 500.
   const uploadPath = '/storage/v1/object/:bucket{[a-z0-9_-]+}/:key{.+}';
 
-  app.openAPIRegistry.registerPath(uploadRoute);
-  app.post(
-    uploadPath,
-    requireApiKey(s.config.anonKey),
+  const withUser = requireUser(authOptions(s), async () => undefined);
+  const apiKey = requireApiKey(s.config.anonKey);
+  const smallJson = [
+    apiKey,
+    requireJsonBody(),
     bodyLimit({
-      maxSize: maxBytes,
+      maxSize: s.config.maxJsonBodyBytes,
       onError: () => {
-        throw new ApiError('ERR_4015', { limit_bytes: maxBytes });
+        throw new ApiError('ERR_4015', { limit_bytes: s.config.maxJsonBodyBytes });
       },
     }),
-    requireUser(authOptions(s), async () => undefined),
-    async (c) => {
-      const bucket = c.req.param('bucket');
-      const key = c.req.param('key');
-      if (bucket !== INPUT_BUCKET) throw forbidden(`uploads go to the ${INPUT_BUCKET} bucket`);
-      if (!isSafeKey(key)) throw invalid('the object path has unsupported characters', 'key');
-      const user = c.get('user');
-      if (!key.startsWith(`${user.id}/`)) throw forbidden('upload into your own folder: {user id}/…');
-      const bytes = Buffer.from(await c.req.arrayBuffer());
-      if (bytes.length === 0) throw invalid('the body is empty', 'body');
-      // The bytes decide, not the Content-Type header (the app always says image/jpeg).
-      const contentType = sniffImageType(bytes);
-      if (!contentType) throw new ApiError('ERR_4021', { allowed: [...ACCEPTED_IMAGE_TYPES] });
-      const existing = await findObject(s.db, bucket, key);
-      if (existing && c.req.header('x-upsert') !== 'true') throw new ApiError('ERR_4012', { reason: 'the object already exists; send x-upsert: true' });
-      await saveObject(s.store, s.db, { bucket, key, ownerId: user.id, bytes, contentType });
-      return c.json({ Key: `${bucket}/${key}` }, 200);
+    withUser,
+  ] as const;
+
+  /** One of the caller's own objects, or 404 (another user's object is indistinguishable from none). */
+  const ownObject = async (c: Context<AppEnv>) => {
+    const bucket = c.req.param('bucket') as Bucket;
+    const key = c.req.param('key') ?? '';
+    if (!(BUCKETS as readonly string[]).includes(bucket) || !isSafeKey(key)) throw notFound('object');
+    const row = await findObject(s.db, bucket, key);
+    if (!row || row.owner_id !== c.get('user').id) throw notFound('object');
+    return { bucket, key, row };
+  };
+
+  // Registered before the upload, whose path would otherwise take "sign" for a bucket.
+  app.openAPIRegistry.registerPath(createSignedRoute);
+  app.post('/storage/v1/object/sign/:bucket{[a-z0-9_-]+}/:key{.+}', ...smallJson, async (c) => {
+    const { expiresIn } = await jsonBody(c, SignBody);
+    const { bucket, key } = await ownObject(c);
+    const url = await s.store.signedUrl(bucket, key, expiresIn);
+    const ours = `${s.config.publicUrl}/storage/v1`;
+    return c.json({ signedURL: url.startsWith(`${ours}/`) ? url.slice(ours.length) : url }, 200);
+  });
+
+  const upload = (upsert: 'header' | 'always') => async (c: Context<AppEnv>) => {
+    const bucket = c.req.param('bucket');
+    const key = c.req.param('key') ?? '';
+    if (bucket !== INPUT_BUCKET) throw forbidden(`uploads go to the ${INPUT_BUCKET} bucket`);
+    if (!isSafeKey(key)) throw invalid('the object path has unsupported characters', 'key');
+    const user = c.get('user');
+    if (!key.startsWith(`${user.id}/`)) throw forbidden('upload into your own folder: {user id}/…');
+    const bytes = await uploadedBytes(c);
+    if (bytes.length === 0) throw invalid('the body is empty', 'body');
+    // The bytes decide, not the Content-Type header (the app always says image/jpeg).
+    const contentType = sniffImageType(bytes);
+    if (!contentType) throw new ApiError('ERR_4021', { allowed: [...ACCEPTED_IMAGE_TYPES] });
+    const existing = await findObject(s.db, bucket, key);
+    if (existing && upsert === 'header' && c.req.header('x-upsert') !== 'true') throw new ApiError('ERR_4012', { reason: 'the object already exists; send x-upsert: true' });
+    const id = await saveObject(s.store, s.db, { bucket, key, ownerId: user.id, bytes, contentType });
+    if (id === undefined) throw forbidden('this object belongs to another user');
+    return c.json({ Key: `${bucket}/${key}`, Id: id }, 200);
+  };
+  const uploadLimit = bodyLimit({
+    maxSize: maxBytes,
+    onError: () => {
+      throw new ApiError('ERR_4015', { limit_bytes: maxBytes });
     },
-  );
+  });
+  app.openAPIRegistry.registerPath(uploadRoute);
+  app.post(uploadPath, apiKey, uploadLimit, withUser, upload('header'));
+  app.put(uploadPath, apiKey, uploadLimit, withUser, upload('always'));
+
+  app.openAPIRegistry.registerPath(removeRoute);
+  app.delete('/storage/v1/object/:bucket{[a-z0-9_-]+}', ...smallJson, async (c) => {
+    const bucket = c.req.param('bucket');
+    if (bucket !== INPUT_BUCKET) throw forbidden(`only your uploads in ${INPUT_BUCKET} can be removed; a result goes with its job (delete-video-job)`);
+    const { prefixes } = await jsonBody(c, RemoveBody);
+    const user = c.get('user');
+    const keys = prefixes.filter((k) => isSafeKey(k) && k.startsWith(`${user.id}/`));
+    // Rows first: from here nothing serves them; then the bytes (a failure leaves unlisted bytes only).
+    const removed = await deleteOwnObjects(s.db, bucket, user.id, keys);
+    for (const r of removed) await s.store.delete(bucket, r.key);
+    return c.json(
+      removed.map((r) => ({
+        name: r.key,
+        bucket_id: bucket,
+        owner: user.id,
+        id: r.id,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+        metadata: { eTag: etagOf({ ...r, owner_id: user.id }), size: Number(r.size), mimetype: r.content_type, lastModified: r.updated_at },
+      })),
+      200,
+    );
+  });
 
   const serve = async (c: Context<AppEnv>, bucket: Bucket, key: string) => {
     if (!isSafeKey(key)) throw notFound('object');
@@ -147,4 +292,14 @@ export function registerStorage(app: OpenAPIHono<AppEnv>, s: Services) {
     if (!(await s.store.verifySignedToken(bucket, key, token))) throw forbidden('the link is invalid or has expired');
     return serve(c, bucket, key);
   });
+
+  // Authenticated read of the caller's own objects. Its bucket pattern names the buckets, so the
+  // public/ and sign/ paths above never reach it.
+  app.openAPIRegistry.registerPath(ownDownloadRoute);
+  for (const path of ['/storage/v1/object/authenticated/:bucket{[a-z0-9_-]+}/:key{.+}', '/storage/v1/object/:bucket{thumbnails|videos}/:key{.+}']) {
+    app.get(path, apiKey, withUser, async (c) => {
+      const { bucket, key, row } = await ownObject(c);
+      return objectResponse(c.req.raw, s.store, bucket, key, row);
+    });
+  }
 }

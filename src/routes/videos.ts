@@ -67,7 +67,7 @@ const JobView = z
     video_url: z.string().nullable(),
     thumbnail_url: z.string().nullable(),
     error_code: z.string().nullable(),
-    error_message: z.string().nullable(),
+    error_message: z.string().nullable().openapi({ description: "Our localized text for error_code, in the owner's language; never the provider's words" }),
     created_at: z.string(),
   })
   .openapi('VideoJob');
@@ -75,7 +75,7 @@ const JobView = z
 /**
  * What legacy mode answers about a job known only by its id: the fields ResultView decodes
  * (ios-app.md §2.11) minus the ones it does not need — no prompt (the user's words), no
- * error_message/error_code (provider text, decoded but never shown).
+ * error_message/error_code (decoded but never shown).
  */
 const LegacyJobStatus = z
   .object({

@@ -7,13 +7,14 @@ import type { Bucket, ObjectStore } from './types.js';
  * Stores an object's bytes, then records its metadata — type, size, owner, SHA-256 — in
  * storage_objects, the only place downloads read it from. Bytes first: a row never names bytes
  * that are not there (a crash in between leaves an unlisted file, which nothing serves).
+ * Returns the row's id.
  */
 export async function saveObject(
   store: ObjectStore,
   db: Queryable,
   o: { bucket: Bucket; key: string; ownerId: string | null; bytes: Buffer; contentType: string },
-): Promise<void> {
+): Promise<string | undefined> {
   await store.put(o.bucket, o.key, { bytes: o.bytes, contentType: o.contentType });
   const sha256 = createHash('sha256').update(o.bytes).digest('hex');
-  await recordObject(db, { bucket: o.bucket, key: o.key, ownerId: o.ownerId, size: o.bytes.length, contentType: o.contentType, sha256 });
+  return recordObject(db, { bucket: o.bucket, key: o.key, ownerId: o.ownerId, size: o.bytes.length, contentType: o.contentType, sha256 });
 }

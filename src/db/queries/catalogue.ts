@@ -1,4 +1,4 @@
-import { displayedCost, type PricedModel, type RequiredFields } from '../../catalogue/pricing.js';
+import { displayedCost, type PricedModel, type ProviderLimits, type RequiredFields } from '../../catalogue/pricing.js';
 import { restQuerySql, type RestQuery, type TableSpec } from '../../http/postgrest.js';
 import type { Queryable } from '../pool.js';
 
@@ -10,6 +10,7 @@ export interface ModelRow extends PricedModel {
   provider: string;
   provider_model_id: string;
   required_fields: RequiredFields;
+  provider_limits: ProviderLimits;
   has_audio: boolean;
   is_active: boolean;
   is_featured: boolean;
@@ -45,13 +46,24 @@ export type PublicModel = ReturnType<typeof publicModel>;
 
 export const MODELS_TABLE: TableSpec = {
   selectable: Object.keys(publicModel({ required_fields: {} } as ModelRow)),
-  filterable: { id: 'text', category: 'text', is_featured: 'boolean', is_active: 'boolean', is_available: 'boolean' },
+  filterable: {
+    id: 'text',
+    name: 'text',
+    category: 'text',
+    pricing_type: 'text',
+    is_featured: 'boolean',
+    is_active: 'boolean',
+    is_available: 'boolean',
+    has_audio: 'boolean',
+    created_at: 'timestamp',
+    updated_at: 'timestamp',
+  },
   orderable: ['name', 'is_featured', 'created_at', 'category', 'sort_order'],
 };
 
 export const THEMES_TABLE: TableSpec = {
   selectable: ['id', 'name', 'description', 'thumbnail_url', 'prompt', 'is_featured', 'is_available', 'default_settings', 'model_id', 'created_at', 'updated_at'],
-  filterable: { id: 'uuid', is_featured: 'boolean', is_available: 'boolean', model_id: 'text' },
+  filterable: { id: 'uuid', name: 'text', is_featured: 'boolean', is_available: 'boolean', model_id: 'text', created_at: 'timestamp', updated_at: 'timestamp' },
   orderable: ['name', 'is_featured', 'created_at'],
 };
 
@@ -67,16 +79,29 @@ export async function listAvailableModels(db: Queryable): Promise<ModelRow[]> {
 const withDefaultOrder = (q: RestQuery, column: string): RestQuery =>
   q.order.length ? q : { ...q, order: [{ column, descending: false }] };
 
-export async function queryModels(db: Queryable, q: RestQuery): Promise<ModelRow[]> {
-  const tail = restQuerySql(withDefaultOrder(q, 'sort_order'));
-  const { rows } = await db.query<ModelRow>(`SELECT * FROM models WHERE is_available${tail.sql}`, tail.values);
-  return rows;
+/** The rows a rest/v1 query asks for, and with count their total (filters only, as PostgREST counts). */
+export interface RestResult<T> {
+  rows: T[];
+  total?: number;
 }
 
-export async function queryThemes(db: Queryable, q: RestQuery): Promise<Record<string, unknown>[]> {
-  const tail = restQuerySql(withDefaultOrder(q, 'name'));
-  const { rows } = await db.query(`SELECT ${q.select.join(', ')} FROM themes WHERE is_available${tail.sql}`, tail.values);
-  return rows;
+async function restQuery<T>(db: Queryable, from: string, columns: string, q: RestQuery, count: boolean): Promise<RestResult<T>> {
+  const { where, tail, values } = restQuerySql(q);
+  const [{ rows }, total] = await Promise.all([
+    db.query<T & Record<string, unknown>>(`SELECT ${columns} FROM ${from} WHERE is_available${where}${tail}`, values),
+    count
+      ? db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${from} WHERE is_available${where}`, values).then((r) => r.rows[0]!.n)
+      : undefined,
+  ]);
+  return { rows, total };
+}
+
+export function queryModels(db: Queryable, q: RestQuery, count = false): Promise<RestResult<ModelRow>> {
+  return restQuery<ModelRow>(db, 'models', '*', withDefaultOrder(q, 'sort_order'), count);
+}
+
+export function queryThemes(db: Queryable, q: RestQuery, count = false): Promise<RestResult<Record<string, unknown>>> {
+  return restQuery(db, 'themes', q.select.join(', '), withDefaultOrder(q, 'name'), count);
 }
 
 export async function findModel(db: Queryable, id: string): Promise<ModelRow | undefined> {

@@ -11,17 +11,20 @@ export interface StorageObjectRow {
   updated_at: string;
 }
 
+/** Records (or, for an upsert, rewrites) an object's row; its id, or undefined when another owner has the key. */
 export async function recordObject(
   db: Queryable,
   o: { bucket: string; key: string; ownerId: string | null; size: number; contentType: string; sha256: string },
-): Promise<void> {
-  await db.query(
+): Promise<string | undefined> {
+  const { rows } = await db.query<{ id: string }>(
     `INSERT INTO storage_objects (bucket, key, owner_id, size, content_type, sha256) VALUES ($1, $2, $3, $4, $5, $6)
      ON CONFLICT (bucket, key) DO UPDATE SET size = EXCLUDED.size, content_type = EXCLUDED.content_type,
        sha256 = EXCLUDED.sha256, updated_at = now(), deleted_at = NULL
-       WHERE storage_objects.owner_id IS NOT DISTINCT FROM EXCLUDED.owner_id`,
+       WHERE storage_objects.owner_id IS NOT DISTINCT FROM EXCLUDED.owner_id
+     RETURNING id::text AS id`,
     [o.bucket, o.key, o.ownerId, o.size, o.contentType, o.sha256],
   );
+  return rows[0]?.id;
 }
 
 export async function findObject(db: Queryable, bucket: string, key: string): Promise<StorageObjectRow | undefined> {
@@ -35,4 +38,29 @@ export async function findObject(db: Queryable, bucket: string, key: string): Pr
 
 export async function markObjectDeleted(db: Queryable, bucket: string, key: string): Promise<void> {
   await db.query('UPDATE storage_objects SET deleted_at = now() WHERE bucket = $1 AND key = $2', [bucket, key]);
+}
+
+/** A removed object as Supabase Storage's remove() returns it. */
+export interface RemovedObjectRow {
+  id: string;
+  key: string;
+  size: number;
+  content_type: string;
+  sha256: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+/**
+ * Marks the owner's listed objects deleted, atomically, and returns those it marked: keys that are
+ * not the owner's, or already gone, are left out (Supabase's remove() answers the same way).
+ */
+export async function deleteOwnObjects(db: Queryable, bucket: string, ownerId: string, keys: string[]): Promise<RemovedObjectRow[]> {
+  const { rows } = await db.query<RemovedObjectRow>(
+    `UPDATE storage_objects SET deleted_at = now()
+      WHERE bucket = $1 AND owner_id = $2 AND key = ANY($3::text[]) AND deleted_at IS NULL
+      RETURNING id::text AS id, key, size, content_type, sha256, created_at, updated_at`,
+    [bucket, ownerId, keys],
+  );
+  return rows;
 }

@@ -156,10 +156,19 @@ export async function setCompleted(db: Queryable, jobId: string, videoKey: strin
   );
 }
 
-export async function setFailed(db: Queryable, jobId: string, code: string, message: string): Promise<void> {
+/**
+ * error_message is what the user reads: userMessage in the owner's language. The provider's own
+ * words (raw text, failure codes) go to provider_error, for operators only.
+ */
+export async function setFailed(db: Queryable, jobId: string, code: string, userMessage: (language: string) => string, providerError: string): Promise<void> {
+  const { rows } = await db.query<{ language: string }>(
+    'SELECT u.language FROM video_jobs j JOIN users u ON u.id = j.user_id WHERE j.job_id = $1',
+    [jobId],
+  );
   await db.query(
-    "UPDATE video_jobs SET status = 'failed', error_code = $2, error_message = $3, completed_at = now(), submit_lease_until = NULL WHERE job_id = $1",
-    [jobId, code, message.slice(0, 1000)],
+    `UPDATE video_jobs SET status = 'failed', error_code = $2, error_message = $3, provider_error = $4,
+       completed_at = now(), submit_lease_until = NULL WHERE job_id = $1`,
+    [jobId, code, userMessage(rows[0]?.language ?? 'en'), providerError.slice(0, 1000)],
   );
 }
 
