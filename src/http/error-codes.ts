@@ -25,6 +25,8 @@ export const ERROR_CODES = {
   ERR_4020: { status: 403, meaning: 'sign in with Apple required (guests cannot buy credits)' },
   ERR_4021: { status: 415, meaning: 'not a supported image (JPEG, PNG, HEIC/HEIF, WebP by its bytes)' },
   ERR_4022: { status: 416, meaning: 'requested byte range not satisfiable' },
+  ERR_4040: { status: 400, meaning: 'unsupported Realtime request (only postgres_changes on public.video_jobs by job_id)' },
+  ERR_4041: { status: 429, meaning: 'Realtime limit reached (channels per socket, messages per second)' },
   ERR_5001: { status: 504, meaning: 'provider timeout' },
   ERR_5002: { status: 503, meaning: 'provider or upstream service unavailable' },
   ERR_5003: { status: 422, meaning: 'provider rejected the prompt' },
