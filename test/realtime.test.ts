@@ -189,6 +189,14 @@ const swiftJoin = (jobId: string, token: string, filter = `job_id=eq.${jobId}`) 
   version: 'realtime-swift/2.37.0',
 });
 
+async function waitForRow(t: TestApp, jobId: string, status: string) {
+  const deadline = Date.now() + 20_000;
+  while ((await t.db.query('SELECT status FROM video_jobs WHERE job_id = $1', [jobId])).rows[0]?.status !== status) {
+    if (Date.now() > deadline) throw new Error(`job ${jobId} did not reach ${status}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 async function refusedUpgrade(url: string): Promise<{ status: number; body: any }> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url);
@@ -304,6 +312,39 @@ describe('Realtime on the wire (exact Phoenix frames)', () => {
     await t().startWorker();
     await t().waitForJob(g.accessToken, job_id);
     expect(s.received.filter((m) => m.event === 'postgres_changes')).toHaveLength(1);
+  });
+
+  it('a session that ends mid-subscription gets nothing more: the next change ends the channel instead', async () => {
+    const g = await t().createGuest();
+    const { job_id } = await t().json(t().generate(g, { model_id: 'simulator-text-to-video', prompt: PROMPT }));
+    const s = await open('1.0.0');
+    const topic = `realtime:video-job-${job_id}`;
+    s.send({ topic, event: 'phx_join', payload: swiftJoin(job_id, g.accessToken), ref: '1', join_ref: '1' });
+    await s.next('the pending job', (m) => m.event === 'postgres_changes');
+    await t().json(t().post('/auth/v1/logout', { token: g.accessToken }), 204);
+    await t().startWorker();
+    expect(await s.next('system error', (m) => m.event === 'system' && m.payload.status === 'error')).toMatchObject({
+      payload: { message: expect.stringMatching(/^ERR_4005: /) },
+    });
+    await s.next('phx_close', (m) => m.event === 'phx_close');
+    // The job runs to the end (the session's logout does not stop it); none of it reaches the socket.
+    await waitForRow(t(), job_id, 'completed');
+    expect(s.received.filter((m) => m.event === 'postgres_changes')).toHaveLength(1);
+  });
+
+  it('event "*" also hears the job deleted (DELETE with its key), then nothing more', async () => {
+    const g = await t().createGuest();
+    const { job_id } = await t().json(t().generate(g, { model_id: 'simulator-text-to-video', prompt: PROMPT }));
+    const s = await open('2.0.0');
+    const join = swiftJoin(job_id, g.accessToken);
+    join.config.postgres_changes[0]!.event = '*';
+    s.send({ join_ref: '1', ref: '1', topic: `realtime:any-${job_id}`, event: 'phx_join', payload: join });
+    const id = (await s.reply('1')).payload.response.postgres_changes[0].id;
+    await s.next('the pending job', (m) => m.event === 'postgres_changes');
+    await t().json(t().post('/functions/v1/delete-video-job', { token: g.accessToken, body: { job_id } }));
+    const deleted = await s.next('DELETE', (m) => m.event === 'postgres_changes' && m.payload.data.type === 'DELETE');
+    expect(deleted.payload).toMatchObject({ ids: [id], data: { type: 'DELETE', old_record: { job_id }, errors: null } });
+    expect(deleted.payload.data.record).toBeUndefined();
   });
 
   it('one socket may join at most REALTIME_MAX_CHANNELS channels (ERR_4041)', async () => {
