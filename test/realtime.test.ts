@@ -92,6 +92,7 @@ describe('Realtime with user tokens (secure mode)', () => {
     expect(last.new.video_url).toMatch(/\/storage\/v1\/object\/sign\//);
     expect(last.old).toMatchObject({ job_id, status: 'processing' });
     expect(w.states.filter((s) => s.status === 'CHANNEL_ERROR')).toEqual([]);
+    expect(await t().services.metrics.registry.getSingleMetricAsString('rendio_realtime_sockets')).toMatch(/^rendio_realtime_sockets [1-9]/m);
   });
 
   it("another user's job is never delivered: the join is refused as not found, and nothing arrives", async () => {

@@ -17,7 +17,7 @@ import { decodeMessage, encodeMessage, type PhoenixMessage, type Vsn } from './p
  * JobEvents (LISTEN/NOTIFY), and each one is re-read and re-authorised before it is sent.
  */
 
-export type RealtimeDeps = Pick<Services, 'db' | 'events' | 'store' | 'config' | 'log' | 'tokens'>;
+export type RealtimeDeps = Pick<Services, 'db' | 'events' | 'store' | 'config' | 'log' | 'tokens' | 'metrics'>;
 
 /** Bindings in one channel (the app uses one). */
 const MAX_BINDINGS = 8;

@@ -12,6 +12,7 @@ export const REALTIME_PATH = '/realtime/v1/websocket';
 /** A Phoenix message is small (a join with its bindings, a heartbeat); larger frames close the socket. */
 const MAX_FRAME_BYTES = 64 * 1024;
 const CLOSE_GRACE_MS = 2000;
+const SOCKETS_GAUGE = 'rendio_realtime_sockets';
 
 export interface RealtimeServer {
   /** Closes every Realtime socket (1001 going away), so the HTTP server's close can finish. */
@@ -26,6 +27,7 @@ export interface RealtimeServer {
  */
 export function attachRealtime(server: Server, deps: RealtimeDeps): RealtimeServer {
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
+  if (!deps.metrics.registry.getSingleMetric(SOCKETS_GAUGE)) deps.metrics.gauge(SOCKETS_GAUGE, 'Open Realtime WebSockets', () => wss.clients.size);
 
   const refuse = (socket: Duplex, err: ApiError, req: IncomingMessage) => {
     const message = localizedMessage(err.code, negotiateLanguage(req.headers['accept-language']), err.details);
