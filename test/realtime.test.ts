@@ -128,6 +128,13 @@ describe('Realtime with user tokens (secure mode)', () => {
     await waitFor('completed', () => w.statuses().at(-1) === 'completed');
   });
 
+  it('closing the server closes its sockets (1001) instead of waiting on them', async () => {
+    const server = withRealtime(await startHttpServer(t().app.fetch, { port: 0, hostname: '127.0.0.1', limits: t().services.config.http }), t().services);
+    const s = await RawSocket.open(`http://127.0.0.1:${server.port}`, '1.0.0');
+    await server.close();
+    expect(await waitFor('the socket to close', () => s.closed)).toEqual({ code: 1001, reason: 'server shutting down' });
+  });
+
   it('refuses a connection without the apikey, an unknown vsn, and a plain GET', async () => {
     const ws = `${url().replace('http', 'ws')}/realtime/v1/websocket`;
     expect(await refusedUpgrade(`${ws}?vsn=1.0.0`)).toMatchObject({ status: 401, body: { error: { code: 'ERR_4005' } } });
