@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createClient, type RealtimeChannel, type SupabaseClient } from '@supabase/supabase-js';
+import { decodeJwt } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { startHttpServer, withRealtime, type ListeningServer } from '../src/server.js';
@@ -301,6 +302,24 @@ describe('Realtime on the wire (exact Phoenix frames)', () => {
     expect((await join('8', swiftJoin(job_id, ANON_KEY))).response.reason).toMatch(/^ERR_4005: /);
     expect((await join('9', swiftJoin(randomUUID(), g.accessToken))).response.reason).toMatch(/^ERR_4007: /);
     expect(s.received.filter((m) => m.event === 'postgres_changes')).toEqual([]);
+  });
+
+  it('access_token: a new token of the same user keeps the channel, and changes keep coming', async () => {
+    const g = await t().createGuest();
+    const { job_id } = await t().json(t().generate(g, { model_id: 'simulator-text-to-video', prompt: PROMPT }));
+    const s = await open('1.0.0');
+    const topic = `realtime:video-job-${job_id}`;
+    s.send({ topic, event: 'phx_join', payload: swiftJoin(job_id, g.accessToken), ref: '1', join_ref: '1' });
+    await s.next('the pending job', (m) => m.event === 'postgres_changes');
+    // Another token of the same session (a refresh within the same second would sign the very same one).
+    const { session_id } = decodeJwt(g.accessToken) as { session_id: string };
+    const other = await t().services.tokens.sign({ sub: g.userId, sessionId: session_id, isAnonymous: true, email: 'same-user@example.com' });
+    expect(other.token).not.toBe(g.accessToken);
+    s.send({ topic, event: 'access_token', payload: { access_token: other.token }, ref: '2', join_ref: '1' });
+    await t().startWorker();
+    await s.next('completed', (m) => m.event === 'postgres_changes' && m.payload.data.record.status === 'completed');
+    expect(s.received.filter((m) => m.event === 'system' && m.payload.status === 'error')).toEqual([]);
+    expect(s.received.filter((m) => m.event === 'phx_close')).toEqual([]);
   });
 
   it("access_token: another user's token ends the channel (system error, phx_close) before any more data", async () => {
