@@ -232,6 +232,16 @@ describe('Realtime on the wire (exact Phoenix frames)', () => {
     for (const s of sockets.splice(0)) s.ws.close();
     await t().stopWorker();
   });
+  /** A guest's new job, watched as the app does over vsn 1.0.0 (join ref '1'), its pending state received. */
+  const watchingGuest = async () => {
+    const g = await t().createGuest();
+    const { job_id } = await t().json(t().generate(g, { model_id: 'simulator-text-to-video', prompt: PROMPT }));
+    const s = await open('1.0.0');
+    const topic = `realtime:video-job-${job_id}`;
+    s.send({ topic, event: 'phx_join', payload: swiftJoin(job_id, g.accessToken), ref: '1', join_ref: '1' });
+    await s.next('the pending job', (m) => m.event === 'postgres_changes');
+    return { g, job_id: job_id as string, s, topic };
+  };
 
   it('vsn 1.0.0 (supabase-swift): heartbeat, join with the binding ids, the job, phx_leave', async () => {
     const g = await t().createGuest();
@@ -305,12 +315,7 @@ describe('Realtime on the wire (exact Phoenix frames)', () => {
   });
 
   it('access_token: a new token of the same user keeps the channel, and changes keep coming', async () => {
-    const g = await t().createGuest();
-    const { job_id } = await t().json(t().generate(g, { model_id: 'simulator-text-to-video', prompt: PROMPT }));
-    const s = await open('1.0.0');
-    const topic = `realtime:video-job-${job_id}`;
-    s.send({ topic, event: 'phx_join', payload: swiftJoin(job_id, g.accessToken), ref: '1', join_ref: '1' });
-    await s.next('the pending job', (m) => m.event === 'postgres_changes');
+    const { g, job_id, s, topic } = await watchingGuest();
     // Another token of the same session (a refresh within the same second would sign the very same one).
     const { session_id } = decodeJwt(g.accessToken) as { session_id: string };
     const other = await t().services.tokens.sign({ sub: g.userId, sessionId: session_id, isAnonymous: true, email: 'same-user@example.com' });
@@ -323,12 +328,8 @@ describe('Realtime on the wire (exact Phoenix frames)', () => {
   });
 
   it("access_token: another user's token ends the channel (system error, phx_close) before any more data", async () => {
-    const [g, other] = [await t().createGuest(), await t().createGuest()];
-    const { job_id } = await t().json(t().generate(g, { model_id: 'simulator-text-to-video', prompt: PROMPT }));
-    const s = await open('1.0.0');
-    const topic = `realtime:video-job-${job_id}`;
-    s.send({ topic, event: 'phx_join', payload: swiftJoin(job_id, g.accessToken), ref: '1', join_ref: '1' });
-    await s.next('the pending job', (m) => m.event === 'postgres_changes');
+    const { g, job_id, s, topic } = await watchingGuest();
+    const other = await t().createGuest();
 
     s.send({ topic, event: 'access_token', payload: { access_token: other.accessToken }, ref: '2', join_ref: '1' });
     expect(await s.next('system error', (m) => m.event === 'system' && m.payload.status === 'error')).toMatchObject({
@@ -342,12 +343,7 @@ describe('Realtime on the wire (exact Phoenix frames)', () => {
   });
 
   it('a session that ends mid-subscription gets nothing more: the next change ends the channel instead', async () => {
-    const g = await t().createGuest();
-    const { job_id } = await t().json(t().generate(g, { model_id: 'simulator-text-to-video', prompt: PROMPT }));
-    const s = await open('1.0.0');
-    const topic = `realtime:video-job-${job_id}`;
-    s.send({ topic, event: 'phx_join', payload: swiftJoin(job_id, g.accessToken), ref: '1', join_ref: '1' });
-    await s.next('the pending job', (m) => m.event === 'postgres_changes');
+    const { g, job_id, s, topic } = await watchingGuest();
     await t().json(t().post('/auth/v1/logout', { token: g.accessToken }), 204);
     await t().startWorker();
     expect(await s.next('system error', (m) => m.event === 'system' && m.payload.status === 'error')).toMatchObject({
