@@ -17,6 +17,7 @@ import { registerMergeGuest } from './routes/merge-guest.js';
 import { registerProfile } from './routes/profile.js';
 import { registerPurchases } from './routes/purchases.js';
 import { registerPush } from './routes/push.js';
+import { registerRealtime } from './routes/realtime.js';
 import { registerStorage } from './routes/storage.js';
 import { registerVideos } from './routes/videos.js';
 import { registerWebhooks } from './routes/webhooks.js';
@@ -83,6 +84,7 @@ export function buildApp(s: Services) {
   // videos and their files
   registerVideos(app, s);
   registerStorage(app, s);
+  registerRealtime(app);
   // webhooks
   registerWebhooks(app, s);
   // operations

@@ -73,6 +73,10 @@ const EnvSchema = z
     HTTP_KEEP_ALIVE_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(5000),
     /** Connections the HTTP server holds at once; more are closed as they arrive. */
     HTTP_MAX_CONNECTIONS: z.coerce.number().int().min(1).max(1_000_000).default(1000),
+    /** Realtime (WebSocket): a socket that sends nothing (Phoenix clients heartbeat every 25–30 s) for this long is closed. */
+    REALTIME_HEARTBEAT_TIMEOUT_MS: z.coerce.number().int().min(1000).max(600_000).default(60_000),
+    /** Realtime: channels one socket may have joined at once (the app uses one per job it shows). */
+    REALTIME_MAX_CHANNELS: z.coerce.number().int().min(1).max(1000).default(10),
     /** /metrics on the public port requires `Authorization: Bearer <METRICS_TOKEN>`; without it /metrics is 404 there. */
     METRICS_TOKEN: z.string().min(16, 'METRICS_TOKEN must be at least 16 characters').optional(),
     /** Serves /metrics (without a token) on this port, bound to 127.0.0.1 only. */
@@ -290,6 +294,8 @@ export interface Config {
   maxJsonBodyBytes: number;
   /** The Node HTTP server's limits against slow and too many clients (src/http/server.ts). */
   http: HttpServerConfig;
+  /** Supabase Realtime subset (src/realtime): idle socket timeout and channels per socket. */
+  realtime: { heartbeatTimeoutMs: number; maxChannels: number };
   /** /metrics: a bearer token for the public port, and/or a loopback-only port of its own. */
   metrics: { token: string | undefined; port: number | undefined };
   initialGrantCredits: number;
@@ -401,6 +407,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       keepAliveTimeoutMs: e.HTTP_KEEP_ALIVE_TIMEOUT_MS,
       maxConnections: e.HTTP_MAX_CONNECTIONS,
     },
+    realtime: { heartbeatTimeoutMs: e.REALTIME_HEARTBEAT_TIMEOUT_MS, maxChannels: e.REALTIME_MAX_CHANNELS },
     metrics: { token: e.METRICS_TOKEN, port: e.METRICS_PORT },
     initialGrantCredits: e.INITIAL_GRANT_CREDITS,
     deviceCheck:

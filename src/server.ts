@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import { buildApp, buildMetricsApp } from './app.js';
 import type { HttpServerConfig } from './config.js';
+import { attachRealtime, type RealtimeServer } from './realtime/server.js';
 import type { Services } from './services.js';
 
 /**
@@ -12,7 +13,7 @@ import type { Services } from './services.js';
  */
 export async function startHttpServers(s: Services): Promise<{ api: ListeningServer; metrics: ListeningServer | undefined }> {
   const { config } = s;
-  const api = await startHttpServer(buildApp(s).fetch, { port: config.port, hostname: config.host, limits: config.http });
+  const api = withRealtime(await startHttpServer(buildApp(s).fetch, { port: config.port, hostname: config.host, limits: config.http }), s);
   if (config.metrics.port === undefined) return { api, metrics: undefined };
   try {
     const metrics = await startHttpServer(buildMetricsApp(s).fetch, { port: config.metrics.port, hostname: '127.0.0.1', limits: config.http });
@@ -21,6 +22,19 @@ export async function startHttpServers(s: Services): Promise<{ api: ListeningSer
     await api.close();
     throw err;
   }
+}
+
+/** Serves Realtime's WebSocket on this server too; closing it first ends the sockets (they would hold close open). */
+export function withRealtime(listening: ListeningServer, s: Services): ListeningServer & { realtime: RealtimeServer } {
+  const realtime = attachRealtime(listening.server, s);
+  return {
+    ...listening,
+    realtime,
+    close: async () => {
+      await realtime.close();
+      await listening.close();
+    },
+  };
 }
 
 /**

@@ -76,7 +76,7 @@ export function requireUser(opts: AuthOptions, claimed: ClaimedUserId = userIdFr
 }
 
 /** The user behind a user access token: valid signature, live session, not deleted or banned. */
-async function verifiedUser(opts: AuthOptions, token: string): Promise<AppEnv['Variables']['user']> {
+export async function verifiedUser(opts: AuthOptions, token: string): Promise<AppEnv['Variables']['user']> {
   let claims;
   try {
     claims = await opts.tokens.verify(token);

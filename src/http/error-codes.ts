@@ -28,6 +28,8 @@ export const ERROR_CODES = {
   ERR_4030: { status: 400, meaning: "prompt longer than the model's provider accepts" },
   ERR_4031: { status: 400, meaning: "setting outside what the model's provider accepts" },
   ERR_4032: { status: 406, meaning: 'one row requested (application/vnd.pgrst.object+json), zero or several found' },
+  ERR_4040: { status: 400, meaning: 'unsupported Realtime request (only postgres_changes on public.video_jobs by job_id)' },
+  ERR_4041: { status: 429, meaning: 'Realtime limit reached (channels per socket, messages per second)' },
   ERR_5001: { status: 504, meaning: 'provider timeout' },
   ERR_5002: { status: 503, meaning: 'provider or upstream service unavailable' },
   ERR_5003: { status: 422, meaning: 'provider rejected the prompt' },

@@ -159,8 +159,9 @@ function decodeCursor(cursor: string): string {
   return id;
 }
 
-export function registerVideos(app: OpenAPIHono<AppEnv>, s: Services) {
-  const view = async (job: JobViewRow): Promise<z.infer<typeof JobView>> => ({
+/** A job as its owner sees it (get-video-status, get-video-jobs, video-events, Realtime records). */
+export async function jobView(s: Pick<Services, 'store' | 'config'>, job: JobViewRow): Promise<z.infer<typeof JobView>> {
+  return {
     job_id: job.job_id,
     status: PUBLIC_STATUS[job.status],
     prompt: job.prompt,
@@ -171,7 +172,11 @@ export function registerVideos(app: OpenAPIHono<AppEnv>, s: Services) {
     error_code: job.error_code,
     error_message: job.error_message,
     created_at: job.created_at,
-  });
+  };
+}
+
+export function registerVideos(app: OpenAPIHono<AppEnv>, s: Services) {
+  const view = (job: JobViewRow) => jobView(s, job);
 
   const auth = requireUser(authOptions(s));
   app.use(generateRoute.path, auth);
