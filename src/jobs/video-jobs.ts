@@ -62,8 +62,8 @@ export class VideoJobService {
 
   /** Sends a queued job to its provider. Safe to run twice: the lease and the status guard it. */
   async submit(jobId: string): Promise<void> {
-    const job = await jobsDb.claimSubmit(this.db, jobId, this.opts.submitLeaseSeconds);
-    if (!job) return; // already submitted, finished, or another worker holds the lease
+    const job = await this.claimSubmit(jobId);
+    if (!job) return; // already submitted or finished; or not due yet, and coming back when it is
     if (job.deleted_at) return void (await this.fail(jobId, 'ERR_5002', 'cancelled before submission'));
     if (new Date(job.deadline_at).getTime() <= Date.now()) {
       return void (await this.fail(jobId, 'ERR_5001', 'the provider could not be reached before the deadline'));
@@ -92,6 +92,21 @@ export class VideoJobService {
     }
     this.log.info({ jobId, provider: provider.name, providerJobId: submitted.providerJobId }, 'video job submitted');
     await this.schedulePoll(jobId, provider.webhooks ? 60 : provider.pollIntervalSeconds);
+  }
+
+  /**
+   * The lease decides when a dead submitter's job is taken over, not the minute sweep: with the
+   * lease, the same transaction queues this job's next submit for the moment the lease runs out
+   * (same job key, so a retry or a success replaces or ignores it). A job that cannot be claimed
+   * yet (a live lease, a scheduled retry) is queued again for when it can.
+   */
+  private claimSubmit(jobId: string): Promise<jobsDb.VideoJobRow | undefined> {
+    return withTransaction(this.db, async (tx) => {
+      const job = await jobsDb.claimSubmit(tx, jobId, this.opts.submitLeaseSeconds);
+      const due = job ? new Date(Date.now() + this.opts.submitLeaseSeconds * 1000) : await jobsDb.submitDueAt(tx, jobId);
+      if (due) await enqueue(tx, 'submit_video_job', { jobId }, { jobKey: `submit:${jobId}`, runAt: new Date(due.getTime() + 1000) });
+      return job;
+    });
   }
 
   /** Asks the provider how the job is doing (providers without webhooks, and as a webhook fallback). */
@@ -309,9 +324,12 @@ export class VideoJobService {
       return;
     }
     this.log.warn({ jobId: job.job_id, task, delayMs: delay, err: err.message }, 'provider call failed; will retry');
-    if (task === 'submit_video_job') await jobsDb.releaseSubmitLease(this.db, job.job_id);
-    if (task === 'poll_video_job') await this.db.query('UPDATE video_jobs SET attempts = attempts + 1 WHERE job_id = $1', [job.job_id]);
-    await enqueue(this.db, task, { jobId: job.job_id }, { jobKey, runAt: new Date(Date.now() + delay) });
+    const retryAt = new Date(Date.now() + delay);
+    await withTransaction(this.db, async (tx) => {
+      if (task === 'submit_video_job') await jobsDb.releaseSubmitLease(tx, job.job_id, retryAt);
+      else await jobsDb.deferPoll(tx, job.job_id, retryAt);
+      await enqueue(tx, task, { jobId: job.job_id }, { jobKey, runAt: retryAt });
+    });
   }
 
   /** Every minute: fail what is past its deadline, and nudge whatever went quiet. */

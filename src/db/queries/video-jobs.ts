@@ -87,24 +87,44 @@ export async function lockJob(db: Queryable, jobId: string): Promise<VideoJobRow
   return rows[0];
 }
 
-/** Takes the submit lease: only one worker submits a queued job at a time; an expired lease is taken over. */
+/**
+ * Takes the submit lease: only one worker submits a queued job at a time; an expired lease is
+ * taken over, but never before the job's scheduled retry (next_attempt_at).
+ */
 export async function claimSubmit(db: Queryable, jobId: string, leaseSeconds: number): Promise<VideoJobRow | undefined> {
   const { rows } = await db.query<{ job_id: string }>(
-    `UPDATE video_jobs SET submit_lease_until = now() + make_interval(secs => $2), attempts = attempts + 1
+    `UPDATE video_jobs SET submit_lease_until = now() + make_interval(secs => $2), attempts = attempts + 1, next_attempt_at = NULL
       WHERE job_id = $1 AND status = 'queued' AND (submit_lease_until IS NULL OR submit_lease_until < now())
+        AND (next_attempt_at IS NULL OR next_attempt_at <= now())
       RETURNING job_id`,
     [jobId, leaseSeconds],
   );
   return rows[0] ? findJob(db, jobId) : undefined;
 }
 
-export async function releaseSubmitLease(db: Queryable, jobId: string): Promise<void> {
-  await db.query("UPDATE video_jobs SET submit_lease_until = NULL WHERE job_id = $1 AND status = 'queued'", [jobId]);
+/** A queued job that cannot be claimed yet: when it can (its lease runs out, its retry is due); undefined otherwise. */
+export async function submitDueAt(db: Queryable, jobId: string): Promise<Date | undefined> {
+  const { rows } = await db.query<{ due: string | null }>(
+    `SELECT greatest(submit_lease_until, next_attempt_at) AS due FROM video_jobs
+      WHERE job_id = $1 AND status = 'queued' AND greatest(submit_lease_until, next_attempt_at) > now()`,
+    [jobId],
+  );
+  return rows[0]?.due ? new Date(rows[0].due) : undefined;
+}
+
+/** Gives the lease back after a retryable failure; the job is next tried at retryAt. */
+export async function releaseSubmitLease(db: Queryable, jobId: string, retryAt?: Date): Promise<void> {
+  await db.query("UPDATE video_jobs SET submit_lease_until = NULL, next_attempt_at = $2 WHERE job_id = $1 AND status = 'queued'", [jobId, retryAt ?? null]);
+}
+
+/** A poll failed retryably: counted, and not to be repeated (by the sweep either) before retryAt. */
+export async function deferPoll(db: Queryable, jobId: string, retryAt: Date): Promise<void> {
+  await db.query('UPDATE video_jobs SET attempts = attempts + 1, next_attempt_at = $2 WHERE job_id = $1', [jobId, retryAt]);
 }
 
 export async function markSubmitted(db: Queryable, jobId: string, providerJobId: string, state: Record<string, unknown> | null): Promise<boolean> {
   const { rowCount } = await db.query(
-    `UPDATE video_jobs SET status = 'submitted', provider_job_id = $2, provider_state = $3, submitted_at = now(), submit_lease_until = NULL
+    `UPDATE video_jobs SET status = 'submitted', provider_job_id = $2, provider_state = $3, submitted_at = now(), submit_lease_until = NULL, next_attempt_at = NULL
       WHERE job_id = $1 AND status = 'queued'`,
     [jobId, providerJobId, state ? JSON.stringify(state) : null],
   );
@@ -120,7 +140,7 @@ export async function markProcessing(db: Queryable, jobId: string): Promise<bool
 }
 
 export async function touchPolled(db: Queryable, jobId: string): Promise<void> {
-  await db.query('UPDATE video_jobs SET last_polled_at = now() WHERE job_id = $1', [jobId]);
+  await db.query('UPDATE video_jobs SET last_polled_at = now(), next_attempt_at = NULL WHERE job_id = $1', [jobId]);
 }
 
 /** Records the provider's output and moves to ingesting; false if the job already moved on. */
@@ -156,7 +176,10 @@ export async function findStaleJobs(db: Queryable, quietSeconds: number, limit =
   const { rows } = await db.query<{ job_id: string; status: JobStatus; overdue: boolean }>(
     `SELECT job_id, status, deadline_at < now() AS overdue FROM video_jobs
       WHERE status NOT IN ('completed', 'failed')
-        AND (deadline_at < now() OR updated_at < now() - make_interval(secs => $1))
+        AND (deadline_at < now() OR updated_at < now() - make_interval(secs => $1)
+               -- a scheduled retry (backoff, Retry-After, open circuit) or a live submit lease decides, not the sweep
+               AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+               AND (status <> 'queued' OR submit_lease_until IS NULL OR submit_lease_until <= now()))
       ORDER BY deadline_at LIMIT $2`,
     [quietSeconds, limit],
   );
