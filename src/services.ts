@@ -113,6 +113,7 @@ export function buildServices(opts: {
     submitLeaseSeconds: config.submitLeaseSeconds,
     quietSeconds: config.jobQuietSeconds,
     crashAt: config.crashAt,
+    onSubmission: metrics.submission.bind(metrics),
   };
   const jobs = new VideoJobs(db, providers, store, log, jobOptions);
   const generation = new Generation(db, jobs, providers, config.publicUrl, config.crashAt);

@@ -102,4 +102,47 @@ describe('dead workers and scheduled retries', () => {
     expect((await job(t(), jobId)).status).toBe('queued');
     await t().services.jobs.fail(jobId, 'ERR_4019', 'test over');
   });
+
+  it('a lost submit answer: the request fal created anyway reports first and is adopted, the resubmission is cancelled, and it is counted', { timeout: 60_000 }, async () => {
+    const g = await t().createGuest();
+    const { job_id: jobId } = await t().json(t().generate(g, { model_id: VEO, prompt: 'answer lost in transit', settings: { duration: 4 } }));
+    fal.timing = { queuedMs: 50, runningMs: 600_000 }; // nothing finishes by itself here
+    const before = new Set(fal.requests.keys());
+    fal.loseResponses(1, 'reset');
+    await t().services.jobs.submit(jobId);
+    const [lost] = [...fal.requests.keys()].filter((id) => !before.has(id));
+    expect(lost).toBeDefined();
+    expect((await job(t(), jobId)).status).toBe('queued');
+
+    // The retry (its backoff cut short here) gets through: a second request for the same job.
+    await t().db.query('UPDATE video_jobs SET next_attempt_at = NULL WHERE job_id = $1', [jobId]);
+    await t().services.jobs.submit(jobId);
+    const second = (await job(t(), jobId)).provider_job_id as string;
+    expect(second).not.toBe(lost);
+
+    // The lost one finishes first (the other is still running) and calls back on the URL that names the job and the attempt.
+    const hook = fal.webhookFor(lost!);
+    const url = new URL(fal.requests.get(lost!)!.webhook!);
+    expect(url.searchParams.get('job_id')).toBe(jobId);
+    const res = await t().app.request(url.pathname + url.search, { method: 'POST', body: hook.body, headers: hook.headers });
+    expect(await res.json()).toEqual({ received: true, outcome: 'orphan' });
+    await t().startWorker();
+    const done = await t().waitForJob(g.accessToken, jobId);
+    expect(done).toMatchObject({ status: 'completed' });
+    expect((await job(t(), jobId)).provider_job_id).toBe(lost);
+    expect(fal.requests.get(second)!.cancelled).toBe(true);
+    const submissions = await t().db.query('SELECT attempt, provider_job_id, outcome FROM provider_submissions WHERE job_id = $1 ORDER BY attempt', [jobId]);
+    expect(submissions.rows).toEqual([
+      { attempt: 1, provider_job_id: lost, outcome: 'adopted' },
+      { attempt: 2, provider_job_id: second, outcome: 'cancelled' },
+    ]);
+    const metrics = await t().services.metrics.registry.metrics();
+    expect(metrics).toMatch(/rendio_provider_submissions_total\{provider="fal",outcome="orphan_adopted"\} 1/);
+    expect(metrics).toMatch(/rendio_provider_submissions_total\{provider="fal",outcome="lost"\} 1/);
+    // Charged once.
+    const captures = await t().db.query("SELECT count(*)::int AS n FROM ledger_entries WHERE job_id = $1 AND kind = 'capture'", [jobId]);
+    expect(captures.rows[0].n).toBe(1);
+    await t().stopWorker();
+    fal.timing = { queuedMs: 50, runningMs: 150 };
+  });
 });

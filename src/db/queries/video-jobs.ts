@@ -221,9 +221,57 @@ export async function recordWebhookEvent(
 }
 
 export async function findWebhookEvent(db: Queryable, id: number) {
-  const { rows } = await db.query<{ provider: string; job_id: string | null; payload: unknown }>(
-    'SELECT provider, job_id, payload FROM webhook_events WHERE id = $1',
+  const { rows } = await db.query<{ provider: string; job_id: string | null; payload: unknown; outcome: string | null }>(
+    'SELECT provider, job_id, payload, outcome FROM webhook_events WHERE id = $1',
     [id],
   );
   return rows[0];
+}
+
+/** Notes a submit attempt before the provider is called (the call may create a request we never hear about). */
+export async function recordSubmission(db: Queryable, jobId: string, attempt: number, provider: string): Promise<void> {
+  await db.query('INSERT INTO provider_submissions (job_id, attempt, provider) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING', [jobId, attempt, provider]);
+}
+
+export async function setSubmissionOutcome(
+  db: Queryable,
+  jobId: string,
+  attempt: number,
+  providerJobId: string,
+  outcome: 'accepted' | 'adopted' | 'cancelled',
+): Promise<void> {
+  await db.query('UPDATE provider_submissions SET provider_job_id = $3, outcome = $4 WHERE job_id = $1 AND attempt = $2', [jobId, attempt, providerJobId, outcome]);
+}
+
+/** A submit attempt that never learnt its request id (the answer was lost), or undefined. */
+export async function findLostSubmission(db: Queryable, provider: string, jobId: string, attempt: number) {
+  const { rows } = await db.query<{ job_id: string; attempt: number }>(
+    "SELECT job_id, attempt FROM provider_submissions WHERE provider = $1 AND job_id = $2 AND attempt = $3 AND provider_job_id IS NULL AND outcome = 'sent'",
+    [provider, jobId, attempt],
+  );
+  return rows[0];
+}
+
+/** Claims a lost submission for the request that just reported; false when another report claimed it first. */
+export async function claimLostSubmission(db: Queryable, jobId: string, attempt: number, providerJobId: string, outcome: 'adopted' | 'cancelled'): Promise<boolean> {
+  const { rowCount } = await db.query(
+    "UPDATE provider_submissions SET provider_job_id = $3, outcome = $4 WHERE job_id = $1 AND attempt = $2 AND provider_job_id IS NULL AND outcome = 'sent'",
+    [jobId, attempt, providerJobId, outcome],
+  );
+  return rowCount === 1;
+}
+
+/** Makes a request the job's own (an adopted orphan): submitted if it was still queued, else the request swapped. */
+export async function adoptRequest(db: Queryable, jobId: string, providerJobId: string): Promise<void> {
+  await db.query(
+    `UPDATE video_jobs SET provider_job_id = $2, provider_state = NULL, submit_lease_until = NULL, next_attempt_at = NULL,
+            status = CASE WHEN status = 'queued' THEN 'submitted' ELSE status END,
+            submitted_at = coalesce(submitted_at, now())
+      WHERE job_id = $1`,
+    [jobId, providerJobId],
+  );
+}
+
+export async function cancelledSubmission(db: Queryable, provider: string, providerJobId: string): Promise<void> {
+  await db.query("UPDATE provider_submissions SET outcome = 'cancelled' WHERE provider = $1 AND provider_job_id = $2", [provider, providerJobId]);
 }
