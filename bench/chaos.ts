@@ -85,15 +85,23 @@ async function main() {
   let workers = [worker(0), worker(1)];
   say(`PostgreSQL on ${cluster.port}, fal fake on ${fal.url}, APIs on ${ports.join(', ')}`);
 
-  // The fal fake calls back like fal: once a request completes, with 15 % of callbacks dropped.
+  // The fal fake calls back like fal: once a request completes, retrying a failed delivery (fal
+  // retries 10 times over 2 hours; here 4 times, 5 s apart), with 15 % of callbacks lost outright.
   const called = new Set<string>();
+  const deliver = async (url: string, id: string) => {
+    for (let attempt = 0; attempt < 4; attempt++) {
+      const hook = fal.webhookFor(id);
+      const ok = await fetch(url, { method: 'POST', body: hook.body, headers: hook.headers }).then((r) => r.ok, () => false);
+      if (ok) return;
+      await sleep(5000);
+    }
+  };
   const webhooks = setInterval(() => {
     for (const r of fal.requests.values()) {
       if (called.has(r.id) || r.cancelled || !r.webhook || Date.now() - r.createdAt < fal.timing.queuedMs + fal.timing.runningMs) continue;
       called.add(r.id);
       if (Math.random() < 0.15) continue;
-      const hook = fal.webhookFor(r.id);
-      void fetch(r.webhook, { method: 'POST', body: hook.body, headers: hook.headers }).catch(() => undefined);
+      void deliver(r.webhook, r.id);
     }
   }, 200);
   // Provider faults, renewed every few seconds: 5xx, hangs (the client's timeout), lost answers.
@@ -115,7 +123,8 @@ async function main() {
         const res = await fetch(`http://127.0.0.1:${port}/functions/v1/${pathname}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body), signal: AbortSignal.timeout(15_000) });
         const json = (await res.json().catch(() => ({}))) as any;
         if (res.status === 200) return json;
-        if (res.status >= 500) fiveXX.set(`${res.status} ${json?.error_code ?? json?.code ?? '?'}`, (fiveXX.get(`${res.status} ${json?.error_code ?? json?.code ?? '?'}`) ?? 0) + 1);
+        const code = `${res.status} ${json?.error?.code ?? '-'}`;
+        if (res.status >= 500) fiveXX.set(code, (fiveXX.get(code) ?? 0) + 1);
         if (res.status < 500 && res.status !== 409 && res.status !== 429) throw new Error(`${pathname}: ${res.status} ${JSON.stringify(json)}`);
       } catch (err) {
         if ((err as Error).message.startsWith(pathname)) throw err;
@@ -192,6 +201,7 @@ async function main() {
   const histogram = new Map<number, number>();
   for (const n of perJob.values()) histogram.set(n, (histogram.get(n) ?? 0) + 1);
   const outcomes = (await db.query('SELECT outcome, count(*)::int AS n FROM provider_submissions GROUP BY 1 ORDER BY 1')).rows;
+  const hooks = (await db.query("SELECT split_part(outcome, ':', 1) AS outcome, count(*)::int AS n FROM webhook_events GROUP BY 1 ORDER BY 1")).rows;
   await db.end();
 
   // Judged before the orderly stop below: what exited during the run, and what died unbidden.
@@ -209,6 +219,7 @@ async function main() {
     ['balances ≠ independent count (or held ≠ 0)', String(mismatches)],
     ['fal requests per job', [...histogram.entries()].sort().map(([k, v]) => `${k}×: ${v}`).join(', ')],
     ['submissions by outcome', outcomes.map((o) => `${o.outcome} ${o.n}`).join(', ')],
+    ['webhooks received by outcome', hooks.map((o) => `${o.outcome} ${o.n}`).join(', ')],
     ['our 5xx by code', [...fiveXX.entries()].map(([k, v]) => `${k}: ${v}`).join(', ') || 'none'],
     ['processes exited during the run', exited.join(', ')],
     ['processes crashed', crashed.map((p) => p.name).join(', ') || 'none'],

@@ -225,3 +225,20 @@ export function isDatabaseUnavailable(err: unknown): boolean {
     ) || (err instanceof AggregateError && err.errors.some(isDatabaseUnavailable))
   );
 }
+
+/**
+ * Runs fn again (backoff up to 5 s) while it fails because the database is unavailable, for up to
+ * patienceMs: a process starting while the database restarts waits for it instead of exiting.
+ */
+export async function whenDatabaseAvailable<T>(fn: () => Promise<T>, patienceMs: number, onRetry?: (err: unknown, attempt: number) => void): Promise<T> {
+  const deadline = Date.now() + patienceMs;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!isDatabaseUnavailable(err) || Date.now() >= deadline) throw err;
+      onRetry?.(err, attempt);
+      await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** Math.min(attempt, 6)) * (0.5 + Math.random() / 2)));
+    }
+  }
+}

@@ -95,7 +95,11 @@ export class VideoJobService {
       return this.onProviderError(job, err, 'submit_video_job', `submit:${jobId}`);
     }
     crashIf(this.opts.crashAt, 'submit:after-provider');
-    const saved = await jobsDb.markSubmitted(this.db, jobId, submitted.providerJobId, submitted.state ?? null);
+    const saved = await withTransaction(this.db, async (tx) => {
+      if (!(await jobsDb.markSubmitted(tx, jobId, submitted.providerJobId, submitted.state ?? null))) return false;
+      await jobsDb.setSubmissionOutcome(tx, jobId, attempt, submitted.providerJobId, 'accepted');
+      return true;
+    });
     if (!saved) {
       // Cancelled, timed out, or an earlier lost request of this job reported first and was
       // adopted while we were submitting: don't leave the provider working for nothing.
@@ -104,7 +108,6 @@ export class VideoJobService {
       await provider.cancel({ providerJobId: submitted.providerJobId, state: submitted.state ?? null, providerModelId: job.provider_model_id }).catch(() => undefined);
       return;
     }
-    await jobsDb.setSubmissionOutcome(this.db, jobId, attempt, submitted.providerJobId, 'accepted');
     this.opts.onSubmission?.(provider.name, 'accepted');
     this.log.info({ jobId, provider: provider.name, providerJobId: submitted.providerJobId }, 'video job submitted');
     await this.schedulePoll(jobId, provider.webhooks ? 60 : provider.pollIntervalSeconds);
