@@ -10,21 +10,23 @@
  *  - then: every job terminal within the bound, verify-ledger clean, each balance equal to an
  *    independent count, fal requests per job, our 5xx by code, processes that exited.
  * Exits 1 on any stuck job, ledger violation, balance mismatch or process that died unbidden.
- * CHAOS_USERS (default 30, two jobs each) and CHAOS_SETTLE_SECONDS (default 120) tune it.
+ * Options: --users N (30, two jobs each), --settle S (120: the bound for every job to end).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
+import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { verifyLedger } from '../src/ledger/verify.js';
 import { FakeFal } from '../test/fakes/fal.js';
 import { freePort, startPrivatePostgres } from '../test/private-postgres.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
-const USERS = Number(process.env.CHAOS_USERS ?? 30);
+const { values: args } = parseArgs({ options: { users: { type: 'string', default: '30' }, settle: { type: 'string', default: '120' } } });
+const USERS = Number(args.users);
 const JOBS_PER_USER = 2;
-const SETTLE_SECONDS = Number(process.env.CHAOS_SETTLE_SECONDS ?? 120);
+const SETTLE_SECONDS = Number(args.settle);
 const PRICE = 4; // veo-3.1 at 4 s
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const t0 = Date.now();
