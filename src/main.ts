@@ -5,7 +5,7 @@ import path from 'node:path';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { startEmbeddedDatabase, type EmbeddedDatabase } from './db/embedded.js';
 import { migrate } from './db/migrate.js';
-import { createPool } from './db/pool.js';
+import { createPool, whenDatabaseAvailable } from './db/pool.js';
 import { installQueueSchema } from './jobs/queue.js';
 import { createWorkerPool, startWorker } from './jobs/worker.js';
 import type { Runner } from 'graphile-worker';
@@ -76,8 +76,10 @@ async function main() {
     databaseUrl = embedded.url;
   }
 
-  await migrate(databaseUrl, log);
-  await installQueueSchema(databaseUrl);
+  // Started while the database restarts (a supervisor restarting everything at once): wait for it.
+  const startupRetry = (err: unknown, attempt: number) => log.warn({ err, attempt }, 'database unavailable at start-up; retrying');
+  await whenDatabaseAvailable(() => migrate(databaseUrl, log), 120_000, startupRetry);
+  await whenDatabaseAvailable(() => installQueueSchema(databaseUrl), 120_000, startupRetry);
   config = { ...config, jwt: { ...config.jwt, secret: await jwtSecretFor(config, log) } };
   warnAboutModes(config, log);
 

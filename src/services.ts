@@ -120,6 +120,7 @@ export function buildServices(opts: {
     quietSeconds: config.jobQuietSeconds,
     crashAt: config.crashAt,
     pushOnEnd: config.apns !== undefined,
+    onSubmission: metrics.submission.bind(metrics),
   };
   const jobs = new VideoJobs(db, providers, store, log, jobOptions);
   const generation = new Generation(db, jobs, providers, config.publicUrl, config.crashAt);

@@ -31,7 +31,7 @@ describe('fal provider against the local fal fake', () => {
     const sent = fal.requests.get(requestId)!;
     expect(sent.endpoint).toBe('fal-ai/veo3.1');
     expect(sent.input).toMatchObject({ prompt: 'a lighthouse in a storm', duration: '4s', aspect_ratio: '16:9', resolution: '720p' });
-    expect(sent.webhook).toBe('https://api.rendio.test/functions/v1/provider-webhook/fal');
+    expect(sent.webhook).toBe(`https://api.rendio.test/functions/v1/provider-webhook/fal?job_id=${jobId}&attempt=1`);
 
     await new Promise((r) => setTimeout(r, 250)); // the fake finishes the request
     const res = await deliver(fal.webhookFor(requestId));

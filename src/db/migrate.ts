@@ -39,6 +39,9 @@ export async function loadMigrations(): Promise<Migration[]> {
 export async function migrate(connectionString: string, log?: Logger): Promise<{ applied: string[] }> {
   const migrations = await loadMigrations();
   const client = new pg.Client({ connectionString, application_name: 'rendio-migrate' });
+  // A connection lost mid-migration (a database restart) fails the pending query; unhandled, the
+  // 'error' event would kill the process instead.
+  client.on('error', () => undefined);
   await client.connect();
   try {
     await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);

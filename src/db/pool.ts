@@ -41,6 +41,12 @@ export interface PoolOptions {
   retryConnectForMs?: number;
   /** Told about each retried connect failure (a warning, so an outage is visible). */
   onConnectRetry?: (err: unknown, attempt: number) => void;
+  /**
+   * With retryConnectForMs: statements (outside a transaction, on clients from the promise-form
+   * connect()) that this accepts are re-run on a fresh connection, for as long, when theirs died
+   * under them. Only for statements that are safe to run twice. See PatientPool.
+   */
+  retryStatement?: (text: string) => boolean;
 }
 
 /**
@@ -52,14 +58,23 @@ export interface PoolOptions {
  *    which the runner fetches no job at all until the process restarts (the holds left open).
  * Waiting is harmless there: nothing waits on the worker but its own queue. The callback form
  * (pool.query) is unchanged, so a failing task still fails and is retried by the queue.
+ *
+ * A connection can also die under a statement (a database restart answers 57P01 or resets it).
+ * When that statement is one of graphile-worker's job completions, nobody catches it and the
+ * process dies (issue 14). retryStatement names such statements; they are re-run on a fresh
+ * connection of their own (not from this pool: every pooled client may be in the same state, and
+ * waiting for one of them could deadlock), never inside a transaction.
  */
+const RETRYING = Symbol('rendio.retryingQuery');
+
 class PatientPool extends pg.Pool {
   constructor(
-    config: pg.PoolConfig,
+    private readonly clientConfig: pg.PoolConfig,
     private readonly retryForMs: number,
     private readonly onRetry: PoolOptions['onConnectRetry'],
+    private readonly retryStatement: PoolOptions['retryStatement'],
   ) {
-    super(config);
+    super(clientConfig);
   }
 
   override connect(): Promise<pg.PoolClient>;
@@ -68,7 +83,47 @@ class PatientPool extends pg.Pool {
     callback?: (err: Error | undefined, client: pg.PoolClient | undefined, done: (release?: any) => void) => void,
   ): Promise<pg.PoolClient> | void {
     if (callback) return super.connect(callback);
-    return this.connectPatiently();
+    return this.connectPatiently().then((client) => (this.retryStatement ? this.withStatementRetry(client) : client));
+  }
+
+  private withStatementRetry(client: pg.PoolClient): pg.PoolClient {
+    const c = client as pg.PoolClient & { [RETRYING]?: true };
+    if (c[RETRYING]) return client;
+    c[RETRYING] = true;
+    const original = client.query.bind(client) as (...args: unknown[]) => Promise<pg.QueryResult>;
+    let inTransaction = false;
+    (client as { query: unknown }).query = (...args: unknown[]) => {
+      const first = args[0] as string | { text?: string } | undefined;
+      const text = typeof first === 'string' ? first : (first?.text ?? '');
+      if (typeof args.at(-1) === 'function') return original(...args); // callback form: as is
+      const wasInTransaction = inTransaction;
+      if (/^\s*(begin|start\s+transaction)\b/i.test(text)) inTransaction = true;
+      else if (/^\s*(commit|rollback|end|abort)\b/i.test(text)) inTransaction = false;
+      return original(...args).catch((err: unknown) => {
+        if (wasInTransaction || !isDatabaseUnavailable(err) || !this.retryStatement!(text)) throw err;
+        this.onRetry?.(err, 0);
+        return this.runOnFreshConnection(args);
+      });
+    };
+    return client;
+  }
+
+  private async runOnFreshConnection(args: unknown[]): Promise<pg.QueryResult> {
+    const deadline = Date.now() + this.retryForMs;
+    for (let attempt = 1; ; attempt++) {
+      const client = new pg.Client({ ...this.clientConfig, application_name: `${this.clientConfig.application_name ?? 'rendio'}-retry` });
+      client.on('error', () => undefined);
+      try {
+        await client.connect();
+        return await (client.query as (...a: unknown[]) => Promise<pg.QueryResult>)(...args);
+      } catch (err) {
+        if (this.ending || !isDatabaseUnavailable(err) || Date.now() >= deadline) throw err;
+        this.onRetry?.(err, attempt);
+        await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** Math.min(attempt, 6)) * (0.5 + Math.random() / 2)));
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+    }
   }
 
   private async connectPatiently(): Promise<pg.PoolClient> {
@@ -95,7 +150,9 @@ export function createPool(connectionString: string, max = 10, opts: PoolOptions
     idleTimeoutMillis: 30_000,
     application_name: opts.applicationName ?? 'rendio',
   };
-  const pool = opts.retryConnectForMs ? new PatientPool(config, opts.retryConnectForMs, opts.onConnectRetry) : new pg.Pool(config);
+  const pool = opts.retryConnectForMs
+    ? new PatientPool(config, opts.retryConnectForMs, opts.onConnectRetry, opts.retryStatement)
+    : new pg.Pool(config);
   // A client losing its connection (idle in the pool, or checked out between queries) must not
   // crash the process with an unhandled 'error' event; the next query on it reports the failure.
   pool.on('error', () => undefined);
@@ -180,4 +237,21 @@ export function isDatabaseUnavailable(err: unknown): boolean {
       msg,
     ) || (err instanceof AggregateError && err.errors.some(isDatabaseUnavailable))
   );
+}
+
+/**
+ * Runs fn again (backoff up to 5 s) while it fails because the database is unavailable, for up to
+ * patienceMs: a process starting while the database restarts waits for it instead of exiting.
+ */
+export async function whenDatabaseAvailable<T>(fn: () => Promise<T>, patienceMs: number, onRetry?: (err: unknown, attempt: number) => void): Promise<T> {
+  const deadline = Date.now() + patienceMs;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!isDatabaseUnavailable(err) || Date.now() >= deadline) throw err;
+      onRetry?.(err, attempt);
+      await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** Math.min(attempt, 6)) * (0.5 + Math.random() / 2)));
+    }
+  }
 }

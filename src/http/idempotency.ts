@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { MiddlewareHandler } from 'hono';
-import type { Queryable } from '../db/pool.js';
+import { isDatabaseUnavailable, type Queryable } from '../db/pool.js';
 import * as keys from '../db/queries/idempotency.js';
 import { ApiError } from './api-error.js';
 import type { AppEnv } from './context.js';
@@ -73,7 +73,15 @@ export function idempotency(db: Queryable, opts: { ttlHours: number; lockSeconds
 
     const claim = { userId, key, method: c.req.method, path: c.req.path, fingerprint: print, ttlHours, claimToken };
     // Only a guest can be merged away while it claims; an Apple account's claim is its own.
-    let id = c.get('user').isGuest ? await claimForOwner(db, claim, lockSeconds, c.get('log')) : await keys.claimKey(db, claim);
+    let id: number | undefined;
+    try {
+      id = c.get('user').isGuest ? await claimForOwner(db, claim, lockSeconds, c.get('log')) : await keys.claimKey(db, claim);
+    } catch (err) {
+      // The database went away under the claim (503): it may have committed with its answer lost.
+      // Such a claim has no holder, so free it now rather than let the app's retries meet 409 for lockSeconds.
+      if (isDatabaseUnavailable(err)) await freeKey(() => keys.deleteUnansweredClaim(db, userId, key, claimToken), lockSeconds, c.get('log'));
+      throw err;
+    }
     if (id === undefined) {
       const existing = await keys.findKey(db, userId, key, lockSeconds);
       if (!existing) throw new ApiError('ERR_4009', { reason: 'retry' }, { 'Retry-After': '1' }); // expired between the two statements
@@ -108,7 +116,7 @@ export function idempotency(db: Queryable, opts: { ttlHours: number; lockSeconds
       clearInterval(renewal);
     }
     // The handler failed before committing anything: free the key so a retry runs again.
-    if (!completed || c.error) await freeKey(db, claimId, claimToken, lockSeconds, c.get('log'));
+    if (!completed || c.error) await freeKey(() => keys.deleteUnansweredKey(db, claimId, claimToken), lockSeconds, c.get('log'));
   };
 }
 
@@ -129,11 +137,11 @@ async function claimForOwner(
   try {
     onOwner = await keys.claimIsOnOwner(db, id);
   } catch (err) {
-    await freeKey(db, id, claim.claimToken, lockSeconds, log);
+    await freeKey(() => keys.deleteUnansweredKey(db, id, claim.claimToken), lockSeconds, log);
     throw err;
   }
   if (onOwner) return id;
-  await freeKey(db, id, claim.claimToken, lockSeconds, log);
+  await freeKey(() => keys.deleteUnansweredKey(db, id, claim.claimToken), lockSeconds, log);
   return keys.claimKey(db, claim);
 }
 
@@ -144,9 +152,9 @@ async function claimForOwner(
  * fresh. A key left behind would answer 409 to every retry for lockSeconds and, being locked,
  * never be removed by the hourly cleanup.
  */
-async function freeKey(db: Queryable, id: number, claimToken: string, lockSeconds: number, log: Logger | undefined): Promise<void> {
+async function freeKey(remove: () => Promise<void>, lockSeconds: number, log: Logger | undefined): Promise<void> {
   try {
-    await keys.deleteUnansweredKey(db, id, claimToken);
+    await remove();
     return;
   } catch {
     // retried below
@@ -155,9 +163,9 @@ async function freeKey(db: Queryable, id: number, claimToken: string, lockSecond
   const retry = (attempt: number) => {
     const delay = Math.min(5000, 100 * 2 ** attempt) * (0.5 + Math.random() / 2);
     setTimeout(() => {
-      keys.deleteUnansweredKey(db, id, claimToken).catch((err) => {
+      remove().catch((err) => {
         if (Date.now() + delay < deadline) retry(attempt + 1);
-        else log?.warn({ err, idempotencyKeyId: id }, 'could not free an unanswered idempotency key; it goes stale and can be retried');
+        else log?.warn({ err }, 'could not free an unanswered idempotency key; it goes stale and can be retried');
       });
     }, delay).unref();
   };

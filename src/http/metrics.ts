@@ -1,10 +1,13 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+export type SubmissionOutcome = 'accepted' | 'lost' | 'orphan_adopted' | 'cancelled' | 'orphan_late';
+
 /** Prometheus metrics on a registry of our own (tests build many apps in one process). */
 export class Metrics {
   readonly registry = new Registry();
   private readonly requests: Counter<'method' | 'route' | 'status'>;
   private readonly duration: Histogram<'method' | 'route'>;
+  private readonly submissions: Counter<'provider' | 'outcome'>;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'rendio_' });
@@ -21,6 +24,17 @@ export class Metrics {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: [this.registry],
     });
+    this.submissions = new Counter({
+      name: 'rendio_provider_submissions_total',
+      help: 'Provider submissions by outcome (lost: the answer never came; orphan_adopted: such a request reported first and became the job; cancelled: redundant, cancelled at the provider)',
+      labelNames: ['provider', 'outcome'],
+      registers: [this.registry],
+    });
+  }
+
+  /** A provider submission's fate: accepted, lost (no answer), orphan_adopted, cancelled (redundant), orphan_late. */
+  submission(provider: string, outcome: SubmissionOutcome): void {
+    this.submissions.inc({ provider, outcome });
   }
 
   observeRequest(method: string, route: string, status: number, seconds: number): void {

@@ -5,6 +5,7 @@ import { markObjectDeleted } from '../db/queries/storage.js';
 import { ERROR_CODES, type ErrorCode } from '../http/error-codes.js';
 import { LANGUAGES, localizedMessage, type Language } from '../http/i18n.js';
 import * as ledger from '../ledger/ledger.js';
+import type { SubmissionOutcome } from '../http/metrics.js';
 import type { Logger } from '../logger.js';
 import type { ProviderRegistry } from '../providers/registry.js';
 import { ProviderError, type FailureCode, type ProviderStatus, type WebhookEvent } from '../providers/types.js';
@@ -49,6 +50,8 @@ export class VideoJobService {
       crashAt?: CrashPoint;
       /** Enqueue a push (send_job_push) with every job's end: only when APNs is configured. */
       pushOnEnd?: boolean;
+      /** Counts each provider submission's fate (metrics). */
+      onSubmission?: (provider: string, outcome: SubmissionOutcome) => void;
     },
   ) {}
 
@@ -67,13 +70,17 @@ export class VideoJobService {
 
   /** Sends a queued job to its provider. Safe to run twice: the lease and the status guard it. */
   async submit(jobId: string): Promise<void> {
-    const job = await jobsDb.claimSubmit(this.db, jobId, this.opts.submitLeaseSeconds);
-    if (!job) return; // already submitted, finished, or another worker holds the lease
+    const job = await this.claimSubmit(jobId);
+    if (!job) return; // already submitted or finished; or not due yet, and coming back when it is
     if (job.deleted_at) return void (await this.fail(jobId, 'ERR_5002', 'cancelled before submission'));
     if (new Date(job.deadline_at).getTime() <= Date.now()) {
       return void (await this.fail(jobId, 'ERR_5001', 'the provider could not be reached before the deadline'));
     }
     const provider = this.providers.for(job.provider);
+    // Each attempt is on record before the call, and the provider calls back naming it: a request
+    // it created though its answer never reached us is recognised when it reports (adoptOrphan).
+    const attempt = job.attempts;
+    await jobsDb.recordSubmission(this.db, jobId, attempt, provider.name);
     let submitted: { providerJobId: string; state?: Record<string, unknown> };
     try {
       submitted = await provider.submit({
@@ -83,20 +90,47 @@ export class VideoJobService {
         prompt: job.prompt,
         settings: job.settings,
         imageUrl: job.image_url ?? undefined,
-        webhookUrl: provider.webhooks ? `${this.opts.webhookBaseUrl}/functions/v1/provider-webhook/${provider.name}` : undefined,
+        webhookUrl: provider.webhooks
+          ? `${this.opts.webhookBaseUrl}/functions/v1/provider-webhook/${provider.name}?job_id=${jobId}&attempt=${attempt}`
+          : undefined,
       });
     } catch (err) {
+      // No answer at all: the provider may have created the request anyway.
+      if (err instanceof ProviderError && err.retryable && /timed out|network error/.test(err.message)) this.opts.onSubmission?.(provider.name, 'lost');
       return this.onProviderError(job, err, 'submit_video_job', `submit:${jobId}`);
     }
     crashIf(this.opts.crashAt, 'submit:after-provider');
-    const saved = await jobsDb.markSubmitted(this.db, jobId, submitted.providerJobId, submitted.state ?? null);
+    const saved = await withTransaction(this.db, async (tx) => {
+      if (!(await jobsDb.markSubmitted(tx, jobId, submitted.providerJobId, submitted.state ?? null))) return false;
+      await jobsDb.setSubmissionOutcome(tx, jobId, attempt, submitted.providerJobId, 'accepted');
+      return true;
+    });
     if (!saved) {
-      // Cancelled or timed out while we were submitting: don't leave the provider working for nothing.
+      // Cancelled, timed out, or an earlier lost request of this job reported first and was
+      // adopted while we were submitting: don't leave the provider working for nothing.
+      await jobsDb.setSubmissionOutcome(this.db, jobId, attempt, submitted.providerJobId, 'cancelled');
+      this.opts.onSubmission?.(provider.name, 'cancelled');
       await provider.cancel({ providerJobId: submitted.providerJobId, state: submitted.state ?? null, providerModelId: job.provider_model_id }).catch(() => undefined);
       return;
     }
+    this.opts.onSubmission?.(provider.name, 'accepted');
     this.log.info({ jobId, provider: provider.name, providerJobId: submitted.providerJobId }, 'video job submitted');
     await this.schedulePoll(jobId, provider.webhooks ? 60 : provider.pollIntervalSeconds);
+  }
+
+  /**
+   * The lease decides when a dead submitter's job is taken over, not the minute sweep: with the
+   * lease, the same transaction queues this job's next submit for the moment the lease runs out
+   * (same job key, so a retry or a success replaces or ignores it). A job that cannot be claimed
+   * yet (a live lease, a scheduled retry) is queued again for when it can.
+   */
+  private claimSubmit(jobId: string): Promise<jobsDb.VideoJobRow | undefined> {
+    return withTransaction(this.db, async (tx) => {
+      const job = await jobsDb.claimSubmit(tx, jobId, this.opts.submitLeaseSeconds);
+      const due = job ? new Date(Date.now() + this.opts.submitLeaseSeconds * 1000) : await jobsDb.submitDueAt(tx, jobId);
+      if (due) await enqueue(tx, 'submit_video_job', { jobId }, { jobKey: `submit:${jobId}`, runAt: new Date(due.getTime() + 1000) });
+      return job;
+    });
   }
 
   /** Asks the provider how the job is doing (providers without webhooks, and as a webhook fallback). */
@@ -156,17 +190,27 @@ export class VideoJobService {
    * A verified provider callback: stored once (a replay changes nothing), answered at once, and
    * applied by the worker. Returns what happened, for the webhook's log row.
    */
-  async receiveWebhook(provider: string, event: WebhookEvent): Promise<'accepted' | 'duplicate' | 'unknown_job'> {
+  async receiveWebhook(
+    provider: string,
+    event: WebhookEvent,
+    origin?: { jobId: string; attempt: number },
+  ): Promise<'accepted' | 'orphan' | 'duplicate' | 'unknown_job'> {
     const job = await jobsDb.findJobByProviderId(this.db, provider, event.providerJobId);
+    // Not the job's request, but one of its submit attempts whose answer we lost: an orphan.
+    const orphan = !job && origin ? await jobsDb.findLostSubmission(this.db, provider, origin.jobId, origin.attempt) : undefined;
     return withTransaction(this.db, async (tx) => {
       const id = await jobsDb.recordWebhookEvent(tx, {
         provider,
         eventId: event.eventId,
-        jobId: job?.job_id ?? null,
+        jobId: job?.job_id ?? orphan?.job_id ?? null,
         payload: event.status,
-        outcome: job ? 'accepted' : 'unknown_job',
+        outcome: job ? 'accepted' : orphan ? `orphan:${orphan.attempt}:${event.providerJobId}` : 'unknown_job',
       });
       if (id === undefined) return 'duplicate';
+      if (orphan) {
+        await enqueue(tx, 'apply_webhook_event', { eventId: id });
+        return 'orphan';
+      }
       if (!job) {
         this.log.warn({ provider, providerJobId: event.providerJobId }, 'webhook for a job we do not know; stored and ignored');
         return 'unknown_job';
@@ -179,9 +223,45 @@ export class VideoJobService {
   async applyWebhookEvent(eventId: number): Promise<void> {
     const event = await jobsDb.findWebhookEvent(this.db, eventId);
     if (!event?.job_id) return;
+    const orphan = /^orphan:(\d+):(.+)$/.exec(event.outcome ?? '');
+    if (orphan) return this.adoptOrphan(event.provider, event.job_id, Number(orphan[1]), orphan[2]!, event.payload as ProviderStatus);
     const job = await jobsDb.findJob(this.db, event.job_id);
     if (!job || !['submitted', 'processing'].includes(job.status)) return;
     await this.applyStatus(job, event.payload as ProviderStatus);
+  }
+
+  /**
+   * A request whose submit answer was lost reported first: it becomes the job's request (a queued
+   * job counts as submitted; a submitted one swaps, and the request it had is cancelled at the
+   * provider), so the provider's work is used, not paid twice. One that reports after the job
+   * ended is only counted. Locks the job row alone (no ledger rows), so the lock order holds.
+   */
+  private async adoptOrphan(provider: string, jobId: string, attempt: number, providerJobId: string, status: ProviderStatus): Promise<void> {
+    const adopted = await withTransaction(this.db, async (tx) => {
+      const job = await jobsDb.lockJob(tx, jobId);
+      if (!job) return undefined;
+      const running = ['queued', 'submitted', 'processing'].includes(job.status);
+      if (!(await jobsDb.claimLostSubmission(tx, jobId, attempt, providerJobId, running ? 'adopted' : 'cancelled'))) return undefined;
+      if (!running) return { job, adopted: false };
+      await jobsDb.adoptRequest(tx, jobId, providerJobId);
+      if (job.provider_job_id && job.provider_job_id !== providerJobId) await jobsDb.cancelledSubmission(tx, provider, job.provider_job_id);
+      return { job, adopted: true };
+    });
+    if (!adopted) return;
+    const { job } = adopted;
+    if (!adopted.adopted) {
+      this.log.info({ jobId, providerJobId }, 'a lost submission reported after its job ended; nothing to adopt');
+      this.opts.onSubmission?.(provider, 'orphan_late');
+      return;
+    }
+    this.log.warn({ jobId, providerJobId, replaced: job.provider_job_id }, 'adopted a submission whose answer was lost');
+    this.opts.onSubmission?.(provider, 'orphan_adopted');
+    if (job.provider_job_id && job.provider_job_id !== providerJobId) {
+      await this.cancelAtProvider(job);
+      this.opts.onSubmission?.(provider, 'cancelled');
+    }
+    const current = await jobsDb.findJob(this.db, jobId);
+    if (current && ['submitted', 'processing'].includes(current.status)) await this.applyStatus(current, status);
   }
 
   /** Copies the result into our storage, then completes the job and captures its hold in one transaction. */
@@ -325,9 +405,12 @@ export class VideoJobService {
       return;
     }
     this.log.warn({ jobId: job.job_id, task, delayMs: delay, err: err.message }, 'provider call failed; will retry');
-    if (task === 'submit_video_job') await jobsDb.releaseSubmitLease(this.db, job.job_id);
-    if (task === 'poll_video_job') await this.db.query('UPDATE video_jobs SET attempts = attempts + 1 WHERE job_id = $1', [job.job_id]);
-    await enqueue(this.db, task, { jobId: job.job_id }, { jobKey, runAt: new Date(Date.now() + delay) });
+    const retryAt = new Date(Date.now() + delay);
+    await withTransaction(this.db, async (tx) => {
+      if (task === 'submit_video_job') await jobsDb.releaseSubmitLease(tx, job.job_id, retryAt);
+      else await jobsDb.deferPoll(tx, job.job_id, retryAt);
+      await enqueue(tx, task, { jobId: job.job_id }, { jobKey, runAt: retryAt });
+    });
   }
 
   /** Every minute: fail what is past its deadline, and nudge whatever went quiet. */

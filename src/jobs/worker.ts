@@ -1,10 +1,12 @@
-import { Logger as GraphileLogger, run, type Runner, type TaskList } from 'graphile-worker';
+import { EventEmitter } from 'node:events';
+import { Logger as GraphileLogger, run, type Runner, type TaskList, type WorkerEvents } from 'graphile-worker';
 import type pg from 'pg';
 import { createPool } from '../db/pool.js';
 import type { Logger } from '../logger.js';
 import type { PurchaseService } from '../apple/purchases.js';
 import type { AccountDeletionService } from '../auth/account-deletion.js';
 import type { PushService } from '../push/notifications.js';
+import { startHeartbeat } from './heartbeat.js';
 import type { VideoJobService } from './video-jobs.js';
 
 /**
@@ -26,6 +28,15 @@ function payload(p: unknown): JobPayload {
 const WORKER_CONNECT_PATIENCE_MS = 120_000;
 
 /**
+ * graphile-worker's job completions (complete/fail/return: a delete or update of its job rows,
+ * guarded by locked_by, so running one twice is harmless). 0.17 does not await them, so one whose
+ * connection a database restart killed must not reject: the pool re-runs it (db/pool.ts).
+ */
+export function isQueueCompletion(text: string): boolean {
+  return /^\s*(with\s+j\s+as\s*\(\s*)?(delete\s+from|update)\s+\S*\._private_jobs\b/i.test(text);
+}
+
+/**
  * The worker role's own pool: never shared with the API (a flood of requests must not starve the
  * queue, nor the queue the API), and patient — see PatientPool in db/pool.ts for why graphile-worker
  * needs that.
@@ -34,6 +45,7 @@ export function createWorkerPool(connectionString: string, max: number, log?: Lo
   return createPool(connectionString, max, {
     applicationName: 'rendio-worker',
     retryConnectForMs: WORKER_CONNECT_PATIENCE_MS,
+    retryStatement: isQueueCompletion,
     onConnectRetry: (err, attempt) => {
       if (attempt === 1 || attempt % 10 === 0) log?.warn({ err, attempt }, 'worker: no database connection yet; retrying');
     },
@@ -90,8 +102,14 @@ export async function startWorker(opts: WorkerDeps & {
     const fn = level === 'error' ? log.error.bind(log) : level === 'warning' ? log.warn.bind(log) : log.debug.bind(log);
     fn(meta ?? {}, message);
   });
+  // graphile locks jobs by its pool's id: that id is what our heartbeat announces (heartbeat.ts).
+  const events: WorkerEvents = new EventEmitter();
+  let stopHeartbeat: (() => Promise<void>) | undefined;
+  events.on('pool:create', ({ workerPool }) => void (stopHeartbeat = startHeartbeat(opts.pool, workerPool.id, log)));
+  events.on('pool:gracefulShutdown:complete', () => void stopHeartbeat?.());
   const runner = await run({
     pgPool: opts.pool,
+    events,
     taskList: taskList(opts),
     // Timeouts and stuck-job nudges every minute; expired idempotency keys hourly.
     crontab: ['* * * * * sweep_video_jobs ?max=1', '7 * * * * cleanup_idempotency_keys ?max=1', '17 * * * * cleanup_used_identity_tokens ?max=1'].join('\n'),

@@ -1,6 +1,7 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { streamSSE } from 'hono/streaming';
 import type { OpenAPIHono } from '@hono/zod-openapi';
+import { isDatabaseUnavailable } from '../db/pool.js';
 import { findJobView, listJobs, type JobViewRow } from '../db/queries/video-jobs.js';
 import { invalid, notFound } from '../http/api-error.js';
 import { authOptions, isLegacyAnonCaller, requireUser } from '../http/auth.js';
@@ -239,7 +240,17 @@ export function registerVideos(app: OpenAPIHono<AppEnv>, s: Services) {
             wake = () => resolve(true);
             setTimeout(() => resolve(false), HEARTBEAT_MS).unref();
           });
-          const job = await findJobView(s.db, jobId);
+          let job: JobViewRow | undefined;
+          try {
+            job = await findJobView(s.db, jobId);
+          } catch (err) {
+            // The database is away (a restart): keep the stream open and read again once it is
+            // back, woken by the events connection's reconnect or after a short wait.
+            if (!isDatabaseUnavailable(err)) throw err;
+            await stream.write(': waiting for the database\n\n');
+            await Promise.race([changed, new Promise((r) => setTimeout(r, 1000).unref())]);
+            continue;
+          }
           if (!job || job.deleted_at) {
             await stream.writeSSE({ event: 'deleted', data: JSON.stringify({ job_id: jobId }) });
             return;

@@ -12,12 +12,20 @@ const route = createRoute({
   path: '/functions/v1/provider-webhook/{provider}',
   tags: ['webhooks'],
   summary: "A provider's completion callback (fal). Signature verified on the raw bytes before parsing; replays change nothing",
-  request: { params: z.object({ provider: z.string() }) },
+  request: {
+    params: z.object({ provider: z.string() }),
+    // Ours, in the callback URL we give the provider: which job and submit attempt the request is
+    // (so a request whose submit answer was lost is recognised). Not trusted alone: only an attempt
+    // on record without a request id can be claimed, and only by a signed callback.
+    query: z.object({ job_id: z.string().uuid().optional(), attempt: z.coerce.number().int().min(0).optional() }),
+  },
   responses: {
     200: { description: 'Stored (or already stored)', content: { 'application/json': { schema: z.object({ received: z.literal(true), outcome: z.string() }) } } },
     ...errorResponses(401, 404, 413),
   },
 });
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function registerWebhooks(app: OpenAPIHono<AppEnv>, s: Services) {
   app.openAPIRegistry.registerPath(route);
@@ -46,7 +54,10 @@ export function registerWebhooks(app: OpenAPIHono<AppEnv>, s: Services) {
         if (err instanceof WebhookRejected) throw unauthenticated(`webhook rejected: ${err.message}`);
         throw err;
       }
-      const outcome = await s.jobs.receiveWebhook(name, event);
+      const jobId = c.req.query('job_id');
+      const attempt = Number(c.req.query('attempt'));
+      const origin = jobId && UUID.test(jobId) && Number.isSafeInteger(attempt) && attempt >= 0 ? { jobId, attempt } : undefined;
+      const outcome = await s.jobs.receiveWebhook(name, event, origin);
       return c.json({ received: true as const, outcome }, 200);
     },
   );

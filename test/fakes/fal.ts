@@ -11,7 +11,8 @@ import { FakeHttpServer, type FakeRequest, type FakeResponse } from './http.js';
  * The prompt decides the outcome: [fal:reject], [fal:error], [fal:hang], [fal:garbage-result], and
  * [fal:payload-error] (succeeds, but the webhook says status OK with payload null and a
  * payload_error, as fal does when the result cannot be serialised into it; the queue API still
- * serves the result).
+ * serves the result). loseResponses(): the next submits create their request and then lose the
+ * answer (a timeout after fal accepted it).
  */
 
 const SAMPLE_MP4 = fs.readFileSync(path.resolve(import.meta.dirname, '../../assets/simulator/sample.mp4'));
@@ -34,6 +35,13 @@ export class FakeFal {
   /** ms in queue, then ms in progress */
   timing = { queuedMs: 50, runningMs: 150 };
   private signingKeys: { privateKey: KeyObject; x: string }[] = [];
+  /** Submits whose request is created but whose answer is lost: how many more, and how. */
+  private lostSubmits = { times: 0, mode: 'reset' as 'hang' | 'reset' };
+
+  /** The next `times` submits create their request, then never answer ('hang') or reset the connection. */
+  loseResponses(times: number, mode: 'hang' | 'reset' = 'reset'): void {
+    this.lostSubmits = { times, mode };
+  }
 
   constructor() {
     this.server = new FakeHttpServer((req) => this.handle(req));
@@ -188,6 +196,10 @@ export class FakeFal {
       const ownerAlias = `${owner}/${alias}`;
       this.requests.set(id, { id, endpoint, ownerAlias, input, webhook: url.searchParams.get('fal_webhook'), createdAt: Date.now(), cancelled: false });
       const base = `${this.url}/${ownerAlias}/requests/${id}`;
+      if (this.lostSubmits.times > 0) {
+        this.lostSubmits.times--;
+        return { status: 200, lost: this.lostSubmits.mode };
+      }
       return this.json(200, { request_id: id, gateway_request_id: id, status: 'IN_QUEUE', queue_position: 0, status_url: `${base}/status`, response_url: base, cancel_url: `${base}/cancel` });
     }
     return this.json(404, { detail: 'Not found' });

@@ -14,6 +14,8 @@ export interface FakeResponse {
   status: number;
   body?: string;
   headers?: Record<string, string>;
+  /** The request was handled but its answer is lost: never sent ('hang') or the connection reset ('reset'). */
+  lost?: 'hang' | 'reset';
 }
 
 export interface Fault {
@@ -105,6 +107,8 @@ export class FakeHttpServer {
     } else {
       answer = await this.handler(request);
     }
+    if (answer.lost === 'hang') return;
+    if (answer.lost === 'reset') return void res.socket?.destroy();
     res.writeHead(answer.status, answer.headers ?? {});
     res.end(answer.body ?? '');
   }

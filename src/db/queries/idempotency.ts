@@ -91,6 +91,11 @@ export async function deleteUnansweredKey(db: Queryable, id: number, claimToken:
   await db.query('DELETE FROM idempotency_keys WHERE id = $1 AND claim_token = $2 AND response_status IS NULL', [id, claimToken]);
 }
 
+/** The same, for a claim whose id we never learnt (its INSERT may have committed, its answer was lost). */
+export async function deleteUnansweredClaim(db: Queryable, userId: string, key: string, claimToken: string): Promise<void> {
+  await db.query('DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND claim_token = $3 AND response_status IS NULL', [userId, key, claimToken]);
+}
+
 export async function deleteExpiredKeys(db: Queryable): Promise<number> {
   // A lock renewed in the last hour is a request still running (renewals are seconds apart); an
   // older one was left by a holder that died, and goes with the rest once expired.

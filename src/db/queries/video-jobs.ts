@@ -103,24 +103,44 @@ export async function lockJob(db: Queryable, jobId: string): Promise<VideoJobRow
   return rows[0];
 }
 
-/** Takes the submit lease: only one worker submits a queued job at a time; an expired lease is taken over. */
+/**
+ * Takes the submit lease: only one worker submits a queued job at a time; an expired lease is
+ * taken over, but never before the job's scheduled retry (next_attempt_at).
+ */
 export async function claimSubmit(db: Queryable, jobId: string, leaseSeconds: number): Promise<VideoJobRow | undefined> {
   const { rows } = await db.query<{ job_id: string }>(
-    `UPDATE video_jobs SET submit_lease_until = now() + make_interval(secs => $2), attempts = attempts + 1
+    `UPDATE video_jobs SET submit_lease_until = now() + make_interval(secs => $2), attempts = attempts + 1, next_attempt_at = NULL
       WHERE job_id = $1 AND status = 'queued' AND (submit_lease_until IS NULL OR submit_lease_until < now())
+        AND (next_attempt_at IS NULL OR next_attempt_at <= now())
       RETURNING job_id`,
     [jobId, leaseSeconds],
   );
   return rows[0] ? findJob(db, jobId) : undefined;
 }
 
-export async function releaseSubmitLease(db: Queryable, jobId: string): Promise<void> {
-  await db.query("UPDATE video_jobs SET submit_lease_until = NULL WHERE job_id = $1 AND status = 'queued'", [jobId]);
+/** A queued job that cannot be claimed yet: when it can (its lease runs out, its retry is due); undefined otherwise. */
+export async function submitDueAt(db: Queryable, jobId: string): Promise<Date | undefined> {
+  const { rows } = await db.query<{ due: string | null }>(
+    `SELECT greatest(submit_lease_until, next_attempt_at) AS due FROM video_jobs
+      WHERE job_id = $1 AND status = 'queued' AND greatest(submit_lease_until, next_attempt_at) > now()`,
+    [jobId],
+  );
+  return rows[0]?.due ? new Date(rows[0].due) : undefined;
+}
+
+/** Gives the lease back after a retryable failure; the job is next tried at retryAt. */
+export async function releaseSubmitLease(db: Queryable, jobId: string, retryAt?: Date): Promise<void> {
+  await db.query("UPDATE video_jobs SET submit_lease_until = NULL, next_attempt_at = $2 WHERE job_id = $1 AND status = 'queued'", [jobId, retryAt ?? null]);
+}
+
+/** A poll failed retryably: counted, and not to be repeated (by the sweep either) before retryAt. */
+export async function deferPoll(db: Queryable, jobId: string, retryAt: Date): Promise<void> {
+  await db.query('UPDATE video_jobs SET attempts = attempts + 1, next_attempt_at = $2 WHERE job_id = $1', [jobId, retryAt]);
 }
 
 export async function markSubmitted(db: Queryable, jobId: string, providerJobId: string, state: Record<string, unknown> | null): Promise<boolean> {
   const { rowCount } = await db.query(
-    `UPDATE video_jobs SET status = 'submitted', provider_job_id = $2, provider_state = $3, submitted_at = now(), submit_lease_until = NULL
+    `UPDATE video_jobs SET status = 'submitted', provider_job_id = $2, provider_state = $3, submitted_at = now(), submit_lease_until = NULL, next_attempt_at = NULL
       WHERE job_id = $1 AND status = 'queued'`,
     [jobId, providerJobId, state ? JSON.stringify(state) : null],
   );
@@ -136,7 +156,7 @@ export async function markProcessing(db: Queryable, jobId: string): Promise<bool
 }
 
 export async function touchPolled(db: Queryable, jobId: string): Promise<void> {
-  await db.query('UPDATE video_jobs SET last_polled_at = now() WHERE job_id = $1', [jobId]);
+  await db.query('UPDATE video_jobs SET last_polled_at = now(), next_attempt_at = NULL WHERE job_id = $1', [jobId]);
 }
 
 /** Records the provider's output and moves to ingesting; false if the job already moved on. */
@@ -181,7 +201,10 @@ export async function findStaleJobs(db: Queryable, quietSeconds: number, limit =
   const { rows } = await db.query<{ job_id: string; status: JobStatus; overdue: boolean }>(
     `SELECT job_id, status, deadline_at < now() AS overdue FROM video_jobs
       WHERE status NOT IN ('completed', 'failed')
-        AND (deadline_at < now() OR updated_at < now() - make_interval(secs => $1))
+        AND (deadline_at < now() OR updated_at < now() - make_interval(secs => $1)
+               -- a scheduled retry (backoff, Retry-After, open circuit) or a live submit lease decides, not the sweep
+               AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+               AND (status <> 'queued' OR submit_lease_until IS NULL OR submit_lease_until <= now()))
       ORDER BY deadline_at LIMIT $2`,
     [quietSeconds, limit],
   );
@@ -223,9 +246,57 @@ export async function recordWebhookEvent(
 }
 
 export async function findWebhookEvent(db: Queryable, id: number) {
-  const { rows } = await db.query<{ provider: string; job_id: string | null; payload: unknown }>(
-    'SELECT provider, job_id, payload FROM webhook_events WHERE id = $1',
+  const { rows } = await db.query<{ provider: string; job_id: string | null; payload: unknown; outcome: string | null }>(
+    'SELECT provider, job_id, payload, outcome FROM webhook_events WHERE id = $1',
     [id],
   );
   return rows[0];
+}
+
+/** Notes a submit attempt before the provider is called (the call may create a request we never hear about). */
+export async function recordSubmission(db: Queryable, jobId: string, attempt: number, provider: string): Promise<void> {
+  await db.query('INSERT INTO provider_submissions (job_id, attempt, provider) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING', [jobId, attempt, provider]);
+}
+
+export async function setSubmissionOutcome(
+  db: Queryable,
+  jobId: string,
+  attempt: number,
+  providerJobId: string,
+  outcome: 'accepted' | 'adopted' | 'cancelled',
+): Promise<void> {
+  await db.query('UPDATE provider_submissions SET provider_job_id = $3, outcome = $4 WHERE job_id = $1 AND attempt = $2', [jobId, attempt, providerJobId, outcome]);
+}
+
+/** A submit attempt that never learnt its request id (the answer was lost), or undefined. */
+export async function findLostSubmission(db: Queryable, provider: string, jobId: string, attempt: number) {
+  const { rows } = await db.query<{ job_id: string; attempt: number }>(
+    "SELECT job_id, attempt FROM provider_submissions WHERE provider = $1 AND job_id = $2 AND attempt = $3 AND provider_job_id IS NULL AND outcome = 'sent'",
+    [provider, jobId, attempt],
+  );
+  return rows[0];
+}
+
+/** Claims a lost submission for the request that just reported; false when another report claimed it first. */
+export async function claimLostSubmission(db: Queryable, jobId: string, attempt: number, providerJobId: string, outcome: 'adopted' | 'cancelled'): Promise<boolean> {
+  const { rowCount } = await db.query(
+    "UPDATE provider_submissions SET provider_job_id = $3, outcome = $4 WHERE job_id = $1 AND attempt = $2 AND provider_job_id IS NULL AND outcome = 'sent'",
+    [jobId, attempt, providerJobId, outcome],
+  );
+  return rowCount === 1;
+}
+
+/** Makes a request the job's own (an adopted orphan): submitted if it was still queued, else the request swapped. */
+export async function adoptRequest(db: Queryable, jobId: string, providerJobId: string): Promise<void> {
+  await db.query(
+    `UPDATE video_jobs SET provider_job_id = $2, provider_state = NULL, submit_lease_until = NULL, next_attempt_at = NULL,
+            status = CASE WHEN status = 'queued' THEN 'submitted' ELSE status END,
+            submitted_at = coalesce(submitted_at, now())
+      WHERE job_id = $1`,
+    [jobId, providerJobId],
+  );
+}
+
+export async function cancelledSubmission(db: Queryable, provider: string, providerJobId: string): Promise<void> {
+  await db.query("UPDATE provider_submissions SET outcome = 'cancelled' WHERE provider = $1 AND provider_job_id = $2", [provider, providerJobId]);
 }

@@ -1,0 +1,242 @@
+/**
+ * npm run chaos — issue 14's acceptance run (docs/RELIABILITY.md). Loopback only, bounded in time,
+ * on a private PostgreSQL it starts (and restarts) itself:
+ *  - two API processes (ROLE=api) and two workers (ROLE=worker) against the fal fake, which
+ *    answers some submits with 5xx, hangs some, loses some answers after creating the request,
+ *    and drops some webhooks;
+ *  - many guests generate concurrently through either API;
+ *  - a worker and an API process are SIGKILLed and restarted, the other worker is SIGKILLed for
+ *    good, and PostgreSQL is restarted once (pg_ctl restart -m fast);
+ *  - then: every job terminal within the bound, verify-ledger clean, each balance equal to an
+ *    independent count, fal requests per job, our 5xx by code, processes that exited.
+ * Exits 1 on any stuck job, ledger violation, balance mismatch or process that died unbidden.
+ * Options: --users N (30, two jobs each), --settle S (120: the bound for every job to end).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { verifyLedger } from '../src/ledger/verify.js';
+import { FakeFal } from '../test/fakes/fal.js';
+import { freePort, startPrivatePostgres } from '../test/private-postgres.js';
+
+const ROOT = path.resolve(import.meta.dirname, '..');
+const { values: args } = parseArgs({ options: { users: { type: 'string', default: '30' }, settle: { type: 'string', default: '120' } } });
+const USERS = Number(args.users);
+const JOBS_PER_USER = 2;
+const SETTLE_SECONDS = Number(args.settle);
+const PRICE = 4; // veo-3.1 at 4 s
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const t0 = Date.now();
+const say = (msg: string) => console.log(`[chaos +${((Date.now() - t0) / 1000).toFixed(0).padStart(3)}s] ${msg}`);
+
+interface Proc {
+  name: string;
+  tail: string;
+  proc: ChildProcess;
+  exit?: { code: number | null; signal: string | null; expected: boolean };
+  killedOnPurpose: boolean;
+}
+
+async function main() {
+  const cluster = await startPrivatePostgres('chaos');
+  const fal = await new FakeFal().start();
+  fal.timing = { queuedMs: 500, runningMs: 2500 };
+  const ports = [await freePort(), await freePort()];
+  const procs: Proc[] = [];
+  const common = {
+    ...fal.env(),
+    DATABASE_URL: cluster.url,
+    HOST: '127.0.0.1',
+    NODE_ENV: 'test',
+    JWT_SECRET: 'chaos-secret-that-is-long-enough-for-hs256-0123456789',
+    DATA_DIR: path.join(os.tmpdir(), `rendio-chaos-${randomUUID()}`),
+    PUBLIC_URL: `http://127.0.0.1:${ports[0]}`,
+    LOG_LEVEL: 'error',
+    PROVIDER_TIMEOUT_MS: '2000',
+    PROVIDER_RETRY_BASE_MS: '500',
+    SUBMIT_LEASE_SECONDS: '5',
+    JOB_QUIET_SECONDS: '10',
+    WORKER_POLL_INTERVAL_MS: '500',
+    WORKER_CONCURRENCY: '6',
+  };
+  const start = (name: string, env: Record<string, string>) => {
+    const p: Proc = { name, tail: '', proc: spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { cwd: ROOT, env: { ...process.env, ...common, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }), killedOnPurpose: false };
+    const keep = (d: Buffer) => void (p.tail = (p.tail + d.toString()).slice(-4000));
+    p.proc.stdout!.on('data', keep);
+    p.proc.stderr!.on('data', keep);
+    p.proc.on('exit', (code, signal) => (p.exit = { code, signal, expected: p.killedOnPurpose }));
+    procs.push(p);
+    return p;
+  };
+  const kill = (p: Proc) => {
+    p.killedOnPurpose = true;
+    p.proc.kill('SIGKILL');
+  };
+  const api = (i: number) => start(`api${i + 1}`, { ROLE: 'api', PORT: String(ports[i]) });
+  const worker = (i: number) => start(`worker${i + 1}`, { ROLE: 'worker', PORT: String(ports[0]) });
+
+  let apis = [api(0)];
+  for (let i = 0; i < 600; i++) {
+    if ((await fetch(`http://127.0.0.1:${ports[0]}/ready`).then((r) => r.status).catch(() => 0)) === 200) break;
+    await sleep(200);
+  }
+  apis.push(api(1));
+  let workers = [worker(0), worker(1)];
+  say(`PostgreSQL on ${cluster.port}, fal fake on ${fal.url}, APIs on ${ports.join(', ')}`);
+
+  // The fal fake calls back like fal: once a request completes, retrying a failed delivery (fal
+  // retries 10 times over 2 hours; here 4 times, 5 s apart), with 15 % of callbacks lost outright.
+  const called = new Set<string>();
+  const deliver = async (url: string, id: string) => {
+    for (let attempt = 0; attempt < 4; attempt++) {
+      const hook = fal.webhookFor(id);
+      const ok = await fetch(url, { method: 'POST', body: hook.body, headers: hook.headers }).then((r) => r.ok, () => false);
+      if (ok) return;
+      await sleep(5000);
+    }
+  };
+  const webhooks = setInterval(() => {
+    for (const r of fal.requests.values()) {
+      if (called.has(r.id) || r.cancelled || !r.webhook || Date.now() - r.createdAt < fal.timing.queuedMs + fal.timing.runningMs) continue;
+      called.add(r.id);
+      if (Math.random() < 0.15) continue;
+      void deliver(r.webhook, r.id);
+    }
+  }, 200);
+  // Provider faults, renewed every few seconds: 5xx, hangs (the client's timeout), lost answers.
+  const faults = setInterval(() => {
+    fal.server.clearFaults();
+    const roll = Math.random();
+    if (roll < 0.3) fal.server.inject(/^\/fal-ai\/veo3\.1$/, { status: 503, body: '{"detail":"overloaded"}', times: 2 });
+    else if (roll < 0.5) fal.server.inject(/^\/fal-ai\/veo3\.1/, { status: 500, times: 1, delayMs: Infinity });
+    else if (roll < 0.8) fal.loseResponses(2, Math.random() < 0.5 ? 'reset' : 'hang');
+  }, 3000);
+
+  // Clients: each guest onboards, then generates twice, retrying 5xx/network errors with its key.
+  const fiveXX = new Map<string, number>();
+  const users: { userId: string; credits: number; jobs: string[] }[] = [];
+  const call = async (pathname: string, body: unknown, headers: Record<string, string> = {}): Promise<any> => {
+    for (let attempt = 0; attempt < 60; attempt++) {
+      const port = ports[Math.floor(Math.random() * 2)]!;
+      try {
+        const res = await fetch(`http://127.0.0.1:${port}/functions/v1/${pathname}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body), signal: AbortSignal.timeout(15_000) });
+        const json = (await res.json().catch(() => ({}))) as any;
+        if (res.status === 200) return json;
+        const code = `${res.status} ${json?.error?.code ?? '-'}`;
+        if (res.status >= 500) fiveXX.set(code, (fiveXX.get(code) ?? 0) + 1);
+        if (res.status < 500 && res.status !== 409 && res.status !== 429) throw new Error(`${pathname}: ${res.status} ${JSON.stringify(json)}`);
+      } catch (err) {
+        if ((err as Error).message.startsWith(pathname)) throw err;
+      }
+      await sleep(500 + Math.random() * 1000);
+    }
+    throw new Error(`${pathname}: gave up`);
+  };
+  const client = async (i: number) => {
+    await sleep((i / USERS) * 40_000);
+    const guest = await call('device-check', { device_id: randomUUID(), device_token: randomBytes(96).toString('base64') /* DeviceCheck is not configured here */ });
+    const user = { userId: guest.user_id as string, credits: guest.credits_remaining ?? guest.credits ?? 10, jobs: [] as string[] };
+    users.push(user);
+    for (let j = 0; j < JOBS_PER_USER; j++) {
+      const key = randomUUID();
+      const job = await call('generate-video', { model_id: 'veo-3.1-text-to-video', prompt: `chaos ${i}.${j}`, settings: { duration: 4 } }, { authorization: `Bearer ${guest.access_token}`, 'idempotency-key': key });
+      user.jobs.push(job.job_id);
+    }
+  };
+  const clients = Promise.allSettled(Array.from({ length: USERS }, (_, i) => client(i)));
+
+  // The faults of the run.
+  await sleep(10_000);
+  say('SIGKILL worker1 (restarted in 3 s)');
+  kill(workers[0]!);
+  await sleep(3000);
+  workers[0] = worker(0);
+  await sleep(5000);
+  say('SIGKILL api1 (restarted in 2 s)');
+  kill(apis[0]!);
+  await sleep(2000);
+  apis[0] = api(0);
+  await sleep(5000);
+  say('pg_ctl restart -m fast');
+  await cluster.restart();
+  await sleep(8000);
+  say('SIGKILL worker2 (not restarted)');
+  kill(workers[1]!);
+  const clientResults = await clients;
+  const clientErrors = clientResults.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason));
+  say(`clients done: ${users.length} users, ${users.reduce((n, u) => n + u.jobs.length, 0)} jobs; settling (bound ${SETTLE_SECONDS} s)`);
+  clearInterval(faults);
+  fal.server.clearFaults();
+
+  const db = new pg.Client({ connectionString: cluster.url });
+  await db.connect();
+  const settleStart = Date.now();
+  let open = -1;
+  while (Date.now() - settleStart < SETTLE_SECONDS * 1000) {
+    open = (await db.query("SELECT count(*)::int AS n FROM video_jobs WHERE status NOT IN ('completed', 'failed')")).rows[0].n;
+    if (open === 0) break;
+    await sleep(1000);
+  }
+  const settledIn = (Date.now() - settleStart) / 1000;
+  clearInterval(webhooks);
+
+  // The report.
+  const statuses = (await db.query('SELECT status, error_code, count(*)::int AS n FROM video_jobs GROUP BY 1, 2 ORDER BY 1, 2')).rows;
+  const violations = await verifyLedger(db);
+  const rows = (await db.query('SELECT user_id, status, credits_used FROM video_jobs')).rows as { user_id: string; status: string; credits_used: number }[];
+  const accounts = new Map((await db.query('SELECT user_id, balance, held FROM credit_accounts')).rows.map((r) => [r.user_id as string, r as { balance: number; held: number }]));
+  let mismatches = 0;
+  for (const u of users) {
+    // Independent: what the client was granted, less the price of each of its jobs that completed.
+    const expected = u.credits - rows.filter((r) => r.user_id === u.userId && r.status === 'completed').length * PRICE;
+    const account = accounts.get(u.userId);
+    if (Number(account?.balance) !== expected || Number(account?.held) !== 0) mismatches++;
+  }
+  const perJob = new Map<string, number>();
+  for (const r of fal.requests.values()) {
+    const jobId = r.webhook ? new URL(r.webhook).searchParams.get('job_id') : null;
+    if (jobId) perJob.set(jobId, (perJob.get(jobId) ?? 0) + 1);
+  }
+  const histogram = new Map<number, number>();
+  for (const n of perJob.values()) histogram.set(n, (histogram.get(n) ?? 0) + 1);
+  const outcomes = (await db.query('SELECT outcome, count(*)::int AS n FROM provider_submissions GROUP BY 1 ORDER BY 1')).rows;
+  const hooks = (await db.query("SELECT split_part(outcome, ':', 1) AS outcome, count(*)::int AS n FROM webhook_events GROUP BY 1 ORDER BY 1")).rows;
+  await db.end();
+
+  // Judged before the orderly stop below: what exited during the run, and what died unbidden.
+  const exited = procs.filter((p) => p.exit).map((p) => `${p.name} ${p.exit!.signal ?? p.exit!.code}${p.exit!.expected ? ' (killed on purpose)' : ''}`);
+  const crashed = procs.filter((p) => p.exit && !p.exit.expected);
+  for (const p of crashed) console.error(`--- ${p.name} (exit ${p.exit!.code ?? p.exit!.signal}) last output:\n${p.tail}`);
+  for (const p of procs) if (!p.exit) p.proc.kill('SIGTERM');
+  await sleep(3000);
+
+  const table: [string, string][] = [
+    ['users / jobs', `${users.length} / ${rows.length}`],
+    ...statuses.map((s): [string, string] => [`jobs ${s.status}${s.error_code ? ` (${s.error_code})` : ''}`, String(s.n)]),
+    ['jobs not terminal', `${open} (all terminal ${settledIn.toFixed(0)} s after the last generate; bound ${SETTLE_SECONDS} s)`],
+    ['verify-ledger', violations.length ? `${violations.length} violations` : 'OK'],
+    ['balances ≠ independent count (or held ≠ 0)', String(mismatches)],
+    ['fal requests per job', [...histogram.entries()].sort().map(([k, v]) => `${k}×: ${v}`).join(', ')],
+    ['submissions by outcome', outcomes.map((o) => `${o.outcome} ${o.n}`).join(', ')],
+    ['webhooks received by outcome', hooks.map((o) => `${o.outcome} ${o.n}`).join(', ')],
+    ['our 5xx by code', [...fiveXX.entries()].map(([k, v]) => `${k}: ${v}`).join(', ') || 'none'],
+    ['processes exited during the run', exited.join(', ')],
+    ['processes crashed', crashed.map((p) => p.name).join(', ') || 'none'],
+    ['client errors', clientErrors.length ? clientErrors.slice(0, 3).join('; ') : 'none'],
+  ];
+  console.log('\n| check | result |\n|---|---|');
+  for (const [k, v] of table) console.log(`| ${k} | ${v} |`);
+  await fal.stop();
+  await cluster.stop();
+  const failed = open !== 0 || violations.length > 0 || mismatches > 0 || crashed.length > 0 || clientErrors.length > 0;
+  console.log(failed ? '\nCHAOS: FAILED' : '\nCHAOS: PASSED');
+  process.exit(failed ? 1 : 0);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
