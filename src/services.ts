@@ -19,6 +19,8 @@ import type { GenerationService } from './jobs/generate.js';
 import type { VideoJobService } from './jobs/video-jobs.js';
 import { JobEvents } from './jobs/events.js';
 import type { WorkerDeps } from './jobs/worker.js';
+import { AdminAuthService } from './admin/auth.js';
+import { AdminService } from './admin/service.js';
 
 /** Everything a route may use, built once at start-up (main.ts) or per test (test/harness.ts). */
 export interface Services {
@@ -41,6 +43,9 @@ export interface Services {
   appleIdentity: AppleIdentityVerifier | undefined;
   appleAccounts: AppleAccountService;
   accountDeletion: AccountDeletionService;
+  /** The support team's console and API (src/admin/). */
+  adminAuth: AdminAuthService;
+  admin: AdminService;
   /** What the worker's tasks call: the same services, bound to the worker's own pool. */
   worker: WorkerDeps;
   /** The worker role's pool (the API's `db` when none was given, e.g. tests without a worker). */
@@ -163,6 +168,12 @@ export function buildServices(opts: {
     appleIdentity,
     appleAccounts,
     accountDeletion,
+    adminAuth: new AdminAuthService(db, {
+      loginMaxFailures: config.admin.loginMaxFailures,
+      loginWindowSeconds: config.admin.loginWindowSeconds,
+      sessionTtlHours: config.admin.sessionTtlHours,
+    }),
+    admin: new AdminService(db),
     worker,
     workerDb,
   };
