@@ -15,6 +15,7 @@ import type { Services } from '../services.js';
 import { csrfTokenFor } from './auth.js';
 import { BanBody, CreditChangeBody, IdempotencyKey, ModelPatchBody, SearchQuery, SignInBody } from './schemas.js';
 import type { Actor } from './service.js';
+import type { JobView, ProviderFailures } from '../db/queries/admin-reports.js';
 
 /**
  * The support team's console at /admin: server-rendered pages (Hono JSX), plain HTML forms, no
@@ -87,6 +88,16 @@ const when = (iso: string | null | undefined) => (iso ? iso.replace('T', ' ').re
 const pct = (r: number | null) => (r === null ? '—' : `${(r * 100).toFixed(1)}%`);
 const json = (v: unknown) => (v === null || v === undefined ? '' : JSON.stringify(v));
 
+/** An audit row's before/after as a support agent reads it: only what changed, "balance 9 → 14". */
+function changes(before: Record<string, unknown> | null, after: Record<string, unknown> | null): string {
+  const keys = [...new Set([...Object.keys(before ?? {}), ...Object.keys(after ?? {})])].filter((k) => k !== 'owner_id');
+  const shown = (v: unknown) => (v === null || v === undefined ? '—' : typeof v === 'string' && /^\d{4}-\d\d-\d\dT/.test(v) ? when(v) : String(v));
+  return keys
+    .filter((k) => json(before?.[k]) !== json(after?.[k]))
+    .map((k) => (before && k in before ? `${k} ${shown(before[k])} → ${shown(after?.[k])}` : `${k} ${shown(after?.[k])}`))
+    .join(', ');
+}
+
 const actor = (c: Context<AppEnv>): Actor => ({ adminId: c.get('admin').adminId, requestId: c.get('requestId') });
 
 /** Form fields as strings (the schemas coerce what they need); _csrf and friends are dropped. */
@@ -97,21 +108,28 @@ async function formOf(c: Context<AppEnv>): Promise<Record<string, string>> {
 
 const back = (c: Context<AppEnv>, path: string, done: string) => c.redirect(`${path}?done=${encodeURIComponent(done)}`, 303);
 
+/** One figure of a row of cards (dashboard, account). */
+const Card: FC<{ label: string; id?: string; children?: Child }> = ({ label, id, children }) => (
+  <div class="card">
+    <span class="muted">{label}</span>
+    <b id={id}>{children}</b>
+  </div>
+);
+
+/** A table's header row; columns named in num are right-aligned (numbers). */
+const Head: FC<{ cols: string[]; num?: string[] }> = ({ cols, num = [] }) => (
+  <thead>
+    <tr>
+      {cols.map((label) => (
+        <th class={num.includes(label) ? 'num' : undefined}>{label}</th>
+      ))}
+    </tr>
+  </thead>
+);
+
 const ActionsTable: FC<{ actions: Awaited<ReturnType<Services['admin']['auditLog']>>; id?: string }> = ({ actions, id }) => (
   <table id={id}>
-    <thead>
-      <tr>
-        <th>#</th>
-        <th>When</th>
-        <th>Admin</th>
-        <th>Action</th>
-        <th>Target</th>
-        <th class="num">Amount</th>
-        <th>Reason</th>
-        <th>Before → after</th>
-        <th>Request</th>
-      </tr>
-    </thead>
+    <Head cols={['#', 'When', 'Admin', 'Action', 'Target', 'Amount', 'Reason', 'Before → after', 'Request']} num={['Amount']} />
     <tbody>
       {actions.map((a) => (
         <tr data-action={a.action}>
@@ -122,12 +140,69 @@ const ActionsTable: FC<{ actions: Awaited<ReturnType<Services['admin']['auditLog
           <td>{a.target_type === 'user' ? <a href={`/admin/users/${a.target_id}`}>{a.target_id}</a> : <a href="/admin/models">{a.target_id}</a>}</td>
           <td class="num">{a.amount ?? ''}</td>
           <td>{a.reason ?? ''}</td>
-          <td>
-            <code>{json(a.before)}</code> → <code>{json(a.after)}</code>
-          </td>
+          <td>{changes(a.before, a.after)}</td>
           <td>
             <code>{a.request_id}</code>
           </td>
+        </tr>
+      ))}
+    </tbody>
+  </table>
+);
+
+/** Jobs, newest first, each linking to its timeline. */
+/** A button that flips one of a model's flags (the form sends the new value). */
+const FlagForm: FC<{ c: Context<AppEnv>; modelId: string; field: 'is_available' | 'is_featured'; on: boolean; labels: [string, string] }> = ({ c, modelId, field, on, labels }) => (
+  <form method="post" action={`/admin/models/${modelId}`} class="inline">
+    <Csrf c={c} />
+    <input type="hidden" name={field} value={String(!on)} />
+    {on ? 'yes ' : 'no '}
+    <button type="submit" class={field === 'is_available' && on ? 'danger' : 'plain'}>
+      {on ? labels[1] : labels[0]}
+    </button>
+  </form>
+);
+
+const JobsTable: FC<{ jobs: JobView[]; id: string }> = ({ jobs, id }) => (
+  <table id={id}>
+    <Head cols={['Job', 'Created', 'Ended', 'Provider', 'Model', 'Status', 'Credits', 'Error']} num={['Credits']} />
+    <tbody>
+      {jobs.map((j) => (
+        <tr>
+          <td>
+            <a href={`/admin/jobs/${j.job_id}`}>{j.job_id}</a>
+          </td>
+          <td>{when(j.created_at)}</td>
+          <td>{when(j.completed_at)}</td>
+          <td>{j.provider}</td>
+          <td>{j.model_id}</td>
+          <td>{j.status}</td>
+          <td class="num">{j.credits_used}</td>
+          <td>{j.error_code ? `${j.error_code}: ${j.error_message ?? ''}` : ''}</td>
+        </tr>
+      ))}
+    </tbody>
+  </table>
+);
+
+const ProviderTable: FC<{ providers: ProviderFailures[]; id: string; empty: string }> = ({ providers, id, empty }) => (
+  <table id={id}>
+    <Head cols={['Provider', 'Completed', 'Failed', 'Failure rate', 'By error']} num={['Completed', 'Failed', 'Failure rate']} />
+    <tbody>
+      {providers.length === 0 && (
+        <tr>
+          <td colspan={5} class="muted">
+            {empty}
+          </td>
+        </tr>
+      )}
+      {providers.map((p) => (
+        <tr>
+          <td>{p.provider}</td>
+          <td class="num">{p.completed}</td>
+          <td class="num">{p.failed}</td>
+          <td class="num">{pct(p.failure_rate)}</td>
+          <td>{json(p.by_error)}</td>
         </tr>
       ))}
     </tbody>
@@ -224,18 +299,9 @@ export function registerAdminConsole(app: OpenAPIHono<AppEnv>, s: Services) {
       <Layout title="Dashboard" c={c}>
         <p class="muted">Today since {when(d.since)}</p>
         <div class="cards" id="dashboard-cards">
-          <div class="card">
-            <span class="muted">Credits sold today</span>
-            <b id="credits-sold">{d.credits_sold}</b>
-          </div>
-          <div class="card">
-            <span class="muted">Credits refunded by support</span>
-            <b id="credits-refunded">{d.credits_refunded}</b>
-          </div>
-          <div class="card">
-            <span class="muted">Credits clawed back</span>
-            <b>{d.credits_clawed_back}</b>
-          </div>
+          <Card label="Credits sold today" id="credits-sold">{d.credits_sold}</Card>
+          <Card label="Credits refunded by support" id="credits-refunded">{d.credits_refunded}</Card>
+          <Card label="Credits clawed back">{d.credits_clawed_back}</Card>
           <div class="card">
             <span class="muted">Open holds (running jobs)</span>
             <b id="open-holds">
@@ -261,35 +327,7 @@ export function registerAdminConsole(app: OpenAPIHono<AppEnv>, s: Services) {
           </tbody>
         </table>
         <h2>Failure rate per provider (jobs ended today)</h2>
-        <table id="provider-failures">
-          <thead>
-            <tr>
-              <th>Provider</th>
-              <th class="num">Completed</th>
-              <th class="num">Failed</th>
-              <th class="num">Failure rate</th>
-              <th>Errors</th>
-            </tr>
-          </thead>
-          <tbody>
-            {d.providers.length === 0 && (
-              <tr>
-                <td colspan={5} class="muted">
-                  No job ended today.
-                </td>
-              </tr>
-            )}
-            {d.providers.map((p) => (
-              <tr>
-                <td>{p.provider}</td>
-                <td class="num">{p.completed}</td>
-                <td class="num">{p.failed}</td>
-                <td class="num">{pct(p.failure_rate)}</td>
-                <td>{json(p.by_error)}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+        <ProviderTable providers={d.providers} id="provider-failures" empty="No job ended today." />
       </Layout>,
     );
   });
@@ -307,17 +345,7 @@ export function registerAdminConsole(app: OpenAPIHono<AppEnv>, s: Services) {
         </form>
         {q && (
           <table id="search-results">
-            <thead>
-              <tr>
-                <th>User</th>
-                <th>Kind</th>
-                <th>Email</th>
-                <th>Device</th>
-                <th class="num">Available</th>
-                <th>Created</th>
-                <th>Standing</th>
-              </tr>
-            </thead>
+            <Head cols={['User', 'Kind', 'Email', 'Device', 'Available', 'Created', 'Standing']} num={['Available']} />
             <tbody>
               {users.length === 0 && (
                 <tr>
@@ -353,18 +381,9 @@ export function registerAdminConsole(app: OpenAPIHono<AppEnv>, s: Services) {
     return c.html(
       <Layout title={`User ${user.id}`} c={c}>
         <div class="cards" id="account">
-          <div class="card">
-            <span class="muted">Available</span>
-            <b id="available">{user.available}</b>
-          </div>
-          <div class="card">
-            <span class="muted">Balance</span>
-            <b id="balance">{user.balance}</b>
-          </div>
-          <div class="card">
-            <span class="muted">Held by running jobs</span>
-            <b id="held">{user.held}</b>
-          </div>
+          <Card label="Available" id="available">{user.available}</Card>
+          <Card label="Balance" id="balance">{user.balance}</Card>
+          <Card label="Held by running jobs" id="held">{user.held}</Card>
           <div class="card">
             <span class="muted">Standing</span>
             <b id="standing" class={user.banned_at ? 'banned' : ''}>
@@ -406,17 +425,7 @@ export function registerAdminConsole(app: OpenAPIHono<AppEnv>, s: Services) {
         </div>
         <h2>Stats</h2>
         <table id="stats">
-          <thead>
-            <tr>
-              <th>Jobs by status</th>
-              <th class="num">Success rate</th>
-              <th class="num">Bought</th>
-              <th class="num">Spent</th>
-              <th class="num">Refunded</th>
-              <th class="num">Clawed back</th>
-              <th class="num">Returned (failed jobs)</th>
-            </tr>
-          </thead>
+          <Head cols={['Jobs by status', 'Success rate', 'Bought', 'Spent', 'Refunded', 'Clawed back', 'Returned (failed jobs)']} num={['Success rate', 'Bought', 'Spent', 'Refunded', 'Clawed back', 'Returned (failed jobs)']} />
           <tbody>
             <tr>
               <td>{json(stats.jobs_by_status)}</td>
@@ -431,19 +440,7 @@ export function registerAdminConsole(app: OpenAPIHono<AppEnv>, s: Services) {
         </table>
         <h2>Ledger (latest 50)</h2>
         <table id="ledger">
-          <thead>
-            <tr>
-              <th>#</th>
-              <th>When</th>
-              <th>Kind</th>
-              <th class="num">Amount</th>
-              <th class="num">Held Δ</th>
-              <th class="num">Balance after</th>
-              <th class="num">Held after</th>
-              <th>Reason</th>
-              <th>Ref</th>
-            </tr>
-          </thead>
+          <Head cols={['#', 'When', 'Kind', 'Amount', 'Held Δ', 'Balance after', 'Held after', 'Reason', 'Ref']} num={['Amount', 'Held Δ', 'Balance after', 'Held after']} />
           <tbody>
             {entries.map((e) => (
               <tr data-kind={e.kind}>
@@ -466,32 +463,7 @@ export function registerAdminConsole(app: OpenAPIHono<AppEnv>, s: Services) {
           </tbody>
         </table>
         <h2>Jobs (latest 50)</h2>
-        <table id="jobs">
-          <thead>
-            <tr>
-              <th>Job</th>
-              <th>Created</th>
-              <th>Model</th>
-              <th>Status</th>
-              <th class="num">Credits</th>
-              <th>Error</th>
-            </tr>
-          </thead>
-          <tbody>
-            {jobs.map((j) => (
-              <tr>
-                <td>
-                  <a href={`/admin/jobs/${j.job_id}`}>{j.job_id}</a>
-                </td>
-                <td>{when(j.created_at)}</td>
-                <td>{j.model_id}</td>
-                <td>{j.status}</td>
-                <td class="num">{j.credits_used}</td>
-                <td>{j.error_code ? `${j.error_code}: ${j.error_message ?? ''}` : ''}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+        <JobsTable jobs={jobs} id="jobs" />
         <h2>Admin actions on this user</h2>
         <ActionsTable actions={actions} id="user-actions" />
       </Layout>,
@@ -537,14 +509,7 @@ export function registerAdminConsole(app: OpenAPIHono<AppEnv>, s: Services) {
           </div>
         )}
         <table id="timeline">
-          <thead>
-            <tr>
-              <th>When</th>
-              <th>Kind</th>
-              <th>What</th>
-              <th>Detail</th>
-            </tr>
-          </thead>
+          <Head cols={['When', 'Kind', 'What', 'Detail']} />
           <tbody>
             {events.map((e) => (
               <tr>
@@ -568,15 +533,7 @@ export function registerAdminConsole(app: OpenAPIHono<AppEnv>, s: Services) {
     return c.html(
       <Layout title="Models" c={c}>
         <table id="models">
-          <thead>
-            <tr>
-              <th>Model</th>
-              <th>Provider</th>
-              <th>Available</th>
-              <th>Featured</th>
-              <th>Price</th>
-            </tr>
-          </thead>
+          <Head cols={['Model', 'Provider', 'Available', 'Featured', 'Price']} />
           <tbody>
             {models.map((m) => {
               const priceField = m.pricing_type === 'per_video' ? 'cost_per_generation' : 'credits_per_second';
@@ -590,24 +547,10 @@ export function registerAdminConsole(app: OpenAPIHono<AppEnv>, s: Services) {
                     {m.provider} <span class="muted">{m.provider_model_id}</span>
                   </td>
                   <td>
-                    <form method="post" action={`/admin/models/${m.id}`} class="inline">
-                      <Csrf c={c} />
-                      <input type="hidden" name="is_available" value={String(!m.is_available)} />
-                      {m.is_available ? 'yes ' : 'no '}
-                      <button type="submit" class={m.is_available ? 'danger' : ''}>
-                        {m.is_available ? 'Disable' : 'Enable'}
-                      </button>
-                    </form>
+                    <FlagForm c={c} modelId={m.id} field="is_available" on={m.is_available} labels={['Enable', 'Disable']} />
                   </td>
                   <td>
-                    <form method="post" action={`/admin/models/${m.id}`} class="inline">
-                      <Csrf c={c} />
-                      <input type="hidden" name="is_featured" value={String(!m.is_featured)} />
-                      {m.is_featured ? 'yes ' : 'no '}
-                      <button type="submit" class="plain">
-                        {m.is_featured ? 'Unfeature' : 'Feature'}
-                      </button>
-                    </form>
+                    <FlagForm c={c} modelId={m.id} field="is_featured" on={m.is_featured} labels={['Feature', 'Unfeature']} />
                   </td>
                   <td>
                     <form method="post" action={`/admin/models/${m.id}`} class="inline">
@@ -640,55 +583,9 @@ export function registerAdminConsole(app: OpenAPIHono<AppEnv>, s: Services) {
     const f = await s.admin.failures(hours);
     return c.html(
       <Layout title={`Failures in the last ${hours} h`} c={c}>
-        <table id="failures-by-provider">
-          <thead>
-            <tr>
-              <th>Provider</th>
-              <th class="num">Completed</th>
-              <th class="num">Failed</th>
-              <th class="num">Failure rate</th>
-              <th>By error</th>
-            </tr>
-          </thead>
-          <tbody>
-            {f.providers.map((p) => (
-              <tr>
-                <td>{p.provider}</td>
-                <td class="num">{p.completed}</td>
-                <td class="num">{p.failed}</td>
-                <td class="num">{pct(p.failure_rate)}</td>
-                <td>{json(p.by_error)}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+        <ProviderTable providers={f.providers} id="failures-by-provider" empty="No job ended in this window." />
         <h2>Latest failed jobs</h2>
-        <table id="failed-jobs">
-          <thead>
-            <tr>
-              <th>Job</th>
-              <th>Ended</th>
-              <th>Provider</th>
-              <th>Model</th>
-              <th>Error</th>
-            </tr>
-          </thead>
-          <tbody>
-            {f.recent.map((j) => (
-              <tr>
-                <td>
-                  <a href={`/admin/jobs/${j.job_id}`}>{j.job_id}</a>
-                </td>
-                <td>{when(j.completed_at)}</td>
-                <td>{j.provider}</td>
-                <td>{j.model_id}</td>
-                <td>
-                  {j.error_code}: {j.error_message}
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+        <JobsTable jobs={f.recent} id="failed-jobs" />
       </Layout>,
     );
   });

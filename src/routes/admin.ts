@@ -1,4 +1,4 @@
-import { createRoute, z } from '@hono/zod-openapi';
+import { createRoute, z, type RouteConfig } from '@hono/zod-openapi';
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import type { Actor } from '../admin/service.js';
@@ -48,6 +48,33 @@ const IdempotencyHeader = z.object({ 'idempotency-key': IdempotencyKey.optional(
 /** The audit row as the API shows it (the request key and fingerprint are internal). */
 const stripAction = ({ idempotency_key: _k, fingerprint: _f, ...rest }: AdminActionRow) => rest;
 
+/** A read: GET, admin token, a request schema, one answer. */
+const readRoute = <P extends string, R extends NonNullable<RouteConfig['request']>>(path: P, summary: string, request: R, answer: ReturnType<typeof json>, errors: number[]) =>
+  createRoute({ method: 'get', path, tags, security, summary, request, responses: { 200: answer, ...errorResponses(...errors) } });
+
+/** Grant and clawback share their shape: a user, a request key, an amount and a reason. */
+const creditRoute = (verb: 'grant' | 'clawback', summary: string, answer: string) =>
+  createRoute({
+    method: 'post',
+    path: `/admin/api/users/{id}/credits/${verb}`,
+    tags,
+    security,
+    summary,
+    request: { params: UserParam, headers: IdempotencyHeader, body: { content: { 'application/json': { schema: CreditChangeBody } }, required: true } },
+    responses: { 200: json(CreditChangeResult, answer), ...errorResponses(400, 401, 403, 404, 409, 422) },
+  });
+
+const banRoute = (verb: 'ban' | 'unban', summary: string) =>
+  createRoute({
+    method: 'post',
+    path: `/admin/api/users/{id}/${verb}`,
+    tags,
+    security,
+    summary,
+    request: { params: UserParam, body: { content: { 'application/json': { schema: BanBody } }, required: true } },
+    responses: { 200: json(z.object({ action: AdminAction }), 'The audit row'), ...errorResponses(400, 401, 403, 404, 409) },
+  });
+
 const routes = {
   login: createRoute({
     method: 'post',
@@ -62,69 +89,17 @@ const routes = {
   }),
   logout: createRoute({ method: 'post', path: '/admin/api/logout', tags, security, summary: 'Revokes this admin API token', responses: { 204: { description: 'Revoked' }, ...errorResponses(401, 403) } }),
   dashboard: createRoute({ method: 'get', path: '/admin/api/dashboard', tags, security, summary: 'Today: jobs by status, failure rate per provider, credits sold and refunded; open holds', responses: { 200: json(any, 'Dashboard'), ...errorResponses(401, 403) } }),
-  searchUsers: createRoute({
-    method: 'get',
-    path: '/admin/api/users',
-    tags,
-    security,
-    summary: 'Find users by id, device id, Apple sub or email',
-    request: { query: z.object({ q: SearchQuery }) },
-    responses: { 200: json(z.object({ users: z.array(any) }), 'Matching users with their balance'), ...errorResponses(400, 401, 403) },
-  }),
-  user: createRoute({
-    method: 'get',
-    path: '/admin/api/users/{id}',
-    tags,
-    security,
-    summary: 'A user: account, stats, latest ledger entries, jobs and admin actions',
-    request: { params: UserParam },
-    responses: { 200: json(any, 'The user'), ...errorResponses(400, 401, 403, 404) },
-  }),
-  userStats: createRoute({
-    method: 'get',
-    path: '/admin/api/users/{id}/stats',
-    tags,
-    security,
-    summary: "A user's jobs by status, success rate, credits bought, spent, refunded, clawed back",
-    request: { params: UserParam },
-    responses: { 200: json(any, 'Stats'), ...errorResponses(400, 401, 403, 404) },
-  }),
-  grant: createRoute({
-    method: 'post',
-    path: '/admin/api/users/{id}/credits/grant',
-    tags,
-    security,
-    summary: 'Give credits (through the ledger; reason required; idempotent per Idempotency-Key)',
-    request: { params: UserParam, headers: IdempotencyHeader, body: { content: { 'application/json': { schema: CreditChangeBody } }, required: true } },
-    responses: { 200: json(CreditChangeResult, 'The audit row (replayed=true for a retry)'), ...errorResponses(400, 401, 403, 404, 409, 422) },
-  }),
-  clawback: createRoute({
-    method: 'post',
-    path: '/admin/api/users/{id}/credits/clawback',
-    tags,
-    security,
-    summary: 'Take credits back: never below zero, never credits held by running jobs (the rest is the shortfall)',
-    request: { params: UserParam, headers: IdempotencyHeader, body: { content: { 'application/json': { schema: CreditChangeBody } }, required: true } },
-    responses: { 200: json(CreditChangeResult, 'The audit row (after.shortfall = what could not be taken)'), ...errorResponses(400, 401, 403, 404, 409, 422) },
-  }),
-  ban: createRoute({
-    method: 'post',
-    path: '/admin/api/users/{id}/ban',
-    tags,
-    security,
-    summary: 'Ban: every request answers ERR_4014, sessions end, the device cannot onboard a new guest',
-    request: { params: UserParam, body: { content: { 'application/json': { schema: BanBody } }, required: true } },
-    responses: { 200: json(z.object({ action: AdminAction }), 'The audit row'), ...errorResponses(400, 401, 403, 404, 409) },
-  }),
-  unban: createRoute({
-    method: 'post',
-    path: '/admin/api/users/{id}/unban',
-    tags,
-    security,
-    summary: 'Lift a ban (ended sessions stay ended)',
-    request: { params: UserParam, body: { content: { 'application/json': { schema: BanBody } }, required: true } },
-    responses: { 200: json(z.object({ action: AdminAction }), 'The audit row'), ...errorResponses(400, 401, 403, 404, 409) },
-  }),
+  searchUsers: readRoute('/admin/api/users', 'Find users by id, device id, Apple sub or email', { query: z.object({ q: SearchQuery }) }, json(z.object({ users: z.array(any) }), 'Matching users with their balance'), [400, 401, 403]),
+  user: readRoute('/admin/api/users/{id}', 'A user: account, stats, latest ledger entries, jobs and admin actions', { params: UserParam }, json(any, 'The user'), [400, 401, 403, 404]),
+  userStats: readRoute('/admin/api/users/{id}/stats', "A user's jobs by status, success rate, credits bought, spent, refunded, clawed back", { params: UserParam }, json(any, 'Stats'), [400, 401, 403, 404]),
+  grant: creditRoute('grant', 'Give credits (through the ledger; reason required; idempotent per Idempotency-Key)', 'The audit row (replayed=true for a retry)'),
+  clawback: creditRoute(
+    'clawback',
+    'Take credits back: never below zero, never credits held by running jobs (the rest is the shortfall)',
+    'The audit row (after.shortfall = what could not be taken)',
+  ),
+  ban: banRoute('ban', 'Ban: every request answers ERR_4014, sessions end, the device cannot onboard a new guest'),
+  unban: banRoute('unban', 'Lift a ban (ended sessions stay ended)'),
   models: createRoute({ method: 'get', path: '/admin/api/models', tags, security, summary: 'Every model, available or not, with pricing and provider', responses: { 200: json(z.object({ models: z.array(any) }), 'Models'), ...errorResponses(401, 403) } }),
   updateModel: createRoute({
     method: 'patch',
@@ -135,33 +110,9 @@ const routes = {
     request: { params: ModelParam, body: { content: { 'application/json': { schema: ModelPatchBody } }, required: true } },
     responses: { 200: json(z.object({ model: any, action: AdminAction }), 'The model and the audit row'), ...errorResponses(400, 401, 403, 404) },
   }),
-  jobTimeline: createRoute({
-    method: 'get',
-    path: '/admin/api/jobs/{id}',
-    tags,
-    security,
-    summary: "A job's timeline: states, provider ids, ledger steps, webhook events, errors",
-    request: { params: UserParam },
-    responses: { 200: json(any, 'The job and its events'), ...errorResponses(400, 401, 403, 404) },
-  }),
-  failures: createRoute({
-    method: 'get',
-    path: '/admin/api/failures',
-    tags,
-    security,
-    summary: 'Recent failures by provider (jobs that ended within the last `hours`)',
-    request: { query: z.object({ hours: z.coerce.number().min(0.1).max(24 * 30).default(24) }) },
-    responses: { 200: json(any, 'Per provider, and the latest failed jobs'), ...errorResponses(400, 401, 403) },
-  }),
-  audit: createRoute({
-    method: 'get',
-    path: '/admin/api/audit',
-    tags,
-    security,
-    summary: 'The audit log, newest first; next page: before=<next_before>',
-    request: { query: z.object({ before: z.coerce.number().int().positive().optional(), limit: z.coerce.number().int().min(1).max(200).default(50) }) },
-    responses: { 200: json(z.object({ actions: z.array(AdminAction), next_before: z.number().int().nullable() }), 'A page of the audit log'), ...errorResponses(400, 401, 403) },
-  }),
+  jobTimeline: readRoute('/admin/api/jobs/{id}', "A job's timeline: states, provider ids, ledger steps, webhook events, errors", { params: UserParam }, json(any, 'The job and its events'), [400, 401, 403, 404]),
+  failures: readRoute('/admin/api/failures', 'Recent failures by provider (jobs that ended within the last `hours`)', { query: z.object({ hours: z.coerce.number().min(0.1).max(24 * 30).default(24) }) }, json(any, 'Per provider, and the latest failed jobs'), [400, 401, 403]),
+  audit: readRoute('/admin/api/audit', 'The audit log, newest first; next page: before=<next_before>', { query: z.object({ before: z.coerce.number().int().positive().optional(), limit: z.coerce.number().int().min(1).max(200).default(50) }) }, json(z.object({ actions: z.array(AdminAction), next_before: z.number().int().nullable() }), 'A page of the audit log'), [400, 401, 403]),
   // The seed's admin functions.
   refundAlias: createRoute({
     method: 'post',
@@ -189,15 +140,7 @@ const routes = {
     },
     responses: { 200: json(z.object({ model: any, action: AdminAction }), 'The model and the audit row'), ...errorResponses(400, 401, 403, 404) },
   }),
-  statsAlias: createRoute({
-    method: 'get',
-    path: '/functions/v1/admin-user-stats',
-    tags,
-    security,
-    summary: 'Seed alias of GET /admin/api/users/{id}/stats (user_id in the query)',
-    request: { query: z.object({ user_id: z.uuid() }) },
-    responses: { 200: json(any, 'Stats'), ...errorResponses(400, 401, 403, 404) },
-  }),
+  statsAlias: readRoute('/functions/v1/admin-user-stats', 'Seed alias of GET /admin/api/users/{id}/stats (user_id in the query)', { query: z.object({ user_id: z.uuid() }) }, json(any, 'Stats'), [400, 401, 403, 404]),
 };
 
 /** Every admin API path, for the middleware below (and its tests). */
