@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import * as ledger from '../src/ledger/ledger.js';
+import { verifyLedger } from '../src/ledger/verify.js';
 import { ADMIN_PASSWORD, createAdmin, totpCode, type TestAdmin } from './admin-helpers.js';
 import { useTestApp, type Guest, type TestApp } from './harness.js';
 
@@ -140,6 +141,33 @@ describe('grant and claw back credits', () => {
     // Nothing left to take: recorded, moves nothing.
     const empty = await t().json(clawback(admin, g.userId, { amount: 1, reason: 'again' }));
     expect(empty.action.after).toMatchObject({ balance: 4, shortfall: 1 });
+  });
+
+  it('verify-ledger sees an admin entry that disagrees with its audit row', async () => {
+    const admin = await createAdmin(t());
+    const g = await t().createGuest();
+    const client = await t().db.connect();
+    try {
+      await client.query('BEGIN');
+      const { rows } = await client.query(
+        `INSERT INTO admin_actions (admin_id, action, target_type, target_id, amount, reason, request_id)
+         VALUES ($1, 'grant_credits', 'user', $2, 5, 'audit says 5', 'test') RETURNING id`,
+        [admin.id, g.userId],
+      );
+      // The ledger says 7: totals kept consistent, so only the audit check can notice.
+      await client.query(
+        `INSERT INTO ledger_entries (user_id, kind, amount, admin_action_id, reason, balance_after, held_after)
+         VALUES ($1, 'admin_grant', 7, $2, 'ledger says 7', 17, 0)`,
+        [g.userId, rows[0].id],
+      );
+      await client.query('UPDATE credit_accounts SET balance = 17 WHERE user_id = $1', [g.userId]);
+      const violations = await verifyLedger(client);
+      expect(violations.map((v) => v.check)).toEqual(["an admin grant or clawback matches its audit row: same user's chain, amount, clamp at zero"]);
+      expect(violations[0]!.rows[0]).toMatchObject({ user_id: g.userId, amount: 7, action_amount: 5 });
+    } finally {
+      await client.query('ROLLBACK');
+      client.release();
+    }
   });
 
   it('the audit log is append-only', async () => {
