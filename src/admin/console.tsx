@@ -86,6 +86,10 @@ const Csrf: FC<{ c: Context<AppEnv> }> = ({ c }) => <input type="hidden" name="_
 
 const when = (iso: string | null | undefined) => (iso ? iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '—');
 const pct = (r: number | null) => (r === null ? '—' : `${(r * 100).toFixed(1)}%`);
+const counts = (byKey: Record<string, number>) =>
+  Object.entries(byKey)
+    .map(([k, n]) => `${k} ${n}`)
+    .join(' · ') || '—';
 const json = (v: unknown) => (v === null || v === undefined ? '' : JSON.stringify(v));
 
 /** An audit row's before/after as a support agent reads it: only what changed, "balance 9 → 14". */
@@ -202,7 +206,7 @@ const ProviderTable: FC<{ providers: ProviderFailures[]; id: string; empty: stri
           <td class="num">{p.completed}</td>
           <td class="num">{p.failed}</td>
           <td class="num">{pct(p.failure_rate)}</td>
-          <td>{json(p.by_error)}</td>
+          <td>{counts(p.by_error)}</td>
         </tr>
       ))}
     </tbody>
@@ -428,7 +432,7 @@ export function registerAdminConsole(app: OpenAPIHono<AppEnv>, s: Services) {
           <Head cols={['Jobs by status', 'Success rate', 'Bought', 'Spent', 'Refunded', 'Clawed back', 'Returned (failed jobs)']} num={['Success rate', 'Bought', 'Spent', 'Refunded', 'Clawed back', 'Returned (failed jobs)']} />
           <tbody>
             <tr>
-              <td>{json(stats.jobs_by_status)}</td>
+              <td>{counts(stats.jobs_by_status)}</td>
               <td class="num">{pct(stats.success_rate)}</td>
               <td class="num">{stats.credits_bought}</td>
               <td class="num">{stats.credits_spent}</td>

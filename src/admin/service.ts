@@ -94,7 +94,14 @@ export class AdminService {
         idempotencyKey: req.idempotencyKey,
         fingerprint,
         before: { ...accountState(before), owner_id: owner.ownerId },
-        after: { balance: balanceAfter, held: before.held, available: balanceAfter - before.held, owner_id: owner.ownerId, shortfall: take.shortfall },
+        after: {
+          balance: balanceAfter,
+          held: before.held,
+          available: balanceAfter - before.held,
+          owner_id: owner.ownerId,
+          // What a clawback could not take (it never goes below zero nor into held credits).
+          ...(action === 'clawback_credits' ? { shortfall: take.shortfall } : {}),
+        },
       });
       // A concurrent request with the same key committed between our read and insert.
       if (!inserted) return replay();
