@@ -47,13 +47,15 @@ describe('admin sign-in', () => {
     expect(Number(locked.headers.get('retry-after'))).toBeGreaterThan(0);
   });
 
-  it('asks for the one-time code when the admin has TOTP', async () => {
-    const admin = await createAdmin(t(), { totp: true });
+  it('asks for the one-time code when the admin has TOTP, and a code works once', async () => {
+    const admin = await createAdmin(t(), { totp: true }); // signed in with the current code
     expect(admin.token).toMatch(/^rdadm_/);
     const without = await t().post('/admin/api/login', { body: { email: admin.email, password: ADMIN_PASSWORD } });
     expect(await errorCode(without)).toBe('ERR_4025');
-    const withCode = await t().post('/admin/api/login', { body: { email: admin.email, password: ADMIN_PASSWORD, totp: totpCode(admin.totpSecret!) } });
-    expect(withCode.status).toBe(200);
+    const wrong = await t().post('/admin/api/login', { body: { email: admin.email, password: ADMIN_PASSWORD, totp: '000000' === totpCode(admin.totpSecret!) ? '111111' : '000000' } });
+    expect(await errorCode(wrong)).toBe('ERR_4025');
+    const replayed = await t().post('/admin/api/login', { body: { email: admin.email, password: ADMIN_PASSWORD, totp: totpCode(admin.totpSecret!) } });
+    expect(replayed.status, 'the code of a step already used').toBe(401);
   });
 
   it('logout revokes the token', async () => {

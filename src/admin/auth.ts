@@ -58,7 +58,9 @@ export class AdminAuthService {
     if (!admin || !passwordOk || admin.disabled_at) throw new AdminSignInFailed();
     if (admin.totp_secret) {
       const code = (input.totp ?? '').replace(/\s+/g, '');
-      if (!/^\d{6}$/.test(code) || totpFor(admin.totp_secret).validate({ token: code, window: 1 }) === null) throw new AdminSignInFailed();
+      const totp = totpFor(admin.totp_secret);
+      const delta = /^\d{6}$/.test(code) ? totp.validate({ token: code, window: 1 }) : null;
+      if (delta === null || !(await adminDb.useTotpStep(this.db, admin.id, totp.counter() + delta))) throw new AdminSignInFailed();
     }
     await adminDb.markLoginSucceeded(this.db, attempt.id, email, input.ip);
     const token = ADMIN_TOKEN_PREFIX + randomBytes(32).toString('base64url');

@@ -12,6 +12,8 @@ CREATE TABLE admins (
   password_hash text NOT NULL,
   -- Base32 TOTP secret; NULL = no second factor.
   totp_secret   text,
+  -- The last 30-second TOTP step accepted: a code works once (a seen code cannot be replayed).
+  totp_last_step bigint,
   disabled_at   timestamptz,
   created_at    timestamptz NOT NULL DEFAULT now(),
   updated_at    timestamptz NOT NULL DEFAULT now(),

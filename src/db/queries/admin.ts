@@ -32,6 +32,18 @@ export async function findAdminByEmail(db: Queryable, email: string): Promise<Ad
   return rows[0];
 }
 
+/**
+ * Uses up a TOTP time step: true once per step and admin (an UPDATE that only moves forward, so
+ * two sign-ins with one code cannot both pass).
+ */
+export async function useTotpStep(db: Queryable, adminId: string, step: number): Promise<boolean> {
+  const { rowCount } = await db.query(
+    'UPDATE admins SET totp_last_step = $2 WHERE id = $1 AND (totp_last_step IS NULL OR totp_last_step < $2)',
+    [adminId, step],
+  );
+  return rowCount === 1;
+}
+
 export type AdminSessionKind = 'console' | 'api';
 
 export async function insertAdminSession(
