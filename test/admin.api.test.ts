@@ -47,6 +47,18 @@ describe('admin sign-in', () => {
     expect(Number(locked.headers.get('retry-after'))).toBeGreaterThan(0);
   });
 
+  it('failures older than the window no longer count, and are pruned by the next sign-in', async () => {
+    const admin = await createAdmin(t(), { signIn: false });
+    await t().db.query(
+      "INSERT INTO admin_login_attempts (email, ip, created_at) SELECT $1, 'unknown', now() - interval '2 hours' FROM generate_series(1, 10)",
+      [admin.email],
+    );
+    const res = await t().post('/admin/api/login', { body: { email: admin.email, password: ADMIN_PASSWORD } });
+    expect(res.status, await res.clone().text()).toBe(200);
+    const { rows } = await t().db.query("SELECT count(*)::int AS n FROM admin_login_attempts WHERE created_at < now() - interval '1 hour'");
+    expect(rows[0].n).toBe(0);
+  });
+
   it('asks for the one-time code when the admin has TOTP, and a code works once', async () => {
     const admin = await createAdmin(t(), { totp: true }); // signed in with the current code
     expect(admin.token).toMatch(/^rdadm_/);

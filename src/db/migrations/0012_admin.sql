@@ -43,6 +43,8 @@ CREATE TABLE admin_login_attempts (
   created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX admin_login_attempts_key ON admin_login_attempts (email, ip, created_at);
+-- Attempts older than the window are pruned by the next sign-in (the table stays bounded).
+CREATE INDEX admin_login_attempts_created ON admin_login_attempts (created_at);
 
 -- ---------------------------------------------------------------------------------------------
 -- The audit log: one row per admin action, append-only like ledger_entries. A ledger entry made

@@ -79,6 +79,8 @@ export async function revokeAdminSession(db: Queryable, sessionId: string): Prom
  * see the others, so none slips past the limit.
  */
 export async function recordLoginAttempt(db: Queryable, email: string, ip: string, windowSeconds: number): Promise<{ id: number; failures: number; retryAfter: number }> {
+  // Nothing older than the window counts any more: pruned here, so no sweeper is needed.
+  await db.query('DELETE FROM admin_login_attempts WHERE created_at < now() - make_interval(secs => $1)', [windowSeconds]);
   const { rows: ins } = await db.query<{ id: number }>('INSERT INTO admin_login_attempts (email, ip) VALUES ($1, $2) RETURNING id', [email, ip]);
   const { rows } = await db.query<{ failures: number; oldest: number | null }>(
     `SELECT count(*)::int AS failures,
