@@ -6,7 +6,9 @@ import type { AppEnv } from './http/context.js';
 import { exceptCallbacks, rejectUnstorableText, requestContext, requireApiKey, requireJsonBody, unlessBodiless } from './http/middleware.js';
 import { createErrorHandler } from './http/on-error.js';
 import { createRouter } from './http/router.js';
+import { registerAdminConsole } from './admin/console.js';
 import { registerAccount } from './routes/account.js';
+import { registerAdminApi } from './routes/admin.js';
 import { registerAuthToken } from './routes/auth-token.js';
 import { registerCatalogue } from './routes/catalogue.js';
 import { registerCredits } from './routes/credits.js';
@@ -50,8 +52,9 @@ export function buildApp(s: Services) {
   // The Supabase-shaped API surface: apikey, JSON-only bodies, bounded size, text the database can
   // store (no U+0000, no lone surrogates) in the query and the body. Server-to-server
   // callbacks (providers, Apple) carry no apikey and are authenticated by their signatures instead.
-  for (const prefix of ['/functions/v1/*', '/rest/v1/*', '/auth/v1/*']) {
-    app.use(prefix, exceptCallbacks(requireApiKey(s.config.anonKey)));
+  // The admin API is not part of the Supabase surface: admin tokens, no apikey.
+  for (const prefix of ['/functions/v1/*', '/rest/v1/*', '/auth/v1/*', '/admin/api/*']) {
+    if (prefix !== '/admin/api/*') app.use(prefix, exceptCallbacks(requireApiKey(s.config.anonKey)));
     app.use(prefix, exceptCallbacks(requireJsonBody()));
     app.use(
       prefix,
@@ -87,6 +90,9 @@ export function buildApp(s: Services) {
   registerRealtime(app);
   // webhooks
   registerWebhooks(app, s);
+  // admin (API for scripts, console for people; both through src/admin/service.ts)
+  registerAdminApi(app, s);
+  registerAdminConsole(app, s);
   // operations
   registerHealth(app, s);
   registerDocs(app);

@@ -82,6 +82,11 @@ const EnvSchema = z
     /** Serves /metrics (without a token) on this port, bound to 127.0.0.1 only. */
     METRICS_PORT: z.coerce.number().int().min(1).max(65535).optional(),
     INITIAL_GRANT_CREDITS: z.coerce.number().int().min(0).max(1000).default(10),
+    /** Admin sign-in: failed attempts per email and client IP within the window before it is locked (429). */
+    ADMIN_LOGIN_MAX_FAILURES: z.coerce.number().int().min(1).max(1000).default(5),
+    ADMIN_LOGIN_WINDOW_SECONDS: z.coerce.number().int().min(10).max(86_400).default(900),
+    /** How long an admin console session or admin API token lives. */
+    ADMIN_SESSION_TTL_HOURS: z.coerce.number().int().min(1).max(720).default(12),
     APPLE_TEAM_ID: z.string().optional(),
     APPLE_DEVICECHECK_KEY_ID: z.string().optional(),
     APPLE_DEVICECHECK_PRIVATE_KEY: pem.optional(),
@@ -299,6 +304,8 @@ export interface Config {
   /** /metrics: a bearer token for the public port, and/or a loopback-only port of its own. */
   metrics: { token: string | undefined; port: number | undefined };
   initialGrantCredits: number;
+  /** The admin console and API (src/admin/): sign-in lockout and session lifetime. */
+  admin: { loginMaxFailures: number; loginWindowSeconds: number; sessionTtlHours: number; secureCookies: boolean };
   deviceCheck: DeviceCheckConfig | undefined;
   role: 'all' | 'api' | 'worker';
   /** databasePoolMax: the worker role's own pool (never shared with the API, so neither starves the other). */
@@ -410,6 +417,14 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     realtime: { heartbeatTimeoutMs: e.REALTIME_HEARTBEAT_TIMEOUT_MS, maxChannels: e.REALTIME_MAX_CHANNELS },
     metrics: { token: e.METRICS_TOKEN, port: e.METRICS_PORT },
     initialGrantCredits: e.INITIAL_GRANT_CREDITS,
+    admin: {
+      loginMaxFailures: e.ADMIN_LOGIN_MAX_FAILURES,
+      loginWindowSeconds: e.ADMIN_LOGIN_WINDOW_SECONDS,
+      sessionTtlHours: e.ADMIN_SESSION_TTL_HOURS,
+      // Secure cookies need HTTPS (browsers also accept them from http://localhost and 127.0.0.1);
+      // development may be served over plain http on another host name.
+      secureCookies: e.NODE_ENV !== 'development',
+    },
     deviceCheck:
       e.APPLE_TEAM_ID && e.APPLE_DEVICECHECK_KEY_ID && e.APPLE_DEVICECHECK_PRIVATE_KEY && !e.DEVICECHECK_DISABLED
         ? {

@@ -22,6 +22,8 @@ import { CatalogueCache } from './catalogue/cache.js';
 import type { WorkerDeps } from './jobs/worker.js';
 import { ApnsClient } from './push/apns.js';
 import { PushService } from './push/notifications.js';
+import { AdminAuthService } from './admin/auth.js';
+import { AdminService } from './admin/service.js';
 
 /** Everything a route may use, built once at start-up (main.ts) or per test (test/harness.ts). */
 export interface Services {
@@ -47,6 +49,9 @@ export interface Services {
   accountDeletion: AccountDeletionService;
   /** Video pushes (APNs); sends nothing when APNs is not configured. */
   push: PushService;
+  /** The support team's console and API (src/admin/). */
+  adminAuth: AdminAuthService;
+  admin: AdminService;
   /** What the worker's tasks call: the same services, bound to the worker's own pool. */
   worker: WorkerDeps;
   /** The worker role's pool (the API's `db` when none was given, e.g. tests without a worker). */
@@ -178,6 +183,12 @@ export function buildServices(opts: {
     appleAccounts,
     accountDeletion,
     push,
+    adminAuth: new AdminAuthService(db, {
+      loginMaxFailures: config.admin.loginMaxFailures,
+      loginWindowSeconds: config.admin.loginWindowSeconds,
+      sessionTtlHours: config.admin.sessionTtlHours,
+    }),
+    admin: new AdminService(db, () => catalogue.invalidate()),
     worker,
     workerDb,
   };

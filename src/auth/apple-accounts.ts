@@ -6,6 +6,7 @@ import * as ledger from '../ledger/ledger.js';
 import type { Logger } from '../logger.js';
 import { IdentityTokenRejected, type AppleIdentity } from '../apple/sign-in.js';
 import type { SessionService, SessionTokens } from './sessions.js';
+import { UserBanned } from './onboarding.js';
 
 /**
  * Sign in with Apple: find or create the account for an Apple `sub`, and — when a guest signs in —
@@ -54,6 +55,7 @@ export class AppleAccountService {
     const email = identity.emailVerified ? identity.email : null;
     const existing = await users.lockUserByAppleSub(tx, identity.sub);
     const guest = guestId && guestId !== existing?.id ? await users.lockUser(tx, guestId) : undefined;
+    if (existing?.banned_at || guest?.banned_at) throw new UserBanned();
 
     if (!guest) {
       const user = existing ?? (await this.createAppleUser(tx, identity.sub, email));

@@ -1,6 +1,6 @@
 import type { DeviceCheckClient } from '../apple/device-check.js';
 import { withTransaction, type Queryable } from '../db/pool.js';
-import { claimDeviceGrant, deviceMarkOwed, insertGuestIfAbsent, lockGuestByDeviceId, markDeviceBitSet, type UserRow } from '../db/queries/users.js';
+import { claimDeviceGrant, deviceMarkOwed, deviceOfBannedUser, insertGuestIfAbsent, lockGuestByDeviceId, markDeviceBitSet, type UserRow } from '../db/queries/users.js';
 import * as ledger from '../ledger/ledger.js';
 import type { Logger } from '../logger.js';
 import type { SessionService, SessionTokens } from './sessions.js';
@@ -32,6 +32,8 @@ export class OnboardingService {
   ) {}
 
   async onboard(deviceId: string, deviceToken: string): Promise<OnboardingResult> {
+    // A banned user's device gets no fresh guest (nor their own guest back: returning() refuses it).
+    if (await deviceOfBannedUser(this.db, deviceId)) throw new UserBanned();
     // Asking Apple proves the token came from a genuine Apple device before anything is created
     // or handed out; its bits tell whether this device was already given free credits.
     const bits = this.deviceCheck ? await this.deviceCheck.queryTwoBits(deviceToken) : null;

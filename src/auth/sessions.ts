@@ -18,7 +18,7 @@ export interface SessionTokens {
 }
 
 export class RefreshRejected extends Error {
-  constructor(public readonly reason: 'unknown' | 'expired' | 'revoked' | 'reused' | 'user_unavailable') {
+  constructor(public readonly reason: 'unknown' | 'expired' | 'revoked' | 'reused' | 'user_unavailable' | 'banned') {
     super(`refresh token rejected: ${reason}`);
   }
 }
@@ -56,14 +56,16 @@ export class SessionService {
     const outcome = await withTransaction(this.db, async (tx) => {
       const row = await sessionsDb.lockRefreshToken(tx, hashToken(refreshToken));
       if (!row) return { rejected: 'unknown' as const };
+      const user = await findUserById(tx, row.user_id);
+      // A ban ended this session; the app is told the reason rather than "signed out".
+      if (user?.banned_at) return { rejected: 'banned' as const };
       if (row.session_revoked_at) return { rejected: 'revoked' as const };
       if (row.rotated_at) {
         await sessionsDb.revokeSession(tx, row.session_id, 'refresh_token_reuse');
         return { rejected: 'reused' as const };
       }
       if (row.is_expired) return { rejected: 'expired' as const };
-      const user = await findUserById(tx, row.user_id);
-      if (!user || user.deleted_at || user.banned_at) return { rejected: 'user_unavailable' as const };
+      if (!user || user.deleted_at) return { rejected: 'user_unavailable' as const };
       await sessionsDb.markRotated(tx, row.id, row.session_id);
       return { tokens: await this.issue(tx, user, row.session_id, row.id), user };
     });

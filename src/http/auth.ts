@@ -86,8 +86,9 @@ export async function verifiedUser(opts: AuthOptions, token: string): Promise<Ap
   }
   const state = await loadAuthState(opts.db, claims.sub, claims.sessionId);
   if (!state || state.deleted) throw unauthenticated('user no longer exists');
-  if (state.session_revoked !== false) throw unauthenticated('session ended');
+  // Before the session check: a ban ends every session, and the app must learn why (ERR_4014).
   if (state.banned) throw new ApiError('ERR_4014');
+  if (state.session_revoked !== false) throw unauthenticated('session ended');
   return { id: state.id, isGuest: state.is_guest, isAdmin: state.is_admin, sessionId: claims.sessionId, via: 'token' };
 }
 

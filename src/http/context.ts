@@ -1,4 +1,5 @@
 import type { Logger } from '../logger.js';
+import type { AdminIdentity } from '../admin/auth.js';
 import type { Language } from './i18n.js';
 
 /** The authenticated caller, always resolved from a verified token (or the legacy anon-key mode). */
@@ -17,5 +18,7 @@ export type AppEnv = {
     log: Logger;
     lang: Language;
     user: AuthUser;
+    /** The signed-in admin, on /admin routes only (src/http/admin-auth.ts). */
+    admin: AdminIdentity;
   };
 };

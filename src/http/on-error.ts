@@ -8,6 +8,7 @@ import { TransactionOwnedByAnother } from '../apple/purchases.js';
 import { AppleKeysUnavailable, IdentityTokenRejected } from '../apple/sign-in.js';
 import { GuestBelongsToAnotherAppleId } from '../auth/apple-accounts.js';
 import { UserBanned } from '../auth/onboarding.js';
+import { AdminInputRejected, AdminKeyReused, AdminSignInFailed, AdminSignInLocked, ModelNotFound, TargetAccountClosed } from '../admin/errors.js';
 import { InvalidGenerationInput, InvalidPrompt, ModelUnavailable } from '../jobs/generate.js';
 import { StorageKeyConflict, StorageUnavailable } from '../storage/types.js';
 import { isDatabaseUnavailable } from '../db/pool.js';
@@ -32,6 +33,14 @@ export function toApiError(err: unknown, maxBodyBytes: number): ApiError {
   if (err instanceof DeviceTokenRejected) return new ApiError('ERR_4013');
   if (err instanceof DeviceCheckUnavailable) return new ApiError('ERR_5002', { service: 'apple_devicecheck' }, { 'Retry-After': '5' });
   if (err instanceof UserBanned) return new ApiError('ERR_4014');
+  if (err instanceof AdminSignInFailed) return new ApiError('ERR_4025');
+  if (err instanceof AdminSignInLocked) {
+    return new ApiError('ERR_4004', { retry_after: err.retryAfterSeconds }, { 'Retry-After': String(err.retryAfterSeconds) });
+  }
+  if (err instanceof TargetAccountClosed) return new ApiError('ERR_4026', { user_id: err.userId });
+  if (err instanceof AdminKeyReused) return new ApiError('ERR_4010');
+  if (err instanceof ModelNotFound) return new ApiError('ERR_4007', { resource: 'model' });
+  if (err instanceof AdminInputRejected) return new ApiError('ERR_4008', { reason: err.reason, field: err.field });
   if (err instanceof AppStoreRejected) return new ApiError('ERR_4011', { reason: err.reason });
   if (err instanceof AppStoreUnavailable) return new ApiError('ERR_5002', { service: 'app_store' }, { 'Retry-After': '5' });
   if (err instanceof TransactionOwnedByAnother) return new ApiError('ERR_4012');

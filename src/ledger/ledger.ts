@@ -32,7 +32,9 @@ type EntryKind =
   | 'admin_adjust'
   | 'merge_in'
   | 'merge_out'
-  | 'forfeit';
+  | 'forfeit'
+  | 'admin_grant'
+  | 'admin_clawback';
 
 interface EntryInput {
   kind: EntryKind;
@@ -459,11 +461,60 @@ export async function adminAdjust(
   });
 }
 
+/**
+ * What a clawback of `requested` credits takes from an account: never below zero and never into
+ * credits held by running jobs (as Apple refunds, DESIGN §4.3); the rest is the shortfall.
+ */
+export function clawbackTake(account: AccountState, requested: number): { taken: number; shortfall: number } {
+  const taken = Math.max(0, Math.min(requested, account.available));
+  return { taken, shortfall: requested - taken };
+}
+
+/**
+ * Credits given by an admin (support goodwill, a refund for a bad video). Exactly one entry per
+ * audit row (adminActionId, unique in the ledger): applied=false when that row already moved money.
+ * Lands on the user's current owner; refused (AccountClosed) for a deleted account.
+ */
+export async function adminGrant(
+  db: Queryable,
+  input: { userId: string; amount: number; adminActionId: number; reason: string },
+): Promise<EntryResult & { ownerId: string }> {
+  assertPositiveInt(input.amount, 'grant amount');
+  return withTransaction(db, async (tx) => {
+    const { ownerId, account } = await lockOpenOwner(tx, input.userId);
+    const r = await writeEntry(tx, ownerId, account, { kind: 'admin_grant', amount: input.amount, adminActionId: input.adminActionId, reason: input.reason });
+    return { ...r, ownerId };
+  });
+}
+
+/**
+ * Credits taken back by an admin, clamped like an Apple refund (clawbackTake): what could not be
+ * taken is recorded as the entry's shortfall. One entry per audit row, like adminGrant.
+ */
+export async function adminClawback(
+  db: Queryable,
+  input: { userId: string; amount: number; adminActionId: number; reason: string },
+): Promise<ClawbackResult & { ownerId: string }> {
+  assertPositiveInt(input.amount, 'clawback amount');
+  return withTransaction(db, async (tx) => {
+    const { ownerId, account } = await lockOwner(tx, input.userId);
+    const { taken, shortfall } = clawbackTake(account, input.amount);
+    const r = await writeEntry(tx, ownerId, account, {
+      kind: 'admin_clawback',
+      amount: -taken,
+      adminActionId: input.adminActionId,
+      reason: input.reason,
+      shortfall,
+    });
+    return r.applied ? { ...r, ownerId, clawedBack: taken, shortfall } : { ...r, ownerId, clawedBack: 0, shortfall: 0 };
+  });
+}
+
 /** Credits granted, bought or added over the account's life (the profile's credits_total). */
 export async function totalCredited(db: Queryable, userId: string): Promise<number> {
   const { rows } = await db.query<{ total: number }>(
     `SELECT coalesce(sum(amount), 0) AS total FROM ledger_entries
-      WHERE user_id = $1 AND amount > 0 AND kind IN ('grant', 'purchase', 'admin_adjust', 'refund_reversal', 'merge_in')`,
+      WHERE user_id = $1 AND amount > 0 AND kind IN ('grant', 'purchase', 'admin_adjust', 'admin_grant', 'refund_reversal', 'merge_in')`,
     [userId],
   );
   return rows[0]!.total;

@@ -150,9 +150,9 @@ const CHECKS: { name: string; sql: string }[] = [
   {
     name: 'credits come in only as positive grants, purchases and reversals, and leave only by clawbacks, merges and forfeits',
     sql: `SELECT id, kind, amount FROM ledger_entries
-           WHERE (kind IN ('grant', 'purchase', 'merge_in') AND amount <= 0)
+           WHERE (kind IN ('grant', 'purchase', 'merge_in', 'admin_grant') AND amount <= 0)
               OR (kind = 'refund_reversal' AND amount < 0)
-              OR (kind IN ('refund_clawback', 'merge_out') AND amount > 0)
+              OR (kind IN ('refund_clawback', 'merge_out', 'admin_clawback') AND amount > 0)
               OR (kind = 'forfeit' AND amount >= 0)`,
   },
   {
@@ -168,6 +168,17 @@ const CHECKS: { name: string; sql: string }[] = [
               OR (j.status = 'completed' AND h.status <> 'captured')
               OR (j.status = 'failed' AND h.status <> 'released')
               OR (j.status NOT IN ('completed', 'failed') AND h.status <> 'open')`,
+  },
+  {
+    name: "an admin grant or clawback matches its audit row: same user's chain, amount, clamp at zero",
+    sql: `SELECT e.id, e.kind, e.amount, e.shortfall, e.user_id, a.id AS action_id, a.action, a.amount AS action_amount, a.target_id
+            FROM ledger_entries e LEFT JOIN admin_actions a ON a.id = e.admin_action_id
+           WHERE e.kind IN ('admin_grant', 'admin_clawback')
+             AND (a.id IS NULL
+                  OR a.target_type <> 'user'
+                  OR user_current_owner(a.target_id::uuid) IS DISTINCT FROM user_current_owner(e.user_id)
+                  OR (e.kind = 'admin_grant' AND (a.action <> 'grant_credits' OR e.amount <> a.amount OR e.shortfall <> 0))
+                  OR (e.kind = 'admin_clawback' AND (a.action <> 'clawback_credits' OR -e.amount + e.shortfall <> a.amount)))`,
   },
   {
     name: 'the initial grant happens at most once per user',

@@ -129,6 +129,7 @@ export function registerAuthToken(app: OpenAPIHono<AppEnv>, s: Services) {
     } catch (err) {
       if (err instanceof RefreshRejected) {
         if (err.reason === 'reused') c.get('log').warn('refresh token reuse detected: session revoked');
+        if (err.reason === 'banned') throw new ApiError('ERR_4014');
         throw unauthenticated(`refresh token ${err.reason}`);
       }
       throw err;

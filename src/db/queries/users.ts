@@ -41,21 +41,21 @@ export async function lockGuestByDeviceId(db: Queryable, deviceId: string): Prom
   return rows[0];
 }
 
+const DEVICE_HASH = "encode(sha256(convert_to($1::text, 'UTF8')), 'hex')";
+
 /**
  * Inserts a guest for a device unless one exists. Concurrent callers with the same device_id
  * queue on the unique index; exactly one gets the row back, the others get undefined.
  */
 export async function insertGuestIfAbsent(db: Queryable, deviceId: string): Promise<UserRow | undefined> {
   const { rows } = await db.query<UserRow>(
-    `INSERT INTO users (device_id, is_guest) VALUES ($1, true)
+    `INSERT INTO users (device_id, is_guest, onboarded_device_hash) VALUES ($1, true, ${DEVICE_HASH})
      ON CONFLICT (device_id) DO NOTHING
      RETURNING ${USER_COLUMNS}`,
     [deviceId],
   );
   return rows[0];
 }
-
-const DEVICE_HASH = "encode(sha256(convert_to($1::text, 'UTF8')), 'hex')";
 
 /**
  * Records the first guest of a device id and whether it got the free credits. A device id gets
@@ -68,6 +68,19 @@ export async function claimDeviceGrant(db: Queryable, deviceId: string, userId: 
     [deviceId, userId, granted],
   );
   return rows[0];
+}
+
+/**
+ * Whether a user who onboarded with this device id (whether or not they still hold it: Sign in with
+ * Apple, merges and deletion release it) is banned, or is now part of a banned account.
+ */
+export async function deviceOfBannedUser(db: Queryable, deviceId: string): Promise<boolean> {
+  const { rows } = await db.query(
+    `SELECT 1 FROM users u JOIN users o ON o.id = coalesce(user_current_owner(u.id), u.id)
+      WHERE u.onboarded_device_hash = ${DEVICE_HASH} AND o.banned_at IS NOT NULL LIMIT 1`,
+    [deviceId],
+  );
+  return rows.length > 0;
 }
 
 /** Whether this device id got a grant whose DeviceCheck mark is still owed (it survives merges and deletion). */

@@ -1,0 +1,54 @@
+import { z } from '@hono/zod-openapi';
+import { isStorableText } from '../http/storable-text.js';
+
+/** The inputs of admin actions: one schema each, used by the admin API and the console's forms. */
+
+const storable = (s: string) => isStorableText(s);
+
+export const Reason = z
+  .string()
+  .trim()
+  .min(3, 'a reason of at least 3 characters is required')
+  .max(500)
+  .refine(storable, 'text must be valid Unicode without U+0000')
+  .openapi({ example: 'video failed twice, goodwill refund (ticket #1234)' });
+
+export const CreditChangeBody = z
+  .object({
+    amount: z.coerce.number().int().min(1).max(100_000).openapi({ example: 5 }),
+    reason: Reason,
+  })
+  .openapi('AdminCreditChange');
+
+export const BanBody = z.object({ reason: Reason }).openapi('AdminBan');
+
+const flag = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]);
+
+export const ModelPatchBody = z
+  .object({
+    is_available: flag.optional(),
+    is_featured: flag.optional(),
+    cost_per_generation: z.coerce.number().int().min(1).max(10_000).optional(),
+    credits_per_second: z.coerce.number().int().min(1).max(10_000).optional(),
+    reason: z.string().trim().max(500).refine(storable, 'text must be valid Unicode without U+0000').optional(),
+  })
+  .refine((p) => ['is_available', 'is_featured', 'cost_per_generation', 'credits_per_second'].some((k) => p[k as keyof typeof p] !== undefined), {
+    message: 'nothing to change: give is_available, is_featured, cost_per_generation or credits_per_second',
+  })
+  .openapi('AdminModelPatch');
+
+export const SignInBody = z
+  .object({
+    email: z.string().trim().min(3).max(254).refine(storable, 'text must be valid Unicode without U+0000'),
+    password: z.string().min(1).max(1024),
+    totp: z.string().max(16).optional(),
+  })
+  .openapi('AdminSignIn');
+
+export const IdempotencyKey = z
+  .string()
+  .min(1)
+  .max(255)
+  .regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces');
+
+export const SearchQuery = z.string().trim().min(1).max(300).refine(storable, 'text must be valid Unicode without U+0000');

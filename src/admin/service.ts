@@ -1,0 +1,244 @@
+import { withTransaction, type Queryable } from '../db/pool.js';
+import * as adminDb from '../db/queries/admin.js';
+import * as reports from '../db/queries/admin-reports.js';
+import { findModel, type ModelRow } from '../db/queries/catalogue.js';
+import { revokeAllSessions } from '../db/queries/sessions.js';
+import { lockUser } from '../db/queries/users.js';
+import * as ledger from '../ledger/ledger.js';
+import { AccountNotFound } from '../ledger/errors.js';
+import { AdminInputRejected, AdminKeyReused, ModelNotFound, TargetAccountClosed } from './errors.js';
+
+/**
+ * What the support team can do, for the admin API and the console alike (both call these verbs, so
+ * a rule lives in one place). Every change writes its audit row (admin_actions) in the same
+ * transaction as the change itself: no change without its row, no row without its change.
+ */
+
+/** Who acts and in which request: what every audit row records. */
+export interface Actor {
+  adminId: string;
+  requestId: string;
+}
+
+export interface CreditChange {
+  userId: string;
+  amount: number;
+  reason: string;
+  /** The client's request key: the same key again returns the first answer and moves nothing. */
+  idempotencyKey: string;
+}
+
+export interface CreditChangeResult {
+  replayed: boolean;
+  action: adminDb.AdminActionRow;
+}
+
+export interface ModelPatch {
+  is_available?: boolean;
+  is_featured?: boolean;
+  cost_per_generation?: number;
+  credits_per_second?: number;
+  reason?: string;
+}
+
+const clawback = (a: ledger.AccountState, amount: number) => {
+  const { taken, shortfall } = ledger.clawbackTake(a, amount);
+  return { delta: -taken, shortfall };
+};
+const accountState = (a: ledger.AccountState) => ({ balance: a.balance, held: a.held, available: a.available });
+const MODEL_AUDITED = ['is_available', 'is_featured', 'cost_per_generation', 'credits_per_second'] as const;
+const modelState = (m: ModelRow) => Object.fromEntries(MODEL_AUDITED.map((k) => [k, m[k] ?? null]));
+
+export class AdminService {
+  constructor(
+    private readonly db: Queryable,
+    /** Told after a model change commits: this process's get-models copy drops it before the NOTIFY arrives. */
+    private readonly onCatalogueChanged: () => void = () => undefined,
+  ) {}
+
+  grantCredits(actor: Actor, req: CreditChange): Promise<CreditChangeResult> {
+    return this.changeCredits(actor, req, 'grant_credits');
+  }
+
+  clawBackCredits(actor: Actor, req: CreditChange): Promise<CreditChangeResult> {
+    return this.changeCredits(actor, req, 'clawback_credits');
+  }
+
+  /**
+   * A grant or clawback through the ledger, idempotent per (admin, request key). Lock order as
+   * everywhere: the owner's users row and account first (ledger.lockOwner), then the audit row,
+   * then the entry. Holding the account lock, the audit row's before/after are exact. A clawback
+   * takes at most what is available (never below zero, never held credits) and records the rest
+   * as shortfall; the audit row's amount is what was asked.
+   */
+  private changeCredits(actor: Actor, req: CreditChange, action: 'grant_credits' | 'clawback_credits'): Promise<CreditChangeResult> {
+    const fingerprint = JSON.stringify([action, req.userId, req.amount, req.reason]);
+    return withTransaction(this.db, async (tx) => {
+      const owner = await ledger.lockOwner(tx, req.userId);
+      const replay = async () => {
+        const first = await adminDb.findAdminActionByKey(tx, actor.adminId, req.idempotencyKey);
+        if (!first || first.fingerprint !== fingerprint) throw new AdminKeyReused();
+        return { replayed: true, action: first };
+      };
+      // A retry of a request that already committed replays, even if the account has closed since.
+      const previous = await adminDb.findAdminActionByKey(tx, actor.adminId, req.idempotencyKey);
+      if (previous) return replay();
+      if (owner.closed) throw new TargetAccountClosed(req.userId);
+      const before = owner.account;
+      const take = action === 'grant_credits' ? { delta: req.amount, shortfall: 0 } : clawback(before, req.amount);
+      const balanceAfter = before.balance + take.delta;
+      const inserted = await adminDb.insertAdminAction(tx, {
+        adminId: actor.adminId,
+        action,
+        targetType: 'user',
+        targetId: req.userId,
+        amount: req.amount,
+        reason: req.reason,
+        requestId: actor.requestId,
+        idempotencyKey: req.idempotencyKey,
+        fingerprint,
+        before: { ...accountState(before), owner_id: owner.ownerId },
+        after: {
+          balance: balanceAfter,
+          held: before.held,
+          available: balanceAfter - before.held,
+          owner_id: owner.ownerId,
+          // What a clawback could not take (it never goes below zero nor into held credits).
+          ...(action === 'clawback_credits' ? { shortfall: take.shortfall } : {}),
+        },
+      });
+      // A concurrent request with the same key committed between our read and insert.
+      if (!inserted) return replay();
+      const input = { userId: req.userId, amount: req.amount, adminActionId: inserted.id, reason: req.reason };
+      const moved = action === 'grant_credits' ? await ledger.adminGrant(tx, input) : await ledger.adminClawback(tx, input);
+      if (!moved.applied || moved.account.balance !== balanceAfter) throw new Error(`admin action ${inserted.id}: the ledger disagrees with its audit row`);
+      return { replayed: false, action: inserted };
+    });
+  }
+
+  /** Enable/disable a model, feature it, or change its price. get-models' ETag follows its body, so it changes too. */
+  async updateModel(actor: Actor, modelId: string, patch: ModelPatch): Promise<{ model: ModelRow; action: adminDb.AdminActionRow }> {
+    const changed = await withTransaction(this.db, async (tx) => {
+      const { rows } = await tx.query<ModelRow>('SELECT * FROM models WHERE id = $1 FOR UPDATE', [modelId]);
+      const before = rows[0];
+      if (!before) throw new ModelNotFound(modelId);
+      // A price is only what the model's pricing type reads: the other one would change nothing.
+      if (patch.cost_per_generation !== undefined && before.pricing_type !== 'per_video') {
+        throw new AdminInputRejected('this model is priced per second: set credits_per_second', 'cost_per_generation');
+      }
+      if (patch.credits_per_second !== undefined && before.pricing_type !== 'per_second') {
+        throw new AdminInputRejected('this model is priced per video: set cost_per_generation', 'credits_per_second');
+      }
+      const { rows: updated } = await tx.query<ModelRow>(
+        `UPDATE models SET is_available = coalesce($2, is_available), is_featured = coalesce($3, is_featured),
+                cost_per_generation = coalesce($4, cost_per_generation), credits_per_second = coalesce($5, credits_per_second)
+          WHERE id = $1 RETURNING *`,
+        [modelId, patch.is_available ?? null, patch.is_featured ?? null, patch.cost_per_generation ?? null, patch.credits_per_second ?? null],
+      );
+      const model = updated[0]!;
+      const action = await adminDb.insertAdminAction(tx, {
+        adminId: actor.adminId,
+        action: 'update_model',
+        targetType: 'model',
+        targetId: modelId,
+        amount: patch.cost_per_generation ?? patch.credits_per_second ?? null,
+        reason: patch.reason ?? null,
+        requestId: actor.requestId,
+        before: modelState(before),
+        after: modelState(model),
+      });
+      return { model, action: action! };
+    });
+    this.onCatalogueChanged();
+    return changed;
+  }
+
+  /**
+   * Bans a user: every request of theirs answers ERR_4014 (src/http/auth.ts), their sessions end
+   * now, and the device ids they onboarded with cannot onboard a new guest (src/auth/onboarding.ts).
+   */
+  ban(actor: Actor, userId: string, reason: string): Promise<adminDb.AdminActionRow> {
+    return this.setBanned(actor, userId, reason, true);
+  }
+
+  /** Lifts a ban. Sessions ended by the ban stay ended: the user signs in again. */
+  unban(actor: Actor, userId: string, reason: string): Promise<adminDb.AdminActionRow> {
+    return this.setBanned(actor, userId, reason, false);
+  }
+
+  private setBanned(actor: Actor, userId: string, reason: string, banned: boolean): Promise<adminDb.AdminActionRow> {
+    return withTransaction(this.db, async (tx) => {
+      // The users row first, FOR UPDATE: a sign-in or merge of this user waits, then sees the ban.
+      const user = await lockUser(tx, userId);
+      if (!user) throw new AccountNotFound(userId);
+      if (user.merged_into || (banned && user.deleted_at)) throw new TargetAccountClosed(userId);
+      const { rows } = await tx.query<{ banned_at: string | null }>(
+        'UPDATE users SET banned_at = CASE WHEN $2 THEN coalesce(banned_at, now()) END WHERE id = $1 RETURNING banned_at',
+        [userId, banned],
+      );
+      if (banned) await revokeAllSessions(tx, userId, 'banned');
+      const action = await adminDb.insertAdminAction(tx, {
+        adminId: actor.adminId,
+        action: banned ? 'ban_user' : 'unban_user',
+        targetType: 'user',
+        targetId: userId,
+        reason,
+        requestId: actor.requestId,
+        before: { banned_at: user.banned_at },
+        after: { banned_at: rows[0]!.banned_at },
+      });
+      return action!;
+    });
+  }
+
+  // ---- reads ------------------------------------------------------------------------------
+
+  searchUsers(q: string) {
+    return reports.searchUsers(this.db, q);
+  }
+
+  async userDetail(userId: string) {
+    const user = await reports.findUserView(this.db, userId);
+    if (!user) throw new AccountNotFound(userId);
+    const [stats, entries, jobs, actions] = await Promise.all([
+      reports.userStats(this.db, userId),
+      reports.ledgerEntriesOf(this.db, userId, 50),
+      reports.jobsOf(this.db, userId, 50),
+      adminDb.listAdminActions(this.db, { limit: 20, targetType: 'user', targetId: userId }),
+    ]);
+    return { user, stats, entries, jobs, actions };
+  }
+
+  async userStats(userId: string) {
+    const user = await reports.findUserView(this.db, userId);
+    if (!user) throw new AccountNotFound(userId);
+    return { user, stats: await reports.userStats(this.db, userId) };
+  }
+
+  async jobTimeline(jobId: string) {
+    return reports.jobTimeline(this.db, jobId);
+  }
+
+  failures(hours: number) {
+    return reports.failuresByProvider(this.db, hours);
+  }
+
+  dashboard() {
+    return reports.dashboard(this.db);
+  }
+
+  auditLog(q: { before?: number; limit: number }) {
+    return adminDb.listAdminActions(this.db, q);
+  }
+
+  async models(): Promise<ModelRow[]> {
+    const { rows } = await this.db.query<ModelRow>('SELECT * FROM models ORDER BY sort_order, name');
+    return rows;
+  }
+
+  async model(modelId: string): Promise<ModelRow> {
+    const m = await findModel(this.db, modelId);
+    if (!m) throw new ModelNotFound(modelId);
+    return m;
+  }
+}

@@ -1,0 +1,243 @@
+import type { Queryable } from '../pool.js';
+
+/** Read-only views for the support team: user lookup and stats, job timelines, failures, dashboard. */
+
+export interface AdminUserView {
+  id: string;
+  device_id: string | null;
+  apple_sub: string | null;
+  email: string | null;
+  is_guest: boolean;
+  tier: string;
+  banned_at: string | null;
+  deleted_at: string | null;
+  merged_into: string | null;
+  created_at: string;
+  balance: number;
+  held: number;
+  available: number;
+}
+
+const USER_VIEW = `SELECT u.id, u.device_id, u.apple_sub, u.email, u.is_guest, u.tier, u.banned_at, u.deleted_at, u.merged_into, u.created_at,
+       coalesce(a.balance, 0) AS balance, coalesce(a.held, 0) AS held, coalesce(a.balance - a.held, 0) AS available
+  FROM users u LEFT JOIN credit_accounts a ON a.user_id = u.id`;
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * Users a support agent's search names: by id, device id, Apple sub or email (exact; email
+ * case-insensitive). A device id also finds the users that onboarded with it and released it since
+ * (signed in with Apple, merged, deleted), by its hash.
+ */
+export async function searchUsers(db: Queryable, q: string): Promise<AdminUserView[]> {
+  const term = q.trim();
+  const { rows } = await db.query<AdminUserView>(
+    `${USER_VIEW}
+      WHERE ($2::uuid IS NOT NULL AND u.id = $2::uuid)
+         OR u.device_id = $1 OR u.apple_sub = $1 OR lower(u.email) = lower($1)
+         OR u.onboarded_device_hash = encode(sha256(convert_to($1::text, 'UTF8')), 'hex')
+      ORDER BY u.created_at DESC LIMIT 50`,
+    [term, UUID.test(term) ? term : null],
+  );
+  return rows;
+}
+
+export async function findUserView(db: Queryable, id: string): Promise<AdminUserView | undefined> {
+  if (!UUID.test(id)) return undefined;
+  const { rows } = await db.query<AdminUserView>(`${USER_VIEW} WHERE u.id = $1`, [id]);
+  return rows[0];
+}
+
+export interface LedgerEntryView {
+  id: number;
+  kind: string;
+  amount: number;
+  held_delta: number;
+  balance_after: number;
+  held_after: number;
+  job_id: string | null;
+  transaction_id: string | null;
+  admin_action_id: number | null;
+  reason: string | null;
+  shortfall: number;
+  created_at: string;
+}
+
+export async function ledgerEntriesOf(db: Queryable, userId: string, limit: number): Promise<LedgerEntryView[]> {
+  const { rows } = await db.query<LedgerEntryView>(
+    `SELECT id, kind, amount, held_delta, balance_after, held_after, job_id, transaction_id, admin_action_id, reason, shortfall, created_at
+       FROM ledger_entries WHERE user_id = $1 ORDER BY id DESC LIMIT $2`,
+    [userId, limit],
+  );
+  return rows;
+}
+
+export interface JobView {
+  job_id: string;
+  model_id: string;
+  status: string;
+  provider: string;
+  provider_job_id: string | null;
+  credits_used: number;
+  error_code: string | null;
+  error_message: string | null;
+  attempts: number;
+  created_at: string;
+  submitted_at: string | null;
+  completed_at: string | null;
+  deleted_at: string | null;
+}
+
+const JOB_VIEW = `SELECT job_id, user_id, model_id, status, provider, provider_job_id, credits_used, error_code, error_message, attempts,
+       created_at, submitted_at, completed_at, deleted_at FROM video_jobs`;
+
+export async function jobsOf(db: Queryable, userId: string, limit: number): Promise<JobView[]> {
+  const { rows } = await db.query<JobView>(`${JOB_VIEW} WHERE user_id = $1 ORDER BY created_at DESC LIMIT $2`, [userId, limit]);
+  return rows;
+}
+
+export interface UserStats {
+  jobs_by_status: Record<string, number>;
+  jobs_total: number;
+  success_rate: number | null;
+  credits_bought: number;
+  credits_spent: number;
+  credits_refunded: number;
+  credits_clawed_back: number;
+  credits_released: number;
+}
+
+/**
+ * Jobs by status and the credits story of one account. refunded = credits support gave back
+ * (admin grants); clawed back = taken by Apple refunds or support; released = held for videos
+ * that failed and returned.
+ */
+export async function userStats(db: Queryable, userId: string): Promise<UserStats> {
+  const jobs = await db.query<{ status: string; n: number }>('SELECT status, count(*)::int AS n FROM video_jobs WHERE user_id = $1 GROUP BY status', [userId]);
+  const byStatus = Object.fromEntries(jobs.rows.map((r) => [r.status, r.n]));
+  const ended = (byStatus.completed ?? 0) + (byStatus.failed ?? 0);
+  const { rows } = await db.query<Omit<UserStats, 'jobs_by_status' | 'jobs_total' | 'success_rate'>>(
+    `SELECT coalesce(sum(amount) FILTER (WHERE kind = 'purchase'), 0)::int AS credits_bought,
+            coalesce(sum(-amount) FILTER (WHERE kind = 'capture'), 0)::int AS credits_spent,
+            coalesce(sum(amount) FILTER (WHERE kind = 'admin_grant'), 0)::int AS credits_refunded,
+            coalesce(sum(-amount) FILTER (WHERE kind IN ('refund_clawback', 'admin_clawback')), 0)::int AS credits_clawed_back,
+            coalesce(sum(-held_delta) FILTER (WHERE kind = 'release'), 0)::int AS credits_released
+       FROM ledger_entries WHERE user_id = $1`,
+    [userId],
+  );
+  return {
+    jobs_by_status: byStatus,
+    jobs_total: jobs.rows.reduce((n, r) => n + r.n, 0),
+    success_rate: ended > 0 ? (byStatus.completed ?? 0) / ended : null,
+    ...rows[0]!,
+  };
+}
+
+export interface TimelineEvent {
+  at: string;
+  kind: 'state' | 'ledger' | 'webhook' | 'error' | 'admin';
+  what: string;
+  detail: Record<string, unknown>;
+}
+
+/**
+ * A job's story from what the database kept: its state timestamps, provider ids, the ledger steps
+ * of its hold, the provider callbacks received for it, its error, and admin actions on its user
+ * after it was created.
+ */
+export async function jobTimeline(db: Queryable, jobId: string): Promise<{ job: JobView & { user_id: string; prompt: string; settings: unknown }; events: TimelineEvent[] } | undefined> {
+  const { rows } = await db.query<JobView & { user_id: string; prompt: string; settings: unknown; updated_at: string }>(
+    `SELECT job_id, user_id, model_id, status, provider, provider_job_id, credits_used, error_code, error_message, attempts,
+            created_at, submitted_at, completed_at, deleted_at, prompt, settings, updated_at FROM video_jobs WHERE job_id = $1`,
+    [jobId],
+  );
+  const job = rows[0];
+  if (!job) return undefined;
+  const events: TimelineEvent[] = [{ at: job.created_at, kind: 'state', what: 'queued', detail: { model_id: job.model_id, credits: job.credits_used } }];
+  if (job.submitted_at) events.push({ at: job.submitted_at, kind: 'state', what: 'submitted', detail: { provider: job.provider, provider_job_id: job.provider_job_id, attempts: job.attempts } });
+  if (job.completed_at) events.push({ at: job.completed_at, kind: 'state', what: job.status, detail: {} });
+  else events.push({ at: job.updated_at, kind: 'state', what: job.status, detail: { current: true } });
+  if (job.error_code) events.push({ at: job.completed_at ?? job.updated_at, kind: 'error', what: job.error_code, detail: { message: job.error_message } });
+  const ledger = await db.query<{ created_at: string; kind: string; amount: number; held_delta: number; reason: string | null }>(
+    'SELECT created_at, kind, amount, held_delta, reason FROM ledger_entries WHERE job_id = $1 ORDER BY id',
+    [jobId],
+  );
+  for (const e of ledger.rows) events.push({ at: e.created_at, kind: 'ledger', what: e.kind, detail: { amount: e.amount, held_delta: e.held_delta, reason: e.reason } });
+  const hooks = await db.query<{ received_at: string; provider: string; event_id: string; outcome: string | null; payload: unknown }>(
+    'SELECT received_at, provider, event_id, outcome, payload FROM webhook_events WHERE job_id = $1 ORDER BY id',
+    [jobId],
+  );
+  for (const h of hooks.rows) events.push({ at: h.received_at, kind: 'webhook', what: `${h.provider} ${h.outcome ?? ''}`.trim(), detail: { event_id: h.event_id, payload: h.payload } });
+  events.sort((a, b) => a.at.localeCompare(b.at));
+  return { job, events };
+}
+
+export interface ProviderFailures {
+  provider: string;
+  completed: number;
+  failed: number;
+  failure_rate: number | null;
+  by_error: Record<string, number>;
+}
+
+/** Jobs that ended within the last `hours`, per provider: failure rate and the error codes. */
+export async function failuresByProvider(db: Queryable, hours: number): Promise<{ providers: ProviderFailures[]; recent: JobView[] }> {
+  const { rows } = await db.query<{ provider: string; status: string; error_code: string | null; n: number }>(
+    `SELECT provider, status, error_code, count(*)::int AS n FROM video_jobs
+      WHERE completed_at > now() - make_interval(secs => $1::float8 * 3600) GROUP BY provider, status, error_code`,
+    [hours],
+  );
+  const per = new Map<string, ProviderFailures>();
+  for (const r of rows) {
+    const p = per.get(r.provider) ?? { provider: r.provider, completed: 0, failed: 0, failure_rate: null, by_error: {} };
+    if (r.status === 'completed') p.completed += r.n;
+    else {
+      p.failed += r.n;
+      p.by_error[r.error_code ?? 'unknown'] = (p.by_error[r.error_code ?? 'unknown'] ?? 0) + r.n;
+    }
+    per.set(r.provider, p);
+  }
+  for (const p of per.values()) p.failure_rate = p.completed + p.failed > 0 ? p.failed / (p.completed + p.failed) : null;
+  const recent = await db.query<JobView>(
+    `${JOB_VIEW} WHERE status = 'failed' AND completed_at > now() - make_interval(secs => $1::float8 * 3600) ORDER BY completed_at DESC LIMIT 50`,
+    [hours],
+  );
+  return { providers: [...per.values()].sort((a, b) => a.provider.localeCompare(b.provider)), recent: recent.rows };
+}
+
+export interface Dashboard {
+  since: string;
+  jobs_by_status: Record<string, number>;
+  providers: ProviderFailures[];
+  credits_sold: number;
+  credits_refunded: number;
+  credits_clawed_back: number;
+  open_holds: { count: number; credits: number };
+}
+
+/** Today (since midnight UTC): jobs by status, failure rate per provider, credits sold and refunded; open holds now. */
+export async function dashboard(db: Queryable): Promise<Dashboard> {
+  const since = await db.query<{ since: string; hours: number }>(
+    "SELECT date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS since, extract(epoch FROM now() - date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC') / 3600 AS hours",
+  );
+  const { since: start, hours } = since.rows[0]!;
+  const jobs = await db.query<{ status: string; n: number }>('SELECT status, count(*)::int AS n FROM video_jobs WHERE created_at >= $1 GROUP BY status', [start]);
+  const credits = await db.query<{ sold: number; refunded: number; clawed_back: number }>(
+    `SELECT coalesce(sum(amount) FILTER (WHERE kind = 'purchase'), 0)::int AS sold,
+            coalesce(sum(amount) FILTER (WHERE kind = 'admin_grant'), 0)::int AS refunded,
+            coalesce(sum(-amount) FILTER (WHERE kind IN ('refund_clawback', 'admin_clawback')), 0)::int AS clawed_back
+       FROM ledger_entries WHERE created_at >= $1`,
+    [start],
+  );
+  const holds = await db.query<{ count: number; credits: number }>("SELECT count(*)::int AS count, coalesce(sum(amount), 0)::int AS credits FROM credit_holds WHERE status = 'open'");
+  const { providers } = await failuresByProvider(db, Math.max(hours, 1 / 60));
+  return {
+    since: start,
+    jobs_by_status: Object.fromEntries(jobs.rows.map((r) => [r.status, r.n])),
+    providers,
+    credits_sold: credits.rows[0]!.sold,
+    credits_refunded: credits.rows[0]!.refunded,
+    credits_clawed_back: credits.rows[0]!.clawed_back,
+    open_holds: holds.rows[0]!,
+  };
+}

@@ -1,0 +1,176 @@
+import type { Queryable } from '../pool.js';
+
+/** SQL of the admin console and API: admins, their sessions, sign-in attempts, the audit log. */
+
+export interface AdminRow {
+  id: string;
+  email: string;
+  password_hash: string;
+  totp_secret: string | null;
+  disabled_at: string | null;
+}
+
+export async function insertAdmin(db: Queryable, email: string, passwordHash: string, totpSecret: string | null): Promise<AdminRow | undefined> {
+  const { rows } = await db.query<AdminRow>(
+    `INSERT INTO admins (email, password_hash, totp_secret) VALUES ($1, $2, $3)
+     ON CONFLICT (email) DO NOTHING RETURNING id, email, password_hash, totp_secret, disabled_at`,
+    [email, passwordHash, totpSecret],
+  );
+  return rows[0];
+}
+
+export async function updateAdminPassword(db: Queryable, email: string, passwordHash: string, totpSecret: string | null): Promise<AdminRow | undefined> {
+  const { rows } = await db.query<AdminRow>(
+    `UPDATE admins SET password_hash = $2, totp_secret = $3 WHERE email = $1 RETURNING id, email, password_hash, totp_secret, disabled_at`,
+    [email, passwordHash, totpSecret],
+  );
+  return rows[0];
+}
+
+export async function findAdminByEmail(db: Queryable, email: string): Promise<AdminRow | undefined> {
+  const { rows } = await db.query<AdminRow>('SELECT id, email, password_hash, totp_secret, disabled_at FROM admins WHERE email = $1', [email]);
+  return rows[0];
+}
+
+/**
+ * Uses up a TOTP time step: true once per step and admin (an UPDATE that only moves forward, so
+ * two sign-ins with one code cannot both pass).
+ */
+export async function useTotpStep(db: Queryable, adminId: string, step: number): Promise<boolean> {
+  const { rowCount } = await db.query(
+    'UPDATE admins SET totp_last_step = $2 WHERE id = $1 AND (totp_last_step IS NULL OR totp_last_step < $2)',
+    [adminId, step],
+  );
+  return rowCount === 1;
+}
+
+export type AdminSessionKind = 'console' | 'api';
+
+export async function insertAdminSession(
+  db: Queryable,
+  s: { adminId: string; kind: AdminSessionKind; tokenHash: Buffer; ttlHours: number },
+): Promise<{ id: string; expires_at: string }> {
+  const { rows } = await db.query<{ id: string; expires_at: string }>(
+    `INSERT INTO admin_sessions (admin_id, kind, token_hash, expires_at) VALUES ($1, $2, $3, now() + make_interval(hours => $4))
+     RETURNING id, expires_at`,
+    [s.adminId, s.kind, s.tokenHash, s.ttlHours],
+  );
+  return rows[0]!;
+}
+
+/** The live session a token names: not expired, not revoked, its admin not disabled. */
+export async function findAdminSession(db: Queryable, tokenHash: Buffer, kind: AdminSessionKind) {
+  const { rows } = await db.query<{ session_id: string; admin_id: string; email: string }>(
+    `SELECT s.id AS session_id, a.id AS admin_id, a.email
+       FROM admin_sessions s JOIN admins a ON a.id = s.admin_id
+      WHERE s.token_hash = $1 AND s.kind = $2 AND s.revoked_at IS NULL AND s.expires_at > now() AND a.disabled_at IS NULL`,
+    [tokenHash, kind],
+  );
+  return rows[0];
+}
+
+export async function revokeAdminSession(db: Queryable, sessionId: string): Promise<void> {
+  await db.query('UPDATE admin_sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL', [sessionId]);
+}
+
+/**
+ * Records a sign-in attempt and says how many failed (or still unresolved) attempts this email and
+ * IP made within the window, this one included. Insert first, then count: concurrent guesses each
+ * see the others, so none slips past the limit.
+ */
+export async function recordLoginAttempt(db: Queryable, email: string, ip: string, windowSeconds: number): Promise<{ id: number; failures: number; retryAfter: number }> {
+  // Nothing older than the window counts any more: pruned here, so no sweeper is needed.
+  await db.query('DELETE FROM admin_login_attempts WHERE created_at < now() - make_interval(secs => $1)', [windowSeconds]);
+  const { rows: ins } = await db.query<{ id: number }>('INSERT INTO admin_login_attempts (email, ip) VALUES ($1, $2) RETURNING id', [email, ip]);
+  const { rows } = await db.query<{ failures: number; oldest: number | null }>(
+    `SELECT count(*)::int AS failures,
+            extract(epoch FROM min(created_at) + make_interval(secs => $3) - now())::int AS oldest
+       FROM admin_login_attempts
+      WHERE email = $1 AND ip = $2 AND NOT succeeded AND created_at > now() - make_interval(secs => $3)`,
+    [email, ip, windowSeconds],
+  );
+  return { id: ins[0]!.id, failures: rows[0]!.failures, retryAfter: Math.max(1, rows[0]!.oldest ?? windowSeconds) };
+}
+
+/** A successful sign-in clears the failures before it (for this email and IP). */
+export async function markLoginSucceeded(db: Queryable, attemptId: number, email: string, ip: string): Promise<void> {
+  await db.query('UPDATE admin_login_attempts SET succeeded = true WHERE id = $1', [attemptId]);
+  await db.query('DELETE FROM admin_login_attempts WHERE email = $1 AND ip = $2 AND NOT succeeded AND id < $3', [email, ip, attemptId]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The audit log.
+// ---------------------------------------------------------------------------------------------
+
+export interface AdminActionRow {
+  id: number;
+  admin_id: string;
+  admin_email?: string;
+  action: string;
+  target_type: 'user' | 'model';
+  target_id: string;
+  amount: number | null;
+  reason: string | null;
+  request_id: string;
+  idempotency_key: string | null;
+  fingerprint: string | null;
+  before: Record<string, unknown> | null;
+  after: Record<string, unknown> | null;
+  created_at: string;
+}
+
+export interface AdminActionInsert {
+  adminId: string;
+  action: string;
+  targetType: 'user' | 'model';
+  targetId: string;
+  amount?: number | null;
+  reason?: string | null;
+  requestId: string;
+  idempotencyKey?: string | null;
+  fingerprint?: string | null;
+  before: unknown;
+  after: unknown;
+}
+
+/** Appends an audit row; undefined when the admin already used this idempotency key. */
+export async function insertAdminAction(db: Queryable, a: AdminActionInsert): Promise<AdminActionRow | undefined> {
+  const { rows } = await db.query<AdminActionRow>(
+    `INSERT INTO admin_actions (admin_id, action, target_type, target_id, amount, reason, request_id, idempotency_key, fingerprint, before, after)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+     ON CONFLICT DO NOTHING RETURNING *`,
+    [
+      a.adminId,
+      a.action,
+      a.targetType,
+      a.targetId,
+      a.amount ?? null,
+      a.reason ?? null,
+      a.requestId,
+      a.idempotencyKey ?? null,
+      a.fingerprint ?? null,
+      JSON.stringify(a.before ?? null),
+      JSON.stringify(a.after ?? null),
+    ],
+  );
+  return rows[0];
+}
+
+export async function findAdminActionByKey(db: Queryable, adminId: string, key: string): Promise<AdminActionRow | undefined> {
+  const { rows } = await db.query<AdminActionRow>('SELECT * FROM admin_actions WHERE admin_id = $1 AND idempotency_key = $2', [adminId, key]);
+  return rows[0];
+}
+
+/** Newest first, keyset-paginated by id (before = the last id of the previous page). */
+export async function listAdminActions(
+  db: Queryable,
+  q: { before?: number; limit: number; targetType?: string; targetId?: string },
+): Promise<AdminActionRow[]> {
+  const { rows } = await db.query<AdminActionRow>(
+    `SELECT x.*, a.email AS admin_email FROM admin_actions x JOIN admins a ON a.id = x.admin_id
+      WHERE ($1::bigint IS NULL OR x.id < $1) AND ($2::text IS NULL OR x.target_type = $2) AND ($3::text IS NULL OR x.target_id = $3)
+      ORDER BY x.id DESC LIMIT $4`,
+    [q.before ?? null, q.targetType ?? null, q.targetId ?? null, q.limit],
+  );
+  return rows;
+}
