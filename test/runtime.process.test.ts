@@ -6,6 +6,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createTestDatabase, dropTestDatabase, withDatabase } from './db.js';
 import {
+  MAIN,
   errorLogs,
   freePort,
   isAlive,
@@ -117,6 +118,17 @@ describe('start-up failures: one clear line, exit 1', () => {
     const r = await failFast({ PORT: String(await freePort()), DATABASE_URL: missing });
     expect(r.code).toBe(1);
     expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^DATABASE_URL: .*database "rendio_no_such_database" does not exist/)]);
+  });
+
+  it('npm run migrate with an unreachable DATABASE_URL says so in one line too', { timeout: 60_000 }, async () => {
+    const cli = track(
+      startProcess(process.execPath, [MAIN.replace(/main\.js$/, 'scripts/migrate.js')], {
+        env: { DATABASE_URL: 'postgres://postgres@nowhere.invalid:1/x' },
+        cwd: await tmpDir('migrate'),
+      }),
+    );
+    expect((await cli.exited).code).toBe(1);
+    expect(cli.stderr().trim().split('\n')).toEqual([expect.stringMatching(/^DATABASE_URL: .*could not be resolved/)]);
   });
 
   it('a busy port fails before the embedded database is created or started', { timeout: 60_000 }, async () => {
