@@ -28,6 +28,12 @@ function isP256PrivateKey(pemText: string): boolean {
   }
 }
 
+/** A TCP port; NaN from `PORT=abc` gets the same plain sentence as an out-of-range number. */
+const port = (name: string, min: number) => {
+  const message = `${name} must be a port number (${min}-65535)`;
+  return z.coerce.number({ error: message }).int(message).min(min, message).max(65535, message);
+};
+
 const DEFAULT_APPLE_ROOT = fileURLToPath(new URL('../assets/apple/AppleRootCA-G3.cer', import.meta.url));
 const ProductMap = z.record(z.string().min(1), z.number().int().positive().max(100_000));
 /** The shipped app's consumable packs (ios-app.md §5): the credits are in the product id. */
@@ -40,7 +46,7 @@ export const DEFAULT_PRODUCTS: Record<string, number> = {
 const EnvSchema = z
   .object({
     NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
-    PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+    PORT: port('PORT', 0).default(3000),
     HOST: z.string().default('0.0.0.0'),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     DATA_DIR: z.string().default('./data'),
@@ -80,7 +86,7 @@ const EnvSchema = z
     /** /metrics on the public port requires `Authorization: Bearer <METRICS_TOKEN>`; without it /metrics is 404 there. */
     METRICS_TOKEN: z.string().min(16, 'METRICS_TOKEN must be at least 16 characters').optional(),
     /** Serves /metrics (without a token) on this port, bound to 127.0.0.1 only. */
-    METRICS_PORT: z.coerce.number().int().min(1).max(65535).optional(),
+    METRICS_PORT: port('METRICS_PORT', 1).optional(),
     INITIAL_GRANT_CREDITS: z.coerce.number().int().min(0).max(1000).default(10),
     /** Admin sign-in: failed attempts per email and client IP within the window before it is locked (429). */
     ADMIN_LOGIN_MAX_FAILURES: z.coerce.number().int().min(1).max(1000).default(5),

@@ -5,13 +5,16 @@ import path from 'node:path';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { startEmbeddedDatabase, type EmbeddedDatabase } from './db/embedded.js';
 import { migrate } from './db/migrate.js';
+import { listAvailableModels } from './db/queries/catalogue.js';
 import { createPool, whenDatabaseAvailable } from './db/pool.js';
 import { installQueueSchema } from './jobs/queue.js';
 import { createWorkerPool, startWorker } from './jobs/worker.js';
 import type { Runner } from 'graphile-worker';
+import type { Pool } from 'pg';
 import { createLogger, type Logger } from './logger.js';
+import { assertPortFree, checkDatabase, loadDotEnv, StartupError } from './runtime.js';
 import { startHttpServers, type ListeningServer } from './server.js';
-import { buildServices } from './services.js';
+import { buildServices, type Services } from './services.js';
 
 /** Start-up: config → database (embedded unless DATABASE_URL) → migrations → HTTP; shutdown in reverse. */
 
@@ -56,6 +59,7 @@ function warnAboutModes(config: Config, log: Logger) {
 }
 
 async function main() {
+  loadDotEnv();
   let config: Config;
   try {
     config = loadConfig();
@@ -68,33 +72,12 @@ async function main() {
   }
   const log = createLogger(config.logLevel);
 
+  // Everything start-up creates, so that shutdown (a signal, a fatal error, or a failed start-up)
+  // stops exactly what exists, in reverse order.
   let embedded: EmbeddedDatabase | undefined;
-  let databaseUrl = config.databaseUrl;
-  if (!databaseUrl) {
-    log.info({ dataDir: config.dataDir }, 'no DATABASE_URL: starting the embedded PostgreSQL');
-    embedded = await startEmbeddedDatabase(config.dataDir, log);
-    databaseUrl = embedded.url;
-  }
-
-  // Started while the database restarts (a supervisor restarting everything at once): wait for it.
-  const startupRetry = (err: unknown, attempt: number) => log.warn({ err, attempt }, 'database unavailable at start-up; retrying');
-  await whenDatabaseAvailable(() => migrate(databaseUrl, log), 120_000, startupRetry);
-  await whenDatabaseAvailable(() => installQueueSchema(databaseUrl), 120_000, startupRetry);
-  config = { ...config, jwt: { ...config.jwt, secret: await jwtSecretFor(config, log) } };
-  warnAboutModes(config, log);
-
-  // One pool per role (docs/ARCHITECTURE.md "Pools per role"): the API's fails fast (a request
-  // waits at most DATABASE_CONNECT_TIMEOUT_MS, then 503 ERR_6001 with Retry-After); the worker's is
-  // its own, sized for its concurrency and patient, so neither can starve the other.
-  const apiDb =
-    config.role === 'worker'
-      ? undefined
-      : createPool(databaseUrl, config.databasePoolMax, { connectionTimeoutMillis: config.databaseConnectTimeoutMs });
-  const workerDb = config.role === 'api' ? undefined : createWorkerPool(databaseUrl, config.worker.databasePoolMax, log);
-  // ROLE=worker serves no requests: the request-side services (built but unused) get the worker's pool.
-  const db = (apiDb ?? workerDb)!;
-  const services = buildServices({ config, db, workerDb, log, defaultMetrics: true, databaseUrl });
-
+  let apiDb: Pool | undefined;
+  let workerDb: Pool | undefined;
+  let services: Services | undefined;
   let servers: { api: ListeningServer; metrics: ListeningServer | undefined } | undefined;
   let worker: Runner | undefined;
   let stopping = false;
@@ -120,16 +103,18 @@ async function main() {
     await step('http', () => servers?.api.close());
     await step('metrics http', () => servers?.metrics?.close());
     await step('worker', () => worker?.stop());
-    await step('events', () => services.events.close());
-    await step('catalogue', () => services.catalogue.close());
-    await step('apns', () => services.push.close());
-    await step('error log', () => services.errorLog.drain());
+    await step('events', () => services?.events.close());
+    await step('catalogue', () => services?.catalogue.close());
+    await step('apns', () => services?.push.close());
+    await step('error log', () => services?.errorLog.drain());
     await step('api pool', () => apiDb?.end());
     await step('worker pool', () => workerDb?.end());
     await step('embedded postgres', () => embedded?.stop());
     log.info({ exitCode }, 'stopped');
     process.exit(exitCode);
   };
+  // Installed before anything starts, so a signal during start-up (e.g. Ctrl-C while migrating)
+  // also stops what was started so far.
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
   // Nothing may die silently: a rejection nobody handled or an exception nobody caught is logged
@@ -143,26 +128,66 @@ async function main() {
   process.on('unhandledRejection', fatal('unhandledRejection'));
   process.on('uncaughtException', fatal('uncaughtException'));
 
-  if (config.role !== 'api') {
-    worker = await startWorker({
-      ...services.worker,
-      pool: services.workerDb,
-      concurrency: config.worker.concurrency,
-      pollIntervalMs: config.worker.pollIntervalMs,
-      log,
-    });
-  }
-  if (config.role !== 'worker') {
-    try {
-      servers = await startHttpServers(services);
-    } catch (err) {
-      return fatal('listen')(err); // e.g. the port is taken: stop the worker and the database cleanly
+  try {
+    // Cheap checks first: a taken port or a wrong DATABASE_URL is reported in a line, before the
+    // embedded database is started (seconds) and migrated.
+    if (config.role !== 'worker') {
+      await assertPortFree('PORT', config.host, config.port);
+      if (config.metrics.port !== undefined) await assertPortFree('METRICS_PORT', '127.0.0.1', config.metrics.port);
     }
-    log.info({ port: servers.api.port, role: config.role, embedded: Boolean(embedded) }, `rendio listening on http://localhost:${servers.api.port}`);
-    if (servers.metrics) log.info({ port: servers.metrics.port }, `metrics on http://127.0.0.1:${servers.metrics.port}/metrics (loopback only)`);
-    else if (!config.metrics.token) log.info('/metrics is off: set METRICS_TOKEN (bearer on the public port) or METRICS_PORT (loopback only)');
-  } else {
-    log.info('worker started (ROLE=worker: no HTTP)');
+    let databaseUrl = config.databaseUrl;
+    if (databaseUrl) {
+      await checkDatabase(databaseUrl);
+    } else {
+      log.info({ dataDir: config.dataDir }, 'no DATABASE_URL: starting the embedded PostgreSQL');
+      embedded = await startEmbeddedDatabase(config.dataDir, log);
+      databaseUrl = embedded.url;
+    }
+
+    // Started while the database restarts (a supervisor restarting everything at once): wait for it.
+    const url = databaseUrl;
+    const startupRetry = (err: unknown, attempt: number) => log.warn({ err, attempt }, 'database unavailable at start-up; retrying');
+    await whenDatabaseAvailable(() => migrate(url, log), 120_000, startupRetry);
+    await whenDatabaseAvailable(() => installQueueSchema(url), 120_000, startupRetry);
+    config = { ...config, jwt: { ...config.jwt, secret: await jwtSecretFor(config, log) } };
+    warnAboutModes(config, log);
+
+    // One pool per role (docs/ARCHITECTURE.md "Pools per role"): the API's fails fast (a request
+    // waits at most DATABASE_CONNECT_TIMEOUT_MS, then 503 ERR_6001 with Retry-After); the worker's is
+    // its own, sized for its concurrency and patient, so neither can starve the other.
+    apiDb =
+      config.role === 'worker'
+        ? undefined
+        : createPool(databaseUrl, config.databasePoolMax, { connectionTimeoutMillis: config.databaseConnectTimeoutMs });
+    workerDb = config.role === 'api' ? undefined : createWorkerPool(databaseUrl, config.worker.databasePoolMax, log);
+    // ROLE=worker serves no requests: the request-side services (built but unused) get the worker's pool.
+    const db = (apiDb ?? workerDb)!;
+    services = buildServices({ config, db, workerDb, log, defaultMetrics: true, databaseUrl });
+    services.providers.announceSimulated(await listAvailableModels(services.db));
+
+    if (config.role !== 'api') {
+      worker = await startWorker({
+        ...services.worker,
+        pool: services.workerDb,
+        concurrency: config.worker.concurrency,
+        pollIntervalMs: config.worker.pollIntervalMs,
+        log,
+      });
+    }
+    if (config.role !== 'worker') {
+      servers = await startHttpServers(services);
+      log.info({ port: servers.api.port, role: config.role, embedded: Boolean(embedded) }, `rendio listening on http://localhost:${servers.api.port}`);
+      if (servers.metrics) log.info({ port: servers.metrics.port }, `metrics on http://127.0.0.1:${servers.metrics.port}/metrics (loopback only)`);
+      else if (!config.metrics.token) log.info('/metrics is off: set METRICS_TOKEN (bearer on the public port) or METRICS_PORT (loopback only)');
+    } else {
+      log.info('worker started (ROLE=worker: no HTTP)');
+    }
+  } catch (err) {
+    if (stopping) return; // a signal arrived during start-up: shutdown is already stopping what exists
+    // A StartupError is the whole story in one line; anything else is a bug or an outage: its stack.
+    if (err instanceof StartupError) console.error(err.message);
+    else log.fatal({ err }, 'start-up failed');
+    await shutdown('start-up failed', 1);
   }
 }
 

@@ -1,6 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -8,6 +6,7 @@ import { describe, expect, inject, it } from 'vitest';
 import { verifyLedger } from '../src/ledger/verify.js';
 import { createTestDatabase, dropTestDatabase, withDatabase } from './db.js';
 import { deviceToken } from './fakes/device-check.js';
+import { freePort, startServer, waitFor, waitForReady } from './process.js';
 
 /**
  * DESIGN §4.5 as a repeatable test: the server process SIGKILLs itself (FAULT_CRASH_AT) at each
@@ -15,42 +14,11 @@ import { deviceToken } from './fakes/device-check.js';
  * job must end exactly once, its hold captured or released, every ledger invariant intact.
  */
 
-const ROOT = path.resolve(import.meta.dirname, '..');
 const POINTS = ['generate:after-commit', 'submit:after-provider', 'ingest:after-store', 'complete:before-commit'] as const;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function server(env: Record<string, string>): { proc: ChildProcess; exited: Promise<number | null>; output: () => string } {
-  let out = '';
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  proc.stdout!.on('data', (d) => (out += d));
-  proc.stderr!.on('data', (d) => (out += d));
-  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code, signal) => resolve(signal === 'SIGKILL' ? -9 : code)));
-  return { proc, exited, output: () => out };
-}
-
-async function ready(port: number, output: () => string) {
-  for (let i = 0; i < 300; i++) {
-    try {
-      if ((await fetch(`http://127.0.0.1:${port}/ready`)).status === 200) return;
-    } catch {
-      // starting
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`server not ready:\n${output()}`);
-}
 
 describe('kill -9 between the steps of the generate flow', () => {
   for (const point of POINTS) {
-    it(`crash at ${point}: after a restart the job ends exactly once and the ledger holds`, { timeout: 90_000 }, async () => {
+    it(`crash at ${point}: after a restart the job ends exactly once and the ledger holds`, { timeout: 300_000 }, async () => {
       const adminUrl = inject('adminUrl');
       const dbName = await createTestDatabase(adminUrl);
       const databaseUrl = withDatabase(adminUrl, dbName);
@@ -71,8 +39,8 @@ describe('kill -9 between the steps of the generate flow', () => {
       const db = new pg.Client({ connectionString: databaseUrl });
       await db.connect();
       try {
-        const first = server({ ...env, FAULT_CRASH_AT: point });
-        await ready(port, first.output);
+        const first = startServer({ ...env, FAULT_CRASH_AT: point }, { cwd: os.tmpdir() });
+        await waitForReady(port, first);
         const onboard = await fetch(`http://127.0.0.1:${port}/functions/v1/device-check`, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
@@ -86,21 +54,25 @@ describe('kill -9 between the steps of the generate flow', () => {
             body: JSON.stringify({ model_id: 'simulator-text-to-video', prompt: `crash at ${point}` }),
           });
         await generate().catch(() => undefined); // at generate:after-commit the answer never comes
-        expect(await first.exited, first.output()).toBe(-9);
+        expect((await first.exited).signal, first.output()).toBe('SIGKILL');
 
         await new Promise((r) => setTimeout(r, 1100)); // let the lease and the quiet period lapse
-        const second = server(env);
+        const second = startServer(env, { cwd: os.tmpdir() });
         try {
-          await ready(port, second.output);
+          await waitForReady(port, second);
           // The client retries with the same key: the stored answer, never a second job.
           const retry = await generate();
           expect(retry.status).toBe(200);
           let job: any;
-          for (let i = 0; i < 200; i++) {
-            job = (await db.query('SELECT status, error_code FROM video_jobs WHERE user_id = $1', [onboard.user_id])).rows;
-            if (job.length === 1 && ['completed', 'failed'].includes(job[0].status)) break;
-            await new Promise((r) => setTimeout(r, 100));
-          }
+          await waitFor(
+            'the job to end',
+            async () => {
+              job = (await db.query('SELECT status, error_code FROM video_jobs WHERE user_id = $1', [onboard.user_id])).rows;
+              return job.length === 1 && ['completed', 'failed'].includes(job[0].status);
+            },
+            120_000,
+            second.output,
+          );
           expect(job, second.output()).toEqual([{ status: 'completed', error_code: null }]);
           const entries = (await db.query("SELECT kind FROM ledger_entries WHERE user_id = $1 AND kind IN ('hold', 'capture', 'release') ORDER BY id", [onboard.user_id])).rows.map((r) => r.kind);
           expect(entries).toEqual(['hold', 'capture']);

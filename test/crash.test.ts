@@ -1,78 +1,39 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { deviceToken } from './fakes/device-check.js';
+import { MAIN, freePort, isAlive, startProcess, startServer, waitFor, waitForReady, type ServerProcess } from './process.js';
 
 /**
  * The zero-setup promise under a crash (DESIGN §4.5): `npm start` on the embedded database,
  * kill -9 (which orphans the postgres child), start again — no manual step, nothing lost.
  */
 
-const ROOT = path.resolve(import.meta.dirname, '..');
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
+function start(dataDir: string, port: number): ServerProcess {
+  return startServer({ DATA_DIR: dataDir, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'info', DATABASE_URL: '', NODE_ENV: 'development' }, { cwd: os.tmpdir() });
 }
-
-function startServer(dataDir: string, port: number): { proc: ChildProcess; output: () => string } {
-  let out = '';
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    cwd: ROOT,
-    env: { ...process.env, DATA_DIR: dataDir, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'info', DATABASE_URL: '', NODE_ENV: 'development' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  proc.stdout!.on('data', (d) => (out += d));
-  proc.stderr!.on('data', (d) => (out += d));
-  return { proc, output: () => out };
-}
-
-async function waitForHealth(port: number, output: () => string, timeoutMs = 90_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    try {
-      const res = await fetch(`http://127.0.0.1:${port}/ready`);
-      if (res.status === 200) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`server did not become ready:\n${output()}`);
-}
-
-const exited = (p: ChildProcess) => new Promise<number | null>((resolve) => (p.exitCode !== null ? resolve(p.exitCode) : p.on('exit', (code) => resolve(code))));
 
 describe('kill -9 and restart on the embedded database', () => {
   const dataDir = path.join(os.tmpdir(), `rendio-crash-${process.pid}-${Date.now()}`);
-  const procs: ChildProcess[] = [];
+  const procs: ServerProcess[] = [];
   afterAll(async () => {
-    for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL');
+    for (const p of procs) if (p.proc.exitCode === null && p.proc.signalCode === null) p.proc.kill('SIGKILL');
     const pidFile = path.join(dataDir, 'pg', 'postmaster.pid');
     if (existsSync(pidFile)) {
-      try {
-        process.kill(Number(readFileSync(pidFile, 'utf8').split('\n')[0]), 'SIGINT');
-      } catch {
-        // already gone
-      }
-      await new Promise((r) => setTimeout(r, 1500));
+      const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
+      if (isAlive(pid)) process.kill(pid, 'SIGINT');
+      await waitFor('the orphaned postmaster to stop', () => !isAlive(pid), 60_000).catch(() => undefined);
     }
     await fs.rm(dataDir, { recursive: true, force: true });
   });
 
-  it('loses nothing and needs no manual step, even with postgres orphaned', { timeout: 240_000 }, async () => {
+  it('loses nothing and needs no manual step, even with postgres orphaned', { timeout: 600_000 }, async () => {
     const port = await freePort();
-    const first = startServer(dataDir, port);
-    procs.push(first.proc);
-    await waitForHealth(port, first.output);
+    const first = start(dataDir, port);
+    procs.push(first);
+    await waitForReady(port, first, 240_000);
 
     const deviceId = `crash-${Date.now()}`;
     const onboard = () =>
@@ -85,13 +46,13 @@ describe('kill -9 and restart on the embedded database', () => {
     expect(before).toMatchObject({ is_new: true, credits_remaining: 10 });
 
     first.proc.kill('SIGKILL');
-    await exited(first.proc);
+    await first.exited;
     const pid = Number(readFileSync(path.join(dataDir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0]);
     expect(() => process.kill(pid, 0), 'postgres should be orphaned, still running').not.toThrow();
 
-    const second = startServer(dataDir, port);
-    procs.push(second.proc);
-    await waitForHealth(port, second.output);
+    const second = start(dataDir, port);
+    procs.push(second);
+    await waitForReady(port, second, 240_000);
     expect(second.output()).toMatch(/orphaned postmaster/);
 
     const after = await onboard();
@@ -105,17 +66,16 @@ describe('kill -9 and restart on the embedded database', () => {
     expect(refreshed.status).toBe(200);
 
     // The CLI joins the running server's embedded database instead of stopping it.
-    const verify = spawn(process.execPath, ['--import', 'tsx', 'src/scripts/verify-ledger.ts'], {
-      cwd: ROOT,
-      env: { ...process.env, DATA_DIR: dataDir, DATABASE_URL: '', LOG_LEVEL: 'warn' },
-      stdio: 'ignore',
+    const verify = startProcess(process.execPath, [MAIN.replace(/main\.js$/, 'scripts/verify-ledger.js')], {
+      env: { DATA_DIR: dataDir, DATABASE_URL: '', LOG_LEVEL: 'warn' },
+      cwd: os.tmpdir(),
     });
-    expect(await exited(verify)).toBe(0);
+    expect((await verify.exited).code, verify.output()).toBe(0);
     expect((await fetch(`http://127.0.0.1:${port}/ready`)).status).toBe(200);
 
     // A graceful stop drains, closes the pool, then stops postgres last.
     second.proc.kill('SIGTERM');
-    expect(await exited(second.proc)).toBe(0);
+    expect((await second.exited).code).toBe(0);
     expect(existsSync(path.join(dataDir, 'pg', 'postmaster.pid'))).toBe(false);
   });
 });

@@ -1,7 +1,7 @@
 import { describe, expect, inject, it } from 'vitest';
 import pg from 'pg';
 import { migrate } from '../src/db/migrate.js';
-import { adminQuery, createTestDatabase, dropTestDatabase, withDatabase } from './db.js';
+import { adminQuery, createTestDatabase, dropTestDatabase, runPrefix, withDatabase } from './db.js';
 import { useTestApp } from './harness.js';
 
 describe('row-level security (Supabase-style, auth.uid())', () => {
@@ -56,7 +56,7 @@ describe('row-level security (Supabase-style, auth.uid())', () => {
 describe('migrations', () => {
   it('instances starting together apply each migration exactly once', async () => {
     const adminUrl = inject('adminUrl');
-    const name = `rendio_t_mig_${Date.now().toString(36)}`;
+    const name = `${runPrefix(inject('runId'))}mig_${Date.now().toString(36)}`;
     await adminQuery(adminUrl, `CREATE DATABASE ${name}`);
     const url = withDatabase(adminUrl, name);
     try {

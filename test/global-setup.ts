@@ -6,7 +6,8 @@ import { startEmbeddedDatabase, type EmbeddedDatabase } from '../src/db/embedded
 import { migrate } from '../src/db/migrate.js';
 import { installQueueSchema } from '../src/jobs/queue.js';
 import { createLogger } from '../src/logger.js';
-import { TEMPLATE_DB, adminQuery, withDatabase } from './db.js';
+import { build, isStale } from '../scripts/build.mjs';
+import { TEST_DB_PREFIX, adminQuery, newRunId, runPrefix, runStartedAt, templateDb, withDatabase } from './db.js';
 
 /**
  * Finds a PostgreSQL to test against — TEST_DATABASE_URL, else the local server on 5432 (CI runs
@@ -17,6 +18,7 @@ import { TEMPLATE_DB, adminQuery, withDatabase } from './db.js';
 declare module 'vitest' {
   export interface ProvidedContext {
     adminUrl: string;
+    runId: string;
   }
 }
 
@@ -34,6 +36,8 @@ async function reachable(url: string): Promise<boolean> {
 }
 
 let embedded: EmbeddedDatabase | undefined;
+/** No run lasts this long: an older run's databases are leftovers of an interrupted one. */
+const STALE_AFTER_MS = 6 * 3600_000;
 
 export default async function setup(project: TestProject) {
   let adminUrl = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -46,18 +50,30 @@ export default async function setup(project: TestProject) {
   const { rows } = await adminQuery(adminUrl, 'SHOW server_version');
   console.log(`[tests] PostgreSQL ${rows[0].server_version}`);
 
-  // Leftovers of an interrupted run, then a template migrated from scratch.
-  const stale = await adminQuery(adminUrl, "SELECT datname FROM pg_database WHERE datname LIKE 'rendio_t_%'");
-  for (const r of stale.rows) await adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${r.datname} WITH (FORCE)`);
-  await adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${TEMPLATE_DB} WITH (FORCE)`);
-  await adminQuery(adminUrl, `CREATE DATABASE ${TEMPLATE_DB}`);
-  await migrate(withDatabase(adminUrl, TEMPLATE_DB));
-  await installQueueSchema(withDatabase(adminUrl, TEMPLATE_DB));
+  // Tests that start the server as a process run the compiled dist/ (as `npm start` does).
+  if (await isStale()) await build({ quiet: true });
+
+  // This run's databases carry its id: another run on the same PostgreSQL is left alone. Leftovers
+  // of an interrupted run are dropped once they are older than any run lasts.
+  const runId = newRunId();
+  const dropAll = async (names: string[]) => {
+    for (const name of names) await adminQuery(adminUrl, `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+  };
+  const ours = async () =>
+    (await adminQuery(adminUrl, 'SELECT datname FROM pg_database WHERE starts_with(datname, $1)', [runPrefix(runId)])).rows.map((r) => r.datname);
+  const all = await adminQuery(adminUrl, 'SELECT datname FROM pg_database WHERE starts_with(datname, $1)', [TEST_DB_PREFIX]);
+  const staleBefore = Date.now() - STALE_AFTER_MS;
+  await dropAll(all.rows.map((r) => r.datname).filter((n: string) => (runStartedAt(n)?.getTime() ?? Infinity) < staleBefore));
+
+  const template = templateDb(runId);
+  await adminQuery(adminUrl, `CREATE DATABASE ${template}`);
+  await migrate(withDatabase(adminUrl, template));
+  await installQueueSchema(withDatabase(adminUrl, template));
   project.provide('adminUrl', adminUrl);
+  project.provide('runId', runId);
 
   return async () => {
-    const left = await adminQuery(adminUrl, "SELECT datname FROM pg_database WHERE datname LIKE 'rendio_t_%'");
-    for (const r of left.rows) await adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${r.datname} WITH (FORCE)`);
+    await dropAll(await ours());
     await embedded?.stop();
   };
 }

@@ -80,7 +80,7 @@ describe('guest onboarding under a burst (DeviceCheck fake)', () => {
   const onboard = (deviceId: string, device: string) =>
     t().post('/functions/v1/device-check', { body: { device_id: deviceId, device_token: deviceToken(device) } });
 
-  it('100 concurrent calls for one device create one user and one grant', async () => {
+  it('100 concurrent calls for one device create one user and one grant', { timeout: 180_000 }, async () => {
     const deviceId = randomUUID();
     const bodies = await Promise.all(Array.from({ length: 100 }, () => t().json(onboard(deviceId, 'phone-burst'))));
     expect(new Set(bodies.map((b) => b.user_id)).size).toBe(1);

@@ -39,7 +39,7 @@ describe('guest onboarding (device-check) without DeviceCheck configured', () =>
     expect(guest.credits).toBe(10);
   });
 
-  it('100 concurrent calls with one device_id create one user and one grant', async () => {
+  it('100 concurrent calls with one device_id create one user and one grant', { timeout: 180_000 }, async () => {
     const deviceId = randomUUID().toUpperCase();
     const responses = await Promise.all(
       Array.from({ length: 100 }, () =>

@@ -55,6 +55,26 @@ describe('operational endpoints', () => {
     expect(html).toContain('/functions/v1/device-check');
     expect(html).toContain('ERR_4001');
   });
+
+  it('every route the server answers is in /openapi.json, operational ones included', async () => {
+    const doc = await t().json(t().get('/openapi.json'));
+    // Hono's table of routes: `use` middleware is method ALL; `:name{regex}` params are OpenAPI's {name}.
+    const served = t()
+      .app.routes.filter((r) => r.method !== 'ALL')
+      .map((r) => `${r.method.toLowerCase()} ${r.path.replace(/:(\w+)(\{[^}]*\}\}?)?/g, '{$1}')}`);
+    const documented = Object.entries(doc.paths).flatMap(([path, item]) => Object.keys(item as object).map((m) => `${m} ${path}`));
+    expect(served.length).toBeGreaterThan(25);
+    expect([...new Set(served)].filter((r) => !documented.includes(r))).toEqual([]);
+    for (const path of ['/health', '/ready', '/metrics', '/storage/v1/object/sign/{bucket}/{key}']) expect(doc.paths).toHaveProperty([path]);
+  });
+
+  it('/docs shows each endpoint\'s request and response schemas and explains the lock mark, without emoji', async () => {
+    const html = await (await t().get('/docs')).text();
+    expect(html).toContain('Request body (application/json)');
+    expect(html).toMatch(/<h3 id="schema-Model">Model<\/h3>/);
+    expect(html).toMatch(/need <code>Authorization: Bearer &lt;access_token&gt;<\/code>/);
+    expect(html).not.toMatch(/\p{Extended_Pictographic}/u);
+  });
 });
 
 describe('configuration', () => {

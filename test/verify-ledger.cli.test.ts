@@ -9,7 +9,8 @@ const ROOT = path.resolve(import.meta.dirname, '..');
 
 async function verifyLedgerCli(databaseUrl: string): Promise<{ code: number; out: string }> {
   try {
-    const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', 'src/scripts/verify-ledger.ts'], {
+    // The compiled script, as `npm run verify-ledger` runs it (dist/ is built by the global setup).
+    const { stdout, stderr } = await run(process.execPath, [path.join(ROOT, 'dist', 'scripts', 'verify-ledger.js')], {
       cwd: ROOT,
       env: { ...process.env, DATABASE_URL: databaseUrl },
     });

@@ -12,7 +12,7 @@ describe('generate-video: idempotency, concurrency and validation', () => {
   const jobsOf = async (userId: string) =>
     (await t().db.query('SELECT count(*)::int AS n FROM video_jobs WHERE user_id = $1', [userId])).rows[0].n as number;
 
-  it('50 concurrent requests with one key make exactly one job and one hold', async () => {
+  it('50 concurrent requests with one key make exactly one job and one hold', { timeout: 180_000 }, async () => {
     const g = await t().createGuest();
     const key = randomUUID();
     const body = { model_id: SIM, prompt: 'one and only one' };
@@ -31,7 +31,7 @@ describe('generate-video: idempotency, concurrency and validation', () => {
     expect(((await replay.json()) as any).job_id).toBe(ok[0].job_id);
   });
 
-  it('200 concurrent requests with distinct keys from a user who can afford 7 → exactly 7 jobs, the rest 402', async () => {
+  it('200 concurrent requests with distinct keys from a user who can afford 7 → exactly 7 jobs, the rest 402', { timeout: 180_000 }, async () => {
     const g = await t().createGuest();
     await ledger.adminAdjust(t().db, { userId: g.userId, amount: -3, reason: 'test: leave 7 credits' });
     const responses = await Promise.all(Array.from({ length: 200 }, (_, i) => t().generate(g, { model_id: SIM, prompt: `clip ${i}` })));

@@ -1,10 +1,12 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
-import { listAvailableModels, publicModel } from '../db/queries/catalogue.js';
+import { listAvailableModels, publicModel, type ModelRow } from '../db/queries/catalogue.js';
 import type { Queryable } from '../db/pool.js';
 import type { Logger } from '../logger.js';
 
 export interface CatalogueSnapshot {
+  /** The available models, in catalogue order. */
+  rows: ModelRow[];
   /** get-models' body, serialised once. */
   body: string;
   etag: string;
@@ -38,8 +40,9 @@ export class CatalogueCache {
     if (this.snapshot && this.listener) return this.snapshot;
     await this.listen();
     const generation = this.generation;
-    const body = JSON.stringify({ models: (await listAvailableModels(this.db)).map(publicModel) });
-    const snapshot = { body, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"` };
+    const rows = await listAvailableModels(this.db);
+    const body = JSON.stringify({ models: rows.map(publicModel) });
+    const snapshot = { rows, body, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"` };
     if (this.listener && generation === this.generation) this.snapshot = snapshot;
     return snapshot;
   }

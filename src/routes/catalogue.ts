@@ -57,7 +57,14 @@ const getModelsRoute = createRoute({
   summary: 'Available models. Sends an ETag; If-None-Match with it answers 304',
   request: { headers: z.object({ 'if-none-match': z.string().optional() }) },
   responses: {
-    200: { description: 'Models', content: { 'application/json': { schema: z.object({ models: z.array(Model) }) } } },
+    200: {
+      description: 'Models',
+      headers: z.object({
+        'X-Rendio-Simulated-Models': z.string().optional().openapi({
+          description: 'Models whose provider has no credentials on this server: the simulator answers them with sample clips',
+        }),
+      }),
+      content: { 'application/json': { schema: z.object({ models: z.array(Model) }) } } },
     304: { description: 'Not modified' },
     ...errorResponses(503),
   },
@@ -108,7 +115,10 @@ const pick = (row: Record<string, unknown>, columns: string[]) => Object.fromEnt
 
 export function registerCatalogue(app: OpenAPIHono<AppEnv>, s: Services) {
   app.openapi(getModelsRoute, async (c) => {
-    const { body, etag } = await s.catalogue.models();
+    const { body, etag, rows } = await s.catalogue.models();
+    // For operators (curl -i), outside the body the app decodes: models answered with sample clips.
+    const simulated = s.providers.simulated(rows).map((m) => m.id);
+    if (simulated.length) c.header('X-Rendio-Simulated-Models', simulated.join(','));
     // Short max-age: an admin toggling a model should reach clients within minutes.
     c.header('ETag', etag);
     c.header('Cache-Control', 'public, max-age=300');

@@ -1,9 +1,51 @@
+import { createRoute, z } from '@hono/zod-openapi';
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { pendingMigrations } from '../db/migrate.js';
 import type { AppEnv } from '../http/context.js';
 import { requireOperatorToken } from '../http/middleware.js';
 import type { Services } from '../services.js';
+import { errorResponses } from './schemas.js';
+
+// Documented in /openapi.json like every route (tag "operations"); served by plain handlers because
+// their answers are for probes and Prometheus, not for the app.
+const healthRoute = createRoute({
+  method: 'get',
+  path: '/health',
+  tags: ['operations'],
+  summary: 'Liveness: the process answers (no database access); for restart probes',
+  responses: { 200: { description: 'Alive', content: { 'application/json': { schema: z.object({ status: z.literal('ok') }) } } } },
+});
+
+const readyRoute = createRoute({
+  method: 'get',
+  path: '/ready',
+  tags: ['operations'],
+  summary: 'Readiness: the database answers and no migration is pending; for load balancers',
+  responses: {
+    200: { description: 'Ready', content: { 'application/json': { schema: z.object({ status: z.literal('ready') }) } } },
+    503: {
+      description: 'Not ready: database unreachable or migrations pending',
+      content: {
+        'application/json': {
+          schema: z.object({ status: z.literal('not_ready'), reason: z.string(), pending: z.array(z.string()).optional() }),
+        },
+      },
+    },
+  },
+});
+
+const metricsRoute = createRoute({
+  method: 'get',
+  path: '/metrics',
+  tags: ['operations'],
+  summary: 'Prometheus metrics; on this port only with METRICS_TOKEN (bearer), else 404 (METRICS_PORT serves them on loopback)',
+  security: [{ metricsToken: [] }],
+  responses: {
+    200: { description: 'Prometheus text exposition', content: { 'text/plain': { schema: z.string() } } },
+    ...errorResponses(401, 404),
+  },
+});
 
 /** Prometheus exposition of this process's registry (the public port's guarded route and METRICS_PORT's). */
 export const serveMetrics = (s: Pick<Services, 'metrics'>) => async (c: Context) =>
@@ -11,6 +53,13 @@ export const serveMetrics = (s: Pick<Services, 'metrics'>) => async (c: Context)
 
 /** Liveness, readiness (public) and Prometheus metrics (guarded): operational endpoints, outside the API contract. */
 export function registerHealth(app: OpenAPIHono<AppEnv>, s: Services) {
+  app.openAPIRegistry.registerComponent('securitySchemes', 'metricsToken', {
+    type: 'http',
+    scheme: 'bearer',
+    description: 'The operator token METRICS_TOKEN (not a user token)',
+  });
+  for (const route of [healthRoute, readyRoute, metricsRoute]) app.openAPIRegistry.registerPath(route);
+
   app.get('/health', (c) => c.json({ status: 'ok' }));
 
   app.get('/ready', async (c) => {
