@@ -241,6 +241,7 @@ export function registerStorage(app: OpenAPIHono<AppEnv>, s: Services) {
     },
   });
   app.openAPIRegistry.registerPath(uploadRoute);
+  app.openAPIRegistry.registerPath({ ...uploadRoute, method: 'put', summary: 'Upload or replace an input image (supabase-js update()): as POST, always overwriting' });
   app.post(uploadPath, apiKey, uploadLimit, withUser, upload('header'));
   app.put(uploadPath, apiKey, uploadLimit, withUser, upload('always'));
 
@@ -296,6 +297,7 @@ export function registerStorage(app: OpenAPIHono<AppEnv>, s: Services) {
   // Authenticated read of the caller's own objects. Its bucket pattern names the buckets, so the
   // public/ and sign/ paths above never reach it.
   app.openAPIRegistry.registerPath(ownDownloadRoute);
+  app.openAPIRegistry.registerPath({ ...ownDownloadRoute, path: '/storage/v1/object/authenticated/{bucket}/{key}', summary: 'The same download under supabase-js\'s authenticated/ path' });
   for (const path of ['/storage/v1/object/authenticated/:bucket{[a-z0-9_-]+}/:key{.+}', '/storage/v1/object/:bucket{thumbnails|videos}/:key{.+}']) {
     app.get(path, apiKey, withUser, async (c) => {
       const { bucket, key, row } = await ownObject(c);
