@@ -29,6 +29,9 @@ export function buildApp(s: Services) {
     throw new ApiError('ERR_4007', { resource: 'route' });
   });
   app.use('*', requestContext(s.log, s.metrics));
+  // The ceiling on everything one address sends; callbacks are authenticated by signature and come
+  // from a provider's few addresses, so they are not counted.
+  app.use('*', exceptCallbacks(s.rateLimits.middleware('global')));
 
   // Browsers (supabase-js in a web app) on the configured origins only. A preflight carries no
   // apikey, so it is answered here, before the apikey check; the headers are those supabase-js sends.
@@ -39,7 +42,7 @@ export function buildApp(s: Services) {
         origin: s.config.corsOrigins,
         allowMethods: ['GET', 'HEAD', 'POST', 'PATCH', 'PUT', 'DELETE', 'OPTIONS'],
         allowHeaders: ['authorization', 'apikey', 'content-type', 'x-client-info', 'idempotency-key', 'prefer', 'range', 'accept-profile', 'content-profile', 'x-supabase-api-version', 'accept-language', 'x-request-id'],
-        exposeHeaders: ['x-request-id', 'content-range', 'x-idempotent-replay', 'retry-after', 'content-language'],
+        exposeHeaders: ['x-request-id', 'content-range', 'x-idempotent-replay', 'retry-after', 'content-language', 'ratelimit', 'ratelimit-policy'],
         maxAge: 600,
       }),
     );

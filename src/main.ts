@@ -117,6 +117,7 @@ async function main() {
     await step('worker', () => worker?.stop());
     await step('events', () => services.events.close());
     await step('error log', () => services.errorLog.drain());
+    await step('rate limits', () => services.rateLimits.close());
     await step('api pool', () => apiDb?.end());
     await step('worker pool', () => workerDb?.end());
     await step('embedded postgres', () => embedded?.stop());

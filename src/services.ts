@@ -18,6 +18,8 @@ import { AccountDeletionService } from './auth/account-deletion.js';
 import type { GenerationService } from './jobs/generate.js';
 import type { VideoJobService } from './jobs/video-jobs.js';
 import { JobEvents } from './jobs/events.js';
+import { RateLimits } from './http/rate-limit.js';
+import { clientIpResolver } from './http/client-ip.js';
 import type { WorkerDeps } from './jobs/worker.js';
 
 /** Everything a route may use, built once at start-up (main.ts) or per test (test/harness.ts). */
@@ -45,6 +47,7 @@ export interface Services {
   worker: WorkerDeps;
   /** The worker role's pool (the API's `db` when none was given, e.g. tests without a worker). */
   workerDb: pg.Pool;
+  rateLimits: RateLimits;
 }
 
 import { AppleDeviceCheck } from './apple/device-check.js';
@@ -91,6 +94,7 @@ export function buildServices(opts: {
   const tokens = new Tokens(config.jwt.secret, config.jwt.issuer, config.jwt.accessTtlSeconds, opts.now);
   const sessions = new Sessions(db, tokens, config.jwt.refreshTtlDays);
   const deviceCheck = config.deviceCheck ? new AppleDeviceCheck(config.deviceCheck, opts.now) : undefined;
+  const rateLimits = new RateLimits(config.rateLimits, db, clientIpResolver(config.trustProxy), log);
   const onboarding = new Onboarding(db, sessions, deviceCheck, config.initialGrantCredits, log);
   const store =
     opts.store ??
@@ -165,5 +169,6 @@ export function buildServices(opts: {
     accountDeletion,
     worker,
     workerDb,
+    rateLimits,
   };
 }

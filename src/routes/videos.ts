@@ -53,7 +53,7 @@ const generateRoute = createRoute({
   },
   responses: {
     200: { description: 'Queued', content: { 'application/json': { schema: GenerateResponse } } },
-    ...errorResponses(400, 401, 402, 403, 404, 409, 415, 422),
+    ...errorResponses(400, 401, 402, 403, 404, 409, 415, 422, 429),
   },
 });
 
@@ -175,6 +175,8 @@ export function registerVideos(app: OpenAPIHono<AppEnv>, s: Services) {
 
   const auth = requireUser(authOptions(s));
   app.use(generateRoute.path, auth);
+  // Before the idempotency claim: a refused request leaves its key unused.
+  app.use(generateRoute.path, s.rateLimits.middleware('generate-video'));
   (app as unknown as OpenAPIHono<IdempotentEnv>).use(generateRoute.path, idempotency(s.db, { ttlHours: s.config.idempotencyKeyTtlHours, lockSeconds: s.config.idempotencyLockSeconds }));
   (app as unknown as OpenAPIHono<IdempotentEnv>).openapi(generateRoute, async (c) => {
     const body = c.req.valid('json');
