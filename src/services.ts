@@ -19,6 +19,7 @@ import type { GenerationService } from './jobs/generate.js';
 import type { VideoJobService } from './jobs/video-jobs.js';
 import { JobEvents } from './jobs/events.js';
 import { RateLimits } from './http/rate-limit.js';
+import { KeyedLock } from './db/keyed-lock.js';
 import { clientIpResolver } from './http/client-ip.js';
 import type { WorkerDeps } from './jobs/worker.js';
 
@@ -95,7 +96,7 @@ export function buildServices(opts: {
   const sessions = new Sessions(db, tokens, config.jwt.refreshTtlDays);
   const deviceCheck = config.deviceCheck ? new AppleDeviceCheck(config.deviceCheck, opts.now) : undefined;
   const rateLimits = new RateLimits(config.rateLimits, db, clientIpResolver(config.trustProxy), log);
-  const onboarding = new Onboarding(db, sessions, deviceCheck, config.initialGrantCredits, log);
+  const onboarding = new Onboarding(db, sessions, deviceCheck, config.initialGrantCredits, log, new KeyedLock(db, 'onboarding-address'));
   const store =
     opts.store ??
     (config.s3

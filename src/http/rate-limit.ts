@@ -4,6 +4,7 @@ import { Redis } from 'ioredis';
 import type pg from 'pg';
 import { RateLimiterMemory, RateLimiterPostgres, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { LimitKind, LimitRule, RateLimitConfig, RateLimitPolicyName } from '../config.js';
+import { isDatabaseUnavailable } from '../db/pool.js';
 import type { Logger } from '../logger.js';
 import { ApiError } from './api-error.js';
 import { addressKey, type ClientIpResolver } from './client-ip.js';
@@ -92,7 +93,9 @@ export class RateLimits {
         outcomes.push({ limiter, res: await limiter.limiter.consume(storeKey(key)) });
       } catch (err) {
         if (!(err instanceof RateLimiterRes)) {
-          // Only a `closed` policy gets here (an insured one answered from memory).
+          // Only a `closed` policy gets here (an insured one answered from memory). With the
+          // PostgreSQL store the database itself is down: that answer (ERR_6001) is the true one.
+          if (isDatabaseUnavailable(err)) throw err;
           this.log.warn({ err, policy }, 'rate limit store unavailable; refusing (policy fails closed)');
           throw new ApiError('ERR_5002', { service: 'rate_limiter' }, { 'Retry-After': '5' });
         }

@@ -2,6 +2,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { AppEnv } from '../http/context.js';
 import type { Services } from '../services.js';
+import { addressKey } from '../http/client-ip.js';
 import { deviceIdFromBody } from '../http/rate-limit.js';
 import { errorResponses } from './schemas.js';
 
@@ -59,7 +60,7 @@ export function registerDeviceCheck(app: OpenAPIHono<AppEnv>, s: Services) {
   app.use(route.path, s.rateLimits.middleware('device-check', deviceIdFromBody));
   app.openapi(route, async (c) => {
     const { device_id, device_token } = c.req.valid('json');
-    const r = await s.onboarding.onboard(device_id, device_token);
+    const r = await s.onboarding.onboard(device_id, device_token, addressKey(s.rateLimits.clientIp(c)));
     return c.json(
       {
         success: true as const,
