@@ -20,6 +20,7 @@ import type { VideoJobService } from './jobs/video-jobs.js';
 import { JobEvents } from './jobs/events.js';
 import { RateLimits } from './http/rate-limit.js';
 import { KeyedLock } from './db/keyed-lock.js';
+import { RetentionService } from './jobs/retention.js';
 import { clientIpResolver } from './http/client-ip.js';
 import type { WorkerDeps } from './jobs/worker.js';
 
@@ -143,6 +144,7 @@ export function buildServices(opts: {
     accountDeletion: workerDb === db ? accountDeletion : new AccountDeletionService(workerDb, workerJobs, store, log),
     cleanupIdempotencyKeys: () => deleteExpiredKeys(workerDb),
     cleanupUsedIdentityTokens: () => deleteExpiredIdentityTokens(workerDb),
+    retention: new RetentionService(workerDb, store, config.retention, log),
   };
   if (workerDb !== db) {
     metrics.gauge('rendio_worker_db_pool_total', 'Connections in the worker pool', () => workerDb.totalCount);

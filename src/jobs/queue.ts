@@ -16,7 +16,13 @@ export type TaskName =
   | 'cleanup_idempotency_keys'
   | 'cleanup_used_identity_tokens'
   | 'send_consumption_info'
-  | 'purge_deleted_account';
+  | 'purge_deleted_account'
+  | 'retention_error_log'
+  | 'retention_sessions'
+  | 'retention_webhook_events'
+  | 'retention_app_store_notifications'
+  | 'retention_rate_limits'
+  | 'retention_videos';
 
 export interface EnqueueOptions {
   runAt?: Date;

@@ -160,14 +160,18 @@ function decodeCursor(cursor: string): string {
 }
 
 export function registerVideos(app: OpenAPIHono<AppEnv>, s: Services) {
+  // A job past VIDEO_RETENTION_DAYS has no files any more: listed, without URLs.
+  const fileUrls = async (job: VideoJobRow) => ({
+    video_url: job.video_key && !job.expired_at ? await s.store.signedUrl(RESULTS_BUCKET, job.video_key, s.config.signedUrlTtlSeconds) : null,
+    thumbnail_url: job.thumbnail_key && !job.expired_at ? await s.store.signedUrl(RESULTS_BUCKET, job.thumbnail_key, s.config.signedUrlTtlSeconds) : null,
+  });
   const view = async (job: VideoJobRow): Promise<z.infer<typeof JobView>> => ({
     job_id: job.job_id,
     status: PUBLIC_STATUS[job.status],
     prompt: job.prompt,
     model_name: job.model_name,
     credits_used: job.credits_used,
-    video_url: job.video_key ? await s.store.signedUrl(RESULTS_BUCKET, job.video_key, s.config.signedUrlTtlSeconds) : null,
-    thumbnail_url: job.thumbnail_key ? await s.store.signedUrl(RESULTS_BUCKET, job.thumbnail_key, s.config.signedUrlTtlSeconds) : null,
+    ...(await fileUrls(job)),
     error_code: job.error_code,
     error_message: job.error_message,
     created_at: job.created_at,

@@ -26,6 +26,8 @@ export interface VideoJobRow {
   submitted_at: string | null;
   completed_at: string | null;
   deleted_at: string | null;
+  /** Set when VIDEO_RETENTION_DAYS deleted the stored files (src/jobs/retention.ts). */
+  expired_at: string | null;
   // joined from models
   model_name: string;
   provider_model_id: string;
