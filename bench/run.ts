@@ -18,13 +18,14 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import pg from 'pg';
+import { loadConfig } from '../src/config.js';
 import { createPool } from '../src/db/pool.js';
+import { RateLimits } from '../src/http/rate-limit.js';
 import { startEmbeddedDatabase, type EmbeddedDatabase } from '../src/db/embedded.js';
 import { adminAdjust } from '../src/ledger/ledger.js';
 import { verifyLedger } from '../src/ledger/verify.js';
 import { createLogger } from '../src/logger.js';
 import { adminQuery, withDatabase } from '../test/db.js';
-import { deviceToken } from '../test/fakes/device-check.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -32,6 +33,8 @@ const { values: args } = parseArgs({
     connections: { type: 'string', default: '20' },
     users: { type: 'string', default: '40' },
     'database-url': { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/postgres' },
+    /** Also time the limiter on this Redis (e.g. redis://127.0.0.1:6379). */
+    'redis-url': { type: 'string' },
     out: { type: 'string', default: path.join('bench', 'last-run.json') },
   },
 });
@@ -111,12 +114,16 @@ async function main() {
     );
 
     console.table(results);
+    const limiter = [await limiterLatency(dbUrl, undefined)];
+    if (args['redis-url']) limiter.push(await limiterLatency(dbUrl, args['redis-url']));
+    console.log("rate limiter's added latency per generate-video request (global + generate-video rules, sequential):");
+    console.table(limiter);
     const violations = await withClient(dbUrl, (c) => verifyLedger(c));
     const jobs = await withClient(dbUrl, async (c) => (await c.query('SELECT status, count(*)::int AS n FROM video_jobs GROUP BY status ORDER BY status')).rows);
     console.log('jobs by state at the end:', Object.fromEntries(jobs.map((r) => [r.status, r.n])));
     writeFileSync(
       path.join(ROOT, args.out),
-      `${JSON.stringify({ at: new Date().toISOString(), postgres: version, node: process.version, duration_s: DURATION_S, connections: CONNECTIONS, users: USERS, results }, null, 2)}\n`,
+      `${JSON.stringify({ at: new Date().toISOString(), postgres: version, node: process.version, duration_s: DURATION_S, connections: CONNECTIONS, users: USERS, results, limiter }, null, 2)}\n`,
     );
     if (violations.length > 0) {
       console.error('LEDGER INVARIANTS VIOLATED after the benchmark:', JSON.stringify(violations, null, 2));
@@ -132,6 +139,39 @@ async function main() {
     await adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).catch(() => undefined);
     await embedded?.stop();
     rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+const UNREACHABLE_LIMITS = 'global.ip=1000000000/60,generate-video.user=1000000000/3600,generate-video.ip=1000000000/3600,device-check.ip=1000000/3600';
+
+/**
+ * The limiter alone, in this process against the bench database (or Redis): what it adds to one
+ * generate-video request — the global rule and generate-video's two rules, one store round trip each.
+ */
+async function limiterLatency(dbUrl: string, redisUrl: string | undefined): Promise<{ store: string; samples: number; p50_ms: number; p99_ms: number }> {
+  const pool = createPool(dbUrl, 4);
+  const config = loadConfig({ DATABASE_URL: dbUrl, RATE_LIMITS: UNREACHABLE_LIMITS, REDIS_URL: redisUrl, RATE_LIMIT_KEY_PREFIX: `bench-${randomBytes(4).toString('hex')}` });
+  const limits = new RateLimits(config.rateLimits, pool, () => '127.0.0.1', createLogger('silent'));
+  const users = Array.from({ length: 40 }, () => randomUUID());
+  const once = async (i: number) => {
+    await limits.consume('global', { ip: '127.0.0.1' });
+    await limits.consume('generate-video', { ip: '127.0.0.1', user: users[i % users.length] });
+  };
+  try {
+    await limits.ready();
+    for (let i = 0; i < 200; i++) await once(i); // warm up: connections, prepared statements
+    const samples: number[] = [];
+    for (let i = 0; i < 2000; i++) {
+      const started = performance.now();
+      await once(i);
+      samples.push(performance.now() - started);
+    }
+    samples.sort((a, b) => a - b);
+    const at = (q: number) => Math.round(samples[Math.floor(q * (samples.length - 1))]! * 1000) / 1000;
+    return { store: redisUrl ? 'redis' : 'postgres', samples: samples.length, p50_ms: at(0.5), p99_ms: at(0.99) };
+  } finally {
+    await limits.close();
+    await pool.end();
   }
 }
 
@@ -175,6 +215,8 @@ function startServer(dbUrl: string, dataDir: string, port: number): ChildProcess
       LOG_LEVEL: 'error',
       SIMULATOR_DELAY_MS: '0',
       WORKER_POLL_INTERVAL_MS: '200',
+      // The limiter runs (its cost is part of every number) but never refuses: one address, few users.
+      RATE_LIMITS: UNREACHABLE_LIMITS,
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
@@ -192,7 +234,9 @@ async function waitUntilReady(base: string, server: ChildProcess): Promise<void>
   throw new Error('the server was not ready within 60 s');
 }
 
-/** Guests through the real onboarding, each topped up (audited admin adjustment) so no request is 402. */
+/**
+ * Guests through the real onboarding (no DeviceCheck configured, so any well-formed token; the fake's
+ * module imports vitest and cannot load here), each topped up (audited admin adjustment) so no request is 402. */
 async function onboardUsers(base: string, dbUrl: string): Promise<string[]> {
   const tokens: string[] = [];
   const pool = createPool(dbUrl, 1);
@@ -201,7 +245,7 @@ async function onboardUsers(base: string, dbUrl: string): Promise<string[]> {
       const res = await fetch(`${base}/functions/v1/device-check`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ device_id: randomUUID().toUpperCase(), device_token: deviceToken(`bench-${i}`) }),
+        body: JSON.stringify({ device_id: randomUUID().toUpperCase(), device_token: randomBytes(64).toString('base64') }),
       });
       const body = (await res.json()) as { user_id: string; access_token: string };
       if (!res.ok) throw new Error(`device-check failed: ${JSON.stringify(body)}`);

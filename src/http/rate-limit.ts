@@ -127,6 +127,13 @@ export class RateLimits {
     };
   }
 
+  /** Resolves once the Redis store is connected (at once for PostgreSQL): until then, policies answer from their fallback. */
+  async ready(): Promise<void> {
+    const redis = this.redis;
+    if (!redis || redis.status === 'ready') return;
+    await new Promise<void>((resolve) => redis.once('ready', () => resolve()));
+  }
+
   async close(): Promise<void> {
     this.redis?.disconnect();
   }
