@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../src/config.js';
 import * as ledger from '../src/ledger/ledger.js';
 import { deviceToken } from './fakes/device-check.js';
 import { createTestApp, useTestApp, type TestApp } from './harness.js';
@@ -240,5 +241,37 @@ describe('the global per-address ceiling', () => {
     expect(body.error.code).toBe('ERR_4004');
     expect(refused.headers.get('ratelimit-policy')).toBe('"global.ip";q=3;w=60');
     expect((await t().get('/functions/v1/get-models', { remoteAddress: '192.0.2.31' })).status).not.toBe(429);
+  });
+});
+
+describe('rate limit configuration', () => {
+  const load = (env: Record<string, string>) => () => loadConfig({ NODE_ENV: 'test', ...env });
+
+  it('has the production defaults, and RATE_LIMITS overrides single rules', () => {
+    const defaults = loadConfig({ NODE_ENV: 'test' }).rateLimits.policies;
+    expect(defaults['generate-video'].rules).toEqual({ user: { points: 10, seconds: 3600 }, ip: { points: 10, seconds: 3600 } });
+    expect(defaults['device-check']).toMatchObject({ rules: { ip: { points: 5, seconds: 3600 } }, whenStoreDown: 'closed' });
+    const changed = loadConfig({ NODE_ENV: 'test', RATE_LIMITS: 'generate-video.user=20/60, device-check.ip=off' }).rateLimits.policies;
+    expect(changed['generate-video'].rules).toEqual({ user: { points: 20, seconds: 60 }, ip: { points: 10, seconds: 3600 } });
+    expect(changed['device-check'].rules.ip).toBeUndefined();
+  });
+
+  it.each([
+    [{ RATE_LIMITS: 'generate-video.user=ten/3600' }, 'RATE_LIMITS'],
+    [{ RATE_LIMITS: 'no-such-endpoint.ip=1/60' }, 'RATE_LIMITS'],
+    [{ RATE_LIMITS: 'global.ip=0/60' }, 'RATE_LIMITS'],
+    [{ TRUST_PROXY: 'my-load-balancer' }, 'TRUST_PROXY'],
+    [{ TRUST_PROXY: '10.0.0.0/33' }, 'TRUST_PROXY'],
+  ])('refuses %o at start-up', (env, name) => {
+    expect(load(env)).toThrow(ConfigError);
+    expect(load(env)).toThrow(name);
+  });
+
+  it('accepts TRUST_PROXY as hops or as addresses and CIDRs', () => {
+    expect(loadConfig({ NODE_ENV: 'test', TRUST_PROXY: '2' }).trustProxy).toEqual({ kind: 'hops', hops: 2 });
+    expect(loadConfig({ NODE_ENV: 'test', TRUST_PROXY: '10.0.0.0/8, 2001:db8::/32,192.0.2.1' }).trustProxy).toEqual({
+      kind: 'cidrs',
+      cidrs: ['10.0.0.0/8', '2001:db8::/32', '192.0.2.1'],
+    });
   });
 });
