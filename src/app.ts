@@ -29,9 +29,6 @@ export function buildApp(s: Services) {
     throw new ApiError('ERR_4007', { resource: 'route' });
   });
   app.use('*', requestContext(s.log, s.metrics));
-  // The ceiling on everything one address sends; callbacks are authenticated by signature and come
-  // from a provider's few addresses, so they are not counted.
-  app.use('*', exceptCallbacks(s.rateLimits.middleware('global')));
 
   // Browsers (supabase-js in a web app) on the configured origins only. A preflight carries no
   // apikey, so it is answered here, before the apikey check; the headers are those supabase-js sends.
@@ -47,6 +44,10 @@ export function buildApp(s: Services) {
       }),
     );
   }
+
+  // The ceiling on everything one address sends (after CORS, so a browser can read a 429); callbacks
+  // are authenticated by signature and come from a provider's few addresses, so they are not counted.
+  app.use('*', exceptCallbacks(s.rateLimits.middleware('global')));
 
   // The Supabase-shaped API surface: apikey, JSON-only bodies, bounded size, text the database can
   // store (no U+0000, no lone surrogates) in the query and the body. Server-to-server

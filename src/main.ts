@@ -89,6 +89,9 @@ async function main() {
   // ROLE=worker serves no requests: the request-side services (built but unused) get the worker's pool.
   const db = (apiDb ?? workerDb)!;
   const services = buildServices({ config, db, workerDb, log, defaultMetrics: true, databaseUrl });
+  // A limiter Redis still connecting would make the first requests count per instance (insurance):
+  // give it a few seconds before serving, but never refuse to start for it.
+  await Promise.race([services.rateLimits.ready(), new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
 
   let servers: { api: ListeningServer; metrics: ListeningServer | undefined } | undefined;
   let worker: Runner | undefined;

@@ -188,6 +188,8 @@ describe('rate limits with Redis (REDIS_URL)', () => {
   it('two server instances share the counters through Redis, not PostgreSQL', async () => {
     const other = await createTestApp(env, { sharing: t() });
     try {
+      // Until its Redis connection is up an instance counts in its own memory (the insurance).
+      await Promise.all([t().services.rateLimits.ready(), other.services.rateLimits.ready()]);
       const g = await richGuest(t());
       await expectAllOk(await Promise.all(Array.from({ length: 6 }, () => generate(t(), g))));
       await expectAllOk(await Promise.all(Array.from({ length: 4 }, () => generate(other, g))));
