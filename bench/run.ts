@@ -30,6 +30,7 @@ import { verifyLedger } from '../src/ledger/verify.js';
 import { createLogger } from '../src/logger.js';
 import { adminQuery, withDatabase } from '../test/db.js';
 import { clusterCpuMs, coldStartMs, freePort, measure, peakRssMib, spawnNode, stop, waitForAnswer, type Load, type Measured } from './measure.js';
+import { UNREACHABLE_LIMITS, limiterLatency } from './limiter.js';
 import { writeReport, type Row } from './report.js';
 
 const { values: args } = parseArgs({
@@ -41,6 +42,8 @@ const { values: args } = parseArgs({
     users: { type: 'string', default: '40' },
     'database-url': { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/postgres' },
     'no-embedded': { type: 'boolean', default: false },
+    /** Also time the limiter on this Redis (e.g. redis://127.0.0.1:6379). */
+    'redis-url': { type: 'string' },
   },
 });
 const LOAD: Load = { durationS: Number(args.duration), rounds: Number(args.rounds), warmupS: Number(args.warmup), connections: Number(args.connections) };
@@ -175,6 +178,10 @@ async function main() {
       ...(embeddedStartMs !== undefined ? [{ name: 'cold start to /health, embedded PostgreSQL (existing data dir)', value: embeddedStartMs, unit: 'ms' } as Row] : []),
     );
 
+    const limiter = [await limiterLatency(dbUrl, undefined)];
+    if (args['redis-url']) limiter.push(await limiterLatency(dbUrl, args['redis-url']));
+    for (const l of limiter) rows.push({ name: `rate limiter's added latency per generate-video (${l.store})`, value: l.p50_ms, unit: 'ms median', detail: `p99 ${l.p99_ms} ms`, target: '< 1 ms', met: l.p50_ms < 1 });
+
     const violations = await withClient(dbUrl, (c) => verifyLedger(c));
     writeReport(ROOT, rows, {
       at: new Date().toISOString(),
@@ -216,6 +223,8 @@ function serverProcess(dbUrl: string | undefined, dataDir: string, env: Record<s
     LOG_LEVEL: 'error',
     SIMULATOR_DELAY_MS: '0',
     WORKER_POLL_INTERVAL_MS: '200',
+    // The limiter runs (its cost is part of every number) but never refuses: one address, few users.
+    RATE_LIMITS: UNREACHABLE_LIMITS,
     ...env,
   });
 }

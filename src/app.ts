@@ -43,11 +43,15 @@ export function buildApp(s: Services) {
         origin: s.config.corsOrigins,
         allowMethods: ['GET', 'HEAD', 'POST', 'PATCH', 'PUT', 'DELETE', 'OPTIONS'],
         allowHeaders: ['authorization', 'apikey', 'content-type', 'x-client-info', 'idempotency-key', 'prefer', 'range', 'accept-profile', 'content-profile', 'x-supabase-api-version', 'accept-language', 'x-request-id'],
-        exposeHeaders: ['x-request-id', 'content-range', 'x-idempotent-replay', 'retry-after', 'content-language'],
+        exposeHeaders: ['x-request-id', 'content-range', 'x-idempotent-replay', 'retry-after', 'content-language', 'ratelimit', 'ratelimit-policy'],
         maxAge: 600,
       }),
     );
   }
+
+  // The ceiling on everything one address sends (after CORS, so a browser can read a 429); callbacks
+  // are authenticated by signature and come from a provider's few addresses, so they are not counted.
+  app.use('*', exceptCallbacks(s.rateLimits.middleware('global')));
 
   // The Supabase-shaped API surface: apikey, JSON-only bodies, bounded size, text the database can
   // store (no U+0000, no lone surrogates) in the query and the body. Server-to-server

@@ -1,5 +1,6 @@
 import { createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import type { SignInWithAppleConfig } from './apple/sign-in.js';
@@ -183,6 +184,30 @@ const EnvSchema = z
     /** A PEM CA certificate the APNs connection trusts instead of the public CAs (a local fake's test CA). */
     APNS_CA_FILE: z.string().min(1).optional(),
     APNS_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(10_000),
+    /** Rate limits on (default). Off only for tests that are about something else (test/harness.ts). */
+    RATE_LIMITS_ENABLED: bool.default(true),
+    /** Overrides of the default limits: `policy.kind=points/seconds` or `policy.kind=off`, comma-separated (docs/ARCHITECTURE.md). */
+    RATE_LIMITS: z.string().default(''),
+    /** Prefix of every limiter key (lets instances of different deployments share one Redis). */
+    RATE_LIMIT_KEY_PREFIX: z.string().regex(/^[\w.-]{1,64}$/).default('rl'),
+    /** Redis for the rate limiter's counters; without it they live in PostgreSQL (table rate_limits). */
+    REDIS_URL: z.string().url().optional(),
+    /**
+     * Which peers' X-Forwarded-For / CF-Connecting-IP to believe: a number of proxy hops in front of
+     * us, or a comma-separated list of proxy addresses/CIDRs. Unset: the socket's address only.
+     */
+    TRUST_PROXY: z.string().default(''),
+    /** error_log: rows older than this many days are deleted, and only the newest ERROR_LOG_MAX_ROWS are kept. */
+    ERROR_LOG_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
+    ERROR_LOG_MAX_ROWS: z.coerce.number().int().min(1000).max(1_000_000_000).default(1_000_000),
+    /** Sessions revoked, or whose last refresh token expired, this many days ago are deleted. */
+    SESSION_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
+    /** Provider webhook events already applied are kept this many days (replays within it are recognised). */
+    WEBHOOK_EVENT_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
+    /** Stored App Store notifications (signed payloads) are kept this many days; refund states are kept for ever. */
+    APP_STORE_NOTIFICATION_RETENTION_DAYS: z.coerce.number().int().min(7).max(3650).default(180),
+    /** Delete the stored files of videos finished this many days ago (0 = keep for ever); history still lists them. */
+    VIDEO_RETENTION_DAYS: z.coerce.number().int().min(0).max(3650).default(0),
     /** JSON object product id → credits per unit; defaults to the app's three packs. */
     IAP_PRODUCTS: z
       .string()
@@ -235,6 +260,11 @@ const EnvSchema = z
     }
     if (env.METRICS_PORT !== undefined && env.METRICS_PORT === env.PORT) {
       ctx.addIssue({ code: 'custom', path: ['METRICS_PORT'], message: 'must differ from PORT (it is the loopback-only metrics port)' });
+    }
+    const limits = parseRateLimits(env.RATE_LIMITS);
+    if (typeof limits === 'string') ctx.addIssue({ code: 'custom', path: ['RATE_LIMITS'], message: limits });
+    if (parseTrustProxy(env.TRUST_PROXY) === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['TRUST_PROXY'], message: 'must be a number of hops or a comma-separated list of addresses/CIDRs' });
     }
     if (env.STORAGE_BACKEND === 's3') {
       for (const name of ['S3_BUCKET', 'S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY'] as const) {
@@ -339,6 +369,98 @@ export interface Config {
   signInWithApple: SignInWithAppleConfig | undefined;
   /** undefined = no APNs key: pushes are skipped (one start-up line says so). */
   apns: ApnsConfig | undefined;
+  rateLimits: RateLimitConfig;
+  trustProxy: TrustProxy;
+  retention: RetentionConfig;
+}
+
+export type LimitKind = 'ip' | 'user' | 'device';
+export interface LimitRule {
+  points: number;
+  seconds: number;
+}
+/**
+ * What a limited endpoint does when the counters' store (PostgreSQL or Redis) cannot answer:
+ * `insurance` counts in this instance's memory (the limit then holds per instance) and serves;
+ * `closed` refuses with 503 ERR_5002 (service rate_limiter).
+ */
+export type StoreDownPolicy = 'insurance' | 'closed';
+export interface RateLimitPolicy {
+  rules: Partial<Record<LimitKind, LimitRule>>;
+  whenStoreDown: StoreDownPolicy;
+}
+export const RATE_LIMIT_POLICIES = ['global', 'generate-video', 'device-check', 'auth-token', 'update-credits', 'merge-guest-user'] as const;
+export type RateLimitPolicyName = (typeof RATE_LIMIT_POLICIES)[number];
+
+const HOUR = 3600;
+/** The production defaults (issue 9); RATE_LIMITS overrides single rules. */
+export const DEFAULT_RATE_LIMITS: Record<RateLimitPolicyName, RateLimitPolicy> = {
+  // Every request from one address (per /64 for IPv6). Generous: carrier NAT puts many phones behind one address.
+  global: { rules: { ip: { points: 600, seconds: 60 } }, whenStoreDown: 'insurance' },
+  // What costs us money at a provider: 10 an hour per user, and per address (many guests from one address).
+  'generate-video': { rules: { user: { points: 10, seconds: HOUR }, ip: { points: 10, seconds: HOUR } }, whenStoreDown: 'insurance' },
+  // Hands out free credits: a few new guests per hour per address, and it fails closed.
+  'device-check': { rules: { ip: { points: 5, seconds: HOUR }, device: { points: 10, seconds: HOUR } }, whenStoreDown: 'closed' },
+  // refresh_token and id_token grants (the app refreshes at launch and on foreground).
+  'auth-token': { rules: { ip: { points: 120, seconds: HOUR } }, whenStoreDown: 'insurance' },
+  'update-credits': { rules: { user: { points: 30, seconds: HOUR }, ip: { points: 60, seconds: HOUR } }, whenStoreDown: 'insurance' },
+  'merge-guest-user': { rules: { user: { points: 10, seconds: HOUR }, ip: { points: 20, seconds: HOUR } }, whenStoreDown: 'insurance' },
+};
+
+export interface RateLimitConfig {
+  enabled: boolean;
+  policies: Record<RateLimitPolicyName, RateLimitPolicy>;
+  keyPrefix: string;
+  redisUrl: string | undefined;
+}
+
+/** hops: that many proxies in front of us; cidrs: the proxies' addresses; neither: trust no header. */
+export type TrustProxy = { kind: 'none' } | { kind: 'hops'; hops: number } | { kind: 'cidrs'; cidrs: string[] };
+
+export interface RetentionConfig {
+  errorLogDays: number;
+  errorLogMaxRows: number;
+  sessionDays: number;
+  webhookEventDays: number;
+  appStoreNotificationDays: number;
+  /** 0 = off. */
+  videoDays: number;
+}
+
+/** `generate-video.user=20/3600,device-check.ip=off` → the defaults with those rules replaced; a string is the error. */
+export function parseRateLimits(spec: string): Record<RateLimitPolicyName, RateLimitPolicy> | string {
+  const policies = structuredClone(DEFAULT_RATE_LIMITS);
+  for (const item of commaList(spec)) {
+    const m = /^([\w-]+)\.(ip|user|device)=(?:(off)|(\d+)\/(\d+))$/.exec(item);
+    if (!m) return `"${item}" is not policy.kind=points/seconds or policy.kind=off`;
+    const name = m[1] as RateLimitPolicyName;
+    if (!RATE_LIMIT_POLICIES.includes(name)) return `unknown policy "${m[1]}" (known: ${RATE_LIMIT_POLICIES.join(', ')})`;
+    const kind = m[2] as LimitKind;
+    if (m[3]) delete policies[name].rules[kind];
+    else {
+      const points = Number(m[4]);
+      const seconds = Number(m[5]);
+      if (points < 1 || seconds < 1) return `"${item}": points and seconds must be at least 1`;
+      policies[name].rules[kind] = { points, seconds };
+    }
+  }
+  return policies;
+}
+
+export function parseTrustProxy(spec: string): TrustProxy | undefined {
+  const items = commaList(spec);
+  if (items.length === 0) return { kind: 'none' };
+  if (items.length === 1 && /^\d+$/.test(items[0]!)) {
+    const hops = Number(items[0]);
+    return hops === 0 ? { kind: 'none' } : hops <= 10 ? { kind: 'hops', hops } : undefined;
+  }
+  for (const item of items) {
+    const [address, bits, ...rest] = item.split('/');
+    const family = isIP(address ?? '');
+    if (family === 0 || rest.length > 0) return undefined;
+    if (bits !== undefined && (!/^\d+$/.test(bits) || Number(bits) > (family === 4 ? 32 : 128))) return undefined;
+  }
+  return { kind: 'cidrs', cidrs: items };
 }
 
 export interface AppStoreConfig {
@@ -504,6 +626,21 @@ export function loadConfig(source: Record<string, string | undefined> = process.
             timeoutMs: e.APNS_TIMEOUT_MS,
           }
         : undefined,
+    rateLimits: {
+      enabled: e.RATE_LIMITS_ENABLED,
+      policies: parseRateLimits(e.RATE_LIMITS) as Record<RateLimitPolicyName, RateLimitPolicy>,
+      keyPrefix: e.RATE_LIMIT_KEY_PREFIX,
+      redisUrl: e.REDIS_URL,
+    },
+    trustProxy: parseTrustProxy(e.TRUST_PROXY)!,
+    retention: {
+      errorLogDays: e.ERROR_LOG_RETENTION_DAYS,
+      errorLogMaxRows: e.ERROR_LOG_MAX_ROWS,
+      sessionDays: e.SESSION_RETENTION_DAYS,
+      webhookEventDays: e.WEBHOOK_EVENT_RETENTION_DAYS,
+      appStoreNotificationDays: e.APP_STORE_NOTIFICATION_RETENTION_DAYS,
+      videoDays: e.VIDEO_RETENTION_DAYS,
+    },
     s3:
       e.STORAGE_BACKEND === 's3'
         ? {

@@ -107,6 +107,7 @@ async function main() {
     await step('catalogue', () => services?.catalogue.close());
     await step('apns', () => services?.push.close());
     await step('error log', () => services?.errorLog.drain());
+    await step('rate limits', () => services?.rateLimits.close());
     await step('api pool', () => apiDb?.end());
     await step('worker pool', () => workerDb?.end());
     await step('embedded postgres', () => embedded?.stop());
@@ -163,6 +164,9 @@ async function main() {
     // ROLE=worker serves no requests: the request-side services (built but unused) get the worker's pool.
     const db = (apiDb ?? workerDb)!;
     services = buildServices({ config, db, workerDb, log, defaultMetrics: true, databaseUrl });
+    // A limiter Redis still connecting would make the first requests count per instance (insurance):
+    // give it a few seconds before serving, but never refuse to start for it.
+    await Promise.race([services.rateLimits.ready(), new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
     services.providers.announceSimulated(await listAvailableModels(services.db));
 
     if (config.role !== 'api') {

@@ -19,6 +19,10 @@ import type { GenerationService } from './jobs/generate.js';
 import type { VideoJobService } from './jobs/video-jobs.js';
 import { JobEvents } from './jobs/events.js';
 import { CatalogueCache } from './catalogue/cache.js';
+import { RateLimits } from './http/rate-limit.js';
+import { KeyedLock } from './db/keyed-lock.js';
+import { RetentionService } from './jobs/retention.js';
+import { clientIpResolver } from './http/client-ip.js';
 import type { WorkerDeps } from './jobs/worker.js';
 import { ApnsClient } from './push/apns.js';
 import { PushService } from './push/notifications.js';
@@ -56,6 +60,7 @@ export interface Services {
   worker: WorkerDeps;
   /** The worker role's pool (the API's `db` when none was given, e.g. tests without a worker). */
   workerDb: pg.Pool;
+  rateLimits: RateLimits;
 }
 
 import { AppleDeviceCheck } from './apple/device-check.js';
@@ -102,7 +107,8 @@ export function buildServices(opts: {
   const tokens = new Tokens(config.jwt.secret, config.jwt.issuer, config.jwt.accessTtlSeconds, opts.now);
   const sessions = new Sessions(db, tokens, config.jwt.refreshTtlDays);
   const deviceCheck = config.deviceCheck ? new AppleDeviceCheck(config.deviceCheck, opts.now) : undefined;
-  const onboarding = new Onboarding(db, sessions, deviceCheck, config.initialGrantCredits, log);
+  const rateLimits = new RateLimits(config.rateLimits, db, clientIpResolver(config.trustProxy), log);
+  const onboarding = new Onboarding(db, sessions, deviceCheck, config.initialGrantCredits, log, new KeyedLock(db, 'onboarding-address'));
   const store =
     opts.store ??
     (config.s3
@@ -156,6 +162,7 @@ export function buildServices(opts: {
     push,
     cleanupIdempotencyKeys: () => deleteExpiredKeys(workerDb),
     cleanupUsedIdentityTokens: () => deleteExpiredIdentityTokens(workerDb),
+    retention: new RetentionService(workerDb, store, config.retention, log),
   };
   if (workerDb !== db) {
     metrics.gauge('rendio_worker_db_pool_total', 'Connections in the worker pool', () => workerDb.totalCount);
@@ -191,5 +198,6 @@ export function buildServices(opts: {
     admin: new AdminService(db, () => catalogue.invalidate()),
     worker,
     workerDb,
+    rateLimits,
   };
 }

@@ -58,11 +58,27 @@ describe('error handling: every bad input gets a documented code, never a 500', 
 
   it('every error is stored in error_log with its request id', async () => {
     const requestId = `test-${randomUUID()}`;
-    const res = await t().get('/functions/v1/get-user-credits', { headers: { 'x-request-id': requestId } });
+    const res = await t().post('/functions/v1/device-check', { headers: { 'x-request-id': requestId }, body: { device_id: '' } });
     expect(res.headers.get('x-request-id')).toBe(requestId);
     await t().services.errorLog.drain();
     const { rows } = await t().db.query('SELECT code, status, path FROM error_log WHERE request_id = $1', [requestId]);
-    expect(rows).toEqual([{ code: 'ERR_4005', status: 401, path: '/functions/v1/get-user-credits' }]);
+    expect(rows).toEqual([{ code: 'ERR_4008', status: 400, path: '/functions/v1/device-check' }]);
+  });
+
+  it('anonymous 401 and 404 noise is counted per hour, code and route instead of stored row by row', async () => {
+    const counts = async () => {
+      await t().services.errorLog.drain();
+      const { rows } = await t().db.query("SELECT code, route, sum(count)::int AS n FROM error_log_aggregates WHERE code IN ('ERR_4005', 'ERR_4007') GROUP BY 1, 2");
+      return Object.fromEntries(rows.map((r) => [`${r.code} ${r.route}`, r.n as number]));
+    };
+    const before = await counts();
+    const requestId = `test-${randomUUID()}`;
+    await Promise.all(Array.from({ length: 5 }, () => t().get('/functions/v1/get-user-credits', { headers: { 'x-request-id': requestId } })));
+    await Promise.all(Array.from({ length: 3 }, (_, i) => t().get(`/no/such/path/${i}`)));
+    const after = await counts();
+    expect((await t().db.query('SELECT 1 FROM error_log WHERE request_id = $1', [requestId])).rowCount).toBe(0);
+    const added = (k: string) => (after[k] ?? 0) - (before[k] ?? 0);
+    expect({ unauthenticated: added('ERR_4005 /functions/v1/get-user-credits'), unknownRoute: added('ERR_4007 /*') }).toEqual({ unauthenticated: 5, unknownRoute: 3 });
   });
 });
 

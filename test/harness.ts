@@ -30,6 +30,8 @@ export interface Guest {
 
 export interface RequestOptions {
   token?: string | null;
+  /** The socket address the request arrives from (as @hono/node-server reports it); default 127.0.0.1. */
+  remoteAddress?: string;
   headers?: Record<string, string>;
   body?: unknown;
   rawBody?: string;
@@ -43,6 +45,8 @@ export class TestApp {
     readonly services: Services,
     readonly dbName: string,
     readonly dbUrl: string,
+    /** False for a second instance on another app's database (it must not drop it). */
+    private readonly ownsDatabase = true,
   ) {}
 
   get db() {
@@ -58,7 +62,9 @@ export class TestApp {
       body = JSON.stringify(opts.body);
       headers['content-type'] ??= 'application/json';
     }
-    return this.app.request(path, { method, headers, body });
+    // What @hono/node-server hands the app as its env: the request's socket (getConnInfo reads it).
+    const socket = { remoteAddress: opts.remoteAddress ?? '127.0.0.1', remotePort: 40000, remoteFamily: (opts.remoteAddress ?? '').includes(':') ? 'IPv6' : 'IPv4' };
+    return this.app.request(path, { method, headers, body }, { incoming: { socket } });
   }
 
   get = (path: string, opts?: RequestOptions) => this.request('GET', path, opts);
@@ -146,19 +152,22 @@ export class TestApp {
     await this.services.catalogue.close();
     await this.services.push.close();
     await this.services.errorLog.drain();
+    await this.services.rateLimits.close();
     await this.db.end();
     await this.services.workerDb.end();
-    await dropTestDatabase(inject('adminUrl'), this.dbName);
+    if (this.ownsDatabase) await dropTestDatabase(inject('adminUrl'), this.dbName);
   }
 }
 
 export interface TestAppOptions {
   providers?: Partial<Record<ProviderName, ProviderAdapter>>;
+  /** Another server instance on this app's database (two processes behind one load balancer). */
+  sharing?: TestApp;
 }
 
 export async function createTestApp(env: Record<string, string | undefined> = {}, opts: TestAppOptions = {}): Promise<TestApp> {
   const adminUrl = inject('adminUrl');
-  const dbName = await createTestDatabase(adminUrl);
+  const dbName = opts.sharing?.dbName ?? (await createTestDatabase(adminUrl));
   const dbUrl = withDatabase(adminUrl, dbName);
   const config = loadConfig({
     NODE_ENV: 'test',
@@ -171,13 +180,16 @@ export async function createTestApp(env: Record<string, string | undefined> = {}
     // answering 503 ERR_6001 when a loaded machine is slow (test/flood.test.ts sets its own).
     DATABASE_CONNECT_TIMEOUT_MS: '60000',
     WORKER_CONCURRENCY: '4',
+    // Rate limits are off unless a test is about them (test/rate-limits.test.ts turns them on with
+    // the production defaults): the other files send every request from one address.
+    RATE_LIMITS_ENABLED: 'false',
     ...env,
   });
   const log = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
   const db = createPool(dbUrl, config.databasePoolMax, { connectionTimeoutMillis: config.databaseConnectTimeoutMs });
   const workerDb = createWorkerPool(dbUrl, config.worker.databasePoolMax, log);
   const services = buildServices({ config, db, workerDb, log, providers: opts.providers, databaseUrl: dbUrl });
-  return new TestApp(buildApp(services), services, dbName, dbUrl);
+  return new TestApp(buildApp(services), services, dbName, dbUrl, !opts.sharing);
 }
 
 /**

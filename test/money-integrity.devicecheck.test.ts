@@ -6,7 +6,7 @@ import { useTestApp } from './harness.js';
 
 /**
  * Money integrity regression: the free grant is once per physical device, also when the
- * DeviceCheck bit could not be set after the grant (the mark is owed) and the guest then signed
+ * DeviceCheck bit could not be set (the grant waits for it: pending) and the guest then signed
  * in with Apple, which released its device_id.
  */
 
@@ -20,7 +20,7 @@ describe('money integrity: the free grant after a failed DeviceCheck mark and a 
   const onboard = (deviceId: string, device: string) =>
     t().post('/functions/v1/device-check', { body: { device_id: deviceId, device_token: deviceToken(device) } });
 
-  it('a device whose bit was never set (Apple failed) gets no second grant after its guest merged into an existing Apple account, and the owed bit gets set', async () => {
+  it('a device whose bit was never set (Apple failed) gets its one grant, on the account its guest merged into, and no second one', async () => {
     const sub = appleSub();
     const existing = await t().json(t().post('/auth/v1/token?grant_type=id_token', { body: { provider: 'apple', id_token: await apple.identityToken({ sub }) } }));
 
@@ -28,8 +28,8 @@ describe('money integrity: the free grant after a failed DeviceCheck mark and a 
     const deviceId = randomUUID().toUpperCase();
     deviceCheck.server.inject(/update_two_bits/, { status: 503, times: 1 });
     const first = await t().json(onboard(deviceId, device));
-    expect(first).toMatchObject({ is_new: true, credits_remaining: 10, initial_grant_given: true });
-    expect(deviceCheck.bits.get(device)).toBeUndefined(); // the mark is owed
+    expect(first).toMatchObject({ is_new: true, credits_remaining: 0, initial_grant_given: false });
+    expect(deviceCheck.bits.get(device)).toBeUndefined(); // the mark, and so the grant, are pending
 
     const merged = await t().json(
       t().post('/auth/v1/token?grant_type=id_token', {
@@ -46,5 +46,12 @@ describe('money integrity: the free grant after a failed DeviceCheck mark and a 
       initial_grant_given: false,
       bit0: true,
     });
+    // The pending grant landed once, on the account the first guest became part of.
+    const grants = await t().db.query("SELECT user_id, amount FROM ledger_entries WHERE kind = 'grant' AND user_id = ANY($1::uuid[])", [
+      [existing.user.id, first.user_id, again.user_id],
+    ]);
+    expect(grants.rows).toEqual([{ user_id: existing.user.id, amount: 10 }]);
+    await t().json(onboard(deviceId, device));
+    expect((await t().db.query("SELECT count(*)::int AS n FROM ledger_entries WHERE kind = 'grant' AND user_id = $1", [existing.user.id])).rows[0].n).toBe(1);
   });
 });

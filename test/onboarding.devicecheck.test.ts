@@ -57,16 +57,40 @@ describe('guest onboarding with Apple DeviceCheck (local fake)', () => {
     expect(users.rowCount).toBe(0);
   });
 
-  it('keeps the grant when marking the bit fails, and marks it on the next call', async () => {
+  it('grants only once bit0 is set: when marking fails the grant stays pending and the next call completes it, once', async () => {
     apple.server.inject(/update_two_bits/, { status: 503, times: 1 });
     const deviceId = randomUUID();
     const first = await t().json(onboard(deviceId, 'phone-flaky'));
-    expect(first.credits_remaining).toBe(10);
+    expect(first).toMatchObject({ is_new: true, credits_remaining: 0, initial_grant_given: false });
     expect(apple.bits.get('phone-flaky')).toBeUndefined();
     const again = await t().json(onboard(deviceId, 'phone-flaky'));
-    expect(again.user_id).toBe(first.user_id);
-    expect(again.credits_remaining).toBe(10);
+    expect(again).toMatchObject({ user_id: first.user_id, credits_remaining: 10, initial_grant_given: true });
     expect(apple.bits.get('phone-flaky')).toMatchObject({ bit0: true });
+    const third = await t().json(onboard(deviceId, 'phone-flaky'));
+    expect(third).toMatchObject({ credits_remaining: 10, initial_grant_given: false });
+  });
+
+  it('a crash after Apple set the bit and before the grant is completed by the next call, once', async () => {
+    const deviceId = randomUUID();
+    // What such a crash leaves: the guest, its pending grant with the mark recorded, no credits.
+    apple.server.inject(/update_two_bits/, { status: 503, times: 1 });
+    const first = await t().json(onboard(deviceId, 'phone-crashed'));
+    apple.bits.set('phone-crashed', { bit0: true, bit1: false, updated: '2026-11' });
+    await t().db.query("UPDATE device_grants SET bit_marked_at = now() WHERE device_hash = encode(sha256(convert_to($1::text, 'UTF8')), 'hex')", [deviceId]);
+    const bodies = await Promise.all(Array.from({ length: 5 }, () => t().json(onboard(deviceId, 'phone-crashed'))));
+    expect(bodies.filter((b) => b.initial_grant_given)).toHaveLength(1);
+    expect(await t().json(onboard(deviceId, 'phone-crashed'))).toMatchObject({ user_id: first.user_id, credits_remaining: 10 });
+  });
+
+  it('a pending grant whose mark Apple never confirmed is dropped when another device id of the phone got the credits meanwhile', async () => {
+    const a = randomUUID();
+    apple.server.inject(/update_two_bits/, { status: 503, times: 1 });
+    expect(await t().json(onboard(a, 'phone-two-ids'))).toMatchObject({ credits_remaining: 0 });
+    const b = await t().json(onboard(randomUUID(), 'phone-two-ids'));
+    expect(b).toMatchObject({ credits_remaining: 10, initial_grant_given: true });
+    expect(await t().json(onboard(a, 'phone-two-ids'))).toMatchObject({ credits_remaining: 0, initial_grant_given: false });
+    const pending = await t().db.query('SELECT count(*)::int AS n FROM device_grants WHERE grant_pending');
+    expect(pending.rows[0].n).toBe(0);
   });
 });
 
@@ -89,5 +113,33 @@ describe('guest onboarding under a burst (DeviceCheck fake)', () => {
       [deviceId],
     );
     expect(grants.rows[0].n).toBe(1);
+  });
+
+  it('20 concurrent onboardings from one phone under 20 device_ids give one grant', async () => {
+    const bodies = await Promise.all(Array.from({ length: 20 }, () => t().json(onboard(randomUUID(), 'phone-farmer'))));
+    expect(new Set(bodies.map((b) => b.user_id)).size).toBe(20);
+    expect(bodies.filter((b) => b.initial_grant_given)).toHaveLength(1);
+    const total = await t().db.query(
+      "SELECT coalesce(sum(amount), 0)::int AS n FROM ledger_entries WHERE kind = 'grant' AND user_id = ANY($1::uuid[])",
+      [bodies.map((b) => b.user_id)],
+    );
+    expect(total.rows[0].n).toBe(10);
+  });
+});
+
+describe('guest onboarding with the production rate limits', () => {
+  const apple = useFakeDeviceCheck();
+  const t = useTestApp(() => ({ ...apple.env(), RATE_LIMITS_ENABLED: 'true' }));
+
+  it('a sixth onboarding from one address within the hour is 429 and creates nothing', async () => {
+    const from = (deviceId: string) =>
+      t().post('/functions/v1/device-check', { body: { device_id: deviceId, device_token: deviceToken(`phone-${deviceId}`) }, remoteAddress: '192.0.2.77' });
+    for (let i = 0; i < 5; i++) await t().json(from(randomUUID()));
+    const deviceId = randomUUID();
+    const refused = await t().json(from(deviceId), 429);
+    expect(refused.error.code).toBe('ERR_4004');
+    expect((await t().db.query('SELECT 1 FROM users WHERE device_id = $1', [deviceId])).rowCount).toBe(0);
+    // Another address is not affected.
+    await t().json(t().post('/functions/v1/device-check', { body: { device_id: deviceId, device_token: deviceToken('phone-other') }, remoteAddress: '192.0.2.78' }));
   });
 });

@@ -1,6 +1,18 @@
 import type { DeviceCheckClient } from '../apple/device-check.js';
+import type { KeyedLock } from '../db/keyed-lock.js';
 import { withTransaction, type Queryable } from '../db/pool.js';
-import { claimDeviceGrant, deviceMarkOwed, deviceOfBannedUser, insertGuestIfAbsent, lockGuestByDeviceId, markDeviceBitSet, type UserRow } from '../db/queries/users.js';
+import {
+  claimDeviceGrant,
+  deviceMarkOwed,
+  deviceOfBannedUser,
+  findPendingDeviceGrant,
+  insertGuestIfAbsent,
+  lockGuestByDeviceId,
+  markDeviceBitSet,
+  settlePendingDeviceGrant,
+  type UserRow,
+} from '../db/queries/users.js';
+import { AccountClosed } from '../ledger/errors.js';
 import * as ledger from '../ledger/ledger.js';
 import type { Logger } from '../logger.js';
 import type { SessionService, SessionTokens } from './sessions.js';
@@ -10,6 +22,14 @@ import type { SessionService, SessionTokens } from './sessions.js';
  * per device — per device_id (device_grants, which outlives the guest: a merge or deletion frees
  * users.device_id but not the device id's grant) and per physical device (Apple's DeviceCheck bit0,
  * which survives reinstalls and new device_ids).
+ *
+ * DeviceCheck's bits have no compare-and-set, so with DeviceCheck configured:
+ *  - onboardings from one client address run one at a time (KeyedLock), so the calls of one phone
+ *    under many device_ids see each other's bit0 (docs/ARCHITECTURE.md "Free credits" says what
+ *    remains possible from many addresses);
+ *  - a new device id is first recorded as owed a grant (pending), then bit0 is set, then the grant
+ *    is written. A crash or an Apple failure in between leaves the grant pending, completed by the
+ *    device id's next call, once (settlePendingDeviceGrant moves it in the grant's transaction).
  */
 
 export class UserBanned extends Error {}
@@ -22,6 +42,12 @@ export interface OnboardingResult {
   session: SessionTokens;
 }
 
+/** What the device may be given: 'unchecked' = no DeviceCheck configured (the grant is per device id only). */
+type DeviceStanding = 'unchecked' | 'fresh' | 'already-granted';
+
+/** Rolls the completion back when a concurrent call completed the same pending grant first. */
+class AlreadySettled extends Error {}
+
 export class OnboardingService {
   constructor(
     private readonly db: Queryable,
@@ -29,33 +55,43 @@ export class OnboardingService {
     private readonly deviceCheck: DeviceCheckClient | undefined,
     private readonly grantCredits: number,
     private readonly log: Logger,
+    private readonly perAddress?: KeyedLock,
   ) {}
 
-  async onboard(deviceId: string, deviceToken: string): Promise<OnboardingResult> {
+  /** clientAddress: the rate limiter's key for the caller's address (serialises one phone's calls). */
+  async onboard(deviceId: string, deviceToken: string, clientAddress = 'unknown'): Promise<OnboardingResult> {
     // A banned user's device gets no fresh guest (nor their own guest back: returning() refuses it).
     if (await deviceOfBannedUser(this.db, deviceId)) throw new UserBanned();
-    // Asking Apple proves the token came from a genuine Apple device before anything is created
-    // or handed out; its bits tell whether this device was already given free credits.
-    const bits = this.deviceCheck ? await this.deviceCheck.queryTwoBits(deviceToken) : null;
+    const deviceCheck = this.deviceCheck;
+    if (!deviceCheck) return this.onboardAs(deviceId, deviceToken, 'unchecked');
+    const run = async () => {
+      // Asking Apple proves the token came from a genuine Apple device before anything is created
+      // or handed out; its bits tell whether this device was already given free credits.
+      const bits = await deviceCheck.queryTwoBits(deviceToken);
+      return this.onboardAs(deviceId, deviceToken, bits?.bit0 === true ? 'already-granted' : 'fresh');
+    };
+    return this.perAddress ? this.perAddress.run(clientAddress, run) : run();
+  }
 
-    const deviceAlreadyGranted = bits?.bit0 === true;
+  private async onboardAs(deviceId: string, deviceToken: string, standing: DeviceStanding): Promise<OnboardingResult> {
     // Two rounds at most: a concurrent call may create this device's guest between our two steps.
     for (let round = 0; round < 2; round++) {
       const returning = await this.returning(deviceId, deviceToken);
       if (returning) return returning;
-      const created = await this.createGuest(deviceId, deviceToken, deviceAlreadyGranted);
+      const created = await this.createGuest(deviceId, deviceToken, standing);
       if (created) return created;
     }
     throw new Error(`device ${deviceId}: neither a guest to return to nor one could be created`);
   }
 
-  private async createGuest(deviceId: string, deviceToken: string, deviceAlreadyGranted: boolean): Promise<OnboardingResult | undefined> {
+  private async createGuest(deviceId: string, deviceToken: string, standing: DeviceStanding): Promise<OnboardingResult | undefined> {
+    const owed = this.grantCredits === 0 || standing === 'already-granted' ? 'none' : standing === 'fresh' ? 'pending' : 'now';
     const created = await withTransaction(this.db, async (tx) => {
       const user = await insertGuestIfAbsent(tx, deviceId);
       if (!user) return undefined; // a concurrent call for the same device won the insert
       await ledger.openAccount(tx, user.id);
       // A device id that had a guest before (since merged into an Apple account, or deleted) gets none.
-      const first = await claimDeviceGrant(tx, deviceId, user.id, !deviceAlreadyGranted && this.grantCredits > 0);
+      const first = await claimDeviceGrant(tx, deviceId, user.id, owed);
       const granted = first?.granted
         ? (await ledger.grant(tx, { userId: user.id, amount: this.grantCredits, reason: 'initial guest grant' })).applied
         : false;
@@ -63,12 +99,12 @@ export class OnboardingService {
       return { user, granted, session };
     });
     if (!created) return undefined; // a concurrent call for the same device won the insert
-    if (!created.granted) {
-      this.log.info({ userId: created.user.id, bit0: deviceAlreadyGranted }, 'device already received its free credits; no grant');
-    }
-    await this.settleOwedMark(deviceId, deviceToken);
+    // Under the address lock bit0 was unset when we asked: no need to ask again before setting it.
+    const completedFor = await this.settleDevice(deviceId, deviceToken, standing === 'fresh');
+    const granted = created.granted || completedFor === created.user.id;
+    if (!granted) this.log.info({ userId: created.user.id, standing }, 'no free credits for this device (yet)');
     const account = await ledger.getAccount(this.db, created.user.id);
-    return { user: created.user, isNew: true, granted: created.granted, available: account.available, session: created.session };
+    return { user: created.user, isNew: true, granted, available: account.available, session: created.session };
   }
 
   /**
@@ -84,23 +120,64 @@ export class OnboardingService {
       return { user, session: await this.sessions.start(user, tx) };
     });
     if (!opened) return undefined;
-    await this.settleOwedMark(deviceId, deviceToken);
+    const granted = (await this.settleDevice(deviceId, deviceToken, false)) === opened.user.id;
     const account = await ledger.getAccount(this.db, opened.user.id);
-    return { user: opened.user, isNew: false, granted: false, available: account.available, session: opened.session };
+    return { user: opened.user, isNew: false, granted, available: account.available, session: opened.session };
   }
 
   /**
-   * Sets bit0 after a grant committed. If Apple is unreachable then, the grant stands (the user
-   * must not lose credits for our outage) and the mark stays owed by the device id — through merges
-   * and deletions — until a later call from that device sets it.
+   * Finishes what a device id is owed with Apple: its pending grant (the device id's first guest,
+   * to whose owner this call gave it), or the bit0 mark of a grant given before grants waited for
+   * the mark. Apple being unreachable leaves both owed to the device id's next call.
    */
-  private async settleOwedMark(deviceId: string, deviceToken: string): Promise<void> {
-    if (!this.deviceCheck || !(await deviceMarkOwed(this.db, deviceId))) return;
+  private async settleDevice(deviceId: string, deviceToken: string, bitKnownUnset: boolean): Promise<string | undefined> {
+    if (!this.deviceCheck) return undefined;
     try {
-      await this.deviceCheck.updateTwoBits(deviceToken, { bit0: true, bit1: false });
-      await markDeviceBitSet(this.db, deviceId);
+      const pending = await findPendingDeviceGrant(this.db, deviceId);
+      if (pending) return (await this.completePendingGrant(deviceId, deviceToken, pending, bitKnownUnset)) ? pending.firstUserId : undefined;
+      if (await deviceMarkOwed(this.db, deviceId)) {
+        await this.deviceCheck.updateTwoBits(deviceToken, { bit0: true, bit1: false });
+        await markDeviceBitSet(this.db, deviceId);
+      }
     } catch (err) {
-      this.log.warn({ err, deviceId }, 'could not set the DeviceCheck bit after the grant; will retry on the next onboarding call');
+      this.log.warn({ err, deviceId }, 'could not settle the device with DeviceCheck; will retry on its next onboarding call');
+    }
+    return undefined;
+  }
+
+  private async completePendingGrant(
+    deviceId: string,
+    deviceToken: string,
+    pending: { firstUserId: string; bitMarked: boolean },
+    bitKnownUnset: boolean,
+  ): Promise<boolean> {
+    const deviceCheck = this.deviceCheck!;
+    if (!pending.bitMarked) {
+      // Resumed without Apple's confirmation of our mark: if bit0 is set now, another device id of
+      // this phone may have been given the credits meanwhile — never twice, so this one gets none
+      // (the rare crash right after Apple set the bit, before we recorded it, costs the user the grant).
+      if (!bitKnownUnset && (await deviceCheck.queryTwoBits(deviceToken))?.bit0) {
+        await settlePendingDeviceGrant(this.db, deviceId, false);
+        this.log.info({ deviceId }, 'pending free grant dropped: the device was marked meanwhile');
+        return false;
+      }
+      await deviceCheck.updateTwoBits(deviceToken, { bit0: true, bit1: false });
+      await markDeviceBitSet(this.db, deviceId);
+    }
+    try {
+      return await withTransaction(this.db, async (tx) => {
+        // Lock order: the ledger locks the owner's users row and account first, device_grants after.
+        const applied = (await ledger.grant(tx, { userId: pending.firstUserId, amount: this.grantCredits, reason: 'initial guest grant' })).applied;
+        if (!(await settlePendingDeviceGrant(tx, deviceId, applied))) throw new AlreadySettled();
+        return applied;
+      });
+    } catch (err) {
+      if (err instanceof AlreadySettled) return false;
+      if (err instanceof AccountClosed) {
+        await settlePendingDeviceGrant(this.db, deviceId, false); // the account it was for is gone
+        return false;
+      }
+      throw err;
     }
   }
 }

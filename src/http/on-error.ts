@@ -114,6 +114,10 @@ export function createErrorHandler(errorLog: ErrorLogWriter, maxBodyBytes: numbe
     if (apiError.status >= 500) log?.error({ ...fields, err }, 'request failed');
     else log?.info({ ...fields, details: apiError.details }, 'request rejected');
     const user = c.get('user');
+    if (!user && (apiError.status === 401 || apiError.status === 404)) {
+      errorLog.countNoise({ code: apiError.code, status: apiError.status, method: c.req.method, route: c.req.routePath || 'unmatched' });
+      return errorResponse(c, apiError);
+    }
     errorLog.record({
       ...fields,
       userId: user?.id,

@@ -17,7 +17,13 @@ export type TaskName =
   | 'cleanup_used_identity_tokens'
   | 'send_consumption_info'
   | 'purge_deleted_account'
-  | 'send_job_push';
+  | 'send_job_push'
+  | 'retention_error_log'
+  | 'retention_sessions'
+  | 'retention_webhook_events'
+  | 'retention_app_store_notifications'
+  | 'retention_rate_limits'
+  | 'retention_videos';
 
 export interface EnqueueOptions {
   runAt?: Date;

@@ -7,6 +7,7 @@ import type { PurchaseService } from '../apple/purchases.js';
 import type { AccountDeletionService } from '../auth/account-deletion.js';
 import type { PushService } from '../push/notifications.js';
 import { startHeartbeat } from './heartbeat.js';
+import type { RetentionService } from './retention.js';
 import type { VideoJobService } from './video-jobs.js';
 
 /**
@@ -60,9 +61,23 @@ export interface WorkerDeps {
   push: PushService;
   cleanupIdempotencyKeys: () => Promise<number>;
   cleanupUsedIdentityTokens: () => Promise<number>;
+  retention: RetentionService;
 }
 
-export function taskList({ jobs, purchases, accountDeletion, push, cleanupIdempotencyKeys, cleanupUsedIdentityTokens }: WorkerDeps): TaskList {
+/**
+ * Retention (src/jobs/retention.ts), spread over the night (UTC) so no two run at once; the limiter's
+ * expired counters hourly. Each task is a whole pass: a missed night is caught up by the next.
+ */
+const RETENTION_CRONTAB = [
+  '11 3 * * * retention_error_log ?max=1',
+  '21 3 * * * retention_sessions ?max=1',
+  '31 3 * * * retention_webhook_events ?max=1',
+  '41 3 * * * retention_app_store_notifications ?max=1',
+  '51 3 * * * retention_videos ?max=1',
+  '27 * * * * retention_rate_limits ?max=1',
+];
+
+export function taskList({ jobs, purchases, accountDeletion, push, cleanupIdempotencyKeys, cleanupUsedIdentityTokens, retention }: WorkerDeps): TaskList {
   return {
     submit_video_job: async (p) => jobs.submit(payload(p).jobId),
     poll_video_job: async (p) => jobs.poll(payload(p).jobId),
@@ -75,6 +90,12 @@ export function taskList({ jobs, purchases, accountDeletion, push, cleanupIdempo
     sweep_video_jobs: async () => void (await jobs.sweep()),
     cleanup_idempotency_keys: async () => void (await cleanupIdempotencyKeys()),
     cleanup_used_identity_tokens: async () => void (await cleanupUsedIdentityTokens()),
+    retention_error_log: async () => void (await retention.errorLog()),
+    retention_sessions: async () => void (await retention.sessions()),
+    retention_webhook_events: async () => void (await retention.webhookEvents()),
+    retention_app_store_notifications: async () => void (await retention.appStoreNotifications()),
+    retention_rate_limits: async () => void (await retention.rateLimits()),
+    retention_videos: async () => void (await retention.videos()),
     send_consumption_info: async (p) => {
       const uuid = (p as { notificationUuid?: unknown } | null)?.notificationUuid;
       if (typeof uuid !== 'string') throw new Error('task payload lacks notificationUuid');
@@ -111,8 +132,13 @@ export async function startWorker(opts: WorkerDeps & {
     pgPool: opts.pool,
     events,
     taskList: taskList(opts),
-    // Timeouts and stuck-job nudges every minute; expired idempotency keys hourly.
-    crontab: ['* * * * * sweep_video_jobs ?max=1', '7 * * * * cleanup_idempotency_keys ?max=1', '17 * * * * cleanup_used_identity_tokens ?max=1'].join('\n'),
+    // Timeouts and stuck-job nudges every minute; expired idempotency keys hourly; retention nightly.
+    crontab: [
+      '* * * * * sweep_video_jobs ?max=1',
+      '7 * * * * cleanup_idempotency_keys ?max=1',
+      '17 * * * * cleanup_used_identity_tokens ?max=1',
+      ...RETENTION_CRONTAB,
+    ].join('\n'),
     concurrency: opts.concurrency,
     pollInterval: opts.pollIntervalMs,
     noHandleSignals: true,

@@ -76,7 +76,7 @@ const tokenRoute = createRoute({
   },
   responses: {
     200: { description: 'A new session', content: { 'application/json': { schema: TokenResponse } } },
-    ...errorResponses(400, 401, 403, 415, 503),
+    ...errorResponses(400, 401, 403, 415, 429, 503),
   },
 });
 
@@ -109,6 +109,7 @@ export function appleIdentity(s: Services) {
 }
 
 export function registerAuthToken(app: OpenAPIHono<AppEnv>, s: Services) {
+  app.use(tokenRoute.path, s.rateLimits.middleware('auth-token'));
   app.openapi(tokenRoute, async (c) => {
     const { grant_type } = c.req.valid('query');
     const body = c.req.valid('json');

@@ -2,6 +2,8 @@ import { createRoute, z } from '@hono/zod-openapi';
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { AppEnv } from '../http/context.js';
 import type { Services } from '../services.js';
+import { addressKey } from '../http/client-ip.js';
+import { deviceIdFromBody } from '../http/rate-limit.js';
 import { errorResponses } from './schemas.js';
 
 // The app sends StableID: an uppercase UUID or an App Store appTransactionID (not documented as a UUID).
@@ -50,14 +52,15 @@ const route = createRoute({
   request: { body: { content: { 'application/json': { schema: DeviceCheckBody } }, required: true } },
   responses: {
     200: { description: 'The guest and a session', content: { 'application/json': { schema: DeviceCheckResponse } } },
-    ...errorResponses(400, 403, 413, 415, 503),
+    ...errorResponses(400, 403, 413, 415, 429, 503),
   },
 });
 
 export function registerDeviceCheck(app: OpenAPIHono<AppEnv>, s: Services) {
+  app.use(route.path, s.rateLimits.middleware('device-check', deviceIdFromBody));
   app.openapi(route, async (c) => {
     const { device_id, device_token } = c.req.valid('json');
-    const r = await s.onboarding.onboard(device_id, device_token);
+    const r = await s.onboarding.onboard(device_id, device_token, addressKey(s.rateLimits.clientIp(c)));
     return c.json(
       {
         success: true as const,

@@ -55,7 +55,7 @@ const route = createRoute({
   request: { body: { content: { 'application/json': { schema: MergeBody } }, required: true } },
   responses: {
     200: { description: 'Signed in', content: { 'application/json': { schema: MergeResponse } } },
-    ...errorResponses(400, 401, 403, 404, 503),
+    ...errorResponses(400, 401, 403, 404, 429, 503),
   },
 });
 
@@ -75,6 +75,7 @@ function guestNamedByDeviceId(s: Services) {
 
 export function registerMergeGuest(app: OpenAPIHono<AppEnv>, s: Services) {
   app.use(route.path, requireUser(authOptions(s), guestNamedByDeviceId(s)));
+  app.use(route.path, s.rateLimits.middleware('merge-guest-user'));
   app.openapi(route, async (c) => {
     const body = c.req.valid('json');
     const caller = c.get('user');

@@ -66,7 +66,7 @@ const updateCreditsRoute = createRoute({
   request: { body: { content: { 'application/json': { schema: UpdateCreditsBody } }, required: true } },
   responses: {
     200: { description: 'Credited (or already credited to you)', content: { 'application/json': { schema: UpdateCreditsResponse } } },
-    ...errorResponses(400, 401, 403, 409, 413, 415, 503),
+    ...errorResponses(400, 401, 403, 409, 413, 415, 429, 503),
   },
 });
 
@@ -91,6 +91,7 @@ const notificationsRoute = createRoute({
 
 export function registerPurchases(app: OpenAPIHono<AppEnv>, s: Services) {
   app.use(updateCreditsRoute.path, requireUser(authOptions(s)));
+  app.use(updateCreditsRoute.path, s.rateLimits.middleware('update-credits'));
   app.openapi(updateCreditsRoute, async (c) => {
     const body = c.req.valid('json');
     // A guest's session comes from its device_id alone: what it bought would be anyone's who knows that id.

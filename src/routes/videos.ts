@@ -54,7 +54,7 @@ const generateRoute = createRoute({
   },
   responses: {
     200: { description: 'Queued', content: { 'application/json': { schema: GenerateResponse } } },
-    ...errorResponses(400, 401, 402, 403, 404, 409, 415, 422),
+    ...errorResponses(400, 401, 402, 403, 404, 409, 415, 422, 429),
   },
 });
 
@@ -160,6 +160,12 @@ function decodeCursor(cursor: string): string {
   return id;
 }
 
+/** A job past VIDEO_RETENTION_DAYS has no files any more: listed, without URLs. */
+async function fileUrls(s: Pick<Services, 'store' | 'config'>, job: JobViewRow) {
+  const sign = (key: string | null) => (key && !job.expired_at ? s.store.signedUrl(RESULTS_BUCKET, key, s.config.signedUrlTtlSeconds) : null);
+  return { video_url: await sign(job.video_key), thumbnail_url: await sign(job.thumbnail_key) };
+}
+
 /** A job as its owner sees it (get-video-status, get-video-jobs, video-events, Realtime records). */
 export async function jobView(s: Pick<Services, 'store' | 'config'>, job: JobViewRow): Promise<z.infer<typeof JobView>> {
   return {
@@ -168,8 +174,7 @@ export async function jobView(s: Pick<Services, 'store' | 'config'>, job: JobVie
     prompt: job.prompt,
     model_name: job.model_name,
     credits_used: job.credits_used,
-    video_url: job.video_key ? await s.store.signedUrl(RESULTS_BUCKET, job.video_key, s.config.signedUrlTtlSeconds) : null,
-    thumbnail_url: job.thumbnail_key ? await s.store.signedUrl(RESULTS_BUCKET, job.thumbnail_key, s.config.signedUrlTtlSeconds) : null,
+    ...(await fileUrls(s, job)),
     error_code: job.error_code,
     error_message: job.error_message,
     created_at: job.created_at,
@@ -181,6 +186,8 @@ export function registerVideos(app: OpenAPIHono<AppEnv>, s: Services) {
 
   const auth = requireUser(authOptions(s));
   app.use(generateRoute.path, auth);
+  // Before the idempotency claim: a refused request leaves its key unused.
+  app.use(generateRoute.path, s.rateLimits.middleware('generate-video'));
   (app as unknown as OpenAPIHono<IdempotentEnv>).use(generateRoute.path, idempotency(s.db, { ttlHours: s.config.idempotencyKeyTtlHours, lockSeconds: s.config.idempotencyLockSeconds }));
   (app as unknown as OpenAPIHono<IdempotentEnv>).openapi(generateRoute, async (c) => {
     const body = c.req.valid('json');

@@ -58,14 +58,20 @@ export async function insertGuestIfAbsent(db: Queryable, deviceId: string): Prom
 }
 
 /**
- * Records the first guest of a device id and whether it got the free credits. A device id gets
- * this once, ever: undefined when it had a guest before (merged or deleted since, or concurrent).
+ * Records the first guest of a device id and what it is owed: the free credits now (granted), once
+ * DeviceCheck bit0 is set (pending), or nothing. A device id gets this once, ever: undefined when
+ * it had a guest before (merged or deleted since, or concurrent).
  */
-export async function claimDeviceGrant(db: Queryable, deviceId: string, userId: string, granted: boolean): Promise<{ granted: boolean } | undefined> {
-  const { rows } = await db.query<{ granted: boolean }>(
-    `INSERT INTO device_grants (device_hash, first_user_id, granted) VALUES (${DEVICE_HASH}, $2, $3)
-     ON CONFLICT (device_hash) DO NOTHING RETURNING granted`,
-    [deviceId, userId, granted],
+export async function claimDeviceGrant(
+  db: Queryable,
+  deviceId: string,
+  userId: string,
+  grant: 'now' | 'pending' | 'none',
+): Promise<{ granted: boolean; grant_pending: boolean } | undefined> {
+  const { rows } = await db.query<{ granted: boolean; grant_pending: boolean }>(
+    `INSERT INTO device_grants (device_hash, first_user_id, granted, grant_pending) VALUES (${DEVICE_HASH}, $2, $3, $4)
+     ON CONFLICT (device_hash) DO NOTHING RETURNING granted, grant_pending`,
+    [deviceId, userId, grant === 'now', grant === 'pending'],
   );
   return rows[0];
 }
@@ -81,6 +87,27 @@ export async function deviceOfBannedUser(db: Queryable, deviceId: string): Promi
     [deviceId],
   );
   return rows.length > 0;
+}
+
+/** A device id's grant still waiting for its DeviceCheck mark; bitMarked: Apple confirmed bit0 for it. */
+export async function findPendingDeviceGrant(db: Queryable, deviceId: string): Promise<{ firstUserId: string; bitMarked: boolean } | undefined> {
+  const { rows } = await db.query<{ first_user_id: string; bit_marked_at: string | null }>(
+    `SELECT first_user_id, bit_marked_at FROM device_grants WHERE device_hash = ${DEVICE_HASH} AND grant_pending`,
+    [deviceId],
+  );
+  return rows[0] ? { firstUserId: rows[0].first_user_id, bitMarked: rows[0].bit_marked_at !== null } : undefined;
+}
+
+/**
+ * Ends a pending grant (in the transaction that writes the grant, if any): true for the one caller
+ * that moved it, so a grant completes once however many calls race to complete it.
+ */
+export async function settlePendingDeviceGrant(db: Queryable, deviceId: string, granted: boolean): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `UPDATE device_grants SET grant_pending = false, granted = $2 WHERE device_hash = ${DEVICE_HASH} AND grant_pending`,
+    [deviceId, granted],
+  );
+  return rowCount === 1;
 }
 
 /** Whether this device id got a grant whose DeviceCheck mark is still owed (it survives merges and deletion). */

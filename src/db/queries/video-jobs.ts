@@ -26,6 +26,8 @@ export interface VideoJobRow {
   submitted_at: string | null;
   completed_at: string | null;
   deleted_at: string | null;
+  /** Set when VIDEO_RETENTION_DAYS deleted the stored files (src/jobs/retention.ts). */
+  expired_at: string | null;
   // joined from models
   model_name: string;
   provider_model_id: string;
@@ -38,12 +40,24 @@ const JOB_SELECT = `SELECT j.*, m.name AS model_name, m.provider_model_id, m.cat
 /** What a client is shown of a job (get-video-status, history, streams): a narrow row, read often. */
 export type JobViewRow = Pick<
   VideoJobRow,
-  'job_id' | 'user_id' | 'status' | 'prompt' | 'model_name' | 'credits_used' | 'video_key' | 'thumbnail_key' | 'error_code' | 'error_message' | 'created_at' | 'deleted_at'
+  | 'job_id'
+  | 'user_id'
+  | 'status'
+  | 'prompt'
+  | 'model_name'
+  | 'credits_used'
+  | 'video_key'
+  | 'thumbnail_key'
+  | 'error_code'
+  | 'error_message'
+  | 'created_at'
+  | 'deleted_at'
+  | 'expired_at'
 >;
 
-// Only the columns a view needs: the jsonb settings and provider state cost more to parse than the query.
+// Only the columns a view needs (13, no jsonb): the jsonb settings and provider state cost more to parse than the query.
 const JOB_VIEW_SELECT = `SELECT j.job_id, j.user_id, j.status, j.prompt, m.name AS model_name, j.credits_used, j.video_key, j.thumbnail_key,
-       j.error_code, j.error_message, j.created_at, j.deleted_at
+       j.error_code, j.error_message, j.created_at, j.deleted_at, j.expired_at
   FROM video_jobs j JOIN models m ON m.id = j.model_id`;
 
 /** What a new job row is made of. */

@@ -1,0 +1,182 @@
+import { createHash } from 'node:crypto';
+import type { Context, MiddlewareHandler } from 'hono';
+import { Redis } from 'ioredis';
+import type pg from 'pg';
+import { RateLimiterMemory, RateLimiterPostgres, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import type { LimitKind, LimitRule, RateLimitConfig, RateLimitPolicyName } from '../config.js';
+import { isDatabaseUnavailable } from '../db/pool.js';
+import type { Logger } from '../logger.js';
+import { ApiError } from './api-error.js';
+import { addressKey, type ClientIpResolver } from './client-ip.js';
+import type { AppEnv } from './context.js';
+
+/**
+ * Rate limits (issue 9): per endpoint policy, one counter per key kind (address, user, device),
+ * kept in PostgreSQL (table rate_limits, on the app's pool) or in Redis when REDIS_URL is set, so
+ * every instance counts against the same numbers. When the store cannot answer, a policy either
+ * counts in this instance's memory (`insurance`) or refuses (`closed`): see DEFAULT_RATE_LIMITS.
+ *
+ * A limited endpoint runs its limiter after authentication (the user is known, in secure and in
+ * legacy anon-key mode alike) and before the idempotency middleware: a refused request has claimed
+ * no key, moved no money and created nothing.
+ */
+
+const STORE_TABLE = 'rate_limits';
+
+interface Limiter {
+  kind: LimitKind;
+  rule: LimitRule;
+  /** The policy item name in RateLimit-Policy / RateLimit (RFC 8941 string). */
+  item: string;
+  limiter: RateLimiterAbstract;
+}
+
+/** What one check decided, for the response headers. */
+interface Outcome {
+  limiter: Limiter;
+  res: RateLimiterRes;
+}
+
+export class RateLimitUnavailable extends Error {}
+
+export class RateLimits {
+  private readonly limiters = new Map<RateLimitPolicyName, Limiter[]>();
+  private readonly redis: Redis | undefined;
+
+  constructor(
+    private readonly config: RateLimitConfig,
+    db: pg.Pool,
+    readonly clientIp: ClientIpResolver,
+    private readonly log: Logger,
+  ) {
+    this.redis = config.enabled && config.redisUrl ? connectRedis(config.redisUrl, log) : undefined;
+    if (!config.enabled) return;
+    for (const [name, policy] of Object.entries(config.policies) as [RateLimitPolicyName, (typeof config.policies)[RateLimitPolicyName]][]) {
+      const list: Limiter[] = [];
+      for (const [kind, rule] of Object.entries(policy.rules) as [LimitKind, LimitRule][]) {
+        const common = {
+          keyPrefix: `${config.keyPrefix}:${name}:${kind}`,
+          points: rule.points,
+          duration: rule.seconds,
+          // Once the shared store says a key is over its limit, this instance refuses it from
+          // memory until the window ends, without asking the store again.
+          inMemoryBlockOnConsumed: rule.points + 1,
+          insuranceLimiter: policy.whenStoreDown === 'insurance' ? new RateLimiterMemory({ points: rule.points, duration: rule.seconds }) : undefined,
+        };
+        const limiter = this.redis
+          ? new RateLimiterRedis({ ...common, storeClient: this.redis, rejectIfRedisNotReady: true })
+          : new RateLimiterPostgres({
+              ...common,
+              storeClient: db,
+              storeType: 'pool',
+              tableName: STORE_TABLE,
+              // Migration 0010 made the table; the retention job deletes expired rows.
+              tableCreated: true,
+              clearExpiredByTimeout: false,
+            });
+        list.push({ kind, rule, item: `${name}.${kind}`, limiter });
+      }
+      this.limiters.set(name, list);
+    }
+  }
+
+  /**
+   * Counts one request against every rule of the policy that has a key; 429 ERR_4004 with
+   * Retry-After when one is exhausted. Returns the outcomes for the RateLimit headers.
+   */
+  async consume(policy: RateLimitPolicyName, keys: Partial<Record<LimitKind, string>>): Promise<Outcome[]> {
+    const outcomes: Outcome[] = [];
+    for (const limiter of this.limiters.get(policy) ?? []) {
+      const key = keys[limiter.kind];
+      if (key === undefined) continue;
+      try {
+        outcomes.push({ limiter, res: await limiter.limiter.consume(storeKey(key)) });
+      } catch (err) {
+        if (!(err instanceof RateLimiterRes)) {
+          // Only a `closed` policy gets here (an insured one answered from memory). With the
+          // PostgreSQL store the database itself is down: that answer (ERR_6001) is the true one.
+          if (isDatabaseUnavailable(err)) throw err;
+          this.log.warn({ err, policy }, 'rate limit store unavailable; refusing (policy fails closed)');
+          throw new ApiError('ERR_5002', { service: 'rate_limiter' }, { 'Retry-After': '5' });
+        }
+        outcomes.push({ limiter, res: err });
+        const retryAfter = Math.max(1, Math.ceil(err.msBeforeNext / 1000));
+        throw new ApiError(
+          'ERR_4004',
+          { retry_after: retryAfter, limit: limiter.rule.points, window_seconds: limiter.rule.seconds, scope: limiter.kind },
+          { 'Retry-After': String(retryAfter), ...rateLimitHeaders(outcomes) },
+        );
+      }
+    }
+    return outcomes;
+  }
+
+  /** The middleware of a limited endpoint: the caller's address, user (if authenticated) and device. */
+  middleware(policy: RateLimitPolicyName, device?: (c: Context<AppEnv>) => Promise<string | undefined>): MiddlewareHandler<AppEnv> {
+    return async (c, next) => {
+      if (!this.config.enabled) return next();
+      const outcomes = await this.consume(policy, {
+        ip: addressKey(this.clientIp(c)),
+        user: c.get('user')?.id,
+        device: device ? await device(c) : undefined,
+      });
+      await next();
+      // The endpoint's own policy (inner) names itself; the global ceiling does not overwrite it.
+      if (c.res.headers.has('RateLimit')) return;
+      for (const [name, value] of Object.entries(rateLimitHeaders(outcomes))) c.header(name, value);
+    };
+  }
+
+  /** Resolves once the Redis store is connected (at once for PostgreSQL): until then, policies answer from their fallback. */
+  async ready(): Promise<void> {
+    const redis = this.redis;
+    if (!redis || redis.status === 'ready') return;
+    await new Promise<void>((resolve) => redis.once('ready', () => resolve()));
+  }
+
+  async close(): Promise<void> {
+    this.redis?.disconnect();
+  }
+}
+
+// Long keys (a device_id is up to 200 characters, the column 255) are hashed; the rest stay readable.
+const storeKey = (key: string) => (key.length <= 64 ? key : createHash('sha256').update(key).digest('hex'));
+
+/**
+ * IETF draft-ietf-httpapi-ratelimit-headers: the policies (quota q per window w seconds) and, for
+ * each, what remains (r) and in how many seconds the window resets (t).
+ */
+function rateLimitHeaders(outcomes: Outcome[]): Record<string, string> {
+  if (outcomes.length === 0) return {};
+  return {
+    'RateLimit-Policy': outcomes.map(({ limiter }) => `"${limiter.item}";q=${limiter.rule.points};w=${limiter.rule.seconds}`).join(', '),
+    RateLimit: outcomes
+      .map(({ limiter, res }) => `"${limiter.item}";r=${res.remainingPoints};t=${Math.max(0, Math.ceil(res.msBeforeNext / 1000))}`)
+      .join(', '),
+  };
+}
+
+function connectRedis(url: string, log: Logger): Redis {
+  const redis = new Redis(url, {
+    // Commands fail at once while disconnected (the policy's fallback answers), never queue.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: 1000,
+    lazyConnect: false,
+  });
+  let warned = false;
+  redis.on('error', (err) => {
+    if (!warned) log.warn({ err }, 'rate limit store (Redis) unavailable');
+    warned = true;
+  });
+  redis.on('ready', () => {
+    warned = false;
+  });
+  return redis;
+}
+
+/** The device a device-check request names (its device_id), for the per-device rule. */
+export const deviceIdFromBody = async (c: Context<AppEnv>): Promise<string | undefined> => {
+  const body = (await c.req.json().catch(() => undefined)) as { device_id?: unknown } | undefined;
+  return typeof body?.device_id === 'string' ? body.device_id : undefined;
+};

@@ -1,0 +1,136 @@
+import type { RetentionConfig } from '../config.js';
+import type { Queryable } from '../db/pool.js';
+import type { Logger } from '../logger.js';
+import { RESULTS_BUCKET, type ObjectStore } from '../storage/types.js';
+
+/**
+ * What the database does not keep for ever (issue 9). Each verb is one scheduled worker task
+ * (src/jobs/worker.ts), deletes in batches (no long lock on a busy table) and returns how many rows
+ * it removed. What money depends on is never touched: ledger_entries, iap_transactions,
+ * app_store_refund_states (the refund logic's memory of each transaction), device_grants.
+ */
+
+const BATCH = 5000;
+
+export class RetentionService {
+  constructor(
+    private readonly db: Queryable,
+    private readonly store: ObjectStore,
+    private readonly config: RetentionConfig,
+    private readonly log: Logger,
+  ) {}
+
+  /** error_log older than ERROR_LOG_RETENTION_DAYS, then all but the newest ERROR_LOG_MAX_ROWS; old noise counters. */
+  async errorLog(): Promise<number> {
+    const days = this.config.errorLogDays;
+    let n = await batched(this.db, `DELETE FROM error_log WHERE id IN (SELECT id FROM error_log WHERE created_at < now() - make_interval(days => $1) LIMIT ${BATCH})`, [days]);
+    n += await batched(
+      this.db,
+      `DELETE FROM error_log WHERE id IN (
+         SELECT id FROM error_log WHERE id <= (SELECT id FROM error_log ORDER BY id DESC OFFSET $1 LIMIT 1) LIMIT ${BATCH})`,
+      [this.config.errorLogMaxRows],
+    );
+    n += await batched(this.db, `DELETE FROM error_log_aggregates WHERE hour < now() - make_interval(days => $1)`, [days]);
+    return this.done('error_log', n);
+  }
+
+  /** Sessions revoked, or whose last refresh token expired, SESSION_RETENTION_DAYS ago: their refresh tokens first. */
+  async sessions(): Promise<number> {
+    const n = await batched(
+      this.db,
+      `WITH gone AS (
+         SELECT s.id FROM auth_sessions s
+          WHERE s.created_at < now() - make_interval(days => $1)
+            AND (s.revoked_at < now() - make_interval(days => $1)
+                 OR NOT EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.session_id = s.id AND r.expires_at >= now() - make_interval(days => $1)))
+          LIMIT ${BATCH}
+       ), tokens AS (
+         DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM gone)
+       )
+       DELETE FROM auth_sessions WHERE id IN (SELECT id FROM gone)`,
+      [this.config.sessionDays],
+    );
+    return this.done('sessions', n);
+  }
+
+  /** Provider webhook events older than WEBHOOK_EVENT_RETENTION_DAYS whose job has finished (or that named none). */
+  async webhookEvents(): Promise<number> {
+    const n = await batched(
+      this.db,
+      `DELETE FROM webhook_events WHERE id IN (
+         SELECT e.id FROM webhook_events e LEFT JOIN video_jobs j ON j.job_id = e.job_id
+          WHERE e.received_at < now() - make_interval(days => $1) AND (j.job_id IS NULL OR j.completed_at IS NOT NULL)
+          LIMIT ${BATCH})`,
+      [this.config.webhookEventDays],
+    );
+    return this.done('webhook_events', n);
+  }
+
+  /**
+   * Stored App Store notifications older than APP_STORE_NOTIFICATION_RETENTION_DAYS that were
+   * applied. The refund logic (src/ledger/refunds.ts, apple/purchases.ts) decides from
+   * app_store_refund_states, which keeps each transaction's latest state for ever; a notification
+   * row only dedupes Apple's retries (days) and feeds a consumption answer (hours).
+   */
+  async appStoreNotifications(): Promise<number> {
+    const n = await batched(
+      this.db,
+      `DELETE FROM app_store_notifications WHERE notification_uuid IN (
+         SELECT notification_uuid FROM app_store_notifications
+          WHERE received_at < now() - make_interval(days => $1) AND outcome <> 'received' LIMIT ${BATCH})`,
+      [this.config.appStoreNotificationDays],
+    );
+    return this.done('app_store_notifications', n);
+  }
+
+  /** Rate limiter rows whose window has ended (the library's `expire` is epoch milliseconds). */
+  async rateLimits(): Promise<number> {
+    const n = await batched(this.db, `DELETE FROM rate_limits WHERE key IN (SELECT key FROM rate_limits WHERE expire < $1 LIMIT ${BATCH})`, [Date.now()]);
+    return this.done('rate_limits', n);
+  }
+
+  /**
+   * VIDEO_RETENTION_DAYS (0 = off): the stored video and thumbnail of jobs finished that long ago
+   * are deleted, then the job is marked expired (history lists it, without URLs). Files first: a
+   * crash in between leaves a job whose files the next run deletes again (deleting is idempotent),
+   * never files no job points to.
+   */
+  async videos(): Promise<number> {
+    if (this.config.videoDays === 0) return 0;
+    let total = 0;
+    for (;;) {
+      const { rows } = await this.db.query<{ job_id: string; video_key: string | null; thumbnail_key: string | null }>(
+        `SELECT job_id, video_key, thumbnail_key FROM video_jobs
+          WHERE completed_at < now() - make_interval(days => $1) AND expired_at IS NULL
+          ORDER BY completed_at LIMIT 200`,
+        [this.config.videoDays],
+      );
+      for (const job of rows) {
+        const keys = [job.video_key, job.thumbnail_key].filter((k): k is string => k !== null);
+        for (const key of keys) await this.store.delete(RESULTS_BUCKET, key);
+        await this.db.query(
+          `WITH files AS (UPDATE storage_objects SET deleted_at = now() WHERE bucket = $2 AND key = ANY($3::text[]) AND deleted_at IS NULL)
+           UPDATE video_jobs SET expired_at = now() WHERE job_id = $1`,
+          [job.job_id, RESULTS_BUCKET, keys],
+        );
+      }
+      total += rows.length;
+      if (rows.length < 200) break;
+    }
+    return this.done('videos', total);
+  }
+
+  private done(what: string, n: number): number {
+    if (n > 0) this.log.info({ retention: what, deleted: n }, 'retention');
+    return n;
+  }
+}
+
+async function batched(db: Queryable, sql: string, values: unknown[]): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const { rowCount } = await db.query(sql, values);
+    total += rowCount ?? 0;
+    if ((rowCount ?? 0) < BATCH) return total;
+  }
+}
