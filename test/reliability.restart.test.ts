@@ -95,6 +95,8 @@ describe('a PostgreSQL restart under load', () => {
       SUBMIT_LEASE_SECONDS: '5',
       JOB_QUIET_SECONDS: '5',
       PROVIDER_RETRY_BASE_MS: '200',
+      // One loopback address plays 30 users here: rate limits are test/rate-limits.test.ts's subject.
+      RATE_LIMITS_ENABLED: 'false',
     };
     api = start({ ...env, ROLE: 'api' });
     await until('the API', async () => ((await fetch(`http://127.0.0.1:${port}/ready`)).status === 200 ? true : undefined), 120_000);
