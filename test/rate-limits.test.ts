@@ -173,6 +173,19 @@ describe('rate limits behind trusted proxies (TRUST_PROXY)', () => {
   });
 });
 
+describe('rate limits behind one load balancer (TRUST_PROXY=1)', () => {
+  const t = useTestApp({ ...LIMITS_ON, TRUST_PROXY: '1', RATE_LIMITS: 'generate-video.user=off,generate-video.ip=2/3600,device-check.ip=off' });
+
+  it('a CF-Connecting-IP the client wrote (passed on by the balancer) gives no new allowance', async () => {
+    const guests = await Promise.all(Array.from({ length: 3 }, () => richGuest(t())));
+    // The balancer (10.0.0.5) appended the client's address, 203.0.113.9; the client made up the rest.
+    const spoofed = (i: number) => ({ remoteAddress: '10.0.0.5', headers: { 'x-forwarded-for': '203.0.113.9', 'cf-connecting-ip': `198.51.100.${i}` } });
+    expect((await generate(t(), guests[0]!, spoofed(1))).status).toBe(200);
+    expect((await generate(t(), guests[1]!, spoofed(2))).status).toBe(200);
+    await t().json(generate(t(), guests[2]!, spoofed(3)), 429);
+  });
+});
+
 describe('rate limits with Redis (REDIS_URL)', () => {
   const prefix = `rl-test-${randomUUID()}`;
   const env = { ...LIMITS_ON, REDIS_URL: 'redis://127.0.0.1:6379', RATE_LIMIT_KEY_PREFIX: prefix };

@@ -7,7 +7,8 @@ import type { TrustProxy } from '../config.js';
  * The address a request came from, as far as we can believe it. X-Forwarded-For and
  * CF-Connecting-IP are written by whoever sends the request, so they count only when the peer that
  * handed us the request is a proxy we were told to trust (TRUST_PROXY); otherwise it is the
- * socket's address and a spoofed header changes nothing.
+ * socket's address and a spoofed header changes nothing. With TRUST_PROXY as a hop count only
+ * X-Forwarded-For counts; CF-Connecting-IP needs the proxies' addresses (CIDRs).
  */
 export type ClientIpResolver = (c: Context) => string;
 
@@ -29,7 +30,9 @@ export function clientIpResolver(trust: TrustProxy): ClientIpResolver {
       .filter((a): a is string => a !== undefined);
 
     if (trust.kind === 'hops') {
-      if (cf) return cf;
+      // CF-Connecting-IP is not believed here: a load balancer or nginx in front of us passes it on
+      // unchanged from the client, so every request could name a new address. Behind Cloudflare,
+      // list its ranges as TRUST_PROXY CIDRs: then the header counts, from those peers only.
       // Each trusted proxy appends the address it received from: the client is `hops` entries from
       // the right of [...forwarded, socket]; anything further left was written by the client.
       const chain = [...forwarded, socket];
