@@ -48,8 +48,12 @@ describe('retention', () => {
     await t().db.query("UPDATE auth_sessions SET revoked_at = now() - interval '31 days' WHERE id = $1", [revokedLongAgo]);
     await t().db.query("UPDATE auth_sessions SET revoked_at = now() - interval '2 days' WHERE id = $1", [revokedRecently]);
     await t().db.query("UPDATE refresh_tokens SET expires_at = now() - interval '31 days' WHERE session_id = $1", [expiredLongAgo]);
+    // A device registered for pushes in a session that is now old keeps its token (no session named).
+    const token = 'ab'.repeat(32);
+    await t().db.query("INSERT INTO push_tokens (token, user_id, session_id, environment) VALUES ($1, $2, $3, 'production')", [token, guests[0]!.userId, revokedLongAgo]);
 
     expect(await retention().sessions()).toBe(2);
+    expect((await t().db.query('SELECT user_id, session_id FROM push_tokens WHERE token = $1', [token])).rows).toEqual([{ user_id: guests[0]!.userId, session_id: null }]);
     const left = (await t().db.query('SELECT id FROM auth_sessions WHERE id = ANY($1::uuid[])', [[revokedLongAgo, expiredLongAgo, live, revokedRecently]])).rows.map((r) => r.id);
     expect(left.sort()).toEqual([live, revokedRecently].sort());
     expect(await count('SELECT count(*)::int AS n FROM refresh_tokens WHERE session_id = ANY($1::uuid[])', [[revokedLongAgo, expiredLongAgo]])).toBe(0);
