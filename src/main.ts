@@ -109,6 +109,7 @@ async function main() {
     await step('error log', () => services?.errorLog.drain());
     await step('rate limits', () => services?.rateLimits.close());
     await step('api pool', () => apiDb?.end());
+    await step('lock pool', () => services?.lockDb.end());
     await step('worker pool', () => workerDb?.end());
     await step('embedded postgres', () => embedded?.stop());
     log.info({ exitCode }, 'stopped');

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { Queryable } from './db/pool.js';
+import { createPool, type Queryable } from './db/pool.js';
 import type { DeviceCheckClient } from './apple/device-check.js';
 import type { OnboardingService } from './auth/onboarding.js';
 import type { SessionService } from './auth/sessions.js';
@@ -56,6 +56,8 @@ export interface Services {
   /** The support team's console and API (src/admin/). */
   adminAuth: AdminAuthService;
   admin: AdminService;
+  /** The onboarding lock's own connections (see buildServices). */
+  lockDb: pg.Pool;
   /** What the worker's tasks call: the same services, bound to the worker's own pool. */
   worker: WorkerDeps;
   /** The worker role's pool (the API's `db` when none was given, e.g. tests without a worker). */
@@ -108,7 +110,10 @@ export function buildServices(opts: {
   const sessions = new Sessions(db, tokens, config.jwt.refreshTtlDays);
   const deviceCheck = config.deviceCheck ? new AppleDeviceCheck(config.deviceCheck, opts.now) : undefined;
   const rateLimits = new RateLimits(config.rateLimits, db, clientIpResolver(config.trustProxy), log);
-  const onboarding = new Onboarding(db, sessions, deviceCheck, config.initialGrantCredits, log, new KeyedLock(db, 'onboarding-address'));
+  // The per-address onboarding lock holds a connection while Apple answers: its own few connections,
+  // so a burst of onboardings from many addresses can never hold the API pool its own work needs.
+  const lockDb = createPool(opts.databaseUrl, 4, { connectionTimeoutMillis: 30_000, applicationName: 'rendio-onboarding-locks' });
+  const onboarding = new Onboarding(db, sessions, deviceCheck, config.initialGrantCredits, log, new KeyedLock(lockDb, 'onboarding-address'));
   const store =
     opts.store ??
     (config.s3
@@ -198,6 +203,7 @@ export function buildServices(opts: {
     admin: new AdminService(db, () => catalogue.invalidate()),
     worker,
     workerDb,
+    lockDb,
     rateLimits,
   };
 }

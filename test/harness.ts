@@ -154,6 +154,7 @@ export class TestApp {
     await this.services.errorLog.drain();
     await this.services.rateLimits.close();
     await this.db.end();
+    await this.services.lockDb.end();
     await this.services.workerDb.end();
     if (this.ownsDatabase) await dropTestDatabase(inject('adminUrl'), this.dbName);
   }

@@ -143,3 +143,22 @@ describe('guest onboarding with the production rate limits', () => {
     await t().json(t().post('/functions/v1/device-check', { body: { device_id: deviceId, device_token: deviceToken('phone-other') }, remoteAddress: '192.0.2.78' }));
   });
 });
+
+describe('onboardings waiting on Apple, from many addresses at once', () => {
+  const apple = useFakeDeviceCheck();
+  // A small API pool, and a connection wait long enough that only a held pool can make it fail.
+  const t = useTestApp(() => ({ ...apple.env(), DATABASE_POOL_MAX: '2', DATABASE_CONNECT_TIMEOUT_MS: '10000', APPLE_DEVICECHECK_TIMEOUT_MS: '60000' }));
+
+  it('never hold the API pool: other requests are answered meanwhile, and every onboarding then completes', { timeout: 120_000 }, async () => {
+    const gates = Array.from({ length: 4 }, () => apple.server.gate(/query_two_bits/));
+    const onboardings = gates.map((_, i) =>
+      t().post('/functions/v1/device-check', { body: { device_id: randomUUID(), device_token: deviceToken(`pool-${i}`) }, remoteAddress: `192.0.2.${120 + i}` }),
+    );
+    await Promise.all(gates.map((g) => g.reached));
+    // Four per-address locks are held while Apple answers; the API's own two connections are free.
+    const models = await t().get('/rest/v1/models?select=id&limit=1');
+    expect(models.status, await models.clone().text()).toBe(200);
+    for (const g of gates) g.release();
+    for (const res of await Promise.all(onboardings)) expect(res.status, await res.clone().text()).toBe(200);
+  });
+});
