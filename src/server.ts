@@ -44,11 +44,18 @@ export function withRealtime(listening: ListeningServer, s: Services): Listening
  * process. The limits come from config (HTTP_*); expiry is checked at least every second.
  */
 
+/** How long a shutdown lets open requests run on before closing their connections (main.ts gives up at 15 s). */
+const CLOSE_GRACE_MS = 5000;
+
 export interface ListeningServer {
   server: Server;
   port: number;
-  /** Stops accepting, lets in-flight requests finish (idle keep-alive connections are closed). */
-  close(): Promise<void>;
+  /**
+   * Stops accepting and lets in-flight requests finish (idle keep-alive connections are closed);
+   * connections still open after the grace period — long streams such as video-events, which end
+   * only with their job — are then closed, so a shutdown never waits on a client.
+   */
+  close(graceMs?: number): Promise<void>;
 }
 
 export async function startHttpServer(
@@ -78,6 +85,15 @@ export async function startHttpServer(
   return {
     server,
     port: (server.address() as AddressInfo).port,
-    close: () => new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve()))),
+    close: (graceMs = CLOSE_GRACE_MS) =>
+      new Promise<void>((resolve, reject) => {
+        const cutOff = setTimeout(() => server.closeAllConnections(), graceMs);
+        cutOff.unref();
+        server.close((err) => {
+          clearTimeout(cutOff);
+          if (err) reject(err);
+          else resolve();
+        });
+      }),
   };
 }

@@ -85,6 +85,49 @@ describe('npm start on a PostgreSQL given by DATABASE_URL', () => {
   });
 });
 
+describe('stopping with a live video-events stream', () => {
+  let adminUrl: string;
+  let dbName: string;
+  beforeAll(async () => {
+    adminUrl = inject('adminUrl');
+    dbName = await createTestDatabase(adminUrl);
+  });
+  afterAll(async () => dropTestDatabase(adminUrl, dbName));
+
+  it('SIGTERM ends the stream after the grace period and the process drains cleanly, not by the 15 s force exit', { timeout: 180_000 }, async () => {
+    const port = await freePort();
+    const server = track(
+      startServer(
+        // The job stays in flight for the whole test, so its stream would never end by itself.
+        { DATABASE_URL: withDatabase(adminUrl, dbName), PORT: String(port), HOST: '127.0.0.1', JWT_SECRET, LOG_LEVEL: 'info', SIMULATOR_DELAY_MS: '600000' },
+        { cwd: await tmpDir('sse') },
+      ),
+    );
+    await waitForReady(port, server);
+    const base = `http://127.0.0.1:${port}/functions/v1`;
+    const json = { 'content-type': 'application/json' };
+    const guest = (await (await fetch(`${base}/device-check`, { method: 'POST', headers: json, body: JSON.stringify({ device_id: 'sse-stop', device_token: Buffer.from('sse-stop-device-token').toString('base64') }) })).json()) as { access_token: string };
+    const auth = { authorization: `Bearer ${guest.access_token}` };
+    const job = (await (
+      await fetch(`${base}/generate-video`, { method: 'POST', headers: { ...json, ...auth, 'idempotency-key': 'sse-stop-1' }, body: JSON.stringify({ model_id: 'simulator-text-to-video', prompt: 'a stream that never ends' }) })
+    ).json()) as { job_id: string };
+    const stream = await fetch(`${base}/video-events?job_id=${job.job_id}`, { headers: auth });
+    expect(stream.status).toBe(200);
+    const reader = stream.body!.getReader();
+    await reader.read(); // the first status event: the stream is live
+
+    server.proc.kill('SIGTERM');
+    const ended = (async () => {
+      for (;;) if ((await reader.read().catch(() => ({ done: true }))).done) return true;
+    })();
+    const { code } = await server.exited;
+    expect(code, server.output()).toBe(0);
+    expect(await ended).toBe(true);
+    expect(server.output()).toMatch(/"msg":"stopped"/);
+    expect(server.output()).not.toMatch(/shutdown took longer/);
+  });
+});
+
 describe('start-up failures: one clear line, exit 1', () => {
   const failFast = async (env: Record<string, string>, cwd?: string) => {
     const s = track(startServer({ HOST: '127.0.0.1', JWT_SECRET, LOG_LEVEL: 'info', ...env }, { cwd: cwd ?? (await tmpDir('fail')) }));
