@@ -7,7 +7,7 @@ import type { Child, FC } from 'hono/jsx';
 import { z } from 'zod';
 import { secretsEqual } from '../auth/tokens.js';
 import { ApiError } from '../http/api-error.js';
-import { clearConsoleCookie, clientIp, requireConsoleSession, setConsoleCookie } from '../http/admin-auth.js';
+import { clearConsoleCookie, requireConsoleSession, setConsoleCookie } from '../http/admin-auth.js';
 import type { AppEnv } from '../http/context.js';
 import { localizedMessage } from '../http/i18n.js';
 import { toApiError } from '../http/on-error.js';
@@ -283,7 +283,7 @@ export function registerAdminConsole(app: OpenAPIHono<AppEnv>, s: Services) {
     const nonce = getCookie(c, LOGIN_NONCE_COOKIE);
     if (!nonce || typeof body._login !== 'string' || !secretsEqual(body._login, nonce)) throw new ApiError('ERR_4027');
     const input = SignInBody.parse({ email: body.email, password: body.password, totp: typeof body.totp === 'string' && body.totp ? body.totp : undefined });
-    const r = await s.adminAuth.signIn({ ...input, ip: clientIp(c) }, 'console');
+    const r = await s.adminAuth.signIn({ ...input, ip: s.rateLimits.clientIp(c) }, 'console');
     deleteCookie(c, LOGIN_NONCE_COOKIE, { path: '/admin' });
     setConsoleCookie(c, r.token, r.expiresAt, secure);
     return c.redirect('/admin', 303);

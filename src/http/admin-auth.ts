@@ -1,4 +1,3 @@
-import { getConnInfo } from '@hono/node-server/conninfo';
 import type { Context, MiddlewareHandler } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { ADMIN_TOKEN_PREFIX, csrfTokenValid, type AdminAuthService } from '../admin/auth.js';
@@ -17,15 +16,6 @@ import type { AppEnv } from './context.js';
 export const ADMIN_COOKIE = 'rendio_admin';
 /** The sign-in routes: the only admin routes open to the unauthenticated. */
 export const ADMIN_PUBLIC_PATHS: ReadonlySet<string> = new Set(['/admin/api/login', '/admin/login']);
-
-/** The connecting address (the lockout counts per email and address); 'unknown' off a socket (in-process tests). */
-export function clientIp(c: Context<AppEnv>): string {
-  try {
-    return getConnInfo(c).remote.address ?? 'unknown';
-  } catch {
-    return 'unknown';
-  }
-}
 
 /** A bearer that is not an admin token at all: an app's token or the anon key. */
 function refuseForeignBearer(c: Context<AppEnv>): string | undefined {

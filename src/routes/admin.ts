@@ -5,7 +5,7 @@ import type { Actor } from '../admin/service.js';
 import type { AdminActionRow } from '../db/queries/admin.js';
 import { BanBody, CreditChangeBody, IdempotencyKey, ModelPatchBody, SearchQuery, SignInBody } from '../admin/schemas.js';
 import { ApiError } from '../http/api-error.js';
-import { clientIp, requireAdminToken } from '../http/admin-auth.js';
+import { requireAdminToken } from '../http/admin-auth.js';
 import type { AppEnv } from '../http/context.js';
 import type { Services } from '../services.js';
 import { bearerSecurity, errorResponses } from './schemas.js';
@@ -160,7 +160,7 @@ export function registerAdminApi(app: OpenAPIHono<AppEnv>, s: Services) {
 
   app.openapi(routes.login, async (c) => {
     const body = c.req.valid('json');
-    const r = await s.adminAuth.signIn({ ...body, ip: clientIp(c) }, 'api');
+    const r = await s.adminAuth.signIn({ ...body, ip: s.rateLimits.clientIp(c) }, 'api');
     return c.json({ token: r.token, token_type: 'bearer' as const, expires_at: r.expiresAt, admin: { id: r.adminId, email: r.email } }, 200);
   });
 

@@ -35,7 +35,7 @@ export async function deletePushToken(db: Queryable, userId: string, token: stri
 /** Logout: local = this session's devices; others = every device registered under another session; global = all. */
 export async function deletePushTokensOnLogout(db: Queryable, userId: string, sessionId: string, scope: 'global' | 'local' | 'others'): Promise<void> {
   if (scope === 'local') await db.query('DELETE FROM push_tokens WHERE user_id = $1 AND session_id = $2', [userId, sessionId]);
-  else if (scope === 'others') await db.query('DELETE FROM push_tokens WHERE user_id = $1 AND session_id <> $2', [userId, sessionId]);
+  else if (scope === 'others') await db.query('DELETE FROM push_tokens WHERE user_id = $1 AND session_id IS DISTINCT FROM $2', [userId, sessionId]);
   else await db.query('DELETE FROM push_tokens WHERE user_id = $1', [userId]);
 }
 
@@ -84,12 +84,12 @@ export async function findEndedJob(db: Queryable, jobId: string): Promise<EndedJ
   return rows[0];
 }
 
-/** The owner's devices this job's push has not settled yet, each with its language. */
+/** The owner's devices this job's push has not settled yet, each with its language; none for a banned or deleted owner. */
 export async function pendingPushTargets(db: Queryable, jobId: string, userId: string): Promise<JobPushTarget[]> {
   const { rows } = await db.query<JobPushTarget>(
     `SELECT t.token, t.environment, coalesce(t.language, u.language) AS language
        FROM push_tokens t JOIN users u ON u.id = t.user_id
-      WHERE t.user_id = $1 AND u.deleted_at IS NULL
+      WHERE t.user_id = $1 AND u.deleted_at IS NULL AND u.banned_at IS NULL
         AND NOT EXISTS (SELECT 1 FROM push_deliveries d WHERE d.job_id = $2 AND d.token = t.token)
       ORDER BY t.registered_at`,
     [userId, jobId],
