@@ -84,6 +84,8 @@ const EnvSchema = z
     REALTIME_HEARTBEAT_TIMEOUT_MS: z.coerce.number().int().min(1000).max(600_000).default(60_000),
     /** Realtime: channels one socket may have joined at once (the app uses one per job it shows). */
     REALTIME_MAX_CHANNELS: z.coerce.number().int().min(1).max(1000).default(10),
+    /** Open Realtime sockets per client address (per /64 for IPv6); one more is refused with 429 ERR_4041. */
+    REALTIME_MAX_SOCKETS_PER_ADDRESS: z.coerce.number().int().min(1).max(10_000).default(20),
     /** /metrics on the public port requires `Authorization: Bearer <METRICS_TOKEN>`; without it /metrics is 404 there. */
     METRICS_TOKEN: z.string().min(16, 'METRICS_TOKEN must be at least 16 characters').optional(),
     /** Serves /metrics (without a token) on this port, bound to 127.0.0.1 only. */
@@ -335,8 +337,8 @@ export interface Config {
   maxJsonBodyBytes: number;
   /** The Node HTTP server's limits against slow and too many clients (src/http/server.ts). */
   http: HttpServerConfig;
-  /** Supabase Realtime subset (src/realtime): idle socket timeout and channels per socket. */
-  realtime: { heartbeatTimeoutMs: number; maxChannels: number };
+  /** Supabase Realtime subset (src/realtime): idle socket timeout, channels per socket, sockets per address. */
+  realtime: { heartbeatTimeoutMs: number; maxChannels: number; maxSocketsPerAddress: number };
   /** /metrics: a bearer token for the public port, and/or a loopback-only port of its own. */
   metrics: { token: string | undefined; port: number | undefined };
   initialGrantCredits: number;
@@ -542,7 +544,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       keepAliveTimeoutMs: e.HTTP_KEEP_ALIVE_TIMEOUT_MS,
       maxConnections: e.HTTP_MAX_CONNECTIONS,
     },
-    realtime: { heartbeatTimeoutMs: e.REALTIME_HEARTBEAT_TIMEOUT_MS, maxChannels: e.REALTIME_MAX_CHANNELS },
+    realtime: { heartbeatTimeoutMs: e.REALTIME_HEARTBEAT_TIMEOUT_MS, maxChannels: e.REALTIME_MAX_CHANNELS, maxSocketsPerAddress: e.REALTIME_MAX_SOCKETS_PER_ADDRESS },
     metrics: { token: e.METRICS_TOKEN, port: e.METRICS_PORT },
     initialGrantCredits: e.INITIAL_GRANT_CREDITS,
     admin: {

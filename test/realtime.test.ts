@@ -423,3 +423,27 @@ describe('Realtime limits', () => {
     expect(closed).toEqual({ code: 1000, reason: 'heartbeat timeout' });
   });
 });
+
+describe('Realtime sockets per address', () => {
+  const t = useTestApp({ ANON_KEY, REALTIME_MAX_SOCKETS_PER_ADDRESS: '2' });
+  const url = serve(t);
+
+  it('one address holds at most REALTIME_MAX_SOCKETS_PER_ADDRESS sockets; a closed one frees its place', async () => {
+    const first = await RawSocket.open(url(), '1.0.0');
+    const second = await RawSocket.open(url(), '1.0.0');
+    const refused = await refusedUpgrade(`${url().replace('http', 'ws')}/realtime/v1/websocket?apikey=${ANON_KEY}&vsn=1.0.0`);
+    expect(refused.status).toBe(429);
+    expect(refused.body.error.code).toBe('ERR_4041');
+    first.ws.close();
+    await waitFor('the server to see the close', () => first.closed);
+    // The server counts the socket out on its own close event: give it a few tries.
+    let third: RawSocket | undefined;
+    for (let i = 0; i < 50 && !third; i++) {
+      third = await RawSocket.open(url(), '1.0.0').catch(() => undefined);
+      if (!third) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(third).toBeDefined();
+    third!.ws.close();
+    second.ws.close();
+  });
+});

@@ -16,15 +16,22 @@ export type ClientIpResolver = (c: Context) => string;
 export const UNKNOWN_ADDRESS = 'unknown';
 
 export function clientIpResolver(trust: TrustProxy): ClientIpResolver {
+  const resolve = clientAddressOf(trust);
+  return (c) => resolve(socketAddress(c), (name) => c.req.header(name));
+}
+
+/**
+ * The same rule for callers outside Hono (the Realtime WebSocket's upgrade request): from the
+ * socket's address and a header reader.
+ */
+export function clientAddressOf(trust: TrustProxy): (socketAddress: string | undefined, header: (name: string) => string | undefined) => string {
   const trusted = trust.kind === 'cidrs' ? blockList(trust.cidrs) : undefined;
   const isTrusted = (address: string) => (trusted ? matches(trusted, address) : false);
 
-  return (c) => {
-    const socket = normalise(socketAddress(c));
+  return (socketAddr, header) => {
+    const socket = normalise(socketAddr);
     if (trust.kind === 'none' || socket === undefined) return socket ?? UNKNOWN_ADDRESS;
-    // Cloudflare's header names the client in one value; believed only from a trusted peer.
-    const cf = normalise(c.req.header('cf-connecting-ip')?.trim());
-    const forwarded = (c.req.header('x-forwarded-for') ?? '')
+    const forwarded = (header('x-forwarded-for') ?? '')
       .split(',')
       .map((a) => normalise(a.trim()))
       .filter((a): a is string => a !== undefined);
@@ -39,6 +46,8 @@ export function clientIpResolver(trust: TrustProxy): ClientIpResolver {
       return chain[Math.max(0, chain.length - 1 - trust.hops)]!;
     }
     if (!isTrusted(socket)) return socket;
+    // Cloudflare's header names the client in one value; believed only from a trusted peer.
+    const cf = normalise(header('cf-connecting-ip')?.trim());
     if (cf) return cf;
     // Walk back through trusted proxies; the first untrusted address is the client.
     let client = socket;

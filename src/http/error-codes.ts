@@ -29,7 +29,7 @@ export const ERROR_CODES = {
   ERR_4031: { status: 400, meaning: "setting outside what the model's provider accepts" },
   ERR_4032: { status: 406, meaning: 'one row requested (application/vnd.pgrst.object+json), zero or several found' },
   ERR_4040: { status: 400, meaning: 'unsupported Realtime request (only postgres_changes on public.video_jobs by job_id)' },
-  ERR_4041: { status: 429, meaning: 'Realtime limit reached (channels per socket, messages per second)' },
+  ERR_4041: { status: 429, meaning: 'Realtime limit reached (channels per socket, messages per second, sockets per address)' },
   ERR_4025: { status: 401, meaning: 'admin sign-in failed (email, password or one-time code)' },
   ERR_4026: { status: 409, meaning: 'target account is closed (deleted or merged)' },
   ERR_4027: { status: 403, meaning: 'CSRF token missing or invalid (admin console)' },

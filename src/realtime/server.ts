@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import { secretsEqual } from '../auth/tokens.js';
 import { ApiError, unauthenticated } from '../http/api-error.js';
+import { addressKey, clientAddressOf } from '../http/client-ip.js';
 import { localizedMessage, negotiateLanguage } from '../http/i18n.js';
 import { RealtimeConnection, type RealtimeDeps } from './connection.js';
 import { VSNS, type Vsn } from './protocol.js';
@@ -29,10 +30,15 @@ export function attachRealtime(server: Server, deps: RealtimeDeps): RealtimeServ
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
   if (!deps.metrics.registry.getSingleMetric(SOCKETS_GAUGE)) deps.metrics.gauge(SOCKETS_GAUGE, 'Open Realtime WebSockets', () => wss.clients.size);
 
+  // Sockets per client address: one address cannot hold the server's connections (and with them the
+  // provider and Apple callbacks that arrive on the same port) with idle, heartbeating sockets.
+  const addressOf = clientAddressOf(deps.config.trustProxy);
+  const openPerAddress = new Map<string, number>();
+
   const refuse = (socket: Duplex, err: ApiError, req: IncomingMessage) => {
     const message = localizedMessage(err.code, negotiateLanguage(req.headers['accept-language']), err.details);
     const body = JSON.stringify({ error: { code: err.code, message, ...(err.details ? { details: err.details } : {}) } });
-    const reason = err.status === 401 ? 'Unauthorized' : err.status === 404 ? 'Not Found' : 'Bad Request';
+    const reason = err.status === 401 ? 'Unauthorized' : err.status === 404 ? 'Not Found' : err.status === 429 ? 'Too Many Requests' : 'Bad Request';
     socket.end(
       `HTTP/1.1 ${err.status} ${reason}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     );
@@ -51,8 +57,27 @@ export function attachRealtime(server: Server, deps: RealtimeDeps): RealtimeServ
     // Phoenix's default is 1.0.0, the version supabase-swift asks for.
     const vsn = (url.searchParams.get('vsn') ?? '1.0.0') as Vsn;
     if (!VSNS.includes(vsn)) return refuse(socket, new ApiError('ERR_4040', { reason: `vsn must be one of ${VSNS.join(', ')}` }), req);
+    const address = addressKey(addressOf(req.socket.remoteAddress, (name) => {
+      const v = req.headers[name];
+      return Array.isArray(v) ? v.join(',') : v;
+    }));
+    const open = openPerAddress.get(address) ?? 0;
+    if (open >= deps.config.realtime.maxSocketsPerAddress) {
+      return refuse(socket, new ApiError('ERR_4041', { reason: `at most ${deps.config.realtime.maxSocketsPerAddress} open sockets per address` }), req);
+    }
+    openPerAddress.set(address, open + 1);
     const lang = negotiateLanguage(req.headers['accept-language']);
+    let counted = true;
+    const uncount = () => {
+      if (!counted) return;
+      counted = false;
+      const left = (openPerAddress.get(address) ?? 1) - 1;
+      if (left > 0) openPerAddress.set(address, left);
+      else openPerAddress.delete(address);
+    };
+    socket.once('close', uncount);
     wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.once('close', uncount);
       new RealtimeConnection(ws, vsn, deps, lang);
     });
   });
