@@ -52,3 +52,23 @@ describe('video-events (SSE)', () => {
     expect((await t().get(`/functions/v1/video-events?job_id=${job_id}`, { token: other.accessToken })).status).toBe(404);
   });
 });
+
+describe('video-events after the session ends', () => {
+  const t = useTestApp(); // no worker: the job stays pending until the test moves it
+
+  it('a logout while the stream is open ends it with an error event instead of the next state', async () => {
+    const g = await t().createGuest();
+    const { job_id } = await t().json(t().generate(g, { model_id: 'simulator-text-to-video', prompt: 'log out mid-stream' }));
+    const res = await t().get(`/functions/v1/video-events?job_id=${job_id}`, { token: g.accessToken });
+    expect(res.status).toBe(200);
+    const events = readEvents(res, 30_000);
+    // Once the first event is out, end the session, then move the job on.
+    await expect.poll(async () => (await t().db.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'LISTEN%'")).rows[0].n, { timeout: 10_000 }).toBeGreaterThan(0);
+    expect((await t().post('/auth/v1/logout', { token: g.accessToken })).status).toBe(204);
+    await t().services.jobs.fail(job_id, 'ERR_5003', 'rejected after the logout');
+    const got = await events;
+    expect(got.map((e) => e.event)).toEqual(['status', 'error']);
+    expect(got[0]!.data.status).toBe('pending');
+    expect(got[1]!.data).toEqual({ code: 'ERR_4005' });
+  });
+});

@@ -3,8 +3,8 @@ import { streamSSE } from 'hono/streaming';
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import { isDatabaseUnavailable } from '../db/pool.js';
 import { findJobView, listJobs, type JobViewRow } from '../db/queries/video-jobs.js';
-import { invalid, notFound } from '../http/api-error.js';
-import { authOptions, isLegacyAnonCaller, requireUser } from '../http/auth.js';
+import { ApiError, invalid, notFound } from '../http/api-error.js';
+import { authOptions, bearerToken, isLegacyAnonCaller, requireUser, verifiedUser } from '../http/auth.js';
 import type { AppEnv } from '../http/context.js';
 import { idempotency, type IdempotentEnv } from '../http/idempotency.js';
 import type { Services } from '../services.js';
@@ -145,7 +145,9 @@ const eventsRoute = createRoute({
   path: '/functions/v1/video-events',
   tags: ['videos'],
   summary: 'Server-sent events for one job: an "status" event with the job (as get-video-status) on every state change, until it ends',
-  description: 'Works across processes (PostgreSQL LISTEN/NOTIFY). A ": ping" comment every 15 s keeps proxies from closing the stream.',
+  description:
+    'Works across processes (PostgreSQL LISTEN/NOTIFY). A ": ping" comment every 15 s keeps proxies from closing the stream. ' +
+    'Before each later event the token is checked again: after a logout, ban or account deletion the stream sends an "error" event ({code}) and ends.',
   security: bearerSecurity,
   request: { query: UserIdQuery.extend({ job_id: z.string().uuid() }) },
   responses: { 200: { description: 'text/event-stream', content: { 'text/event-stream': { schema: z.string() } } }, ...errorResponses(400, 401, 403, 404) },
@@ -236,6 +238,19 @@ export function registerVideos(app: OpenAPIHono<AppEnv>, s: Services) {
     const userId = c.get('user').id;
     const owned = await findJobView(s.db, jobId);
     if (!owned || owned.user_id !== userId || owned.deleted_at) throw notFound('job');
+    // Re-checked before every later event, as Realtime does: a logout, ban or deletion while the
+    // stream is open ends it instead of sending more (signed URLs above all).
+    const token = c.get('user').via === 'token' ? bearerToken(c) : undefined;
+    const stillAllowed = async (): Promise<ApiError | undefined> => {
+      if (!token) return undefined;
+      try {
+        await verifiedUser(authOptions(s), token);
+        return undefined;
+      } catch (err) {
+        if (err instanceof ApiError) return err;
+        throw err;
+      }
+    };
     return streamSSE(c, async (stream) => {
       let wake: () => void = () => undefined;
       const unsubscribe = await s.events.subscribe(jobId, () => wake());
@@ -260,6 +275,11 @@ export function registerVideos(app: OpenAPIHono<AppEnv>, s: Services) {
           }
           if (!job || job.deleted_at) {
             await stream.writeSSE({ event: 'deleted', data: JSON.stringify({ job_id: jobId }) });
+            return;
+          }
+          const refused = sent === undefined ? undefined : await stillAllowed();
+          if (refused) {
+            await stream.writeSSE({ event: 'error', data: JSON.stringify({ code: refused.code }) });
             return;
           }
           const current = await view(job);
