@@ -58,7 +58,8 @@ function track(s: ServerProcess): ServerProcess {
   return s;
 }
 
-describe('npm start on a PostgreSQL given by DATABASE_URL', () => {
+/** A database of its own for the describe block, dropped after it; returns its URL. */
+function useTestDatabase(): () => string {
   let adminUrl: string;
   let dbName: string;
   beforeAll(async () => {
@@ -66,13 +67,18 @@ describe('npm start on a PostgreSQL given by DATABASE_URL', () => {
     dbName = await createTestDatabase(adminUrl);
   });
   afterAll(async () => dropTestDatabase(adminUrl, dbName));
+  return () => withDatabase(adminUrl, dbName);
+}
+
+describe('npm start on a PostgreSQL given by DATABASE_URL', () => {
+  const databaseUrl = useTestDatabase();
 
   it('stops on SIGTERM to the npm process: node exits and the port is freed', { timeout: 180_000 }, async () => {
     const port = await freePort();
     const dataDir = await tmpDir('npm');
     const npm = track(
       startProcess('npm', ['start'], {
-        env: { DATABASE_URL: withDatabase(adminUrl, dbName), PORT: String(port), HOST: '127.0.0.1', JWT_SECRET, DATA_DIR: dataDir, LOG_LEVEL: 'info' },
+        env: { DATABASE_URL: databaseUrl(), PORT: String(port), HOST: '127.0.0.1', JWT_SECRET, DATA_DIR: dataDir, LOG_LEVEL: 'info' },
       }),
     );
     await waitForReady(port, npm);
@@ -86,20 +92,14 @@ describe('npm start on a PostgreSQL given by DATABASE_URL', () => {
 });
 
 describe('stopping with a live video-events stream', () => {
-  let adminUrl: string;
-  let dbName: string;
-  beforeAll(async () => {
-    adminUrl = inject('adminUrl');
-    dbName = await createTestDatabase(adminUrl);
-  });
-  afterAll(async () => dropTestDatabase(adminUrl, dbName));
+  const databaseUrl = useTestDatabase();
 
   it('SIGTERM ends the stream after the grace period and the process drains cleanly, not by the 15 s force exit', { timeout: 180_000 }, async () => {
     const port = await freePort();
     const server = track(
       startServer(
         // The job stays in flight for the whole test, so its stream would never end by itself.
-        { DATABASE_URL: withDatabase(adminUrl, dbName), PORT: String(port), HOST: '127.0.0.1', JWT_SECRET, LOG_LEVEL: 'info', SIMULATOR_DELAY_MS: '600000' },
+        { DATABASE_URL: databaseUrl(), PORT: String(port), HOST: '127.0.0.1', JWT_SECRET, LOG_LEVEL: 'info', SIMULATOR_DELAY_MS: '600000' },
         { cwd: await tmpDir('sse') },
       ),
     );
