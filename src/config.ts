@@ -391,7 +391,7 @@ export interface RateLimitPolicy {
   rules: Partial<Record<LimitKind, LimitRule>>;
   whenStoreDown: StoreDownPolicy;
 }
-export const RATE_LIMIT_POLICIES = ['global', 'generate-video', 'device-check', 'auth-token', 'update-credits', 'merge-guest-user'] as const;
+export const RATE_LIMIT_POLICIES = ['global', 'generate-video', 'device-check', 'auth-token', 'update-credits', 'merge-guest-user', 'admin-login'] as const;
 export type RateLimitPolicyName = (typeof RATE_LIMIT_POLICIES)[number];
 
 const HOUR = 3600;
@@ -407,6 +407,9 @@ export const DEFAULT_RATE_LIMITS: Record<RateLimitPolicyName, RateLimitPolicy> =
   'auth-token': { rules: { ip: { points: 120, seconds: HOUR } }, whenStoreDown: 'insurance' },
   'update-credits': { rules: { user: { points: 30, seconds: HOUR }, ip: { points: 60, seconds: HOUR } }, whenStoreDown: 'insurance' },
   'merge-guest-user': { rules: { user: { points: 10, seconds: HOUR }, ip: { points: 20, seconds: HOUR } }, whenStoreDown: 'insurance' },
+  // Admin sign-in (API and console): each attempt costs a password hash, known email or not; the
+  // per-email lockout (ADMIN_LOGIN_MAX_FAILURES) cannot stop one address trying many emails.
+  'admin-login': { rules: { ip: { points: 30, seconds: 900 } }, whenStoreDown: 'insurance' },
 };
 
 export interface RateLimitConfig {

@@ -290,3 +290,17 @@ describe('rate limit configuration', () => {
     });
   });
 });
+
+describe('admin sign-in attempts per address', () => {
+  const t = useTestApp({ ...LIMITS_ON, RATE_LIMITS: 'admin-login.ip=2/900' });
+
+  it('are limited whatever the email (each costs a password hash): the 3rd from one address is 429; another address is not', async () => {
+    const attempt = (email: string, address: string) =>
+      t().post('/admin/api/login', { body: { email, password: 'not the password at all' }, remoteAddress: address });
+    expect((await attempt('a@example.com', '192.0.2.60')).status).toBe(401);
+    expect((await attempt('b@example.com', '192.0.2.60')).status).toBe(401);
+    const limited = await t().json(attempt('c@example.com', '192.0.2.60'), 429);
+    expect(limited.error.code).toBe('ERR_4004');
+    expect((await attempt('c@example.com', '192.0.2.61')).status).toBe(401);
+  });
+});

@@ -278,7 +278,7 @@ export function registerAdminConsole(app: OpenAPIHono<AppEnv>, s: Services) {
     );
   });
 
-  ui.post('/login', async (c) => {
+  ui.post('/login', s.rateLimits.middleware('admin-login'), async (c) => {
     const body = await c.req.parseBody();
     const nonce = getCookie(c, LOGIN_NONCE_COOKIE);
     if (!nonce || typeof body._login !== 'string' || !secretsEqual(body._login, nonce)) throw new ApiError('ERR_4027');

@@ -155,6 +155,7 @@ function requireKey(key: string | undefined): string {
 
 export function registerAdminApi(app: OpenAPIHono<AppEnv>, s: Services) {
   const guard = requireAdminToken(s.adminAuth);
+  app.use(routes.login.path, s.rateLimits.middleware('admin-login'));
   app.use('/admin/api/*', guard);
   for (const path of ADMIN_ALIAS_PATHS) app.use(path, guard);
 
