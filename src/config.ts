@@ -52,10 +52,25 @@ const EnvSchema = z
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     DATA_DIR: z.string().default('./data'),
     DATABASE_URL: z.string().url().optional(),
+    /**
+     * A direct (session) connection to the same database, for what a transaction pooler cannot
+     * carry: LISTEN and the migrations. Default DATABASE_URL.
+     */
+    DATABASE_DIRECT_URL: z.string().url().optional(),
     /** Connections of the API's pool (the worker has its own: WORKER_DATABASE_POOL_MAX). */
     DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
     /** How long an API request waits for a pooled connection before answering 503 ERR_6001. */
     DATABASE_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(50).max(60_000).default(5000),
+    /**
+     * How long an API statement may take, waiting at a starved pooler included, before the request
+     * answers 503 ERR_6001 and the connection is dropped (0: no limit).
+     */
+    DATABASE_QUERY_TIMEOUT_MS: z.coerce.number().int().min(0).max(600_000).default(15_000),
+    /**
+     * Open video-events streams re-read their job this often when no NOTIFY came, and every live
+     * subscriber (SSE, Realtime) does so while the LISTEN connection is down; 0: NOTIFY only.
+     */
+    EVENTS_REREAD_MS: z.coerce.number().int().min(0).max(600_000).default(15_000),
     /** Public URL clients reach this server at (used in links we hand out). */
     PUBLIC_URL: z.string().url().optional(),
     JWT_SECRET: z.string().min(32, 'JWT_SECRET must be at least 32 characters').optional(),
@@ -106,7 +121,7 @@ const EnvSchema = z
     /** all = API + worker in one process (the default); api or worker to scale them separately. */
     ROLE: z.enum(['all', 'api', 'worker']).default('all'),
     WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(8),
-    /** Connections of the worker's own pool; default WORKER_CONCURRENCY + 4 (graphile's LISTEN, fetch and completion). */
+    /** Connections of the worker's own pool; default WORKER_CONCURRENCY + 3 (graphile fetches and completes on its own connections; its LISTEN is the process's shared one). */
     WORKER_DATABASE_POOL_MAX: z.coerce.number().int().min(2).max(200).optional(),
     /** How often the worker looks for delayed jobs (retries, polls), in ms. */
     WORKER_POLL_INTERVAL_MS: z.coerce.number().int().min(50).max(60_000).default(1000),
@@ -224,6 +239,9 @@ const EnvSchema = z
       .optional(),
   })
   .superRefine((env, ctx) => {
+    if (env.DATABASE_DIRECT_URL && !env.DATABASE_URL) {
+      ctx.addIssue({ code: 'custom', path: ['DATABASE_DIRECT_URL'], message: 'is the direct twin of DATABASE_URL: set DATABASE_URL too' });
+    }
     const dc = [env.APPLE_TEAM_ID, env.APPLE_DEVICECHECK_KEY_ID, env.APPLE_DEVICECHECK_PRIVATE_KEY];
     const set = dc.filter(Boolean).length;
     if (set > 0 && set < 3) {
@@ -324,9 +342,14 @@ export interface Config {
   logLevel: Env['LOG_LEVEL'];
   dataDir: string;
   databaseUrl: string | undefined;
-  /** The API's pool: size, and how long a request waits for a connection (then 503 ERR_6001). */
+  /** For LISTEN and migrations (a session); DATABASE_URL may be a transaction pooler. */
+  databaseDirectUrl: string | undefined;
+  /** The API's pool: size, and how long a request waits for a connection / a statement (then 503 ERR_6001). */
   databasePoolMax: number;
   databaseConnectTimeoutMs: number;
+  databaseQueryTimeoutMs: number;
+  /** Fallback re-read of live subscriptions when no NOTIFY came (0: off). */
+  eventsRereadMs: number;
   publicUrl: string;
   jwt: { secret: string; issuer: string; accessTtlSeconds: number; refreshTtlDays: number; generated: boolean };
   anonKey: string | undefined;
@@ -524,8 +547,11 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     logLevel: e.LOG_LEVEL,
     dataDir: e.DATA_DIR,
     databaseUrl: e.DATABASE_URL,
+    databaseDirectUrl: e.DATABASE_DIRECT_URL ?? e.DATABASE_URL,
     databasePoolMax: e.DATABASE_POOL_MAX,
     databaseConnectTimeoutMs: e.DATABASE_CONNECT_TIMEOUT_MS,
+    databaseQueryTimeoutMs: e.DATABASE_QUERY_TIMEOUT_MS,
+    eventsRereadMs: e.EVENTS_REREAD_MS,
     publicUrl: (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, ''),
     jwt: {
       // Without a configured secret (the embedded demo) main.ts persists one under DATA_DIR so
@@ -572,7 +598,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     worker: {
       concurrency: e.WORKER_CONCURRENCY,
       pollIntervalMs: e.WORKER_POLL_INTERVAL_MS,
-      databasePoolMax: e.WORKER_DATABASE_POOL_MAX ?? e.WORKER_CONCURRENCY + 4,
+      databasePoolMax: e.WORKER_DATABASE_POOL_MAX ?? e.WORKER_CONCURRENCY + 3,
     },
     simulator: { delayMs: e.SIMULATOR_DELAY_MS, failureRate: e.SIMULATOR_FAILURE_RATE },
     limits: { maxResultBytes: e.MAX_RESULT_BYTES, maxUploadBytes: e.MAX_UPLOAD_BYTES },

@@ -58,6 +58,36 @@ function warnAboutModes(config: Config, log: Logger) {
   }
 }
 
+/**
+ * Opens the LISTEN connection and checks that it hears what the pool says: a DATABASE_DIRECT_URL
+ * (or a DATABASE_URL without one) that points at a transaction pooler LISTENs to nothing, and live
+ * updates would then wait for their fallback re-reads without a word in the log.
+ */
+async function startListening(services: Services, log: Logger): Promise<void> {
+  if (!(await services.listener.start())) {
+    log.warn('the LISTEN connection is not open yet: live updates fall back to re-reads until it is (retrying)');
+    return;
+  }
+  if (!(await services.listener.hears(services.db, 5000))) {
+    log.error(
+      'the LISTEN connection heard no NOTIFY sent through DATABASE_URL within 5 s: if DATABASE_URL is a transaction pooler, ' +
+        'set DATABASE_DIRECT_URL to a direct (session) connection to the same database (docs/DEPLOY.md "Scaling out")',
+    );
+  }
+}
+
+/** Every connection this process may open, by pool: DEPLOY's arithmetic, logged at start-up. */
+function connectionBudget(config: Config, services: Services) {
+  const api = config.role === 'worker' ? 0 : config.databasePoolMax + services.lockDb.options.max;
+  const worker = config.role === 'api' ? 0 : config.worker.databasePoolMax;
+  return {
+    pooled: { api: config.role === 'worker' ? 0 : config.databasePoolMax, onboardingLocks: config.role === 'worker' ? 0 : services.lockDb.options.max, worker },
+    direct: { listen: 1 },
+    total: api + worker + 1,
+    throughPooler: config.databaseDirectUrl !== config.databaseUrl,
+  };
+}
+
 async function main() {
   loadDotEnv();
   let config: Config;
@@ -103,8 +133,7 @@ async function main() {
     await step('http', () => servers?.api.close());
     await step('metrics http', () => servers?.metrics?.close());
     await step('worker', () => worker?.stop());
-    await step('events', () => services?.events.close());
-    await step('catalogue', () => services?.catalogue.close());
+    await step('listen', () => services?.listener.close());
     await step('apns', () => services?.push.close());
     await step('error log', () => services?.errorLog.drain());
     await step('rate limits', () => services?.rateLimits.close());
@@ -137,20 +166,24 @@ async function main() {
       await assertPortFree('PORT', config.host, config.port);
       if (config.metrics.port !== undefined) await assertPortFree('METRICS_PORT', '127.0.0.1', config.metrics.port);
     }
+    // DATABASE_URL serves the pools (it may be a transaction pooler); the direct URL what needs a
+    // session: the migrations' connection and the one LISTEN connection.
     let databaseUrl = config.databaseUrl;
-    if (databaseUrl) {
+    let directUrl = config.databaseDirectUrl;
+    if (databaseUrl && directUrl) {
       await checkDatabase(databaseUrl);
+      if (directUrl !== databaseUrl) await checkDatabase(directUrl, 'DATABASE_DIRECT_URL');
     } else {
       log.info({ dataDir: config.dataDir }, 'no DATABASE_URL: starting the embedded PostgreSQL');
       embedded = await startEmbeddedDatabase(config.dataDir, log);
-      databaseUrl = embedded.url;
+      databaseUrl = directUrl = embedded.url;
     }
 
     // Started while the database restarts (a supervisor restarting everything at once): wait for it.
-    const url = databaseUrl;
+    const migrationUrl = directUrl;
     const startupRetry = (err: unknown, attempt: number) => log.warn({ err, attempt }, 'database unavailable at start-up; retrying');
-    await whenDatabaseAvailable(() => migrate(url, log), 120_000, startupRetry);
-    await whenDatabaseAvailable(() => installQueueSchema(url), 120_000, startupRetry);
+    await whenDatabaseAvailable(() => migrate(migrationUrl, log), 120_000, startupRetry);
+    await whenDatabaseAvailable(() => installQueueSchema(migrationUrl), 120_000, startupRetry);
     config = { ...config, jwt: { ...config.jwt, secret: await jwtSecretFor(config, log) } };
     warnAboutModes(config, log);
 
@@ -160,11 +193,16 @@ async function main() {
     apiDb =
       config.role === 'worker'
         ? undefined
-        : createPool(databaseUrl, config.databasePoolMax, { connectionTimeoutMillis: config.databaseConnectTimeoutMs });
+        : createPool(databaseUrl, config.databasePoolMax, {
+            connectionTimeoutMillis: config.databaseConnectTimeoutMs,
+            queryTimeoutMs: config.databaseQueryTimeoutMs,
+          });
     workerDb = config.role === 'api' ? undefined : createWorkerPool(databaseUrl, config.worker.databasePoolMax, log);
     // ROLE=worker serves no requests: the request-side services (built but unused) get the worker's pool.
     const db = (apiDb ?? workerDb)!;
-    services = buildServices({ config, db, workerDb, log, defaultMetrics: true, databaseUrl });
+    services = buildServices({ config, db, workerDb, log, defaultMetrics: true, databaseUrl, directDatabaseUrl: directUrl });
+    await startListening(services, log);
+    log.info(connectionBudget(config, services), 'database connections: at most this many per process');
     // A limiter Redis still connecting would make the first requests count per instance (insurance):
     // give it a few seconds before serving, but never refuse to start for it.
     await Promise.race([services.rateLimits.ready(), new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
@@ -174,6 +212,7 @@ async function main() {
       worker = await startWorker({
         ...services.worker,
         pool: services.workerDb,
+        listener: services.listener,
         concurrency: config.worker.concurrency,
         pollIntervalMs: config.worker.pollIntervalMs,
         log,

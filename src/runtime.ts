@@ -87,14 +87,14 @@ export function describeConnectError(err: unknown, url: string): string {
 }
 
 /** One connection and a round trip, so a wrong DATABASE_URL is named before migrations run. */
-export async function checkDatabase(url: string, timeoutMs = 10_000): Promise<void> {
+export async function checkDatabase(url: string, setting = 'DATABASE_URL', timeoutMs = 10_000): Promise<void> {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: timeoutMs, application_name: 'rendio-start' });
   client.on('error', () => undefined); // a late socket error after a failed connect must not crash the process
   try {
     await client.connect();
     await client.query('SELECT 1');
   } catch (err) {
-    throw new StartupError(`DATABASE_URL: cannot connect to ${redactUrl(url)}: ${describeConnectError(err, url)}`);
+    throw new StartupError(`${setting}: cannot connect to ${redactUrl(url)}: ${describeConnectError(err, url)}`);
   } finally {
     await client.end().catch(() => undefined);
   }

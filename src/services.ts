@@ -18,6 +18,7 @@ import { AccountDeletionService } from './auth/account-deletion.js';
 import type { GenerationService } from './jobs/generate.js';
 import type { VideoJobService } from './jobs/video-jobs.js';
 import { JobEvents } from './jobs/events.js';
+import { DatabaseListener } from './db/listener.js';
 import { CatalogueCache } from './catalogue/cache.js';
 import { RateLimits } from './http/rate-limit.js';
 import { KeyedLock } from './db/keyed-lock.js';
@@ -44,6 +45,8 @@ export interface Services {
   providers: ProviderRegistry;
   jobs: VideoJobService;
   generation: GenerationService;
+  /** The process's one LISTEN connection (direct, never through a pooler), shared by events, catalogue and worker. */
+  listener: DatabaseListener;
   events: JobEvents;
   catalogue: CatalogueCache;
   appStore: AppStore | undefined;
@@ -97,8 +100,10 @@ export function buildServices(opts: {
   /** Tests plug providers in here (e.g. adapters pointed at local fakes). */
   providers?: Partial<Record<ProviderName, ProviderAdapter>>;
   store?: ObjectStore;
-  /** The database URL, for the LISTEN connection of job events (the pool cannot LISTEN). */
+  /** The database URL the pools connect to (may be a transaction pooler). */
   databaseUrl: string;
+  /** A direct (session) URL for the LISTEN connection; default databaseUrl. */
+  directDatabaseUrl?: string;
   /** The worker role's own pool; default db. */
   workerDb?: pg.Pool;
 }): Services {
@@ -143,8 +148,10 @@ export function buildServices(opts: {
   metrics.gauge('rendio_db_pool_total', 'Connections in the pool', () => db.totalCount);
   metrics.gauge('rendio_db_pool_waiting', 'Requests waiting for a connection', () => db.waitingCount);
   metrics.gauge('rendio_error_log_dropped', 'error_log rows not stored (overload or database down)', () => errorLog.dropped);
-  const events = new JobEvents(opts.databaseUrl, log);
-  const catalogue = new CatalogueCache(db, opts.databaseUrl, log);
+  const listener = new DatabaseListener(opts.directDatabaseUrl ?? opts.databaseUrl, log);
+  metrics.gauge('rendio_db_listen_connected', '1 while the LISTEN connection is open (live updates, catalogue, worker wake-ups)', () => (listener.live ? 1 : 0));
+  const events = new JobEvents(listener, config.eventsRereadMs);
+  const catalogue = new CatalogueCache(db, listener);
   const appStore = config.appStore ? new AppStoreClient(config.appStore, config.appleRootCertificates) : undefined;
   const enqueueConsumptionInfo = (tx: Queryable, notificationUuid: string) =>
     enqueue(tx, 'send_consumption_info', { notificationUuid }, { jobKey: `consumption:${notificationUuid}` });
@@ -187,6 +194,7 @@ export function buildServices(opts: {
     providers,
     jobs,
     generation,
+    listener,
     events,
     catalogue,
     appStore,

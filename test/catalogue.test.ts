@@ -99,14 +99,14 @@ describe('catalogue', () => {
 
   it('get-models after the LISTEN connection dies: changes made meanwhile are still seen, and caching resumes', async () => {
     const before = (await t().get('/functions/v1/get-models')).headers.get('ETag');
-    const killed = await t().db.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'rendio-catalogue' AND datname = current_database()");
+    const killed = await t().db.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'rendio-listen' AND datname = current_database()");
     expect(killed.rowCount).toBe(1);
     await t().db.query("UPDATE models SET is_featured = NOT is_featured WHERE id = 'kling-2.6-pro-text-to-video'");
     try {
       await vi.waitFor(async () => expect((await t().get('/functions/v1/get-models')).headers.get('ETag')).not.toBe(before), { timeout: 10_000, interval: 20 });
       // A new LISTEN is opened on demand; the next change reaches the cache through it.
       await vi.waitFor(async () => {
-        const { rowCount } = await t().db.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'rendio-catalogue' AND datname = current_database()");
+        const { rowCount } = await t().db.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'rendio-listen' AND datname = current_database()");
         expect(rowCount).toBe(1);
         await t().get('/functions/v1/get-models');
       }, { timeout: 15_000, interval: 100 });

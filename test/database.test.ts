@@ -1,6 +1,7 @@
-import { describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it, vi } from 'vitest';
 import pg from 'pg';
-import { migrate } from '../src/db/migrate.js';
+import { loadMigrations, migrate } from '../src/db/migrate.js';
+import type { Logger } from '../src/logger.js';
 import { adminQuery, createTestDatabase, dropTestDatabase, runPrefix, withDatabase } from './db.js';
 import { useTestApp } from './harness.js';
 
@@ -61,11 +62,38 @@ describe('migrations', () => {
     const url = withDatabase(adminUrl, name);
     try {
       const results = await Promise.all([migrate(url), migrate(url), migrate(url)]);
-      const appliedCounts = results.map((r) => r.applied.length);
-      expect(appliedCounts.filter((n) => n > 0)).toHaveLength(1);
+      // They take turns migration by migration: together they applied each one, none twice.
+      const applied = results.flatMap((r) => r.applied);
+      const all = (await loadMigrations()).map((m) => m.name);
+      expect([...applied].sort()).toEqual(all);
       const { rows } = await adminQuery(url, 'SELECT count(*)::int AS n FROM schema_migrations');
-      expect(rows[0].n).toBe(Math.max(...appliedCounts));
+      expect(rows[0].n).toBe(all.length);
+      // The lock was transaction-scoped: nothing holds it now (a leaked session lock hung the next start).
+      const locks = await adminQuery(url, "SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND objid = 727274001");
+      expect(locks.rows[0].n).toBe(0);
     } finally {
+      await dropTestDatabase(adminUrl, name);
+    }
+  });
+
+  it("a start waiting for another process's migration lock says who holds it, and goes on once it is free", { timeout: 60_000 }, async () => {
+    const adminUrl = inject('adminUrl');
+    const name = await createTestDatabase(adminUrl);
+    const url = withDatabase(adminUrl, name);
+    const holder = new pg.Client({ connectionString: url, application_name: 'lock-holder' });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT pg_advisory_xact_lock(727274001)');
+      const warnings: { holders: { application_name: string }[] }[] = [];
+      const log = { info: () => undefined, warn: (o: (typeof warnings)[number]) => void warnings.push(o) } as unknown as Logger;
+      const migrating = migrate(url, log);
+      await vi.waitFor(() => expect(warnings.length).toBeGreaterThan(0), { timeout: 30_000, interval: 100 });
+      expect(warnings[0]!.holders.map((h) => h.application_name)).toEqual(['lock-holder']);
+      await holder.query('COMMIT');
+      expect((await migrating).applied).toEqual([]);
+    } finally {
+      await holder.end();
       await dropTestDatabase(adminUrl, name);
     }
   });

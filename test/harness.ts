@@ -97,6 +97,7 @@ export class TestApp {
     this.worker ??= await startWorker({
       ...this.services.worker,
       pool: this.services.workerDb,
+      listener: this.services.listener,
       concurrency: this.services.config.worker.concurrency,
       pollIntervalMs: 100,
       log: this.services.log,
@@ -148,8 +149,9 @@ export class TestApp {
 
   async close(): Promise<void> {
     await this.stopWorker();
-    await this.services.events.close();
-    await this.services.catalogue.close();
+    this.services.events.close();
+    this.services.catalogue.close();
+    await this.services.listener.close();
     await this.services.push.close();
     await this.services.errorLog.drain();
     await this.services.rateLimits.close();

@@ -1,8 +1,7 @@
 import { createHash } from 'node:crypto';
-import pg from 'pg';
 import { listAvailableModels, publicModel, type ModelRow } from '../db/queries/catalogue.js';
 import type { Queryable } from '../db/pool.js';
-import type { Logger } from '../logger.js';
+import type { DatabaseListener } from '../db/listener.js';
 
 export interface CatalogueSnapshot {
   /** The available models, in catalogue order. */
@@ -18,32 +17,39 @@ export const CATALOGUE_CHANNEL = 'catalogue_changed';
 /**
  * get-models' answer, kept in memory while this process LISTENs for catalogue changes. Every
  * write to models or themes, from any process (admin, migration, psql), NOTIFYs on commit and
- * drops the copy; so does a lost LISTEN connection, and without a live one nothing is cached at
- * all: staleness is bounded by NOTIFY delivery (milliseconds), never by a TTL. The generation
+ * drops the copy; so does a lost LISTEN connection (db/listener.ts), and without a live one nothing
+ * is cached at all: staleness is bounded by NOTIFY delivery (milliseconds), never by a TTL. The generation
  * counter keeps a refill that raced an invalidation from storing what it read before the change.
  */
 export class CatalogueCache {
   private snapshot: CatalogueSnapshot | undefined;
   private generation = 0;
-  private listener: pg.Client | undefined;
-  private connecting: Promise<void> | undefined;
-  private retryAt = 0;
-  private closed = false;
+  private listening: Promise<unknown> | undefined;
+  private stopListening: (() => void) | undefined;
 
   constructor(
     private readonly db: Queryable,
-    private readonly connectionString: string | undefined,
-    private readonly log: Logger,
+    /** The process's LISTEN connection; without one (tests of the bare app) nothing is cached. */
+    private readonly listener: DatabaseListener | undefined,
   ) {}
 
+  private get live(): boolean {
+    return this.listener?.live ?? false;
+  }
+
   async models(): Promise<CatalogueSnapshot> {
-    if (this.snapshot && this.listener) return this.snapshot;
-    await this.listen();
+    if (this.snapshot && this.live) return this.snapshot;
+    this.listening ??= this.listener?.listen(CATALOGUE_CHANNEL, {
+      onNotify: () => this.invalidate(),
+      // Lost: changes go unheard, so nothing is served from memory until it listens again.
+      onReset: () => this.invalidate(),
+    }).then((stop) => (this.stopListening = stop));
+    await this.listening;
     const generation = this.generation;
     const rows = await listAvailableModels(this.db);
     const body = JSON.stringify({ models: rows.map(publicModel) });
     const snapshot = { rows, body, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"` };
-    if (this.listener && generation === this.generation) this.snapshot = snapshot;
+    if (this.live && generation === this.generation) this.snapshot = snapshot;
     return snapshot;
   }
 
@@ -53,38 +59,7 @@ export class CatalogueCache {
     this.snapshot = undefined;
   }
 
-  private async listen(): Promise<void> {
-    if (this.listener || this.closed || !this.connectionString || Date.now() < this.retryAt) return;
-    this.connecting ??= this.connect().finally(() => (this.connecting = undefined));
-    await this.connecting;
-  }
-
-  private async connect(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.connectionString, application_name: 'rendio-catalogue' });
-    client.on('notification', () => this.invalidate());
-    client.on('error', (err) => {
-      this.log.warn({ err }, 'catalogue LISTEN connection lost; serving from the database until it is back');
-      if (this.listener === client) this.listener = undefined;
-      this.invalidate();
-      void client.end().catch(() => undefined);
-    });
-    try {
-      await client.connect();
-      await client.query(`LISTEN ${CATALOGUE_CHANNEL}`);
-      this.invalidate(); // anything cached before this LISTEN may have missed a change
-      this.listener = client;
-    } catch (err) {
-      this.retryAt = Date.now() + 5000;
-      this.log.warn({ err }, 'catalogue LISTEN failed; get-models reads the database on every request for now');
-      await client.end().catch(() => undefined);
-    }
-  }
-
-  async close(): Promise<void> {
-    this.closed = true;
-    await this.connecting?.catch(() => undefined);
-    const client = this.listener;
-    this.listener = undefined;
-    await client?.end().catch(() => undefined);
+  close(): void {
+    this.stopListening?.();
   }
 }

@@ -6,12 +6,11 @@ import type { Logger } from '../logger.js';
 
 /**
  * Plain SQL migrations applied in file-name order, each in its own transaction, recorded with a
- * checksum in schema_migrations. A session-level advisory lock serialises instances that start
- * together; the loser waits, then finds nothing left to do.
+ * checksum in schema_migrations (see migrate() for how instances starting together take turns).
  */
 
 const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
-// Arbitrary constant key for pg_advisory_lock; shared by every instance of this service.
+// Arbitrary constant key for the migration lock (pg_advisory_xact_lock); shared by every instance of this service.
 const MIGRATION_LOCK_KEY = 727_274_001;
 
 export interface Migration {
@@ -36,6 +35,17 @@ export async function loadMigrations(): Promise<Migration[]> {
   );
 }
 
+/** How long one attempt waits for another instance's migration lock before saying so and waiting again. */
+const LOCK_WAIT_MS = 5000;
+
+/**
+ * Applies what is pending, one migration per transaction. Each transaction takes the migration lock
+ * as a transaction-scoped advisory lock (released by its COMMIT or ROLLBACK, or a dropped
+ * connection: nothing can leak it, even through a transaction pooler, where a session lock stays
+ * with whichever server connection took it), then reads schema_migrations under the lock, so two
+ * instances starting together apply each migration once. A wait for the lock is bounded by
+ * lock_timeout and logged with who holds it, so a start never hangs without a word.
+ */
 export async function migrate(connectionString: string, log?: Logger): Promise<{ applied: string[] }> {
   const migrations = await loadMigrations();
   const client = new pg.Client({ connectionString, application_name: 'rendio-migrate' });
@@ -43,44 +53,77 @@ export async function migrate(connectionString: string, log?: Logger): Promise<{
   // 'error' event would kill the process instead.
   client.on('error', () => undefined);
   await client.connect();
+  const applied: string[] = [];
   try {
-    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
-    await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
-      version text PRIMARY KEY, name text NOT NULL, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
-    const { rows } = await client.query<{ version: string; checksum: string; name: string }>(
-      'SELECT version, checksum, name FROM schema_migrations',
-    );
-    const done = new Map(rows.map((r) => [r.version, r]));
-    const applied: string[] = [];
-    for (const m of migrations) {
-      const prior = done.get(m.version);
-      if (prior) {
-        if (prior.checksum !== m.checksum) {
-          throw new Error(`Migration ${m.name} was changed after it was applied; add a new migration instead`);
-        }
-        continue;
-      }
+    for (;;) {
       await client.query('BEGIN');
       try {
-        await client.query(m.sql);
-        await client.query('INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)', [
-          m.version,
-          m.name,
-          m.checksum,
-        ]);
+        if (!(await lockWithinTransaction(client, log))) continue;
+        await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
+          version text PRIMARY KEY, name text NOT NULL, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
+        const next = nextPending(migrations, (await client.query<AppliedRow>('SELECT version, checksum, name FROM schema_migrations')).rows);
+        if (!next) {
+          await client.query('COMMIT');
+          return { applied };
+        }
+        try {
+          await client.query(next.sql);
+        } catch (err) {
+          throw new Error(`Migration ${next.name} failed: ${(err as Error).message}`, { cause: err });
+        }
+        await client.query('INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)', [next.version, next.name, next.checksum]);
         await client.query('COMMIT');
+        applied.push(next.name);
+        log?.info({ migration: next.name }, 'migration applied');
       } catch (err) {
-        await client.query('ROLLBACK');
-        throw new Error(`Migration ${m.name} failed: ${(err as Error).message}`, { cause: err });
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw err;
       }
-      applied.push(m.name);
-      log?.info({ migration: m.name }, 'migration applied');
     }
-    return { applied };
   } finally {
-    await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]).catch(() => undefined);
-    await client.end();
+    await client.end().catch(() => undefined);
   }
+}
+
+interface AppliedRow {
+  version: string;
+  checksum: string;
+  name: string;
+}
+
+function nextPending(migrations: Migration[], rows: AppliedRow[]): Migration | undefined {
+  const done = new Map(rows.map((r) => [r.version, r]));
+  for (const m of migrations) {
+    const prior = done.get(m.version);
+    if (!prior) return m;
+    if (prior.checksum !== m.checksum) throw new Error(`Migration ${m.name} was changed after it was applied; add a new migration instead`);
+  }
+  return undefined;
+}
+
+/**
+ * Takes the migration lock for this transaction; false, with the transaction rolled back and the
+ * holder logged, when another holder kept it past LOCK_WAIT_MS.
+ */
+async function lockWithinTransaction(client: pg.Client, log?: Logger): Promise<boolean> {
+  await client.query(`SET LOCAL lock_timeout = ${LOCK_WAIT_MS}`);
+  try {
+    await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
+  } catch (err) {
+    if ((err as { code?: string }).code !== '55P03') throw err; // lock_not_available
+    await client.query('ROLLBACK');
+    const { rows } = await client.query<{ pid: number; application_name: string; state: string; xact_start: string | null }>(
+      `SELECT a.pid, a.application_name, a.state, a.xact_start FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+        WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = $1`,
+      [MIGRATION_LOCK_KEY],
+    );
+    const message = 'waiting for the migration lock: another process is migrating this database';
+    if (log) log.warn({ holders: rows }, message);
+    else console.warn(`${message} (held by ${JSON.stringify(rows)})`);
+    return false;
+  }
+  await client.query('SET LOCAL lock_timeout = 0');
+  return true;
 }
 
 /** For /ready: true when every migration this build knows is applied. */

@@ -32,6 +32,12 @@ export function timestamptzToIso(v: string): string {
 export interface PoolOptions {
   /** How long connect() waits for a free or new connection before failing (pg's connectionTimeoutMillis). */
   connectionTimeoutMillis?: number;
+  /**
+   * How long one statement may take before it fails with "Query read timeout" (pg's query_timeout;
+   * isDatabaseUnavailable: a 503). Behind a transaction pooler connecting succeeds at once and a
+   * starved pool makes the first statement wait instead, so this is the bound that answers then.
+   */
+  queryTimeoutMs?: number;
   applicationName?: string;
   /**
    * When set, `await pool.connect()` retries a failure that means "database unavailable" (pool
@@ -149,6 +155,7 @@ export function createPool(connectionString: string, max = 10, opts: PoolOptions
     connectionTimeoutMillis: opts.connectionTimeoutMillis ?? 5000,
     idleTimeoutMillis: 30_000,
     application_name: opts.applicationName ?? 'rendio',
+    ...(opts.queryTimeoutMs ? { query_timeout: opts.queryTimeoutMs } : {}),
   };
   const pool = opts.retryConnectForMs
     ? new PatientPool(config, opts.retryConnectForMs, opts.onConnectRetry, opts.retryStatement)
@@ -157,7 +164,25 @@ export function createPool(connectionString: string, max = 10, opts: PoolOptions
   // crash the process with an unhandled 'error' event; the next query on it reports the failure.
   pool.on('error', () => undefined);
   pool.on('connect', (client) => client.on('error', () => undefined));
+  return withUnnamedStatements(pool);
+}
+
+/**
+ * Statements through pool.query run unnamed, whatever the caller asked: a named prepared statement
+ * lives on one server connection, and behind a transaction pooler the next EXECUTE may land on
+ * another ("prepared statement … does not exist"). The rate limiter's PostgreSQL store names its
+ * statements; nothing of ours does.
+ */
+function withUnnamedStatements(pool: pg.Pool): pg.Pool {
+  const query = pool.query.bind(pool) as (...args: unknown[]) => unknown;
+  (pool as { query: unknown }).query = (config: unknown, ...rest: unknown[]) =>
+    query(config && typeof config === 'object' && 'name' in config ? { ...config, name: undefined } : config, ...rest);
   return pool;
+}
+
+/** pg's query_timeout fired: the statement may still run on the server, so its connection is not reused. */
+export function isQueryTimeout(err: unknown): boolean {
+  return err instanceof Error && err.message === 'Query read timeout';
 }
 
 function isTx(db: Queryable): db is Tx {
@@ -211,6 +236,10 @@ async function runTransaction<T>(pool: pg.Pool, fn: (tx: Tx) => Promise<T>): Pro
     client.release();
     return result;
   } catch (err) {
+    if (isQueryTimeout(err)) {
+      client.release(true); // busy with the timed-out statement: a ROLLBACK would wait behind it
+      throw err;
+    }
     try {
       await client.query('ROLLBACK');
       client.release();
@@ -233,7 +262,7 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   if (e.code && (/^08/.test(e.code) || /^57P0[123]$/.test(e.code))) return true;
   const msg = e.message ?? '';
   return (
-    /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|connect ECONNREFUSED/i.test(
+    /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|connect ECONNREFUSED|^Query read timeout$/i.test(
       msg,
     ) || (err instanceof AggregateError && err.errors.some(isDatabaseUnavailable))
   );

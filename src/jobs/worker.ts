@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { Logger as GraphileLogger, run, type Runner, type TaskList, type WorkerEvents } from 'graphile-worker';
 import type pg from 'pg';
 import { createPool } from '../db/pool.js';
+import type { DatabaseListener } from '../db/listener.js';
 import type { Logger } from '../logger.js';
 import type { PurchaseService } from '../apple/purchases.js';
 import type { AccountDeletionService } from '../auth/account-deletion.js';
@@ -111,9 +112,68 @@ export function taskList({ jobs, purchases, accountDeletion, push, cleanupIdempo
   };
 }
 
+/**
+ * graphile-worker keeps a connection of its own for LISTEN "jobs:insert" (taken with the callback
+ * form of pool.connect, which nothing else of its calls). Handed this pool, it gets a stand-in
+ * whose LISTENs are channels of the process's shared listener instead: one LISTEN connection per
+ * process, and behind a transaction pooler its wake-ups still arrive (a LISTEN through the pooler
+ * would hear nothing). Everything else is the pool itself.
+ */
+export function poolWithSharedListen(pool: pg.Pool, listener: DatabaseListener): pg.Pool {
+  return new Proxy(pool, {
+    get(target, prop) {
+      if (prop === 'connect') {
+        return (callback?: (err: Error | undefined, client: unknown, release: () => void) => void) => {
+          if (!callback) return target.connect();
+          const client = new SharedListenClient(listener);
+          queueMicrotask(() => callback(undefined, client, () => client.release()));
+          return undefined;
+        };
+      }
+      const value: unknown = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
+
+/** The part of a pg client graphile's listener uses: query (LISTEN/UNLISTEN only), events, release. */
+class SharedListenClient extends EventEmitter {
+  private readonly stops = new Map<string, () => void>();
+
+  constructor(private readonly listener: DatabaseListener) {
+    super();
+  }
+
+  async query(text: string): Promise<{ rows: never[] }> {
+    for (const [, verb, channel] of text.matchAll(/\b(UNLISTEN|LISTEN)\s+"([^"]+)"/gi)) {
+      if (verb!.toUpperCase() === 'UNLISTEN') {
+        this.stops.get(channel!)?.();
+        this.stops.delete(channel!);
+      } else if (!this.stops.has(channel!)) {
+        const stop = await this.listener.listen(channel!, {
+          onNotify: (payload) => this.emit('notification', { channel, payload, processId: 0 }),
+          // Tasks added while nobody listened were announced to no one: look for work now.
+          onReset: (live) => {
+            if (live && channel === 'jobs:insert') this.emit('notification', { channel, payload: '{"count":1}', processId: 0 });
+          },
+        });
+        this.stops.set(channel!, stop);
+      }
+    }
+    return { rows: [] };
+  }
+
+  release(): void {
+    for (const stop of this.stops.values()) stop();
+    this.stops.clear();
+  }
+}
+
 export async function startWorker(opts: WorkerDeps & {
   /** The worker role's own pool (never the API's), built with retryConnectForMs: see db/pool.ts PatientPool. */
   pool: pg.Pool;
+  /** The process's LISTEN connection: graphile's wake-ups come through it (poolWithSharedListen). */
+  listener: DatabaseListener;
   concurrency: number;
   pollIntervalMs: number;
   log: Logger;
@@ -129,7 +189,7 @@ export async function startWorker(opts: WorkerDeps & {
   events.on('pool:create', ({ workerPool }) => void (stopHeartbeat = startHeartbeat(opts.pool, workerPool.id, log)));
   events.on('pool:gracefulShutdown:complete', () => void stopHeartbeat?.());
   const runner = await run({
-    pgPool: opts.pool,
+    pgPool: poolWithSharedListen(opts.pool, opts.listener),
     events,
     taskList: taskList(opts),
     // Timeouts and stuck-job nudges every minute; expired idempotency keys hourly; retention nightly.
@@ -146,7 +206,11 @@ export async function startWorker(opts: WorkerDeps & {
     // Completions stay unbatched (graphile's default, pinned): a batched completeJob/failJob that
     // fails even once makes graphile shut the whole runner down ("queue is in an inconsistent
     // state"), whereas an unbatched one waits out a hiccup in the pool's patient connect().
-    preset: { worker: { completeJobBatchDelay: -1, failJobBatchDelay: -1 } },
+    //
+    // No named prepared statements: behind a transaction pooler the next statement may run on a
+    // server connection that never saw the PREPARE ("prepared statement … does not exist"), which
+    // crash-looped the worker. Unnamed statements cost a parse per fetch, which no task notices.
+    preset: { worker: { completeJobBatchDelay: -1, failJobBatchDelay: -1, preparedStatements: false } },
   });
   // A worker that (re)starts recovers at once what a crashed one left behind, without waiting for cron.
   await opts.jobs.sweep().catch((err) => log.error({ err }, 'startup sweep failed'));

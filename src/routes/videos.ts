@@ -155,6 +155,36 @@ const eventsRoute = createRoute({
 
 const HEARTBEAT_MS = 15_000;
 
+/** Wakes from job events, kept until the reader looks: a wake during a read is not lost. */
+class ChangeSignal {
+  private pending = false;
+  private resolve: ((changed: boolean) => void) | undefined;
+
+  wake(): void {
+    this.pending = true;
+    this.resolve?.(true);
+  }
+
+  clear(): void {
+    this.pending = false;
+  }
+
+  /** True as soon as a wake is pending; false after ms without one. */
+  next(ms: number): Promise<boolean> {
+    if (this.pending) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => done(false), Math.max(0, ms));
+      timer.unref();
+      const done = (changed: boolean) => {
+        clearTimeout(timer);
+        this.resolve = undefined;
+        resolve(changed);
+      };
+      this.resolve = done;
+    });
+  }
+}
+
 const encodeCursor = (jobId: string) => Buffer.from(jobId).toString('base64url');
 function decodeCursor(cursor: string): string {
   const id = Buffer.from(cursor, 'base64url').toString();
@@ -252,25 +282,30 @@ export function registerVideos(app: OpenAPIHono<AppEnv>, s: Services) {
       }
     };
     return streamSSE(c, async (stream) => {
-      let wake: () => void = () => undefined;
-      const unsubscribe = await s.events.subscribe(jobId, () => wake());
+      const changes = new ChangeSignal();
+      const unsubscribe = await s.events.subscribe(jobId, () => changes.wake());
       stream.onAbort(unsubscribe);
+      // Pings keep proxies from closing a quiet stream; the re-read is the fallback for a lost NOTIFY.
+      const waitForChange = async () => {
+        const rereadAt = s.config.eventsRereadMs ? Date.now() + s.config.eventsRereadMs : Infinity;
+        while (!stream.aborted && !(await changes.next(Math.min(HEARTBEAT_MS, rereadAt - Date.now())))) {
+          await stream.write(': ping\n\n');
+          if (Date.now() >= rereadAt) return;
+        }
+      };
       try {
         let sent: string | undefined;
         while (!stream.aborted) {
-          const changed = new Promise<boolean>((resolve) => {
-            wake = () => resolve(true);
-            setTimeout(() => resolve(false), HEARTBEAT_MS).unref();
-          });
+          changes.clear(); // a wake from here on means: read again
           let job: JobViewRow | undefined;
           try {
             job = await findJobView(s.db, jobId);
           } catch (err) {
             // The database is away (a restart): keep the stream open and read again once it is
-            // back, woken by the events connection's reconnect or after a short wait.
+            // back, woken by the LISTEN connection's reconnect or after a short wait.
             if (!isDatabaseUnavailable(err)) throw err;
             await stream.write(': waiting for the database\n\n');
-            await Promise.race([changed, new Promise((r) => setTimeout(r, 1000).unref())]);
+            await changes.next(1000);
             continue;
           }
           if (!job || job.deleted_at) {
@@ -288,7 +323,7 @@ export function registerVideos(app: OpenAPIHono<AppEnv>, s: Services) {
             sent = current.status;
           }
           if (current.status === 'completed' || current.status === 'failed') return;
-          if (!(await changed)) await stream.write(': ping\n\n');
+          await waitForChange();
         }
       } finally {
         unsubscribe();

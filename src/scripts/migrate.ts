@@ -4,9 +4,9 @@ import { StartupError, checkDatabase } from '../runtime.js';
 import { scriptDatabase } from './database-url.js';
 
 /** `npm run migrate`: applies pending migrations (the server also does this at start). */
-const { url, embedded } = await scriptDatabase();
+const { url, setting, embedded } = await scriptDatabase({ direct: true });
 try {
-  if (!embedded) await checkDatabase(url); // a wrong DATABASE_URL: one line naming it, exit 1
+  if (!embedded) await checkDatabase(url, setting); // a wrong URL: one line naming it, exit 1
   const { applied } = await migrate(url, createLogger('info'));
   console.log(applied.length ? `applied: ${applied.join(', ')}` : 'nothing to apply: the schema is up to date');
 } catch (err) {
