@@ -191,7 +191,7 @@ export async function createTestApp(env: Record<string, string | undefined> = {}
   const log = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
   const db = createPool(dbUrl, config.databasePoolMax, { connectionTimeoutMillis: config.databaseConnectTimeoutMs });
   const workerDb = createWorkerPool(dbUrl, config.worker.databasePoolMax, log);
-  const services = buildServices({ config, db, workerDb, log, providers: opts.providers, databaseUrl: dbUrl });
+  const services = buildServices({ config, db, workerDb, log, providers: opts.providers, databaseUrl: dbUrl, directDatabaseUrl: config.databaseDirectUrl });
   return new TestApp(buildApp(services), services, dbName, dbUrl, !opts.sharing);
 }
 

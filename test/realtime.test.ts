@@ -447,3 +447,22 @@ describe('Realtime sockets per address', () => {
     second.ws.close();
   });
 });
+
+describe('Realtime while the LISTEN connection is down', () => {
+  // Port 1 refuses every connection: this process never LISTENs, as for the minutes a database
+  // restart or a network cut lasts.
+  const t = useTestApp({ ANON_KEY, SIMULATOR_DELAY_MS: '600', DATABASE_DIRECT_URL: 'postgres://postgres@127.0.0.1:1/unreachable', EVENTS_REREAD_MS: '300' });
+  const url = serve(t);
+  afterEach(() => t().stopWorker());
+
+  it('subscribers re-read on a timer instead, so the final status still arrives', async () => {
+    const g = await t().createGuest();
+    const { job_id } = await t().json(t().generate(g, { model_id: 'simulator-text-to-video', prompt: PROMPT }));
+    const sb = await signedIn(url(), g);
+    const watch = watchJob(sb, job_id);
+    await waitFor('subscribed', () => watch.states.find((s) => s.status === 'SUBSCRIBED'));
+    await t().startWorker();
+    await waitFor('completed', () => watch.statuses().includes('completed'), 60_000);
+    expect(t().services.listener.live).toBe(false);
+  });
+});

@@ -112,10 +112,10 @@ export class DatabaseListener {
     if (isNew && this.client) {
       // A failure here is a lost connection: its handler reopens it and LISTENs on every channel.
       await this.client.query(`LISTEN ${quote(channel)}`).catch(() => undefined);
-    } else if (!this.live) {
-      // The first channel opens the connection; a channel added while it opens is heard once it is
-      // open (connect() LISTENs on every channel it knows). While it cannot open, go on unheard:
-      // onReset(true) comes when it does.
+    } else if (!this.started) {
+      // The first channel opens the connection (waiting a little for it). A channel added while it
+      // is down is heard once it is open again (connect() LISTENs on every channel it knows), and
+      // its onReset(true) then says that something may have gone unheard.
       await this.start();
     }
     return () => {

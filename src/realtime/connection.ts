@@ -1,6 +1,7 @@
 import type { RawData, WebSocket } from 'ws';
 import { z } from 'zod';
 import { secretsEqual } from '../auth/tokens.js';
+import { isDatabaseUnavailable } from '../db/pool.js';
 import { findJobView, type JobViewRow } from '../db/queries/video-jobs.js';
 import { ApiError, notFound, unauthenticated } from '../http/api-error.js';
 import { authOptions, verifiedUser, type AuthOptions } from '../http/auth.js';
@@ -254,6 +255,12 @@ export class RealtimeConnection {
           await this.deliver(channel, jobId, watch);
         } while (watch.again && !channel.stopped);
       } catch (err) {
+        // The database is away (a restart): the channel stays and reads again in a second, until
+        // the database answers (a wake from the reopened LISTEN connection may come first).
+        if (isDatabaseUnavailable(err)) {
+          setTimeout(() => this.refresh(channel, jobId), 1000).unref();
+          return;
+        }
         this.deps.log.warn({ err, jobId }, 'realtime delivery failed; the client will rejoin');
         this.fail(channel);
       } finally {
