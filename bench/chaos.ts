@@ -7,10 +7,16 @@
  *  - many guests generate concurrently through either API;
  *  - a worker and an API process are SIGKILLed and restarted, the other worker is SIGKILLed for
  *    good, and PostgreSQL is restarted once (pg_ctl restart -m fast);
+ *  - live subscribers (a video-events stream and a Realtime channel per watched job) are open across
+ *    the restart with the fallback re-reads off, so each final status they hear came by NOTIFY;
  *  - then: every job terminal within the bound, verify-ledger clean, each balance equal to an
- *    independent count, fal requests per job, our 5xx by code, processes that exited.
- * Exits 1 on any stuck job, ledger violation, balance mismatch or process that died unbidden.
- * Options: --users N (30, two jobs each), --settle S (120: the bound for every job to end).
+ *    independent count, fal requests per job, our 5xx by code, processes that exited, and when
+ *    the subscribers heard their job end.
+ * Exits 1 on any stuck job, ledger violation, balance mismatch, final status not heard, or process
+ * that died unbidden.
+ * Options: --users N (30, two jobs each), --settle S (120: the bound for every job to end),
+ * --watch N (8 jobs watched live), --pooler (every pooled connection through PgBouncer in
+ * transaction mode; LISTEN and migrations direct).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -20,10 +26,14 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { verifyLedger } from '../src/ledger/verify.js';
 import { FakeFal } from '../test/fakes/fal.js';
+import { startPgBouncer } from '../test/pgbouncer.js';
 import { freePort, startPrivatePostgres } from '../test/private-postgres.js';
+import { liveReport, watchJob, type LiveWatch } from './chaos-live.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
-const { values: args } = parseArgs({ options: { users: { type: 'string', default: '30' }, settle: { type: 'string', default: '120' } } });
+const { values: args } = parseArgs({
+  options: { users: { type: 'string', default: '30' }, settle: { type: 'string', default: '120' }, watch: { type: 'string', default: '8' }, pooler: { type: 'boolean', default: false } },
+});
 const USERS = Number(args.users);
 const JOBS_PER_USER = 2;
 const SETTLE_SECONDS = Number(args.settle);
@@ -42,13 +52,17 @@ interface Proc {
 
 async function main() {
   const cluster = await startPrivatePostgres('chaos');
+  const bouncer = args.pooler ? await startPgBouncer({ host: '127.0.0.1', port: cluster.port }, { poolSize: 10 }) : undefined;
   const fal = await new FakeFal().start();
   fal.timing = { queuedMs: 500, runningMs: 2500 };
   const ports = [await freePort(), await freePort()];
   const procs: Proc[] = [];
   const common = {
     ...fal.env(),
-    DATABASE_URL: cluster.url,
+    DATABASE_URL: bouncer ? bouncer.url(cluster.url) : cluster.url,
+    DATABASE_DIRECT_URL: cluster.url,
+    // Live updates by NOTIFY only: a subscriber that hears its job end heard it through LISTEN.
+    EVENTS_REREAD_MS: '0',
     HOST: '127.0.0.1',
     NODE_ENV: 'test',
     JWT_SECRET: 'chaos-secret-that-is-long-enough-for-hs256-0123456789',
@@ -87,7 +101,7 @@ async function main() {
   }
   apis.push(api(1));
   let workers = [worker(0), worker(1)];
-  say(`PostgreSQL on ${cluster.port}, fal fake on ${fal.url}, APIs on ${ports.join(', ')}`);
+  say(`PostgreSQL on ${cluster.port}${bouncer ? ` behind PgBouncer (transaction mode) on ${bouncer.port}` : ''}, fal fake on ${fal.url}, APIs on ${ports.join(', ')}`);
 
   // The fal fake calls back like fal: once a request completes, retrying a failed delivery (fal
   // retries 10 times over 2 hours; here 4 times, 5 s apart), with 15 % of callbacks lost outright.
@@ -149,6 +163,22 @@ async function main() {
     }
   };
   const clients = Promise.allSettled(Array.from({ length: USERS }, (_, i) => client(i)));
+  // Jobs watched live across the restart: created just before it, so most end after it.
+  const watchSome = async (n: number): Promise<LiveWatch[]> => {
+    for (let i = 0; i < 600; i++) {
+      if ((await fetch(`http://127.0.0.1:${ports[0]}/ready`).then((r) => r.status).catch(() => 0)) === 200) break;
+      await sleep(100);
+    }
+    return Promise.all(
+      Array.from({ length: n }, async (_, i) => {
+        const guest = await call('device-check', { device_id: randomUUID(), device_token: randomBytes(96).toString('base64') });
+        users.push({ userId: guest.user_id, credits: guest.credits_remaining ?? 10, jobs: [] });
+        const job = await call('generate-video', { model_id: 'veo-3.1-text-to-video', prompt: `watched ${i}`, settings: { duration: 4 } }, { authorization: `Bearer ${guest.access_token}`, 'idempotency-key': randomUUID() });
+        users.at(-1)!.jobs.push(job.job_id);
+        return watchJob({ ssePort: ports[1]!, realtimePort: ports[0]! }, guest.access_token, job.job_id);
+      }),
+    );
+  };
 
   // The faults of the run.
   await sleep(10_000);
@@ -161,9 +191,12 @@ async function main() {
   kill(apis[0]!);
   await sleep(2000);
   apis[0] = api(0);
-  await sleep(5000);
+  const watches = await watchSome(Number(args.watch));
+  say(`watching ${watches.length} jobs live (SSE on api2, Realtime on api1)`);
+  await sleep(1000);
   say('pg_ctl restart -m fast');
   await cluster.restart();
+  const restartedAt = Date.now();
   await sleep(8000);
   say('SIGKILL worker2 (not restarted)');
   kill(workers[1]!);
@@ -206,6 +239,16 @@ async function main() {
   for (const n of perJob.values()) histogram.set(n, (histogram.get(n) ?? 0) + 1);
   const outcomes = (await db.query('SELECT outcome, count(*)::int AS n FROM provider_submissions GROUP BY 1 ORDER BY 1')).rows;
   const hooks = (await db.query("SELECT split_part(outcome, ':', 1) AS outcome, count(*)::int AS n FROM webhook_events GROUP BY 1 ORDER BY 1")).rows;
+  // Give a subscriber a moment to hear the last job end, then judge.
+  for (let i = 0; i < 50 && liveReport(watches, new Map(watches.map((w) => [w.jobId, 0])), restartedAt).missing > 0; i++) await sleep(100);
+  const ended = new Map(
+    (await db.query<{ job_id: string; completed_at: string }>('SELECT job_id, completed_at FROM video_jobs WHERE job_id = ANY($1)', [watches.map((w) => w.jobId)])).rows.map((r) => [
+      r.job_id,
+      new Date(r.completed_at).getTime(),
+    ]),
+  );
+  const live = liveReport(watches, ended, restartedAt);
+  for (const w of watches) w.close();
   await db.end();
 
   // Judged before the orderly stop below: what exited during the run, and what died unbidden.
@@ -224,6 +267,7 @@ async function main() {
     ['fal requests per job', [...histogram.entries()].sort().map(([k, v]) => `${k}×: ${v}`).join(', ')],
     ['submissions by outcome', outcomes.map((o) => `${o.outcome} ${o.n}`).join(', ')],
     ['webhooks received by outcome', hooks.map((o) => `${o.outcome} ${o.n}`).join(', ')],
+    ...live.rows,
     ['our 5xx by code', [...fiveXX.entries()].map(([k, v]) => `${k}: ${v}`).join(', ') || 'none'],
     ['processes exited during the run', exited.join(', ')],
     ['processes crashed', crashed.map((p) => p.name).join(', ') || 'none'],
@@ -232,8 +276,9 @@ async function main() {
   console.log('\n| check | result |\n|---|---|');
   for (const [k, v] of table) console.log(`| ${k} | ${v} |`);
   await fal.stop();
+  await bouncer?.stop();
   await cluster.stop();
-  const failed = open !== 0 || violations.length > 0 || mismatches > 0 || crashed.length > 0 || clientErrors.length > 0;
+  const failed = open !== 0 || violations.length > 0 || mismatches > 0 || crashed.length > 0 || clientErrors.length > 0 || live.missing > 0;
   console.log(failed ? '\nCHAOS: FAILED' : '\nCHAOS: PASSED');
   process.exit(failed ? 1 : 0);
 }

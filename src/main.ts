@@ -157,6 +157,13 @@ async function main() {
     void shutdown(kind, 1);
   };
   process.on('unhandledRejection', fatal('unhandledRejection'));
+  // A server never runs out of work on its own: an empty event loop means a wait that nothing holds
+  // open (an unref'd timer awaited at start-up), and node would otherwise exit 0 without a word.
+  process.on('beforeExit', () => {
+    if (stopping) return;
+    log.fatal('the event loop emptied while the process was meant to run: a bug; exiting 1');
+    process.exit(1);
+  });
   process.on('uncaughtException', fatal('uncaughtException'));
 
   try {

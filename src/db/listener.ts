@@ -75,8 +75,8 @@ export class DatabaseListener {
         resolve(v);
       };
       const wake = () => done(true);
+      // Not unref'd: at start-up this wait may be all that keeps the event loop alive.
       const t = setTimeout(() => done(false), timeoutMs);
-      t.unref();
       this.waiters.add(wake);
     });
   }
@@ -91,7 +91,7 @@ export class DatabaseListener {
     let heard!: () => void;
     const arrived = new Promise<boolean>((resolve) => {
       heard = () => resolve(true);
-      setTimeout(() => resolve(false), timeoutMs).unref();
+      setTimeout(() => resolve(false), timeoutMs);
     });
     const stop = await this.listen(channel, { onNotify: () => heard() });
     try {
@@ -135,7 +135,8 @@ export class DatabaseListener {
         if (retryInMs !== undefined) this.schedule(retryInMs);
       });
     }, delayMs);
-    this.timer.unref();
+    // Not unref'd: while a start-up waits for this connection nothing else may hold the event loop
+    // open, and node would exit 0 without a word (seen in npm run chaos). close() clears it.
   }
 
   private backoffMs(): number {

@@ -55,7 +55,7 @@ if (problem) {
   process.exit(2);
 }
 const totpSecret = values.totp ? new OTPAuth.Secret({ size: 20 }).base32 : null;
-const { url, embedded } = await scriptDatabase();
+const { url, embedded } = await scriptDatabase({ direct: true });
 let exitCode = 0;
 try {
   await migrate(url);
