@@ -1,4 +1,5 @@
 import WebSocket from 'ws';
+import { sseStatuses } from '../test/sse.js';
 
 /**
  * npm run chaos's live subscribers: a video-events stream and a Realtime channel per watched job,
@@ -20,7 +21,7 @@ export async function watchJob(base: { ssePort: number; realtimePort: number }, 
   const abort = new AbortController();
   const res = await fetch(`http://127.0.0.1:${base.ssePort}/functions/v1/video-events?job_id=${jobId}`, { headers: { authorization: `Bearer ${token}` }, signal: abort.signal });
   if (res.status !== 200) throw new Error(`video-events answered ${res.status}`);
-  void readStatuses(res, w.sse).catch(() => undefined);
+  void sseStatuses(res, w.sse).catch(() => undefined);
   const ws = new WebSocket(`ws://127.0.0.1:${base.realtimePort}/realtime/v1/websocket?vsn=1.0.0`);
   await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
   ws.on('message', (data) => {
@@ -45,24 +46,6 @@ export async function watchJob(base: { ssePort: number; realtimePort: number }, 
     ws.terminate();
   };
   return w;
-}
-
-async function readStatuses(res: Response, into: Map<string, number>): Promise<void> {
-  const reader = res.body!.getReader();
-  const decoder = new TextDecoder();
-  let buffer = '';
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buffer += decoder.decode(value, { stream: true });
-    let end: number;
-    while ((end = buffer.indexOf('\n\n')) >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      const data = /^data: (.+)$/m.exec(block)?.[1];
-      if (/^event: status$/m.test(block) && data) into.set((JSON.parse(data) as { status: string }).status, Date.now());
-    }
-  }
 }
 
 const TERMINAL = ['completed', 'failed'];

@@ -49,6 +49,8 @@ export async function startPgBouncer(upstream: { host: string; port: number }, o
       'pool_mode = transaction',
       `default_pool_size = ${opts.poolSize}`,
       'min_pool_size = 0',
+      // The default 15 s between login attempts keeps a restarted PostgreSQL unreachable through it for that long.
+      'server_login_retry = 1',
       'reserve_pool_size = 0',
       'max_client_conn = 1000',
       // What node-postgres and graphile-worker send at start-up that PgBouncer does not track.

@@ -7,6 +7,7 @@ import WebSocket from 'ws';
 import { deviceToken } from './fakes/device-check.js';
 import { freePort, startPrivatePostgres, type PrivatePostgres } from './private-postgres.js';
 import { startServer, waitFor, type ServerProcess } from './process.js';
+import { sseStatuses } from './sse.js';
 
 /**
  * Live updates after a PostgreSQL restart. The server's fallback re-reads are turned off
@@ -22,24 +23,6 @@ interface Watched {
   /** When each status arrived, by transport. */
   sse: Map<string, number>;
   realtime: Map<string, number>;
-}
-
-async function readSse(res: Response, into: Map<string, number>): Promise<void> {
-  const reader = res.body!.getReader();
-  const decoder = new TextDecoder();
-  let buffer = '';
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buffer += decoder.decode(value, { stream: true });
-    let end: number;
-    while ((end = buffer.indexOf('\n\n')) >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      const data = /^data: (.+)$/m.exec(block)?.[1];
-      if (/^event: status$/m.test(block) && data) into.set((JSON.parse(data) as { status: string }).status, Date.now());
-    }
-  }
 }
 
 describe('live updates across a PostgreSQL restart', () => {
@@ -108,7 +91,7 @@ describe('live updates across a PostgreSQL restart', () => {
       watched.push(w);
       const res = await fetch(`${base}/video-events?job_id=${w.jobId}`, { headers: { authorization: `Bearer ${guest.access_token}`, apikey: 'live-updates-anon-key' } });
       expect(res.status).toBe(200);
-      streams.push(readSse(res, w.sse));
+      streams.push(sseStatuses(res, w.sse).then(() => undefined));
       const ws = new WebSocket(`ws://127.0.0.1:${port}/realtime/v1/websocket?apikey=live-updates-anon-key&vsn=1.0.0`);
       sockets.push(ws);
       await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyLedger } from '../src/ledger/verify.js';
 import { deviceToken } from './fakes/device-check.js';
 import { freePort, startPrivatePostgres, type PrivatePostgres } from './private-postgres.js';
+import { forEachSseEvent } from './sse.js';
 
 /**
  * Issue 14 items 1 and 5: PostgreSQL restarts (pg_ctl restart -m fast: every connection gets
@@ -54,22 +55,9 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, limitMs:
 
 /** Reads a job's SSE stream to its end; returns the statuses it carried. */
 async function statusesOf(res: Response): Promise<string[]> {
-  const reader = res.body!.getReader();
-  const decoder = new TextDecoder();
   const statuses: string[] = [];
-  let buffer = '';
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return statuses;
-    buffer += decoder.decode(value, { stream: true });
-    let end: number;
-    while ((end = buffer.indexOf('\n\n')) >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      const data = /^data: (.+)$/m.exec(block)?.[1];
-      if (/^event: status$/m.test(block) && data) statuses.push((JSON.parse(data) as { status: string }).status);
-    }
-  }
+  await forEachSseEvent(res, (e) => e.event === 'status' && statuses.push(e.data.status));
+  return statuses;
 }
 
 describe('a PostgreSQL restart under load', () => {

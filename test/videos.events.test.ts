@@ -1,26 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { useTestApp } from './harness.js';
+import { forEachSseEvent } from './sse.js';
 
 /** Reads server-sent events from a streaming response until the stream ends. */
 async function readEvents(res: Response, timeoutMs = 15_000): Promise<{ event: string; data: any }[]> {
-  const reader = res.body!.getReader();
-  const decoder = new TextDecoder();
   const events: { event: string; data: any }[] = [];
-  let buffer = '';
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buffer += decoder.decode(value, { stream: true });
-    let end: number;
-    while ((end = buffer.indexOf('\n\n')) >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      const event = /^event: (.+)$/m.exec(block)?.[1];
-      const data = /^data: (.+)$/m.exec(block)?.[1];
-      if (event && data) events.push({ event, data: JSON.parse(data) });
-    }
-  }
+  await forEachSseEvent(res, (e) => events.push(e), Date.now() + timeoutMs);
   return events;
 }
 
