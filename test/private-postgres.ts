@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -34,15 +34,17 @@ export interface PrivatePostgres {
   /** pg_ctl restart -m fast: every connection is terminated (57P01), the server is back moments later. */
   restart(): Promise<void>;
   stop(): Promise<void>;
+  /** The server's log so far. */
+  log(): Promise<string>;
 }
 
-export async function startPrivatePostgres(label: string): Promise<PrivatePostgres> {
+export async function startPrivatePostgres(label: string, settings: { maxConnections?: number } = {}): Promise<PrivatePostgres> {
   const dir = await mkdtemp(path.join(os.tmpdir(), `rendio-pg-${label}-`));
   if (process.getuid?.() === 0) await run('chown', ['postgres', dir]);
   const data = path.join(dir, 'data');
   const port = await freePort();
   await asPostgres('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '--encoding=UTF8', '--locale=C.UTF-8', '--no-sync']);
-  const opts = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200`;
+  const opts = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=${settings.maxConnections ?? 200}`;
   const ctl = (...args: string[]) => asPostgres('pg_ctl', ['-D', data, '-o', opts, '-l', path.join(dir, 'log'), '-w', '-t', '60', ...args]);
   await ctl('start');
   let stopped = false;
@@ -50,6 +52,7 @@ export async function startPrivatePostgres(label: string): Promise<PrivatePostgr
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
     port,
     restart: async () => void (await ctl('restart', '-m', 'fast')),
+    log: () => readFile(path.join(dir, 'log'), 'utf8').catch(() => ''),
     stop: async () => {
       if (stopped) return;
       stopped = true;
