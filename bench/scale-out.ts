@@ -48,12 +48,18 @@ async function main() {
   const bouncer = await startPgBouncer({ host: '127.0.0.1', port: cluster.port }, { poolSize: POOL });
   const db = new pg.Client({ connectionString: cluster.url, application_name: 'bench-observer' });
   await db.connect();
+  // Its own connection: a sample must never queue behind the observer's other statements.
+  const sampling = new pg.Client({ connectionString: cluster.url, application_name: 'bench-observer' });
+  await sampling.connect();
   let peak = 0;
+  let sampleRunning = false;
   const sampler = setInterval(() => {
-    void db.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'client backend' AND application_name <> 'bench-observer'").then(
+    if (sampleRunning) return;
+    sampleRunning = true;
+    void sampling.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'client backend' AND application_name <> 'bench-observer'").then(
       (r) => (peak = Math.max(peak, r.rows[0].n)),
       () => undefined,
-    );
+    ).finally(() => (sampleRunning = false));
   }, 250);
 
   const env = {
@@ -126,6 +132,7 @@ async function main() {
   for (const p of procs) p.proc.kill('SIGTERM');
   await Promise.all(procs.map((p) => p.exited));
   await db.end();
+  await sampling.end();
   await bouncer.stop();
   await cluster.stop();
 
