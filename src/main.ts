@@ -59,21 +59,15 @@ function warnAboutModes(config: Config, log: Logger) {
 }
 
 /**
- * Opens the LISTEN connection and checks that it hears what the pool says: a DATABASE_DIRECT_URL
- * (or a DATABASE_URL without one) that points at a transaction pooler LISTENs to nothing, and live
- * updates would then wait for their fallback re-reads without a word in the log.
+ * Opens the LISTEN connection and checks that it hears what the pool says (a DATABASE_DIRECT_URL,
+ * or a DATABASE_URL without one, that points at a transaction pooler LISTENs to nothing): the
+ * listener logs an error and counts as down until it hears, so live updates fall back to re-reads.
  */
 async function startListening(services: Services, log: Logger): Promise<void> {
   if (!(await services.listener.start())) {
     log.warn('the LISTEN connection is not open yet: live updates fall back to re-reads until it is (retrying)');
-    return;
   }
-  if (!(await services.listener.hears(services.db, 5000))) {
-    log.error(
-      'the LISTEN connection heard no NOTIFY sent through DATABASE_URL within 5 s: if DATABASE_URL is a transaction pooler, ' +
-        'set DATABASE_DIRECT_URL to a direct (session) connection to the same database (docs/DEPLOY.md "Scaling out")',
-    );
-  }
+  await services.listener.verifyHearing(services.db);
 }
 
 /** Every connection this process may open, by pool: DEPLOY's arithmetic, logged at start-up. */
@@ -115,6 +109,8 @@ async function main() {
     if (stopping) return;
     stopping = true;
     log.info({ reason }, 'shutting down: draining requests');
+    // Should a step stall with nothing left holding the event loop open, node exits with this.
+    process.exitCode = exitCode;
     const force = setTimeout(() => {
       log.error('shutdown took longer than 15 s; exiting');
       process.exit(1);

@@ -69,7 +69,7 @@ describe('migrations', () => {
       const { rows } = await adminQuery(url, 'SELECT count(*)::int AS n FROM schema_migrations');
       expect(rows[0].n).toBe(all.length);
       // The lock was transaction-scoped: nothing holds it now (a leaked session lock hung the next start).
-      const locks = await adminQuery(url, "SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND objid = 727274001");
+      const locks = await adminQuery(url, "SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND objid = 727274001 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())");
       expect(locks.rows[0].n).toBe(0);
     } finally {
       await dropTestDatabase(adminUrl, name);

@@ -55,7 +55,7 @@ describe('behind a transaction pooler (PgBouncer, pool_mode=transaction)', () =>
       LOG_LEVEL: 'warn',
       // NOTIFY only: a live update that comes at all came through the LISTEN connection.
       EVENTS_REREAD_MS: '0',
-      SIMULATOR_DELAY_MS: '1500',
+      SIMULATOR_DELAY_MS: '3000',
       WORKER_POLL_INTERVAL_MS: '1000',
       RATE_LIMITS_ENABLED: 'false',
       // Per process more than the pooler's POOL_SIZE server connections: they share them.
@@ -190,7 +190,9 @@ describe('behind a transaction pooler (PgBouncer, pool_mode=transaction)', () =>
     expect(procs[2]!.proc.exitCode).toBeNull();
     expect(procs[2]!.output()).not.toMatch(/prepared statement/);
     // The server saw at most the pooler's connections for this database, plus the three LISTENs.
-    const { rows: conns } = await direct.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name <> 'rendio-listen' AND pid <> pg_backend_pid()");
+    const { rows: conns } = await direct.query(
+      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend' AND application_name <> 'rendio-listen' AND pid <> pg_backend_pid()",
+    );
     expect(conns[0].n).toBeLessThanOrEqual(POOL_SIZE);
   });
 
@@ -218,11 +220,11 @@ describe('behind a transaction pooler (PgBouncer, pool_mode=transaction)', () =>
       expect(code, p.output()).toBe(0);
       expect(p.output()).toMatch(/nothing to apply/);
     }
-    const { rows } = await direct.query("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND objid = 727274001");
+    const { rows } = await direct.query("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND objid = 727274001 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())");
     expect(rows[0].n).toBe(0);
   });
 
-  it('a LISTEN connection through the pooler is reported at start-up (it would hear nothing)', { timeout: 120_000 }, async () => {
+  it('a LISTEN connection through the pooler is reported at start-up and counts as down (it would hear nothing)', { timeout: 120_000 }, async () => {
     const port = await freePort();
     const p = startServer({
       DATABASE_URL: bouncer.url(directUrl),
@@ -234,9 +236,15 @@ describe('behind a transaction pooler (PgBouncer, pool_mode=transaction)', () =>
       JWT_SECRET: 'pooler-test-secret-that-is-long-enough-0123456789',
       DATA_DIR: path.join(os.tmpdir(), `rendio-pooler-${randomUUID()}`),
       LOG_LEVEL: 'warn',
+      METRICS_TOKEN,
     });
     try {
       await waitFor('the warning', () => /heard no NOTIFY sent through DATABASE_URL/.test(p.output()), 60_000, () => p.output());
+      // It counts as down: fallback re-reads instead of a cache nothing would invalidate.
+      await waitFor('the listener reported down', async () => {
+        const res = await fetch(`http://127.0.0.1:${port}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } }).catch(() => undefined);
+        return /^rendio_db_listen_connected 0$/m.test((await res?.text()) ?? '');
+      }, 60_000, () => p.output());
     } finally {
       p.proc.kill('SIGTERM');
       await p.exited;

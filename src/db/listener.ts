@@ -11,7 +11,8 @@ import type { Logger } from '../logger.js';
  * While it is down nothing is heard, so every channel's onReset runs twice: when it is lost (read
  * the truth from the database instead of waiting for a NOTIFY) and when it listens again (anything
  * changed in between went unheard). It reconnects for as long as the process lives: at once, then
- * with capped, jittered backoff, each attempt a new client.
+ * with capped, jittered backoff, each attempt a new client. A connection that dies soon after it
+ * opened (a flapping network path) counts as a failed attempt, so it backs off too.
  */
 
 export interface ChannelHandlers {
@@ -26,22 +27,35 @@ export interface ListenerOptions {
   reconnectMaxMs?: number;
   /** A statement on the idle connection this often, so a half-open one (a dropped network path) is noticed. */
   pingIntervalMs?: number;
-  /** How long connecting (and each ping) may take before the attempt counts as failed. */
-  connectTimeoutMs?: number;
+  /** How long connecting, each LISTEN and each ping may take before the connection counts as lost. */
+  statementTimeoutMs?: number;
+  /** How long a connection must have lived for its loss to be retried at once. */
+  stableAfterMs?: number;
+}
+
+interface Queryable {
+  query(text: string, values?: unknown[]): Promise<unknown>;
 }
 
 const CHANNEL_NAME = /^[a-z_][a-z0-9_:]*$/i;
+const REPROBE_MS = 60_000;
 
 export class DatabaseListener {
+  /** Set only while open and listening on every channel. */
   private client: pg.Client | undefined;
   private readonly channels = new Map<string, Set<ChannelHandlers>>();
   private attempt = 0;
   private timer: NodeJS.Timeout | undefined;
   private pinger: NodeJS.Timeout | undefined;
   private connecting: Promise<void> | undefined;
+  private retryAfterConnect: number | undefined;
   private closed = false;
   private started = false;
   private readonly waiters = new Set<() => void>();
+  /** A NOTIFY sent through the pool did not reach this connection: it hears nothing useful. */
+  private deaf = false;
+  private probeDb: Queryable | undefined;
+  private probeTimer: NodeJS.Timeout | undefined;
   /** Times the connection was (re)opened: tests and metrics see a reconnect happen. */
   connects = 0;
 
@@ -51,23 +65,26 @@ export class DatabaseListener {
     private readonly opts: ListenerOptions = {},
   ) {}
 
-  /** True while a LISTEN connection is open and listening on every channel. */
-  get live(): boolean {
-    return this.client !== undefined;
+  private get timeoutMs(): number {
+    return this.opts.statementTimeoutMs ?? 5000;
   }
 
-  /** Opens the connection (and keeps reopening it). Resolves once listening, or at once if that fails for now. */
+  /** True while changes arrive: a LISTEN connection is open on every channel and hears the pool's NOTIFYs. */
+  get live(): boolean {
+    return this.client !== undefined && !this.deaf;
+  }
+
+  /** Opens the connection (and keeps reopening it). Resolves true once listening, false if not within the statement timeout. */
   start(): Promise<boolean> {
     if (!this.started && !this.closed) {
       this.started = true;
       this.schedule(0);
     }
-    return this.whenLive(this.opts.connectTimeoutMs ?? 5000);
+    return this.whenOpen(this.timeoutMs);
   }
 
-  /** Resolves when live (true) or after timeoutMs (false). */
-  whenLive(timeoutMs: number): Promise<boolean> {
-    if (this.live) return Promise.resolve(true);
+  private whenOpen(timeoutMs: number): Promise<boolean> {
+    if (this.client) return Promise.resolve(true);
     return new Promise((resolve) => {
       const done = (v: boolean) => {
         clearTimeout(t);
@@ -82,22 +99,57 @@ export class DatabaseListener {
   }
 
   /**
-   * True when a NOTIFY sent through `db` reaches this connection within timeoutMs. False means the
-   * two are not one database as seen by LISTEN: most often, this connection goes through a
-   * transaction pooler (which hands the LISTEN to a server connection and drops what it hears).
+   * Checks now, after every reconnect, and every minute while it fails, that a NOTIFY sent through
+   * `db` (the pool) reaches this connection. While it does not, the listener is not live, so the
+   * catalogue caches nothing and subscribers fall back to re-reads. The usual cause: the direct URL
+   * points at a transaction pooler, which hands the LISTEN to some server connection and drops what
+   * it hears.
    */
-  async hears(db: { query(text: string, values?: unknown[]): Promise<unknown> }, timeoutMs: number): Promise<boolean> {
+  async verifyHearing(db: Queryable): Promise<boolean> {
+    this.probeDb = db;
+    return this.probe();
+  }
+
+  private async probe(): Promise<boolean> {
+    const db = this.probeDb;
+    if (!db || !this.client || this.closed) return false;
+    clearTimeout(this.probeTimer);
+    const heard = await this.hears(db, this.timeoutMs).catch(() => false);
+    if (this.closed || !this.client) return heard;
+    if (!heard) {
+      this.probeTimer = setTimeout(() => void this.probe(), REPROBE_MS);
+      this.probeTimer.unref();
+    }
+    if (heard === !this.deaf) return heard;
+    this.deaf = !heard;
+    if (this.deaf) {
+      this.log.error(
+        `the LISTEN connection heard no NOTIFY sent through DATABASE_URL within ${this.timeoutMs} ms: if DATABASE_URL is a transaction ` +
+          'pooler, set DATABASE_DIRECT_URL to a direct (session) connection to the same database (docs/DEPLOY.md "Scaling out"); ' +
+          'until it hears, live updates fall back to re-reads and get-models is not cached',
+      );
+    } else {
+      this.log.info('the LISTEN connection hears NOTIFYs sent through DATABASE_URL again');
+    }
+    this.reset(!this.deaf);
+    return heard;
+  }
+
+  /** True when a NOTIFY sent through `db` reaches this connection within timeoutMs. */
+  private async hears(db: Queryable, timeoutMs: number): Promise<boolean> {
     const channel = `rendio_probe_${randomBytes(6).toString('hex')}`;
     let heard!: () => void;
+    let timer: NodeJS.Timeout | undefined;
     const arrived = new Promise<boolean>((resolve) => {
       heard = () => resolve(true);
-      setTimeout(() => resolve(false), timeoutMs);
+      timer = setTimeout(() => resolve(false), timeoutMs);
     });
     const stop = await this.listen(channel, { onNotify: () => heard() });
     try {
       await db.query('SELECT pg_notify($1, $2)', [channel, '']);
       return await arrived;
     } finally {
+      clearTimeout(timer);
       stop();
     }
   }
@@ -114,25 +166,33 @@ export class DatabaseListener {
       await this.client.query(`LISTEN ${quote(channel)}`).catch(() => undefined);
     } else if (!this.started) {
       // The first channel opens the connection (waiting a little for it). A channel added while it
-      // is down is heard once it is open again (connect() LISTENs on every channel it knows), and
-      // its onReset(true) then says that something may have gone unheard.
+      // is being opened or is down is heard once it is open (connect() LISTENs on every channel it
+      // knows), and its onReset(true) then says that something may have gone unheard.
       await this.start();
     }
     return () => {
       set!.delete(handlers);
       if (set!.size || this.channels.get(channel) !== set) return;
       this.channels.delete(channel);
+      // While connecting, connect() drops what is no longer wanted before it opens.
       void this.client?.query(`UNLISTEN ${quote(channel)}`).catch(() => undefined);
     };
   }
 
   private schedule(delayMs: number): void {
-    if (this.closed || this.timer || this.connecting) return;
+    if (this.closed || this.timer) return;
+    if (this.connecting) {
+      this.retryAfterConnect = delayMs; // connect() is still settling: retry once it has
+      return;
+    }
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.connecting = this.connect().then((retryInMs) => {
         this.connecting = undefined;
+        const after = this.retryAfterConnect;
+        this.retryAfterConnect = undefined;
         if (retryInMs !== undefined) this.schedule(retryInMs);
+        else if (after !== undefined && !this.client) this.schedule(after);
       });
     }, delayMs);
     // Not unref'd: while a start-up waits for this connection nothing else may hold the event loop
@@ -145,27 +205,40 @@ export class DatabaseListener {
     return Math.min(max, min * 2 ** Math.min(this.attempt, 16)) * (0.5 + Math.random() / 2);
   }
 
+  /** A statement on the connection being opened, bounded: a half-open path must not hang connect() (or close()). */
+  private bounded<T>(work: Promise<T>, what: string): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`LISTEN connection: ${what} took longer than ${this.timeoutMs} ms`)), this.timeoutMs);
+    });
+    return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+  }
+
   /** One attempt; returns when to try again if it failed. */
   private async connect(): Promise<number | undefined> {
     const client = new pg.Client({
       connectionString: this.connectionString,
       application_name: this.opts.applicationName ?? 'rendio-listen',
-      connectionTimeoutMillis: this.opts.connectTimeoutMs ?? 5000,
+      connectionTimeoutMillis: this.timeoutMs,
       keepAlive: true,
       keepAliveInitialDelayMillis: 10_000,
     });
     let lost = false;
+    let openedAt = 0;
+    let pinger: NodeJS.Timeout | undefined;
     const onLost = (err?: Error) => {
       if (lost) return;
       lost = true;
-      clearInterval(this.pinger);
+      clearInterval(pinger);
       void client.end().catch(() => undefined);
-      if (this.client !== client) return; // a failed attempt: retried below
+      if (this.client !== client) return; // not open yet: connect() sees `lost` and retries
       this.client = undefined;
       if (this.closed) return;
-      this.log.warn({ err }, 'LISTEN connection lost; reconnecting');
+      const stable = Date.now() - openedAt >= (this.opts.stableAfterMs ?? 30_000);
+      this.attempt = stable ? 0 : this.attempt + 1;
+      this.log.warn({ err, attempt: this.attempt }, 'LISTEN connection lost; reconnecting');
       this.reset(false);
-      this.schedule(0);
+      this.schedule(stable ? 0 : this.backoffMs());
     };
     client.on('error', onLost);
     client.on('end', () => onLost());
@@ -178,45 +251,45 @@ export class DatabaseListener {
         }
       }
     });
-    const names = [...this.channels.keys()];
     try {
       await client.connect();
-      if (names.length) await client.query(names.map((c) => `LISTEN ${quote(c)};`).join(' '));
+      // LISTEN on every channel before the connection is published; channels added or dropped
+      // meanwhile are caught up until the set is stable (there is no await after the last check).
+      const listening = new Set<string>();
+      for (;;) {
+        const add = [...this.channels.keys()].filter((c) => !listening.has(c));
+        const drop = [...listening].filter((c) => !this.channels.has(c));
+        if (!add.length && !drop.length) break;
+        const sql = [...add.map((c) => `LISTEN ${quote(c)};`), ...drop.map((c) => `UNLISTEN ${quote(c)};`)].join(' ');
+        await this.bounded(client.query(sql), 'LISTEN');
+        for (const c of add) listening.add(c);
+        for (const c of drop) listening.delete(c);
+      }
     } catch (err) {
-      lost = true;
-      await client.end().catch(() => undefined);
+      onLost(err as Error);
       if (this.closed) return undefined;
       this.attempt++;
       if (this.attempt === 1 || this.attempt % 10 === 0) this.log.warn({ err, attempt: this.attempt }, 'LISTEN connection failed; retrying');
       return this.backoffMs();
     }
     if (this.closed || lost) {
-      await client.end().catch(() => undefined);
+      onLost();
       this.attempt++;
       return this.closed ? undefined : this.backoffMs();
     }
     this.client = client;
-    // Channels added while connecting were not in the LISTEN above (listen() saw no client yet).
-    const added = [...this.channels.keys()].filter((c) => !names.includes(c));
-    if (added.length) await client.query(added.map((c) => `LISTEN ${quote(c)};`).join(' ')).catch(() => undefined);
+    openedAt = Date.now();
     const reconnected = this.connects > 0;
     this.connects++;
-    this.attempt = 0;
     if (reconnected) this.log.info('LISTEN connection open again');
-    const pingTimeoutMs = this.opts.connectTimeoutMs ?? 5000;
-    this.pinger = setInterval(() => {
-      const timeout = setTimeout(() => onLost(new Error(`LISTEN connection did not answer a ping within ${pingTimeoutMs} ms`)), pingTimeoutMs);
-      client.query('SELECT 1').then(
-        () => clearTimeout(timeout),
-        (err: Error) => {
-          clearTimeout(timeout);
-          onLost(err);
-        },
-      );
+    pinger = setInterval(() => {
+      this.bounded(client.query('SELECT 1'), 'a ping').catch((err: Error) => onLost(err));
     }, this.opts.pingIntervalMs ?? 30_000);
-    this.pinger.unref();
+    pinger.unref();
+    this.pinger = pinger;
     for (const wake of [...this.waiters]) wake();
-    this.reset(true);
+    this.reset(this.live);
+    if (this.probeDb) void this.probe();
     return undefined;
   }
 
@@ -235,6 +308,7 @@ export class DatabaseListener {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.timer);
+    clearTimeout(this.probeTimer);
     clearInterval(this.pinger);
     await this.connecting?.catch(() => undefined);
     const client = this.client;

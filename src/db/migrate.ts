@@ -69,7 +69,8 @@ export async function migrate(connectionString: string, log?: Logger): Promise<{
         try {
           await client.query(next.sql);
         } catch (err) {
-          throw new Error(`Migration ${next.name} failed: ${(err as Error).message}`, { cause: err });
+          // Keeps the SQLSTATE: a restart mid-migration (57P01) is then waited out like any other outage.
+          throw Object.assign(new Error(`Migration ${next.name} failed: ${(err as Error).message}`, { cause: err }), { code: (err as { code?: string }).code });
         }
         await client.query('INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)', [next.version, next.name, next.checksum]);
         await client.query('COMMIT');
@@ -114,7 +115,8 @@ async function lockWithinTransaction(client: pg.Client, log?: Logger): Promise<b
     await client.query('ROLLBACK');
     const { rows } = await client.query<{ pid: number; application_name: string; state: string; xact_start: string | null }>(
       `SELECT a.pid, a.application_name, a.state, a.xact_start FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-        WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = $1`,
+        WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = $1
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
       [MIGRATION_LOCK_KEY],
     );
     const message = 'waiting for the migration lock: another process is migrating this database';
@@ -122,7 +124,8 @@ async function lockWithinTransaction(client: pg.Client, log?: Logger): Promise<b
     else console.warn(`${message} (held by ${JSON.stringify(rows)})`);
     return false;
   }
-  await client.query('SET LOCAL lock_timeout = 0');
+  // The migration's own DDL waits as the operator configured (role or database setting), not ours.
+  await client.query('SET LOCAL lock_timeout TO DEFAULT');
   return true;
 }
 

@@ -70,6 +70,8 @@ interface Watch {
   record?: Record<string, unknown>;
   running: boolean;
   again: boolean;
+  /** Reads that failed in a row because the database was away: the next retry waits longer. */
+  failures?: number;
 }
 
 interface Channel {
@@ -253,12 +255,16 @@ export class RealtimeConnection {
         do {
           watch.again = false;
           await this.deliver(channel, jobId, watch);
+          watch.failures = 0;
         } while (watch.again && !channel.stopped);
       } catch (err) {
-        // The database is away (a restart): the channel stays and reads again in a second, until
-        // the database answers (a wake from the reopened LISTEN connection may come first).
+        // The database is away (a restart): the channel stays and reads again, backing off with
+        // jitter (1 s doubling to 30 s) so every watch of every instance does not hit a database
+        // coming back in lockstep; a wake from the reopened LISTEN connection may come first.
         if (isDatabaseUnavailable(err)) {
-          setTimeout(() => this.refresh(channel, jobId), 1000).unref();
+          watch.failures = (watch.failures ?? 0) + 1;
+          const delay = Math.min(30_000, 1000 * 2 ** (watch.failures - 1)) * (0.5 + Math.random() / 2);
+          setTimeout(() => this.refresh(channel, jobId), delay).unref();
           return;
         }
         this.deps.log.warn({ err, jobId }, 'realtime delivery failed; the client will rejoin');
