@@ -219,16 +219,14 @@ export async function markDeleted(db: Queryable, userId: string): Promise<void> 
   await db.query('UPDATE users SET deleted_at = coalesce(deleted_at, now()), apple_sub = NULL, device_id = NULL WHERE id = $1', [userId]);
 }
 
+/** The account's personal data and its jobs' prompts and input URLs (the user's words and pictures), scrubbed together. */
 export async function scrubDeletedUser(db: Queryable, userId: string): Promise<void> {
   await db.query(
-    `UPDATE users SET email = NULL, apple_sub = NULL, device_id = NULL, language = 'en', theme_preference = 'system',
-            deleted_at = coalesce(deleted_at, now())
-      WHERE id = $1`,
-    [userId],
-  );
-  // Prompts and input URLs are the user's words and pictures.
-  await db.query(
-    `UPDATE video_jobs SET prompt = '', image_url = NULL, deleted_at = coalesce(deleted_at, now()) WHERE user_id = $1`,
+    `WITH account AS (
+       UPDATE users SET email = NULL, apple_sub = NULL, device_id = NULL, language = 'en', theme_preference = 'system',
+              deleted_at = coalesce(deleted_at, now())
+        WHERE id = $1)
+     UPDATE video_jobs SET prompt = '', image_url = NULL, deleted_at = coalesce(deleted_at, now()) WHERE user_id = $1`,
     [userId],
   );
 }
