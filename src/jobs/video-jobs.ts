@@ -8,7 +8,7 @@ import * as ledger from '../ledger/ledger.js';
 import type { SubmissionOutcome } from '../http/metrics.js';
 import type { Logger } from '../logger.js';
 import type { ProviderRegistry } from '../providers/registry.js';
-import { ProviderError, type FailureCode, type ProviderStatus, type WebhookEvent } from '../providers/types.js';
+import { ProviderError, type FailureCode, type ProviderOutput, type ProviderStatus, type WebhookEvent } from '../providers/types.js';
 import { sniffImageType } from '../storage/image-types.js';
 import { saveObject } from '../storage/objects.js';
 import { RESULTS_BUCKET, type ObjectStore } from '../storage/types.js';
@@ -21,6 +21,9 @@ import { backoffMs, enqueue } from './queue.js';
  * with the video, released with the failure — and re-checks the job's state under a row lock, so
  * a racing webhook, poll, sweep or delete can finish a job at most once.
  */
+
+/** Tries at storing a provider's answer before giving up on it (0.5 s, 1 s, 2 s apart). */
+const STORE_ANSWER_ATTEMPTS = 4;
 
 export type CrashPoint = 'generate:after-commit' | 'submit:after-provider' | 'ingest:after-store' | 'complete:before-commit';
 
@@ -100,11 +103,16 @@ export class VideoJobService {
       return this.onProviderError(job, err, 'submit_video_job', `submit:${jobId}`);
     }
     crashIf(this.opts.crashAt, 'submit:after-provider');
-    const saved = await withTransaction(this.db, async (tx) => {
-      if (!(await jobsDb.markSubmitted(tx, jobId, submitted.providerJobId, submitted.state ?? null))) return false;
-      await jobsDb.setSubmissionOutcome(tx, jobId, attempt, submitted.providerJobId, 'accepted');
-      return true;
-    });
+    // The job's state and its first poll commit together: a poll queued after the commit could be
+    // lost with a dropped connection, and then nothing but the sweep would look at the job again.
+    const saved = await this.storeAnswer(jobId, () =>
+      withTransaction(this.db, async (tx) => {
+        if (!(await jobsDb.markSubmitted(tx, jobId, submitted.providerJobId, submitted.state ?? null))) return false;
+        await jobsDb.setSubmissionOutcome(tx, jobId, attempt, submitted.providerJobId, 'accepted');
+        await this.schedulePoll(tx, jobId, provider.webhooks ? 60 : provider.pollIntervalSeconds);
+        return true;
+      }),
+    );
     if (!saved) {
       // Cancelled, timed out, or an earlier lost request of this job reported first and was
       // adopted while we were submitting: don't leave the provider working for nothing.
@@ -115,7 +123,23 @@ export class VideoJobService {
     }
     this.opts.onSubmission?.(provider.name, 'accepted');
     this.log.info({ jobId, provider: provider.name, providerJobId: submitted.providerJobId }, 'video job submitted');
-    await this.schedulePoll(jobId, provider.webhooks ? 60 : provider.pollIntervalSeconds);
+  }
+
+  /**
+   * The provider's answer is in hand and only storing it failed (a dropped connection, a refused
+   * queue insert): store it again here. Throwing would let the queue's retry find the job still
+   * queued and submit it a second time — a second request the provider bills.
+   */
+  private async storeAnswer<T>(jobId: string, store: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await store();
+      } catch (err) {
+        if (attempt >= STORE_ANSWER_ATTEMPTS) throw err;
+        this.log.warn({ err, jobId, attempt }, "storing the provider's answer failed; trying again");
+        await new Promise((r) => setTimeout(r, 250 * 2 ** attempt));
+      }
+    }
   }
 
   /**
@@ -155,21 +179,22 @@ export class VideoJobService {
   /** One place turns a provider status into our state, for polls and webhooks alike. */
   async applyStatus(job: jobsDb.VideoJobRow, status: ProviderStatus): Promise<void> {
     const provider = this.providers.for(job.provider);
+    // Each state change commits with the task that takes the job on from there (see submit).
     switch (status.state) {
       case 'queued':
-        await this.schedulePoll(job.job_id, provider.webhooks ? 60 : provider.pollIntervalSeconds);
+        await this.schedulePoll(this.db, job.job_id, provider.webhooks ? 60 : provider.pollIntervalSeconds);
         return;
       case 'running':
-        await jobsDb.markProcessing(this.db, job.job_id);
-        await this.schedulePoll(job.job_id, provider.webhooks ? 60 : provider.pollIntervalSeconds);
+        await withTransaction(this.db, async (tx) => {
+          await jobsDb.markProcessing(tx, job.job_id);
+          await this.schedulePoll(tx, job.job_id, provider.webhooks ? 60 : provider.pollIntervalSeconds);
+        });
         return;
       case 'failed':
         await this.fail(job.job_id, status.code, status.message);
         return;
       case 'succeeded':
-        if (await jobsDb.markIngesting(this.db, job.job_id, { ...status.output })) {
-          await enqueue(this.db, 'ingest_video_job', { jobId: job.job_id }, { jobKey: `ingest:${job.job_id}` });
-        }
+        await withTransaction(this.db, (tx) => this.startIngest(tx, job.job_id, status.output));
         return;
       case 'result_ready': {
         // The callback said "done" without the result: fetch it now rather than wait for the fallback poll.
@@ -180,7 +205,7 @@ export class VideoJobService {
         } catch (err) {
           return this.onProviderError(job, err, 'poll_video_job', `poll:${job.job_id}`);
         }
-        if (fetched.state === 'result_ready') return this.schedulePoll(job.job_id, provider.pollIntervalSeconds);
+        if (fetched.state === 'result_ready') return this.schedulePoll(this.db, job.job_id, provider.pollIntervalSeconds);
         return this.applyStatus(job, fetched);
       }
     }
@@ -245,6 +270,10 @@ export class VideoJobService {
       if (!running) return { job, adopted: false };
       await jobsDb.adoptRequest(tx, jobId, providerJobId);
       if (job.provider_job_id && job.provider_job_id !== providerJobId) await jobsDb.cancelledSubmission(tx, provider, job.provider_job_id);
+      // The adoption commits with the job's next step (its result ingested, else a poll at once),
+      // so a crash after this commit (the task's retry finds the submission claimed) strands nothing.
+      if (status.state === 'succeeded') await this.startIngest(tx, jobId, status.output);
+      else await this.schedulePoll(tx, jobId, 0);
       return { job, adopted: true };
     });
     if (!adopted) return;
@@ -260,6 +289,8 @@ export class VideoJobService {
       await this.cancelAtProvider(job);
       this.opts.onSubmission?.(provider, 'cancelled');
     }
+    if (status.state === 'succeeded') return;
+    // Fast path for the rest (a failure ends the job now, a result_ready is fetched now); the poll queued above covers a crash.
     const current = await jobsDb.findJob(this.db, jobId);
     if (current && ['submitted', 'processing'].includes(current.status)) await this.applyStatus(current, status);
   }
@@ -386,8 +417,15 @@ export class VideoJobService {
       .catch((err) => this.log.warn({ err, jobId: job.job_id }, 'provider cancel failed'));
   }
 
-  private async schedulePoll(jobId: string, seconds: number): Promise<void> {
-    await enqueue(this.db, 'poll_video_job', { jobId }, { jobKey: `poll:${jobId}`, runAt: new Date(Date.now() + seconds * 1000) });
+  private async schedulePoll(db: Queryable, jobId: string, seconds: number): Promise<void> {
+    await enqueue(db, 'poll_video_job', { jobId }, { jobKey: `poll:${jobId}`, runAt: new Date(Date.now() + seconds * 1000) });
+  }
+
+  /** submitted | processing → ingesting, with the ingest task, in the caller's transaction; false if the job moved on. */
+  private async startIngest(tx: Queryable, jobId: string, output: ProviderOutput): Promise<boolean> {
+    if (!(await jobsDb.markIngesting(tx, jobId, { ...output }))) return false;
+    await enqueue(tx, 'ingest_video_job', { jobId }, { jobKey: `ingest:${jobId}` });
+    return true;
   }
 
   /** Retryable provider trouble: back off with full jitter and try again; anything else fails the job. */
@@ -427,8 +465,10 @@ export class VideoJobService {
       }
       const task = job.status === 'queued' ? 'submit_video_job' : job.status === 'ingesting' ? 'ingest_video_job' : 'poll_video_job';
       const prefix = task === 'submit_video_job' ? 'submit' : task === 'ingest_video_job' ? 'ingest' : 'poll';
-      await enqueue(this.db, task, { jobId: job.job_id }, { jobKey: `${prefix}:${job.job_id}` });
-      await this.db.query('UPDATE video_jobs SET updated_at = now() WHERE job_id = $1', [job.job_id]);
+      await withTransaction(this.db, async (tx) => {
+        await enqueue(tx, task, { jobId: job.job_id }, { jobKey: `${prefix}:${job.job_id}` });
+        await jobsDb.touchJob(tx, job.job_id);
+      });
       nudged++;
     }
     if (timedOut || nudged) this.log.info({ timedOut, nudged }, 'video job sweep');

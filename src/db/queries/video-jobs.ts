@@ -169,6 +169,11 @@ export async function markProcessing(db: Queryable, jobId: string): Promise<bool
   return rowCount === 1;
 }
 
+/** Marks a job as looked at (the sweep nudged it), so the next sweep leaves it alone for a while. */
+export async function touchJob(db: Queryable, jobId: string): Promise<void> {
+  await db.query('UPDATE video_jobs SET updated_at = now() WHERE job_id = $1', [jobId]);
+}
+
 export async function touchPolled(db: Queryable, jobId: string): Promise<void> {
   await db.query('UPDATE video_jobs SET last_polled_at = now(), next_attempt_at = NULL WHERE job_id = $1', [jobId]);
 }
