@@ -137,6 +137,8 @@ export function buildServices(opts: {
     crashAt: config.crashAt,
     pushOnEnd: config.apns !== undefined,
     onSubmission: metrics.submission.bind(metrics),
+    onCancel: metrics.cancelAnswer.bind(metrics),
+    onDuplicateBilled: metrics.duplicateBilled.bind(metrics),
   };
   const jobs = new VideoJobs(db, providers, store, log, jobOptions);
   const generation = new Generation(db, jobs, providers, config.publicUrl, config.crashAt);

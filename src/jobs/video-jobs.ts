@@ -8,7 +8,16 @@ import * as ledger from '../ledger/ledger.js';
 import type { SubmissionOutcome } from '../http/metrics.js';
 import type { Logger } from '../logger.js';
 import type { ProviderRegistry } from '../providers/registry.js';
-import { ProviderError, type FailureCode, type ProviderOutput, type ProviderStatus, type WebhookEvent } from '../providers/types.js';
+import {
+  ProviderError,
+  answerMayBeLost,
+  type CancelAnswer,
+  type FailureCode,
+  type ProviderJobRef,
+  type ProviderOutput,
+  type ProviderStatus,
+  type WebhookEvent,
+} from '../providers/types.js';
 import { sniffImageType } from '../storage/image-types.js';
 import { saveObject } from '../storage/objects.js';
 import { RESULTS_BUCKET, type ObjectStore } from '../storage/types.js';
@@ -55,6 +64,10 @@ export class VideoJobService {
       pushOnEnd?: boolean;
       /** Counts each provider submission's fate (metrics). */
       onSubmission?: (provider: string, outcome: SubmissionOutcome) => void;
+      /** Counts what a provider answered to each cancel (metrics). */
+      onCancel?: (provider: string, answer: CancelAnswer) => void;
+      /** Counts each request the provider ran to its end though its job did not use it (metrics). */
+      onDuplicateBilled?: (provider: string) => void;
     },
   ) {}
 
@@ -98,8 +111,9 @@ export class VideoJobService {
           : undefined,
       });
     } catch (err) {
-      // No answer at all: the provider may have created the request anyway.
-      if (err instanceof ProviderError && err.retryable && /timed out|network error/.test(err.message)) this.opts.onSubmission?.(provider.name, 'lost');
+      // No answer at all: the provider may have created the request anyway (the attempt stays 'sent').
+      if (answerMayBeLost(err)) this.opts.onSubmission?.(provider.name, 'lost');
+      else if (err instanceof ProviderError) await jobsDb.setSubmissionNotCreated(this.db, jobId, attempt);
       return this.onProviderError(job, err, 'submit_video_job', `submit:${jobId}`);
     }
     crashIf(this.opts.crashAt, 'submit:after-provider');
@@ -116,9 +130,11 @@ export class VideoJobService {
     if (!saved) {
       // Cancelled, timed out, or an earlier lost request of this job reported first and was
       // adopted while we were submitting: don't leave the provider working for nothing.
-      await jobsDb.setSubmissionOutcome(this.db, jobId, attempt, submitted.providerJobId, 'cancelled');
-      this.opts.onSubmission?.(provider.name, 'cancelled');
-      await provider.cancel({ providerJobId: submitted.providerJobId, state: submitted.state ?? null, providerModelId: job.provider_model_id }).catch(() => undefined);
+      await withTransaction(this.db, async (tx) => {
+        await jobsDb.setSubmissionOutcome(tx, jobId, attempt, submitted.providerJobId, 'redundant');
+        await this.queueCancel(tx, provider.name, { providerJobId: submitted.providerJobId, state: submitted.state ?? null, providerModelId: job.provider_model_id });
+      });
+      this.opts.onSubmission?.(provider.name, 'redundant');
       return;
     }
     this.opts.onSubmission?.(provider.name, 'accepted');
@@ -266,10 +282,18 @@ export class VideoJobService {
       const job = await jobsDb.lockJob(tx, jobId);
       if (!job) return undefined;
       const running = ['queued', 'submitted', 'processing'].includes(job.status);
-      if (!(await jobsDb.claimLostSubmission(tx, jobId, attempt, providerJobId, running ? 'adopted' : 'cancelled'))) return undefined;
-      if (!running) return { job, adopted: false };
+      if (!running) {
+        // Too late to be of use, and the provider ran it to its end: billed unless it failed.
+        const claimed = await jobsDb.claimLostSubmission(tx, jobId, attempt, providerJobId, 'redundant', status.state !== 'failed');
+        return claimed ? { job, adopted: false } : undefined;
+      }
+      if (!(await jobsDb.claimLostSubmission(tx, jobId, attempt, providerJobId, 'adopted'))) return undefined;
       await jobsDb.adoptRequest(tx, jobId, providerJobId);
-      if (job.provider_job_id && job.provider_job_id !== providerJobId) await jobsDb.cancelledSubmission(tx, provider, job.provider_job_id);
+      if (job.provider_job_id && job.provider_job_id !== providerJobId) {
+        // The request the job had is now the redundant one: its cancel is queued with the swap, so it is sent (and its answer kept) whatever happens next.
+        await jobsDb.markRedundant(tx, provider, job.provider_job_id);
+        await this.queueCancel(tx, provider, { providerJobId: job.provider_job_id, state: job.provider_state, providerModelId: job.provider_model_id });
+      }
       // The adoption commits with the job's next step (its result ingested, else a poll at once),
       // so a crash after this commit (the task's retry finds the submission claimed) strands nothing.
       if (status.state === 'succeeded') await this.startIngest(tx, jobId, status.output);
@@ -281,14 +305,12 @@ export class VideoJobService {
     if (!adopted.adopted) {
       this.log.info({ jobId, providerJobId }, 'a lost submission reported after its job ended; nothing to adopt');
       this.opts.onSubmission?.(provider, 'orphan_late');
+      if (status.state !== 'failed') this.opts.onDuplicateBilled?.(provider);
       return;
     }
     this.log.warn({ jobId, providerJobId, replaced: job.provider_job_id }, 'adopted a submission whose answer was lost');
     this.opts.onSubmission?.(provider, 'orphan_adopted');
-    if (job.provider_job_id && job.provider_job_id !== providerJobId) {
-      await this.cancelAtProvider(job);
-      this.opts.onSubmission?.(provider, 'cancelled');
-    }
+    if (job.provider_job_id && job.provider_job_id !== providerJobId) this.opts.onSubmission?.(provider, 'redundant');
     if (status.state === 'succeeded') return;
     // Fast path for the rest (a failure ends the job now, a result_ready is fetched now); the poll queued above covers a crash.
     const current = await jobsDb.findJob(this.db, jobId);
@@ -409,12 +431,32 @@ export class VideoJobService {
     return ended;
   }
 
+  /** Best effort, after a job ended: its request is of no use any more. */
   async cancelAtProvider(job: jobsDb.VideoJobRow): Promise<void> {
     if (!job.provider_job_id) return;
-    await this.providers
-      .for(job.provider)
-      .cancel({ providerJobId: job.provider_job_id, state: job.provider_state, providerModelId: job.provider_model_id })
-      .catch((err) => this.log.warn({ err, jobId: job.job_id }, 'provider cancel failed'));
+    await this.cancelRequest(job.provider, { providerJobId: job.provider_job_id, state: job.provider_state, providerModelId: job.provider_model_id }).catch((err) =>
+      this.log.warn({ err, jobId: job.job_id }, 'provider cancel failed'),
+    );
+  }
+
+  /** A request no job uses any more is cancelled by the queue (cancel_provider_request), in the caller's transaction. */
+  private async queueCancel(tx: Queryable, provider: string, ref: ProviderJobRef): Promise<void> {
+    await enqueue(tx, 'cancel_provider_request', { provider, ...ref }, { jobKey: `cancel:${provider}:${ref.providerJobId}`, maxAttempts: 5 });
+  }
+
+  /**
+   * Asks the provider to cancel a request and keeps its answer on the request's submission row:
+   * a redundant request the provider had already finished is a billed duplicate, and counted.
+   */
+  async cancelRequest(provider: string, ref: ProviderJobRef): Promise<CancelAnswer> {
+    const answer = await this.providers.for(provider).cancel(ref);
+    const recorded = await jobsDb.recordCancelAnswer(this.db, provider, ref.providerJobId, answer);
+    this.opts.onCancel?.(provider, answer);
+    if (recorded?.outcome === 'redundant' && recorded.billed) {
+      this.opts.onDuplicateBilled?.(provider);
+      this.log.warn({ provider, providerJobId: ref.providerJobId, jobId: recorded.job_id }, 'a redundant request had already finished: the provider bills it');
+    }
+    return answer;
   }
 
   private async schedulePoll(db: Queryable, jobId: string, seconds: number): Promise<void> {

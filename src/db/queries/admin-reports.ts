@@ -178,6 +178,12 @@ export interface ProviderFailures {
   failed: number;
   failure_rate: number | null;
   by_error: Record<string, number>;
+  /**
+   * Requests made in the window that no job used (a lost answer's resubmission, a request its job
+   * ended before we stored): how many, how many the provider finished and so bills, and how many
+   * it gave no clear answer about (a refused or unanswered cancel).
+   */
+  duplicates: { requests: number; billed: number; unknown: number };
 }
 
 /** Jobs that ended within the last `hours`, per provider: failure rate and the error codes. */
@@ -188,8 +194,9 @@ export async function failuresByProvider(db: Queryable, hours: number): Promise<
     [hours],
   );
   const per = new Map<string, ProviderFailures>();
+  const entry = (provider: string) => per.get(provider) ?? { provider, completed: 0, failed: 0, failure_rate: null, by_error: {}, duplicates: { requests: 0, billed: 0, unknown: 0 } };
   for (const r of rows) {
-    const p = per.get(r.provider) ?? { provider: r.provider, completed: 0, failed: 0, failure_rate: null, by_error: {} };
+    const p = entry(r.provider);
     if (r.status === 'completed') p.completed += r.n;
     else {
       p.failed += r.n;
@@ -197,6 +204,12 @@ export async function failuresByProvider(db: Queryable, hours: number): Promise<
     }
     per.set(r.provider, p);
   }
+  const duplicates = await db.query<{ provider: string; requests: number; billed: number; unknown: number }>(
+    `SELECT provider, count(*)::int AS requests, count(*) FILTER (WHERE billed)::int AS billed, count(*) FILTER (WHERE billed IS NULL)::int AS unknown
+       FROM provider_submissions WHERE outcome = 'redundant' AND created_at > now() - make_interval(secs => $1::float8 * 3600) GROUP BY provider`,
+    [hours],
+  );
+  for (const d of duplicates.rows) per.set(d.provider, { ...entry(d.provider), duplicates: { requests: d.requests, billed: d.billed, unknown: d.unknown } });
   for (const p of per.values()) p.failure_rate = p.completed + p.failed > 0 ? p.failed / (p.completed + p.failed) : null;
   const recent = await db.query<JobView>(
     `${JOB_VIEW} WHERE status = 'failed' AND completed_at > now() - make_interval(secs => $1::float8 * 3600) ORDER BY completed_at DESC LIMIT 50`,

@@ -282,9 +282,14 @@ export async function setSubmissionOutcome(
   jobId: string,
   attempt: number,
   providerJobId: string,
-  outcome: 'accepted' | 'adopted' | 'cancelled',
+  outcome: 'accepted' | 'redundant',
 ): Promise<void> {
   await db.query('UPDATE provider_submissions SET provider_job_id = $3, outcome = $4 WHERE job_id = $1 AND attempt = $2', [jobId, attempt, providerJobId, outcome]);
+}
+
+/** The provider answered the submit with an error (or was not called): no request exists, nothing to wait for. */
+export async function setSubmissionNotCreated(db: Queryable, jobId: string, attempt: number): Promise<void> {
+  await db.query("UPDATE provider_submissions SET outcome = 'not_created' WHERE job_id = $1 AND attempt = $2 AND outcome = 'sent'", [jobId, attempt]);
 }
 
 /** A submit attempt that never learnt its request id (the answer was lost), or undefined. */
@@ -296,11 +301,21 @@ export async function findLostSubmission(db: Queryable, provider: string, jobId:
   return rows[0];
 }
 
-/** Claims a lost submission for the request that just reported; false when another report claimed it first. */
-export async function claimLostSubmission(db: Queryable, jobId: string, attempt: number, providerJobId: string, outcome: 'adopted' | 'cancelled'): Promise<boolean> {
+/**
+ * Claims a lost submission for the request that just reported; false when another report claimed
+ * it first. billed: for a redundant one, whether the provider finished it (it reported a result).
+ */
+export async function claimLostSubmission(
+  db: Queryable,
+  jobId: string,
+  attempt: number,
+  providerJobId: string,
+  outcome: 'adopted' | 'redundant',
+  billed: boolean | null = null,
+): Promise<boolean> {
   const { rowCount } = await db.query(
-    "UPDATE provider_submissions SET provider_job_id = $3, outcome = $4 WHERE job_id = $1 AND attempt = $2 AND provider_job_id IS NULL AND outcome = 'sent'",
-    [jobId, attempt, providerJobId, outcome],
+    "UPDATE provider_submissions SET provider_job_id = $3, outcome = $4, billed = $5 WHERE job_id = $1 AND attempt = $2 AND provider_job_id IS NULL AND outcome = 'sent'",
+    [jobId, attempt, providerJobId, outcome, billed],
   );
   return rowCount === 1;
 }
@@ -316,6 +331,28 @@ export async function adoptRequest(db: Queryable, jobId: string, providerJobId: 
   );
 }
 
-export async function cancelledSubmission(db: Queryable, provider: string, providerJobId: string): Promise<void> {
-  await db.query("UPDATE provider_submissions SET outcome = 'cancelled' WHERE provider = $1 AND provider_job_id = $2", [provider, providerJobId]);
+/** A request its job no longer uses (another one was adopted in its place); its cancel is queued with this. */
+export async function markRedundant(db: Queryable, provider: string, providerJobId: string): Promise<void> {
+  await db.query("UPDATE provider_submissions SET outcome = 'redundant' WHERE provider = $1 AND provider_job_id = $2", [provider, providerJobId]);
+}
+
+/**
+ * Keeps the provider's answer to a cancel of this request, and whether that makes it billed: the
+ * first real answer stays (a retried cancel's does not replace it), an 'unknown' is replaced. Returns the request's row, if we made it.
+ */
+export async function recordCancelAnswer(
+  db: Queryable,
+  provider: string,
+  providerJobId: string,
+  answer: 'cancelled' | 'refused' | 'already_finished' | 'unknown',
+): Promise<{ job_id: string; outcome: string; billed: boolean | null } | undefined> {
+  const { rows } = await db.query<{ job_id: string; outcome: string; billed: boolean | null }>(
+    `UPDATE provider_submissions
+        SET cancel_answer = $3, cancel_answered_at = now(),
+            billed = CASE $3 WHEN 'already_finished' THEN true WHEN 'cancelled' THEN false ELSE billed END
+      WHERE provider = $1 AND provider_job_id = $2 AND (cancel_answer IS NULL OR cancel_answer = 'unknown')
+      RETURNING job_id, outcome, billed`,
+    [provider, providerJobId, answer],
+  );
+  return rows[0];
 }
