@@ -133,6 +133,7 @@ export function buildServices(opts: {
     maxResultBytes: config.limits.maxResultBytes,
     retryBaseMs: config.providerRetryBaseMs,
     submitLeaseSeconds: config.submitLeaseSeconds,
+    lostAnswerWaitSeconds: config.submitLostAnswerWaitSeconds,
     quietSeconds: config.jobQuietSeconds,
     crashAt: config.crashAt,
     pushOnEnd: config.apns !== undefined,

@@ -58,7 +58,8 @@ describe('dead workers and scheduled retries', () => {
   afterAll(() => fal.stop());
   beforeEach(() => fal.server.clearFaults());
   const t = useTestApp(
-    () => ({ ...fal.env(), PUBLIC_URL: 'https://api.rendio.test', SUBMIT_LEASE_SECONDS: '2', JOB_QUIET_SECONDS: '1', WORKER_POLL_INTERVAL_MS: '100' }),
+    // This block is about the lease and retries: a lost answer's wait for its callback has its own below.
+    () => ({ ...fal.env(), PUBLIC_URL: 'https://api.rendio.test', SUBMIT_LEASE_SECONDS: '2', JOB_QUIET_SECONDS: '1', WORKER_POLL_INTERVAL_MS: '100', SUBMIT_LOST_ANSWER_WAIT_SECONDS: '0' }),
     () => ({ providers: { fal: new FalProvider({ ...loadConfig(fal.env()).fal!, timeoutMs: 60_000, jwksMinRefreshMs: 0 }) } }),
   );
 
@@ -167,7 +168,8 @@ describe('provider accounting says what the provider answered', () => {
   beforeAll(() => fal.start());
   afterAll(() => fal.stop());
   const t = useTestApp(
-    () => ({ ...fal.env(), PUBLIC_URL: 'https://api.rendio.test', JOB_QUIET_SECONDS: '3600', WORKER_POLL_INTERVAL_MS: '100' }),
+    // Resubmits at once, as before the lost-answer wait: what happens to the duplicate is the point here.
+    () => ({ ...fal.env(), PUBLIC_URL: 'https://api.rendio.test', JOB_QUIET_SECONDS: '3600', WORKER_POLL_INTERVAL_MS: '100', SUBMIT_LOST_ANSWER_WAIT_SECONDS: '0' }),
     () => ({ providers: { fal: new FalProvider({ ...loadConfig(fal.env()).fal!, timeoutMs: 60_000, jwksMinRefreshMs: 0 }) } }),
   );
 
@@ -216,5 +218,48 @@ describe('provider accounting says what the provider answered', () => {
     const { rows } = await t().db.query('SELECT provider_job_id, outcome, billed FROM provider_submissions WHERE job_id = $1', [jobId]);
     expect(rows).toEqual([{ provider_job_id: lost, outcome: 'redundant', billed: true }]);
     expect(await t().services.metrics.registry.metrics()).toMatch(/rendio_provider_duplicates_billed_total\{provider="fal"\} 2/);
+  });
+});
+
+describe('a lost answer gets a bounded chance to call back before the job is submitted again', () => {
+  const WAIT_S = 4;
+  const fal = new FakeFal();
+  beforeAll(() => fal.start());
+  afterAll(() => fal.stop());
+  const t = useTestApp(
+    () => ({ ...fal.env(), PUBLIC_URL: 'https://api.rendio.test', SUBMIT_LEASE_SECONDS: '1', PROVIDER_RETRY_BASE_MS: '50', JOB_QUIET_SECONDS: '3600', WORKER_POLL_INTERVAL_MS: '100', SUBMIT_LOST_ANSWER_WAIT_SECONDS: String(WAIT_S) }),
+    () => ({ providers: { fal: new FalProvider({ ...loadConfig(fal.env()).fal!, timeoutMs: 60_000, jwksMinRefreshMs: 0 }) } }),
+  );
+  const requestsOf = (jobId: string) => [...fal.requests.values()].filter((r) => r.webhook && new URL(r.webhook).searchParams.get('job_id') === jobId);
+
+  it('the lost request calls back within the bound: it is adopted and fal is never asked twice', { timeout: 60_000 }, async () => {
+    const g = await t().createGuest();
+    const { job_id: jobId } = await t().json(t().generate(g, { model_id: VEO, prompt: 'patience pays', settings: { duration: 4 } }));
+    const lost = await submitLosingAnswer(t(), fal, jobId);
+    await t().startWorker();
+    // The retry's backoff (50 ms base) and the lease (1 s) are long over before fal finishes and calls back.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(requestsOf(jobId)).toHaveLength(1);
+    expect(await callBack(t(), fal, lost)).toEqual({ received: true, outcome: 'orphan' });
+    expect(await t().waitForJob(g.accessToken, jobId)).toMatchObject({ status: 'completed' });
+    expect((await job(t(), jobId)).provider_job_id).toBe(lost);
+    // Past the bound too: the resubmission that was due finds the job submitted and does nothing.
+    await new Promise((r) => setTimeout(r, WAIT_S * 1000));
+    expect(requestsOf(jobId)).toHaveLength(1);
+    await t().stopWorker();
+  });
+
+  it('no callback within the bound (no request was created): the job is submitted again once it has passed, not before', { timeout: 60_000 }, async () => {
+    const g = await t().createGuest();
+    const { job_id: jobId } = await t().json(t().generate(g, { model_id: VEO, prompt: 'nobody calls back', settings: { duration: 4 } }));
+    const lost = await submitLosingAnswer(t(), fal, jobId);
+    fal.requests.delete(lost); // as if the request had never reached fal
+    const sentAt = Date.now();
+    await t().startWorker();
+    expect(await until(async () => requestsOf(jobId).length === 1, 20_000)).toBe(true);
+    expect(Date.now() - sentAt).toBeGreaterThanOrEqual(WAIT_S * 1000 - 500);
+    await callBack(t(), fal, requestsOf(jobId)[0]!.id);
+    expect(await t().waitForJob(g.accessToken, jobId)).toMatchObject({ status: 'completed' });
+    await t().stopWorker();
   });
 });

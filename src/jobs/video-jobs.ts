@@ -57,6 +57,8 @@ export class VideoJobService {
       maxResultBytes: number;
       retryBaseMs: number;
       submitLeaseSeconds: number;
+      /** How long a lost submit answer's request gets to call back before the job is submitted again (providers with webhooks). */
+      lostAnswerWaitSeconds: number;
       /** Jobs quiet this long get a nudge from the sweeper (a lost queue entry can never strand a job). */
       quietSeconds: number;
       crashAt?: CrashPoint;
@@ -162,12 +164,16 @@ export class VideoJobService {
    * The lease decides when a dead submitter's job is taken over, not the minute sweep: with the
    * lease, the same transaction queues this job's next submit for the moment the lease runs out
    * (same job key, so a retry or a success replaces or ignores it). A job that cannot be claimed
-   * yet (a live lease, a scheduled retry) is queued again for when it can.
+   * yet (a live lease, a scheduled retry, a lost answer's request that may still call back) is
+   * queued again for when it can. Waiting for that callback (lostAnswerWaitSeconds) is what keeps
+   * a dead or timed-out submitter's request from being paid for twice: if it reports, it is
+   * adopted and the job is no longer queued when the resubmission comes due.
    */
   private claimSubmit(jobId: string): Promise<jobsDb.VideoJobRow | undefined> {
     return withTransaction(this.db, async (tx) => {
-      const job = await jobsDb.claimSubmit(tx, jobId, this.opts.submitLeaseSeconds);
-      const due = job ? new Date(Date.now() + this.opts.submitLeaseSeconds * 1000) : await jobsDb.submitDueAt(tx, jobId);
+      const wait = { seconds: this.opts.lostAnswerWaitSeconds, providers: this.providers.callingBack() };
+      const job = await jobsDb.claimSubmit(tx, jobId, this.opts.submitLeaseSeconds, wait);
+      const due = job ? new Date(Date.now() + this.opts.submitLeaseSeconds * 1000) : await jobsDb.submitDueAt(tx, jobId, wait);
       if (due) await enqueue(tx, 'submit_video_job', { jobId }, { jobKey: `submit:${jobId}`, runAt: new Date(due.getTime() + 1000) });
       return job;
     });

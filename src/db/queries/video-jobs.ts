@@ -118,26 +118,45 @@ export async function lockJob(db: Queryable, jobId: string): Promise<VideoJobRow
 }
 
 /**
- * Takes the submit lease: only one worker submits a queued job at a time; an expired lease is
- * taken over, but never before the job's scheduled retry (next_attempt_at).
+ * How long a job whose last submit answer was lost waits for that request's callback before it is
+ * submitted again (SUBMIT_LOST_ANSWER_WAIT_SECONDS), and the providers that call back at all.
  */
-export async function claimSubmit(db: Queryable, jobId: string, leaseSeconds: number): Promise<VideoJobRow | undefined> {
+export interface LostAnswerWait {
+  seconds: number;
+  providers: string[];
+}
+
+// When the job's latest unanswered attempt (outcome 'sent': the request may exist) stops blocking a
+// resubmission; NULL when it has none or its provider never calls back.
+const lostAnswerUntil = (seconds: string, providers: string) => `CASE WHEN j.provider = ANY(${providers}::text[]) THEN
+    (SELECT max(s.created_at) FROM provider_submissions s WHERE s.job_id = j.job_id AND s.outcome = 'sent') + make_interval(secs => ${seconds})
+  END`;
+
+/**
+ * Takes the submit lease: only one worker submits a queued job at a time; an expired lease is
+ * taken over, but never before the job's scheduled retry (next_attempt_at), nor while an earlier
+ * request whose answer was lost may still call back (wait.seconds after it was sent).
+ */
+export async function claimSubmit(db: Queryable, jobId: string, leaseSeconds: number, wait: LostAnswerWait): Promise<VideoJobRow | undefined> {
   const { rows } = await db.query<{ job_id: string }>(
-    `UPDATE video_jobs SET submit_lease_until = now() + make_interval(secs => $2), attempts = attempts + 1, next_attempt_at = NULL
+    `UPDATE video_jobs j SET submit_lease_until = now() + make_interval(secs => $2), attempts = attempts + 1, next_attempt_at = NULL
       WHERE job_id = $1 AND status = 'queued' AND (submit_lease_until IS NULL OR submit_lease_until < now())
         AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+        AND coalesce(${lostAnswerUntil('$3', '$4')} <= now(), true)
       RETURNING job_id`,
-    [jobId, leaseSeconds],
+    [jobId, leaseSeconds, wait.seconds, wait.providers],
   );
   return rows[0] ? findJob(db, jobId) : undefined;
 }
 
-/** A queued job that cannot be claimed yet: when it can (its lease runs out, its retry is due); undefined otherwise. */
-export async function submitDueAt(db: Queryable, jobId: string): Promise<Date | undefined> {
+/** A queued job that cannot be claimed yet: when it can (lease over, retry due, lost answer waited for); undefined otherwise. */
+export async function submitDueAt(db: Queryable, jobId: string, wait: LostAnswerWait): Promise<Date | undefined> {
   const { rows } = await db.query<{ due: string | null }>(
-    `SELECT greatest(submit_lease_until, next_attempt_at) AS due FROM video_jobs
-      WHERE job_id = $1 AND status = 'queued' AND greatest(submit_lease_until, next_attempt_at) > now()`,
-    [jobId],
+    `SELECT due FROM (
+       SELECT greatest(submit_lease_until, next_attempt_at, ${lostAnswerUntil('$2', '$3')}) AS due FROM video_jobs j
+        WHERE job_id = $1 AND status = 'queued'
+     ) d WHERE due > now()`,
+    [jobId, wait.seconds, wait.providers],
   );
   return rows[0]?.due ? new Date(rows[0].due) : undefined;
 }
