@@ -258,8 +258,40 @@ describe('a lost answer gets a bounded chance to call back before the job is sub
     await t().startWorker();
     expect(await until(async () => requestsOf(jobId).length === 1, 20_000)).toBe(true);
     expect(Date.now() - sentAt).toBeGreaterThanOrEqual(WAIT_S * 1000 - 500);
+    // fal may call back before we stored its answer (the callback is then taken for an orphan's
+    // and applied as the job's own once the answer is in): either way the job goes on.
     await callBack(t(), fal, requestsOf(jobId)[0]!.id);
     expect(await t().waitForJob(g.accessToken, jobId)).toMatchObject({ status: 'completed' });
     await t().stopWorker();
+  });
+});
+
+describe('a callback that overtakes the submit answer', () => {
+  const fal = new FakeFal();
+  beforeAll(() => fal.start());
+  afterAll(() => fal.stop());
+  const t = useTestApp(
+    () => ({ ...fal.env(), PUBLIC_URL: 'https://api.rendio.test', JOB_QUIET_SECONDS: '3600' }),
+    () => ({ providers: { fal: new FalProvider({ ...loadConfig(fal.env()).fal!, timeoutMs: 60_000, jwksMinRefreshMs: 0 }) } }),
+  );
+
+  it('is taken for an orphan while the answer is not stored, and applied as the job\'s own once it is (not left to the fallback poll)', { timeout: 60_000 }, async () => {
+    const g = await t().createGuest();
+    const { job_id: jobId } = await t().json(t().generate(g, { model_id: VEO, prompt: 'faster than our commit', settings: { duration: 4 } }));
+    await t().services.jobs.submit(jobId);
+    const requestId = (await job(t(), jobId)).provider_job_id as string;
+    // The database as the callback found it: the attempt sent, its answer not yet stored.
+    await t().db.query("UPDATE provider_submissions SET outcome = 'sent', provider_job_id = NULL WHERE job_id = $1", [jobId]);
+    await t().db.query('UPDATE video_jobs SET provider_job_id = NULL WHERE job_id = $1', [jobId]);
+    await new Promise((r) => setTimeout(r, fal.timing.queuedMs + fal.timing.runningMs + 50));
+    expect(await callBack(t(), fal, requestId)).toEqual({ received: true, outcome: 'orphan' });
+    // Then the submit's answer commits.
+    await t().db.query("UPDATE provider_submissions SET outcome = 'accepted', provider_job_id = $2 WHERE job_id = $1", [jobId, requestId]);
+    await t().db.query('UPDATE video_jobs SET provider_job_id = $2 WHERE job_id = $1', [jobId, requestId]);
+    const eventId = (await t().db.query('SELECT id FROM webhook_events WHERE event_id = $1', [requestId])).rows[0].id as number;
+    await t().services.jobs.applyWebhookEvent(eventId);
+    expect((await job(t(), jobId)).status).toBe('ingesting');
+    await t().services.jobs.ingest(jobId);
+    expect((await job(t(), jobId)).status).toBe('completed');
   });
 });

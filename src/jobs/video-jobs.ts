@@ -287,6 +287,9 @@ export class VideoJobService {
     const adopted = await withTransaction(this.db, async (tx) => {
       const job = await jobsDb.lockJob(tx, jobId);
       if (!job) return undefined;
+      // The callback overtook the submit's answer (a fast provider): that answer is stored by now,
+      // and this is the job's own request reporting, not an orphan.
+      if (job.provider_job_id === providerJobId) return { job, adopted: false, own: true };
       const running = ['queued', 'submitted', 'processing'].includes(job.status);
       if (!running) {
         // Too late to be of use, and the provider ran it to its end: billed unless it failed.
@@ -308,6 +311,10 @@ export class VideoJobService {
     });
     if (!adopted) return;
     const { job } = adopted;
+    if ('own' in adopted) {
+      if (['submitted', 'processing'].includes(job.status)) await this.applyStatus(job, status);
+      return;
+    }
     if (!adopted.adopted) {
       this.log.info({ jobId, providerJobId }, 'a lost submission reported after its job ended; nothing to adopt');
       this.opts.onSubmission?.(provider, 'orphan_late');
