@@ -198,11 +198,11 @@ describe('provider accounting says what the provider answered', () => {
 
     const admin = await createAdmin(t());
     const failures = await t().json(t().get('/admin/api/failures?hours=1', { token: admin.token }));
-    expect(failures.providers.find((p: any) => p.provider === 'fal')).toMatchObject({ completed: 1, duplicates: { requests: 1, billed: 1, unknown: 0 } });
+    expect(failures.providers.find((p: any) => p.provider === 'fal')).toMatchObject({ completed: 1, duplicates: { requests: 1, billed: 1, unknown: 0, unanswered: 0 } });
     const page = await (await t().request('GET', '/admin/failures?hours=1', { headers: { cookie: await consoleCookie(t(), admin) } })).text();
     const falRow = /<tr><td>fal<\/td>(.*?)<\/tr>/s.exec(page)?.[1] ?? page;
     expect(page).toMatch(/Duplicates billed/);
-    expect([...falRow.matchAll(/<td class="num">([^<]*)<\/td>/g)].map((m) => m[1]).slice(-3)).toEqual(['1', '1', '0']);
+    expect([...falRow.matchAll(/<td class="num">([^<]*)<\/td>/g)].map((m) => m[1]).slice(-4)).toEqual(['1', '1', '0', '0']);
     await t().stopWorker();
   });
 
@@ -213,7 +213,7 @@ describe('provider accounting says what the provider answered', () => {
     await t().services.jobs.fail(jobId, 'ERR_4019', 'cancelled by the user');
     await until(async () => fal.billedRequests().some((r) => r.id === lost), 10_000);
     expect(await callBack(t(), fal, lost)).toEqual({ received: true, outcome: 'orphan' });
-    const eventId = (await t().db.query("SELECT id FROM webhook_events WHERE event_id = $1", [lost])).rows[0].id as number;
+    const eventId = (await t().db.query('SELECT id FROM webhook_events WHERE event_id = $1', [lost])).rows[0].id as number;
     await t().services.jobs.applyWebhookEvent(eventId);
     const { rows } = await t().db.query('SELECT provider_job_id, outcome, billed FROM provider_submissions WHERE job_id = $1', [jobId]);
     expect(rows).toEqual([{ provider_job_id: lost, outcome: 'redundant', billed: true }]);

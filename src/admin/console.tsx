@@ -192,13 +192,13 @@ const JobsTable: FC<{ jobs: JobView[]; id: string }> = ({ jobs, id }) => (
 const ProviderTable: FC<{ providers: ProviderFailures[]; id: string; empty: string }> = ({ providers, id, empty }) => (
   <table id={id}>
     <Head
-      cols={['Provider', 'Completed', 'Failed', 'Failure rate', 'By error', 'Duplicate requests', 'Duplicates billed', 'Billing unknown']}
-      num={['Completed', 'Failed', 'Failure rate', 'Duplicate requests', 'Duplicates billed', 'Billing unknown']}
+      cols={['Provider', 'Completed', 'Failed', 'Failure rate', 'By error', 'Duplicate requests', 'Duplicates billed', 'Billing unknown', 'Never answered']}
+      num={['Completed', 'Failed', 'Failure rate', 'Duplicate requests', 'Duplicates billed', 'Billing unknown', 'Never answered']}
     />
     <tbody>
       {providers.length === 0 && (
         <tr>
-          <td colspan={8} class="muted">
+          <td colspan={9} class="muted">
             {empty}
           </td>
         </tr>
@@ -213,6 +213,7 @@ const ProviderTable: FC<{ providers: ProviderFailures[]; id: string; empty: stri
           <td class="num">{p.duplicates.requests}</td>
           <td class="num">{p.duplicates.billed}</td>
           <td class="num">{p.duplicates.unknown}</td>
+          <td class="num">{p.duplicates.unanswered}</td>
         </tr>
       ))}
     </tbody>

@@ -19,5 +19,6 @@ ALTER TABLE provider_submissions
   ADD COLUMN cancel_answered_at timestamptz,
   ADD COLUMN billed boolean;
 
--- The admin failures page counts redundant requests (and the billed ones) per provider over a window.
-CREATE INDEX provider_submissions_redundant ON provider_submissions (created_at) WHERE outcome = 'redundant';
+-- The admin failures page counts, per provider over a window, redundant requests (and the billed
+-- ones) and attempts never answered (their request may exist and be billed: nothing tells us).
+CREATE INDEX provider_submissions_duplicates ON provider_submissions (created_at) WHERE outcome IN ('redundant', 'sent');
