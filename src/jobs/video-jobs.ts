@@ -364,6 +364,9 @@ export class VideoJobService {
     }
     const finished = await withTransaction(this.db, async (tx) => {
       const locked = await this.lockJobToEnd(tx, jobId);
+      // Another ingest of this job (a poll that found it ingesting while the ingest task ran)
+      // completed it first, with these very keys: the files are its video, not leftovers.
+      if (locked?.status === 'completed' && locked.video_key === videoKey) return 'by-another';
       if (!locked || locked.status !== 'ingesting') return false;
       await ledger.capture(tx, { holdId: locked.hold_id });
       await jobsDb.setCompleted(tx, jobId, videoKey, thumbnailKey);
@@ -371,6 +374,7 @@ export class VideoJobService {
       crashIf(this.opts.crashAt, 'complete:before-commit');
       return true;
     });
+    if (finished === 'by-another') return;
     if (finished) {
       this.log.info({ jobId, credits: job.credits_used }, 'video job completed');
     } else {
