@@ -15,8 +15,9 @@
  *    provider_submissions says, and time to video (created → completed).
  * Exits 1 on any stuck job, ledger violation, balance mismatch or process that died unbidden.
  * Options: --users N (30, two jobs each), --settle S (120: the bound for every job to end),
- * --lost-answer-wait S (8: SUBMIT_LOST_ANSWER_WAIT_SECONDS, scaled like the lease and quiet time to
- * the fake's 3 s generations), --inflight N (12: jobs in the killed-worker phase).
+ * --lost-answer-wait S (12: SUBMIT_LOST_ANSWER_WAIT_SECONDS, scaled like the lease and quiet time:
+ * 1.5× the killed-worker phase's 8 s generations, as the 180 s default is to fal's 1-3 min), and
+ * --inflight N (12: jobs in the killed-worker phase).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -33,7 +34,7 @@ const { values: args } = parseArgs({
   options: {
     users: { type: 'string', default: '30' },
     settle: { type: 'string', default: '120' },
-    'lost-answer-wait': { type: 'string', default: '8' },
+    'lost-answer-wait': { type: 'string', default: '12' },
     inflight: { type: 'string', default: '12' },
   },
 });
