@@ -103,11 +103,15 @@ describe('runway provider against the local Runway fake (polling, no webhooks)',
     await t().services.jobs.submit(jobId);
     const { rows } = await t().db.query('SELECT provider_job_id FROM video_jobs WHERE job_id = $1', [jobId]);
     await t().json(t().post('/functions/v1/delete-video-job', { token: g.accessToken, body: { job_id: jobId } }));
+    expect((await t().json(t().get('/functions/v1/get-user-credits', { token: g.accessToken }))).credits_remaining).toBe(10);
+    // The cancel was queued with the failure; the worker sends it.
+    await t().startWorker();
+    const sub = async () => (await t().db.query('SELECT cancel_answer, billed FROM provider_submissions WHERE provider_job_id = $1', [rows[0].provider_job_id])).rows;
+    for (let i = 0; i < 200 && (await sub())[0]?.cancel_answer == null; i++) await new Promise((r) => setTimeout(r, 100));
+    await t().stopWorker();
+    expect(await sub()).toEqual([{ cancel_answer: 'cancelled', billed: false }]);
     expect(runway.tasks.get(rows[0].provider_job_id)!.deleted).toBe(true);
     expect(runway.tasks.get(rows[0].provider_job_id)!.cancelled).toBe(true);
-    expect((await t().json(t().get('/functions/v1/get-user-credits', { token: g.accessToken }))).credits_remaining).toBe(10);
-    const sub = await t().db.query('SELECT cancel_answer, billed FROM provider_submissions WHERE provider_job_id = $1', [rows[0].provider_job_id]);
-    expect(sub.rows).toEqual([{ cancel_answer: 'cancelled', billed: false }]);
   });
 
   it("a cancel says what Runway did: a finished task is read, not deleted, and answered already_finished (billed); an unknown one is 'unknown'", async () => {

@@ -414,14 +414,23 @@ export class VideoJobService {
     return job;
   }
 
-  /** Fails a job and releases its hold, atomically and at most once. Returns false if it had already ended. */
-  async fail(jobId: string, code: FailureCode | string, message: string, db: Queryable = this.db): Promise<boolean> {
+  /**
+   * Fails a job and releases its hold, atomically and at most once. Returns false if it had already
+   * ended. cancelRequest: we end it, not the provider (deadline, user, account deletion, a refusal
+   * of ours), so its running request is of no use: its cancel is queued in the same transaction, so
+   * it is sent (and its answer kept) even if this process dies right after the commit.
+   */
+  async fail(jobId: string, code: FailureCode | string, message: string, db: Queryable = this.db, opts: { cancelRequest?: boolean } = {}): Promise<boolean> {
     const failed = await withTransaction(db, async (tx) => {
       const job = await this.lockJobToEnd(tx, jobId);
       if (!job || job.status === 'completed' || job.status === 'failed') return false;
       await ledger.release(tx, { holdId: job.hold_id, reason: `${code}: ${message}`.slice(0, 500) });
       await jobsDb.setFailed(tx, jobId, code, (language) => failureMessage(code, language), message);
       await this.enqueuePush(tx, jobId, code);
+      // An ingesting job's request has finished already: nothing to stop.
+      if (opts.cancelRequest && job.provider_job_id && ['submitted', 'processing'].includes(job.status)) {
+        await this.queueCancel(tx, job.provider, { providerJobId: job.provider_job_id, state: job.provider_state, providerModelId: job.provider_model_id });
+      }
       return true;
     });
     if (failed) {
@@ -431,29 +440,19 @@ export class VideoJobService {
   }
 
   private async timeOut(job: jobsDb.VideoJobRow): Promise<void> {
-    if (await this.fail(job.job_id, 'ERR_5001', 'the provider did not deliver before the deadline')) {
-      await this.cancelAtProvider(job);
-    }
+    await this.fail(job.job_id, 'ERR_5001', 'the provider did not deliver before the deadline', this.db, { cancelRequest: true });
   }
 
   /**
    * Ends every running job of a user inside the caller's transaction (account deletion): holds
-   * released with the jobs. Returns them, so the caller can cancel them at the provider after commit.
+   * released with the jobs, their requests' cancels queued with them. Returns the jobs it ended.
    */
   async failAllRunning(tx: Queryable, userId: string, code: string, message: string): Promise<jobsDb.VideoJobRow[]> {
     const ended: jobsDb.VideoJobRow[] = [];
     for (const job of await jobsDb.findRunningJobsOf(tx, userId)) {
-      if (await this.fail(job.job_id, code, message, tx)) ended.push(job);
+      if (await this.fail(job.job_id, code, message, tx, { cancelRequest: true })) ended.push(job);
     }
     return ended;
-  }
-
-  /** Best effort, after a job ended: its request is of no use any more. */
-  async cancelAtProvider(job: jobsDb.VideoJobRow): Promise<void> {
-    if (!job.provider_job_id) return;
-    await this.cancelRequest(job.provider, { providerJobId: job.provider_job_id, state: job.provider_state, providerModelId: job.provider_model_id }).catch((err) =>
-      this.log.warn({ err, jobId: job.job_id }, 'provider cancel failed'),
-    );
   }
 
   /** A request no job uses any more is cancelled by the queue (cancel_provider_request), in the caller's transaction. */
@@ -491,14 +490,12 @@ export class VideoJobService {
   private async onProviderError(job: jobsDb.VideoJobRow, err: unknown, task: 'submit_video_job' | 'poll_video_job', jobKey: string) {
     if (!(err instanceof ProviderError)) throw err;
     if (!err.retryable) {
-      await this.fail(job.job_id, err.code, err.message);
-      await this.cancelAtProvider(job);
+      await this.fail(job.job_id, err.code, err.message, this.db, { cancelRequest: true });
       return;
     }
     const delay = backoffMs(job.attempts, { baseMs: this.opts.retryBaseMs, retryAfterMs: err.retryAfterMs });
     if (Date.now() + delay >= new Date(job.deadline_at).getTime()) {
-      await this.fail(job.job_id, err.code === 'ERR_5003' ? 'ERR_5002' : 'ERR_5001', `gave up before the deadline: ${err.message}`);
-      await this.cancelAtProvider(job);
+      await this.fail(job.job_id, err.code === 'ERR_5003' ? 'ERR_5002' : 'ERR_5001', `gave up before the deadline: ${err.message}`, this.db, { cancelRequest: true });
       return;
     }
     this.log.warn({ jobId: job.job_id, task, delayMs: delay, err: err.message }, 'provider call failed; will retry');
@@ -539,7 +536,7 @@ export class VideoJobService {
     const job = await jobsDb.findJob(this.db, jobId);
     if (!job || job.user_id !== userId || job.deleted_at) return false;
     if (job.status !== 'completed' && job.status !== 'failed') {
-      if (await this.fail(jobId, 'ERR_4019', 'cancelled by the user')) await this.cancelAtProvider(job);
+      await this.fail(jobId, 'ERR_4019', 'cancelled by the user', this.db, { cancelRequest: true });
     }
     await jobsDb.setDeleted(this.db, jobId);
     await this.removeResults([job.video_key, job.thumbnail_key]);
