@@ -123,7 +123,10 @@ export class VideoJobService {
     // lost with a dropped connection, and then nothing but the sweep would look at the job again.
     const saved = await this.storeAnswer(jobId, () =>
       withTransaction(this.db, async (tx) => {
-        if (!(await jobsDb.markSubmitted(tx, jobId, submitted.providerJobId, submitted.state ?? null))) return false;
+        if (!(await jobsDb.markSubmitted(tx, jobId, submitted.providerJobId, submitted.state ?? null))) {
+          // A retry after a COMMIT whose answer was lost: stored already, so this request is the job's own, not a redundant one to cancel.
+          return (await jobsDb.findJob(tx, jobId))?.provider_job_id === submitted.providerJobId;
+        }
         await jobsDb.setSubmissionOutcome(tx, jobId, attempt, submitted.providerJobId, 'accepted');
         await this.schedulePoll(tx, jobId, provider.webhooks ? 60 : provider.pollIntervalSeconds);
         return true;
