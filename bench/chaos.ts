@@ -11,12 +11,19 @@
  *    the restart with the fallback re-reads off, so each final status they hear came by NOTIFY;
  *  - then: every job terminal within the bound, verify-ledger clean, each balance equal to an
  *    independent count, fal requests per job, our 5xx by code, processes that exited, and when
- *    the subscribers heard their job end.
+ *    the subscribers heard their job end;
+ *  - then a second phase, a killed worker's in-flight submits: fal takes a burst of submits and
+ *    never answers them, and the only worker is SIGKILLed while they are in flight;
+ *  - for both: duplicates fal bills (its own count of finished requests, per job) beside what our
+ *    provider_submissions says, and time to video (created → completed).
  * Exits 1 on any stuck job, ledger violation, balance mismatch, final status not heard, or process
  * that died unbidden.
  * Options: --users N (30, two jobs each), --settle S (120: the bound for every job to end),
  * --watch N (8 jobs watched live), --pooler (every pooled connection through PgBouncer in
- * transaction mode; LISTEN and migrations direct).
+ * transaction mode; LISTEN and migrations direct), --lost-answer-wait S (12:
+ * SUBMIT_LOST_ANSWER_WAIT_SECONDS, scaled like the lease and quiet time: 1.5× the killed-worker
+ * phase's 8 s generations, as the 180 s default is to fal's 1-3 min), and --inflight N (12: jobs in
+ * the killed-worker phase).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -32,9 +39,18 @@ import { liveReport, watchJob, type LiveWatch } from './chaos-live.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const { values: args } = parseArgs({
-  options: { users: { type: 'string', default: '30' }, settle: { type: 'string', default: '120' }, watch: { type: 'string', default: '8' }, pooler: { type: 'boolean', default: false } },
+  options: {
+    users: { type: 'string', default: '30' },
+    settle: { type: 'string', default: '120' },
+    watch: { type: 'string', default: '8' },
+    pooler: { type: 'boolean', default: false },
+    'lost-answer-wait': { type: 'string', default: '12' },
+    inflight: { type: 'string', default: '12' },
+  },
 });
 const USERS = Number(args.users);
+const LOST_ANSWER_WAIT = Number(args['lost-answer-wait']);
+const INFLIGHT_JOBS = Number(args.inflight);
 const JOBS_PER_USER = 2;
 const SETTLE_SECONDS = Number(args.settle);
 const PRICE = 4; // veo-3.1 at 4 s
@@ -74,6 +90,7 @@ async function main() {
     PROVIDER_TIMEOUT_MS: '2000',
     PROVIDER_RETRY_BASE_MS: '500',
     SUBMIT_LEASE_SECONDS: '5',
+    SUBMIT_LOST_ANSWER_WAIT_SECONDS: String(LOST_ANSWER_WAIT),
     JOB_QUIET_SECONDS: '10',
     WORKER_POLL_INTERVAL_MS: '500',
     WORKER_CONCURRENCY: '6',
@@ -151,16 +168,17 @@ async function main() {
     }
     throw new Error(`${pathname}: gave up`);
   };
-  const client = async (i: number) => {
-    await sleep((i / USERS) * 40_000);
+  const client = async (i: number, delayMs = (i / USERS) * 40_000, phase = 'chaos') => {
+    await sleep(delayMs);
     const guest = await call('device-check', { device_id: randomUUID(), device_token: randomBytes(96).toString('base64') /* DeviceCheck is not configured here */ });
     const user = { userId: guest.user_id as string, credits: guest.credits_remaining ?? guest.credits ?? 10, jobs: [] as string[] };
     users.push(user);
     for (let j = 0; j < JOBS_PER_USER; j++) {
       const key = randomUUID();
-      const job = await call('generate-video', { model_id: 'veo-3.1-text-to-video', prompt: `chaos ${i}.${j}`, settings: { duration: 4 } }, { authorization: `Bearer ${guest.access_token}`, 'idempotency-key': key });
+      const job = await call('generate-video', { model_id: 'veo-3.1-text-to-video', prompt: `${phase} ${i}.${j}`, settings: { duration: 4 } }, { authorization: `Bearer ${guest.access_token}`, 'idempotency-key': key });
       user.jobs.push(job.job_id);
     }
+    return user.jobs;
   };
   const clients = Promise.allSettled(Array.from({ length: USERS }, (_, i) => client(i)));
   // Jobs watched live across the restart: created just before it, so most end after it.
@@ -208,14 +226,45 @@ async function main() {
 
   const db = new pg.Client({ connectionString: cluster.url });
   await db.connect();
-  const settleStart = Date.now();
-  let open = -1;
-  while (Date.now() - settleStart < SETTLE_SECONDS * 1000) {
-    open = (await db.query("SELECT count(*)::int AS n FROM video_jobs WHERE status NOT IN ('completed', 'failed')")).rows[0].n;
-    if (open === 0) break;
-    await sleep(1000);
+  /** Waits (bounded) for every job to end; returns how many are still open and how long it took. */
+  const settle = async () => {
+    const settleStart = Date.now();
+    let open = -1;
+    while (Date.now() - settleStart < SETTLE_SECONDS * 1000) {
+      open = (await db.query("SELECT count(*)::int AS n FROM video_jobs WHERE status NOT IN ('completed', 'failed')")).rows[0].n;
+      if (open === 0) break;
+      await sleep(1000);
+    }
+    return { open, settledIn: (Date.now() - settleStart) / 1000 };
+  };
+  const { open, settledIn } = await settle();
+  const mainJobs = users.flatMap((u) => u.jobs);
+
+  // Phase 2: a killed worker's in-flight submits. worker2 is gone for good, so worker1 is the
+  // only one: fal creates each request and never answers, and worker1 dies with them in flight.
+  say(`phase 2: ${INFLIGHT_JOBS} generates, fal answers no submit, SIGKILL the only worker while they are in flight`);
+  const phaseStart = Date.now();
+  // Generations outlast the submit lease here, as fal's video models (1-3 min) outlast its 90 s
+  // default: the lease alone no longer covers a lost request's callback.
+  fal.timing = { queuedMs: 500, runningMs: 7500 };
+  fal.loseResponses(INFLIGHT_JOBS, 'hang');
+  const phaseClients = Promise.allSettled(Array.from({ length: Math.ceil(INFLIGHT_JOBS / JOBS_PER_USER) }, (_, i) => client(i, 0, 'inflight')));
+  const inFlight = () => [...fal.requests.values()].filter((r) => r.createdAt >= phaseStart).length;
+  // Within the 2 s provider timeout of the first arrival: those calls are still waiting for their answer.
+  for (let first = 0; Date.now() - phaseStart < 30_000; await sleep(20)) {
+    if (inFlight() > 0 && !first) first = Date.now();
+    if (inFlight() >= Math.min(6, INFLIGHT_JOBS) || (first && Date.now() - first > 1500)) break;
   }
-  const settledIn = (Date.now() - settleStart) / 1000;
+  const killedInFlight = inFlight();
+  say(`SIGKILL worker1 with ${killedInFlight} submits in flight (restarted in 1 s)`);
+  kill(workers[0]!);
+  fal.loseResponses(0);
+  await sleep(1000);
+  workers[0] = worker(0);
+  const phaseResults = await phaseClients;
+  clientErrors.push(...phaseResults.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason)));
+  const phaseJobs = phaseResults.flatMap((r) => (r.status === 'fulfilled' ? r.value : []));
+  const phase2 = await settle();
   clearInterval(webhooks);
 
   // The report.
@@ -238,6 +287,51 @@ async function main() {
   const histogram = new Map<number, number>();
   for (const n of perJob.values()) histogram.set(n, (histogram.get(n) ?? 0) + 1);
   const outcomes = (await db.query('SELECT outcome, count(*)::int AS n FROM provider_submissions GROUP BY 1 ORDER BY 1')).rows;
+  // Per phase: duplicates fal bills (its own count: finished requests beyond one per job), what our
+  // table says of the requests no job used, and time to video.
+  const jobOf = (r: { webhook: string | null }) => (r.webhook ? new URL(r.webhook).searchParams.get('job_id') : null);
+  const billedPerJob = new Map<string, number>();
+  for (const r of fal.billedRequests()) {
+    const jobId = jobOf(r);
+    if (jobId) billedPerJob.set(jobId, (billedPerJob.get(jobId) ?? 0) + 1);
+  }
+  const phaseReport = async (jobIds: string[]) => {
+    const ids = new Set(jobIds);
+    const billed = [...billedPerJob.entries()].filter(([id]) => ids.has(id)).map(([, n]) => n);
+    const duplicates = billed.reduce((sum, n) => sum + Math.max(0, n - 1), 0);
+    const requests = [...fal.requests.values()].filter((r) => ids.has(jobOf(r) ?? '')).length;
+    const ours = (
+      await db.query(
+        `SELECT count(*) FILTER (WHERE outcome = 'redundant')::int AS redundant, count(*) FILTER (WHERE outcome = 'redundant' AND billed)::int AS billed,
+                count(*) FILTER (WHERE outcome = 'redundant' AND billed IS NULL)::int AS unknown, count(*) FILTER (WHERE outcome = 'adopted')::int AS adopted,
+                count(*) FILTER (WHERE outcome = 'sent')::int AS unanswered
+           FROM provider_submissions WHERE job_id = ANY($1)`,
+        [jobIds],
+      )
+    ).rows[0];
+    // Time to video, for all completed jobs and for those that lost a submit answer (the ones the wait delays or saves).
+    const times = async (lostOnly: boolean) =>
+      (
+        await db.query(
+          `SELECT extract(epoch FROM j.completed_at - j.created_at)::float8 AS s FROM video_jobs j
+            WHERE j.job_id = ANY($1) AND j.status = 'completed'
+              AND (NOT $2 OR EXISTS (SELECT 1 FROM provider_submissions s WHERE s.job_id = j.job_id AND s.outcome IN ('sent', 'adopted')))
+            ORDER BY 1`,
+          [jobIds, lostOnly],
+        )
+      ).rows.map((r) => Number(r.s));
+    const spread = (t: number[]) =>
+      t.length ? `p50 ${t[Math.floor(0.5 * t.length)]!.toFixed(1)} s, p95 ${t[Math.min(t.length - 1, Math.floor(0.95 * t.length))]!.toFixed(1)} s, max ${t.at(-1)!.toFixed(1)} s` : '-';
+    const lostTimes = await times(true);
+    return {
+      billed: `${duplicates} (fal billed ${billed.reduce((a, n) => a + n, 0)} requests for ${ids.size} jobs; ${requests} requests made)`,
+      ours: `redundant ${ours.redundant} (billed ${ours.billed}, cancelled in time ${ours.redundant - ours.billed - ours.unknown}, unknown ${ours.unknown}); adopted ${ours.adopted}; never answered ${ours.unanswered}`,
+      times: `all: ${spread(await times(false))}; the ${lostTimes.length} that lost an answer: ${spread(lostTimes)}`,
+    };
+  };
+  const main1 = await phaseReport(mainJobs);
+  const main2 = await phaseReport(phaseJobs);
+  const phase2Statuses = (await db.query('SELECT status, count(*)::int AS n FROM video_jobs WHERE job_id = ANY($1) GROUP BY 1 ORDER BY 1', [phaseJobs])).rows;
   const hooks = (await db.query("SELECT split_part(outcome, ':', 1) AS outcome, count(*)::int AS n FROM webhook_events GROUP BY 1 ORDER BY 1")).rows;
   // Give a subscriber a moment to hear the last job end, then judge.
   for (let i = 0; i < 50 && liveReport(watches, new Map(watches.map((w) => [w.jobId, 0])), restartedAt).missing > 0; i++) await sleep(100);
@@ -259,9 +353,18 @@ async function main() {
   await sleep(3000);
 
   const table: [string, string][] = [
+    ['lost-answer wait (SUBMIT_LOST_ANSWER_WAIT_SECONDS)', `${LOST_ANSWER_WAIT} s (lease 5 s; fal fake generations: 3 s in the storm, 8 s with the killed worker)`],
     ['users / jobs', `${users.length} / ${rows.length}`],
     ...statuses.map((s): [string, string] => [`jobs ${s.status}${s.error_code ? ` (${s.error_code})` : ''}`, String(s.n)]),
     ['jobs not terminal', `${open} (all terminal ${settledIn.toFixed(0)} s after the last generate; bound ${SETTLE_SECONDS} s)`],
+    ['storm: duplicates fal billed', main1.billed],
+    ['storm: our table', main1.ours],
+    ['storm: time to video', main1.times],
+    ['killed worker: jobs / in flight at the kill', `${phaseJobs.length} / ${killedInFlight}; ${phase2Statuses.map((s) => `${s.status} ${s.n}`).join(', ')}`],
+    ['killed worker: jobs not terminal', `${phase2.open} (all terminal ${phase2.settledIn.toFixed(0)} s after the last generate)`],
+    ['killed worker: duplicates fal billed', main2.billed],
+    ['killed worker: our table', main2.ours],
+    ['killed worker: time to video', main2.times],
     ['verify-ledger', violations.length ? `${violations.length} violations` : 'OK'],
     ['balances ≠ independent count (or held ≠ 0)', String(mismatches)],
     ['fal requests per job', [...histogram.entries()].sort().map(([k, v]) => `${k}×: ${v}`).join(', ')],
@@ -278,7 +381,8 @@ async function main() {
   await fal.stop();
   await bouncer?.stop();
   await cluster.stop();
-  const failed = open !== 0 || violations.length > 0 || mismatches > 0 || crashed.length > 0 || clientErrors.length > 0 || live.missing > 0;
+  const failed =
+    open !== 0 || phase2.open !== 0 || violations.length > 0 || mismatches > 0 || crashed.length > 0 || clientErrors.length > 0 || live.missing > 0;
   console.log(failed ? '\nCHAOS: FAILED' : '\nCHAOS: PASSED');
   process.exit(failed ? 1 : 0);
 }

@@ -146,6 +146,13 @@ const EnvSchema = z
     FAL_WEBHOOK_USER_ID: z.string().min(1).optional(),
     /** A submit lease older than this is taken over (the worker holding it died). */
     SUBMIT_LEASE_SECONDS: z.coerce.number().int().min(1).max(3600).default(90),
+    /**
+     * A submit whose answer was lost (timeout, reset, a worker killed mid-call) may have created the
+     * request anyway; it calls back when it finishes. The job is not submitted again for this long
+     * after the lost attempt (providers with webhooks only), so that request can report and be
+     * adopted instead of being billed beside a second one. 0 resubmits at once. docs/RELIABILITY.md.
+     */
+    SUBMIT_LOST_ANSWER_WAIT_SECONDS: z.coerce.number().int().min(0).max(3600).default(180),
     /** A running job quiet this long is nudged by the sweeper (lost queue entry, dead worker). */
     JOB_QUIET_SECONDS: z.coerce.number().int().min(1).max(3600).default(120),
     /**
@@ -379,6 +386,7 @@ export interface Config {
   providerTimeoutMs: number;
   providerRetryBaseMs: number;
   submitLeaseSeconds: number;
+  submitLostAnswerWaitSeconds: number;
   jobQuietSeconds: number;
   crashAt: Env['FAULT_CRASH_AT'];
   fal: { apiKey: string; queueUrl: string; jwksUrl: string; resultHosts: string[]; webhookUserId: string | undefined } | undefined;
@@ -608,6 +616,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     providerTimeoutMs: e.PROVIDER_TIMEOUT_MS,
     providerRetryBaseMs: e.PROVIDER_RETRY_BASE_MS,
     submitLeaseSeconds: e.SUBMIT_LEASE_SECONDS,
+    submitLostAnswerWaitSeconds: e.SUBMIT_LOST_ANSWER_WAIT_SECONDS,
     jobQuietSeconds: e.JOB_QUIET_SECONDS,
     crashAt: e.FAULT_CRASH_AT,
     fal: e.FAL_KEY

@@ -138,10 +138,13 @@ export function buildServices(opts: {
     maxResultBytes: config.limits.maxResultBytes,
     retryBaseMs: config.providerRetryBaseMs,
     submitLeaseSeconds: config.submitLeaseSeconds,
+    lostAnswerWaitSeconds: config.submitLostAnswerWaitSeconds,
     quietSeconds: config.jobQuietSeconds,
     crashAt: config.crashAt,
     pushOnEnd: config.apns !== undefined,
     onSubmission: metrics.submission.bind(metrics),
+    onCancel: metrics.cancelAnswer.bind(metrics),
+    onDuplicateBilled: metrics.duplicateBilled.bind(metrics),
   };
   const jobs = new VideoJobs(db, providers, store, log, jobOptions);
   const generation = new Generation(db, jobs, providers, config.publicUrl, config.crashAt);

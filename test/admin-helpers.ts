@@ -30,3 +30,15 @@ export async function createAdmin(t: TestApp, opts: { email?: string; totp?: boo
 }
 
 export const totpCode = (secret: string) => new OTPAuth.TOTP({ secret: OTPAuth.Secret.fromBase32(secret) }).generate();
+
+/** Signs in through the console's form (nonce, then password) and returns the session cookie the pages take. */
+export async function consoleCookie(t: TestApp, admin: TestAdmin): Promise<string> {
+  const loginPage = await t.get('/admin/login');
+  const nonceCookie = loginPage.headers.get('set-cookie')!.split(';')[0]!;
+  const nonce = /name="_login" value="([^"]+)"/.exec(await loginPage.text())![1]!;
+  const signIn = await t.request('POST', '/admin/login', {
+    rawBody: new URLSearchParams({ _login: nonce, email: admin.email, password: ADMIN_PASSWORD }).toString(),
+    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: nonceCookie },
+  });
+  return signIn.headers.getSetCookie().find((c) => c.startsWith('rendio_admin='))!.split(';')[0]!;
+}

@@ -162,15 +162,22 @@ describe('fal provider against the local fal fake', () => {
     expect(row).toMatchObject({ status: 'failed', error_code: 'ERR_5002' });
   });
 
-  it('a provider that never finishes is failed with ERR_5001 at the deadline and cancelled there', async () => {
+  it('a provider that never finishes is failed with ERR_5001 at the deadline and cancelled there, by the queue: a 503 on the cancel is asked again', { timeout: 30_000 }, async () => {
     const g = await t().createGuest();
     const { jobId, requestId } = await start(g, 'stuck forever [fal:hang]');
     await t().services.jobs.poll(jobId);
     expect((await job(t(), jobId)).status).toBe('submitted');
     await t().db.query("UPDATE video_jobs SET deadline_at = now() - interval '1 second' WHERE job_id = $1", [jobId]);
+    fal.server.inject(/\/cancel$/, { status: 503, body: '{"detail":"overloaded"}', times: 1 });
     await t().services.jobs.sweep();
     expect(await job(t(), jobId)).toMatchObject({ status: 'failed', error_code: 'ERR_5001' });
-    expect(fal.requests.get(requestId)!.cancelled).toBe(true);
+    // The cancel was queued with the failure: the worker sends it, and sends it again after the 503.
+    await t().startWorker();
+    await until(async () => fal.requests.get(requestId)!.cancelled, 20_000);
+    const answer = async () => (await t().db.query('SELECT cancel_answer, billed FROM provider_submissions WHERE provider_job_id = $1', [requestId])).rows[0];
+    await until(async () => (await answer()).cancel_answer === 'cancelled', 10_000);
+    expect(await answer()).toEqual({ cancel_answer: 'cancelled', billed: false });
+    await t().stopWorker();
   });
 });
 

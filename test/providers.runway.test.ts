@@ -103,8 +103,30 @@ describe('runway provider against the local Runway fake (polling, no webhooks)',
     await t().services.jobs.submit(jobId);
     const { rows } = await t().db.query('SELECT provider_job_id FROM video_jobs WHERE job_id = $1', [jobId]);
     await t().json(t().post('/functions/v1/delete-video-job', { token: g.accessToken, body: { job_id: jobId } }));
-    expect(runway.tasks.get(rows[0].provider_job_id)!.deleted).toBe(true);
     expect((await t().json(t().get('/functions/v1/get-user-credits', { token: g.accessToken }))).credits_remaining).toBe(10);
+    // The cancel was queued with the failure; the worker sends it.
+    await t().startWorker();
+    const sub = async () => (await t().db.query('SELECT cancel_answer, billed FROM provider_submissions WHERE provider_job_id = $1', [rows[0].provider_job_id])).rows;
+    for (let i = 0; i < 200 && (await sub())[0]?.cancel_answer == null; i++) await new Promise((r) => setTimeout(r, 100));
+    await t().stopWorker();
+    expect(await sub()).toEqual([{ cancel_answer: 'cancelled', billed: false }]);
+    expect(runway.tasks.get(rows[0].provider_job_id)!.deleted).toBe(true);
+    expect(runway.tasks.get(rows[0].provider_job_id)!.cancelled).toBe(true);
+  });
+
+  it("a cancel says what Runway did: a finished task is read, not deleted, and answered already_finished (billed); an unknown one is 'unknown'", async () => {
+    const { jobId } = await generate('done before the cancel');
+    await t().services.jobs.submit(jobId);
+    const { rows } = await t().db.query('SELECT provider_job_id, provider_model_id FROM video_jobs j JOIN models m ON m.id = j.model_id WHERE job_id = $1', [jobId]);
+    const ref = { providerJobId: rows[0].provider_job_id as string, state: null, providerModelId: rows[0].provider_model_id as string };
+    await new Promise((r) => setTimeout(r, runway.timing.pendingMs + runway.timing.runningMs + 50));
+    expect(await t().services.jobs.cancelRequest('runway', ref)).toBe('already_finished');
+    expect(runway.tasks.get(ref.providerJobId)!.deleted).toBe(false);
+    expect(runway.billedTasks().map((x) => x.id)).toContain(ref.providerJobId);
+    const sub = await t().db.query('SELECT cancel_answer, billed FROM provider_submissions WHERE provider_job_id = $1', [ref.providerJobId]);
+    expect(sub.rows).toEqual([{ cancel_answer: 'already_finished', billed: true }]);
+    expect(await t().services.jobs.cancelRequest('runway', { ...ref, providerJobId: '00000000-0000-4000-8000-000000000000' })).toBe('unknown');
+    expect(await drive(jobId)).toBe('completed');
   });
 
   it('Runway refusing the request (400) fails the job without retrying and refunds', async () => {

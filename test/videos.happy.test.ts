@@ -142,6 +142,26 @@ describe('a job deleted while its result is being copied', () => {
   });
 });
 
+describe('two ingests of one job (a poll finds it ingesting while its ingest task runs)', () => {
+  const t = useTestApp();
+
+  it('the one that finds the job completed by the other leaves the files alone: they are that job\'s video', async () => {
+    const g = await t().createGuest();
+    const res = await t().json(t().generate(g, { model_id: 'simulator-text-to-video', prompt: 'copied twice at once' }));
+    await t().services.jobs.submit(res.job_id);
+    await new Promise((r) => setTimeout(r, t().services.config.simulator.delayMs + 100));
+    await t().services.jobs.poll(res.job_id);
+    expect((await t().db.query('SELECT status FROM video_jobs WHERE job_id = $1', [res.job_id])).rows[0].status).toBe('ingesting');
+    await Promise.all([t().services.jobs.ingest(res.job_id), t().services.jobs.poll(res.job_id)]);
+    const done = await t().json(t().get(`/functions/v1/get-video-status?job_id=${res.job_id}`, { token: g.accessToken }));
+    expect(done).toMatchObject({ status: 'completed' });
+    const objects = (await t().db.query("SELECT key, deleted_at FROM storage_objects WHERE bucket = 'videos' AND owner_id = $1", [g.userId])).rows;
+    expect(objects.length).toBeGreaterThan(0);
+    expect(objects.every((o) => o.deleted_at === null), JSON.stringify(objects)).toBe(true);
+    expect((await fetchLocal(t(), done.video_url)).status).toBe(200);
+  });
+});
+
 /** Signed URLs point at PUBLIC_URL; in-process tests call the app with the same path. */
 function fetchLocal(t: ReturnType<ReturnType<typeof useTestApp>>, url: string) {
   const u = new URL(url);

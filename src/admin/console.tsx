@@ -191,11 +191,14 @@ const JobsTable: FC<{ jobs: JobView[]; id: string }> = ({ jobs, id }) => (
 
 const ProviderTable: FC<{ providers: ProviderFailures[]; id: string; empty: string }> = ({ providers, id, empty }) => (
   <table id={id}>
-    <Head cols={['Provider', 'Completed', 'Failed', 'Failure rate', 'By error']} num={['Completed', 'Failed', 'Failure rate']} />
+    <Head
+      cols={['Provider', 'Completed', 'Failed', 'Failure rate', 'By error', 'Duplicate requests', 'Duplicates billed', 'Billing unknown', 'Never answered']}
+      num={['Completed', 'Failed', 'Failure rate', 'Duplicate requests', 'Duplicates billed', 'Billing unknown', 'Never answered']}
+    />
     <tbody>
       {providers.length === 0 && (
         <tr>
-          <td colspan={5} class="muted">
+          <td colspan={9} class="muted">
             {empty}
           </td>
         </tr>
@@ -207,6 +210,10 @@ const ProviderTable: FC<{ providers: ProviderFailures[]; id: string; empty: stri
           <td class="num">{p.failed}</td>
           <td class="num">{pct(p.failure_rate)}</td>
           <td>{counts(p.by_error)}</td>
+          <td class="num">{p.duplicates.requests}</td>
+          <td class="num">{p.duplicates.billed}</td>
+          <td class="num">{p.duplicates.unknown}</td>
+          <td class="num">{p.duplicates.unanswered}</td>
         </tr>
       ))}
     </tbody>

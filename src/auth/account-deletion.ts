@@ -42,9 +42,8 @@ export class AccountDeletionService {
       await enqueue(tx, 'purge_deleted_account', { userId }, { jobKey: `purge:${userId}` });
       return jobs;
     });
+    // The ended jobs' requests are cancelled by the queue (queued with the failures, above): no paying for videos nobody will see.
     this.log.info({ userId, reason, jobsCancelled: ended.length }, 'account deleted; purging its data');
-    // Stop paying for videos nobody will see (best effort: the jobs already ended and were refunded).
-    for (const job of ended) await this.jobs.cancelAtProvider(job);
     await this.purge(userId).catch((err) => this.log.warn({ err, userId }, 'inline purge failed; the queue retries it'));
   }
 

@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
-export type SubmissionOutcome = 'accepted' | 'lost' | 'orphan_adopted' | 'cancelled' | 'orphan_late';
+export type SubmissionOutcome = 'accepted' | 'lost' | 'orphan_adopted' | 'redundant' | 'orphan_late';
 
 /** Prometheus metrics on a registry of our own (tests build many apps in one process). */
 export class Metrics {
@@ -8,6 +8,8 @@ export class Metrics {
   private readonly requests: Counter<'method' | 'route' | 'status'>;
   private readonly duration: Histogram<'method' | 'route'>;
   private readonly submissions: Counter<'provider' | 'outcome'>;
+  private readonly cancels: Counter<'provider' | 'answer'>;
+  private readonly duplicatesBilled: Counter<'provider'>;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'rendio_' });
@@ -26,15 +28,37 @@ export class Metrics {
     });
     this.submissions = new Counter({
       name: 'rendio_provider_submissions_total',
-      help: 'Provider submissions by outcome (lost: the answer never came; orphan_adopted: such a request reported first and became the job; cancelled: redundant, cancelled at the provider)',
+      help: 'Provider submissions by outcome (lost: the answer never came; orphan_adopted: such a request reported first and became the job; redundant: a request its job does not use, its cancel queued; orphan_late: a lost one reported after its job ended)',
       labelNames: ['provider', 'outcome'],
+      registers: [this.registry],
+    });
+    this.cancels = new Counter({
+      name: 'rendio_provider_cancels_total',
+      help: 'What providers answered to our cancels: cancelled, refused, already_finished (billed), unknown',
+      labelNames: ['provider', 'answer'],
+      registers: [this.registry],
+    });
+    this.duplicatesBilled = new Counter({
+      name: 'rendio_provider_duplicates_billed_total',
+      help: 'Requests a provider ran to their end (so bills) though their job did not use them: a cancel answered already finished, or a lost request that reported its result after its job ended',
+      labelNames: ['provider'],
       registers: [this.registry],
     });
   }
 
-  /** A provider submission's fate: accepted, lost (no answer), orphan_adopted, cancelled (redundant), orphan_late. */
+  /** A provider submission's fate: accepted, lost (no answer), orphan_adopted, redundant, orphan_late. */
   submission(provider: string, outcome: SubmissionOutcome): void {
     this.submissions.inc({ provider, outcome });
+  }
+
+  /** What a provider answered to a cancel. */
+  cancelAnswer(provider: string, answer: string): void {
+    this.cancels.inc({ provider, answer });
+  }
+
+  /** A request the provider billed that no job used. */
+  duplicateBilled(provider: string): void {
+    this.duplicatesBilled.inc({ provider });
   }
 
   observeRequest(method: string, route: string, status: number, seconds: number): void {

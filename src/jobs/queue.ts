@@ -12,6 +12,7 @@ export type TaskName =
   | 'poll_video_job'
   | 'ingest_video_job'
   | 'apply_webhook_event'
+  | 'cancel_provider_request'
   | 'sweep_video_jobs'
   | 'cleanup_idempotency_keys'
   | 'cleanup_used_identity_tokens'

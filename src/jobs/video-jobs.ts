@@ -8,7 +8,16 @@ import * as ledger from '../ledger/ledger.js';
 import type { SubmissionOutcome } from '../http/metrics.js';
 import type { Logger } from '../logger.js';
 import type { ProviderRegistry } from '../providers/registry.js';
-import { ProviderError, type FailureCode, type ProviderStatus, type WebhookEvent } from '../providers/types.js';
+import {
+  ProviderError,
+  answerMayBeLost,
+  type CancelAnswer,
+  type FailureCode,
+  type ProviderJobRef,
+  type ProviderOutput,
+  type ProviderStatus,
+  type WebhookEvent,
+} from '../providers/types.js';
 import { sniffImageType } from '../storage/image-types.js';
 import { saveObject } from '../storage/objects.js';
 import { RESULTS_BUCKET, type ObjectStore } from '../storage/types.js';
@@ -21,6 +30,9 @@ import { backoffMs, enqueue } from './queue.js';
  * with the video, released with the failure — and re-checks the job's state under a row lock, so
  * a racing webhook, poll, sweep or delete can finish a job at most once.
  */
+
+/** Tries at storing a provider's answer before giving up on it (0.5 s, 1 s, 2 s apart). */
+const STORE_ANSWER_ATTEMPTS = 4;
 
 export type CrashPoint = 'generate:after-commit' | 'submit:after-provider' | 'ingest:after-store' | 'complete:before-commit';
 
@@ -45,6 +57,8 @@ export class VideoJobService {
       maxResultBytes: number;
       retryBaseMs: number;
       submitLeaseSeconds: number;
+      /** How long a lost submit answer's request gets to call back before the job is submitted again (providers with webhooks). */
+      lostAnswerWaitSeconds: number;
       /** Jobs quiet this long get a nudge from the sweeper (a lost queue entry can never strand a job). */
       quietSeconds: number;
       crashAt?: CrashPoint;
@@ -52,6 +66,10 @@ export class VideoJobService {
       pushOnEnd?: boolean;
       /** Counts each provider submission's fate (metrics). */
       onSubmission?: (provider: string, outcome: SubmissionOutcome) => void;
+      /** Counts what a provider answered to each cancel (metrics). */
+      onCancel?: (provider: string, answer: CancelAnswer) => void;
+      /** Counts each request the provider ran to its end though its job did not use it (metrics). */
+      onDuplicateBilled?: (provider: string) => void;
     },
   ) {}
 
@@ -95,39 +113,70 @@ export class VideoJobService {
           : undefined,
       });
     } catch (err) {
-      // No answer at all: the provider may have created the request anyway.
-      if (err instanceof ProviderError && err.retryable && /timed out|network error/.test(err.message)) this.opts.onSubmission?.(provider.name, 'lost');
+      // No answer at all: the provider may have created the request anyway (the attempt stays 'sent').
+      if (answerMayBeLost(err)) this.opts.onSubmission?.(provider.name, 'lost');
+      else if (err instanceof ProviderError) await jobsDb.setSubmissionNotCreated(this.db, jobId, attempt);
       return this.onProviderError(job, err, 'submit_video_job', `submit:${jobId}`);
     }
     crashIf(this.opts.crashAt, 'submit:after-provider');
-    const saved = await withTransaction(this.db, async (tx) => {
-      if (!(await jobsDb.markSubmitted(tx, jobId, submitted.providerJobId, submitted.state ?? null))) return false;
-      await jobsDb.setSubmissionOutcome(tx, jobId, attempt, submitted.providerJobId, 'accepted');
-      return true;
-    });
+    // The job's state and its first poll commit together: a poll queued after the commit could be
+    // lost with a dropped connection, and then nothing but the sweep would look at the job again.
+    const saved = await this.storeAnswer(jobId, () =>
+      withTransaction(this.db, async (tx) => {
+        if (!(await jobsDb.markSubmitted(tx, jobId, submitted.providerJobId, submitted.state ?? null))) {
+          // A retry after a COMMIT whose answer was lost: stored already, so this request is the job's own, not a redundant one to cancel.
+          return (await jobsDb.findJob(tx, jobId))?.provider_job_id === submitted.providerJobId;
+        }
+        await jobsDb.setSubmissionOutcome(tx, jobId, attempt, submitted.providerJobId, 'accepted');
+        await this.schedulePoll(tx, jobId, provider.webhooks ? 60 : provider.pollIntervalSeconds);
+        return true;
+      }),
+    );
     if (!saved) {
       // Cancelled, timed out, or an earlier lost request of this job reported first and was
       // adopted while we were submitting: don't leave the provider working for nothing.
-      await jobsDb.setSubmissionOutcome(this.db, jobId, attempt, submitted.providerJobId, 'cancelled');
-      this.opts.onSubmission?.(provider.name, 'cancelled');
-      await provider.cancel({ providerJobId: submitted.providerJobId, state: submitted.state ?? null, providerModelId: job.provider_model_id }).catch(() => undefined);
+      await withTransaction(this.db, async (tx) => {
+        await jobsDb.setSubmissionOutcome(tx, jobId, attempt, submitted.providerJobId, 'redundant');
+        await this.queueCancel(tx, provider.name, { providerJobId: submitted.providerJobId, state: submitted.state ?? null, providerModelId: job.provider_model_id });
+      });
+      this.opts.onSubmission?.(provider.name, 'redundant');
       return;
     }
     this.opts.onSubmission?.(provider.name, 'accepted');
     this.log.info({ jobId, provider: provider.name, providerJobId: submitted.providerJobId }, 'video job submitted');
-    await this.schedulePoll(jobId, provider.webhooks ? 60 : provider.pollIntervalSeconds);
+  }
+
+  /**
+   * The provider's answer is in hand and only storing it failed (a dropped connection, a refused
+   * queue insert): store it again here. Throwing would let the queue's retry find the job still
+   * queued and submit it a second time — a second request the provider bills.
+   */
+  private async storeAnswer<T>(jobId: string, store: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await store();
+      } catch (err) {
+        if (attempt >= STORE_ANSWER_ATTEMPTS) throw err;
+        this.log.warn({ err, jobId, attempt }, "storing the provider's answer failed; trying again");
+        await new Promise((r) => setTimeout(r, 250 * 2 ** attempt));
+      }
+    }
   }
 
   /**
    * The lease decides when a dead submitter's job is taken over, not the minute sweep: with the
    * lease, the same transaction queues this job's next submit for the moment the lease runs out
    * (same job key, so a retry or a success replaces or ignores it). A job that cannot be claimed
-   * yet (a live lease, a scheduled retry) is queued again for when it can.
+   * yet (a live lease, a scheduled retry, a lost answer's request that may still call back) is
+   * queued again for when it can. Waiting for that callback (lostAnswerWaitSeconds) is what keeps
+   * a dead or timed-out submitter's request from being paid for twice: if it reports, it is
+   * adopted and the job is no longer queued when the resubmission comes due.
    */
   private claimSubmit(jobId: string): Promise<jobsDb.VideoJobRow | undefined> {
     return withTransaction(this.db, async (tx) => {
-      const job = await jobsDb.claimSubmit(tx, jobId, this.opts.submitLeaseSeconds);
-      const due = job ? new Date(Date.now() + this.opts.submitLeaseSeconds * 1000) : await jobsDb.submitDueAt(tx, jobId);
+      const wait = { seconds: this.opts.lostAnswerWaitSeconds, providers: this.providers.callingBack() };
+      const job = await jobsDb.claimSubmit(tx, jobId, this.opts.submitLeaseSeconds, wait);
+      const due = job ? new Date(Date.now() + this.opts.submitLeaseSeconds * 1000) : await jobsDb.submitDueAt(tx, jobId, wait);
       if (due) await enqueue(tx, 'submit_video_job', { jobId }, { jobKey: `submit:${jobId}`, runAt: new Date(due.getTime() + 1000) });
       return job;
     });
@@ -155,21 +204,22 @@ export class VideoJobService {
   /** One place turns a provider status into our state, for polls and webhooks alike. */
   async applyStatus(job: jobsDb.VideoJobRow, status: ProviderStatus): Promise<void> {
     const provider = this.providers.for(job.provider);
+    // Each state change commits with the task that takes the job on from there (see submit).
     switch (status.state) {
       case 'queued':
-        await this.schedulePoll(job.job_id, provider.webhooks ? 60 : provider.pollIntervalSeconds);
+        await this.schedulePoll(this.db, job.job_id, provider.webhooks ? 60 : provider.pollIntervalSeconds);
         return;
       case 'running':
-        await jobsDb.markProcessing(this.db, job.job_id);
-        await this.schedulePoll(job.job_id, provider.webhooks ? 60 : provider.pollIntervalSeconds);
+        await withTransaction(this.db, async (tx) => {
+          await jobsDb.markProcessing(tx, job.job_id);
+          await this.schedulePoll(tx, job.job_id, provider.webhooks ? 60 : provider.pollIntervalSeconds);
+        });
         return;
       case 'failed':
         await this.fail(job.job_id, status.code, status.message);
         return;
       case 'succeeded':
-        if (await jobsDb.markIngesting(this.db, job.job_id, { ...status.output })) {
-          await enqueue(this.db, 'ingest_video_job', { jobId: job.job_id }, { jobKey: `ingest:${job.job_id}` });
-        }
+        await withTransaction(this.db, (tx) => this.startIngest(tx, job.job_id, status.output));
         return;
       case 'result_ready': {
         // The callback said "done" without the result: fetch it now rather than wait for the fallback poll.
@@ -180,7 +230,7 @@ export class VideoJobService {
         } catch (err) {
           return this.onProviderError(job, err, 'poll_video_job', `poll:${job.job_id}`);
         }
-        if (fetched.state === 'result_ready') return this.schedulePoll(job.job_id, provider.pollIntervalSeconds);
+        if (fetched.state === 'result_ready') return this.schedulePoll(this.db, job.job_id, provider.pollIntervalSeconds);
         return this.applyStatus(job, fetched);
       }
     }
@@ -240,26 +290,45 @@ export class VideoJobService {
     const adopted = await withTransaction(this.db, async (tx) => {
       const job = await jobsDb.lockJob(tx, jobId);
       if (!job) return undefined;
+      // The callback overtook the submit's answer (a fast provider): that answer is stored by now,
+      // and this is the job's own request reporting, not an orphan.
+      if (job.provider_job_id === providerJobId) return { job, adopted: false, own: true };
       const running = ['queued', 'submitted', 'processing'].includes(job.status);
-      if (!(await jobsDb.claimLostSubmission(tx, jobId, attempt, providerJobId, running ? 'adopted' : 'cancelled'))) return undefined;
-      if (!running) return { job, adopted: false };
+      if (!running) {
+        // Too late to be of use, and the provider ran it to its end: billed unless it failed.
+        const claimed = await jobsDb.claimLostSubmission(tx, jobId, attempt, providerJobId, 'redundant', status.state !== 'failed');
+        return claimed ? { job, adopted: false } : undefined;
+      }
+      if (!(await jobsDb.claimLostSubmission(tx, jobId, attempt, providerJobId, 'adopted'))) return undefined;
       await jobsDb.adoptRequest(tx, jobId, providerJobId);
-      if (job.provider_job_id && job.provider_job_id !== providerJobId) await jobsDb.cancelledSubmission(tx, provider, job.provider_job_id);
+      if (job.provider_job_id && job.provider_job_id !== providerJobId) {
+        // The request the job had is now the redundant one: its cancel is queued with the swap, so it is sent (and its answer kept) whatever happens next.
+        await jobsDb.markRedundant(tx, provider, job.provider_job_id);
+        await this.queueCancel(tx, provider, { providerJobId: job.provider_job_id, state: job.provider_state, providerModelId: job.provider_model_id });
+      }
+      // The adoption commits with the job's next step (its result ingested, else a poll at once),
+      // so a crash after this commit (the task's retry finds the submission claimed) strands nothing.
+      if (status.state === 'succeeded') await this.startIngest(tx, jobId, status.output);
+      else await this.schedulePoll(tx, jobId, 0);
       return { job, adopted: true };
     });
     if (!adopted) return;
     const { job } = adopted;
+    if ('own' in adopted) {
+      if (['submitted', 'processing'].includes(job.status)) await this.applyStatus(job, status);
+      return;
+    }
     if (!adopted.adopted) {
       this.log.info({ jobId, providerJobId }, 'a lost submission reported after its job ended; nothing to adopt');
       this.opts.onSubmission?.(provider, 'orphan_late');
+      if (status.state !== 'failed') this.opts.onDuplicateBilled?.(provider);
       return;
     }
     this.log.warn({ jobId, providerJobId, replaced: job.provider_job_id }, 'adopted a submission whose answer was lost');
     this.opts.onSubmission?.(provider, 'orphan_adopted');
-    if (job.provider_job_id && job.provider_job_id !== providerJobId) {
-      await this.cancelAtProvider(job);
-      this.opts.onSubmission?.(provider, 'cancelled');
-    }
+    if (job.provider_job_id && job.provider_job_id !== providerJobId) this.opts.onSubmission?.(provider, 'redundant');
+    if (status.state === 'succeeded') return;
+    // Fast path for the rest (a failure ends the job now, a result_ready is fetched now); the poll queued above covers a crash.
     const current = await jobsDb.findJob(this.db, jobId);
     if (current && ['submitted', 'processing'].includes(current.status)) await this.applyStatus(current, status);
   }
@@ -298,6 +367,9 @@ export class VideoJobService {
     }
     const finished = await withTransaction(this.db, async (tx) => {
       const locked = await this.lockJobToEnd(tx, jobId);
+      // Another ingest of this job (a poll that found it ingesting while the ingest task ran)
+      // completed it first, with these very keys: the files are its video, not leftovers.
+      if (locked?.status === 'completed' && locked.video_key === videoKey) return 'by-another';
       if (!locked || locked.status !== 'ingesting') return false;
       await ledger.capture(tx, { holdId: locked.hold_id });
       await jobsDb.setCompleted(tx, jobId, videoKey, thumbnailKey);
@@ -305,6 +377,7 @@ export class VideoJobService {
       crashIf(this.opts.crashAt, 'complete:before-commit');
       return true;
     });
+    if (finished === 'by-another') return;
     if (finished) {
       this.log.info({ jobId, credits: job.credits_used }, 'video job completed');
     } else {
@@ -344,14 +417,23 @@ export class VideoJobService {
     return job;
   }
 
-  /** Fails a job and releases its hold, atomically and at most once. Returns false if it had already ended. */
-  async fail(jobId: string, code: FailureCode | string, message: string, db: Queryable = this.db): Promise<boolean> {
+  /**
+   * Fails a job and releases its hold, atomically and at most once. Returns false if it had already
+   * ended. cancelRequest: we end it, not the provider (deadline, user, account deletion, a refusal
+   * of ours), so its running request is of no use: its cancel is queued in the same transaction, so
+   * it is sent (and its answer kept) even if this process dies right after the commit.
+   */
+  async fail(jobId: string, code: FailureCode | string, message: string, db: Queryable = this.db, opts: { cancelRequest?: boolean } = {}): Promise<boolean> {
     const failed = await withTransaction(db, async (tx) => {
       const job = await this.lockJobToEnd(tx, jobId);
       if (!job || job.status === 'completed' || job.status === 'failed') return false;
       await ledger.release(tx, { holdId: job.hold_id, reason: `${code}: ${message}`.slice(0, 500) });
       await jobsDb.setFailed(tx, jobId, code, (language) => failureMessage(code, language), message);
       await this.enqueuePush(tx, jobId, code);
+      // An ingesting job's request has finished already: nothing to stop.
+      if (opts.cancelRequest && job.provider_job_id && ['submitted', 'processing'].includes(job.status)) {
+        await this.queueCancel(tx, job.provider, { providerJobId: job.provider_job_id, state: job.provider_state, providerModelId: job.provider_model_id });
+      }
       return true;
     });
     if (failed) {
@@ -361,47 +443,62 @@ export class VideoJobService {
   }
 
   private async timeOut(job: jobsDb.VideoJobRow): Promise<void> {
-    if (await this.fail(job.job_id, 'ERR_5001', 'the provider did not deliver before the deadline')) {
-      await this.cancelAtProvider(job);
-    }
+    await this.fail(job.job_id, 'ERR_5001', 'the provider did not deliver before the deadline', this.db, { cancelRequest: true });
   }
 
   /**
    * Ends every running job of a user inside the caller's transaction (account deletion): holds
-   * released with the jobs. Returns them, so the caller can cancel them at the provider after commit.
+   * released with the jobs, their requests' cancels queued with them. Returns the jobs it ended.
    */
   async failAllRunning(tx: Queryable, userId: string, code: string, message: string): Promise<jobsDb.VideoJobRow[]> {
     const ended: jobsDb.VideoJobRow[] = [];
     for (const job of await jobsDb.findRunningJobsOf(tx, userId)) {
-      if (await this.fail(job.job_id, code, message, tx)) ended.push(job);
+      if (await this.fail(job.job_id, code, message, tx, { cancelRequest: true })) ended.push(job);
     }
     return ended;
   }
 
-  async cancelAtProvider(job: jobsDb.VideoJobRow): Promise<void> {
-    if (!job.provider_job_id) return;
-    await this.providers
-      .for(job.provider)
-      .cancel({ providerJobId: job.provider_job_id, state: job.provider_state, providerModelId: job.provider_model_id })
-      .catch((err) => this.log.warn({ err, jobId: job.job_id }, 'provider cancel failed'));
+  /** A request no job uses any more is cancelled by the queue (cancel_provider_request), in the caller's transaction. */
+  private async queueCancel(tx: Queryable, provider: string, ref: ProviderJobRef): Promise<void> {
+    await enqueue(tx, 'cancel_provider_request', { provider, ...ref }, { jobKey: `cancel:${provider}:${ref.providerJobId}`, maxAttempts: 5 });
   }
 
-  private async schedulePoll(jobId: string, seconds: number): Promise<void> {
-    await enqueue(this.db, 'poll_video_job', { jobId }, { jobKey: `poll:${jobId}`, runAt: new Date(Date.now() + seconds * 1000) });
+  /**
+   * Asks the provider to cancel a request and keeps its answer on the request's submission row:
+   * a redundant request the provider had already finished is a billed duplicate, and counted.
+   */
+  async cancelRequest(provider: string, ref: ProviderJobRef): Promise<CancelAnswer> {
+    const answer = await this.providers.for(provider).cancel(ref);
+    const recorded = await jobsDb.recordCancelAnswer(this.db, provider, ref.providerJobId, answer);
+    this.opts.onCancel?.(provider, answer);
+    if (recorded?.outcome === 'redundant' && recorded.billed) {
+      this.opts.onDuplicateBilled?.(provider);
+      this.log.warn({ provider, providerJobId: ref.providerJobId, jobId: recorded.job_id }, 'a redundant request had already finished: the provider bills it');
+    }
+    return answer;
+  }
+
+  private async schedulePoll(db: Queryable, jobId: string, seconds: number): Promise<void> {
+    await enqueue(db, 'poll_video_job', { jobId }, { jobKey: `poll:${jobId}`, runAt: new Date(Date.now() + seconds * 1000) });
+  }
+
+  /** submitted | processing → ingesting, with the ingest task, in the caller's transaction; false if the job moved on. */
+  private async startIngest(tx: Queryable, jobId: string, output: ProviderOutput): Promise<boolean> {
+    if (!(await jobsDb.markIngesting(tx, jobId, { ...output }))) return false;
+    await enqueue(tx, 'ingest_video_job', { jobId }, { jobKey: `ingest:${jobId}` });
+    return true;
   }
 
   /** Retryable provider trouble: back off with full jitter and try again; anything else fails the job. */
   private async onProviderError(job: jobsDb.VideoJobRow, err: unknown, task: 'submit_video_job' | 'poll_video_job', jobKey: string) {
     if (!(err instanceof ProviderError)) throw err;
     if (!err.retryable) {
-      await this.fail(job.job_id, err.code, err.message);
-      await this.cancelAtProvider(job);
+      await this.fail(job.job_id, err.code, err.message, this.db, { cancelRequest: true });
       return;
     }
     const delay = backoffMs(job.attempts, { baseMs: this.opts.retryBaseMs, retryAfterMs: err.retryAfterMs });
     if (Date.now() + delay >= new Date(job.deadline_at).getTime()) {
-      await this.fail(job.job_id, err.code === 'ERR_5003' ? 'ERR_5002' : 'ERR_5001', `gave up before the deadline: ${err.message}`);
-      await this.cancelAtProvider(job);
+      await this.fail(job.job_id, err.code === 'ERR_5003' ? 'ERR_5002' : 'ERR_5001', `gave up before the deadline: ${err.message}`, this.db, { cancelRequest: true });
       return;
     }
     this.log.warn({ jobId: job.job_id, task, delayMs: delay, err: err.message }, 'provider call failed; will retry');
@@ -427,8 +524,10 @@ export class VideoJobService {
       }
       const task = job.status === 'queued' ? 'submit_video_job' : job.status === 'ingesting' ? 'ingest_video_job' : 'poll_video_job';
       const prefix = task === 'submit_video_job' ? 'submit' : task === 'ingest_video_job' ? 'ingest' : 'poll';
-      await enqueue(this.db, task, { jobId: job.job_id }, { jobKey: `${prefix}:${job.job_id}` });
-      await this.db.query('UPDATE video_jobs SET updated_at = now() WHERE job_id = $1', [job.job_id]);
+      await withTransaction(this.db, async (tx) => {
+        await enqueue(tx, task, { jobId: job.job_id }, { jobKey: `${prefix}:${job.job_id}` });
+        await jobsDb.touchJob(tx, job.job_id);
+      });
       nudged++;
     }
     if (timedOut || nudged) this.log.info({ timedOut, nudged }, 'video job sweep');
@@ -440,7 +539,7 @@ export class VideoJobService {
     const job = await jobsDb.findJob(this.db, jobId);
     if (!job || job.user_id !== userId || job.deleted_at) return false;
     if (job.status !== 'completed' && job.status !== 'failed') {
-      if (await this.fail(jobId, 'ERR_4019', 'cancelled by the user')) await this.cancelAtProvider(job);
+      await this.fail(jobId, 'ERR_4019', 'cancelled by the user', this.db, { cancelRequest: true });
     }
     await jobsDb.setDeleted(this.db, jobId);
     await this.removeResults([job.video_key, job.thumbnail_key]);

@@ -88,6 +88,13 @@ export function taskList({ jobs, purchases, accountDeletion, push, cleanupIdempo
       if (typeof eventId !== 'number') throw new Error('task payload lacks eventId');
       await jobs.applyWebhookEvent(eventId);
     },
+    cancel_provider_request: async (p) => {
+      const { provider, providerJobId, state, providerModelId } = (p ?? {}) as { provider?: unknown; providerJobId?: unknown; state?: unknown; providerModelId?: unknown };
+      if (typeof provider !== 'string' || typeof providerJobId !== 'string' || typeof providerModelId !== 'string') throw new Error('task payload lacks the request');
+      const answer = await jobs.cancelRequest(provider, { providerJobId, providerModelId, state: (state ?? null) as Record<string, unknown> | null });
+      // No usable answer (timeout, 5xx): ask again later (graphile's backoff); a real answer replaces 'unknown'.
+      if (answer === 'unknown') throw new Error(`${provider} gave no usable answer to cancelling ${providerJobId}`);
+    },
     sweep_video_jobs: async () => void (await jobs.sweep()),
     cleanup_idempotency_keys: async () => void (await cleanupIdempotencyKeys()),
     cleanup_used_identity_tokens: async () => void (await cleanupUsedIdentityTokens()),

@@ -4,6 +4,7 @@ import { createBreaker, downloadLimited, parseJson, providerFetch } from './http
 import {
   ProviderError,
   WebhookRejected,
+  type CancelAnswer,
   type ProviderAdapter,
   type ProviderJobRef,
   type ProviderStatus,
@@ -168,8 +169,29 @@ export class FalProvider implements ProviderAdapter {
     return { state: 'succeeded', output: { videoUrl: video, ...(typeof thumbnail === 'string' ? { thumbnailUrl: thumbnail } : {}) } };
   }
 
-  async cancel(job: ProviderJobRef): Promise<void> {
-    await this.call(this.urls(job).cancel, { method: 'PUT' });
+  /**
+   * PUT cancel_url (providers.md §1): 202 CANCELLATION_REQUESTED (a queued request is removed, a
+   * running one is signalled to stop), 400 ALREADY_COMPLETED once it finished (billed), 404 for a
+   * request fal does not know. fal's answer does not say whether a finished request succeeded.
+   */
+  async cancel(job: ProviderJobRef): Promise<CancelAnswer> {
+    let res;
+    try {
+      res = await this.call(this.urls(job).cancel, { method: 'PUT' });
+    } catch {
+      return 'unknown'; // 5xx, timeout, network, open circuit
+    }
+    const status = (() => {
+      try {
+        return String((JSON.parse(res.text) as { status?: unknown }).status ?? '');
+      } catch {
+        return '';
+      }
+    })();
+    if (status === 'ALREADY_COMPLETED') return 'already_finished';
+    if (res.status === 404) return 'unknown';
+    if (res.status < 300) return 'cancelled';
+    return 'refused';
   }
 
   download(url: string, maxBytes: number) {

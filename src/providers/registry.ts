@@ -45,6 +45,11 @@ export class ProviderRegistry {
     );
   }
 
+  /** The configured providers that call us back (webhooks): a request of theirs whose answer we lost can still report. */
+  callingBack(): string[] {
+    return Object.values(this.adapters).filter((a) => a?.webhooks).map((a) => a!.name);
+  }
+
   for(name: string): ProviderAdapter {
     const adapter = this.adapters[name as ProviderName];
     if (!adapter) throw new Error(`provider ${name} is not configured in this process`);

@@ -1,5 +1,5 @@
 import { createBreaker, downloadLimited, parseJson, providerFetch } from './http.js';
-import { ProviderError, type ProviderAdapter, type ProviderJobRef, type ProviderStatus, type SubmitInput } from './types.js';
+import { ProviderError, type CancelAnswer, type ProviderAdapter, type ProviderJobRef, type ProviderStatus, type SubmitInput } from './types.js';
 
 /**
  * Runway tasks API (contracts/providers.md §2): POST /v1/text_to_video | /v1/image_to_video → {id},
@@ -89,8 +89,26 @@ export class RunwayProvider implements ProviderAdapter {
     }
   }
 
-  async cancel(job: ProviderJobRef): Promise<void> {
-    await this.call(`/v1/tasks/${encodeURIComponent(job.providerJobId)}`, { method: 'DELETE' });
+  /**
+   * DELETE /v1/tasks/{id} cancels a PENDING/THROTTLED/RUNNING task and deletes any other, with the
+   * same empty answer either way (providers.md §2), and the task cannot be read afterwards. So the
+   * task is read first: one that already ended is not deleted (it is billed whatever we do now).
+   */
+  async cancel(job: ProviderJobRef): Promise<CancelAnswer> {
+    const path = `/v1/tasks/${encodeURIComponent(job.providerJobId)}`;
+    try {
+      const task = await this.call(path, { method: 'GET' });
+      if (task.status === 404) return 'unknown';
+      if (task.status >= 400) return 'refused';
+      const state = String(parseJson('runway', task.text).status ?? '');
+      if (state === 'CANCELLED') return 'cancelled';
+      if (!['PENDING', 'THROTTLED', 'RUNNING'].includes(state)) return 'already_finished';
+      const res = await this.call(path, { method: 'DELETE' });
+      if (res.status === 404) return 'unknown';
+      return res.status < 300 ? 'cancelled' : 'refused';
+    } catch {
+      return 'unknown'; // 5xx, timeout, network, open circuit, a malformed body
+    }
   }
 
   download(url: string, maxBytes: number) {

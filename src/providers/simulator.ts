@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { ProviderError, type ProviderAdapter, type ProviderJobRef, type ProviderStatus, type SubmitInput } from './types.js';
+import { ProviderError, type CancelAnswer, type ProviderAdapter, type ProviderJobRef, type ProviderStatus, type SubmitInput } from './types.js';
 
 /**
  * The built-in provider for the zero-setup demo and for tests. It behaves like fal's queue
@@ -59,7 +59,12 @@ export class SimulatorProvider implements ProviderAdapter {
     return { state: 'succeeded', output: { videoUrl: 'simulator://sample.mp4', thumbnailUrl: 'simulator://sample.jpg' } };
   }
 
-  async cancel(): Promise<void> {}
+  /** Stateless: a request whose time has passed has finished; one still under way is dropped. */
+  async cancel(job: ProviderJobRef): Promise<CancelAnswer> {
+    const m = /^sim_([0-9a-z]+)_([orfh])_[0-9a-f]+$/.exec(job.providerJobId);
+    if (!m) return 'unknown';
+    return m[2] !== 'h' && this.now() - parseInt(m[1]!, 36) >= this.opts.delayMs ? 'already_finished' : 'cancelled';
+  }
 
   async download(url: string, maxBytes: number) {
     const name = /^simulator:\/\/(sample\.(mp4|jpg))$/.exec(url)?.[1];

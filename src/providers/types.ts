@@ -57,6 +57,22 @@ export class ProviderError extends Error {
   }
 }
 
+/**
+ * What a provider answered when asked to cancel a request: cancelled (it accepted: a queued
+ * request never runs, a running one is told to stop), refused (it declined for another reason),
+ * already_finished (too late: the request ran to its end, and a finished generation is billed),
+ * unknown (no usable answer: timeout, 5xx, or it no longer knows the request).
+ */
+export type CancelAnswer = 'cancelled' | 'refused' | 'already_finished' | 'unknown';
+
+/**
+ * Whether a failed submit may have created a request anyway: the call went out and no answer came
+ * back (timeout, reset). An HTTP error answer, or a call never made (open circuit), created nothing.
+ */
+export function answerMayBeLost(err: unknown): boolean {
+  return err instanceof ProviderError && err.retryable && /timed out|network error/.test(err.message);
+}
+
 /** A verified, parsed provider callback. */
 export interface WebhookEvent {
   eventId: string;
@@ -74,7 +90,8 @@ export interface ProviderAdapter {
   status(job: ProviderJobRef): Promise<ProviderStatus>;
   /** The outcome of a finished job, fetched from the provider (after a result_ready callback); never result_ready. */
   fetchResult?(job: ProviderJobRef): Promise<ProviderStatus>;
-  cancel(job: ProviderJobRef): Promise<void>;
+  /** Asks the provider to stop a request, and says what it answered; never throws. */
+  cancel(job: ProviderJobRef): Promise<CancelAnswer>;
   /** Downloads a result file, only from this provider's own result hosts, size-limited. */
   download(url: string, maxBytes: number): Promise<{ bytes: Buffer; contentType: string }>;
   /** Verifies the signature (before parsing) and freshness of a callback; throws WebhookRejected. */

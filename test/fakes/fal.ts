@@ -12,7 +12,9 @@ import { FakeHttpServer, type FakeRequest, type FakeResponse } from './http.js';
  * [fal:payload-error] (succeeds, but the webhook says status OK with payload null and a
  * payload_error, as fal does when the result cannot be serialised into it; the queue API still
  * serves the result). loseResponses(): the next submits create their request and then lose the
- * answer (a timeout after fal accepted it).
+ * answer (a timeout after fal accepted it). Cancel answers 202 CANCELLATION_REQUESTED before the
+ * request completed (it then stops where it was) and 400 ALREADY_COMPLETED after; billedRequests()
+ * is what fal would charge for.
  */
 
 const SAMPLE_MP4 = fs.readFileSync(path.resolve(import.meta.dirname, '../../assets/simulator/sample.mp4'));
@@ -25,6 +27,8 @@ interface FakeRequestState {
   webhook: string | null;
   createdAt: number;
   cancelled: boolean;
+  /** When a cancel was accepted: the request stops where it was (queued: never runs; running: told to stop, and this fake's model does). */
+  cancelledAt?: number;
 }
 
 export class FakeFal {
@@ -91,10 +95,18 @@ export class FakeFal {
   }
 
   private phase(r: FakeRequestState): 'IN_QUEUE' | 'IN_PROGRESS' | 'COMPLETED' {
-    const age = Date.now() - r.createdAt;
+    const age = (r.cancelledAt ?? Date.now()) - r.createdAt;
     if (this.outcome(r) === 'hang' || age < this.timing.queuedMs) return 'IN_QUEUE';
     if (age < this.timing.queuedMs + this.timing.runningMs) return 'IN_PROGRESS';
     return 'COMPLETED';
+  }
+
+  /**
+   * Requests fal would bill: those that ran to a result (not the cancelled ones, nor the failed).
+   * The ground truth our provider_submissions.billed is checked against.
+   */
+  billedRequests(): FakeRequestState[] {
+    return [...this.requests.values()].filter((r) => !r.cancelledAt && this.phase(r) === 'COMPLETED' && ['ok', 'payload-error', 'garbage'].includes(this.outcome(r)));
   }
 
   /** The body and headers fal would POST to the webhook URL for this request (optionally tampered). */
@@ -135,6 +147,13 @@ export class FakeFal {
     };
   }
 
+  /** The callback fal would send for this request, as a path (with query) on the webhook URL's host and its RequestInit. */
+  callback(requestId: string): { path: string; init: RequestInit } {
+    const hook = this.webhookFor(requestId);
+    const url = new URL(this.requests.get(requestId)!.webhook!);
+    return { path: url.pathname + url.search, init: { method: 'POST', body: hook.body, headers: hook.headers } };
+  }
+
   private resultBody(id: string) {
     return { video: { url: `${this.url}/files/${id}.mp4`, content_type: 'video/mp4', file_name: `${id}.mp4`, file_size: SAMPLE_MP4.length } };
   }
@@ -161,17 +180,22 @@ export class FakeFal {
         const base = { request_id: r.id, response_url: `${this.url}/${r.ownerAlias}/requests/${r.id}`, status_url: `${this.url}/${r.ownerAlias}/requests/${r.id}/status`, cancel_url: `${this.url}/${r.ownerAlias}/requests/${r.id}/cancel`, logs: [] };
         if (phase === 'IN_QUEUE') return this.json(200, { ...base, status: 'IN_QUEUE', queue_position: 1 });
         if (phase === 'IN_PROGRESS') return this.json(200, { ...base, status: 'IN_PROGRESS' });
+        // What a cancelled request shows is unconfirmed (providers.md §1); this fake says COMPLETED with an error.
+        if (r.cancelledAt) return this.json(200, { ...base, status: 'COMPLETED', metrics: {}, error: 'Request was cancelled', error_type: 'request_cancelled' });
         const outcome = this.outcome(r);
         if (outcome === 'error') return this.json(200, { ...base, status: 'COMPLETED', metrics: {}, error: 'Runner crashed', error_type: 'runner_scheduling_failure' });
         return this.json(200, { ...base, status: 'COMPLETED', metrics: { inference_time: 1.2 } });
       }
       if (m[4] === '/cancel' && req.method === 'PUT') {
+        // providers.md §1: 202 CANCELLATION_REQUESTED while queued or running, 400 ALREADY_COMPLETED once processed.
         if (phase === 'COMPLETED') return this.json(400, { status: 'ALREADY_COMPLETED' });
         r.cancelled = true;
+        r.cancelledAt ??= Date.now();
         return this.json(202, { status: 'CANCELLATION_REQUESTED' });
       }
       if (!m[4] && req.method === 'GET') {
         if (phase !== 'COMPLETED') return this.json(400, { detail: 'Request is still in progress' });
+        if (r.cancelledAt) return this.json(400, { detail: 'Request was cancelled' });
         const outcome = this.outcome(r);
         if (outcome === 'reject') return this.json(422, { detail: [{ loc: ['body', 'prompt'], msg: 'Prompt flagged by content checker', type: 'content_policy_violation' }] });
         if (outcome === 'error') return this.json(500, { detail: 'Runner crashed', error_type: 'runner_scheduling_failure' }, { 'x-fal-error-type': 'runner_scheduling_failure' });

@@ -7,7 +7,7 @@ import { FakeHttpServer, type FakeRequest, type FakeResponse } from './http.js';
  * A faithful local fake of Runway's tasks API (contracts/providers.md §2): Bearer key_… and
  * X-Runway-Version required, per-model ratio/duration checks with 400 {error}, PENDING → RUNNING
  * (progress) → SUCCEEDED (output[] on its own host) | FAILED (failure, failureCode), DELETE
- * cancels then 404s. The prompt decides: [runway:safety], [runway:fail], [runway:hang].
+ * cancels an unfinished task (not billed) or deletes a finished one (billed), then 404s. The prompt decides: [runway:safety], [runway:fail], [runway:hang].
  */
 
 const SAMPLE_MP4 = fs.readFileSync(path.resolve(import.meta.dirname, '../../assets/simulator/sample.mp4'));
@@ -18,6 +18,8 @@ interface Task {
   body: Record<string, unknown>;
   createdAt: number;
   deleted: boolean;
+  /** DELETE came while it was still PENDING/RUNNING: cancelled, never finishes, not billed. */
+  cancelled: boolean;
 }
 
 export class FakeRunway {
@@ -41,6 +43,15 @@ export class FakeRunway {
 
   env(): Record<string, string> {
     return { RUNWAY_API_KEY: this.apiKey, RUNWAY_BASE_URL: this.server.url, RUNWAY_RESULT_HOSTS: new URL(this.server.url).host, PROVIDER_TIMEOUT_MS: '2000' };
+  }
+
+  private finished(task: Task): boolean {
+    return !String(task.body.promptText ?? '').includes('[runway:hang]') && Date.now() - task.createdAt >= this.timing.pendingMs + this.timing.runningMs;
+  }
+
+  /** Tasks Runway would bill: those that ran to SUCCEEDED before any DELETE (a deleted finished task stays billed). */
+  billedTasks(): Task[] {
+    return [...this.tasks.values()].filter((t) => !t.cancelled && this.finished(t) && !/\[runway:(safety|fail)\]/.test(String(t.body.promptText ?? '')));
   }
 
   private json(status: number, body: unknown): FakeResponse {
@@ -67,7 +78,7 @@ export class FakeRunway {
       }
       if (url.pathname === '/v1/image_to_video' && typeof body.promptImage !== 'string') return this.json(400, { error: 'promptImage is required' });
       const id = randomUUID();
-      this.tasks.set(id, { id, body, createdAt: Date.now(), deleted: false });
+      this.tasks.set(id, { id, body, createdAt: Date.now(), deleted: false, cancelled: false });
       return this.json(200, { id });
     }
 
@@ -76,6 +87,8 @@ export class FakeRunway {
       const task = this.tasks.get(m[1]!);
       if (!task || task.deleted) return this.json(404, { error: 'Task not found' });
       if (req.method === 'DELETE') {
+        // providers.md §2: cancels a PENDING/THROTTLED/RUNNING task, deletes any other; the same empty answer either way.
+        task.cancelled = !this.finished(task);
         task.deleted = true;
         return { status: 204 };
       }

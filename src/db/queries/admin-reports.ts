@@ -178,6 +178,14 @@ export interface ProviderFailures {
   failed: number;
   failure_rate: number | null;
   by_error: Record<string, number>;
+  /**
+   * Requests made in the window that no job used (a lost answer's resubmission, a request its job
+   * ended before we stored): how many, how many the provider finished and so bills, and how many
+   * it gave no clear answer about (a refused or unanswered cancel). unanswered: submit attempts of
+   * ended jobs whose answer never came and whose request never called back — it may exist and be
+   * billed, and the provider offers no way to find out (fal has no "list my requests").
+   */
+  duplicates: { requests: number; billed: number; unknown: number; unanswered: number };
 }
 
 /** Jobs that ended within the last `hours`, per provider: failure rate and the error codes. */
@@ -188,8 +196,10 @@ export async function failuresByProvider(db: Queryable, hours: number): Promise<
     [hours],
   );
   const per = new Map<string, ProviderFailures>();
+  const entry = (provider: string): ProviderFailures =>
+    per.get(provider) ?? { provider, completed: 0, failed: 0, failure_rate: null, by_error: {}, duplicates: { requests: 0, billed: 0, unknown: 0, unanswered: 0 } };
   for (const r of rows) {
-    const p = per.get(r.provider) ?? { provider: r.provider, completed: 0, failed: 0, failure_rate: null, by_error: {} };
+    const p = entry(r.provider);
     if (r.status === 'completed') p.completed += r.n;
     else {
       p.failed += r.n;
@@ -197,6 +207,17 @@ export async function failuresByProvider(db: Queryable, hours: number): Promise<
     }
     per.set(r.provider, p);
   }
+  const duplicates = await db.query<{ provider: string; requests: number; billed: number; unknown: number; unanswered: number }>(
+    `SELECT s.provider, count(*) FILTER (WHERE s.outcome = 'redundant')::int AS requests,
+            count(*) FILTER (WHERE s.outcome = 'redundant' AND s.billed)::int AS billed,
+            count(*) FILTER (WHERE s.outcome = 'redundant' AND s.billed IS NULL)::int AS unknown,
+            count(*) FILTER (WHERE s.outcome = 'sent' AND j.status IN ('completed', 'failed'))::int AS unanswered
+       FROM provider_submissions s JOIN video_jobs j ON j.job_id = s.job_id
+      WHERE s.outcome IN ('redundant', 'sent') AND s.created_at > now() - make_interval(secs => $1::float8 * 3600)
+      GROUP BY s.provider`,
+    [hours],
+  );
+  for (const { provider, ...d } of duplicates.rows) per.set(provider, { ...entry(provider), duplicates: d });
   for (const p of per.values()) p.failure_rate = p.completed + p.failed > 0 ? p.failed / (p.completed + p.failed) : null;
   const recent = await db.query<JobView>(
     `${JOB_VIEW} WHERE status = 'failed' AND completed_at > now() - make_interval(secs => $1::float8 * 3600) ORDER BY completed_at DESC LIMIT 50`,

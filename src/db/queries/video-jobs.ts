@@ -118,26 +118,45 @@ export async function lockJob(db: Queryable, jobId: string): Promise<VideoJobRow
 }
 
 /**
- * Takes the submit lease: only one worker submits a queued job at a time; an expired lease is
- * taken over, but never before the job's scheduled retry (next_attempt_at).
+ * How long a job whose last submit answer was lost waits for that request's callback before it is
+ * submitted again (SUBMIT_LOST_ANSWER_WAIT_SECONDS), and the providers that call back at all.
  */
-export async function claimSubmit(db: Queryable, jobId: string, leaseSeconds: number): Promise<VideoJobRow | undefined> {
+export interface LostAnswerWait {
+  seconds: number;
+  providers: string[];
+}
+
+// When the job's latest unanswered attempt (outcome 'sent': the request may exist) stops blocking a
+// resubmission; NULL when it has none or its provider never calls back.
+const lostAnswerUntil = (seconds: string, providers: string) => `CASE WHEN j.provider = ANY(${providers}::text[]) THEN
+    (SELECT max(s.created_at) FROM provider_submissions s WHERE s.job_id = j.job_id AND s.outcome = 'sent') + make_interval(secs => ${seconds})
+  END`;
+
+/**
+ * Takes the submit lease: only one worker submits a queued job at a time; an expired lease is
+ * taken over, but never before the job's scheduled retry (next_attempt_at), nor while an earlier
+ * request whose answer was lost may still call back (wait.seconds after it was sent).
+ */
+export async function claimSubmit(db: Queryable, jobId: string, leaseSeconds: number, wait: LostAnswerWait): Promise<VideoJobRow | undefined> {
   const { rows } = await db.query<{ job_id: string }>(
-    `UPDATE video_jobs SET submit_lease_until = now() + make_interval(secs => $2), attempts = attempts + 1, next_attempt_at = NULL
+    `UPDATE video_jobs j SET submit_lease_until = now() + make_interval(secs => $2), attempts = attempts + 1, next_attempt_at = NULL
       WHERE job_id = $1 AND status = 'queued' AND (submit_lease_until IS NULL OR submit_lease_until < now())
         AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+        AND coalesce(${lostAnswerUntil('$3', '$4')} <= now(), true)
       RETURNING job_id`,
-    [jobId, leaseSeconds],
+    [jobId, leaseSeconds, wait.seconds, wait.providers],
   );
   return rows[0] ? findJob(db, jobId) : undefined;
 }
 
-/** A queued job that cannot be claimed yet: when it can (its lease runs out, its retry is due); undefined otherwise. */
-export async function submitDueAt(db: Queryable, jobId: string): Promise<Date | undefined> {
+/** A queued job that cannot be claimed yet: when it can (lease over, retry due, lost answer waited for); undefined otherwise. */
+export async function submitDueAt(db: Queryable, jobId: string, wait: LostAnswerWait): Promise<Date | undefined> {
   const { rows } = await db.query<{ due: string | null }>(
-    `SELECT greatest(submit_lease_until, next_attempt_at) AS due FROM video_jobs
-      WHERE job_id = $1 AND status = 'queued' AND greatest(submit_lease_until, next_attempt_at) > now()`,
-    [jobId],
+    `SELECT due FROM (
+       SELECT greatest(submit_lease_until, next_attempt_at, ${lostAnswerUntil('$2', '$3')}) AS due FROM video_jobs j
+        WHERE job_id = $1 AND status = 'queued'
+     ) d WHERE due > now()`,
+    [jobId, wait.seconds, wait.providers],
   );
   return rows[0]?.due ? new Date(rows[0].due) : undefined;
 }
@@ -167,6 +186,11 @@ export async function markProcessing(db: Queryable, jobId: string): Promise<bool
     [jobId],
   );
   return rowCount === 1;
+}
+
+/** Marks a job as looked at (the sweep nudged it), so the next sweep leaves it alone for a while. */
+export async function touchJob(db: Queryable, jobId: string): Promise<void> {
+  await db.query('UPDATE video_jobs SET updated_at = now() WHERE job_id = $1', [jobId]);
 }
 
 export async function touchPolled(db: Queryable, jobId: string): Promise<void> {
@@ -277,9 +301,14 @@ export async function setSubmissionOutcome(
   jobId: string,
   attempt: number,
   providerJobId: string,
-  outcome: 'accepted' | 'adopted' | 'cancelled',
+  outcome: 'accepted' | 'redundant',
 ): Promise<void> {
   await db.query('UPDATE provider_submissions SET provider_job_id = $3, outcome = $4 WHERE job_id = $1 AND attempt = $2', [jobId, attempt, providerJobId, outcome]);
+}
+
+/** The provider answered the submit with an error (or was not called): no request exists, nothing to wait for. */
+export async function setSubmissionNotCreated(db: Queryable, jobId: string, attempt: number): Promise<void> {
+  await db.query("UPDATE provider_submissions SET outcome = 'not_created' WHERE job_id = $1 AND attempt = $2 AND outcome = 'sent'", [jobId, attempt]);
 }
 
 /** A submit attempt that never learnt its request id (the answer was lost), or undefined. */
@@ -291,11 +320,21 @@ export async function findLostSubmission(db: Queryable, provider: string, jobId:
   return rows[0];
 }
 
-/** Claims a lost submission for the request that just reported; false when another report claimed it first. */
-export async function claimLostSubmission(db: Queryable, jobId: string, attempt: number, providerJobId: string, outcome: 'adopted' | 'cancelled'): Promise<boolean> {
+/**
+ * Claims a lost submission for the request that just reported; false when another report claimed
+ * it first. billed: for a redundant one, whether the provider finished it (it reported a result).
+ */
+export async function claimLostSubmission(
+  db: Queryable,
+  jobId: string,
+  attempt: number,
+  providerJobId: string,
+  outcome: 'adopted' | 'redundant',
+  billed: boolean | null = null,
+): Promise<boolean> {
   const { rowCount } = await db.query(
-    "UPDATE provider_submissions SET provider_job_id = $3, outcome = $4 WHERE job_id = $1 AND attempt = $2 AND provider_job_id IS NULL AND outcome = 'sent'",
-    [jobId, attempt, providerJobId, outcome],
+    "UPDATE provider_submissions SET provider_job_id = $3, outcome = $4, billed = $5 WHERE job_id = $1 AND attempt = $2 AND provider_job_id IS NULL AND outcome = 'sent'",
+    [jobId, attempt, providerJobId, outcome, billed],
   );
   return rowCount === 1;
 }
@@ -311,6 +350,28 @@ export async function adoptRequest(db: Queryable, jobId: string, providerJobId: 
   );
 }
 
-export async function cancelledSubmission(db: Queryable, provider: string, providerJobId: string): Promise<void> {
-  await db.query("UPDATE provider_submissions SET outcome = 'cancelled' WHERE provider = $1 AND provider_job_id = $2", [provider, providerJobId]);
+/** A request its job no longer uses (another one was adopted in its place); its cancel is queued with this. */
+export async function markRedundant(db: Queryable, provider: string, providerJobId: string): Promise<void> {
+  await db.query("UPDATE provider_submissions SET outcome = 'redundant' WHERE provider = $1 AND provider_job_id = $2", [provider, providerJobId]);
+}
+
+/**
+ * Keeps the provider's answer to a cancel of this request, and whether that makes it billed: the
+ * first real answer stays (a retried cancel's does not replace it), an 'unknown' is replaced. Returns the request's row, if we made it.
+ */
+export async function recordCancelAnswer(
+  db: Queryable,
+  provider: string,
+  providerJobId: string,
+  answer: 'cancelled' | 'refused' | 'already_finished' | 'unknown',
+): Promise<{ job_id: string; outcome: string; billed: boolean | null } | undefined> {
+  const { rows } = await db.query<{ job_id: string; outcome: string; billed: boolean | null }>(
+    `UPDATE provider_submissions
+        SET cancel_answer = $3, cancel_answered_at = now(),
+            billed = CASE $3 WHEN 'already_finished' THEN true WHEN 'cancelled' THEN false ELSE billed END
+      WHERE provider = $1 AND provider_job_id = $2 AND (cancel_answer IS NULL OR cancel_answer = 'unknown')
+      RETURNING job_id, outcome, billed`,
+    [provider, providerJobId, answer],
+  );
+  return rows[0];
 }
