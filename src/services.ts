@@ -21,6 +21,7 @@ import { JobEvents } from './jobs/events.js';
 import { CatalogueCache } from './catalogue/cache.js';
 import { RateLimits } from './http/rate-limit.js';
 import { KeyedLock } from './db/keyed-lock.js';
+import { LedgerVerificationTask } from './jobs/ledger-verification.js';
 import { RetentionService } from './jobs/retention.js';
 import { clientIpResolver } from './http/client-ip.js';
 import type { WorkerDeps } from './jobs/worker.js';
@@ -168,6 +169,7 @@ export function buildServices(opts: {
     cleanupIdempotencyKeys: () => deleteExpiredKeys(workerDb),
     cleanupUsedIdentityTokens: () => deleteExpiredIdentityTokens(workerDb),
     retention: new RetentionService(workerDb, store, config.retention, log),
+    ledgerVerification: new LedgerVerificationTask(workerDb, log.child({ component: 'verify-ledger' }), metrics),
   };
   if (workerDb !== db) {
     metrics.gauge('rendio_worker_db_pool_total', 'Connections in the worker pool', () => workerDb.totalCount);
