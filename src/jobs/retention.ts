@@ -46,14 +46,16 @@ export class RetentionService {
    */
   async sessions(): Promise<number> {
     const days = this.config.sessionDays;
+    // "= ANY (ARRAY(…))", not "IN (SELECT …)": a semi-join may be planned as a hash join over every
+    // refresh token; an array of at most BATCH ids is always looked up through the index.
     let n = await batched(
       this.db,
       `WITH gone AS (
          SELECT id FROM auth_sessions WHERE revoked_at < now() - make_interval(days => $1) LIMIT ${BATCH}
        ), tokens AS (
-         DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM gone)
+         DELETE FROM refresh_tokens WHERE session_id = ANY (ARRAY(SELECT id FROM gone))
        )
-       DELETE FROM auth_sessions WHERE id IN (SELECT id FROM gone)`,
+       DELETE FROM auth_sessions WHERE id = ANY (ARRAY(SELECT id FROM gone))`,
       [days],
     );
     let after: { usedAt: Date | string; id: string } | undefined;
@@ -69,9 +71,9 @@ export class RetentionService {
            SELECT c.id FROM candidates c
             WHERE NOT EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.session_id = c.id AND r.expires_at >= now() - make_interval(days => $1))
          ), tokens AS (
-           DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM gone)
+           DELETE FROM refresh_tokens WHERE session_id = ANY (ARRAY(SELECT id FROM gone))
          ), deleted AS (
-           DELETE FROM auth_sessions WHERE id IN (SELECT id FROM gone) RETURNING id
+           DELETE FROM auth_sessions WHERE id = ANY (ARRAY(SELECT id FROM gone)) RETURNING id
          ), last AS (
            SELECT used_at, id FROM candidates ORDER BY used_at DESC, id DESC LIMIT 1
          )

@@ -198,7 +198,11 @@ const CHECKS: Check[] = [
     sql: (inScope) => `SELECT k.id, k.user_id, k.response_body ->> 'job_id' AS job_id, j.user_id AS job_user
             FROM idempotency_keys k
             JOIN users u ON u.id = k.user_id
-            LEFT JOIN video_jobs j ON j.job_id::text = k.response_body ->> 'job_id'
+            -- The uuid equality lets the job's primary key serve the join; the text equality keeps
+            -- the comparison what it always was (a job id in any other spelling names no job).
+            LEFT JOIN video_jobs j ON j.job_id = CASE WHEN k.response_body ->> 'job_id' ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+                                                      THEN (k.response_body ->> 'job_id')::uuid END
+                                  AND j.job_id::text = k.response_body ->> 'job_id'
            WHERE ${inScope('k.user_id')}
              AND ((k.response_status IS NOT NULL AND k.response_body ? 'job_id' AND (j.job_id IS NULL OR j.user_id <> k.user_id))
               OR (u.merged_into IS NOT NULL))`,
