@@ -108,6 +108,21 @@ describe('verify-ledger incremental', () => {
     expect((await runLedgerVerification(pool())).violations).toEqual([]);
   });
 
+  it("a checkpoint from another cluster (a logical restore: transaction ids the database never gave out) is ignored: the pass is full", async () => {
+    await t().createGuest();
+    expect((await runLedgerVerification(pool())).violations).toEqual([]);
+    await t().db.query(
+      `INSERT INTO ledger_verify_checkpoints (mode, verified_below, accounts_checked, started_at)
+       VALUES ('full', (pg_current_xact_id()::text::bigint + 1000000000)::text::xid8, 0, now())`,
+    );
+    await t().db.query(`INSERT INTO ledger_changes (xid, user_id) SELECT (pg_current_xact_id()::text::bigint + 1000000000)::text::xid8, id FROM users LIMIT 1`);
+    const r = await runLedgerVerification(pool());
+    expect(r).toMatchObject({ mode: 'full', violations: [] });
+    // The foreign marks are gone with it; the next pass is incremental again.
+    expect((await t().db.query('SELECT count(*)::int AS n FROM ledger_changes WHERE xid >= $1::xid8', [r.verifiedBelow])).rows[0].n).toBe(0);
+    expect((await runLedgerVerification(pool())).mode).toBe('incremental');
+  });
+
   it('the nightly task alerts on a broken invariant: an error log line and rendio_ledger_violations', async () => {
     const g = await t().createGuest();
     const lines: string[] = [];

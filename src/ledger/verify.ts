@@ -364,11 +364,17 @@ export async function runLedgerVerification(pool: pg.Pool, opts: { full?: boolea
     let result: Omit<LedgerVerification, 'violations'> & LedgerCheck;
     let startedAt: Date;
     try {
-      const { rows } = await client.query<{ below: string; since: string | null; started_at: Date; accounts: string }>(
-        `SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS below, now() AS started_at,
-                (SELECT verified_below::text FROM ledger_verify_checkpoints ORDER BY verified_below DESC LIMIT 1) AS since`,
+      // A checkpoint above every transaction id this cluster has given out was recorded by another
+      // cluster (the database was restored from a logical dump): from it, every new change would
+      // look older than the checkpoint. Then the pass is a full one (and drops such checkpoints).
+      const { rows } = await client.query<{ below: string; since: string | null; foreign: boolean; started_at: Date }>(
+        `SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS below, now() AS started_at, c.verified_below::text AS since,
+                coalesce(c.verified_below >= pg_snapshot_xmax(pg_current_snapshot()), false) AS foreign
+           FROM (SELECT 1) one
+           LEFT JOIN (SELECT verified_below FROM ledger_verify_checkpoints ORDER BY verified_below DESC LIMIT 1) c ON true`,
       );
-      const { below, since } = rows[0]!;
+      const { below } = rows[0]!;
+      const since = rows[0]!.foreign ? null : rows[0]!.since;
       startedAt = rows[0]!.started_at;
       if (opts.full || since === null) {
         const checked = await checkLedger(client);
@@ -388,7 +394,11 @@ export async function runLedgerVerification(pool: pg.Pool, opts: { full?: boolea
         'INSERT INTO ledger_verify_checkpoints (mode, verified_below, accounts_checked, started_at) VALUES ($1, $2::xid8, $3, $4)',
         [result.mode, result.verifiedBelow, result.accountsChecked, startedAt],
       );
-      await client.query('DELETE FROM ledger_changes WHERE xid < $1::xid8', [result.verifiedBelow]);
+      // Marks below the checkpoint are covered. Marks this statement sees with an id at or above its
+      // own snapshot's xmax cannot be this cluster's (such a transaction would be invisible to it):
+      // they came with a logical restore, and this pass read them (they are above its checkpoint).
+      await client.query('DELETE FROM ledger_changes WHERE xid < $1::xid8 OR xid >= pg_snapshot_xmax(pg_current_snapshot())', [result.verifiedBelow]);
+      await client.query('DELETE FROM ledger_verify_checkpoints WHERE verified_below >= pg_snapshot_xmax(pg_current_snapshot())');
     }
     return { mode: result.mode, violations: result.violations, accountsChecked: result.accountsChecked!, since: result.since, verifiedBelow: result.verifiedBelow };
   } finally {
