@@ -41,12 +41,16 @@ describe('verify-ledger incremental', () => {
     const first = await runLedgerVerification(pool());
     expect(first.violations).toEqual([]);
     expect(first.mode).toBe('full'); // no checkpoint yet
+    // (How many accounts a pass checks also depends on transactions of other databases on the
+    // server: a checkpoint is the oldest running transaction's id, cluster-wide, and marks at or
+    // above it are read again. Exact scopes are checked in verify-ledger.invariants.test.ts.)
     const nothing = await runLedgerVerification(pool());
-    expect(nothing).toMatchObject({ mode: 'incremental', violations: [], accountsChecked: 0 });
+    expect(nothing).toMatchObject({ mode: 'incremental', violations: [] });
 
     const g = await t().createGuest();
     const one = await runLedgerVerification(pool());
-    expect(one).toMatchObject({ mode: 'incremental', violations: [], accountsChecked: 1 });
+    expect(one).toMatchObject({ mode: 'incremental', violations: [] });
+    expect(one.accountsChecked).toBeGreaterThanOrEqual(1);
     const left = await t().db.query('SELECT count(*)::int AS n FROM ledger_changes WHERE xid < $1::xid8', [one.verifiedBelow]);
     expect(left.rows[0].n).toBe(0);
 
@@ -115,7 +119,7 @@ describe('verify-ledger incremental', () => {
       `INSERT INTO ledger_verify_checkpoints (mode, verified_below, accounts_checked, started_at)
        VALUES ('full', (pg_current_xact_id()::text::bigint + 1000000000)::text::xid8, 0, now())`,
     );
-    await t().db.query(`INSERT INTO ledger_changes (xid, user_id) SELECT (pg_current_xact_id()::text::bigint + 1000000000)::text::xid8, id FROM users LIMIT 1`);
+    await t().db.query(`INSERT INTO ledger_changes (xid, kind, id) SELECT (pg_current_xact_id()::text::bigint + 1000000000)::text::xid8, 'u', id::text FROM users LIMIT 1`);
     const r = await runLedgerVerification(pool());
     expect(r).toMatchObject({ mode: 'full', violations: [] });
     // The foreign marks are gone with it; the next pass is incremental again.

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
 import { deleteExpiredKeys } from '../src/db/queries/idempotency.js';
-import { INVARIANT_CHECK_NAMES, changesFrom, checkLedger, verifyLedger, type Violation } from '../src/ledger/verify.js';
+import { INVARIANT_CHECK_NAMES, checkLedger, verifyLedger, type Violation } from '../src/ledger/verify.js';
 import { useAppStoreFakes, type FakeTransaction } from './fakes/app-store.js';
 import { appleSub, useFakeAppleId } from './fakes/apple-id.js';
 import { createTestApp, type Guest, type TestApp } from './harness.js';
@@ -119,7 +119,8 @@ async function whenBroken(breakIt: (c: pg.PoolClient) => Promise<void>): Promise
   const c = await (t.db as pg.Pool).connect();
   try {
     await c.query('BEGIN');
-    const since = await changesFrom(c);
+    // Changes from this transaction on (its own id): exactly the break's.
+    const since = (await c.query('SELECT pg_current_xact_id()::text AS xid')).rows[0].xid as string;
     await breakIt(c);
     const full = await verifyLedger(c);
     const incremental = await checkLedger(c, { changedSince: since });

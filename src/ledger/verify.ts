@@ -7,12 +7,13 @@ import type { Queryable } from '../db/pool.js';
  * Each check returns offending rows.
  *
  * Two modes. A full pass checks every row. An incremental pass checks only what changed since the
- * last checkpoint: migration 0019's triggers mark, per writing transaction, every user a change to a
- * table these checks read concerns; the pass widens the marked users to their merge chains (owners
- * and merged guests both ways), then to those users' holds, jobs and Apple transactions, and runs
- * every check restricted to that scope (the global merge check always runs whole: it reads only
- * merge entries). Each check's restriction is on the rows the check itself reports, so a broken
- * row of a changed user is found exactly as a full pass finds it.
+ * last checkpoint: migration 0019's triggers mark, per writing transaction, the users, holds, jobs
+ * and Apple transactions a change to a table these checks read concerns; the pass widens the
+ * marked users to their merge chains (owners and merged guests both ways) — and for users on a
+ * chain, to all their holds, jobs and purchases — and runs every check restricted to that scope
+ * (the global merge check always runs whole: it reads only merge entries). Each check's
+ * restriction is on the rows the check itself reports, so a broken row is found exactly as a full
+ * pass finds it.
  */
 
 export interface Violation {
@@ -268,10 +269,12 @@ interface Scope {
 
 async function changedScope(db: Queryable, since: string): Promise<Scope> {
   // Marked users, then their merge chains: the owners they merged into and the guests merged into
-  // them (a chain's end decides the ownership checks of every user on it).
+  // them (a chain's end decides the ownership checks of every user on it). "Chained": those of
+  // them on a chain of more than one user.
   const { rows } = await db.query<{ users: string[] }>(
     `WITH RECURSIVE marked AS (
-       SELECT DISTINCT user_id AS id FROM ledger_changes WHERE xid >= $1::xid8
+       SELECT DISTINCT id::uuid AS id FROM ledger_changes
+        WHERE xid >= $1::xid8 AND kind = 'u' AND id ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
      ), up (id, depth) AS (
        SELECT id, 0 FROM marked
        UNION ALL SELECT u.merged_into, up.depth + 1 FROM up JOIN users u ON u.id = up.id WHERE u.merged_into IS NOT NULL AND up.depth < 64
@@ -283,19 +286,36 @@ async function changedScope(db: Queryable, since: string): Promise<Scope> {
     [since],
   );
   const users = rows[0]!.users;
-  const related = await db.query<{ holds: string[]; transactions: string[]; jobs: string[] }>(
-    `SELECT
-       coalesce((SELECT array_agg(DISTINCT id) FROM (
-                  SELECT id FROM credit_holds WHERE user_id = ANY($1::uuid[])
-                  UNION SELECT hold_id FROM ledger_entries WHERE user_id = ANY($1::uuid[]) AND hold_id IS NOT NULL
-                  UNION SELECT hold_id FROM video_jobs WHERE user_id = ANY($1::uuid[])) h (id)), '{}') AS holds,
-       coalesce((SELECT array_agg(DISTINCT id) FROM (
-                  SELECT transaction_id FROM ledger_entries WHERE user_id = ANY($1::uuid[]) AND transaction_id IS NOT NULL
-                  UNION SELECT transaction_id FROM iap_transactions WHERE user_id = ANY($1::uuid[])) t (id)), '{}') AS transactions,
-       coalesce((SELECT array_agg(DISTINCT id) FROM (
-                  SELECT job_id FROM video_jobs WHERE user_id = ANY($1::uuid[])
-                  UNION SELECT j.job_id FROM credit_holds h JOIN video_jobs j ON j.hold_id = h.id WHERE h.user_id = ANY($1::uuid[])) j (id)), '{}') AS jobs`,
+  const chain = await db.query<{ chained: string[] }>(
+    `SELECT coalesce(array_agg(u.id), '{}') AS chained FROM users u
+      WHERE u.id = ANY($1::uuid[]) AND (u.merged_into IS NOT NULL OR EXISTS (SELECT 1 FROM users g WHERE g.merged_into = u.id))`,
     [users],
+  );
+  const chained = chain.rows[0]!.chained;
+  // A hold's checks read the hold and its entries; a job's read the job, its hold and, through
+  // merge chains, its users; a purchase's read the purchase, its entries and its refund state.
+  // Each of those rows marks itself, so the marked ones are the changed ones — plus, for users on
+  // a chain, all of theirs (a merge or deletion changes what their chain ends at).
+  const related = await db.query<{ holds: string[]; transactions: string[]; jobs: string[] }>(
+    `WITH marks AS (SELECT kind, id FROM ledger_changes WHERE xid >= $1::xid8),
+     holds AS (
+       SELECT id::uuid AS id FROM marks WHERE kind = 'h'
+       UNION SELECT hold_id FROM video_jobs WHERE job_id IN (SELECT id::uuid FROM marks WHERE kind = 'j')
+       UNION SELECT id FROM credit_holds WHERE user_id = ANY($2::uuid[])
+       UNION SELECT hold_id FROM ledger_entries WHERE user_id = ANY($2::uuid[]) AND hold_id IS NOT NULL
+     ), jobs AS (
+       SELECT id::uuid AS id FROM marks WHERE kind = 'j'
+       UNION SELECT job_id FROM video_jobs WHERE hold_id IN (SELECT id FROM holds)
+       UNION SELECT job_id FROM video_jobs WHERE user_id = ANY($2::uuid[])
+     ), transactions AS (
+       SELECT id FROM marks WHERE kind = 't'
+       UNION SELECT transaction_id FROM iap_transactions WHERE user_id = ANY($2::uuid[])
+       UNION SELECT transaction_id FROM ledger_entries WHERE user_id = ANY($2::uuid[]) AND transaction_id IS NOT NULL
+     )
+     SELECT coalesce((SELECT array_agg(id) FROM holds WHERE id IS NOT NULL), '{}') AS holds,
+            coalesce((SELECT array_agg(id) FROM transactions), '{}') AS transactions,
+            coalesce((SELECT array_agg(id) FROM jobs), '{}') AS jobs`,
+    [since, chained],
   );
   return { users, ...related.rows[0]! };
 }

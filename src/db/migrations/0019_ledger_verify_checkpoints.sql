@@ -1,6 +1,7 @@
 -- Incremental verify-ledger (src/ledger/verify.ts, docs/ARCHITECTURE.md "The ledger"): each
--- change to a table the money invariants read marks the users it concerns, under the id of the
--- transaction that made it; a verification checks the users marked since its last checkpoint.
+-- change to a table the money invariants read marks what it concerns — the users a row names, and
+-- the hold, job or Apple transaction it is or names — under the id of the transaction that made it;
+-- a verification checks what was marked since its last checkpoint.
 --
 -- Why transaction ids and not row ids or timestamps: a row id or a timestamp is taken before its
 -- transaction commits, so a checkpoint "everything up to id N / time T" skips a row that commits
@@ -9,10 +10,13 @@
 -- every change the pass could not see carries an id at least that high (a transaction gets its id
 -- at its first write), so the next pass, reading the marks from that id on, sees it.
 
+-- kind: u = a user (users.id), h = a hold (credit_holds.id), j = a job (video_jobs.job_id),
+-- t = an Apple transaction id. One row per writing transaction and thing.
 CREATE TABLE ledger_changes (
-  xid     xid8 NOT NULL DEFAULT pg_current_xact_id(),
-  user_id uuid NOT NULL,
-  PRIMARY KEY (xid, user_id)
+  xid  xid8 NOT NULL DEFAULT pg_current_xact_id(),
+  kind "char" NOT NULL CHECK (kind IN ('u', 'h', 'j', 't')),
+  id   text NOT NULL,
+  PRIMARY KEY (xid, kind, id)
 );
 ALTER TABLE ledger_changes ENABLE ROW LEVEL SECURITY;
 
@@ -29,58 +33,58 @@ CREATE TABLE ledger_verify_checkpoints (
 CREATE INDEX ledger_verify_checkpoints_below ON ledger_verify_checkpoints (verified_below);
 ALTER TABLE ledger_verify_checkpoints ENABLE ROW LEVEL SECURITY;
 
--- Marks the users a row names (the columns given as trigger arguments), before and after the
--- change: a row moved from one user to another concerns both. A refund state concerns the owner of
--- its purchase; an audit row the user it targets.
+-- Marks what a row names, before and after the change (a row moved from one user to another
+-- concerns both). Trigger arguments are "kind=column" (e.g. 'u=user_id', 'h=hold_id'); an audit
+-- row marks the user it targets.
 CREATE FUNCTION mark_ledger_change() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
   versions jsonb[] := '{}';
   r jsonb;
-  col text;
-  ids uuid[] := '{}';
+  arg text;
+  marks text[] := '{}';
 BEGIN
   IF TG_OP <> 'DELETE' THEN versions := versions || to_jsonb(NEW); END IF;
   IF TG_OP <> 'INSERT' THEN versions := versions || to_jsonb(OLD); END IF;
   FOREACH r IN ARRAY versions LOOP
-    IF TG_TABLE_NAME = 'app_store_refund_states' THEN
-      ids := ids || ARRAY(SELECT t.user_id FROM iap_transactions t WHERE t.transaction_id = r ->> 'transaction_id');
-    ELSIF TG_TABLE_NAME = 'admin_actions' THEN
-      IF r ->> 'target_type' = 'user' AND r ->> 'target_id' ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
-        ids := ids || (r ->> 'target_id')::uuid;
-      END IF;
+    IF TG_TABLE_NAME = 'admin_actions' THEN
+      IF r ->> 'target_type' = 'user' THEN marks := marks || ('u=' || (r ->> 'target_id')); END IF;
     ELSE
-      FOREACH col IN ARRAY TG_ARGV LOOP
-        IF r ->> col IS NOT NULL THEN ids := ids || (r ->> col)::uuid; END IF;
+      FOREACH arg IN ARRAY TG_ARGV LOOP
+        IF r ->> split_part(arg, '=', 2) IS NOT NULL THEN
+          marks := marks || (split_part(arg, '=', 1) || '=' || (r ->> split_part(arg, '=', 2)));
+        END IF;
       END LOOP;
     END IF;
   END LOOP;
-  INSERT INTO ledger_changes (user_id) SELECT DISTINCT u FROM unnest(ids) AS u WHERE u IS NOT NULL ON CONFLICT DO NOTHING;
+  INSERT INTO ledger_changes (kind, id)
+  SELECT DISTINCT split_part(m, '=', 1)::"char", substr(m, 3) FROM unnest(marks) AS m
+  ON CONFLICT DO NOTHING;
   RETURN NULL;
 END $$;
 
 -- Only the columns an invariant reads: a job's progress through submitted/processing changes its
 -- status (the hold must stay open), a profile's language changes nothing the ledger cares about.
 CREATE TRIGGER users_ledger_change AFTER INSERT OR UPDATE OF merged_into, deleted_at OR DELETE ON users
-  FOR EACH ROW EXECUTE FUNCTION mark_ledger_change('id', 'merged_into');
+  FOR EACH ROW EXECUTE FUNCTION mark_ledger_change('u=id', 'u=merged_into');
 CREATE TRIGGER credit_accounts_ledger_change AFTER INSERT OR UPDATE OR DELETE ON credit_accounts
-  FOR EACH ROW EXECUTE FUNCTION mark_ledger_change('user_id');
+  FOR EACH ROW EXECUTE FUNCTION mark_ledger_change('u=user_id');
 CREATE TRIGGER credit_holds_ledger_change AFTER INSERT OR UPDATE OR DELETE ON credit_holds
-  FOR EACH ROW EXECUTE FUNCTION mark_ledger_change('user_id');
+  FOR EACH ROW EXECUTE FUNCTION mark_ledger_change('u=user_id', 'h=id', 'j=job_id');
 CREATE TRIGGER ledger_entries_ledger_change AFTER INSERT ON ledger_entries
-  FOR EACH ROW EXECUTE FUNCTION mark_ledger_change('user_id');
+  FOR EACH ROW EXECUTE FUNCTION mark_ledger_change('u=user_id', 'h=hold_id', 't=transaction_id');
 CREATE TRIGGER video_jobs_ledger_change AFTER INSERT OR UPDATE OF user_id, status, hold_id, credits_used OR DELETE ON video_jobs
-  FOR EACH ROW EXECUTE FUNCTION mark_ledger_change('user_id');
+  FOR EACH ROW EXECUTE FUNCTION mark_ledger_change('u=user_id', 'j=job_id', 'h=hold_id');
 CREATE TRIGGER iap_transactions_ledger_change AFTER INSERT OR UPDATE OR DELETE ON iap_transactions
-  FOR EACH ROW EXECUTE FUNCTION mark_ledger_change('user_id');
+  FOR EACH ROW EXECUTE FUNCTION mark_ledger_change('u=user_id', 't=transaction_id');
 CREATE TRIGGER app_store_refund_states_ledger_change AFTER INSERT OR UPDATE OR DELETE ON app_store_refund_states
-  FOR EACH ROW EXECUTE FUNCTION mark_ledger_change();
+  FOR EACH ROW EXECUTE FUNCTION mark_ledger_change('t=transaction_id');
 -- Expired keys are deleted hourly; a deletion cannot break "an answer names a job of its user".
 CREATE TRIGGER idempotency_keys_ledger_change AFTER INSERT OR UPDATE OF user_id, response_status, response_body ON idempotency_keys
-  FOR EACH ROW EXECUTE FUNCTION mark_ledger_change('user_id');
+  FOR EACH ROW EXECUTE FUNCTION mark_ledger_change('u=user_id');
 CREATE TRIGGER admin_actions_ledger_change AFTER INSERT ON admin_actions
   FOR EACH ROW EXECUTE FUNCTION mark_ledger_change();
 
 -- The global merge check (merges create and lose no credits) reads only merge entries.
 CREATE INDEX ledger_entries_merges ON ledger_entries (id) INCLUDE (amount, held_delta) WHERE kind IN ('merge_in', 'merge_out');
--- A marked user's holds, including resolved ones (credit_holds_open has the open ones only).
+-- The holds of a user on a merge chain, including resolved ones (credit_holds_open has the open ones only).
 CREATE INDEX credit_holds_user ON credit_holds (user_id);
