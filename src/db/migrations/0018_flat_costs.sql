@@ -15,7 +15,7 @@ CREATE INDEX IF NOT EXISTS users_email_lower ON users (lower(email));
 -- Admin user page. A user's jobs newest first including deleted ones (the history index leaves
 -- them out), and their count by status from the index alone.
 -- ---------------------------------------------------------------------------------------------
-CREATE INDEX IF NOT EXISTS video_jobs_user_created ON video_jobs (user_id, created_at DESC) INCLUDE (status);
+CREATE INDEX IF NOT EXISTS video_jobs_user_created ON video_jobs (user_id, created_at DESC) INCLUDE (status, job_id);
 
 -- A user's ledger, covering what is summed per user (the page's credit totals, verify-ledger's
 -- balance, held and running-total checks): read from the index alone instead of one heap page per

@@ -66,14 +66,14 @@ export interface LedgerEntryView {
   created_at: string;
 }
 
-// "ORDER BY user_id, …" (one user: the same order) is the order of the per-user index, so the
-// planner walks that index. Ordered by id or time alone, it may walk the whole table's id or time
-// index newest first, expecting a user's rows to be spread evenly — for a user whose history is
-// old (20k jobs a year ago) that read the entire table for 50 rows.
+// A user's newest rows are picked from the per-user index alone (the inner LIMIT), then read.
+// Asked in one step ("WHERE user_id = $1 ORDER BY id DESC LIMIT 50"), the planner may walk the
+// whole table's id or time index newest first, expecting a user's rows to be spread evenly: for a
+// user whose history is old (20k jobs a year ago) that read the entire ledger for 50 rows.
 export async function ledgerEntriesOf(db: Queryable, userId: string, limit: number): Promise<LedgerEntryView[]> {
   const { rows } = await db.query<LedgerEntryView>(
     `SELECT id, kind, amount, held_delta, balance_after, held_after, job_id, transaction_id, admin_action_id, reason, shortfall, created_at
-       FROM ledger_entries WHERE user_id = $1 ORDER BY user_id DESC, id DESC LIMIT $2`,
+       FROM ledger_entries WHERE id IN (SELECT id FROM ledger_entries WHERE user_id = $1 ORDER BY id DESC LIMIT $2) ORDER BY id DESC`,
     [userId, limit],
   );
   return rows;
@@ -99,7 +99,10 @@ const JOB_VIEW = `SELECT job_id, user_id, model_id, status, provider, provider_j
        created_at, submitted_at, completed_at, deleted_at FROM video_jobs`;
 
 export async function jobsOf(db: Queryable, userId: string, limit: number): Promise<JobView[]> {
-  const { rows } = await db.query<JobView>(`${JOB_VIEW} WHERE user_id = $1 ORDER BY user_id DESC, created_at DESC LIMIT $2`, [userId, limit]);
+  const { rows } = await db.query<JobView>(
+    `${JOB_VIEW} WHERE job_id IN (SELECT job_id FROM video_jobs WHERE user_id = $1 ORDER BY created_at DESC LIMIT $2) ORDER BY created_at DESC`,
+    [userId, limit],
+  );
   return rows;
 }
 
