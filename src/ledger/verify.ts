@@ -381,28 +381,28 @@ export async function runLedgerVerification(pool: pg.Pool, opts: { full?: boolea
   const client = await pool.connect();
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    let result: Omit<LedgerVerification, 'violations'> & LedgerCheck;
-    let startedAt: Date;
+    let result: LedgerVerification;
+    let startedAt: string;
     try {
       // A checkpoint above every transaction id this cluster has given out was recorded by another
       // cluster (the database was restored from a logical dump): from it, every new change would
       // look older than the checkpoint. Then the pass is a full one (and drops such checkpoints).
-      const { rows } = await client.query<{ below: string; since: string | null; foreign: boolean; started_at: Date }>(
+      const { rows } = await client.query<{ below: string; since: string | null; foreign: boolean; started_at: string }>(
         `SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS below, now() AS started_at, c.verified_below::text AS since,
                 coalesce(c.verified_below >= pg_snapshot_xmax(pg_current_snapshot()), false) AS foreign
            FROM (SELECT 1) one
            LEFT JOIN (SELECT verified_below FROM ledger_verify_checkpoints ORDER BY verified_below DESC LIMIT 1) c ON true`,
       );
-      const { below } = rows[0]!;
-      const since = rows[0]!.foreign ? null : rows[0]!.since;
+      const { below, foreign } = rows[0]!;
+      const since = foreign ? undefined : (rows[0]!.since ?? undefined);
       startedAt = rows[0]!.started_at;
-      if (opts.full || since === null) {
-        const checked = await checkLedger(client);
+      if (opts.full || since === undefined) {
+        const { violations } = await checkLedger(client);
         const accounts = await client.query<{ n: number }>('SELECT count(*)::int AS n FROM credit_accounts');
-        result = { mode: 'full', ...checked, accountsChecked: accounts.rows[0]!.n, verifiedBelow: below };
+        result = { mode: 'full', violations, accountsChecked: accounts.rows[0]!.n, verifiedBelow: below };
       } else {
-        const checked = await checkLedger(client, { changedSince: since });
-        result = { mode: 'incremental', ...checked, accountsChecked: checked.accountsChecked ?? 0, since, verifiedBelow: below };
+        const { violations, accountsChecked } = await checkLedger(client, { changedSince: since });
+        result = { mode: 'incremental', violations, accountsChecked: accountsChecked ?? 0, since, verifiedBelow: below };
       }
       await client.query('COMMIT');
     } catch (err) {
@@ -420,7 +420,7 @@ export async function runLedgerVerification(pool: pg.Pool, opts: { full?: boolea
       await client.query('DELETE FROM ledger_changes WHERE xid < $1::xid8 OR xid >= pg_snapshot_xmax(pg_current_snapshot())', [result.verifiedBelow]);
       await client.query('DELETE FROM ledger_verify_checkpoints WHERE verified_below >= pg_snapshot_xmax(pg_current_snapshot())');
     }
-    return { mode: result.mode, violations: result.violations, accountsChecked: result.accountsChecked!, since: result.since, verifiedBelow: result.verifiedBelow };
+    return result;
   } finally {
     client.release();
   }
