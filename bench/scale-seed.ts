@@ -16,10 +16,10 @@ import type pg from 'pg';
  *   release, every entry with its running totals; accounts equal to the sums.
  *
  * Deterministic ids (md5 of a label and a number) tie the tables together without lookups.
- * Triggers and foreign-key checks are off while loading (session_replication_role = replica:
- * the rows are right by construction, and verify-ledger --full checks them afterwards), and the
- * big tables' secondary indexes are dropped and rebuilt after the load (a sort per index instead
- * of millions of random inserts). Needs a superuser (replica role).
+ * Triggers are off while loading (session_replication_role = replica: the rows are right by
+ * construction, and verify-ledger --full checks them afterwards), and the big tables' indexes and
+ * keys are dropped and rebuilt after the load (a sort per index instead of millions of random
+ * inserts; foreign keys are validated when added back). Needs a superuser (replica role).
  */
 export interface SeedSize {
   users: number;
@@ -49,11 +49,21 @@ export async function seedScale(db: pg.ClientBase, size: SeedSize, log: (msg: st
   };
 
   await db.query("SET session_replication_role = replica; SET synchronous_commit = off; SET work_mem = '256MB'; SET maintenance_work_mem = '512MB'");
-  // Secondary indexes (not those behind primary keys and unique constraints) are rebuilt after the load.
+  // Every index of the big tables is built after the load, by one sort each: inserting 10M random
+  // uuids into a btree larger than the cache was most of the load time. Primary keys, unique and
+  // foreign-key constraints (including those of other tables that reference the big ones) are
+  // dropped with their indexes and added back, validated, afterwards.
+  const { rows: constraints } = await db.query<{ tbl: string; name: string; def: string; type: string }>(
+    `SELECT conrelid::regclass::text AS tbl, conname AS name, pg_get_constraintdef(oid) AS def, contype AS type
+       FROM pg_constraint
+      WHERE contype IN ('p', 'u', 'f') AND connamespace = 'public'::regnamespace
+        AND (conrelid::regclass::text = ANY($1::text[]) OR confrelid::regclass::text = ANY($1::text[]))
+      ORDER BY contype = 'f' DESC`,
+    [BIG_TABLES],
+  );
+  for (const c of constraints) await db.query(`ALTER TABLE ${c.tbl} DROP CONSTRAINT ${c.name}`);
   const { rows: indexes } = await db.query<{ name: string; def: string }>(
-    `SELECT i.indexname AS name, i.indexdef AS def FROM pg_indexes i
-      WHERE i.schemaname = 'public' AND i.tablename = ANY($1::text[])
-        AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = (quote_ident(i.indexname))::regclass)`,
+    `SELECT indexname AS name, indexdef AS def FROM pg_indexes WHERE schemaname = 'public' AND tablename = ANY($1::text[])`,
     [BIG_TABLES],
   );
   for (const ix of indexes) await db.query(`DROP INDEX ${ix.name}`);
@@ -191,11 +201,14 @@ export async function seedScale(db: pg.ClientBase, size: SeedSize, log: (msg: st
      SELECT setval(pg_get_serial_sequence('refresh_tokens', 'id'), (SELECT max(id) FROM refresh_tokens))`,
   );
 
-  for (const ix of indexes) {
+  const timedStep = async (what: string, sql: string) => {
     const t0 = Date.now();
-    await db.query(ix.def);
-    if (Date.now() - t0 >= 1000) log(`  index ${ix.name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
-  }
+    await db.query(sql);
+    if (Date.now() - t0 >= 1000) log(`  ${what} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  };
+  for (const c of constraints.filter((c) => c.type !== 'f')) await timedStep(c.name, `ALTER TABLE ${c.tbl} ADD CONSTRAINT ${c.name} ${c.def}`);
+  for (const ix of indexes) await timedStep(ix.name, ix.def);
+  for (const c of constraints.filter((c) => c.type === 'f')) await timedStep(c.name, `ALTER TABLE ${c.tbl} ADD CONSTRAINT ${c.name} ${c.def}`);
   await db.query('SET session_replication_role = origin');
   await step('vacuum analyze', 'VACUUM (ANALYZE)');
   const { rows } = await db.query<{ n: string }>('SELECT count(*) AS n FROM ledger_entries');
