@@ -457,6 +457,8 @@ export interface RetentionConfig {
   errorLogDays: number;
   errorLogMaxRows: number;
   sessionDays: number;
+  /** How long a refresh token lives (REFRESH_TOKEN_TTL_DAYS): when an unused session's tokens have all expired. */
+  refreshTokenTtlDays: number;
   webhookEventDays: number;
   appStoreNotificationDays: number;
   /** 0 = off. */
@@ -677,6 +679,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       errorLogDays: e.ERROR_LOG_RETENTION_DAYS,
       errorLogMaxRows: e.ERROR_LOG_MAX_ROWS,
       sessionDays: e.SESSION_RETENTION_DAYS,
+      refreshTokenTtlDays: e.REFRESH_TOKEN_TTL_DAYS,
       webhookEventDays: e.WEBHOOK_EVENT_RETENTION_DAYS,
       appStoreNotificationDays: e.APP_STORE_NOTIFICATION_RETENTION_DAYS,
       videoDays: e.VIDEO_RETENTION_DAYS,

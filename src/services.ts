@@ -22,6 +22,7 @@ import { DatabaseListener } from './db/listener.js';
 import { CatalogueCache } from './catalogue/cache.js';
 import { RateLimits } from './http/rate-limit.js';
 import { KeyedLock } from './db/keyed-lock.js';
+import { LedgerVerificationTask } from './jobs/ledger-verification.js';
 import { RetentionService } from './jobs/retention.js';
 import { clientIpResolver } from './http/client-ip.js';
 import type { WorkerDeps } from './jobs/worker.js';
@@ -178,6 +179,7 @@ export function buildServices(opts: {
     cleanupIdempotencyKeys: () => deleteExpiredKeys(workerDb),
     cleanupUsedIdentityTokens: () => deleteExpiredIdentityTokens(workerDb),
     retention: new RetentionService(workerDb, store, config.retention, log),
+    ledgerVerification: new LedgerVerificationTask(workerDb, log.child({ component: 'verify-ledger' }), metrics),
   };
   if (workerDb !== db) {
     metrics.gauge('rendio_worker_db_pool_total', 'Connections in the worker pool', () => workerDb.totalCount);

@@ -24,7 +24,8 @@ export type TaskName =
   | 'retention_webhook_events'
   | 'retention_app_store_notifications'
   | 'retention_rate_limits'
-  | 'retention_videos';
+  | 'retention_videos'
+  | 'verify_ledger';
 
 export interface EnqueueOptions {
   runAt?: Date;

@@ -8,6 +8,7 @@ import type { PurchaseService } from '../apple/purchases.js';
 import type { AccountDeletionService } from '../auth/account-deletion.js';
 import type { PushService } from '../push/notifications.js';
 import { startHeartbeat } from './heartbeat.js';
+import type { LedgerVerificationTask } from './ledger-verification.js';
 import type { RetentionService } from './retention.js';
 import type { VideoJobService } from './video-jobs.js';
 
@@ -63,6 +64,7 @@ export interface WorkerDeps {
   cleanupIdempotencyKeys: () => Promise<number>;
   cleanupUsedIdentityTokens: () => Promise<number>;
   retention: RetentionService;
+  ledgerVerification: LedgerVerificationTask;
 }
 
 /**
@@ -78,7 +80,13 @@ const RETENTION_CRONTAB = [
   '27 * * * * retention_rate_limits ?max=1',
 ];
 
-export function taskList({ jobs, purchases, accountDeletion, push, cleanupIdempotencyKeys, cleanupUsedIdentityTokens, retention }: WorkerDeps): TaskList {
+/**
+ * verify-ledger, incrementally (what changed since the last verified checkpoint), after the night's
+ * retention. A broken invariant is logged as an error and raises rendio_ledger_violations.
+ */
+const LEDGER_CRONTAB = ['7 4 * * * verify_ledger ?max=1'];
+
+export function taskList({ jobs, purchases, accountDeletion, push, cleanupIdempotencyKeys, cleanupUsedIdentityTokens, retention, ledgerVerification }: WorkerDeps): TaskList {
   return {
     submit_video_job: async (p) => jobs.submit(payload(p).jobId),
     poll_video_job: async (p) => jobs.poll(payload(p).jobId),
@@ -104,6 +112,7 @@ export function taskList({ jobs, purchases, accountDeletion, push, cleanupIdempo
     retention_app_store_notifications: async () => void (await retention.appStoreNotifications()),
     retention_rate_limits: async () => void (await retention.rateLimits()),
     retention_videos: async () => void (await retention.videos()),
+    verify_ledger: async () => void (await ledgerVerification.run()),
     send_consumption_info: async (p) => {
       const uuid = (p as { notificationUuid?: unknown } | null)?.notificationUuid;
       if (typeof uuid !== 'string') throw new Error('task payload lacks notificationUuid');
@@ -199,12 +208,13 @@ export async function startWorker(opts: WorkerDeps & {
     pgPool: poolWithSharedListen(opts.pool, opts.listener),
     events,
     taskList: taskList(opts),
-    // Timeouts and stuck-job nudges every minute; expired idempotency keys hourly; retention nightly.
+    // Timeouts and stuck-job nudges every minute; expired idempotency keys hourly; retention and verify-ledger nightly.
     crontab: [
       '* * * * * sweep_video_jobs ?max=1',
       '7 * * * * cleanup_idempotency_keys ?max=1',
       '17 * * * * cleanup_used_identity_tokens ?max=1',
       ...RETENTION_CRONTAB,
+      ...LEDGER_CRONTAB,
     ].join('\n'),
     concurrency: opts.concurrency,
     pollInterval: opts.pollIntervalMs,

@@ -1,33 +1,39 @@
+import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { verifyLedger, INVARIANT_CHECK_NAMES } from '../ledger/verify.js';
+import { INVARIANT_CHECK_NAMES, runLedgerVerification } from '../ledger/verify.js';
 import { scriptDatabase } from './database-url.js';
 
 /**
- * `npm run verify-ledger`: checks the money invariants (DESIGN §4) on any database.
+ * `npm run verify-ledger [-- --full]`: checks the money invariants (DESIGN §4) on any database —
+ * what changed since the last verified checkpoint (a full pass when there is none yet), or with
+ * `--full` every row — and records a new checkpoint when they hold.
  * Exit 0 when they hold, 1 with the offending rows when one does not, 2 when it could not check.
  */
+// Positionals allowed: scripts/launch.mjs passes the entry point's name before the flags.
+const { values: args } = parseArgs({ options: { full: { type: 'boolean', default: false } }, allowPositionals: true });
 const { url, embedded } = await scriptDatabase();
-const client = new pg.Client({ connectionString: url });
+const pool = new pg.Pool({ connectionString: url, max: 1 });
 let exitCode = 2;
 try {
-  await client.connect();
-  // One snapshot for every check, so a busy database cannot show a half-finished operation.
-  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-  const violations = await verifyLedger(client);
-  await client.query('COMMIT');
-  if (violations.length === 0) {
-    console.log(`ledger OK: ${INVARIANT_CHECK_NAMES.length} invariants hold`);
+  const started = Date.now();
+  const r = await runLedgerVerification(pool, { full: args.full });
+  const what =
+    r.mode === 'full'
+      ? `full pass, ${r.accountsChecked} accounts`
+      : `incremental, ${r.accountsChecked} accounts changed since the last checkpoint`;
+  if (r.violations.length === 0) {
+    console.log(`ledger OK (${what}, ${Date.now() - started} ms): ${INVARIANT_CHECK_NAMES.length} invariants hold`);
     for (const name of INVARIANT_CHECK_NAMES) console.log(`  ✓ ${name}`);
     exitCode = 0;
   } else {
-    console.error(`ledger VIOLATIONS (${violations.length}):`);
-    for (const v of violations) console.error(`  ✗ ${v.check}\n${JSON.stringify(v.rows, null, 2)}`);
+    console.error(`ledger VIOLATIONS (${r.violations.length}, ${what}):`);
+    for (const v of r.violations) console.error(`  ✗ ${v.check}\n${JSON.stringify(v.rows, null, 2)}`);
     exitCode = 1;
   }
 } catch (err) {
   console.error('could not verify the ledger:', (err as Error).message);
 } finally {
-  await client.end().catch(() => undefined);
+  await pool.end().catch(() => undefined);
   await embedded?.stop();
 }
 process.exit(exitCode);

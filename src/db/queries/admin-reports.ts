@@ -31,11 +31,14 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
  */
 export async function searchUsers(db: Queryable, q: string): Promise<AdminUserView[]> {
   const term = q.trim();
+  // One indexed lookup per way of naming a user, united: an OR across columns would be one seq scan.
   const { rows } = await db.query<AdminUserView>(
     `${USER_VIEW}
-      WHERE ($2::uuid IS NOT NULL AND u.id = $2::uuid)
-         OR u.device_id = $1 OR u.apple_sub = $1 OR lower(u.email) = lower($1)
-         OR u.onboarded_device_hash = encode(sha256(convert_to($1::text, 'UTF8')), 'hex')
+      WHERE u.id IN (SELECT id FROM users WHERE id = $2::uuid
+                     UNION SELECT id FROM users WHERE device_id = $1
+                     UNION SELECT id FROM users WHERE apple_sub = $1
+                     UNION SELECT id FROM users WHERE lower(email) = lower($1)
+                     UNION SELECT id FROM users WHERE onboarded_device_hash = encode(sha256(convert_to($1::text, 'UTF8')), 'hex'))
       ORDER BY u.created_at DESC LIMIT 50`,
     [term, UUID.test(term) ? term : null],
   );
@@ -63,10 +66,14 @@ export interface LedgerEntryView {
   created_at: string;
 }
 
+// A user's newest rows are picked from the per-user index alone (the inner LIMIT), then read.
+// Asked in one step ("WHERE user_id = $1 ORDER BY id DESC LIMIT 50"), the planner may walk the
+// whole table's id or time index newest first, expecting a user's rows to be spread evenly: for a
+// user whose history is old (20k jobs a year ago) that read the entire ledger for 50 rows.
 export async function ledgerEntriesOf(db: Queryable, userId: string, limit: number): Promise<LedgerEntryView[]> {
   const { rows } = await db.query<LedgerEntryView>(
     `SELECT id, kind, amount, held_delta, balance_after, held_after, job_id, transaction_id, admin_action_id, reason, shortfall, created_at
-       FROM ledger_entries WHERE user_id = $1 ORDER BY id DESC LIMIT $2`,
+       FROM ledger_entries WHERE id IN (SELECT id FROM ledger_entries WHERE user_id = $1 ORDER BY id DESC LIMIT $2) ORDER BY id DESC`,
     [userId, limit],
   );
   return rows;
@@ -92,7 +99,10 @@ const JOB_VIEW = `SELECT job_id, user_id, model_id, status, provider, provider_j
        created_at, submitted_at, completed_at, deleted_at FROM video_jobs`;
 
 export async function jobsOf(db: Queryable, userId: string, limit: number): Promise<JobView[]> {
-  const { rows } = await db.query<JobView>(`${JOB_VIEW} WHERE user_id = $1 ORDER BY created_at DESC LIMIT $2`, [userId, limit]);
+  const { rows } = await db.query<JobView>(
+    `${JOB_VIEW} WHERE job_id IN (SELECT job_id FROM video_jobs WHERE user_id = $1 ORDER BY created_at DESC LIMIT $2) ORDER BY created_at DESC`,
+    [userId, limit],
+  );
   return rows;
 }
 
@@ -159,7 +169,8 @@ export async function jobTimeline(db: Queryable, jobId: string): Promise<{ job: 
   else events.push({ at: job.updated_at, kind: 'state', what: job.status, detail: { current: true } });
   if (job.error_code) events.push({ at: job.completed_at ?? job.updated_at, kind: 'error', what: job.error_code, detail: { message: job.error_message } });
   const ledger = await db.query<{ created_at: string; kind: string; amount: number; held_delta: number; reason: string | null }>(
-    'SELECT created_at, kind, amount, held_delta, reason FROM ledger_entries WHERE job_id = $1 ORDER BY id',
+    // By its hold (indexed): every entry naming a job is a step of the job's hold.
+    'SELECT created_at, kind, amount, held_delta, reason FROM ledger_entries WHERE hold_id = (SELECT hold_id FROM video_jobs WHERE job_id = $1) ORDER BY id',
     [jobId],
   );
   for (const e of ledger.rows) events.push({ at: e.created_at, kind: 'ledger', what: e.kind, detail: { amount: e.amount, held_delta: e.held_delta, reason: e.reason } });
@@ -247,7 +258,7 @@ export async function dashboard(db: Queryable): Promise<Dashboard> {
     `SELECT coalesce(sum(amount) FILTER (WHERE kind = 'purchase'), 0)::int AS sold,
             coalesce(sum(amount) FILTER (WHERE kind = 'admin_grant'), 0)::int AS refunded,
             coalesce(sum(-amount) FILTER (WHERE kind IN ('refund_clawback', 'admin_clawback')), 0)::int AS clawed_back
-       FROM ledger_entries WHERE created_at >= $1`,
+       FROM ledger_entries WHERE created_at >= $1 AND kind IN ('purchase', 'admin_grant', 'refund_clawback', 'admin_clawback')`,
     [start],
   );
   const holds = await db.query<{ count: number; credits: number }>("SELECT count(*)::int AS count, coalesce(sum(amount), 0)::int AS credits FROM credit_holds WHERE status = 'open'");

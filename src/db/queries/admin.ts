@@ -166,11 +166,23 @@ export async function listAdminActions(
   db: Queryable,
   q: { before?: number; limit: number; targetType?: string; targetId?: string },
 ): Promise<AdminActionRow[]> {
+  // Only the filters given: "($3 IS NULL OR target_id = $3)" cannot use the target index in a
+  // generic plan, so one user's actions were read by walking the whole log newest first.
+  const values: unknown[] = [];
+  const where: string[] = [];
+  const filter = (sql: string, value: unknown) => {
+    values.push(value);
+    where.push(sql.replace('?', `$${values.length}`));
+  };
+  if (q.before != null) filter('x.id < ?::bigint', q.before);
+  if (q.targetType != null) filter('x.target_type = ?::text', q.targetType);
+  if (q.targetId != null) filter('x.target_id = ?::text', q.targetId);
+  values.push(q.limit);
   const { rows } = await db.query<AdminActionRow>(
     `SELECT x.*, a.email AS admin_email FROM admin_actions x JOIN admins a ON a.id = x.admin_id
-      WHERE ($1::bigint IS NULL OR x.id < $1) AND ($2::text IS NULL OR x.target_type = $2) AND ($3::text IS NULL OR x.target_id = $3)
-      ORDER BY x.id DESC LIMIT $4`,
-    [q.before ?? null, q.targetType ?? null, q.targetId ?? null, q.limit],
+      ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
+      ORDER BY x.id DESC LIMIT $${values.length}`,
+    values,
   );
   return rows;
 }
