@@ -220,15 +220,16 @@ export async function markDeleted(db: Queryable, userId: string): Promise<void> 
 }
 
 export async function scrubDeletedUser(db: Queryable, userId: string): Promise<void> {
+  // Prompts and input URLs are the user's words and pictures. Scrubbed before the user row, so a
+  // scrubbed user row means the whole purge is done (what its test waits for).
+  await db.query(
+    `UPDATE video_jobs SET prompt = '', image_url = NULL, deleted_at = coalesce(deleted_at, now()) WHERE user_id = $1`,
+    [userId],
+  );
   await db.query(
     `UPDATE users SET email = NULL, apple_sub = NULL, device_id = NULL, language = 'en', theme_preference = 'system',
             deleted_at = coalesce(deleted_at, now())
       WHERE id = $1`,
-    [userId],
-  );
-  // Prompts and input URLs are the user's words and pictures.
-  await db.query(
-    `UPDATE video_jobs SET prompt = '', image_url = NULL, deleted_at = coalesce(deleted_at, now()) WHERE user_id = $1`,
     [userId],
   );
 }
