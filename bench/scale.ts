@@ -2,7 +2,7 @@
  * `npm run bench:scale`: what the admin pages, verify-ledger and retention cost as the data grows.
  *
  *   npm run bench:scale -- [--sizes 10k:100k,100k:1M,1M:10M] [--iterations 200] [--verify-rounds 5]
- *                          [--database-url postgres://…] [--keep]
+ *                          [--database-url postgres://…] [--keep] [--reuse <database> (one size)]
  *
  * For each size (users:jobs) it creates a database of its own on that server, migrates it, seeds it
  * with set-based SQL (bench/scale-seed.ts: consistent with every money invariant, about 2.2 ledger
@@ -41,6 +41,8 @@ const { values: args } = parseArgs({
     'verify-rounds': { type: 'string', default: '5' },
     'database-url': { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/postgres' },
     keep: { type: 'boolean', default: false },
+    /** Measure this already seeded database (one size) instead of creating and seeding one; it is kept. */
+    reuse: { type: 'string' },
   },
 });
 const ITERATIONS = Number(args.iterations);
@@ -101,21 +103,26 @@ const ROWS = [
 ] as const;
 
 async function measureSize(adminUrl: string, name: string, size: SeedSize): Promise<{ results: Results; url: string; summary: string }> {
-  await adminQuery(adminUrl, `CREATE DATABASE ${name}`);
   const url = withDatabase(adminUrl, name);
   const results: Results = new Map();
   const log = (msg: string) => console.log(msg);
-  await migrate(url);
-  const seeder = new pg.Client({ connectionString: url });
-  await seeder.connect();
-  let seeded;
-  try {
-    console.log(`seeding ${size.users} users, ${size.jobs} jobs into ${name}`);
-    seeded = await seedScale(seeder, size, log);
-  } finally {
-    await seeder.end();
+  let summary: string;
+  if (args.reuse) {
+    summary = `${size.users} users, ${size.jobs} jobs: seeded earlier (${name})`;
+  } else {
+    await adminQuery(adminUrl, `CREATE DATABASE ${name}`);
+    await migrate(url);
+    const seeder = new pg.Client({ connectionString: url });
+    await seeder.connect();
+    let seeded;
+    try {
+      console.log(`seeding ${size.users} users, ${size.jobs} jobs into ${name}`);
+      seeded = await seedScale(seeder, size, log);
+    } finally {
+      await seeder.end();
+    }
+    summary = `${size.users} users, ${size.jobs} jobs, ${seeded.ledgerEntries} ledger entries (heavy user: ${seeded.heavyUserJobs} jobs): seeded in ${seeded.seconds.toFixed(1)} s`;
   }
-  const summary = `${size.users} users, ${size.jobs} jobs, ${seeded.ledgerEntries} ledger entries (heavy user: ${seeded.heavyUserJobs} jobs): seeded in ${seeded.seconds.toFixed(1)} s`;
   console.log(summary);
 
   // The app's pool (its type parsers: timestamps as ISO strings, bigint as numbers).
@@ -159,11 +166,13 @@ async function measureSize(adminUrl: string, name: string, size: SeedSize): Prom
     });
 
     // verify-ledger: the seeded data must hold every invariant; that pass is the first checkpoint.
-    let full: Awaited<ReturnType<typeof runLedgerVerification>> | undefined;
-    const fullMs = await timed(async () => (full = await runLedgerVerification(pool, { full: true })));
-    if (full!.violations.length > 0) throw new Error(`verify-ledger --full found violations in the seeded data:\n${JSON.stringify(full!.violations, null, 2)}`);
-    console.log(`verify-ledger --full on the seeded data: OK (${full!.accountsChecked} accounts)`);
-    results.set(ROWS[6], { samples: [fullMs], note: `${full!.accountsChecked} accounts` });
+    if (!args.reuse) {
+      let full: Awaited<ReturnType<typeof runLedgerVerification>> | undefined;
+      const fullMs = await timed(async () => (full = await runLedgerVerification(pool, { full: true })));
+      if (full!.violations.length > 0) throw new Error(`verify-ledger --full found violations in the seeded data:\n${JSON.stringify(full!.violations, null, 2)}`);
+      console.log(`verify-ledger --full on the seeded data: OK (${full!.accountsChecked} accounts)`);
+      results.set(ROWS[6], { samples: [fullMs], note: `${full!.accountsChecked} accounts` });
+    }
     const perDay = Math.max(5, Math.floor(size.jobs / 365));
     const incremental: number[] = [];
     let checked = 0;
@@ -174,8 +183,10 @@ async function measureSize(adminUrl: string, name: string, size: SeedSize): Prom
       if (r!.mode !== 'incremental' || r!.violations.length > 0) throw new Error(`incremental verify-ledger: ${JSON.stringify(r)}`);
       checked = r!.accountsChecked;
     }
-    console.log(`verify-ledger incremental: OK (${VERIFY_ROUNDS} rounds, ${checked} accounts each)`);
-    results.set(ROWS[7], { samples: incremental, note: `${checked} accounts changed` });
+    if (VERIFY_ROUNDS > 0) {
+      console.log(`verify-ledger incremental: OK (${VERIFY_ROUNDS} rounds, ${checked} accounts each)`);
+      results.set(ROWS[7], { samples: incremental, note: `${checked} accounts changed` });
+    }
 
     const dir = mkdtempSync(path.join(tmpdir(), 'rendio-scale-'));
     try {
@@ -220,17 +231,17 @@ async function main() {
   const measured: Array<{ size: SeedSize; results: Results; summary: string }> = [];
   let kept: string | undefined;
   for (const [i, size] of SIZES.entries()) {
-    const name = `rendio_scale_${Date.now().toString(36)}_${i}`;
+    const name = args.reuse ?? `rendio_scale_${Date.now().toString(36)}_${i}`;
     let measuredSize;
     try {
       measuredSize = await measureSize(adminUrl, name, size);
     } catch (err) {
-      await adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => undefined);
+      if (!args.reuse) await adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => undefined);
       throw err;
     }
     const { results, url, summary } = measuredSize;
     measured.push({ size, results, summary });
-    if (args.keep && i === SIZES.length - 1) kept = url;
+    if (args.reuse || (args.keep && i === SIZES.length - 1)) kept = url;
     else await adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
   }
   const version = (await adminQuery(adminUrl, 'SHOW server_version')).rows[0].server_version as string;
