@@ -152,8 +152,8 @@ describe('dead workers and scheduled retries', () => {
     const metrics = await t().services.metrics.registry.metrics();
     expect(metrics).toMatch(/rendio_provider_submissions_total\{provider="fal",outcome="orphan_adopted"\} 1/);
     expect(metrics).toMatch(/rendio_provider_submissions_total\{provider="fal",outcome="lost"\} 1/);
-    // At least this job's cancel (the first test's dead call may be counted too, whenever its cancel ran).
-    expect(Number(/rendio_provider_cancels_total\{provider="fal",answer="cancelled"\} (\d+)/.exec(metrics)?.[1] ?? 0)).toBeGreaterThanOrEqual(1);
+    // At least this one (the first test's dead call ends up redundant too, and its queued cancel may have run or not yet).
+    expect(metrics).toMatch(/rendio_provider_cancels_total\{provider="fal",answer="cancelled"\} [1-9]/);
     expect(metrics).not.toMatch(/rendio_provider_duplicates_billed_total\{provider="fal"\} [1-9]/);
     // Charged once.
     const captures = await t().db.query("SELECT count(*)::int AS n FROM ledger_entries WHERE job_id = $1 AND kind = 'capture'", [jobId]);
