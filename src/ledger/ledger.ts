@@ -183,12 +183,28 @@ export async function getAccount(db: Queryable, userId: string): Promise<Account
   return state(rows[0].balance, rows[0].held);
 }
 
-/** The initial free credits. At most once per user (unique index); applied=false the second time. */
+/**
+ * The initial free credits of a device, given to the guest onboarded from it: at most once per
+ * guest (unique index; applied=false the second time), and each guest belongs to one device, so
+ * once per device. A guest that merged into an account before its (pending) grant completed gets
+ * it on its own account and hands it on at once, as its merge would have: a merge_out / merge_in
+ * pair to its current owner. So an account holding its own grant still receives the grant of every
+ * device whose guest merged into it, and the one-grant-per-user index keeps saying "never twice".
+ */
 export async function grant(db: Queryable, input: { userId: string; amount: number; reason?: string }): Promise<EntryResult> {
   assertPositiveInt(input.amount, 'grant amount');
   return withTransaction(db, async (tx) => {
     const { ownerId, account } = await lockOpenOwner(tx, input.userId);
-    return writeEntry(tx, ownerId, account, { kind: 'grant', amount: input.amount, reason: input.reason });
+    const entry = { kind: 'grant' as const, amount: input.amount, reason: input.reason };
+    if (ownerId === input.userId) return writeEntry(tx, ownerId, account, entry);
+    // Lock order: the owner's users row and account (above), then the tombstone's account, which
+    // nothing else locks any more (its merge is over; everything else lands on the owner).
+    const guest = await lockAccount(tx, input.userId);
+    const granted = await writeEntry(tx, input.userId, guest, entry);
+    if (!granted.applied) return { applied: false, account };
+    const reason = `merge ${input.userId} → ${ownerId} (its free grant, completed after the merge)`;
+    await writeEntry(tx, input.userId, granted.account, { kind: 'merge_out', amount: -input.amount, reason });
+    return writeEntry(tx, ownerId, account, { kind: 'merge_in', amount: input.amount, reason });
   });
 }
 
