@@ -147,14 +147,14 @@ describe('grant and claw back credits', () => {
     expect(await credits(g)).toBe(6);
     const r = await t().json(clawback(admin, g.userId, { amount: 8, reason: 'chargeback' }));
     expect(r.action).toMatchObject({ action: 'clawback_credits', amount: 8 });
-    expect(r.action.after).toMatchObject({ balance: 4, held: 4, available: 0, shortfall: 2 });
+    expect(r.action.after).toMatchObject({ balance: 4, held: 4, available: 0, shortfall: 2, debt: 2 });
     const account = await ledger.getAccount(t().db, g.userId);
-    expect(account).toEqual({ balance: 4, held: 4, available: 0 });
+    expect(account).toEqual({ balance: 4, held: 4, available: 0, debt: 2 });
     const { rows } = await t().db.query("SELECT amount, shortfall FROM ledger_entries WHERE user_id = $1 AND kind = 'admin_clawback'", [g.userId]);
     expect(rows).toEqual([{ amount: -6, shortfall: 2 }]);
     // Nothing left to take: recorded, moves nothing.
     const empty = await t().json(clawback(admin, g.userId, { amount: 1, reason: 'again' }));
-    expect(empty.action.after).toMatchObject({ balance: 4, shortfall: 1 });
+    expect(empty.action.after).toMatchObject({ balance: 4, shortfall: 1, debt: 3 });
   });
 
   it('verify-ledger sees an admin entry that disagrees with its audit row', async () => {
