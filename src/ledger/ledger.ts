@@ -73,12 +73,11 @@ const state = (balance: number, held: number, debt = 0): AccountState => ({ bala
  * it (pure: the admin audit row predicts with it what the ledger will write). A debt is paid from
  * whatever becomes available before anything else can use it.
  */
-export function settle(a: AccountState, amount: number, debtDelta = 0, heldDelta = 0): AccountState {
+export function settle(a: AccountState, amount: number, debtDelta = 0): AccountState {
   const balance = a.balance + amount;
-  const held = a.held + heldDelta;
   const debt = a.debt + debtDelta;
-  const collected = Math.max(0, Math.min(debt, balance - held));
-  return state(balance - collected, held, debt - collected);
+  const collected = Math.max(0, Math.min(debt, balance - a.held));
+  return state(balance - collected, a.held, debt - collected);
 }
 
 function assertPositiveInt(n: number, what: string): void {
