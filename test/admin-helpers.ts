@@ -13,6 +13,8 @@ export interface TestAdmin {
   email: string;
   token: string;
   totpSecret: string | null;
+  /** The one-time code it signed in with (TOTP admins). */
+  signedInWith?: string;
 }
 
 let hash: Promise<string> | undefined;
@@ -26,7 +28,7 @@ export async function createAdmin(t: TestApp, opts: { email?: string; totp?: boo
   if (opts.signIn === false) return { id: row.id, email, token: '', totpSecret };
   const totp = totpSecret ? totpCode(totpSecret) : undefined;
   const body = await t.json(t.post('/admin/api/login', { body: { email, password: ADMIN_PASSWORD, totp } }));
-  return { id: row.id, email, token: body.token, totpSecret };
+  return { id: row.id, email, token: body.token, totpSecret, signedInWith: totp };
 }
 
 export const totpCode = (secret: string) => new OTPAuth.TOTP({ secret: OTPAuth.Secret.fromBase32(secret) }).generate();

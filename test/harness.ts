@@ -5,6 +5,7 @@ import { buildApp, type App } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import type { Runner } from 'graphile-worker';
 import { createPool } from '../src/db/pool.js';
+import * as jobsDb from '../src/db/queries/video-jobs.js';
 import { createWorkerPool, startWorker } from '../src/jobs/worker.js';
 import type { ProviderAdapter, ProviderName } from '../src/providers/types.js';
 import { verifyLedger } from '../src/ledger/verify.js';
@@ -107,6 +108,22 @@ export class TestApp {
   async stopWorker(): Promise<void> {
     await this.worker?.stop();
     this.worker = undefined;
+  }
+
+  /**
+   * Completes a job deterministically, without the worker: the same service-layer steps the worker
+   * would run, minus the waiting. submit() hands the job to the simulator (in-process, instant);
+   * applyStatus() with the simulator's own 'succeeded' output is exactly what a poll would apply
+   * (it marks the job ingesting); ingest() copies the simulator's sample video and captures the hold
+   * in the completing transaction. Returns the job's status after (or 'missing').
+   */
+  async completeJobNow(jobId: string): Promise<string> {
+    await this.services.jobs.submit(jobId);
+    const row = await jobsDb.findJob(this.db, jobId);
+    if (!row) return 'missing';
+    await this.services.jobs.applyStatus(row, { state: 'succeeded', output: { videoUrl: 'simulator://sample.mp4', thumbnailUrl: 'simulator://sample.jpg' } });
+    await this.services.jobs.ingest(jobId);
+    return (await jobsDb.findJob(this.db, jobId))?.status ?? 'missing';
   }
 
   /** Waits until the job reaches one of the states (public API view), failing with its last state. */

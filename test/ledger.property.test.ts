@@ -97,11 +97,19 @@ async function run(db: Queryable, w: World, op: Op): Promise<string> {
 class Model {
   balance = Array(USERS).fill(0) as number[];
   held = Array(USERS).fill(0) as number[];
+  /** What clawbacks could not take (credits held): paid first from whatever becomes available. */
+  debt = Array(USERS).fill(0) as number[];
   granted = new Set<number>();
   purchases = new Map<number, { user: number; amount: number }>();
   clawedBack = new Set<number>();
   holds: { user: number; amount: number; open: boolean }[] = [];
   available = (u: number) => this.balance[u]! - this.held[u]!;
+  private collect(u: number): string {
+    const paid = Math.min(this.debt[u]!, this.available(u));
+    this.balance[u]! -= paid;
+    this.debt[u]! -= paid;
+    return 'ok';
+  }
 
   apply(op: Op): string {
     switch (op.kind) {
@@ -109,12 +117,12 @@ class Model {
         if (this.granted.has(op.user)) return 'dup';
         this.granted.add(op.user);
         this.balance[op.user]! += op.amount;
-        return 'ok';
+        return this.collect(op.user);
       case 'purchase':
         if (this.purchases.has(op.tx)) return 'dup';
         this.purchases.set(op.tx, { user: op.user, amount: op.amount });
         this.balance[op.user]! += op.amount;
-        return 'ok';
+        return this.collect(op.user);
       case 'hold':
         if (this.available(op.user) < op.amount) return 'insufficient';
         this.held[op.user]! += op.amount;
@@ -128,20 +136,22 @@ class Model {
         h.open = false;
         this.held[h.user]! -= h.amount;
         if (op.kind === 'capture') this.balance[h.user]! -= Math.floor(h.amount * op.part);
-        return 'ok';
+        return this.collect(h.user);
       }
       case 'clawback': {
         const p = this.purchases.get(op.tx);
         if (!p) return 'nopurchase';
         if (this.clawedBack.has(op.tx)) return 'dup';
         this.clawedBack.add(op.tx);
-        this.balance[p.user]! -= Math.min(p.amount, this.available(p.user));
+        const take = Math.min(p.amount, this.available(p.user));
+        this.balance[p.user]! -= take;
+        this.debt[p.user]! += p.amount - take;
         return 'ok';
       }
       case 'adjust':
         if (op.amount < 0 && this.available(op.user) < -op.amount) return 'insufficient';
         this.balance[op.user]! += op.amount;
-        return 'ok';
+        return this.collect(op.user);
     }
   }
 }
@@ -164,6 +174,7 @@ describe('ledger properties', () => {
             balance: model.balance[u],
             held: model.held[u],
             available: model.balance[u]! - model.held[u]!,
+            debt: model.debt[u],
           });
         }
       }),

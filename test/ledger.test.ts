@@ -19,7 +19,7 @@ describe('ledger operations', () => {
     expect((await ledger.grant(t().db, { userId: u, amount: 10 })).applied).toBe(true);
     const second = await ledger.grant(t().db, { userId: u, amount: 10 });
     expect(second.applied).toBe(false);
-    expect(await ledger.getAccount(t().db, u)).toEqual({ balance: 10, held: 0, available: 10 });
+    expect(await ledger.getAccount(t().db, u)).toEqual({ balance: 10, held: 0, available: 10, debt: 0 });
   });
 
   it('credits a transaction id once, ever, and says to whom', async () => {
@@ -50,7 +50,7 @@ describe('ledger operations', () => {
     const err = await ledger.hold(t().db, { userId: u, amount: 4, jobId: randomUUID() }).catch((e) => e);
     expect(err).toBeInstanceOf(InsufficientCredits);
     expect(err).toMatchObject({ required: 4, available: 2 });
-    expect(await ledger.getAccount(t().db, u)).toEqual({ balance: 10, held: 8, available: 2 });
+    expect(await ledger.getAccount(t().db, u)).toEqual({ balance: 10, held: 8, available: 2, debt: 0 });
   });
 
   it('one hold per job: holding again for the same job returns the same hold', async () => {
@@ -67,10 +67,10 @@ describe('ledger operations', () => {
     const u = await newAccount();
     await ledger.grant(t().db, { userId: u, amount: 10 });
     const { holdId } = await ledger.hold(t().db, { userId: u, amount: 8, jobId: randomUUID() });
-    expect(await ledger.capture(t().db, { holdId })).toEqual({ balance: 2, held: 0, available: 2 });
+    expect(await ledger.capture(t().db, { holdId })).toEqual({ balance: 2, held: 0, available: 2, debt: 0 });
     await expect(ledger.capture(t().db, { holdId })).rejects.toBeInstanceOf(HoldAlreadyResolved);
     await expect(ledger.release(t().db, { holdId })).rejects.toBeInstanceOf(HoldAlreadyResolved);
-    expect(await ledger.getAccount(t().db, u)).toEqual({ balance: 2, held: 0, available: 2 });
+    expect(await ledger.getAccount(t().db, u)).toEqual({ balance: 2, held: 0, available: 2, debt: 0 });
   });
 
   it('racing capture and release of one hold: exactly one wins', async () => {
@@ -91,7 +91,7 @@ describe('ledger operations', () => {
     const u = await newAccount();
     await ledger.grant(t().db, { userId: u, amount: 10 });
     const { holdId } = await ledger.hold(t().db, { userId: u, amount: 8, jobId: randomUUID() });
-    expect(await ledger.capture(t().db, { holdId, amount: 5 })).toEqual({ balance: 5, held: 0, available: 5 });
+    expect(await ledger.capture(t().db, { holdId, amount: 5 })).toEqual({ balance: 5, held: 0, available: 5, debt: 0 });
     await expect(ledger.capture(t().db, { holdId: (await ledger.hold(t().db, { userId: u, amount: 2, jobId: randomUUID() })).holdId, amount: 3 }))
       .rejects.toBeInstanceOf(InvalidAmount);
   });
@@ -100,10 +100,10 @@ describe('ledger operations', () => {
     const u = await newAccount();
     await ledger.grant(t().db, { userId: u, amount: 10 });
     const { holdId } = await ledger.hold(t().db, { userId: u, amount: 10, jobId: randomUUID() });
-    expect(await ledger.release(t().db, { holdId, reason: 'provider failed' })).toEqual({ balance: 10, held: 0, available: 10 });
+    expect(await ledger.release(t().db, { holdId, reason: 'provider failed' })).toEqual({ balance: 10, held: 0, available: 10, debt: 0 });
   });
 
-  it('a clawback never goes below zero nor into held credits, and records the shortfall once', async () => {
+  it('a clawback never goes below zero nor into held credits, and records the shortfall once, as debt', async () => {
     const u = await newAccount();
     const tx = `tx-${randomUUID()}`;
     await ledger.purchase(t().db, { userId: u, amount: 25, transactionId: tx });
@@ -112,7 +112,7 @@ describe('ledger operations', () => {
     await ledger.capture(t().db, { holdId: spend.holdId }); // balance 10, held 5, available 5
     const r = await ledger.clawback(t().db, { userId: u, transactionId: tx, amount: 25 });
     expect(r).toMatchObject({ applied: true, clawedBack: 5, shortfall: 20 });
-    expect(await ledger.getAccount(t().db, u)).toEqual({ balance: 5, held: 5, available: 0 });
+    expect(await ledger.getAccount(t().db, u)).toEqual({ balance: 5, held: 5, available: 0, debt: 20 });
     expect(await ledger.clawback(t().db, { userId: u, transactionId: tx, amount: 25 })).toMatchObject({ applied: false, clawedBack: 0 });
     const entry = await t().db.query("SELECT shortfall FROM ledger_entries WHERE kind = 'refund_clawback' AND transaction_id = $1", [tx]);
     expect(entry.rows).toEqual([{ shortfall: 20 }]);

@@ -10,7 +10,7 @@ describe('credits and profile', () => {
   it('get-user-credits: {credits_remaining: Int} for the token owner (ios-app.md §2.7)', async () => {
     const g = await t().createGuest();
     const body = await t().json(t().get(`/functions/v1/get-user-credits?user_id=${g.userId}`, { token: g.accessToken }));
-    expect(body).toEqual({ credits_remaining: 10, balance: 10, held: 0 });
+    expect(body).toEqual({ credits_remaining: 10, balance: 10, held: 0, debt: 0 });
     // The user_id parameter is optional with a token.
     expect(await t().json(t().get('/functions/v1/get-user-credits', { token: g.accessToken }))).toMatchObject({ credits_remaining: 10 });
   });

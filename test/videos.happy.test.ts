@@ -18,7 +18,7 @@ describe('video generation with the simulator and the real worker', () => {
     expect(done.created_at).toMatch(ISO);
 
     const credits = await t().json(t().get('/functions/v1/get-user-credits', { token: g.accessToken }));
-    expect(credits).toEqual({ credits_remaining: 9, balance: 9, held: 0 });
+    expect(credits).toEqual({ credits_remaining: 9, balance: 9, held: 0, debt: 0 });
 
     const video = await fetchLocal(t(), done.video_url);
     expect(video.status).toBe(200);

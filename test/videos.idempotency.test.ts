@@ -41,7 +41,7 @@ describe('generate-video: idempotency, concurrency and validation', () => {
     const refused = (await responses.find((r) => r.status === 402)!.json()) as any;
     expect(refused.error).toMatchObject({ code: 'ERR_4001', details: { required: 1, available: 0 } });
     expect(await jobsOf(g.userId)).toBe(7);
-    expect(await ledger.getAccount(t().db, g.userId)).toEqual({ balance: 7, held: 7, available: 0 });
+    expect(await ledger.getAccount(t().db, g.userId)).toEqual({ balance: 7, held: 7, available: 0, debt: 0 });
   });
 
   it('the same key with a different body is 422 and moves nothing', async () => {

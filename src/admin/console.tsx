@@ -395,6 +395,7 @@ export function registerAdminConsole(app: OpenAPIHono<AppEnv>, s: Services) {
           <Card label="Available" id="available">{user.available}</Card>
           <Card label="Balance" id="balance">{user.balance}</Card>
           <Card label="Held by running jobs" id="held">{user.held}</Card>
+          <Card label="Owed (paid first from releases and credits)" id="debt">{user.debt}</Card>
           <div class="card">
             <span class="muted">Standing</span>
             <b id="standing" class={user.banned_at ? 'banned' : ''}>
@@ -451,7 +452,10 @@ export function registerAdminConsole(app: OpenAPIHono<AppEnv>, s: Services) {
         </table>
         <h2>Ledger (latest 50)</h2>
         <table id="ledger">
-          <Head cols={['#', 'When', 'Kind', 'Amount', 'Held Δ', 'Balance after', 'Held after', 'Reason', 'Ref']} num={['Amount', 'Held Δ', 'Balance after', 'Held after']} />
+          <Head
+            cols={['#', 'When', 'Kind', 'Amount', 'Held Δ', 'Balance after', 'Held after', 'Owed after', 'Reason', 'Ref']}
+            num={['Amount', 'Held Δ', 'Balance after', 'Held after', 'Owed after']}
+          />
           <tbody>
             {entries.map((e) => (
               <tr data-kind={e.kind}>
@@ -462,12 +466,23 @@ export function registerAdminConsole(app: OpenAPIHono<AppEnv>, s: Services) {
                 <td class="num">{e.held_delta}</td>
                 <td class="num">{e.balance_after}</td>
                 <td class="num">{e.held_after}</td>
+                <td class="num">{e.debt_after}</td>
                 <td>
                   {e.reason ?? ''}
                   {e.shortfall > 0 ? ` (shortfall ${e.shortfall})` : ''}
                 </td>
                 <td>
-                  {e.job_id ? <a href={`/admin/jobs/${e.job_id}`}>job</a> : e.transaction_id ? <code>{e.transaction_id}</code> : e.admin_action_id ? `audit #${e.admin_action_id}` : ''}
+                  {e.job_id ? (
+                    <a href={`/admin/jobs/${e.job_id}`}>job</a>
+                  ) : e.transaction_id ? (
+                    <code>{e.transaction_id}</code>
+                  ) : e.admin_action_id ? (
+                    `audit #${e.admin_action_id}`
+                  ) : e.debt_of ? (
+                    `debt of #${e.debt_of}`
+                  ) : (
+                    ''
+                  )}
                 </td>
               </tr>
             ))}

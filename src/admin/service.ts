@@ -45,7 +45,7 @@ const clawback = (a: ledger.AccountState, amount: number) => {
   const { taken, shortfall } = ledger.clawbackTake(a, amount);
   return { delta: -taken, shortfall };
 };
-const accountState = (a: ledger.AccountState) => ({ balance: a.balance, held: a.held, available: a.available });
+const accountState = (a: ledger.AccountState) => ({ balance: a.balance, held: a.held, available: a.available, debt: a.debt });
 const MODEL_AUDITED = ['is_available', 'is_featured', 'cost_per_generation', 'credits_per_second'] as const;
 const modelState = (m: ModelRow) => Object.fromEntries(MODEL_AUDITED.map((k) => [k, m[k] ?? null]));
 
@@ -86,7 +86,8 @@ export class AdminService {
       if (owner.closed) throw new TargetAccountClosed(req.userId);
       const before = owner.account;
       const take = action === 'grant_credits' ? { delta: req.amount, shortfall: 0 } : clawback(before, req.amount);
-      const balanceAfter = before.balance + take.delta;
+      // A shortfall is owed; a grant (like any credit) pays what is owed first.
+      const after = ledger.settle(before, take.delta, take.shortfall);
       const inserted = await adminDb.insertAdminAction(tx, {
         adminId: actor.adminId,
         action,
@@ -99,9 +100,7 @@ export class AdminService {
         fingerprint,
         before: { ...accountState(before), owner_id: owner.ownerId },
         after: {
-          balance: balanceAfter,
-          held: before.held,
-          available: balanceAfter - before.held,
+          ...accountState(after),
           owner_id: owner.ownerId,
           // What a clawback could not take (it never goes below zero nor into held credits).
           ...(action === 'clawback_credits' ? { shortfall: take.shortfall } : {}),
@@ -111,7 +110,7 @@ export class AdminService {
       if (!inserted) return replay();
       const input = { userId: req.userId, amount: req.amount, adminActionId: inserted.id, reason: req.reason };
       const moved = action === 'grant_credits' ? await ledger.adminGrant(tx, input) : await ledger.adminClawback(tx, input);
-      if (!moved.applied || moved.account.balance !== balanceAfter) throw new Error(`admin action ${inserted.id}: the ledger disagrees with its audit row`);
+      if (!moved.applied || moved.account.balance !== after.balance || moved.account.debt !== after.debt) throw new Error(`admin action ${inserted.id}: the ledger disagrees with its audit row`);
       return { replayed: false, action: inserted };
     });
   }

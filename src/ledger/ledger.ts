@@ -7,7 +7,9 @@ import { AccountClosed, AccountNotFound, HoldAlreadyResolved, HoldNotFound, Insu
  * held_after, update the totals. Uniqueness rules live in the database (partial unique indexes),
  * so a duplicate grant or purchase is detected by the insert itself, never by check-then-act.
  *
- * balance = credits owned; held = credits reserved by open holds; available = balance - held.
+ * balance = credits owned; held = credits reserved by open holds; available = balance - held;
+ * debt = what clawbacks could not take because the credits were held (see writeEntry): while
+ * anything is owed, nothing is available, and every release or credit pays the debt first.
  *
  * Credits always land on a user's current OWNER: the end of its merge chain (a guest merged into an
  * Apple account is a tombstone that must hold nothing). Lock order, everywhere (docs/ARCHITECTURE.md):
@@ -19,6 +21,7 @@ export interface AccountState {
   balance: number;
   held: number;
   available: number;
+  debt: number;
 }
 
 type EntryKind =
@@ -34,7 +37,11 @@ type EntryKind =
   | 'merge_out'
   | 'forfeit'
   | 'admin_grant'
-  | 'admin_clawback';
+  | 'admin_clawback'
+  | 'debt_collection'
+  | 'debt_reversal'
+  | 'debt_merge_out'
+  | 'debt_merge_in';
 
 interface EntryInput {
   kind: EntryKind;
@@ -47,6 +54,10 @@ interface EntryInput {
   reason?: string;
   shortfall?: number;
   refundRound?: number;
+  /** Change to the account's debt (a clawback's shortfall; a merge moving it; a payment). */
+  debtDelta?: number;
+  /** The clawback entry whose debt a debt_collection / debt_reversal pays or cancels. */
+  debtOf?: string;
 }
 
 export interface EntryResult {
@@ -55,7 +66,19 @@ export interface EntryResult {
   account: AccountState;
 }
 
-const state = (balance: number, held: number): AccountState => ({ balance, held, available: balance - held });
+const state = (balance: number, held: number, debt = 0): AccountState => ({ balance, held, available: balance - held, debt });
+
+/**
+ * The account after an entry moving `amount` and `debtDelta`, and the debt collection that follows
+ * it (pure: the admin audit row predicts with it what the ledger will write). A debt is paid from
+ * whatever becomes available before anything else can use it.
+ */
+export function settle(a: AccountState, amount: number, debtDelta = 0): AccountState {
+  const balance = a.balance + amount;
+  const debt = a.debt + debtDelta;
+  const collected = Math.max(0, Math.min(debt, balance - a.held));
+  return state(balance - collected, a.held, debt - collected);
+}
 
 function assertPositiveInt(n: number, what: string): void {
   if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidAmount(`${what} must be a positive integer, got ${n}`);
@@ -78,8 +101,8 @@ export interface LockedOwner {
 export async function lockOwner(db: Queryable, userId: string): Promise<LockedOwner> {
   for (let hops = 0; hops < 64; hops++) {
     // One round trip, locks in the order of the FROM list: the users row, then its account.
-    const { rows } = await db.query<{ id: string; merged_into: string | null; closed: boolean; balance: number; held: number }>(
-      `SELECT u.id, u.merged_into, u.deleted_at IS NOT NULL AS closed, a.balance, a.held
+    const { rows } = await db.query<{ id: string; merged_into: string | null; closed: boolean; balance: number; held: number; debt: number }>(
+      `SELECT u.id, u.merged_into, u.deleted_at IS NOT NULL AS closed, a.balance, a.held, a.debt
          FROM users u JOIN credit_accounts a ON a.user_id = u.id
         WHERE u.id = user_current_owner($1)
           FOR KEY SHARE OF u FOR UPDATE OF a`,
@@ -88,7 +111,7 @@ export async function lockOwner(db: Queryable, userId: string): Promise<LockedOw
     const owner = rows[0];
     if (!owner) throw new AccountNotFound(userId);
     if (owner.merged_into) continue; // merged while we waited for its lock: follow it
-    return { ownerId: owner.id, closed: owner.closed, account: state(owner.balance, owner.held) };
+    return { ownerId: owner.id, closed: owner.closed, account: state(owner.balance, owner.held, owner.debt) };
   }
   throw new Error(`merge chain of ${userId} does not end`);
 }
@@ -116,32 +139,52 @@ export async function currentOwner(db: Queryable, userId: string): Promise<strin
 }
 
 async function lockAccount(tx: Queryable, userId: string): Promise<AccountState> {
-  const { rows } = await tx.query<{ balance: number; held: number }>(
-    'SELECT balance, held FROM credit_accounts WHERE user_id = $1 FOR UPDATE',
+  const { rows } = await tx.query<{ balance: number; held: number; debt: number }>(
+    'SELECT balance, held, debt FROM credit_accounts WHERE user_id = $1 FOR UPDATE',
     [userId],
   );
   const row = rows[0];
   if (!row) throw new AccountNotFound(userId);
-  return state(row.balance, row.held);
+  return state(row.balance, row.held, row.debt);
 }
 
 /**
  * Writes one entry against an account already locked by the caller. The entry is inserted
  * first with ON CONFLICT DO NOTHING: if a unique index says it exists (second grant, reused
- * transaction id, second capture), nothing is updated and applied=false.
+ * transaction id, second capture), nothing is updated and applied=false. When the entry leaves
+ * credits available while the account owes a debt, the debt is collected from them at once
+ * (collectDebt), before the totals are stored: an account never has both.
+ * alsoOwing: a guest being merged in, whose debts this account takes on with this entry.
  */
-async function writeEntry(tx: Queryable, userId: string, current: AccountState, e: EntryInput): Promise<EntryResult> {
+async function writeEntry(tx: Queryable, userId: string, current: AccountState, e: EntryInput, alsoOwing?: string): Promise<EntryResult> {
+  const written = await insertEntry(tx, userId, current, e);
+  if (!written) return { applied: false, account: current };
+  const account = written.debt > 0 && written.available > 0 ? await collectDebt(tx, userId, written, alsoOwing) : written;
+  await tx.query('UPDATE credit_accounts SET balance = $2, held = $3, debt = $4, updated_at = now() WHERE user_id = $1', [
+    userId,
+    account.balance,
+    account.held,
+    account.debt,
+  ]);
+  return { applied: true, account };
+}
+
+/** Inserts one entry carrying the running totals; undefined when a unique index says it exists. */
+async function insertEntry(tx: Queryable, userId: string, current: AccountState, e: EntryInput): Promise<AccountState | undefined> {
   const heldDelta = e.heldDelta ?? 0;
+  const debtDelta = e.debtDelta ?? 0;
   const balance = current.balance + e.amount;
   const held = current.held + heldDelta;
-  if (balance < 0 || held < 0 || held > balance) {
+  const debt = current.debt + debtDelta;
+  if (balance < 0 || held < 0 || held > balance || debt < 0) {
     // Callers check availability first; reaching this is a bug, and the CHECKs would stop it anyway.
     throw new InsufficientCredits(Math.max(-e.amount, heldDelta), current.available);
   }
   const inserted = await tx.query(
     `INSERT INTO ledger_entries
-       (user_id, kind, amount, held_delta, hold_id, job_id, transaction_id, admin_action_id, reason, shortfall, refund_round, balance_after, held_after)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+       (user_id, kind, amount, held_delta, hold_id, job_id, transaction_id, admin_action_id, reason, shortfall, refund_round,
+        balance_after, held_after, debt_delta, debt_after, debt_of)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
      ON CONFLICT DO NOTHING
      RETURNING id`,
     [
@@ -158,15 +201,54 @@ async function writeEntry(tx: Queryable, userId: string, current: AccountState, 
       e.refundRound ?? null,
       balance,
       held,
+      debtDelta,
+      debt,
+      e.debtOf ?? null,
     ],
   );
-  if (inserted.rowCount === 0) return { applied: false, account: current };
-  await tx.query('UPDATE credit_accounts SET balance = $2, held = $3, updated_at = now() WHERE user_id = $1', [
-    userId,
-    balance,
-    held,
-  ]);
-  return { applied: true, account: state(balance, held) };
+  return inserted.rowCount === 0 ? undefined : state(balance, held, debt);
+}
+
+interface Debt {
+  /** The clawback entry that recorded it. */
+  id: string;
+  outstanding: number;
+  /** Paid from the account's credits and not given back (by a reversal of its refund). */
+  collected: number;
+}
+
+/**
+ * The debts recorded by clawbacks on this account or on guests merged into it (a merge moves the
+ * debt with the credits), with what is still owed and what was collected for each; oldest first.
+ */
+async function debtsOf(tx: Queryable, userId: string, alsoOwing?: string): Promise<Debt[]> {
+  const { rows } = await tx.query<Debt>(
+    `WITH RECURSIVE chain (id) AS (
+       SELECT $1::uuid UNION SELECT $2::uuid WHERE $2::uuid IS NOT NULL
+       UNION SELECT u.id FROM users u JOIN chain c ON u.merged_into = c.id)
+     SELECT c.id::text AS id,
+            c.debt_delta + coalesce(sum(p.debt_delta), 0)::int AS outstanding,
+            coalesce(sum(-p.amount), 0)::int AS collected
+       FROM ledger_entries c LEFT JOIN ledger_entries p ON p.debt_of = c.id
+      WHERE c.user_id IN (SELECT id FROM chain) AND c.kind IN ('refund_clawback', 'admin_clawback') AND c.debt_delta > 0
+      GROUP BY c.id ORDER BY c.id`,
+    [userId, alsoOwing ?? null],
+  );
+  return rows;
+}
+
+/** Pays the account's debts, oldest first, from what is available: one debt_collection entry per debt. */
+async function collectDebt(tx: Queryable, userId: string, account: AccountState, alsoOwing?: string): Promise<AccountState> {
+  let left = Math.min(account.debt, account.available);
+  for (const d of await debtsOf(tx, userId, alsoOwing)) {
+    const take = Math.min(left, d.outstanding);
+    if (take <= 0) continue;
+    account = (await insertEntry(tx, userId, account, { kind: 'debt_collection', amount: -take, debtDelta: -take, debtOf: d.id }))!;
+    left -= take;
+  }
+  // The debt total and the clawbacks that recorded it disagree: a bug that verify-ledger names.
+  if (left > 0) throw new Error(`account ${userId}: debt ${account.debt} is not owed to any clawback`);
+  return account;
 }
 
 /** Creates the (empty) account for a new user; a no-op when it exists. */
@@ -175,20 +257,36 @@ export async function openAccount(db: Queryable, userId: string): Promise<void> 
 }
 
 export async function getAccount(db: Queryable, userId: string): Promise<AccountState> {
-  const { rows } = await db.query<{ balance: number; held: number }>(
-    'SELECT balance, held FROM credit_accounts WHERE user_id = $1',
+  const { rows } = await db.query<{ balance: number; held: number; debt: number }>(
+    'SELECT balance, held, debt FROM credit_accounts WHERE user_id = $1',
     [userId],
   );
   if (!rows[0]) throw new AccountNotFound(userId);
-  return state(rows[0].balance, rows[0].held);
+  return state(rows[0].balance, rows[0].held, rows[0].debt);
 }
 
-/** The initial free credits. At most once per user (unique index); applied=false the second time. */
+/**
+ * The initial free credits of a device, given to the guest onboarded from it: at most once per
+ * guest (unique index; applied=false the second time), and each guest belongs to one device, so
+ * once per device. A guest that merged into an account before its (pending) grant completed gets
+ * it on its own account and hands it on at once, as its merge would have: a merge_out / merge_in
+ * pair to its current owner. So an account holding its own grant still receives the grant of every
+ * device whose guest merged into it, and the one-grant-per-user index keeps saying "never twice".
+ */
 export async function grant(db: Queryable, input: { userId: string; amount: number; reason?: string }): Promise<EntryResult> {
   assertPositiveInt(input.amount, 'grant amount');
   return withTransaction(db, async (tx) => {
     const { ownerId, account } = await lockOpenOwner(tx, input.userId);
-    return writeEntry(tx, ownerId, account, { kind: 'grant', amount: input.amount, reason: input.reason });
+    const entry = { kind: 'grant' as const, amount: input.amount, reason: input.reason };
+    if (ownerId === input.userId) return writeEntry(tx, ownerId, account, entry);
+    // Lock order: the owner's users row and account (above), then the tombstone's account, which
+    // nothing else locks any more (its merge is over; everything else lands on the owner).
+    const guest = await lockAccount(tx, input.userId);
+    const granted = await writeEntry(tx, input.userId, guest, entry);
+    if (!granted.applied) return { applied: false, account };
+    const reason = `merge ${input.userId} → ${ownerId} (its free grant, completed after the merge)`;
+    await writeEntry(tx, input.userId, granted.account, { kind: 'merge_out', amount: -input.amount, reason });
+    return writeEntry(tx, ownerId, account, { kind: 'merge_in', amount: input.amount, reason });
   });
 }
 
@@ -333,17 +431,22 @@ export interface ClawbackResult extends EntryResult {
 }
 
 /** Where a transaction's refunds stand: rounds clawed back and rounds reversed (each at most once). */
-async function refundRounds(tx: Queryable, transactionId: string): Promise<{ clawbacks: number; reversals: number; lastClawedBack: number }> {
-  const { rows } = await tx.query<{ clawbacks: number; reversals: number; last_clawed_back: number | null }>(
+async function refundRounds(
+  tx: Queryable,
+  transactionId: string,
+): Promise<{ clawbacks: number; reversals: number; lastClawedBack: number; lastClawback: string | null }> {
+  const { rows } = await tx.query<{ clawbacks: number; reversals: number; last_clawed_back: number | null; last_clawback: string | null }>(
     `SELECT count(*) FILTER (WHERE kind = 'refund_clawback')::int AS clawbacks,
             count(*) FILTER (WHERE kind = 'refund_reversal')::int AS reversals,
             (SELECT -amount FROM ledger_entries
-              WHERE transaction_id = $1 AND kind = 'refund_clawback' ORDER BY refund_round DESC LIMIT 1) AS last_clawed_back
+              WHERE transaction_id = $1 AND kind = 'refund_clawback' ORDER BY refund_round DESC LIMIT 1) AS last_clawed_back,
+            (SELECT id::text FROM ledger_entries
+              WHERE transaction_id = $1 AND kind = 'refund_clawback' ORDER BY refund_round DESC LIMIT 1) AS last_clawback
        FROM ledger_entries WHERE transaction_id = $1 AND kind IN ('refund_clawback', 'refund_reversal')`,
     [transactionId],
   );
   const r = rows[0]!;
-  return { clawbacks: r.clawbacks, reversals: r.reversals, lastClawedBack: r.last_clawed_back ?? 0 };
+  return { clawbacks: r.clawbacks, reversals: r.reversals, lastClawedBack: r.last_clawed_back ?? 0, lastClawback: r.last_clawback };
 }
 
 /** Whether the transaction's credits are currently taken back (a clawback not yet reversed). */
@@ -354,8 +457,10 @@ export async function isClawedBack(db: Queryable, transactionId: string): Promis
 
 /**
  * Takes back a refunded purchase from the buyer's current owner. Never below zero and never into
- * credits held by running jobs: what cannot be taken is recorded as shortfall. applied=false while
- * the transaction is already clawed back (a refund after a reversal opens a new round).
+ * credits held by running jobs: what cannot be taken is recorded as shortfall, and owed as the
+ * account's debt (paid from the next releases and credits; a deleted account owes nothing new).
+ * applied=false while the transaction is already clawed back (a refund after a reversal opens a
+ * new round).
  */
 export async function clawback(
   db: Queryable,
@@ -363,17 +468,17 @@ export async function clawback(
 ): Promise<ClawbackResult> {
   assertPositiveInt(input.amount, 'clawback amount');
   return withTransaction(db, async (tx) => {
-    const { ownerId, account } = await lockOwner(tx, input.userId);
+    const { ownerId, closed, account } = await lockOwner(tx, input.userId);
     const rounds = await refundRounds(tx, input.transactionId);
     if (rounds.clawbacks > rounds.reversals) return { applied: false, account, clawedBack: 0, shortfall: 0 };
-    const clawedBack = Math.min(input.amount, account.available);
-    const shortfall = input.amount - clawedBack;
+    const { taken: clawedBack, shortfall } = clawbackTake(account, input.amount);
     const result = await writeEntry(tx, ownerId, account, {
       kind: 'refund_clawback',
       amount: -clawedBack,
       transactionId: input.transactionId,
       reason: input.reason,
       shortfall,
+      debtDelta: closed ? 0 : shortfall,
       refundRound: rounds.clawbacks + 1,
     });
     return result.applied ? { ...result, clawedBack, shortfall } : { ...result, clawedBack: 0, shortfall: 0 };
@@ -381,9 +486,10 @@ export async function clawback(
 }
 
 /**
- * Apple reversed a refund: gives the buyer's current owner back exactly what the last clawback
- * took (not the shortfall it could not take; nothing to a deleted account, whose credits are
- * forfeit). applied=false when the transaction is not clawed back.
+ * Apple reversed a refund: first what the last clawback left owed is cancelled and what was
+ * collected for it since is given back (a debt_reversal entry), then exactly what the clawback took
+ * is given back. So the account ends as if the refund never happened (nothing to a deleted account,
+ * whose credits are forfeit). applied=false when the transaction is not clawed back.
  */
 export async function reverseClawback(
   db: Queryable,
@@ -393,15 +499,29 @@ export async function reverseClawback(
     const { ownerId, closed, account } = await lockOwner(tx, input.userId);
     const rounds = await refundRounds(tx, input.transactionId);
     if (rounds.clawbacks === rounds.reversals) return { applied: false, account, restored: 0 };
+    let current = account;
+    const debt = (await debtsOf(tx, ownerId)).find((d) => d.id === rounds.lastClawback);
+    const giveBack = closed ? 0 : (debt?.collected ?? 0);
+    if (debt && (debt.outstanding > 0 || giveBack > 0)) {
+      ({ account: current } = await writeEntry(tx, ownerId, current, {
+        kind: 'debt_reversal',
+        amount: giveBack,
+        debtDelta: -debt.outstanding,
+        debtOf: debt.id,
+        reason: 'refund reversed: its debt is cancelled and what was collected for it given back',
+      }));
+    }
     const restored = closed ? 0 : rounds.lastClawedBack;
-    const result = await writeEntry(tx, ownerId, account, {
+    const result = await writeEntry(tx, ownerId, current, {
       kind: 'refund_reversal',
       amount: restored,
       transactionId: input.transactionId,
       reason: closed ? `${input.reason ?? 'refund reversed'} (account deleted: nothing restored)` : input.reason,
       refundRound: rounds.clawbacks,
     });
-    return { ...result, restored: result.applied ? restored : 0 };
+    // The rounds were read under the account lock: a second reversal of this round cannot exist.
+    if (!result.applied) throw new RetryTransaction();
+    return { ...result, restored };
   });
 }
 
@@ -420,11 +540,20 @@ export async function mergeAccounts(db: Queryable, input: { fromUserId: string; 
       [second!, await lockAccount(tx, second!)],
     ]);
     const from = locked.get(input.fromUserId)!;
-    if (from.balance === 0) return { moved: 0, held: 0 };
+    if (from.balance === 0 && from.debt === 0) return { moved: 0, held: 0 };
     await tx.query("UPDATE credit_holds SET user_id = $2 WHERE user_id = $1 AND status = 'open'", [input.fromUserId, input.toUserId]);
     const reason = `merge ${input.fromUserId} → ${input.toUserId}`;
-    await writeEntry(tx, input.fromUserId, from, { kind: 'merge_out', amount: -from.balance, heldDelta: -from.held, reason });
-    await writeEntry(tx, input.toUserId, locked.get(input.toUserId)!, { kind: 'merge_in', amount: from.balance, heldDelta: from.held, reason });
+    // The guest's debt moves too (the guest had nothing available): the account pays it from what it has.
+    let guest = from;
+    let into = locked.get(input.toUserId)!;
+    if (from.debt > 0) {
+      ({ account: guest } = await writeEntry(tx, input.fromUserId, guest, { kind: 'debt_merge_out', amount: 0, debtDelta: -from.debt, reason }));
+      ({ account: into } = await writeEntry(tx, input.toUserId, into, { kind: 'debt_merge_in', amount: 0, debtDelta: from.debt, reason }, input.fromUserId));
+    }
+    if (from.balance > 0) {
+      await writeEntry(tx, input.fromUserId, guest, { kind: 'merge_out', amount: -from.balance, heldDelta: -from.held, reason });
+      await writeEntry(tx, input.toUserId, into, { kind: 'merge_in', amount: from.balance, heldDelta: from.held, reason }, input.fromUserId);
+    }
     return { moved: from.balance, held: from.held };
   });
 }
@@ -489,7 +618,7 @@ export async function adminGrant(
 
 /**
  * Credits taken back by an admin, clamped like an Apple refund (clawbackTake): what could not be
- * taken is recorded as the entry's shortfall. One entry per audit row, like adminGrant.
+ * taken is recorded as the entry's shortfall and owed as debt. One entry per audit row, like adminGrant.
  */
 export async function adminClawback(
   db: Queryable,
@@ -497,7 +626,7 @@ export async function adminClawback(
 ): Promise<ClawbackResult & { ownerId: string }> {
   assertPositiveInt(input.amount, 'clawback amount');
   return withTransaction(db, async (tx) => {
-    const { ownerId, account } = await lockOwner(tx, input.userId);
+    const { ownerId, closed, account } = await lockOwner(tx, input.userId);
     const { taken, shortfall } = clawbackTake(account, input.amount);
     const r = await writeEntry(tx, ownerId, account, {
       kind: 'admin_clawback',
@@ -505,6 +634,7 @@ export async function adminClawback(
       adminActionId: input.adminActionId,
       reason: input.reason,
       shortfall,
+      debtDelta: closed ? 0 : shortfall,
     });
     return r.applied ? { ...r, ownerId, clawedBack: taken, shortfall } : { ...r, ownerId, clawedBack: 0, shortfall: 0 };
   });

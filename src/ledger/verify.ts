@@ -253,6 +253,56 @@ const CHECKS: Check[] = [
     scope: 'users',
     sql: (inScope) => `SELECT user_id, count(*) AS grants FROM ledger_entries WHERE kind = 'grant' AND ${inScope('user_id')} GROUP BY user_id HAVING count(*) > 1`,
   },
+  // Debt: what a clawback could not take because the credits were held (ledger.ts, writeEntry).
+  {
+    name: 'debt equals the sum of the ledger, and is owed only while nothing is available',
+    scope: 'users',
+    sql: (inScope) => `SELECT a.user_id, a.balance, a.held, a.debt, coalesce(s.debt, 0) AS ledger_debt
+            FROM credit_accounts a
+            LEFT JOIN (SELECT user_id, sum(debt_delta) AS debt FROM ledger_entries WHERE ${inScope('user_id')} GROUP BY user_id) s ON s.user_id = a.user_id
+           WHERE ${inScope('a.user_id')} AND (a.debt <> coalesce(s.debt, 0) OR (a.debt > 0 AND a.balance > a.held))`,
+  },
+  {
+    name: 'every entry carries the running debt (debt_after)',
+    scope: 'users',
+    sql: (inScope) => `SELECT user_id, id, debt_after, running_debt FROM (
+            SELECT user_id, id, debt_after, sum(debt_delta) OVER (PARTITION BY user_id ORDER BY id) AS running_debt FROM ledger_entries
+             WHERE ${inScope('user_id')}
+          ) e WHERE debt_after <> running_debt`,
+  },
+  {
+    name: "a debt comes only from a clawback's shortfall, moves only with merges, and is paid from credits or cancelled",
+    scope: 'users',
+    sql: (inScope) => `SELECT id, user_id, kind, amount, debt_delta, shortfall FROM ledger_entries
+           WHERE ${inScope('user_id')} AND ((debt_delta <> 0 AND kind NOT IN ('refund_clawback', 'admin_clawback', 'debt_merge_in', 'debt_merge_out', 'debt_collection', 'debt_reversal'))
+              OR (kind IN ('refund_clawback', 'admin_clawback') AND debt_delta NOT IN (0, shortfall))
+              OR (kind IN ('debt_merge_in', 'debt_merge_out') AND (amount <> 0 OR (kind = 'debt_merge_in') <> (debt_delta > 0)))
+              OR (kind = 'debt_collection' AND (amount >= 0 OR amount <> debt_delta))
+              OR (kind = 'debt_reversal' AND (amount < 0 OR debt_delta > 0 OR (amount = 0 AND debt_delta = 0))))`,
+  },
+  {
+    // Whole in both modes, like the credit merges (partial index ledger_entries_debt_merges, migration 0023).
+    name: 'merges move debts between accounts without creating or losing any',
+    scope: 'global',
+    sql: () => `SELECT sum(debt_delta) AS debt FROM ledger_entries WHERE kind IN ('debt_merge_in', 'debt_merge_out') HAVING sum(debt_delta) <> 0`,
+  },
+  {
+    name: "a debt is paid or cancelled only for the clawback that recorded it, on its owner, never beyond it; a refund's reversal cancels what is left and gives back at most what was collected (and not given back yet)",
+    scope: 'users',
+    sql: (inScope) => `SELECT p.id, p.kind, p.user_id, p.amount, p.debt_delta, c.id AS clawback, c.kind AS clawback_kind, c.user_id AS clawback_user, c.debt_delta AS owed,
+                 coalesce(b.paid, 0) AS paid_before, coalesce(b.collected, 0) AS collected_before
+            FROM ledger_entries p
+            LEFT JOIN ledger_entries c ON c.id = p.debt_of
+            LEFT JOIN LATERAL (SELECT -sum(q.debt_delta) AS paid, -sum(q.amount) AS collected
+                                 FROM ledger_entries q WHERE q.debt_of = p.debt_of AND q.id < p.id) b ON true
+           WHERE p.debt_of IS NOT NULL AND ${inScope('p.user_id')}
+             AND (c.id IS NULL OR c.kind NOT IN ('refund_clawback', 'admin_clawback') OR c.debt_delta <= 0
+                  OR user_current_owner(c.user_id) IS DISTINCT FROM user_current_owner(p.user_id)
+                  OR coalesce(b.paid, 0) - p.debt_delta > c.debt_delta
+                  OR (p.kind = 'debt_reversal' AND (c.kind <> 'refund_clawback'
+                                                    OR -p.debt_delta <> c.debt_delta - coalesce(b.paid, 0)
+                                                    OR p.amount > coalesce(b.collected, 0))))`,
+  },
 ];
 
 export const INVARIANT_CHECK_NAMES = CHECKS.map((c) => c.name);

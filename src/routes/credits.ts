@@ -12,6 +12,11 @@ const CreditsResponse = z
     credits_remaining: z.number().int().openapi({ description: 'Credits available to spend: balance minus credits held by running jobs' }),
     balance: z.number().int(),
     held: z.number().int(),
+    debt: z.number().int().openapi({
+      description:
+        'Credits still owed after a refund or clawback found them held by running jobs: paid first from every later release and credit. ' +
+        'While it is above 0, credits_remaining is 0 (balance equals held)',
+    }),
   })
   .openapi('Credits');
 
@@ -32,6 +37,6 @@ export function registerCredits(app: OpenAPIHono<AppEnv>, s: Services) {
   app.use(route.path, requireUser(authOptions(s)));
   registerGetOrPost(app, route, async (c) => {
     const account = await ledger.getAccount(s.db, c.get('user').id);
-    return c.json({ credits_remaining: account.available, balance: account.balance, held: account.held }, 200);
+    return c.json({ credits_remaining: account.available, balance: account.balance, held: account.held, debt: account.debt }, 200);
   });
 }

@@ -16,10 +16,12 @@ export interface AdminUserView {
   balance: number;
   held: number;
   available: number;
+  /** Owed after a clawback found the credits held; paid first from every release and credit. */
+  debt: number;
 }
 
 const USER_VIEW = `SELECT u.id, u.device_id, u.apple_sub, u.email, u.is_guest, u.tier, u.banned_at, u.deleted_at, u.merged_into, u.created_at,
-       coalesce(a.balance, 0) AS balance, coalesce(a.held, 0) AS held, coalesce(a.balance - a.held, 0) AS available
+       coalesce(a.balance, 0) AS balance, coalesce(a.held, 0) AS held, coalesce(a.balance - a.held, 0) AS available, coalesce(a.debt, 0) AS debt
   FROM users u LEFT JOIN credit_accounts a ON a.user_id = u.id`;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -63,6 +65,9 @@ export interface LedgerEntryView {
   admin_action_id: number | null;
   reason: string | null;
   shortfall: number;
+  debt_after: number;
+  /** The clawback entry whose debt this entry pays or cancels. */
+  debt_of: string | null;
   created_at: string;
 }
 
@@ -72,7 +77,7 @@ export interface LedgerEntryView {
 // user whose history is old (20k jobs a year ago) that read the entire ledger for 50 rows.
 export async function ledgerEntriesOf(db: Queryable, userId: string, limit: number): Promise<LedgerEntryView[]> {
   const { rows } = await db.query<LedgerEntryView>(
-    `SELECT id, kind, amount, held_delta, balance_after, held_after, job_id, transaction_id, admin_action_id, reason, shortfall, created_at
+    `SELECT id, kind, amount, held_delta, balance_after, held_after, job_id, transaction_id, admin_action_id, reason, shortfall, debt_after, debt_of, created_at
        FROM ledger_entries WHERE id IN (SELECT id FROM ledger_entries WHERE user_id = $1 ORDER BY id DESC LIMIT $2) ORDER BY id DESC`,
     [userId, limit],
   );
