@@ -298,8 +298,10 @@ export function registerVideos(app: OpenAPIHono<AppEnv>, s: Services) {
         while (!stream.aborted) {
           changes.clear(); // a wake from here on means: read again
           let job: JobViewRow | undefined;
+          let refused: ApiError | undefined;
           try {
             job = await findJobView(s.db, jobId);
+            if (job && !job.deleted_at && sent !== undefined) refused = await stillAllowed();
           } catch (err) {
             // The database is away (a restart): keep the stream open and read again once it is
             // back, woken by the LISTEN connection's reconnect or after a short wait.
@@ -312,7 +314,6 @@ export function registerVideos(app: OpenAPIHono<AppEnv>, s: Services) {
             await stream.writeSSE({ event: 'deleted', data: JSON.stringify({ job_id: jobId }) });
             return;
           }
-          const refused = sent === undefined ? undefined : await stillAllowed();
           if (refused) {
             await stream.writeSSE({ event: 'error', data: JSON.stringify({ code: refused.code }) });
             return;
