@@ -1,7 +1,8 @@
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
+import { adminQuery, dropTestDatabase, runPrefix, withDatabase } from './db.js';
 import { useTestApp } from './harness.js';
 
 const run = promisify(execFile);
@@ -55,5 +56,18 @@ describe('npm run verify-ledger', () => {
     const r = await verifyLedgerCli('postgres://postgres@127.0.0.1:1/none');
     expect(r.code, r.out).toBe(2);
     expect(r.out).toMatch(/could not verify the ledger/);
+  });
+
+  it('exits 2 and says to migrate on a database without the schema', async () => {
+    const adminUrl = inject('adminUrl');
+    const name = `${runPrefix(inject('runId'))}unmigrated_${Date.now().toString(36)}`;
+    await adminQuery(adminUrl, `CREATE DATABASE ${name}`);
+    try {
+      const r = await verifyLedgerCli(withDatabase(adminUrl, name));
+      expect(r.code, r.out).toBe(2);
+      expect(r.out).toMatch(/is the database migrated\? run: npm run migrate/);
+    } finally {
+      await dropTestDatabase(adminUrl, name);
+    }
   });
 });

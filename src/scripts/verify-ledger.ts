@@ -31,7 +31,9 @@ try {
     exitCode = 1;
   }
 } catch (err) {
-  console.error('could not verify the ledger:', (err as Error).message);
+  // 42P01 undefined_table: a database the server never started on (an empty ./data, say).
+  const hint = (err as { code?: string }).code === '42P01' ? ' (is the database migrated? run: npm run migrate)' : '';
+  console.error(`could not verify the ledger: ${(err as Error).message}${hint}`);
 } finally {
   await pool.end().catch(() => undefined);
   await embedded?.stop();
