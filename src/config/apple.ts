@@ -41,7 +41,7 @@ export const appleEnv = z.object({
   APPLE_ID_JWKS_COOLDOWN_MS: z.coerce.number().int().min(0).max(3_600_000).default(30_000),
 });
 export type AppleEnv = z.infer<typeof appleEnv>;
-type Env = AppleEnv & Pick<ServerEnv, 'NODE_ENV'>;
+type AppleInput = AppleEnv & Pick<ServerEnv, 'NODE_ENV'>;
 
 export interface DeviceCheckConfig {
   teamId: string;
@@ -75,7 +75,7 @@ export interface AppleSection {
   signInWithApple: SignInWithAppleConfig | undefined;
 }
 
-export function appleSection(e: Env, report: ReportIssue): AppleSection {
+export function appleSection(e: AppleInput, report: ReportIssue): AppleSection {
   return {
     deviceCheck: deviceCheck(e, report),
     appStore: appStore(e, report),
@@ -84,7 +84,7 @@ export function appleSection(e: Env, report: ReportIssue): AppleSection {
   };
 }
 
-function deviceCheck(e: Env, report: ReportIssue): DeviceCheckConfig | undefined {
+function deviceCheck(e: AppleInput, report: ReportIssue): DeviceCheckConfig | undefined {
   const { APPLE_TEAM_ID: teamId, APPLE_DEVICECHECK_KEY_ID: keyId, APPLE_DEVICECHECK_PRIVATE_KEY: privateKeyPem } = e;
   const set = [teamId, keyId, privateKeyPem].filter(Boolean).length;
   if (set > 0 && set < 3) {
@@ -97,7 +97,7 @@ function deviceCheck(e: Env, report: ReportIssue): DeviceCheckConfig | undefined
   return { teamId, keyId, privateKeyPem, baseUrl: withoutTrailingSlash(e.APPLE_DEVICECHECK_BASE_URL), timeoutMs: e.APPLE_DEVICECHECK_TIMEOUT_MS };
 }
 
-function appStore(e: Env, report: ReportIssue): AppStoreConfig | undefined {
+function appStore(e: AppleInput, report: ReportIssue): AppStoreConfig | undefined {
   const { APPLE_BUNDLE_ID: bundleId, APPLE_APP_APPLE_ID: appAppleId, APP_STORE_ISSUER_ID: issuerId, APP_STORE_KEY_ID: keyId, APP_STORE_PRIVATE_KEY: privateKeyPem } = e;
   const set = [issuerId, keyId, privateKeyPem].filter(Boolean).length;
   if (set > 0 && (set < 3 || !bundleId)) {
@@ -120,7 +120,7 @@ function appStore(e: Env, report: ReportIssue): AppStoreConfig | undefined {
   };
 }
 
-function signInWithApple(e: Env): SignInWithAppleConfig | undefined {
+function signInWithApple(e: AppleInput): SignInWithAppleConfig | undefined {
   const audiences = commaList(e.APPLE_SIGN_IN_AUDIENCES ?? e.APPLE_BUNDLE_ID ?? '');
   if (audiences.length === 0) return undefined;
   return { audiences, jwksUrl: e.APPLE_ID_JWKS_URL, timeoutMs: e.APPLE_ID_TIMEOUT_MS, jwksCooldownMs: e.APPLE_ID_JWKS_COOLDOWN_MS };

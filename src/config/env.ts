@@ -23,7 +23,8 @@ export const withoutTrailingSlash = (url: string) => url.replace(/\/+$/, '');
 
 /**
  * Records what is wrong with a variable beyond its own value (a rule across variables, a file it
- * names); loadConfig reports every one together.
+ * names); loadConfig reports every one together. A section that reported something may return a
+ * placeholder for that part: loadConfig throws before anything sees it.
  */
 export type ReportIssue = (variable: string, message: string) => void;
 
