@@ -1,6 +1,6 @@
 /** The rate limiter alone: what it adds to one generate-video request (bench/README.md). */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { loadConfig } from '../src/config.js';
+import { loadConfig } from '../src/config/index.js';
 import { createPool } from '../src/db/pool.js';
 import { RateLimits } from '../src/http/rate-limit.js';
 import { createLogger } from '../src/logger.js';

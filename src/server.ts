@@ -2,7 +2,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import { buildApp, buildMetricsApp } from './app.js';
-import type { HttpServerConfig } from './config.js';
+import type { HttpServerConfig } from './config/index.js';
 import { attachRealtime, type RealtimeServer } from './realtime/server.js';
 import type { Services } from './services.js';
 

@@ -4,7 +4,7 @@ import type { DeviceCheckClient } from './apple/device-check.js';
 import type { OnboardingService } from './auth/onboarding.js';
 import type { SessionService } from './auth/sessions.js';
 import type { AccessTokens } from './auth/tokens.js';
-import type { Config } from './config.js';
+import type { Config } from './config/index.js';
 import type { ErrorLogWriter } from './http/error-log.js';
 import type { Metrics } from './http/metrics.js';
 import type { Logger } from './logger.js';

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AppStoreRejected, AppStoreVerifier } from '../src/apple/app-store.js';
-import { loadConfig } from '../src/config.js';
+import { loadConfig } from '../src/config/index.js';
 
 /**
  * Apple's real chain, not ours: a genuine Apple-signed sandbox Consumable transaction

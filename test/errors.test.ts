@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
-import { loadConfig } from '../src/config.js';
+import { loadConfig } from '../src/config/index.js';
 import { createPool } from '../src/db/pool.js';
 import { createLogger } from '../src/logger.js';
 import { buildServices } from '../src/services.js';

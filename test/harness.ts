@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, expect, inject } from 'vitest';
 import { buildApp, type App } from '../src/app.js';
-import { loadConfig } from '../src/config.js';
+import { loadConfig } from '../src/config/index.js';
 import type { Runner } from 'graphile-worker';
 import { createPool } from '../src/db/pool.js';
 import * as jobsDb from '../src/db/queries/video-jobs.js';

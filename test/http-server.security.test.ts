@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { loadConfig } from '../src/config.js';
+import { loadConfig } from '../src/config/index.js';
 import { startHttpServers, type ListeningServer } from '../src/server.js';
 import type { Services } from '../src/services.js';
 import { useTestApp } from './harness.js';

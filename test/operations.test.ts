@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { ConfigError, ENV_VARIABLES, loadConfig } from '../src/config.js';
+import { ConfigError, ENV_VARIABLES, loadConfig } from '../src/config/index.js';
 import { useTestApp } from './harness.js';
 
 describe('operational endpoints', () => {

@@ -1,6 +1,6 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { loadConfig } from '../src/config.js';
+import { loadConfig } from '../src/config/index.js';
 import { FalProvider } from '../src/providers/fal.js';
 import { FakeFal } from './fakes/fal.js';
 import { useTestApp, type Guest, type TestApp } from './harness.js';

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { loadConfig } from '../src/config.js';
+import { loadConfig } from '../src/config/index.js';
 import { createLogger } from '../src/logger.js';
 import { ApnsClient, ApnsTransportError, type ApnsNotification } from '../src/push/apns.js';
 import { useFakeApns } from './fakes/apns.js';

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../src/config.js';
+import { ConfigError, loadConfig } from '../src/config/index.js';
 import * as ledger from '../src/ledger/ledger.js';
 import { deviceToken } from './fakes/device-check.js';
 import { createTestApp, useTestApp, type TestApp } from './harness.js';

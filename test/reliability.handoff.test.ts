@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../src/config.js';
+import { loadConfig } from '../src/config/index.js';
 import { FalProvider } from '../src/providers/fal.js';
 import { FakeFal } from './fakes/fal.js';
 import { FakeRunway } from './fakes/runway.js';

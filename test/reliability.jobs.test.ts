@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { loadConfig } from '../src/config.js';
+import { loadConfig } from '../src/config/index.js';
 import { FalProvider } from '../src/providers/fal.js';
 import { consoleCookie, createAdmin } from './admin-helpers.js';
 import { FakeFal } from './fakes/fal.js';

@@ -9,7 +9,7 @@ import {
   type JWSTransactionDecodedPayload,
   type ResponseBodyV2DecodedPayload,
 } from '@apple/app-store-server-library';
-import type { AppStoreConfig } from '../config.js';
+import type { AppStoreConfig } from '../config/index.js';
 
 /**
  * Apple's App Store Server API and signed-data verification, through Apple's own library

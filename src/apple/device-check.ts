@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { SignJWT, importPKCS8 } from 'jose';
-import type { DeviceCheckConfig } from '../config.js';
+import type { DeviceCheckConfig } from '../config/index.js';
 
 /**
  * Apple DeviceCheck two-bit API (contracts/apple.md §4). We use bit0 = "this device already

@@ -1,7 +1,7 @@
 import { BlockList, isIP } from 'node:net';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import type { Context } from 'hono';
-import type { TrustProxy } from '../config.js';
+import type { TrustProxy } from '../config/index.js';
 
 /**
  * The address a request came from, as far as we can believe it. X-Forwarded-For and

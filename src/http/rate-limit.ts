@@ -3,7 +3,7 @@ import type { Context, MiddlewareHandler } from 'hono';
 import { Redis } from 'ioredis';
 import type pg from 'pg';
 import { RateLimiterMemory, RateLimiterPostgres, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
-import type { LimitKind, LimitRule, RateLimitConfig, RateLimitPolicyName } from '../config.js';
+import type { LimitKind, LimitRule, RateLimitConfig, RateLimitPolicyName } from '../config/index.js';
 import { isDatabaseUnavailable } from '../db/pool.js';
 import type { Logger } from '../logger.js';
 import { ApiError } from './api-error.js';

@@ -1,4 +1,4 @@
-import type { RetentionConfig } from '../config.js';
+import type { RetentionConfig } from '../config/index.js';
 import type { Queryable } from '../db/pool.js';
 import type { Logger } from '../logger.js';
 import { RESULTS_BUCKET, type ObjectStore } from '../storage/types.js';
