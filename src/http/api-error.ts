@@ -1,4 +1,4 @@
-import { ERROR_CODES, type ErrorCode } from './error-codes.js';
+import { ERROR_CODES, type ErrorCode } from '../errors/codes.js';
 
 /** The one error type the HTTP layer answers with. Services throw typed domain errors; routes or onError map them here. */
 export class ApiError extends Error {

@@ -16,7 +16,7 @@ import { AccountClosed, AccountNotFound, InsufficientCredits } from '../ledger/e
 import { ApiError } from './api-error.js';
 import type { AppEnv } from './context.js';
 import type { ErrorLogWriter } from './error-log.js';
-import { localizedMessage, negotiateLanguage } from './i18n.js';
+import { localizedMessage, negotiateLanguage } from '../errors/i18n.js';
 import { postgrestErrorFields } from './postgrest.js';
 
 const DATABASE_RETRY_AFTER_SECONDS = '2';
