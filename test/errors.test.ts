@@ -7,6 +7,18 @@ import { createLogger } from '../src/logger.js';
 import { buildServices } from '../src/services.js';
 import { deviceToken } from './fakes/device-check.js';
 import { TEST_JWT_SECRET, createTestApp, useTestApp } from './harness.js';
+import { AdminInputRejected, AdminKeyReused, AdminSignInFailed, AdminSignInLocked, ModelNotFound, TargetAccountClosed } from '../src/admin/errors.js';
+import { AppStoreRejected, AppStoreUnavailable } from '../src/apple/app-store.js';
+import { DeviceCheckUnavailable, DeviceTokenRejected } from '../src/apple/device-check.js';
+import { TransactionOwnedByAnother } from '../src/apple/purchases.js';
+import { AppleKeysUnavailable, IdentityTokenRejected } from '../src/apple/sign-in.js';
+import { GuestBelongsToAnotherAppleId } from '../src/auth/apple-accounts.js';
+import { UserBanned } from '../src/auth/onboarding.js';
+import { ProviderLimitExceeded } from '../src/catalogue/pricing.js';
+import { toApiError } from '../src/http/on-error.js';
+import { InvalidGenerationInput, InvalidPrompt, ModelUnavailable } from '../src/jobs/generate.js';
+import { AccountClosed, AccountNotFound, HoldAlreadyResolved, HoldNotFound, InsufficientCredits, InvalidAmount } from '../src/ledger/errors.js';
+import { StorageKeyConflict, StorageUnavailable } from '../src/storage/types.js';
 
 const DC = '/functions/v1/device-check';
 
@@ -122,5 +134,45 @@ describe('failures behind the API', () => {
       expect((await app.request('/ready')).status).toBe(503);
       expect((await app.request('/health')).status).toBe(200);
     });
+  });
+});
+
+describe('what each service error answers', () => {
+  // Pinned so that moving the mapping into the errors themselves cannot change an answer the app sees.
+  const retry5 = { 'Retry-After': '5' };
+  it.each<[string, Error, { status: number; code: string; details?: Record<string, unknown>; headers?: Record<string, string> }]>([
+    ['InsufficientCredits', new InsufficientCredits(7, 2), { status: 402, code: 'ERR_4001', details: { required: 7, available: 2 } }],
+    ['AccountNotFound', new AccountNotFound('u1'), { status: 404, code: 'ERR_4007', details: { resource: 'user' } }],
+    ['AccountClosed', new AccountClosed('u1'), { status: 401, code: 'ERR_4005', details: { reason: 'user no longer exists' } }],
+    ['HoldNotFound (a bug, not the client\'s)', new HoldNotFound('h1'), { status: 500, code: 'ERR_6003' }],
+    ['HoldAlreadyResolved', new HoldAlreadyResolved('h1', 'captured'), { status: 500, code: 'ERR_6003' }],
+    ['InvalidAmount', new InvalidAmount('amount must be positive'), { status: 500, code: 'ERR_6003' }],
+    ['DeviceTokenRejected', new DeviceTokenRejected(400, 'Missing or badly formatted'), { status: 403, code: 'ERR_4013' }],
+    ['DeviceCheckUnavailable', new DeviceCheckUnavailable('timeout'), { status: 503, code: 'ERR_5002', details: { service: 'apple_devicecheck' }, headers: retry5 }],
+    ['UserBanned', new UserBanned(), { status: 403, code: 'ERR_4014' }],
+    ['AdminSignInFailed', new AdminSignInFailed(), { status: 401, code: 'ERR_4025' }],
+    ['AdminSignInLocked', new AdminSignInLocked(90), { status: 429, code: 'ERR_4004', details: { retry_after: 90 }, headers: { 'Retry-After': '90' } }],
+    ['TargetAccountClosed', new TargetAccountClosed('u2'), { status: 409, code: 'ERR_4026', details: { user_id: 'u2' } }],
+    ['AdminKeyReused', new AdminKeyReused(), { status: 422, code: 'ERR_4010' }],
+    ['ModelNotFound', new ModelNotFound('m1'), { status: 404, code: 'ERR_4007', details: { resource: 'model' } }],
+    ['AdminInputRejected', new AdminInputRejected('too many', 'amount'), { status: 400, code: 'ERR_4008', details: { reason: 'too many', field: 'amount' } }],
+    ['AppStoreRejected', new AppStoreRejected('revoked', 'refunded'), { status: 400, code: 'ERR_4011', details: { reason: 'revoked' } }],
+    ['AppStoreUnavailable', new AppStoreUnavailable('503'), { status: 503, code: 'ERR_5002', details: { service: 'app_store' }, headers: retry5 }],
+    ['TransactionOwnedByAnother', new TransactionOwnedByAnother(), { status: 409, code: 'ERR_4012' }],
+    ['IdentityTokenRejected', new IdentityTokenRejected('expired'), { status: 401, code: 'ERR_4005', details: { reason: 'Apple identity token: expired' } }],
+    ['AppleKeysUnavailable', new AppleKeysUnavailable('jwks timeout'), { status: 503, code: 'ERR_5002', details: { service: 'sign_in_with_apple' }, headers: retry5 }],
+    ['GuestBelongsToAnotherAppleId', new GuestBelongsToAnotherAppleId(), { status: 403, code: 'ERR_4006', details: { reason: 'this guest is already linked to another Apple ID' } }],
+    ['InvalidPrompt', new InvalidPrompt('too short'), { status: 400, code: 'ERR_4003', details: { field: 'prompt' } }],
+    ['ModelUnavailable', new ModelUnavailable(), { status: 404, code: 'ERR_4002' }],
+    ['ModelUnavailable with a reason', new ModelUnavailable('paused'), { status: 404, code: 'ERR_4002', details: { reason: 'paused' } }],
+    ['InvalidGenerationInput', new InvalidGenerationInput('image_url', 'not ours'), { status: 400, code: 'ERR_4008', details: { reason: 'not ours', field: 'image_url' } }],
+    ['ProviderLimitExceeded on the prompt', new ProviderLimitExceeded('prompt', 800), { status: 400, code: 'ERR_4030', details: { field: 'prompt', max_length: 800 } }],
+    ['ProviderLimitExceeded on the image', new ProviderLimitExceeded('image_url', 'required'), { status: 400, code: 'ERR_4008', details: { reason: "this model's provider: an image is required", field: 'image_url' } }],
+    ['ProviderLimitExceeded on a setting', new ProviderLimitExceeded('duration', [5, 10]), { status: 400, code: 'ERR_4031', details: { field: 'settings.duration', allowed: '5, 10' } }],
+    ['StorageUnavailable', new StorageUnavailable('s3 down'), { status: 503, code: 'ERR_6002' }],
+    ['StorageKeyConflict', new StorageKeyConflict('a/b'), { status: 400, code: 'ERR_4008', details: { reason: 'this path clashes with one of your existing files (a file where a folder is, or the reverse)', field: 'key' } }],
+  ])('%s', (_name, err, expected) => {
+    const { status, code, details, headers } = toApiError(err, 1024);
+    expect({ status, code, details, headers }).toStrictEqual({ details: undefined, headers: undefined, ...expected });
   });
 });

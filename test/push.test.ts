@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { localizedMessage } from '../src/http/i18n.js';
+import { localizedMessage } from '../src/errors/i18n.js';
 import { useFakeApns } from './fakes/apns.js';
 import { useFakeAppleId, appleSub } from './fakes/apple-id.js';
 import { useTestApp, type Guest, type TestApp } from './harness.js';

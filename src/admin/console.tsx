@@ -9,7 +9,7 @@ import { secretsEqual } from '../auth/tokens.js';
 import { ApiError } from '../http/api-error.js';
 import { clearConsoleCookie, requireConsoleSession, setConsoleCookie } from '../http/admin-auth.js';
 import type { AppEnv } from '../http/context.js';
-import { localizedMessage } from '../http/i18n.js';
+import { localizedMessage } from '../errors/i18n.js';
 import { toApiError } from '../http/on-error.js';
 import type { Services } from '../services.js';
 import { csrfTokenFor } from './auth.js';

@@ -1,45 +1,67 @@
-/** What the admin services refuse; src/http/on-error.ts turns each into its API error. */
+/** What the admin services refuse, each carrying the API error it answers with. */
+import { DomainError } from '../errors/domain-error.js';
 
 /** Wrong email, password or one-time code (deliberately not saying which). */
-export class AdminSignInFailed extends Error {
+export class AdminSignInFailed extends DomainError {
+  readonly code = 'ERR_4025';
   constructor() {
     super('admin sign-in failed');
   }
 }
 
 /** Too many failed sign-ins for this email from this address within the window. */
-export class AdminSignInLocked extends Error {
+export class AdminSignInLocked extends DomainError {
+  readonly code = 'ERR_4004';
   constructor(readonly retryAfterSeconds: number) {
     super('admin sign-in locked');
+  }
+  override get details() {
+    return { retry_after: this.retryAfterSeconds };
+  }
+  override get headers() {
+    return { 'Retry-After': String(this.retryAfterSeconds) };
   }
 }
 
 /** The target account was deleted or merged into another: nothing can be granted to or banned on it. */
-export class TargetAccountClosed extends Error {
+export class TargetAccountClosed extends DomainError {
+  readonly code = 'ERR_4026';
   constructor(readonly userId: string) {
     super(`account ${userId} is closed`);
+  }
+  override get details() {
+    return { user_id: this.userId };
   }
 }
 
 /** An admin reused a request key for a different request. */
-export class AdminKeyReused extends Error {
+export class AdminKeyReused extends DomainError {
+  readonly code = 'ERR_4010';
   constructor() {
     super('idempotency key reused with a different request');
   }
 }
 
-export class ModelNotFound extends Error {
+export class ModelNotFound extends DomainError {
+  readonly code = 'ERR_4007';
   constructor(readonly modelId: string) {
     super(`model ${modelId} not found`);
+  }
+  override get details() {
+    return { resource: 'model' };
   }
 }
 
 /** A request the admin rules refuse, naming the field. */
-export class AdminInputRejected extends Error {
+export class AdminInputRejected extends DomainError {
+  readonly code = 'ERR_4008';
   constructor(
     readonly reason: string,
     readonly field: string,
   ) {
     super(reason);
+  }
+  override get details() {
+    return { reason: this.reason, field: this.field };
   }
 }

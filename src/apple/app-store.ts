@@ -10,6 +10,7 @@ import {
   type ResponseBodyV2DecodedPayload,
 } from '@apple/app-store-server-library';
 import type { AppStoreConfig } from '../config/index.js';
+import { DomainError, UpstreamUnavailable } from '../errors/domain-error.js';
 
 /**
  * Apple's App Store Server API and signed-data verification, through Apple's own library
@@ -33,14 +34,20 @@ export type RejectionReason =
   | 'transaction_mismatch';
 
 /** Apple said no (forged, foreign, unknown or unfit data): nothing may be credited. */
-export class AppStoreRejected extends Error {
+export class AppStoreRejected extends DomainError {
+  readonly code = 'ERR_4011';
   constructor(readonly reason: RejectionReason, detail?: string) {
     super(detail ? `${reason}: ${detail}` : reason);
+  }
+  override get details() {
+    return { reason: this.reason };
   }
 }
 
 /** Apple could not answer (network, timeout, 401 of our key, 429, 5xx): the client may retry. */
-export class AppStoreUnavailable extends Error {}
+export class AppStoreUnavailable extends UpstreamUnavailable {
+  protected readonly service = 'app_store';
+}
 
 export interface VerifierConfig {
   bundleId: string;

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { SignJWT, importPKCS8 } from 'jose';
 import type { DeviceCheckConfig } from '../config/index.js';
+import { DomainError, UpstreamUnavailable } from '../errors/domain-error.js';
 
 /**
  * Apple DeviceCheck two-bit API (contracts/apple.md §4). We use bit0 = "this device already
@@ -14,8 +15,9 @@ export interface DeviceBits {
   lastUpdateTime: string | null;
 }
 
-/** Apple says the token itself is bad: the caller is not a genuine device (→ ERR_4013). */
-export class DeviceTokenRejected extends Error {
+/** Apple says the token itself is bad: the caller is not a genuine device. */
+export class DeviceTokenRejected extends DomainError {
+  readonly code = 'ERR_4013';
   constructor(
     public readonly status: number,
     public readonly body: string,
@@ -24,8 +26,9 @@ export class DeviceTokenRejected extends Error {
   }
 }
 
-/** Apple could not be asked: network, timeout, 5xx, 429 or our own credentials (→ ERR_5002). */
-export class DeviceCheckUnavailable extends Error {
+/** Apple could not be asked: network, timeout, 5xx, 429 or our own credentials. */
+export class DeviceCheckUnavailable extends UpstreamUnavailable {
+  protected readonly service = 'apple_devicecheck';
   constructor(
     message: string,
     public readonly status?: number,

@@ -1,6 +1,7 @@
 import type { JWSTransactionDecodedPayload } from '@apple/app-store-server-library';
 import { withTransaction, type Queryable } from '../db/pool.js';
 import * as iap from '../db/queries/app-store.js';
+import { DomainError } from '../errors/domain-error.js';
 import * as ledger from '../ledger/ledger.js';
 import { applyRefundNotice, settlePurchase, type RefundNotice } from '../ledger/refunds.js';
 import type { Logger } from '../logger.js';
@@ -13,7 +14,9 @@ import { AppStoreRejected, AppStoreUnavailable, type AppStore, type AppStoreEnvi
  * what is available (the rest is recorded as shortfall) and at most once.
  */
 
-export class TransactionOwnedByAnother extends Error {}
+export class TransactionOwnedByAnother extends DomainError {
+  readonly code = 'ERR_4012';
+}
 
 export interface PurchaseRequest {
   userId: string;

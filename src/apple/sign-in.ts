@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { secretsEqual } from '../auth/tokens.js';
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
+import { DomainError, UpstreamUnavailable } from '../errors/domain-error.js';
 
 /**
  * Sign in with Apple identity tokens (contracts/apple.md §5): RS256 JWTs signed with Apple's
@@ -27,9 +28,16 @@ export interface AppleIdentity {
 }
 
 /** The identity token is not Apple's, not for us, expired, or its nonce does not match. */
-export class IdentityTokenRejected extends Error {}
+export class IdentityTokenRejected extends DomainError {
+  readonly code = 'ERR_4005';
+  override get details() {
+    return { reason: `Apple identity token: ${this.message}` };
+  }
+}
 /** Apple's keys could not be fetched. */
-export class AppleKeysUnavailable extends Error {}
+export class AppleKeysUnavailable extends UpstreamUnavailable {
+  protected readonly service = 'sign_in_with_apple';
+}
 
 const sha256 = (v: string) => createHash('sha256').update(v).digest();
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;

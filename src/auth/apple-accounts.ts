@@ -2,6 +2,7 @@ import { withTransaction, type Queryable } from '../db/pool.js';
 import { movePushTokens } from '../db/queries/push.js';
 import * as sessionsDb from '../db/queries/sessions.js';
 import * as users from '../db/queries/users.js';
+import { DomainError } from '../errors/domain-error.js';
 import * as ledger from '../ledger/ledger.js';
 import type { Logger } from '../logger.js';
 import { IdentityTokenRejected, type AppleIdentity } from '../apple/sign-in.js';
@@ -17,7 +18,12 @@ import { UserBanned } from './onboarding.js';
  */
 
 /** The guest is already another Apple account: it cannot be merged into this one. */
-export class GuestBelongsToAnotherAppleId extends Error {}
+export class GuestBelongsToAnotherAppleId extends DomainError {
+  readonly code = 'ERR_4006';
+  override get details() {
+    return { reason: 'this guest is already linked to another Apple ID' };
+  }
+}
 
 export interface AppleSignInResult {
   user: users.UserRow;

@@ -12,6 +12,7 @@ import {
   settlePendingDeviceGrant,
   type UserRow,
 } from '../db/queries/users.js';
+import { DomainError } from '../errors/domain-error.js';
 import { AccountClosed } from '../ledger/errors.js';
 import * as ledger from '../ledger/ledger.js';
 import type { Logger } from '../logger.js';
@@ -32,7 +33,9 @@ import type { SessionService, SessionTokens } from './sessions.js';
  *    device id's next call, once (settlePendingDeviceGrant moves it in the grant's transaction).
  */
 
-export class UserBanned extends Error {}
+export class UserBanned extends DomainError {
+  readonly code = 'ERR_4014';
+}
 
 export interface OnboardingResult {
   user: UserRow;

@@ -1,3 +1,6 @@
+import type { ErrorCode } from '../errors/codes.js';
+import { DomainError } from '../errors/domain-error.js';
+
 /**
  * The one place a generation's price is computed. The number it returns is what is held, stored
  * on the job and reported as credits_used (the old backend charged, reported and refunded three
@@ -113,12 +116,22 @@ export interface ProviderLimits {
 }
 
 /** The request breaks a provider limit: a 400 before any hold, never a failed job after one. */
-export class ProviderLimitExceeded extends Error {
+export class ProviderLimitExceeded extends DomainError {
   constructor(
     readonly field: 'prompt' | 'duration' | 'aspect_ratio' | 'resolution' | 'image_url',
     readonly limit: number | readonly (string | number)[] | string,
   ) {
     super(`${field} is outside the provider's limits`);
+  }
+  get code(): ErrorCode {
+    if (this.field === 'prompt') return 'ERR_4030';
+    if (this.field === 'image_url') return 'ERR_4008';
+    return 'ERR_4031';
+  }
+  override get details() {
+    if (this.field === 'prompt') return { field: 'prompt', max_length: this.limit };
+    if (this.field === 'image_url') return { reason: `this model's provider: an image is ${String(this.limit)}`, field: 'image_url' };
+    return { field: `settings.${this.field}`, allowed: (this.limit as (string | number)[]).join(', ') };
   }
 }
 

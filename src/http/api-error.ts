@@ -1,6 +1,6 @@
-import { ERROR_CODES, type ErrorCode } from './error-codes.js';
+import { ERROR_CODES, type ErrorCode } from '../errors/codes.js';
 
-/** The one error type the HTTP layer answers with. Services throw typed domain errors; routes or onError map them here. */
+/** The one error type the HTTP layer answers with. Services throw DomainErrors, which carry their code; onError turns each into one of these. */
 export class ApiError extends Error {
   readonly status: number;
   constructor(

@@ -1,6 +1,6 @@
 import type { Logger } from '../logger.js';
 import type { AdminIdentity } from '../admin/auth.js';
-import type { Language } from './i18n.js';
+import type { Language } from '../errors/i18n.js';
 
 /** The authenticated caller, always resolved from a verified token (or the legacy anon-key mode). */
 export interface AuthUser {

@@ -5,7 +5,7 @@ import { secretsEqual } from '../auth/tokens.js';
 import { ApiError, notFound, unauthenticated } from './api-error.js';
 import { bearerToken } from './auth.js';
 import type { AppEnv } from './context.js';
-import { negotiateLanguage } from './i18n.js';
+import { negotiateLanguage } from '../errors/i18n.js';
 import type { Metrics } from './metrics.js';
 import { findUnstorableText, isStorableText, storableText } from './storable-text.js';
 

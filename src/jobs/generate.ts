@@ -1,5 +1,6 @@
 import { checkProviderLimits, resolveSettings, priceFor, type RequestedSettings } from '../catalogue/pricing.js';
 import { withTransaction, type Queryable } from '../db/pool.js';
+import { DomainError } from '../errors/domain-error.js';
 import { InsufficientCredits } from '../ledger/errors.js';
 import * as ledger from '../ledger/ledger.js';
 import { findModel, findTheme } from '../db/queries/catalogue.js';
@@ -14,18 +15,31 @@ import { crashIf, type CrashPoint, type VideoJobService } from './video-jobs.js'
  * idempotent response commit in one transaction.
  */
 
-export class InvalidPrompt extends Error {}
-export class ModelUnavailable extends Error {
+export class InvalidPrompt extends DomainError {
+  readonly code = 'ERR_4003';
+  override get details() {
+    return { field: 'prompt' };
+  }
+}
+export class ModelUnavailable extends DomainError {
+  readonly code = 'ERR_4002';
   constructor(readonly reason?: string) {
     super('model not available');
   }
+  override get details() {
+    return this.reason ? { reason: this.reason } : undefined;
+  }
 }
-export class InvalidGenerationInput extends Error {
+export class InvalidGenerationInput extends DomainError {
+  readonly code = 'ERR_4008';
   constructor(
     readonly field: string,
     readonly reason: string,
   ) {
     super(reason);
+  }
+  override get details() {
+    return { reason: this.reason, field: this.field };
   }
 }
 

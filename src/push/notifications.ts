@@ -1,8 +1,8 @@
 import type { Counter } from 'prom-client';
 import type { Queryable } from '../db/pool.js';
 import * as pushDb from '../db/queries/push.js';
-import type { ErrorCode } from '../http/error-codes.js';
-import { localizedMessage, pushText, supportedLanguage, type Language } from '../http/i18n.js';
+import type { ErrorCode } from '../errors/codes.js';
+import { localizedMessage, pushText, supportedLanguage, type Language } from '../errors/i18n.js';
 import type { Metrics } from '../http/metrics.js';
 import type { Logger } from '../logger.js';
 import { ApnsTransportError, type ApnsResult, type PushSender } from './apns.js';

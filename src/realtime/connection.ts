@@ -5,7 +5,7 @@ import { isDatabaseUnavailable } from '../db/pool.js';
 import { findJobView, type JobViewRow } from '../db/queries/video-jobs.js';
 import { ApiError, notFound, unauthenticated } from '../http/api-error.js';
 import { authOptions, verifiedUser, type AuthOptions } from '../http/auth.js';
-import { localizedMessage, type Language } from '../http/i18n.js';
+import { localizedMessage, type Language } from '../errors/i18n.js';
 import { toApiError } from '../http/on-error.js';
 import { jobView } from '../routes/videos.js';
 import type { Services } from '../services.js';

@@ -4,7 +4,7 @@ import { WebSocketServer } from 'ws';
 import { secretsEqual } from '../auth/tokens.js';
 import { ApiError, unauthenticated } from '../http/api-error.js';
 import { addressKey, clientAddressOf } from '../http/client-ip.js';
-import { localizedMessage, negotiateLanguage } from '../http/i18n.js';
+import { localizedMessage, negotiateLanguage } from '../errors/i18n.js';
 import { RealtimeConnection, type RealtimeDeps } from './connection.js';
 import { VSNS, type Vsn } from './protocol.js';
 

@@ -1,7 +1,7 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import { html, raw } from 'hono/html';
-import { ERROR_CODES } from '../http/error-codes.js';
+import { ERROR_CODES } from '../errors/codes.js';
 import type { AppEnv } from '../http/context.js';
 
 const DOC_INFO = {

@@ -4,7 +4,7 @@ import { deletePushToken, upsertPushToken } from '../db/queries/push.js';
 import { notFound } from '../http/api-error.js';
 import { authOptions, requireUser } from '../http/auth.js';
 import type { AppEnv } from '../http/context.js';
-import { supportedLanguage } from '../http/i18n.js';
+import { supportedLanguage } from '../errors/i18n.js';
 import type { Services } from '../services.js';
 import { bearerSecurity, errorResponses } from './schemas.js';
 

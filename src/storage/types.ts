@@ -1,3 +1,5 @@
+import { DomainError } from '../errors/domain-error.js';
+
 /**
  * Where files live: the app's input images (public bucket `thumbnails`, which providers fetch)
  * and delivered results (private bucket `videos`, served by signed expiring URLs).
@@ -36,10 +38,17 @@ export interface ObjectStore {
   signedUrl(bucket: Bucket, key: string, expiresInSeconds: number): Promise<string>;
 }
 
-export class StorageUnavailable extends Error {}
+export class StorageUnavailable extends DomainError {
+  readonly code = 'ERR_6002';
+}
 
 /** The key cannot be stored whatever we retry: it clashes with an existing object's path. */
-export class StorageKeyConflict extends Error {}
+export class StorageKeyConflict extends DomainError {
+  readonly code = 'ERR_4008';
+  override get details() {
+    return { reason: 'this path clashes with one of your existing files (a file where a folder is, or the reverse)', field: 'key' };
+  }
+}
 
 /** Object keys: path segments of safe characters (each at most 255, what a file system holds), no traversal. */
 export function isSafeKey(key: string): boolean {

@@ -1,4 +1,4 @@
-import type { ErrorCode } from './error-codes.js';
+import type { ErrorCode } from './codes.js';
 
 export const LANGUAGES = ['en', 'tr', 'es'] as const;
 export type Language = (typeof LANGUAGES)[number];
