@@ -7,7 +7,7 @@ import type { Child, FC } from 'hono/jsx';
 import { z } from 'zod';
 import { secretsEqual } from '../auth/tokens.js';
 import { ApiError } from '../http/api-error.js';
-import { clearConsoleCookie, requireConsoleSession, setConsoleCookie } from '../http/admin-auth.js';
+import { clearConsoleCookie, requireConsoleSession, setConsoleCookie } from './middleware.js';
 import type { AppEnv } from '../http/context.js';
 import { localizedMessage } from '../http/i18n.js';
 import { toApiError } from '../http/on-error.js';
@@ -15,7 +15,7 @@ import type { Services } from '../services.js';
 import { csrfTokenFor } from './auth.js';
 import { BanBody, CreditChangeBody, IdempotencyKey, ModelPatchBody, SearchQuery, SignInBody } from './schemas.js';
 import type { Actor } from './service.js';
-import type { JobView, ProviderFailures } from '../db/queries/admin-reports.js';
+import type { JobView, ProviderFailures } from './queries/reports.js';
 
 /**
  * The support team's console at /admin: server-rendered pages (Hono JSX), plain HTML forms, no

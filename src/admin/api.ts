@@ -1,19 +1,19 @@
 import { createRoute, z, type RouteConfig } from '@hono/zod-openapi';
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
-import type { Actor } from '../admin/service.js';
-import type { AdminActionRow } from '../db/queries/admin.js';
-import { BanBody, CreditChangeBody, IdempotencyKey, ModelPatchBody, SearchQuery, SignInBody } from '../admin/schemas.js';
 import { ApiError } from '../http/api-error.js';
-import { requireAdminToken } from '../http/admin-auth.js';
 import type { AppEnv } from '../http/context.js';
+import { bearerSecurity, errorResponses } from '../routes/schemas.js';
 import type { Services } from '../services.js';
-import { bearerSecurity, errorResponses } from './schemas.js';
+import { requireAdminToken } from './middleware.js';
+import type { AdminActionRow } from './queries/admins.js';
+import { BanBody, CreditChangeBody, IdempotencyKey, ModelPatchBody, SearchQuery, SignInBody } from './schemas.js';
+import type { Actor } from './service.js';
 
 /**
  * The admin API (/admin/api/*) for the support team's scripts, and the seed's admin functions
  * (functions/v1/admin-refund-credits, admin-toggle-model, admin-user-stats) as aliases. Admin
- * bearer tokens only (src/http/admin-auth.ts); every change is audit-logged by AdminService.
+ * bearer tokens only (src/admin/middleware.ts); every change is audit-logged by AdminService.
  * The aliases name their target user in the body or query: the one place a user id comes from a
  * request, because the caller is an admin acting on that user, never the user.
  */
