@@ -7,7 +7,7 @@ import { exceptCallbacks, rejectUnstorableText, requestContext, requireApiKey, r
 import { createErrorHandler } from './http/on-error.js';
 import { createRouter } from './http/router.js';
 import { registerAdminApi } from './admin/api.js';
-import { registerAdminConsole } from './admin/console.js';
+import { registerAdminConsole } from './admin/console/handlers.js';
 import { registerAccount } from './routes/account.js';
 import { registerAuthToken } from './routes/auth-token.js';
 import { registerCatalogue } from './routes/catalogue.js';
