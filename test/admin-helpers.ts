@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import * as OTPAuth from 'otpauth';
 import { hashPassword } from '../src/admin/passwords.js';
-import { insertAdmin } from '../src/db/queries/admin.js';
+import { insertAdmin } from '../src/admin/queries/admins.js';
 import type { TestApp } from './harness.js';
 
 /** Admins for tests: made as `npm run admin:create` makes them, signed in through the API. */

@@ -1,8 +1,8 @@
 import pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { applyTraffic, seedScale } from '../bench/scale-seed.js';
-import * as adminDb from '../src/db/queries/admin.js';
-import * as reports from '../src/db/queries/admin-reports.js';
+import * as adminDb from '../src/admin/queries/admins.js';
+import * as reports from '../src/admin/queries/reports.js';
 import type { Queryable } from '../src/db/pool.js';
 import { RetentionService } from '../src/jobs/retention.js';
 import { changesFrom, checkLedger } from '../src/ledger/verify.js';

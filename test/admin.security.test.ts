@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { ADMIN_PUBLIC_PATHS } from '../src/http/admin-auth.js';
+import { ADMIN_PUBLIC_PATHS } from '../src/admin/middleware.js';
 import { createAdmin } from './admin-helpers.js';
 import { useTestApp } from './harness.js';
 

@@ -5,7 +5,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import WebSocket from 'ws';
 import { hashPassword } from '../src/admin/passwords.js';
-import { insertAdmin } from '../src/db/queries/admin.js';
+import { insertAdmin } from '../src/admin/queries/admins.js';
 import { verifyLedger } from '../src/ledger/verify.js';
 import { adminQuery, dropTestDatabase, runPrefix, withDatabase } from './db.js';
 import { deviceToken } from './fakes/device-check.js';

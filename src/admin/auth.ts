@@ -1,10 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import * as OTPAuth from 'otpauth';
-import * as adminDb from '../db/queries/admin.js';
-import type { Queryable } from '../db/pool.js';
 import { hashToken, secretsEqual } from '../auth/tokens.js';
+import type { Queryable } from '../db/pool.js';
 import { AdminSignInFailed, AdminSignInLocked } from './errors.js';
 import { hashPassword, verifyPassword } from './passwords.js';
+import * as adminDb from './queries/admins.js';
 
 /**
  * Admin identities: email + password (+ TOTP when the admin has a secret), never app users.

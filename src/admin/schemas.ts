@@ -32,7 +32,7 @@ export const ModelPatchBody = z
     credits_per_second: z.coerce.number().int().min(1).max(10_000).optional(),
     reason: z.string().trim().max(500).refine(storable, 'text must be valid Unicode without U+0000').optional(),
   })
-  .refine((p) => ['is_available', 'is_featured', 'cost_per_generation', 'credits_per_second'].some((k) => p[k as keyof typeof p] !== undefined), {
+  .refine((p) => [p.is_available, p.is_featured, p.cost_per_generation, p.credits_per_second].some((v) => v !== undefined), {
     message: 'nothing to change: give is_available, is_featured, cost_per_generation or credits_per_second',
   })
   .openapi('AdminModelPatch');

@@ -1,12 +1,12 @@
 import { withTransaction, type Queryable } from '../db/pool.js';
-import * as adminDb from '../db/queries/admin.js';
-import * as reports from '../db/queries/admin-reports.js';
 import { findModel, type ModelRow } from '../db/queries/catalogue.js';
 import { revokeAllSessions } from '../db/queries/sessions.js';
 import { lockUser } from '../db/queries/users.js';
 import * as ledger from '../ledger/ledger.js';
 import { AccountNotFound } from '../ledger/errors.js';
 import { AdminInputRejected, AdminKeyReused, ModelNotFound, TargetAccountClosed } from './errors.js';
+import * as adminDb from './queries/admins.js';
+import * as reports from './queries/reports.js';
 
 /**
  * What the support team can do, for the admin API and the console alike (both call these verbs, so

@@ -18,7 +18,7 @@ export type AppEnv = {
     log: Logger;
     lang: Language;
     user: AuthUser;
-    /** The signed-in admin, on /admin routes only (src/http/admin-auth.ts). */
+    /** The signed-in admin, on /admin routes only (src/admin/middleware.ts). */
     admin: AdminIdentity;
   };
 };

@@ -4,7 +4,7 @@ import pg from 'pg';
 import * as OTPAuth from 'otpauth';
 import { normaliseEmail, totpFor } from '../admin/auth.js';
 import { hashPassword, passwordProblem } from '../admin/passwords.js';
-import { insertAdmin, updateAdminPassword } from '../db/queries/admin.js';
+import { insertAdmin, updateAdminPassword } from '../admin/queries/admins.js';
 import { migrate } from '../db/migrate.js';
 import { scriptDatabase } from './database-url.js';
 

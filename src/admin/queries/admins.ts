@@ -1,4 +1,4 @@
-import type { Queryable } from '../pool.js';
+import type { Queryable } from '../../db/pool.js';
 
 /** SQL of the admin console and API: admins, their sessions, sign-in attempts, the audit log. */
 

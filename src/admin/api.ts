@@ -1,19 +1,20 @@
 import { createRoute, z, type RouteConfig } from '@hono/zod-openapi';
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
-import type { Actor } from '../admin/service.js';
-import type { AdminActionRow } from '../db/queries/admin.js';
-import { BanBody, CreditChangeBody, IdempotencyKey, ModelPatchBody, SearchQuery, SignInBody } from '../admin/schemas.js';
+import type { ModelRow } from '../db/queries/catalogue.js';
 import { ApiError } from '../http/api-error.js';
-import { requireAdminToken } from '../http/admin-auth.js';
 import type { AppEnv } from '../http/context.js';
+import { bearerSecurity, errorResponses } from '../routes/schemas.js';
 import type { Services } from '../services.js';
-import { bearerSecurity, errorResponses } from './schemas.js';
+import { requireAdminToken } from './middleware.js';
+import type { AdminActionRow } from './queries/admins.js';
+import { BanBody, CreditChangeBody, IdempotencyKey, ModelPatchBody, SearchQuery, SignInBody } from './schemas.js';
+import type { Actor } from './service.js';
 
 /**
  * The admin API (/admin/api/*) for the support team's scripts, and the seed's admin functions
  * (functions/v1/admin-refund-credits, admin-toggle-model, admin-user-stats) as aliases. Admin
- * bearer tokens only (src/http/admin-auth.ts); every change is audit-logged by AdminService.
+ * bearer tokens only (src/admin/middleware.ts); every change is audit-logged by AdminService.
  * The aliases name their target user in the body or query: the one place a user id comes from a
  * request, because the caller is an admin acting on that user, never the user.
  */
@@ -21,7 +22,8 @@ import { bearerSecurity, errorResponses } from './schemas.js';
 const tags = ['admin'];
 const security = bearerSecurity;
 const any = z.record(z.string(), z.unknown());
-const json = (schema: z.ZodTypeAny, description: string) => ({ description, content: { 'application/json': { schema } } });
+/** Generic in the schema, so each handler's c.json(...) is checked against what its route declares. */
+const json = <S extends z.ZodType>(schema: S, description: string) => ({ description, content: { 'application/json': { schema } } });
 
 const AdminAction = z
   .object({
@@ -41,15 +43,21 @@ const AdminAction = z
   .openapi('AdminAction');
 
 const CreditChangeResult = z.object({ replayed: z.boolean(), action: AdminAction }).openapi('AdminCreditChangeResult');
+const BanResult = z.object({ action: AdminAction });
+const ModelChangeResult = z.object({ model: any, action: AdminAction });
 const UserParam = z.object({ id: z.uuid().openapi({ param: { name: 'id', in: 'path' } }) });
 const ModelParam = z.object({ id: z.string().min(1).max(64).openapi({ param: { name: 'id', in: 'path' } }) });
 const IdempotencyHeader = z.object({ 'idempotency-key': IdempotencyKey.optional().openapi({ description: 'Required: a retry with the same key moves nothing and answers the first result' }) });
 
-/** The audit row as the API shows it (the request key and fingerprint are internal). */
-const stripAction = ({ idempotency_key: _k, fingerprint: _f, ...rest }: AdminActionRow) => rest;
+/**
+ * The audit row as the API shows it (the request key and fingerprint are internal). Typed by the
+ * response schema: a field the schema promises and the row lacks fails to compile here.
+ */
+const stripAction = ({ idempotency_key: _k, fingerprint: _f, ...rest }: AdminActionRow): z.infer<typeof AdminAction> => rest;
+const modelChange = (r: { model: ModelRow; action: AdminActionRow }) => ({ model: r.model, action: stripAction(r.action) });
 
 /** A read: GET, admin token, a request schema, one answer. */
-const readRoute = <P extends string, R extends NonNullable<RouteConfig['request']>>(path: P, summary: string, request: R, answer: ReturnType<typeof json>, errors: number[]) =>
+const readRoute = <P extends string, R extends NonNullable<RouteConfig['request']>, S extends z.ZodType>(path: P, summary: string, request: R, answer: ReturnType<typeof json<S>>, errors: number[]) =>
   createRoute({ method: 'get', path, tags, security, summary, request, responses: { 200: answer, ...errorResponses(...errors) } });
 
 /** Grant and clawback share their shape: a user, a request key, an amount and a reason. */
@@ -72,7 +80,7 @@ const banRoute = (verb: 'ban' | 'unban', summary: string) =>
     security,
     summary,
     request: { params: UserParam, body: { content: { 'application/json': { schema: BanBody } }, required: true } },
-    responses: { 200: json(z.object({ action: AdminAction }), 'The audit row'), ...errorResponses(400, 401, 403, 404, 409) },
+    responses: { 200: json(BanResult, 'The audit row'), ...errorResponses(400, 401, 403, 404, 409) },
   });
 
 const routes = {
@@ -108,7 +116,7 @@ const routes = {
     security,
     summary: 'Enable/disable a model, feature it, or change its price (get-models and its ETag change)',
     request: { params: ModelParam, body: { content: { 'application/json': { schema: ModelPatchBody } }, required: true } },
-    responses: { 200: json(z.object({ model: any, action: AdminAction }), 'The model and the audit row'), ...errorResponses(400, 401, 403, 404) },
+    responses: { 200: json(ModelChangeResult, 'The model and the audit row'), ...errorResponses(400, 401, 403, 404) },
   }),
   jobTimeline: readRoute('/admin/api/jobs/{id}', "A job's timeline: states, provider ids, ledger steps, webhook events, errors", { params: UserParam }, json(any, 'The job and its events'), [400, 401, 403, 404]),
   failures: readRoute('/admin/api/failures', 'Recent failures by provider (jobs that ended within the last `hours`)', { query: z.object({ hours: z.coerce.number().min(0.1).max(24 * 30).default(24) }) }, json(any, 'Per provider, and the latest failed jobs'), [400, 401, 403]),
@@ -138,7 +146,7 @@ const routes = {
         required: true,
       },
     },
-    responses: { 200: json(z.object({ model: any, action: AdminAction }), 'The model and the audit row'), ...errorResponses(400, 401, 403, 404) },
+    responses: { 200: json(ModelChangeResult, 'The model and the audit row'), ...errorResponses(400, 401, 403, 404) },
   }),
   statsAlias: readRoute('/functions/v1/admin-user-stats', 'Seed alias of GET /admin/api/users/{id}/stats (user_id in the query)', { query: z.object({ user_id: z.uuid() }) }, json(any, 'Stats'), [400, 401, 403, 404]),
 };
@@ -162,7 +170,7 @@ export function registerAdminApi(app: OpenAPIHono<AppEnv>, s: Services) {
   app.openapi(routes.login, async (c) => {
     const body = c.req.valid('json');
     const r = await s.adminAuth.signIn({ ...body, ip: s.rateLimits.clientIp(c) }, 'api');
-    return c.json({ token: r.token, token_type: 'bearer' as const, expires_at: r.expiresAt, admin: { id: r.adminId, email: r.email } }, 200);
+    return c.json({ token: r.token, token_type: 'bearer', expires_at: r.expiresAt, admin: { id: r.adminId, email: r.email } }, 200);
   });
 
   app.openapi(routes.logout, async (c) => {
@@ -181,24 +189,21 @@ export function registerAdminApi(app: OpenAPIHono<AppEnv>, s: Services) {
 
   app.openapi(routes.userStats, async (c) => c.json(await s.admin.userStats(c.req.valid('param').id), 200));
 
-  const creditChange = (verb: 'grantCredits' | 'clawBackCredits') => async (c: Context<AppEnv>, userId: string, body: { amount: number; reason: string }, key: string | undefined) => {
+  const creditChange = (verb: 'grantCredits' | 'clawBackCredits') => async (c: Context<AppEnv>, userId: string, body: { amount: number; reason: string }, key: string | undefined): Promise<z.infer<typeof CreditChangeResult>> => {
     const r = await s.admin[verb](actor(c), { userId, amount: body.amount, reason: body.reason, idempotencyKey: requireKey(key) });
     return { replayed: r.replayed, action: stripAction(r.action) };
   };
   const grant = creditChange('grantCredits');
   const clawback = creditChange('clawBackCredits');
 
-  app.openapi(routes.grant, async (c) => c.json((await grant(c, c.req.valid('param').id, c.req.valid('json'), c.req.valid('header')['idempotency-key'])) as never, 200));
-  app.openapi(routes.clawback, async (c) => c.json((await clawback(c, c.req.valid('param').id, c.req.valid('json'), c.req.valid('header')['idempotency-key'])) as never, 200));
+  app.openapi(routes.grant, async (c) => c.json(await grant(c, c.req.valid('param').id, c.req.valid('json'), c.req.valid('header')['idempotency-key']), 200));
+  app.openapi(routes.clawback, async (c) => c.json(await clawback(c, c.req.valid('param').id, c.req.valid('json'), c.req.valid('header')['idempotency-key']), 200));
 
-  app.openapi(routes.ban, async (c) => c.json({ action: stripAction((await s.admin.ban(actor(c), c.req.valid('param').id, c.req.valid('json').reason)) ) }, 200));
-  app.openapi(routes.unban, async (c) => c.json({ action: stripAction((await s.admin.unban(actor(c), c.req.valid('param').id, c.req.valid('json').reason)) ) }, 200));
+  app.openapi(routes.ban, async (c) => c.json({ action: stripAction(await s.admin.ban(actor(c), c.req.valid('param').id, c.req.valid('json').reason)) }, 200));
+  app.openapi(routes.unban, async (c) => c.json({ action: stripAction(await s.admin.unban(actor(c), c.req.valid('param').id, c.req.valid('json').reason)) }, 200));
 
   app.openapi(routes.models, async (c) => c.json({ models: await s.admin.models() }, 200));
-  app.openapi(routes.updateModel, async (c) => {
-    const r = await s.admin.updateModel(actor(c), c.req.valid('param').id, c.req.valid('json'));
-    return c.json({ model: r.model, action: stripAction(r.action) } as never, 200);
-  });
+  app.openapi(routes.updateModel, async (c) => c.json(modelChange(await s.admin.updateModel(actor(c), c.req.valid('param').id, c.req.valid('json'))), 200));
 
   app.openapi(routes.jobTimeline, async (c) => {
     const t = await s.admin.jobTimeline(c.req.valid('param').id);
@@ -211,20 +216,19 @@ export function registerAdminApi(app: OpenAPIHono<AppEnv>, s: Services) {
   app.openapi(routes.audit, async (c) => {
     const q = c.req.valid('query');
     const actions = await s.admin.auditLog(q);
-    return c.json({ actions: actions.map(stripAction) as never, next_before: actions.length === q.limit ? actions[actions.length - 1]!.id : null }, 200);
+    return c.json({ actions: actions.map(stripAction), next_before: actions.length === q.limit ? (actions.at(-1)?.id ?? null) : null }, 200);
   });
 
   app.openapi(routes.refundAlias, async (c) => {
     const body = c.req.valid('json');
-    return c.json((await grant(c, body.user_id, body, c.req.valid('header')['idempotency-key'])) as never, 200);
+    return c.json(await grant(c, body.user_id, body, c.req.valid('header')['idempotency-key']), 200);
   });
 
   app.openapi(routes.toggleAlias, async (c) => {
     const { model_id, is_available, is_featured, reason } = c.req.valid('json');
     // The seed's toggle flips availability when told nothing else.
     const flip = is_available === undefined && is_featured === undefined ? !(await s.admin.model(model_id)).is_available : is_available;
-    const r = await s.admin.updateModel(actor(c), model_id, { is_available: flip, is_featured, reason });
-    return c.json({ model: r.model, action: stripAction(r.action) } as never, 200);
+    return c.json(modelChange(await s.admin.updateModel(actor(c), model_id, { is_available: flip, is_featured, reason })), 200);
   });
 
   app.openapi(routes.statsAlias, async (c) => c.json(await s.admin.userStats(c.req.valid('query').user_id), 200));

@@ -1,9 +1,9 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
-import { ADMIN_TOKEN_PREFIX, csrfTokenValid, type AdminAuthService } from '../admin/auth.js';
-import { ApiError, forbidden, unauthenticated } from './api-error.js';
-import { bearerToken } from './auth.js';
-import type { AppEnv } from './context.js';
+import { ApiError, forbidden, unauthenticated } from '../http/api-error.js';
+import { bearerToken } from '../http/auth.js';
+import type { AppEnv } from '../http/context.js';
+import { ADMIN_TOKEN_PREFIX, csrfTokenValid, type AdminAuthService } from './auth.js';
 
 /**
  * Who may use /admin: admins only, never an app user (whatever users.is_admin says) and never the

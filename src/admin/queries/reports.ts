@@ -1,4 +1,4 @@
-import type { Queryable } from '../pool.js';
+import type { Queryable } from '../../db/pool.js';
 
 /** Read-only views for the support team: user lookup and stats, job timelines, failures, dashboard. */
 

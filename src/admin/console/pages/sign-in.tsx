@@ -1,0 +1,27 @@
+import type { FC } from 'hono/jsx';
+import { Layout } from '../layout.js';
+
+/** The sign-in form; _login is the double-submit nonce the handler set as a cookie. */
+export const SignInPage: FC<{ nonce: string }> = ({ nonce }) => (
+  <Layout title="Sign in">
+    <form method="post" action="/admin/login" class="panel" id="login-form" style="max-width:380px;display:grid;gap:10px">
+      <input type="hidden" name="_login" value={nonce} />
+      <label>
+        Email
+        <br />
+        <input name="email" type="email" autocomplete="username" required style="width:100%" />
+      </label>
+      <label>
+        Password
+        <br />
+        <input name="password" type="password" autocomplete="current-password" required style="width:100%" />
+      </label>
+      <label>
+        One-time code (if enabled)
+        <br />
+        <input name="totp" inputmode="numeric" autocomplete="one-time-code" style="width:100%" />
+      </label>
+      <button type="submit">Sign in</button>
+    </form>
+  </Layout>
+);
