@@ -30,6 +30,7 @@ import { ApnsClient } from './push/apns.js';
 import { PushService } from './push/notifications.js';
 import { AdminAuthService } from './admin/auth.js';
 import { AdminService } from './admin/service.js';
+import { StorageService } from './storage/service.js';
 
 /** Everything a route may use, built once at start-up (main.ts) or per test (test/harness.ts). */
 export interface Services {
@@ -43,6 +44,8 @@ export interface Services {
   onboarding: OnboardingService;
   deviceCheck: DeviceCheckClient | undefined;
   store: ObjectStore;
+  /** What users may store and read where (the storage routes' rules). */
+  storage: StorageService;
   providers: ProviderRegistry;
   jobs: VideoJobService;
   generation: GenerationService;
@@ -196,6 +199,7 @@ export function buildServices(opts: {
     onboarding,
     deviceCheck,
     store,
+    storage: new StorageService(db, store),
     providers,
     jobs,
     generation,

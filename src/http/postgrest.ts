@@ -220,8 +220,9 @@ export function postgrestErrorFields(apiError: ApiError, message: string) {
  * one object (zero or several rows: 406 PGRST116, nothing else sent); Content-Range always, its
  * total when a count was asked for (206 when the rows are only part of it, as PostgREST answers).
  */
-export function restRowsResponse(c: Context<AppEnv>, rows: unknown[], opts: { offset?: number; total?: number } = {}): Response {
+export function restRowsResponse<Row extends Record<string, unknown>>(c: Context<AppEnv>, rows: Row[], opts: { offset?: number; total?: number } = {}) {
   const single = wantsSingleObject(c);
+  const [first] = rows;
   if (single && rows.length !== 1) throw new ApiError('ERR_4032', { rows: rows.length });
   const offset = opts.offset ?? 0;
   const range = rows.length ? `${offset}-${offset + rows.length - 1}` : '*';
@@ -231,5 +232,6 @@ export function restRowsResponse(c: Context<AppEnv>, rows: unknown[], opts: { of
   };
   if (opts.total !== undefined) headers['Preference-Applied'] = 'count=exact';
   const partial = opts.total !== undefined && rows.length < opts.total;
-  return c.body(JSON.stringify(single ? rows[0] : rows), partial ? 206 : 200, headers);
+  // c.json serialises as JSON.stringify does and keeps our Content-Type; typed, so routes' declared rows are checked.
+  return c.json(single && first ? first : rows, partial ? 206 : 200, headers);
 }

@@ -7,7 +7,7 @@ import { ApiError, notFound, unauthenticated } from '../http/api-error.js';
 import { authOptions, verifiedUser, type AuthOptions } from '../http/auth.js';
 import { localizedMessage, type Language } from '../errors/i18n.js';
 import { toApiError } from '../http/on-error.js';
-import { jobView } from '../routes/videos.js';
+import { jobView } from '../jobs/job-view.js';
 import type { Services } from '../services.js';
 import { decodeMessage, encodeMessage, type PhoenixMessage, type Vsn } from './protocol.js';
 

@@ -63,10 +63,8 @@ export function registerAccount(app: OpenAPIHono<AppEnv>, s: Services) {
     async (c) => {
       const type = c.req.header('content-type') ?? '';
       let jwt: unknown;
-      const body = /application\/json/i.test(type)
-        ? ((await c.req.json().catch(() => undefined)) as unknown)
-        : await c.req.parseBody().catch(() => undefined);
-      if (body && typeof body === 'object') jwt = (body as { payload?: unknown }).payload;
+      const body: unknown = /application\/json/i.test(type) ? await c.req.json().catch(() => undefined) : await c.req.parseBody().catch(() => undefined);
+      if (body && typeof body === 'object' && 'payload' in body) jwt = body.payload;
       if (typeof jwt !== 'string' || jwt.length === 0) throw invalid('payload (the signed event JWT) is required', 'payload');
 
       const event = await appleIdentity(s).serverEvent(jwt);

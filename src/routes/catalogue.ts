@@ -50,6 +50,11 @@ const Model = z
   })
   .openapi('Model');
 
+const modelsCacheHeaders = z.object({
+  ETag: z.string().openapi({ description: 'Changes whenever the answer does' }),
+  'Cache-Control': z.string().openapi({ example: 'public, max-age=300' }),
+});
+
 const getModelsRoute = createRoute({
   method: 'get',
   path: '/functions/v1/get-models',
@@ -59,18 +64,27 @@ const getModelsRoute = createRoute({
   responses: {
     200: {
       description: 'Models',
-      headers: z.object({
+      headers: modelsCacheHeaders.extend({
         'X-Rendio-Simulated-Models': z.string().optional().openapi({
           description: 'Models whose provider has no credentials on this server: the simulator answers them with sample clips',
         }),
       }),
       content: { 'application/json': { schema: z.object({ models: z.array(Model) }) } } },
-    304: { description: 'Not modified' },
+    304: { description: 'Not modified', headers: modelsCacheHeaders },
     ...errorResponses(503),
   },
 });
 
-const restRows = z.array(z.record(z.string(), z.unknown()));
+const restRow = z.record(z.string(), z.unknown());
+/** An array; with .single() (Accept: application/vnd.pgrst.object+json) the one row itself. */
+const restRowsContent = {
+  'application/json': { schema: z.array(restRow) },
+  'application/vnd.pgrst.object+json': { schema: restRow },
+};
+const restRowsHeaders = z.object({
+  'Content-Range': z.string().openapi({ description: 'first-last/total, or */total without rows; the total is * unless Prefer: count=… asked for it' }),
+  'Preference-Applied': z.string().optional().openapi({ description: 'count=exact when a count was asked for' }),
+});
 const restQueryDoc = z.object({
   select: z.string().optional().openapi({ example: 'id,name,category' }),
   order: z.string().optional().openapi({ example: 'is_featured.desc,name.asc' }),
@@ -82,8 +96,8 @@ const restReadHeaders = z.object({
   prefer: z.string().optional().openapi({ description: 'count=exact (planned and estimated are answered exactly): the total in Content-Range' }),
 });
 const restRowsResponses = {
-  200: { description: 'Rows (Content-Range: first-last/total or */total)', content: { 'application/json': { schema: restRows } } },
-  206: { description: 'With a count, when the rows are only part of the total', content: { 'application/json': { schema: restRows } } },
+  200: { description: 'Rows (Content-Range: first-last/total or */total)', headers: restRowsHeaders, content: restRowsContent },
+  206: { description: 'With a count, when the rows are only part of the total', headers: restRowsHeaders, content: restRowsContent },
   ...errorResponses(400, 406),
 };
 const REST_SYNTAX =
@@ -111,7 +125,7 @@ function etagMatches(header: string | undefined, etag: string): boolean {
   return header.split(',').some((t) => bare(t) === bare(etag));
 }
 
-const pick = (row: Record<string, unknown>, columns: string[]) => Object.fromEntries(columns.map((k) => [k, row[k]]));
+const pick = (row: Record<string, unknown>, columns: string[]): Record<string, unknown> => Object.fromEntries(columns.map((k) => [k, row[k]]));
 
 export function registerCatalogue(app: OpenAPIHono<AppEnv>, s: Services) {
   app.openapi(getModelsRoute, async (c) => {
@@ -123,18 +137,19 @@ export function registerCatalogue(app: OpenAPIHono<AppEnv>, s: Services) {
     c.header('ETag', etag);
     c.header('Cache-Control', 'public, max-age=300');
     if (etagMatches(c.req.header('if-none-match'), etag)) return c.body(null, 304);
-    return c.body(body, 200, { 'Content-Type': 'application/json' }) as never;
+    // Serialised once per catalogue change (the ETag is of these bytes), not per request.
+    return c.body(body, 200, { 'Content-Type': 'application/json' });
   });
 
   app.openapi(restModelsRoute, async (c) => {
     const q = parseRestQuery(new URL(c.req.url).searchParams, MODELS_TABLE);
     const { rows, total } = await queryModels(s.db, q, restPreferences(c).count);
-    return restRowsResponse(c, rows.map((m) => pick(publicModel(m), q.select)), { offset: q.offset, total }) as never;
+    return restRowsResponse(c, rows.map((m) => pick(publicModel(m), q.select)), { offset: q.offset, total });
   });
 
   app.openapi(restThemesRoute, async (c) => {
     const q = parseRestQuery(new URL(c.req.url).searchParams, THEMES_TABLE);
     const { rows, total } = await queryThemes(s.db, q, restPreferences(c).count);
-    return restRowsResponse(c, rows, { offset: q.offset, total }) as never;
+    return restRowsResponse(c, rows, { offset: q.offset, total });
   });
 }

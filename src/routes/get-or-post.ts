@@ -1,5 +1,5 @@
 import { createRoute, z } from '@hono/zod-openapi';
-import type { OpenAPIHono, RouteConfig } from '@hono/zod-openapi';
+import type { OpenAPIHono, RouteConfig, RouteHandler } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import type { AppEnv } from '../http/context.js';
 
@@ -10,22 +10,29 @@ import type { AppEnv } from '../http/context.js';
  */
 type GetRoute = RouteConfig & { method: 'get'; request: { query: z.ZodObject } };
 
-export function registerGetOrPost<R extends GetRoute>(
+/**
+ * The handler's answer is checked against the route's declared responses here, where R is the
+ * caller's concrete route; the registration below only sees RouteConfig (zod-openapi's types cannot
+ * follow a generic route through `openapi()`), so this signature is where the check happens.
+ */
+type Answer<R extends RouteConfig> = Promise<Response> & ReturnType<RouteHandler<R, AppEnv>>;
+
+export function registerGetOrPost<Q extends z.ZodObject, R extends GetRoute>(
   app: OpenAPIHono<AppEnv>,
-  route: R,
-  handler: (c: Context<AppEnv>, params: z.output<R['request']['query']>) => Promise<Response>,
+  route: R & { request: { query: Q } },
+  handler: (c: Context<AppEnv>, params: z.output<Q>) => Answer<R>,
 ): void {
   const schema = route.request.query;
+  const get: RouteConfig = route;
   const { query: _query, ...request } = route.request;
-  const postRoute: RouteConfig = createRoute({
-    ...(route as RouteConfig),
+  const post = createRoute({
+    ...get,
     method: 'post',
     summary: `${route.summary ?? ''} (POST: the same parameters as a JSON body, as supabase-js functions.invoke sends them)`,
     request: { ...request, body: { content: { 'application/json': { schema } }, required: false } },
   });
-  const viaQuery = (c: Context<AppEnv>) => handler(c, (c.req.valid as (t: 'query') => z.output<R['request']['query']>)('query'));
+  // The validators zod-openapi builds from route.request give exactly these inputs.
+  app.openapi<RouteConfig, { out: { query: z.output<Q> } }>(get, (c) => handler(c, c.req.valid('query')));
   // An empty POST (invoke without a body) arrives unvalidated as {}: parse it here so defaults apply.
-  const viaBody = (c: Context<AppEnv>) => handler(c, schema.parse((c.req.valid as (t: 'json') => unknown)('json') ?? {}) as z.output<R['request']['query']>);
-  app.openapi(route, viaQuery as never);
-  app.openapi(postRoute, viaBody as never);
+  app.openapi<RouteConfig, { out: { json: unknown } }>(post, (c) => handler(c, schema.parse(c.req.valid('json') ?? {})));
 }

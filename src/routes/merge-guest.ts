@@ -62,9 +62,10 @@ const route = createRoute({
 /** In legacy mode the app names no user_id here: the guest is whoever device_id names. */
 function guestNamedByDeviceId(s: Services) {
   return async (c: Context<AppEnv>): Promise<string | undefined> => {
-    const body = (await c.req.json().catch(() => undefined)) as { device_id?: unknown; user_id?: unknown } | undefined;
-    if (typeof body?.user_id === 'string') return body.user_id;
-    const deviceId = body?.device_id;
+    const body: unknown = await c.req.json().catch(() => undefined);
+    if (!body || typeof body !== 'object') return undefined;
+    if ('user_id' in body && typeof body.user_id === 'string') return body.user_id;
+    const deviceId = 'device_id' in body ? body.device_id : undefined;
     if (typeof deviceId !== 'string') return undefined;
     const byDevice = await findUserByDeviceId(s.db, deviceId);
     if (byDevice) return byDevice.id;

@@ -78,7 +78,10 @@ const SettingsPatch = z
   .refine((p) => p.language !== undefined || p.theme_preference !== undefined, 'send language and/or theme_preference')
   .openapi('SettingsPatch');
 
-const SettingsRow = z.object({ id: z.string().uuid(), language: z.string(), theme_preference: z.string() });
+/** The updated row, with the columns select= picks (all three without it). */
+const SettingsRow = z.object({ id: z.string().uuid(), language: z.string(), theme_preference: z.string() }).partial();
+
+const ContentRange = z.object({ 'Content-Range': z.string().openapi({ example: '0-0/*' }) });
 
 /** What the PATCH can return and filter: its own row, named by id=eq.{id}. */
 const USERS_PATCH: TableSpec = { selectable: ['id', 'language', 'theme_preference'], filterable: { id: 'uuid' }, orderable: [] };
@@ -105,8 +108,12 @@ const patchRoute = createRoute({
     body: { content: { 'application/json': { schema: SettingsPatch } }, required: true },
   },
   responses: {
-    200: { description: 'return=representation: exactly one updated row', content: { 'application/json': { schema: z.array(SettingsRow) } } },
-    204: { description: 'return=minimal (PostgREST\'s default): updated, no body' },
+    200: {
+      description: 'return=representation: exactly one updated row',
+      headers: ContentRange,
+      content: { 'application/json': { schema: z.array(SettingsRow) }, 'application/vnd.pgrst.object+json': { schema: SettingsRow } },
+    },
+    204: { description: 'return=minimal (PostgREST\'s default): updated, no body', headers: ContentRange },
     ...errorResponses(400, 401, 403, 404, 406, 415),
   },
 });
@@ -128,7 +135,8 @@ export function registerProfile(app: OpenAPIHono<AppEnv>, s: Services) {
     const q = parseRestQuery(new URL(c.req.url).searchParams, USERS_PATCH);
     const row = await updateUserSettings(s.db, c.get('user').id, c.req.valid('json'));
     if (!row) throw notFound('user');
-    if (restPreferences(c).return !== 'representation') return c.body(null, 204, { 'Content-Range': '0-0/*' }) as never;
-    return restRowsResponse(c, [Object.fromEntries(q.select.map((k) => [k, row[k as keyof typeof row]]))]) as never;
+    if (restPreferences(c).return !== 'representation') return c.body(null, 204, { 'Content-Range': '0-0/*' });
+    const byColumn: Record<string, unknown> = row;
+    return restRowsResponse(c, [Object.fromEntries(q.select.map((k) => [k, byColumn[k]]))]);
   });
 }

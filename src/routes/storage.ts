@@ -2,17 +2,14 @@ import { createRoute, z } from '@hono/zod-openapi';
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import { bodyLimit } from 'hono/body-limit';
 import type { Context } from 'hono';
-import { deleteOwnObjects, findObject } from '../db/queries/storage.js';
-import { ApiError, forbidden, invalid, notFound } from '../http/api-error.js';
+import { ApiError, invalid } from '../http/api-error.js';
 import { authOptions, requireUser } from '../http/auth.js';
 import type { AppEnv } from '../http/context.js';
 import { requireApiKey, requireJsonBody } from '../http/middleware.js';
 import { etagOf, objectResponse } from '../http/object-response.js';
 import type { Services } from '../services.js';
-import { ACCEPTED_IMAGE_TYPES, sniffImageType } from '../storage/image-types.js';
-import { LocalObjectStore } from '../storage/local.js';
-import { saveObject } from '../storage/objects.js';
-import { BUCKETS, INPUT_BUCKET, RESULTS_BUCKET, isSafeKey, type Bucket } from '../storage/types.js';
+import type { ReadableObject } from '../storage/service.js';
+import { BUCKETS, INPUT_BUCKET } from '../storage/types.js';
 import { bearerSecurity, errorResponses } from './schemas.js';
 
 /**
@@ -196,42 +193,20 @@ export function registerStorage(app: OpenAPIHono<AppEnv>, s: Services) {
     withUser,
   ] as const;
 
-  /** One of the caller's own objects, or 404 (another user's object is indistinguishable from none). */
-  const ownObject = async (c: Context<AppEnv>) => {
-    const bucket = c.req.param('bucket') as Bucket;
-    const key = c.req.param('key') ?? '';
-    if (!(BUCKETS as readonly string[]).includes(bucket) || !isSafeKey(key)) throw notFound('object');
-    const row = await findObject(s.db, bucket, key);
-    if (!row || row.owner_id !== c.get('user').id) throw notFound('object');
-    return { bucket, key, row };
-  };
-
   // Registered before the upload, whose path would otherwise take "sign" for a bucket.
   app.openAPIRegistry.registerPath(createSignedRoute);
   app.post('/storage/v1/object/sign/:bucket{[a-z0-9_-]+}/:key{.+}', ...smallJson, async (c) => {
     const { expiresIn } = await jsonBody(c, SignBody);
-    const { bucket, key } = await ownObject(c);
-    const url = await s.store.signedUrl(bucket, key, expiresIn);
+    const url = await s.storage.signedUrl(c.req.param('bucket'), c.req.param('key'), c.get('user').id, expiresIn);
     const ours = `${s.config.publicUrl}/storage/v1`;
     return c.json({ signedURL: url.startsWith(`${ours}/`) ? url.slice(ours.length) : url }, 200);
   });
 
   const upload = (upsert: 'header' | 'always') => async (c: Context<AppEnv>) => {
-    const bucket = c.req.param('bucket');
+    const bucket = c.req.param('bucket') ?? '';
     const key = c.req.param('key') ?? '';
-    if (bucket !== INPUT_BUCKET) throw forbidden(`uploads go to the ${INPUT_BUCKET} bucket`);
-    if (!isSafeKey(key)) throw invalid('the object path has unsupported characters', 'key');
-    const user = c.get('user');
-    if (!key.startsWith(`${user.id}/`)) throw forbidden('upload into your own folder: {user id}/…');
-    const bytes = await uploadedBytes(c);
-    if (bytes.length === 0) throw invalid('the body is empty', 'body');
-    // The bytes decide, not the Content-Type header (the app always says image/jpeg).
-    const contentType = sniffImageType(bytes);
-    if (!contentType) throw new ApiError('ERR_4021', { allowed: [...ACCEPTED_IMAGE_TYPES] });
-    const existing = await findObject(s.db, bucket, key);
-    if (existing && upsert === 'header' && c.req.header('x-upsert') !== 'true') throw new ApiError('ERR_4012', { reason: 'the object already exists; send x-upsert: true' });
-    const id = await saveObject(s.store, s.db, { bucket, key, ownerId: user.id, bytes, contentType });
-    if (id === undefined) throw forbidden('this object belongs to another user');
+    const overwrite = upsert === 'always' || c.req.header('x-upsert') === 'true';
+    const id = await s.storage.upload({ bucket, key, ownerId: c.get('user').id, overwrite, read: () => uploadedBytes(c) });
     return c.json({ Key: `${bucket}/${key}`, Id: id }, 200);
   };
   const uploadLimit = bodyLimit({
@@ -247,18 +222,12 @@ export function registerStorage(app: OpenAPIHono<AppEnv>, s: Services) {
 
   app.openAPIRegistry.registerPath(removeRoute);
   app.delete('/storage/v1/object/:bucket{[a-z0-9_-]+}', ...smallJson, async (c) => {
-    const bucket = c.req.param('bucket');
-    if (bucket !== INPUT_BUCKET) throw forbidden(`only your uploads in ${INPUT_BUCKET} can be removed; a result goes with its job (delete-video-job)`);
-    const { prefixes } = await jsonBody(c, RemoveBody);
     const user = c.get('user');
-    const keys = prefixes.filter((k) => isSafeKey(k) && k.startsWith(`${user.id}/`));
-    // Rows first: from here nothing serves them; then the bytes (a failure leaves unlisted bytes only).
-    const removed = await deleteOwnObjects(s.db, bucket, user.id, keys);
-    for (const r of removed) await s.store.delete(bucket, r.key);
+    const removed = await s.storage.remove(c.req.param('bucket'), user.id, async () => (await jsonBody(c, RemoveBody)).prefixes);
     return c.json(
       removed.map((r) => ({
         name: r.key,
-        bucket_id: bucket,
+        bucket_id: INPUT_BUCKET,
         owner: user.id,
         id: r.id,
         created_at: r.created_at,
@@ -269,39 +238,23 @@ export function registerStorage(app: OpenAPIHono<AppEnv>, s: Services) {
     );
   });
 
-  const serve = async (c: Context<AppEnv>, bucket: Bucket, key: string) => {
-    if (!isSafeKey(key)) throw notFound('object');
-    const row = await findObject(s.db, bucket, key);
-    if (!row) throw notFound('object');
-    return objectResponse(c.req.raw, s.store, bucket, key, row);
-  };
+  const serve = (c: Context<AppEnv>, o: ReadableObject) => objectResponse(c.req.raw, s.store, o.bucket, o.key, o.row);
 
   // Public read, for the inputs bucket only: providers fetch the app's image from here.
   app.openAPIRegistry.registerPath(publicRoute);
-  app.get('/storage/v1/object/public/:bucket{[a-z0-9_-]+}/:key{.+}', async (c) => {
-    if (c.req.param('bucket') !== INPUT_BUCKET) throw notFound('object');
-    return serve(c, INPUT_BUCKET, c.req.param('key'));
-  });
+  app.get('/storage/v1/object/public/:bucket{[a-z0-9_-]+}/:key{.+}', async (c) => serve(c, await s.storage.publicObject(c.req.param('bucket'), c.req.param('key'))));
 
   // Signed read (local backend; the S3 backend hands out presigned S3 URLs instead).
   app.openAPIRegistry.registerPath(signedRoute);
-  app.get('/storage/v1/object/sign/:bucket{[a-z0-9_-]+}/:key{.+}', async (c) => {
-    const bucket = c.req.param('bucket');
-    const key = c.req.param('key');
-    const token = c.req.query('token') ?? '';
-    if ((bucket !== RESULTS_BUCKET && bucket !== INPUT_BUCKET) || !(s.store instanceof LocalObjectStore)) throw notFound('object');
-    if (!(await s.store.verifySignedToken(bucket, key, token))) throw forbidden('the link is invalid or has expired');
-    return serve(c, bucket, key);
-  });
+  app.get('/storage/v1/object/sign/:bucket{[a-z0-9_-]+}/:key{.+}', async (c) =>
+    serve(c, await s.storage.signedObject(c.req.param('bucket'), c.req.param('key'), c.req.query('token') ?? '')),
+  );
 
   // Authenticated read of the caller's own objects. Its bucket pattern names the buckets, so the
   // public/ and sign/ paths above never reach it.
   app.openAPIRegistry.registerPath(ownDownloadRoute);
   app.openAPIRegistry.registerPath({ ...ownDownloadRoute, path: '/storage/v1/object/authenticated/{bucket}/{key}', summary: 'The same download under supabase-js\'s authenticated/ path' });
   for (const path of ['/storage/v1/object/authenticated/:bucket{[a-z0-9_-]+}/:key{.+}', '/storage/v1/object/:bucket{thumbnails|videos}/:key{.+}']) {
-    app.get(path, apiKey, withUser, async (c) => {
-      const { bucket, key, row } = await ownObject(c);
-      return objectResponse(c.req.raw, s.store, bucket, key, row);
-    });
+    app.get(path, apiKey, withUser, async (c) => serve(c, await s.storage.ownObject(c.req.param('bucket') ?? '', c.req.param('key') ?? '', c.get('user').id)));
   }
 }

@@ -1,19 +1,18 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { streamSSE } from 'hono/streaming';
 import type { OpenAPIHono } from '@hono/zod-openapi';
-import { isDatabaseUnavailable } from '../db/pool.js';
+import type { MiddlewareHandler } from 'hono';
 import { findJobView, listJobs, type JobViewRow } from '../db/queries/video-jobs.js';
 import { ApiError, invalid, notFound } from '../http/api-error.js';
 import { authOptions, bearerToken, isLegacyAnonCaller, requireUser, verifiedUser } from '../http/auth.js';
 import type { AppEnv } from '../http/context.js';
 import { idempotency, type IdempotentEnv } from '../http/idempotency.js';
+import { jobView } from '../jobs/job-view.js';
+import { streamJobStatus } from '../jobs/status-stream.js';
 import type { Services } from '../services.js';
-import { RESULTS_BUCKET } from '../storage/types.js';
 import { registerGetOrPost } from './get-or-post.js';
 import { UserIdQuery, bearerSecurity, errorResponses } from './schemas.js';
 
-/** The app knows four states (ios-app.md §2.11, §2.13); anything else would fail its decoder. */
-const PUBLIC_STATUS = { queued: 'pending', submitted: 'pending', processing: 'processing', ingesting: 'processing', completed: 'completed', failed: 'failed' } as const;
 const PublicStatus = z.enum(['pending', 'processing', 'completed', 'failed']);
 
 const GenerateBody = z
@@ -38,25 +37,28 @@ const GenerateResponse = z
   .object({ job_id: z.string().uuid(), status: z.literal('pending'), credits_used: z.number().int(), credits_remaining: z.number().int() })
   .openapi('GenerateVideoResponse');
 
-const generateRoute = createRoute({
-  method: 'post',
-  path: '/functions/v1/generate-video',
-  tags: ['videos'],
-  summary: 'Start a video: holds its price in credits and queues it. Requires an Idempotency-Key header',
-  description:
-    'The price is computed on the server from the model and the validated settings; it is the number held, stored ' +
-    'and returned as credits_used. Retrying with the same Idempotency-Key replays the first answer ' +
-    '(X-Idempotent-Replay: true); the same key with a different body is 422, a key still in flight 409.',
-  security: bearerSecurity,
-  request: {
-    headers: z.object({ 'idempotency-key': z.string().openapi({ example: '8E03978E-40D5-43E8-BC93-6894A57F9324' }) }),
-    body: { content: { 'application/json': { schema: GenerateBody } }, required: true },
-  },
-  responses: {
-    200: { description: 'Queued', content: { 'application/json': { schema: GenerateResponse } } },
-    ...errorResponses(400, 401, 402, 403, 404, 409, 415, 422, 429),
-  },
-});
+/** Built at registration: its idempotency claim is route middleware, so the handler's env carries the claim. */
+const generateRoute = (claimKey: MiddlewareHandler<IdempotentEnv>) =>
+  createRoute({
+    method: 'post',
+    path: '/functions/v1/generate-video',
+    middleware: [claimKey] as const,
+    tags: ['videos'],
+    summary: 'Start a video: holds its price in credits and queues it. Requires an Idempotency-Key header',
+    description:
+      'The price is computed on the server from the model and the validated settings; it is the number held, stored ' +
+      'and returned as credits_used. Retrying with the same Idempotency-Key replays the first answer ' +
+      '(X-Idempotent-Replay: true); the same key with a different body is 422, a key still in flight 409.',
+    security: bearerSecurity,
+    request: {
+      headers: z.object({ 'idempotency-key': z.string().openapi({ example: '8E03978E-40D5-43E8-BC93-6894A57F9324' }) }),
+      body: { content: { 'application/json': { schema: GenerateBody } }, required: true },
+    },
+    responses: {
+      200: { description: 'Queued', content: { 'application/json': { schema: GenerateResponse } } },
+      ...errorResponses(400, 401, 402, 403, 404, 409, 415, 422, 429),
+    },
+  });
 
 const JobView = z
   .object({
@@ -153,38 +155,6 @@ const eventsRoute = createRoute({
   responses: { 200: { description: 'text/event-stream', content: { 'text/event-stream': { schema: z.string() } } }, ...errorResponses(400, 401, 403, 404) },
 });
 
-const HEARTBEAT_MS = 15_000;
-
-/** Wakes from job events, kept until the reader looks: a wake during a read is not lost. */
-class ChangeSignal {
-  private pending = false;
-  private resolve: ((changed: boolean) => void) | undefined;
-
-  wake(): void {
-    this.pending = true;
-    this.resolve?.(true);
-  }
-
-  clear(): void {
-    this.pending = false;
-  }
-
-  /** True as soon as a wake is pending; false after ms without one. */
-  next(ms: number): Promise<boolean> {
-    if (this.pending) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => done(false), Math.max(0, ms));
-      timer.unref();
-      const done = (changed: boolean) => {
-        clearTimeout(timer);
-        this.resolve = undefined;
-        resolve(changed);
-      };
-      this.resolve = done;
-    });
-  }
-}
-
 const encodeCursor = (jobId: string) => Buffer.from(jobId).toString('base64url');
 function decodeCursor(cursor: string): string {
   const id = Buffer.from(cursor, 'base64url').toString();
@@ -192,36 +162,15 @@ function decodeCursor(cursor: string): string {
   return id;
 }
 
-/** A job past VIDEO_RETENTION_DAYS has no files any more: listed, without URLs. */
-async function fileUrls(s: Pick<Services, 'store' | 'config'>, job: JobViewRow) {
-  const sign = (key: string | null) => (key && !job.expired_at ? s.store.signedUrl(RESULTS_BUCKET, key, s.config.signedUrlTtlSeconds) : null);
-  return { video_url: await sign(job.video_key), thumbnail_url: await sign(job.thumbnail_key) };
-}
-
-/** A job as its owner sees it (get-video-status, get-video-jobs, video-events, Realtime records). */
-export async function jobView(s: Pick<Services, 'store' | 'config'>, job: JobViewRow): Promise<z.infer<typeof JobView>> {
-  return {
-    job_id: job.job_id,
-    status: PUBLIC_STATUS[job.status],
-    prompt: job.prompt,
-    model_name: job.model_name,
-    credits_used: job.credits_used,
-    ...(await fileUrls(s, job)),
-    error_code: job.error_code,
-    error_message: job.error_message,
-    created_at: job.created_at,
-  };
-}
-
 export function registerVideos(app: OpenAPIHono<AppEnv>, s: Services) {
   const view = (job: JobViewRow) => jobView(s, job);
 
   const auth = requireUser(authOptions(s));
-  app.use(generateRoute.path, auth);
-  // Before the idempotency claim: a refused request leaves its key unused.
-  app.use(generateRoute.path, s.rateLimits.middleware('generate-video'));
-  (app as unknown as OpenAPIHono<IdempotentEnv>).use(generateRoute.path, idempotency(s.db, { ttlHours: s.config.idempotencyKeyTtlHours, lockSeconds: s.config.idempotencyLockSeconds }));
-  (app as unknown as OpenAPIHono<IdempotentEnv>).openapi(generateRoute, async (c) => {
+  const generate = generateRoute(idempotency(s.db, { ttlHours: s.config.idempotencyKeyTtlHours, lockSeconds: s.config.idempotencyLockSeconds }));
+  app.use(generate.path, auth);
+  // Before the idempotency claim (the route's own middleware): a refused request leaves its key unused.
+  app.use(generate.path, s.rateLimits.middleware('generate-video'));
+  app.openapi(generate, async (c) => {
     const body = c.req.valid('json');
     const result = await s.generation.generate(
       {
@@ -281,55 +230,7 @@ export function registerVideos(app: OpenAPIHono<AppEnv>, s: Services) {
         throw err;
       }
     };
-    return streamSSE(c, async (stream) => {
-      const changes = new ChangeSignal();
-      const unsubscribe = await s.events.subscribe(jobId, () => changes.wake());
-      stream.onAbort(unsubscribe);
-      // Pings keep proxies from closing a quiet stream; the re-read is the fallback for a lost NOTIFY.
-      const waitForChange = async () => {
-        const rereadAt = s.config.eventsRereadMs ? Date.now() + s.config.eventsRereadMs : Infinity;
-        while (!stream.aborted && !(await changes.next(Math.min(HEARTBEAT_MS, rereadAt - Date.now())))) {
-          await stream.write(': ping\n\n');
-          if (Date.now() >= rereadAt) return;
-        }
-      };
-      try {
-        let sent: string | undefined;
-        while (!stream.aborted) {
-          changes.clear(); // a wake from here on means: read again
-          let job: JobViewRow | undefined;
-          let refused: ApiError | undefined;
-          try {
-            job = await findJobView(s.db, jobId);
-            if (job && !job.deleted_at && sent !== undefined) refused = await stillAllowed();
-          } catch (err) {
-            // The database is away (a restart): keep the stream open and read again once it is
-            // back, woken by the LISTEN connection's reconnect or after a short wait.
-            if (!isDatabaseUnavailable(err)) throw err;
-            await stream.write(': waiting for the database\n\n');
-            await changes.next(1000);
-            continue;
-          }
-          if (!job || job.deleted_at) {
-            await stream.writeSSE({ event: 'deleted', data: JSON.stringify({ job_id: jobId }) });
-            return;
-          }
-          if (refused) {
-            await stream.writeSSE({ event: 'error', data: JSON.stringify({ code: refused.code }) });
-            return;
-          }
-          const current = await view(job);
-          if (current.status !== sent) {
-            await stream.writeSSE({ event: 'status', id: `${jobId}:${current.status}`, data: JSON.stringify(current) });
-            sent = current.status;
-          }
-          if (current.status === 'completed' || current.status === 'failed') return;
-          await waitForChange();
-        }
-      } finally {
-        unsubscribe();
-      }
-    }) as never;
+    return streamSSE(c, (stream) => streamJobStatus(stream, { db: s.db, events: s.events, rereadMs: s.config.eventsRereadMs, view }, jobId, stillAllowed));
   });
 
   app.use(deleteRoute.path, auth);
