@@ -16,7 +16,7 @@ export interface RouteCall {
   body?: (userId: string) => unknown;
 }
 
-async function signWith(secret: string, claims: Record<string, unknown>, expSecondsFromNow: number) {
+export async function signWith(secret: string, claims: Record<string, unknown>, expSecondsFromNow: number) {
   const now = Math.floor(Date.now() / 1000);
   return new SignJWT({ role: 'authenticated', ...claims })
     .setProtectedHeader({ alg: 'HS256' })
