@@ -3,8 +3,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
-    globalSetup: ['test/global-setup.ts'],
-    reporters: ['default', './test/slowest-reporter.ts'],
+    globalSetup: ['test/support/global-setup.ts'],
+    reporters: ['default', './test/support/slowest-reporter.ts'],
     pool: 'forks',
     // Test files run in parallel, each on its own database; two cores, mostly waiting on Postgres.
     poolOptions: { forks: { maxForks: 4, minForks: 1 } },

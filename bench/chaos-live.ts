@@ -1,5 +1,5 @@
 import WebSocket from 'ws';
-import { sseStatuses } from '../test/sse.js';
+import { sseStatuses } from '../test/support/sse.js';
 
 /**
  * npm run chaos's live subscribers: a video-events stream and a Realtime channel per watched job,

@@ -33,8 +33,8 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { verifyLedger } from '../src/ledger/verify.js';
 import { FakeFal } from '../test/fakes/fal.js';
-import { startPgBouncer } from '../test/pgbouncer.js';
-import { freePort, startPrivatePostgres } from '../test/private-postgres.js';
+import { startPgBouncer } from '../test/support/pgbouncer.js';
+import { freePort, startPrivatePostgres } from '../test/support/private-postgres.js';
 import { liveReport, watchJob, type LiveWatch } from './chaos-live.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');

@@ -13,7 +13,7 @@ import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { adminQuery, withDatabase } from '../test/db.js';
+import { adminQuery, withDatabase } from '../test/support/db.js';
 import { build, isStale } from '../scripts/build.mjs';
 
 const { values: args } = parseArgs({

@@ -28,7 +28,7 @@ import { installQueueSchema } from '../src/jobs/queue.js';
 import { adminAdjust } from '../src/ledger/ledger.js';
 import { verifyLedger } from '../src/ledger/verify.js';
 import { createLogger } from '../src/logger.js';
-import { adminQuery, withDatabase } from '../test/db.js';
+import { adminQuery, withDatabase } from '../test/support/db.js';
 import { clusterCpuMs, coldStartMs, freePort, measure, peakRssMib, spawnNode, stop, waitForAnswer, type Load, type Measured } from './measure.js';
 import { UNREACHABLE_LIMITS, limiterLatency } from './limiter.js';
 import { writeReport, type Row } from './report.js';

@@ -16,10 +16,10 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { verifyLedger } from '../src/ledger/verify.js';
-import { startPgBouncer } from '../test/pgbouncer.js';
-import { freePort, startPrivatePostgres } from '../test/private-postgres.js';
-import { startServer, waitFor, waitForReady, type ServerProcess } from '../test/process.js';
-import { sseStatuses } from '../test/sse.js';
+import { startPgBouncer } from '../test/support/pgbouncer.js';
+import { freePort, startPrivatePostgres } from '../test/support/private-postgres.js';
+import { startServer, waitFor, waitForReady, type ServerProcess } from '../test/support/process.js';
+import { sseStatuses } from '../test/support/sse.js';
 import { build, isStale } from '../scripts/build.mjs';
 
 const { values: args } = parseArgs({

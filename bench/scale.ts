@@ -31,7 +31,7 @@ import { RetentionService } from '../src/jobs/retention.js';
 import { runLedgerVerification } from '../src/ledger/verify.js';
 import { createLogger } from '../src/logger.js';
 import { LocalObjectStore } from '../src/storage/local.js';
-import { adminQuery, withDatabase } from '../test/db.js';
+import { adminQuery, withDatabase } from '../test/support/db.js';
 import { applyTraffic, seedScale, type SeedSize } from './scale-seed.js';
 
 const { values: args } = parseArgs({

@@ -32,7 +32,7 @@ import { AdminAuthService } from './admin/auth.js';
 import { AdminService } from './admin/service.js';
 import { StorageService } from './storage/service.js';
 
-/** Everything a route may use, built once at start-up (main.ts) or per test (test/harness.ts). */
+/** Everything a route may use, built once at start-up (main.ts) or per test (test/support/harness.ts). */
 export interface Services {
   config: Config;
   db: pg.Pool;

@@ -59,7 +59,7 @@ const EnvSchema = z.object({
 
 export type Env = z.infer<typeof EnvSchema>;
 
-/** The names of every variable read (test/operations.test.ts checks .env.example documents each). */
+/** The names of every variable read (test/ops/operations.test.ts checks .env.example documents each). */
 export const ENV_VARIABLES = Object.keys(EnvSchema.shape);
 
 export interface Config

@@ -25,7 +25,7 @@ export const jobsEnv = z.object({
   JOB_QUIET_SECONDS: z.coerce.number().int().min(1).max(3600).default(120),
   /**
    * Test-only fault injection: the process SIGKILLs itself at this point of the generate flow
-   * (test/crash.jobs.test.ts). Refused in production.
+   * (test/reliability/crash.jobs.test.ts). Refused in production.
    */
   FAULT_CRASH_AT: z.enum(['generate:after-commit', 'submit:after-provider', 'ingest:after-store', 'complete:before-commit']).optional(),
 });

@@ -3,7 +3,7 @@ import { bool, commaList, type ReportIssue } from './env.js';
 
 /** The limiter's policies (src/http/rate-limit.ts enforces them) and where it counts. */
 export const rateLimitsEnv = z.object({
-  /** Rate limits on (default). Off only for tests that are about something else (test/harness.ts). */
+  /** Rate limits on (default). Off only for tests that are about something else (test/support/harness.ts). */
   RATE_LIMITS_ENABLED: bool.default(true),
   /** Overrides of the default limits: `policy.kind=points/seconds` or `policy.kind=off`, comma-separated (docs/ARCHITECTURE.md). */
   RATE_LIMITS: z.string().default(''),

@@ -1,0 +1,121 @@
+import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startHttpServer, type ListeningServer } from '../../src/server.js';
+import { ADMIN_PASSWORD, createAdmin, type TestAdmin } from '../support/admin.js';
+import { useTestApp, type Guest } from '../support/harness.js';
+
+/**
+ * The console in a real browser (Debian's chromium, driven by playwright-core): a support agent
+ * signs in, finds a user, refunds 5 credits with a reason, sees the ledger entry and the audit row,
+ * disables a model and the app's get-models changes. The screenshots in docs/screenshots/ (shown in
+ * the README) are taken here: with UPDATE_SCREENSHOTS=1 they replace the committed ones, otherwise
+ * they go to a temporary folder so a test run leaves the work tree clean. Without chromium this test
+ * fails: .ci/run installs it.
+ */
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const SCREENSHOTS =
+  process.env.UPDATE_SCREENSHOTS === '1'
+    ? path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'docs', 'screenshots')
+    : mkdtempSync(path.join(os.tmpdir(), 'rendio-screenshots-'));
+
+const t = useTestApp();
+let server: ListeningServer | undefined;
+let browser: Browser | undefined;
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`Chromium is not installed at ${CHROMIUM}: apt-get install -y chromium (.ci/run does this), or set CHROMIUM_PATH`);
+  }
+  server = await startHttpServer(t().app.fetch, { port: 0, hostname: '127.0.0.1', limits: t().services.config.http });
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--headless', '--no-sandbox', '--disable-gpu'] });
+}, 120_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.close();
+});
+
+const base = () => `http://127.0.0.1:${server!.port}`;
+
+async function getModels() {
+  const res = await fetch(`${base()}/functions/v1/get-models`);
+  expect(res.status).toBe(200);
+  return { etag: res.headers.get('etag')!, ids: ((await res.json()) as { models: { id: string }[] }).models.map((m) => m.id) };
+}
+
+describe('admin console in Chromium', () => {
+  it('sign in, find a user, refund 5 credits with a reason, see the ledger entry and audit row; disable a model and see get-models change', async () => {
+    // Some activity for the dashboard: a delivered video and a failed one.
+    await t().startWorker();
+    const g: Guest = await t().createGuest();
+    for (const prompt of ['a lighthouse in a storm', 'a red kite over hills [sim:fail]']) {
+      const job = await t().json(t().generate(g, { model_id: 'simulator-text-to-video', prompt }));
+      await t().waitForJob(g.accessToken, job.job_id);
+    }
+    const admin: TestAdmin = await createAdmin(t(), { email: 'support@rendio.example', signIn: false });
+
+    const page: Page = await browser!.newPage({ viewport: { width: 1280, height: 900 } });
+    await page.goto(`${base()}/admin`);
+    expect(new URL(page.url()).pathname).toBe('/admin/login');
+    await page.fill('input[name=email]', admin.email);
+    await page.fill('input[name=password]', ADMIN_PASSWORD);
+    await Promise.all([page.waitForURL(`${base()}/admin`), page.click('#login-form button[type=submit]')]);
+    await page.waitForSelector('#jobs-by-status');
+
+    // Find the user by their device id.
+    await page.click('header a[href="/admin/users"]');
+    await page.fill('#search-form input[name=q]', g.deviceId);
+    await Promise.all([page.waitForURL(/\/admin\/users\?q=/), page.click('#search-form button')]);
+    await Promise.all([page.waitForURL(`${base()}/admin/users/${g.userId}`), page.click(`#search-results a[href="/admin/users/${g.userId}"]`)]);
+    const availableBefore = Number(await page.textContent('#available'));
+
+    // Refund 5 credits with a reason.
+    await page.selectOption('#credits-form select[name=kind]', 'grant');
+    await page.fill('#credits-form input[name=amount]', '5');
+    await page.fill('#credits-form input[name=reason]', 'Refund: video came out blank (ticket 4711)');
+    await Promise.all([page.waitForURL(/done=/), page.click('#credits-form button')]);
+    expect(await page.textContent('#flash')).toContain('Gave 5 credits');
+    expect(Number(await page.textContent('#available'))).toBe(availableBefore + 5);
+    const ledgerRow = page.locator('#ledger tr[data-kind=admin_grant]');
+    await expect(ledgerRow.count()).resolves.toBe(1);
+    expect(await ledgerRow.textContent()).toContain('Refund: video came out blank (ticket 4711)');
+    const auditRow = page.locator('#user-actions tr[data-action=grant_credits]');
+    expect(await auditRow.textContent()).toContain('Refund: video came out blank (ticket 4711)');
+    expect(await auditRow.textContent()).toContain(admin.email);
+    mkdirSync(SCREENSHOTS, { recursive: true });
+    await page.screenshot({ path: path.join(SCREENSHOTS, 'admin-user.png'), fullPage: true });
+
+    // The app sees the credits.
+    const credits = await t().json(t().get('/functions/v1/get-user-credits', { token: g.accessToken }));
+    expect(credits.credits_remaining).toBe(availableBefore + 5);
+
+    // The audit log page has the row too.
+    await page.click('header a[href="/admin/audit"]');
+    expect(await page.locator('#audit tr[data-action=grant_credits]').first().textContent()).toContain('ticket 4711');
+
+    // Disable a model: get-models stops listing it and its ETag changes.
+    const before = await getModels();
+    expect(before.ids).toContain('pika-2.2-text-to-video');
+    await page.click('header a[href="/admin/models"]');
+    await Promise.all([page.waitForURL(/done=/), page.click('#model-pika-2\\.2-text-to-video button:has-text("Disable")')]);
+    expect(await page.textContent('#model-pika-2\\.2-text-to-video')).toContain('Enable');
+    const after = await getModels();
+    expect(after.ids).not.toContain('pika-2.2-text-to-video');
+    expect(after.etag).not.toBe(before.etag);
+
+    await page.click('header a[href="/admin"]');
+    await page.waitForSelector('#jobs-by-status');
+    expect(Number(await page.textContent('#credits-refunded'))).toBe(5);
+    await page.screenshot({ path: path.join(SCREENSHOTS, 'admin-dashboard.png'), fullPage: true });
+
+    // Signing out ends the session: the console sends the browser back to the sign-in page.
+    await Promise.all([page.waitForURL(`${base()}/admin/login`), page.click('header form button')]);
+    await page.goto(`${base()}/admin`);
+    expect(new URL(page.url()).pathname).toBe('/admin/login');
+  }, 120_000);
+});

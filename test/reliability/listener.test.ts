@@ -1,0 +1,87 @@
+import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
+import pg from 'pg';
+import { DatabaseListener } from '../../src/db/listener.js';
+import { createLogger } from '../../src/logger.js';
+import { createTestDatabase, dropTestDatabase, withDatabase } from '../support/db.js';
+
+/**
+ * The process's one LISTEN connection: it must come back after every loss, however the loss
+ * interleaves with channels being added, and hear every channel once it is back.
+ */
+describe('the LISTEN connection', () => {
+  const adminUrl = inject('adminUrl');
+  let dbName: string;
+  let url: string;
+  let db: pg.Pool;
+  const listeners: DatabaseListener[] = [];
+  const open = (name = `rendio-listen-${listeners.length}`) => {
+    const l = new DatabaseListener(url, createLogger('silent'), { applicationName: name, reconnectMaxMs: 200, stableAfterMs: 0 });
+    listeners.push(l);
+    return l;
+  };
+  const terminate = async (name: string) =>
+    (await db.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()', [name])).rowCount;
+  const backends = async (name: string) =>
+    (await db.query('SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()', [name])).rowCount;
+
+  beforeAll(async () => {
+    dbName = await createTestDatabase(adminUrl);
+    url = withDatabase(adminUrl, dbName);
+    db = new pg.Pool({ connectionString: url, max: 2 });
+  });
+  afterAll(async () => {
+    await Promise.all(listeners.map((l) => l.close()));
+    await db.end();
+    await dropTestDatabase(adminUrl, dbName);
+  });
+
+  it('comes back after every loss, and each channel hears its NOTIFYs again', { timeout: 60_000 }, async () => {
+    const listener = open('listen-rounds');
+    const heard: string[] = [];
+    const resets: boolean[] = [];
+    await listener.listen('round_a', { onNotify: (p) => heard.push(`a:${p}`), onReset: (live) => resets.push(live) });
+    expect(listener.live).toBe(true);
+    for (let round = 1; round <= 5; round++) {
+      expect(await terminate('listen-rounds')).toBe(1);
+      await vi.waitFor(() => expect(listener.connects).toBe(round + 1), { timeout: 20_000, interval: 20 });
+      await vi.waitFor(() => expect(listener.live).toBe(true), { timeout: 20_000, interval: 20 });
+      await db.query("SELECT pg_notify('round_a', $1)", [String(round)]);
+      await vi.waitFor(() => expect(heard).toContain(`a:${round}`), { timeout: 10_000, interval: 20 });
+    }
+    // Told when it first listened, then of each loss and each return, in order.
+    expect(resets).toEqual([true, ...Array.from({ length: 5 }, () => [false, true]).flat()]);
+    expect(await backends('listen-rounds')).toBe(1);
+  });
+
+  it('hears a channel added while it reconnects, even when the connection dies again meanwhile', { timeout: 60_000 }, async () => {
+    const listener = open('listen-racing');
+    const heard = new Set<string>();
+    await listener.listen('race_0', { onNotify: () => heard.add('race_0') });
+    for (let i = 1; i <= 6; i++) {
+      await terminate('listen-racing');
+      // Added at once, while the new connection is being opened, and killed once more half the time.
+      const adding = listener.listen(`race_${i}`, { onNotify: () => heard.add(`race_${i}`) });
+      if (i % 2) await terminate('listen-racing');
+      await adding;
+    }
+    await vi.waitFor(() => expect(listener.live).toBe(true), { timeout: 20_000, interval: 20 });
+    for (let i = 0; i <= 6; i++) await db.query(`SELECT pg_notify('race_${i}', '')`);
+    await vi.waitFor(() => expect([...heard].sort()).toEqual(Array.from({ length: 7 }, (_, i) => `race_${i}`)), { timeout: 10_000, interval: 20 });
+    expect(await backends('listen-racing')).toBe(1);
+  });
+
+  it('counts as down while a NOTIFY sent through the pool does not reach it', { timeout: 30_000 }, async () => {
+    const listener = open('listen-probe');
+    expect(await listener.start()).toBe(true);
+    // Another database's pool: its NOTIFYs can never reach this connection, as through a pooler.
+    const elsewhere = new pg.Pool({ connectionString: adminUrl, max: 1 });
+    try {
+      expect(await listener.verifyHearing(elsewhere)).toBe(false);
+      expect(listener.live).toBe(false);
+      expect(await listener.verifyHearing(db)).toBe(true);
+      expect(listener.live).toBe(true);
+    } finally {
+      await elsewhere.end();
+    }
+  });
+});
