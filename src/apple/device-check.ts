@@ -4,7 +4,7 @@ import type { DeviceCheckConfig } from '../config/index.js';
 import { DomainError, UpstreamUnavailable } from '../errors/domain-error.js';
 
 /**
- * Apple DeviceCheck two-bit API (contracts/apple.md §4). We use bit0 = "this device already
+ * Apple DeviceCheck two-bit API (docs/reference/apple.md §4). We use bit0 = "this device already
  * received the initial free credits", which survives reinstalls. Apple answers a device it never
  * saw with HTTP 200 and the plain-text body "Failed to find bit state" — not JSON.
  */

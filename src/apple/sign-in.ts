@@ -4,7 +4,7 @@ import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload } 
 import { DomainError, UpstreamUnavailable } from '../errors/domain-error.js';
 
 /**
- * Sign in with Apple identity tokens (contracts/apple.md §5): RS256 JWTs signed with Apple's
+ * Sign in with Apple identity tokens (docs/reference/apple.md §5): RS256 JWTs signed with Apple's
  * rotating keys, fetched from the JWKS and cached by jose (refetched when an unknown kid appears).
  */
 

@@ -13,7 +13,7 @@ import { BUCKETS, type Bucket, type ObjectStore } from '../storage/types.js';
  * Deletes an account (functions/v1/delete-account, and Apple's account-delete / consent-revoked
  * server notifications): running jobs are cancelled and refunded, every file the user owns is
  * removed, sessions end, personal data is scrubbed. The ledger and purchase records stay, under
- * an id that no longer names anyone, because money history must add up forever (DESIGN §4).
+ * an id that no longer names anyone, because money history must add up forever (docs/reference/DESIGN.md §4).
  */
 export class AccountDeletionService {
   constructor(

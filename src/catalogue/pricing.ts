@@ -62,12 +62,12 @@ export class SettingNotAllowed extends Error {
     readonly field: string,
     readonly allowed: readonly (string | number)[],
   ) {
-    // The old backend's words (ios-app.md §2.10): the shipped app only logs them, but support reads them.
+    // The old backend's words (docs/reference/ios-app.md §2.10): the shipped app only logs them, but support reads them.
     super(`Invalid ${field}. Allowed values: ${allowed.join(', ')}`);
   }
 }
 
-/** The app sends "auto" for a setting it has no value for (ios-app.md §3): it means "the model's default". */
+/** The app sends "auto" for a setting it has no value for (docs/reference/ios-app.md §3): it means "the model's default". */
 export const AUTO = 'auto';
 
 const given = <T>(value: T | undefined): T | undefined => (value === AUTO ? undefined : value);

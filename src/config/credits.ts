@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { bool } from './env.js';
 
 const ProductMap = z.record(z.string().min(1), z.number().int().positive().max(100_000));
-/** The shipped app's consumable packs (ios-app.md §5): the credits are in the product id. */
+/** The shipped app's consumable packs (docs/reference/ios-app.md §5): the credits are in the product id. */
 export const DEFAULT_PRODUCTS: Record<string, number> = {
   'com.rendioai.credits.starter.25': 25,
   'com.rendioai.credits.popular.60': 60,

@@ -5,7 +5,7 @@ import type { AppleEnv } from './apple.js';
 import { pem, readFileOf, type ReportIssue } from './env.js';
 
 /**
- * The shipped app's bundle id as the team knows it: ios-app.md only shows the com.rendioai prefix
+ * The shipped app's bundle id as the team knows it: docs/reference/ios-app.md only shows the com.rendioai prefix
  * (keychain service, product ids), so set APNS_BUNDLE_ID or APPLE_BUNDLE_ID when it differs.
  */
 export const DEFAULT_APNS_BUNDLE_ID = 'com.rendioai.app';

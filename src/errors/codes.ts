@@ -1,5 +1,5 @@
 /**
- * The closed set of API error codes (DESIGN §7, extended). Codes are stable API; messages are
+ * The closed set of API error codes (docs/reference/DESIGN.md §7, extended). Codes are stable API; messages are
  * localized in i18n.ts. One table maps each code to its HTTP status.
  */
 export const ERROR_CODES = {

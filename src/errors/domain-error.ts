@@ -36,3 +36,27 @@ export abstract class UpstreamUnavailable extends DomainError {
     return { 'Retry-After': '5' };
   }
 }
+
+/**
+ * A request a service's rules refuse, answered with the code and details given: for rule sets
+ * (storage's bucket, key and ownership checks) whose every case would otherwise need a class.
+ */
+export class RequestRefused extends DomainError {
+  constructor(
+    readonly code: ErrorCode,
+    private readonly facts?: Record<string, unknown>,
+  ) {
+    super(typeof facts?.reason === 'string' ? `${code}: ${facts.reason}` : code);
+  }
+
+  override get details() {
+    return this.facts;
+  }
+}
+
+/** The common refusals, as services name them (their HTTP twins live in http/api-error.ts). */
+export const refuse = {
+  notFound: (resource: string) => new RequestRefused('ERR_4007', { resource }),
+  invalid: (reason: string, field?: string) => new RequestRefused('ERR_4008', field ? { reason, field } : { reason }),
+  forbidden: (reason: string) => new RequestRefused('ERR_4006', { reason }),
+};

@@ -7,7 +7,7 @@ import { ApiError, forbidden, invalid, notFound, unauthenticated } from './api-e
 import type { AppEnv } from './context.js';
 
 /**
- * Who is calling (DESIGN §6). Secure mode (default): a verified user JWT; a user id named in the
+ * Who is calling (docs/reference/DESIGN.md §6). Secure mode (default): a verified user JWT; a user id named in the
  * request must equal the token's subject. Legacy mode (LEGACY_ANON_CLIENTS=true): the shipped
  * app sends the public anon key as Bearer and names the user by user_id — insecure by design,
  * kept only so today's app build works while it migrates.
@@ -57,7 +57,7 @@ export function requireUser(opts: AuthOptions, claimed: ClaimedUserId = userIdFr
       if (!named) throw unauthenticated('user_id is required with the anon key');
       if (!uuid.safeParse(named).success) throw invalid('user_id must be a UUID', 'user_id');
       let state = await loadAuthState(opts.db, named, null);
-      // The shipped app keeps using a guest's id after Sign in with Apple merged it (ios-app.md
+      // The shipped app keeps using a guest's id after Sign in with Apple merged it (docs/reference/ios-app.md
       // §4.8d): in this mode that id stands for the account it became part of.
       if (state?.merged_into) state = await loadAuthState(opts.db, state.merged_into, null);
       if (!state || state.deleted) throw notFound('user');
@@ -115,7 +115,7 @@ export const noClaimedUserId: ClaimedUserId = async () => undefined;
 
 /**
  * Legacy mode's one capability request: the anon key with no user (get-video-status by job id
- * alone, ios-app.md §2.11). True only in legacy mode; the route decides what such a caller sees.
+ * alone, docs/reference/ios-app.md §2.11). True only in legacy mode; the route decides what such a caller sees.
  */
 export function isLegacyAnonCaller(c: Context<AppEnv>, opts: AuthOptions): boolean {
   if (!opts.legacyAnonClients || opts.anonKey === undefined) return false;

@@ -7,7 +7,7 @@ import type { AppEnv } from './context.js';
 import type { Logger } from '../logger.js';
 
 /**
- * Stripe-style idempotency keys, scoped per user (patterns.md §1, IETF draft): the key row is
+ * Stripe-style idempotency keys, scoped per user (docs/reference/patterns.md §1, IETF draft): the key row is
  * claimed BEFORE any work, never "check, work, store". The handler stores its response with
  * idempotency.complete(tx, …) inside the same transaction that moves the money, so either both
  * happen or neither does.

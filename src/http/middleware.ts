@@ -6,7 +6,7 @@ import { ApiError, notFound, unauthenticated } from './api-error.js';
 import { bearerToken } from './auth.js';
 import type { AppEnv } from './context.js';
 import { negotiateLanguage } from '../errors/i18n.js';
-import type { Metrics } from './metrics.js';
+import type { Metrics } from '../metrics.js';
 import { findUnstorableText, isStorableText, storableText } from './storable-text.js';
 
 const SAFE_REQUEST_ID = /^[\w.-]{8,128}$/;

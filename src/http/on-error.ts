@@ -35,7 +35,7 @@ export function toApiError(err: unknown, maxBodyBytes: number): ApiError {
   return new ApiError('ERR_6003');
 }
 
-/** The response envelope of DESIGN §7, in the language the client asked for. */
+/** The response envelope of docs/reference/DESIGN.md §7, in the language the client asked for. */
 export function errorResponse(c: Context<AppEnv>, apiError: ApiError): Response {
   const lang = c.get('lang') ?? negotiateLanguage(c.req.header('accept-language'));
   const message = localizedMessage(apiError.code, lang, apiError.details);

@@ -1,9 +1,12 @@
 import type { Context } from 'hono';
 import { ApiError, invalid } from './api-error.js';
 import type { AppEnv } from './context.js';
+import { COMPARISONS, type ColumnType, type Comparison, type RestFilter, type RestQuery, type TableSpec } from '../db/rest-query.js';
+
+export type { ColumnType, RestFilter, RestQuery, TableSpec };
 
 /**
- * The read-only subset of PostgREST that rest/v1 serves, as the shipped app (ios-app.md §2.4–2.5,
+ * The read-only subset of PostgREST that rest/v1 serves, as the shipped app (docs/reference/ios-app.md §2.4–2.5,
  * §2.9) and supabase-js (postgrest-js) send it:
  *   select=col,col | col=[not.]op.value with op eq, neq, gt, gte, lt, lte, in.(a,"b,c"), is.null|true|false
  *   | order=col.asc|desc[.nullsfirst|.nullslast],… | limit | offset;
@@ -12,30 +15,6 @@ import type { AppEnv } from './context.js';
  *   Prefer: return=minimal|representation on writes. HEAD is GET without the body.
  * Every column must be whitelisted by the caller; nothing reaches SQL unchecked.
  */
-
-export type ColumnType = 'text' | 'uuid' | 'boolean' | 'timestamp';
-
-export interface TableSpec {
-  selectable: readonly string[];
-  filterable: Readonly<Record<string, ColumnType>>;
-  orderable: readonly string[];
-}
-
-const COMPARISONS = { eq: '=', neq: '<>', gt: '>', gte: '>=', lt: '<', lte: '<=' } as const;
-type Comparison = keyof typeof COMPARISONS;
-
-export type RestFilter =
-  | { column: string; type: ColumnType; negated: boolean; op: Comparison; value: string | boolean }
-  | { column: string; type: ColumnType; negated: boolean; op: 'in'; value: (string | boolean)[] }
-  | { column: string; type: ColumnType; negated: boolean; op: 'is'; value: 'NULL' | 'TRUE' | 'FALSE' | 'UNKNOWN' };
-
-export interface RestQuery {
-  select: string[];
-  filters: RestFilter[];
-  order: { column: string; descending: boolean; nulls?: 'first' | 'last' }[];
-  limit?: number;
-  offset?: number;
-}
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const ISO_DATE = /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)?)?$/i;
@@ -148,38 +127,6 @@ export function parseRestQuery(params: URLSearchParams, spec: TableSpec): RestQu
     }
   }
   return q;
-}
-
-const ARRAY_TYPES: Record<ColumnType, string> = { text: 'text[]', uuid: 'uuid[]', boolean: 'boolean[]', timestamp: 'timestamptz[]' };
-
-/**
- * The WHERE conditions (each prefixed with AND, to follow the caller's own) and the ORDER BY /
- * LIMIT / OFFSET tail of a parsed query; identifiers are whitelisted above, values are parameters.
- * A count uses `where` alone: it ignores order and paging, as PostgREST's does.
- */
-export function restQuerySql(q: RestQuery, firstParam = 1): { where: string; tail: string; values: unknown[] } {
-  const values: unknown[] = [];
-  const param = (v: unknown) => {
-    values.push(v);
-    return `$${firstParam + values.length - 1}`;
-  };
-  const conditions = q.filters.map((f) => {
-    let condition: string;
-    if (f.op === 'in') condition = `${f.column} = ANY(${param(f.value)}::${ARRAY_TYPES[f.type]})`;
-    else if (f.op === 'is') condition = `${f.column} IS ${f.value}`;
-    else condition = `${f.column} ${COMPARISONS[f.op]} ${param(f.value)}`;
-    return f.negated ? `NOT (${condition})` : condition;
-  });
-  const where = conditions.map((c) => ` AND ${c}`).join('');
-  let tail = '';
-  if (q.order.length) {
-    tail += ' ORDER BY ' + q.order
-      .map((o) => `${o.column} ${o.descending ? 'DESC' : 'ASC'}${o.nulls ? ` NULLS ${o.nulls.toUpperCase()}` : ''}`)
-      .join(', ');
-  }
-  if (q.limit !== undefined) tail += ` LIMIT ${q.limit}`;
-  if (q.offset !== undefined) tail += ` OFFSET ${q.offset}`;
-  return { where, tail, values };
 }
 
 export interface RestPreferences {

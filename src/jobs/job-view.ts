@@ -2,7 +2,7 @@ import type { JobViewRow } from '../db/queries/video-jobs.js';
 import type { Services } from '../services.js';
 import { RESULTS_BUCKET } from '../storage/types.js';
 
-/** The app knows four states (ios-app.md §2.11, §2.13); anything else would fail its decoder. */
+/** The app knows four states (docs/reference/ios-app.md §2.11, §2.13); anything else would fail its decoder. */
 export const PUBLIC_STATUS = { queued: 'pending', submitted: 'pending', processing: 'processing', ingesting: 'processing', completed: 'completed', failed: 'failed' } as const;
 export type PublicStatus = (typeof PUBLIC_STATUS)[keyof typeof PUBLIC_STATUS];
 

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { Counter } from 'prom-client';
-import type { Metrics } from '../http/metrics.js';
+import type { Metrics } from '../metrics.js';
 import { runLedgerVerification, type LedgerVerification } from '../ledger/verify.js';
 import type { Logger } from '../logger.js';
 

@@ -5,7 +5,7 @@ import { markObjectDeleted } from '../db/queries/storage.js';
 import { ERROR_CODES, type ErrorCode } from '../errors/codes.js';
 import { LANGUAGES, localizedMessage, type Language } from '../errors/i18n.js';
 import * as ledger from '../ledger/ledger.js';
-import type { SubmissionOutcome } from '../http/metrics.js';
+import type { SubmissionOutcome } from '../metrics.js';
 import type { Logger } from '../logger.js';
 import type { ProviderRegistry } from '../providers/registry.js';
 import {
@@ -25,7 +25,7 @@ import { SILENT_FAILURE_CODES } from '../push/notifications.js';
 import { backoffMs, enqueue } from './queue.js';
 
 /**
- * The video job state machine (DESIGN §5): queued → submitted → processing → ingesting →
+ * The video job state machine (docs/reference/DESIGN.md §5): queued → submitted → processing → ingesting →
  * completed | failed. Every path ends a job in a transaction that also ends its hold — captured
  * with the video, released with the failure — and re-checks the job's state under a row lock, so
  * a racing webhook, poll, sweep or delete can finish a job at most once.

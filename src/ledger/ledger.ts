@@ -592,7 +592,7 @@ export async function adminAdjust(
 
 /**
  * What a clawback of `requested` credits takes from an account: never below zero and never into
- * credits held by running jobs (as Apple refunds, DESIGN §4.3); the rest is the shortfall.
+ * credits held by running jobs (as Apple refunds, docs/reference/DESIGN.md §4.3); the rest is the shortfall.
  */
 export function clawbackTake(account: AccountState, requested: number): { taken: number; shortfall: number } {
   const taken = Math.max(0, Math.min(requested, account.available));

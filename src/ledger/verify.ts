@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { Queryable } from '../db/pool.js';
 
 /**
- * DESIGN §4 money invariants as SQL, read-only, runnable on any database
+ * docs/reference/DESIGN.md §4 money invariants as SQL, read-only, runnable on any database
  * (`npm run verify-ledger`, the nightly `verify_ledger` task, and after every integration test).
  * Each check returns offending rows.
  *

@@ -13,7 +13,7 @@ import {
 } from './types.js';
 
 /**
- * fal.ai queue API (contracts/providers.md §1): submit with ?fal_webhook=, then status/result/cancel
+ * fal.ai queue API (docs/reference/providers.md §1): submit with ?fal_webhook=, then status/result/cancel
  * at the URLs submit returned (fal-js issue #214: rebuilt URLs 404 for some 3+ segment ids).
  * COMPLETED is terminal for success AND failure: failure shows as error/error_type on the status or
  * a non-2xx result. Webhooks are Ed25519-signed over "request_id\nuser_id\ntimestamp\nsha256hex(body)"
@@ -40,7 +40,7 @@ const WEBHOOK_TOLERANCE_SECONDS = 300;
 const JWKS_TTL_MS = 24 * 60 * 60 * 1000;
 const JWKS_REFRESH_MIN_INTERVAL_MS = 60 * 1000;
 
-/** Model input per fal endpoint family: field names and value formats differ (providers.md table). */
+/** Model input per fal endpoint family: field names and value formats differ (docs/reference/providers.md table). */
 export function falInput(input: SubmitInput): Record<string, unknown> {
   const { prompt, settings, imageUrl, providerModelId: id } = input;
   if (id.startsWith('fal-ai/veo3.1')) {
@@ -170,7 +170,7 @@ export class FalProvider implements ProviderAdapter {
   }
 
   /**
-   * PUT cancel_url (providers.md §1): 202 CANCELLATION_REQUESTED (a queued request is removed, a
+   * PUT cancel_url (docs/reference/providers.md §1): 202 CANCELLATION_REQUESTED (a queued request is removed, a
    * running one is signalled to stop), 400 ALREADY_COMPLETED once it finished (billed), 404 for a
    * request fal does not know. fal's answer does not say whether a finished request succeeded.
    */
@@ -246,7 +246,7 @@ export class FalProvider implements ProviderAdapter {
       status = this.output(body.payload as Record<string, unknown>);
     } else if (body.status === 'OK' && body.payload_error !== undefined && body.payload_error !== null) {
       // The request succeeded but fal could not serialise its result into the webhook
-      // (providers.md §1: payload null + payload_error). The result is still at the response URL:
+      // (docs/reference/providers.md §1: payload null + payload_error). The result is still at the response URL:
       // failing here would lose a video we paid for.
       status = { state: 'result_ready' };
     } else {

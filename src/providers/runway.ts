@@ -2,7 +2,7 @@ import { createBreaker, downloadLimited, parseJson, providerFetch } from './http
 import { ProviderError, type CancelAnswer, type ProviderAdapter, type ProviderJobRef, type ProviderStatus, type SubmitInput } from './types.js';
 
 /**
- * Runway tasks API (contracts/providers.md §2): POST /v1/text_to_video | /v1/image_to_video → {id},
+ * Runway tasks API (docs/reference/providers.md §2): POST /v1/text_to_video | /v1/image_to_video → {id},
  * then GET /v1/tasks/{id} (no webhooks; poll no more than every 5 s). FAILED carries a failureCode:
  * SAFETY.* and INPUT_PREPROCESSING.SAFETY.* are content rejections, never retried.
  */
@@ -91,7 +91,7 @@ export class RunwayProvider implements ProviderAdapter {
 
   /**
    * DELETE /v1/tasks/{id} cancels a PENDING/THROTTLED/RUNNING task and deletes any other, with the
-   * same empty answer either way (providers.md §2), and the task cannot be read afterwards. So the
+   * same empty answer either way (docs/reference/providers.md §2), and the task cannot be read afterwards. So the
    * task is read first: one that already ended is not deleted (it is billed whatever we do now).
    */
   async cancel(job: ProviderJobRef): Promise<CancelAnswer> {

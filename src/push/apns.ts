@@ -4,7 +4,7 @@ import { SignJWT, importPKCS8, type CryptoKey } from 'jose';
 import type { Logger } from '../logger.js';
 
 /**
- * APNs provider API over HTTP/2 with token auth (apple.md §6). One long-lived session per
+ * APNs provider API over HTTP/2 with token auth (docs/reference/apple.md §6). One long-lived session per
  * environment, replaced when the server sends GOAWAY, closes it or it fails. node:http2 directly:
  * apns2 cannot reach another port than 443, and node-apn's pooling hides the GOAWAY handling we
  * want to test.

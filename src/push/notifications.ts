@@ -3,7 +3,7 @@ import type { Queryable } from '../db/pool.js';
 import * as pushDb from '../db/queries/push.js';
 import type { ErrorCode } from '../errors/codes.js';
 import { localizedMessage, pushText, supportedLanguage, type Language } from '../errors/i18n.js';
-import type { Metrics } from '../http/metrics.js';
+import type { Metrics } from '../metrics.js';
 import type { Logger } from '../logger.js';
 import { ApnsTransportError, type ApnsResult, type PushSender } from './apns.js';
 

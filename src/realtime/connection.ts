@@ -307,7 +307,7 @@ export class RealtimeConnection {
   }
 
   /**
-   * The row the app decodes as VideoJob (ios-app.md §2.12): for a user, the job as get-video-status
+   * The row the app decodes as VideoJob (docs/reference/ios-app.md §2.12): for a user, the job as get-video-status
    * returns it; in legacy mode VideoJob's own keys (its decoder needs the prompt), no error text.
    */
   private async record(principal: Principal, job: JobViewRow): Promise<Record<string, unknown>> {

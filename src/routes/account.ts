@@ -10,7 +10,7 @@ import { appleIdentity } from './auth-token.js';
 import { UserIdQuery, bearerSecurity, errorResponses } from './schemas.js';
 
 /**
- * In-app account deletion (Apple requires it; ios-app.md §2.16) and Sign in with Apple's
+ * In-app account deletion (Apple requires it; docs/reference/ios-app.md §2.16) and Sign in with Apple's
  * server-to-server notifications, which delete the account the same way.
  */
 

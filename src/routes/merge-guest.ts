@@ -11,7 +11,7 @@ import { UserProfile, userProfile } from './profile.js';
 import { bearerSecurity, errorResponses } from './schemas.js';
 
 /**
- * The shipped app's Sign in with Apple (ios-app.md §2.15): {device_id, apple_sub} after the native
+ * The shipped app's Sign in with Apple (docs/reference/ios-app.md §2.15): {device_id, apple_sub} after the native
  * sheet; it decodes {success, user}. Here the identity token is required and verified (the old
  * backend trusted apple_sub); only the opt-in legacy mode accepts the app's request without one.
  * device_id names the guest: its device id, or its user id (the app sends that when the profile

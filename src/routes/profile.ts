@@ -10,7 +10,7 @@ import type { Services } from '../services.js';
 import { registerGetOrPost } from './get-or-post.js';
 import { UserIdQuery, bearerSecurity, errorResponses } from './schemas.js';
 
-/** The app's `User` (ios-app.md §2.8): every key required, dates ISO-8601. */
+/** The app's `User` (docs/reference/ios-app.md §2.8): every key required, dates ISO-8601. */
 export const UserProfile = z
   .object({
     id: z.string().uuid(),

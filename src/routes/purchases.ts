@@ -10,7 +10,7 @@ import { bearerSecurity, errorResponses } from './schemas.js';
 /**
  * App Store money in (update-credits) and back out (Apple's refund notifications). The shipped app
  * sends {user_id, transaction_id, product_id, receipt_data, purchase_date} and decodes
- * {credits_added, total_credits} (ios-app.md §5); newer clients may send signed_transaction.
+ * {credits_added, total_credits} (docs/reference/ios-app.md §5); newer clients may send signed_transaction.
  */
 
 // Apple's notifications skip the API's JSON body limit (they carry no apikey); this one bounds them.

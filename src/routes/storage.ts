@@ -13,7 +13,7 @@ import { BUCKETS, INPUT_BUCKET } from '../storage/types.js';
 import { bearerSecurity, errorResponses } from './schemas.js';
 
 /**
- * Supabase Storage-compatible paths (ios-app.md §2.3): the app uploads its input image with its
+ * Supabase Storage-compatible paths (docs/reference/ios-app.md §2.3): the app uploads its input image with its
  * user JWT to thumbnails/{user id}/input_{uuid}.jpg and builds the public URL itself; providers
  * fetch that URL. Results are private and served only through signed, expiring URLs.
  */

@@ -77,7 +77,7 @@ const JobView = z
 
 /**
  * What legacy mode answers about a job known only by its id: the fields ResultView decodes
- * (ios-app.md §2.11) minus the ones it does not need — no prompt (the user's words), no
+ * (docs/reference/ios-app.md §2.11) minus the ones it does not need — no prompt (the user's words), no
  * error_message/error_code (decoded but never shown).
  */
 const LegacyJobStatus = z
@@ -99,7 +99,7 @@ const statusRoute = createRoute({
   summary: 'One job of the caller (video_url and thumbnail_url are signed, expiring URLs)',
   description:
     'With a user token: one of that user\'s own jobs (VideoJob). In legacy mode (LEGACY_ANON_CLIENTS=true) the shipped app ' +
-    'polls with the anon key and no user_id (ios-app.md §2.11): the job id, an unguessable UUID only its creator was ' +
+    'polls with the anon key and no user_id (docs/reference/ios-app.md §2.11): the job id, an unguessable UUID only its creator was ' +
     'given, acts as the capability, as in the old backend, and the answer is LegacyVideoJobStatus (no prompt, no error ' +
     'text). A deleted job is 404 either way.',
   security: bearerSecurity,

@@ -4,7 +4,7 @@ import { INVARIANT_CHECK_NAMES, runLedgerVerification } from '../ledger/verify.j
 import { scriptDatabase } from './database-url.js';
 
 /**
- * `npm run verify-ledger [-- --full]`: checks the money invariants (DESIGN §4) on any database —
+ * `npm run verify-ledger [-- --full]`: checks the money invariants (docs/reference/DESIGN.md §4) on any database —
  * what changed since the last verified checkpoint (a full pass when there is none yet), or with
  * `--full` every row — and records a new checkpoint when they hold.
  * Exit 0 when they hold, 1 with the offending rows when one does not, 2 when it could not check.

@@ -1,7 +1,7 @@
 /**
  * What an uploaded input image really is, read from its first bytes (magic numbers), never from the
  * client's Content-Type. Only the four types the Security issue allows: JPEG (what the shipped app
- * sends, ios-app.md §2.3), PNG, HEIC/HEIF and WebP. GIF is refused: the app never uploads it and
+ * sends, docs/reference/ios-app.md §2.3), PNG, HEIC/HEIF and WebP. GIF is refused: the app never uploads it and
  * the providers animate still images.
  */
 export const ACCEPTED_IMAGE_TYPES = ['image/jpeg', 'image/png', 'image/heic', 'image/heif', 'image/webp'] as const;

@@ -1,6 +1,6 @@
 import type { Queryable } from '../db/pool.js';
 import { deleteOwnObjects, findObject, type RemovedObjectRow, type StorageObjectRow } from '../db/queries/storage.js';
-import { ApiError, forbidden, invalid, notFound } from '../http/api-error.js';
+import { RequestRefused, refuse } from '../errors/domain-error.js';
 import { ACCEPTED_IMAGE_TYPES, sniffImageType } from './image-types.js';
 import { LocalObjectStore } from './local.js';
 import { saveObject } from './objects.js';
@@ -16,7 +16,7 @@ export interface ReadableObject {
 const isBucket = (name: string): name is Bucket => BUCKETS.some((b) => b === name);
 
 /**
- * The rules of the Supabase Storage surface (ios-app.md §2.3): users write only input images, only
+ * The rules of the Supabase Storage surface (docs/reference/ios-app.md §2.3): users write only input images, only
  * into their own folder of the public inputs bucket, and read only their own objects; results are
  * private and reached through signed, expiring URLs. Bucket and key come from the URL as sent, so
  * every verb checks them before anything reaches the store or SQL.
@@ -33,26 +33,26 @@ export class StorageService {
    */
   async upload(o: { bucket: string; key: string; ownerId: string; overwrite: boolean; read: () => Promise<Buffer> }): Promise<string> {
     const { bucket, key, ownerId } = o;
-    if (bucket !== INPUT_BUCKET) throw forbidden(`uploads go to the ${INPUT_BUCKET} bucket`);
-    if (!isSafeKey(key)) throw invalid('the object path has unsupported characters', 'key');
-    if (!key.startsWith(`${ownerId}/`)) throw forbidden('upload into your own folder: {user id}/…');
+    if (bucket !== INPUT_BUCKET) throw refuse.forbidden(`uploads go to the ${INPUT_BUCKET} bucket`);
+    if (!isSafeKey(key)) throw refuse.invalid('the object path has unsupported characters', 'key');
+    if (!key.startsWith(`${ownerId}/`)) throw refuse.forbidden('upload into your own folder: {user id}/…');
     const bytes = await o.read();
-    if (bytes.length === 0) throw invalid('the body is empty', 'body');
+    if (bytes.length === 0) throw refuse.invalid('the body is empty', 'body');
     // The bytes decide, not the Content-Type header (the app always says image/jpeg).
     const contentType = sniffImageType(bytes);
-    if (!contentType) throw new ApiError('ERR_4021', { allowed: [...ACCEPTED_IMAGE_TYPES] });
+    if (!contentType) throw new RequestRefused('ERR_4021', { allowed: [...ACCEPTED_IMAGE_TYPES] });
     const existing = await findObject(this.db, bucket, key);
-    if (existing && !o.overwrite) throw new ApiError('ERR_4012', { reason: 'the object already exists; send x-upsert: true' });
+    if (existing && !o.overwrite) throw new RequestRefused('ERR_4012', { reason: 'the object already exists; send x-upsert: true' });
     const id = await saveObject(this.store, this.db, { bucket, key, ownerId, bytes, contentType });
-    if (id === undefined) throw forbidden('this object belongs to another user');
+    if (id === undefined) throw refuse.forbidden('this object belongs to another user');
     return id;
   }
 
   /** One of the owner's objects, or 404 (another user's object is indistinguishable from none). */
   async ownObject(bucket: string, key: string, ownerId: string): Promise<ReadableObject> {
-    if (!isBucket(bucket) || !isSafeKey(key)) throw notFound('object');
+    if (!isBucket(bucket) || !isSafeKey(key)) throw refuse.notFound('object');
     const row = await findObject(this.db, bucket, key);
-    if (!row || row.owner_id !== ownerId) throw notFound('object');
+    if (!row || row.owner_id !== ownerId) throw refuse.notFound('object');
     return { bucket, key, row };
   }
 
@@ -67,7 +67,7 @@ export class StorageService {
    * do not exist are skipped. `keys` is read only once the bucket is allowed.
    */
   async remove(bucket: string, ownerId: string, keys: () => Promise<string[]>): Promise<RemovedObjectRow[]> {
-    if (bucket !== INPUT_BUCKET) throw forbidden(`only your uploads in ${INPUT_BUCKET} can be removed; a result goes with its job (delete-video-job)`);
+    if (bucket !== INPUT_BUCKET) throw refuse.forbidden(`only your uploads in ${INPUT_BUCKET} can be removed; a result goes with its job (delete-video-job)`);
     const own = (await keys()).filter((k) => isSafeKey(k) && k.startsWith(`${ownerId}/`));
     // Rows first: from here nothing serves them; then the bytes (a failure leaves unlisted bytes only).
     const removed = await deleteOwnObjects(this.db, bucket, ownerId, own);
@@ -77,21 +77,21 @@ export class StorageService {
 
   /** An input image, readable without auth: providers fetch the app's image by its public URL. */
   async publicObject(bucket: string, key: string): Promise<ReadableObject> {
-    if (bucket !== INPUT_BUCKET) throw notFound('object');
+    if (bucket !== INPUT_BUCKET) throw refuse.notFound('object');
     return this.stored(INPUT_BUCKET, key);
   }
 
   /** An object named by a signed URL of the local backend (the S3 backend hands out presigned S3 URLs instead). */
   async signedObject(bucket: string, key: string, token: string): Promise<ReadableObject> {
-    if ((bucket !== RESULTS_BUCKET && bucket !== INPUT_BUCKET) || !(this.store instanceof LocalObjectStore)) throw notFound('object');
-    if (!(await this.store.verifySignedToken(bucket, key, token))) throw forbidden('the link is invalid or has expired');
+    if ((bucket !== RESULTS_BUCKET && bucket !== INPUT_BUCKET) || !(this.store instanceof LocalObjectStore)) throw refuse.notFound('object');
+    if (!(await this.store.verifySignedToken(bucket, key, token))) throw refuse.forbidden('the link is invalid or has expired');
     return this.stored(bucket, key);
   }
 
   private async stored(bucket: Bucket, key: string): Promise<ReadableObject> {
-    if (!isSafeKey(key)) throw notFound('object');
+    if (!isSafeKey(key)) throw refuse.notFound('object');
     const row = await findObject(this.db, bucket, key);
-    if (!row) throw notFound('object');
+    if (!row) throw refuse.notFound('object');
     return { bucket, key, row };
   }
 }

@@ -10,7 +10,7 @@ describe('guest onboarding (device-check) without DeviceCheck configured', () =>
     const deviceId = randomUUID().toUpperCase();
     const res = await t().post('/functions/v1/device-check', { body: { device_id: deviceId, device_token: deviceToken('a') } });
     const body = await t().json(res);
-    // ios-app.md §2.1: user_id String, credits_remaining Int, is_new Bool, tokens String? at the top level.
+    // docs/reference/ios-app.md §2.1: user_id String, credits_remaining Int, is_new Bool, tokens String? at the top level.
     expect(body).toMatchObject({ success: true, credits_remaining: 10, is_new: true, token_type: 'bearer' });
     expect(body.user_id).toMatch(/^[0-9a-f-]{36}$/);
     expect(typeof body.access_token).toBe('string');

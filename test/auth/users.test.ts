@@ -7,7 +7,7 @@ const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
 describe('credits and profile', () => {
   const t = useTestApp();
 
-  it('get-user-credits: {credits_remaining: Int} for the token owner (ios-app.md §2.7)', async () => {
+  it('get-user-credits: {credits_remaining: Int} for the token owner (docs/reference/ios-app.md §2.7)', async () => {
     const g = await t().createGuest();
     const body = await t().json(t().get(`/functions/v1/get-user-credits?user_id=${g.userId}`, { token: g.accessToken }));
     expect(body).toEqual({ credits_remaining: 10, balance: 10, held: 0, debt: 0 });

@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import { useTestApp } from '../support/harness.js';
 
-// The exact queries the shipped app sends (ios-app.md §2.4–2.5).
+// The exact queries the shipped app sends (docs/reference/ios-app.md §2.4–2.5).
 const THEME_COLUMNS = 'id,name,description,thumbnail_url,prompt,is_featured,is_available,default_settings,created_at';
 const THEMES_LIST = `/rest/v1/themes?is_available=eq.true&select=${THEME_COLUMNS}&order=is_featured.desc,name.asc`;
 const ACTIVE_MODEL = '/rest/v1/models?is_active=eq.true&is_available=eq.true&select=id,name,category,description,thumbnail_url,is_featured,cost_per_generation,required_fields';

@@ -10,7 +10,7 @@ import { compactVerify, decodeProtectedHeader, importSPKI } from 'jose';
 import { afterAll, beforeAll } from 'vitest';
 
 /**
- * A faithful local APNs (contracts/apple.md §6): HTTP/2 over TLS with a certificate from a CA made
+ * A faithful local APNs (docs/reference/apple.md §6): HTTP/2 over TLS with a certificate from a CA made
  * at test time (the client trusts it through APNS_CA_FILE), POST /3/device/{token}. It checks the
  * provider JWT (ES256 signature with the team's key, kid, iss, iat age: over an hour →
  * 403 ExpiredProviderToken; replaced less than 20 minutes after the previous one → 429

@@ -5,7 +5,7 @@ import { ApplePki } from './apple-pki.js';
 import { FakeHttpServer, type FakeRequest, type FakeResponse } from './http.js';
 
 /**
- * A faithful local fake of the App Store Server API (contracts/apple.md §1, §3) for one
+ * A faithful local fake of the App Store Server API (docs/reference/apple.md §1, §3) for one
  * environment: GET /inApps/v1/transactions/{id} behind an ES256 bearer JWT (kid, iss,
  * aud=appstoreconnect-v1, bid, at most 60 min), answering {signedTransactionInfo} signed by the
  * test PKI, Apple's error bodies ({errorCode, errorMessage}) for unknown or malformed ids, and

@@ -4,7 +4,7 @@ import { afterAll, beforeAll } from 'vitest';
 import { FakeHttpServer, type FakeResponse } from './http.js';
 
 /**
- * A faithful local fake of Sign in with Apple (contracts/apple.md §5): a JWKS endpoint
+ * A faithful local fake of Sign in with Apple (docs/reference/apple.md §5): a JWKS endpoint
  * (GET /auth/keys) with rotating RS256 keys named by kid, and identity tokens with Apple's claims —
  * iss https://appleid.apple.com, aud = bundle id, sub, email (often a private relay address),
  * email_verified / is_private_email as the strings Apple sometimes sends, nonce (the SHA-256 hex of

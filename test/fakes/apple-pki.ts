@@ -7,7 +7,7 @@ import * as x509 from '@peculiar/x509';
 import { CompactSign } from 'jose';
 
 /**
- * A test certificate chain shaped like Apple's App Store signing chain (contracts/apple.md §1):
+ * A test certificate chain shaped like Apple's App Store signing chain (docs/reference/apple.md §1):
  * root (self-signed CA) → intermediate (CA, OID 1.2.840.113635.100.6.2.1) → leaf (OID
  * 1.2.840.113635.100.6.11.1), ECDSA P-256, with x5c = [leaf, intermediate, root] in each JWS.
  * The server under test trusts this root only because the test configures it, so the production

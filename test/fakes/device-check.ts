@@ -4,7 +4,7 @@ import { afterAll, beforeAll } from 'vitest';
 import { FakeHttpServer, type FakeRequest, type FakeResponse } from './http.js';
 
 /**
- * A faithful local fake of Apple's DeviceCheck API (contracts/apple.md §4):
+ * A faithful local fake of Apple's DeviceCheck API (docs/reference/apple.md §4):
  * POST /v1/query_two_bits | /v1/update_two_bits | /v1/validate_device_token, ES256 bearer JWT with
  * kid and iss = team id, plain-text error bodies, and HTTP 200 "Failed to find bit state" for a
  * device whose bits were never set. Bits belong to the physical device, not to the token, so

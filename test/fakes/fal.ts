@@ -4,7 +4,7 @@ import path from 'node:path';
 import { FakeHttpServer, type FakeRequest, type FakeResponse } from './http.js';
 
 /**
- * A faithful local fake of fal.ai's queue API (contracts/providers.md §1): submit at any depth of
+ * A faithful local fake of fal.ai's queue API (docs/reference/providers.md §1): submit at any depth of
  * endpoint id, status/result/cancel under /{owner}/{alias}/requests/{id}, COMPLETED for success
  * and failure alike, 422 {detail:[{type:"content_policy_violation"}]}, infrastructure errors with
  * X-Fal-Error-Type, result files on its own host, Ed25519-signed webhooks and a JWKS with rotation.
@@ -180,14 +180,14 @@ export class FakeFal {
         const base = { request_id: r.id, response_url: `${this.url}/${r.ownerAlias}/requests/${r.id}`, status_url: `${this.url}/${r.ownerAlias}/requests/${r.id}/status`, cancel_url: `${this.url}/${r.ownerAlias}/requests/${r.id}/cancel`, logs: [] };
         if (phase === 'IN_QUEUE') return this.json(200, { ...base, status: 'IN_QUEUE', queue_position: 1 });
         if (phase === 'IN_PROGRESS') return this.json(200, { ...base, status: 'IN_PROGRESS' });
-        // What a cancelled request shows is unconfirmed (providers.md §1); this fake says COMPLETED with an error.
+        // What a cancelled request shows is unconfirmed (docs/reference/providers.md §1); this fake says COMPLETED with an error.
         if (r.cancelledAt) return this.json(200, { ...base, status: 'COMPLETED', metrics: {}, error: 'Request was cancelled', error_type: 'request_cancelled' });
         const outcome = this.outcome(r);
         if (outcome === 'error') return this.json(200, { ...base, status: 'COMPLETED', metrics: {}, error: 'Runner crashed', error_type: 'runner_scheduling_failure' });
         return this.json(200, { ...base, status: 'COMPLETED', metrics: { inference_time: 1.2 } });
       }
       if (m[4] === '/cancel' && req.method === 'PUT') {
-        // providers.md §1: 202 CANCELLATION_REQUESTED while queued or running, 400 ALREADY_COMPLETED once processed.
+        // docs/reference/providers.md §1: 202 CANCELLATION_REQUESTED while queued or running, 400 ALREADY_COMPLETED once processed.
         if (phase === 'COMPLETED') return this.json(400, { status: 'ALREADY_COMPLETED' });
         r.cancelled = true;
         r.cancelledAt ??= Date.now();

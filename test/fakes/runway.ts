@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { FakeHttpServer, type FakeRequest, type FakeResponse } from './http.js';
 
 /**
- * A faithful local fake of Runway's tasks API (contracts/providers.md §2): Bearer key_… and
+ * A faithful local fake of Runway's tasks API (docs/reference/providers.md §2): Bearer key_… and
  * X-Runway-Version required, per-model ratio/duration checks with 400 {error}, PENDING → RUNNING
  * (progress) → SUCCEEDED (output[] on its own host) | FAILED (failure, failureCode), DELETE
  * cancels an unfinished task (not billed) or deletes a finished one (billed), then 404s. The prompt decides: [runway:safety], [runway:fail], [runway:hang].
@@ -87,7 +87,7 @@ export class FakeRunway {
       const task = this.tasks.get(m[1]!);
       if (!task || task.deleted) return this.json(404, { error: 'Task not found' });
       if (req.method === 'DELETE') {
-        // providers.md §2: cancels a PENDING/THROTTLED/RUNNING task, deletes any other; the same empty answer either way.
+        // docs/reference/providers.md §2: cancels a PENDING/THROTTLED/RUNNING task, deletes any other; the same empty answer either way.
         task.cancelled = !this.finished(task);
         task.deleted = true;
         return { status: 204 };

@@ -10,7 +10,7 @@ import { useTestApp } from '../support/harness.js';
 /**
  * Random sequences of every ledger operation. Sequentially, the database must agree with a
  * simple in-memory model after every step; concurrently (random interleavings on real
- * PostgreSQL), the DESIGN §4 invariants must hold and only expected refusals may happen.
+ * PostgreSQL), the docs/reference/DESIGN.md §4 invariants must hold and only expected refusals may happen.
  */
 
 type Op =

@@ -40,7 +40,7 @@ describe('update-credits (App Store purchases)', () => {
       const tx = appStore().production.add({ transactionId: txId(), productId });
       const res = await t().json(buy(t(), g, { transaction_id: tx.transactionId, product_id: productId, receipt_data: 'MIIT…', purchase_date: '2026-11-25T10:20:30Z' }));
       expected += credits;
-      // ios-app.md §5: the app decodes credits_added and total_credits.
+      // docs/reference/ios-app.md §5: the app decodes credits_added and total_credits.
       expect(res).toEqual({
         success: true,
         transaction_id: tx.transactionId,
@@ -246,7 +246,7 @@ describe('update-credits from the shipped app (legacy anon-key mode)', () => {
 
   it('accepts the exact request the app sends (after Sign in with Apple) and answers what it decodes', async () => {
     const g = await t().createGuest();
-    // The shipped app only sells to a signed-in user (ios-app.md §5): its legacy Sign in with Apple first.
+    // The shipped app only sells to a signed-in user (docs/reference/ios-app.md §5): its legacy Sign in with Apple first.
     await t().json(t().post('/functions/v1/merge-guest-user', { ...legacy, body: { device_id: g.deviceId, apple_sub: `001234.${g.userId.replaceAll('-', '')}.0987` } }));
     const tx = appStore().production.add({ transactionId: txId(), productId: 'com.rendioai.credits.popular.60' });
     const res = await t().json(

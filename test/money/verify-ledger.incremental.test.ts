@@ -2,7 +2,7 @@ import { Writable } from 'node:stream';
 import pg from 'pg';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { Metrics } from '../../src/http/metrics.js';
+import { Metrics } from '../../src/metrics.js';
 import { enqueue } from '../../src/jobs/queue.js';
 import { LedgerVerificationTask } from '../../src/jobs/ledger-verification.js';
 import { runLedgerVerification } from '../../src/ledger/verify.js';

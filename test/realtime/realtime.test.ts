@@ -7,7 +7,7 @@ import { startHttpServer, withRealtime, type ListeningServer } from '../../src/s
 import { useTestApp, type Guest, type TestApp } from '../support/harness.js';
 
 /**
- * Supabase Realtime's subset (ios-app.md §2.12): the app's exact subscription, driven by the real
+ * Supabase Realtime's subset (docs/reference/ios-app.md §2.12): the app's exact subscription, driven by the real
  * realtime-js client inside @supabase/supabase-js (vsn 2.0.0), and by raw frames as supabase-swift
  * sends them (vsn 1.0.0), against the real server on a real socket.
  */
@@ -396,7 +396,7 @@ describe('Realtime in legacy anon-key mode (the shipped app build)', () => {
     await waitFor('completed', () => w.statuses().at(-1) === 'completed');
     expect(w.statuses()).toEqual(['pending', 'processing', 'completed']);
     const record = w.updates.at(-1).new;
-    // Exactly VideoJob's keys (ios-app.md §2.13): its decoder requires prompt and model_name; no error text.
+    // Exactly VideoJob's keys (docs/reference/ios-app.md §2.13): its decoder requires prompt and model_name; no error text.
     expect(Object.keys(record).sort()).toEqual(['created_at', 'credits_used', 'job_id', 'model_name', 'prompt', 'status', 'thumbnail_url', 'video_url']);
     expect(record).toMatchObject({ job_id, model_name: 'Simulator', prompt: PROMPT, credits_used: 1, status: 'completed' });
   });

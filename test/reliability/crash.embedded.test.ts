@@ -7,7 +7,7 @@ import { deviceToken } from '../fakes/device-check.js';
 import { MAIN, freePort, isAlive, startProcess, startServer, waitFor, waitForReady, type ServerProcess } from '../support/process.js';
 
 /**
- * The zero-setup promise under a crash (DESIGN §4.5): `npm start` on the embedded database,
+ * The zero-setup promise under a crash (docs/reference/DESIGN.md §4.5): `npm start` on the embedded database,
  * kill -9 (which orphans the postgres child), start again — no manual step, nothing lost.
  */
 

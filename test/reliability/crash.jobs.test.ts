@@ -9,7 +9,7 @@ import { deviceToken } from '../fakes/device-check.js';
 import { freePort, startServer, waitFor, waitForReady } from '../support/process.js';
 
 /**
- * DESIGN §4.5 as a repeatable test: the server process SIGKILLs itself (FAULT_CRASH_AT) at each
+ * docs/reference/DESIGN.md §4.5 as a repeatable test: the server process SIGKILLs itself (FAULT_CRASH_AT) at each
  * step of the generate flow; a fresh process starts on the same database with no human help; the
  * job must end exactly once, its hold captured or released, every ledger invariant intact.
  */

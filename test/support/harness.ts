@@ -214,7 +214,7 @@ export async function createTestApp(env: Record<string, string | undefined> = {}
 
 /**
  * One app for the whole file, with the ledger invariants checked after every test
- * (DESIGN §8). Returns a getter because the app exists only once beforeAll ran.
+ * (docs/reference/DESIGN.md §8). Returns a getter because the app exists only once beforeAll ran.
  */
 export function useTestApp(
   env: Record<string, string | undefined> | (() => Record<string, string | undefined>) = {},

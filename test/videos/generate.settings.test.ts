@@ -4,7 +4,7 @@ import { checkProviderLimits, ProviderLimitExceeded, resolveSettings, SettingNot
 import { useTestApp } from '../support/harness.js';
 
 /**
- * What the shipped app sends as settings (ios-app.md §2.10, §3): "auto" for a resolution or aspect
+ * What the shipped app sends as settings (docs/reference/ios-app.md §2.10, §3): "auto" for a resolution or aspect
  * ratio the model or theme gives no value for (and "720p" when its settings have no resolution at
  * all), and an Int duration clamped to 4...12 — the model's default, the client default 4, a theme's
  * 8, or VideoSettings.default's 15 clamped to 12. "auto" means the model's default for every
@@ -104,7 +104,7 @@ describe('generate-video settings as the shipped app sends them', () => {
   it('over HTTP: the app body with "auto" is accepted and stores the model defaults; a duration the model cannot do is 400 with the documented text', async () => {
     const g = await t().createGuest();
     const themes = await t().json<any[]>(t().get('/rest/v1/themes?select=id,name'));
-    // ios-app.md §2.10, a theme on Veo 3.1 (resolution 720p|1080p, aspect 16:9|9:16, duration 4|6|8).
+    // docs/reference/ios-app.md §2.10, a theme on Veo 3.1 (resolution 720p|1080p, aspect 16:9|9:16, duration 4|6|8).
     const ok = await t().json(t().generate(g, { user_id: g.userId, theme_id: themes[0].id, prompt: 'festive lights', settings: { resolution: 'auto', aspect_ratio: 'auto', duration: 4 } }));
     expect(ok).toMatchObject({ status: 'pending', credits_used: 4 });
     const job = await t().db.query('SELECT settings FROM video_jobs WHERE job_id = $1', [ok.job_id]);
@@ -120,7 +120,7 @@ describe('generate-video settings as the shipped app sends them', () => {
     expect(refused.error).toMatchObject({ code: 'ERR_4008', details: { field: 'settings.duration', reason: 'Invalid duration. Allowed values: 4, 6, 8' } });
   });
 
-  it("the app's request sequence (ios-app.md §2) with its default settings succeeds on every available model", async () => {
+  it("the app's request sequence (docs/reference/ios-app.md §2) with its default settings succeeds on every available model", async () => {
     await t().startWorker();
     const JPEG = Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, 0x4a, 0x46, 0x49, 0x46, 0x00, 0x01, 0xff, 0xd9]);
     const { rows: models } = await t().db.query<ModelRow>('SELECT id, is_available, pricing_type, cost_per_generation, credits_per_second, required_fields FROM models WHERE is_available ORDER BY id');

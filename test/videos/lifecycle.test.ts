@@ -11,7 +11,7 @@ describe('video generation with the simulator and the real worker', () => {
     await t().startWorker();
     const g = await t().createGuest();
     const res = await t().json(t().generate(g, { model_id: 'simulator-text-to-video', prompt: '  a red fox running through snow  ' }));
-    // ios-app.md §2.10: job_id, status, credits_used are required.
+    // docs/reference/ios-app.md §2.10: job_id, status, credits_used are required.
     expect(res).toMatchObject({ status: 'pending', credits_used: 1, credits_remaining: 9 });
     const done = await t().waitForJob(g.accessToken, res.job_id);
     expect(done).toMatchObject({ job_id: res.job_id, status: 'completed', prompt: 'a red fox running through snow', model_name: 'Simulator', credits_used: 1, error_code: null });

@@ -6,7 +6,7 @@ const ANON = 'anon-key-for-the-shipped-app-0123456789';
 
 describe('get-video-status from the shipped app (legacy anon-key mode)', () => {
   const t = useTestApp({ ANON_KEY: ANON, LEGACY_ANON_CLIENTS: 'true' });
-  // ios-app.md §2.11: the anon key as Bearer and apikey, job_id only — no user_id.
+  // docs/reference/ios-app.md §2.11: the anon key as Bearer and apikey, job_id only — no user_id.
   const legacy = { token: ANON, headers: { apikey: ANON } };
 
   it('answers by the job id alone with only the status fields the app decodes, until the job is deleted', async () => {

@@ -1,5 +1,5 @@
 import { displayedCost, type PricedModel, type ProviderLimits, type RequiredFields } from '../../catalogue/pricing.js';
-import { restQuerySql, type RestQuery, type TableSpec } from '../../http/postgrest.js';
+import { restQuerySql, type RestQuery, type TableSpec } from '../rest-query.js';
 import type { Queryable } from '../pool.js';
 
 export interface ModelRow extends PricedModel {
