@@ -363,7 +363,8 @@ describe.each(MODES)('user auth on every bearer route: $name', (mode) => {
     });
   });
 
-  it.runIf(mode.legacy)('the anon key naming a banned user: 403 ERR_4014; naming nobody known: 404', async () => {
+  // Only legacy mode lets the anon key name a user, so only there is this a case at all.
+  if (mode.legacy) it('the anon key naming a banned user: 403 ERR_4014; naming nobody known: 404', async () => {
     const unknown: Subject = { guest: { ...owner.guest, userId: randomUUID(), deviceId: randomUUID().toUpperCase() }, jobId: owner.jobId, key: owner.key };
     await onEveryRoute(async (route) => {
       if (!shape(route, components).namesUser) return undefined; // the anon key names nobody here: the case above
