@@ -136,7 +136,8 @@ async function measureSize(adminUrl: string, name: string, size: SeedSize): Prom
     };
     const guest = () => {
       const n = pick(2, U);
-      return n - (n % 10) + 1;
+      // The first guest of n's ten, which lies past the last user when n is the last ten's start.
+      return n - (n % 10) + 1 <= U ? n - (n % 10) + 1 : 1;
     };
     await sample(results, ROWS[0], async (i) => {
       const q = i % 3 === 0 ? `User${apple()}@Example.com` : i % 3 === 1 ? `device-${guest()}` : seededId('u', pick(1, U));
