@@ -47,6 +47,8 @@ export class DatabaseListener {
   private attempt = 0;
   private timer: NodeJS.Timeout | undefined;
   private pinger: NodeJS.Timeout | undefined;
+  /** The tail of the statements sent on the open connection, one at a time (command()). */
+  private commands: Promise<unknown> = Promise.resolve();
   private connecting: Promise<void> | undefined;
   private retryAfterConnect: number | undefined;
   private closed = false;
@@ -163,7 +165,7 @@ export class DatabaseListener {
     set.add(handlers);
     if (isNew && this.client) {
       // A failure here is a lost connection: its handler reopens it and LISTENs on every channel.
-      await this.client.query(`LISTEN ${quote(channel)}`).catch(() => undefined);
+      await this.command(this.client, `LISTEN ${quote(channel)}`, 'LISTEN').catch(() => undefined);
     } else if (!this.started) {
       // The first channel opens the connection (waiting a little for it). A channel added while it
       // is being opened or is down is heard once it is open (connect() LISTENs on every channel it
@@ -175,7 +177,7 @@ export class DatabaseListener {
       if (set!.size || this.channels.get(channel) !== set) return;
       this.channels.delete(channel);
       // While connecting, connect() drops what is no longer wanted before it opens.
-      void this.client?.query(`UNLISTEN ${quote(channel)}`).catch(() => undefined);
+      if (this.client) void this.command(this.client, `UNLISTEN ${quote(channel)}`, 'UNLISTEN').catch(() => undefined);
     };
   }
 
@@ -212,6 +214,17 @@ export class DatabaseListener {
       timer = setTimeout(() => reject(new Error(`LISTEN connection: ${what} took longer than ${this.timeoutMs} ms`)), this.timeoutMs);
     });
     return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+  }
+
+  /**
+   * A statement on the open connection, after the ones before it: LISTENs, UNLISTENs and pings come
+   * from different callers, and pg runs overlapping queries on one client only through a queue it
+   * has deprecated (gone in pg 9). Bounded, so a hung one cannot hold the others forever.
+   */
+  private command(client: pg.Client, sql: string, what: string): Promise<unknown> {
+    const run = this.commands.then(() => this.bounded(client.query(sql), what));
+    this.commands = run.catch(() => undefined);
+    return run;
   }
 
   /** One attempt; returns when to try again if it failed. */
@@ -283,7 +296,7 @@ export class DatabaseListener {
     this.connects++;
     if (reconnected) this.log.info('LISTEN connection open again');
     pinger = setInterval(() => {
-      this.bounded(client.query('SELECT 1'), 'a ping').catch((err: Error) => onLost(err));
+      this.command(client, 'SELECT 1', 'a ping').catch((err: Error) => onLost(err));
     }, this.opts.pingIntervalMs ?? 30_000);
     pinger.unref();
     this.pinger = pinger;

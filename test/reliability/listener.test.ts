@@ -85,3 +85,41 @@ describe('the LISTEN connection', () => {
     }
   });
 });
+
+describe('statements on the LISTEN connection', () => {
+  const adminUrl = inject('adminUrl');
+
+  it('never overlap: channels added and dropped at once, with pings, are sent one at a time', { timeout: 60_000 }, async () => {
+    // pg runs a query sent while another is in flight only through a queue it has deprecated (and
+    // drops in pg 9); it says so once per process, as a warning.
+    const overlaps: string[] = [];
+    const onWarning = (w: Error) => {
+      if (/already executing a query/.test(w.message)) overlaps.push(w.message);
+    };
+    process.on('warning', onWarning);
+    const dbName = await createTestDatabase(adminUrl);
+    const url = withDatabase(adminUrl, dbName);
+    const db = new pg.Pool({ connectionString: url, max: 2 });
+    const listener = new DatabaseListener(url, createLogger('silent'), { applicationName: 'listen-overlap', pingIntervalMs: 1 });
+    try {
+      const heard = new Set<string>();
+      await listener.listen('overlap_base', { onNotify: () => heard.add('base') });
+      for (let round = 0; round < 10; round++) {
+        const stops = await Promise.all(
+          Array.from({ length: 8 }, (_, i) => listener.listen(`overlap_${round}_${i}`, { onNotify: () => undefined })),
+        );
+        for (const stop of stops) stop();
+      }
+      // Every statement went through and the connection still hears.
+      await db.query("SELECT pg_notify('overlap_base', '')");
+      await vi.waitFor(() => expect(heard.has('base')).toBe(true), { timeout: 10_000, interval: 20 });
+      await new Promise((resolve) => setImmediate(resolve)); // a warning is emitted on the next tick
+      expect(overlaps).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+      await listener.close();
+      await db.end();
+      await dropTestDatabase(adminUrl, dbName);
+    }
+  });
+});
