@@ -1,5 +1,6 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import type { OpenAPIHono } from '@hono/zod-openapi';
+import type { Context } from 'hono';
 import {
   MODELS_TABLE,
   THEMES_TABLE,
@@ -75,6 +76,13 @@ const getModelsRoute = createRoute({
   },
 });
 
+/** supabase-js `functions.invoke('get-models')` POSTs by default (an empty JSON body): the same answer, ETag and 304 included. */
+const getModelsByPostRoute = createRoute({
+  ...getModelsRoute,
+  method: 'post',
+  summary: `${getModelsRoute.summary} (POST, as supabase-js functions.invoke sends it; any body is ignored)`,
+});
+
 const restRow = z.record(z.string(), z.unknown());
 /** An array; with .single() (Accept: application/vnd.pgrst.object+json) the one row itself. */
 const restRowsContent = {
@@ -128,7 +136,7 @@ function etagMatches(header: string | undefined, etag: string): boolean {
 const pick = (row: Record<string, unknown>, columns: string[]): Record<string, unknown> => Object.fromEntries(columns.map((k) => [k, row[k]]));
 
 export function registerCatalogue(app: OpenAPIHono<AppEnv>, s: Services) {
-  app.openapi(getModelsRoute, async (c) => {
+  const answerModels = async (c: Context<AppEnv>) => {
     const { body, etag, rows } = await s.catalogue.models();
     // For operators (curl -i), outside the body the app decodes: models answered with sample clips.
     const simulated = s.providers.simulated(rows).map((m) => m.id);
@@ -139,7 +147,9 @@ export function registerCatalogue(app: OpenAPIHono<AppEnv>, s: Services) {
     if (etagMatches(c.req.header('if-none-match'), etag)) return c.body(null, 304);
     // Serialised once per catalogue change (the ETag is of these bytes), not per request.
     return c.body(body, 200, { 'Content-Type': 'application/json' });
-  });
+  };
+  app.openapi(getModelsRoute, answerModels);
+  app.openapi(getModelsByPostRoute, answerModels);
 
   app.openapi(restModelsRoute, async (c) => {
     const q = parseRestQuery(new URL(c.req.url).searchParams, MODELS_TABLE);

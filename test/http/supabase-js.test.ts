@@ -92,6 +92,19 @@ describe('supabase-js against a server with ANON_KEY', () => {
     const other = await sb.functions.invoke('get-user-credits', { body: { user_id: randomUUID() } });
     expect((other.error as FunctionsHttpError).context.status).toBe(403);
   });
+
+  it("functions.invoke('get-models') (POST, the default) answers the catalogue as GET does, with its ETag and 304", async () => {
+    const sb = client(url());
+    const viaPost = await sb.functions.invoke('get-models');
+    expect(viaPost.error, String(viaPost.error)).toBeNull();
+    const viaGet = await fetch(`${url()}/functions/v1/get-models`, { headers: { apikey: ANON_KEY } });
+    expect(viaPost.data).toEqual(await viaGet.json());
+    expect(viaPost.data.models.length).toBeGreaterThan(0);
+    const etag = viaGet.headers.get('etag')!;
+    const revalidated = await fetch(`${url()}/functions/v1/get-models`, { method: 'POST', headers: { apikey: ANON_KEY, 'If-None-Match': etag } });
+    expect(revalidated.status).toBe(304);
+    expect(revalidated.headers.get('etag')).toBe(etag);
+  });
 });
 
 describe('supabase-js PostgREST (rest/v1) against the real server', () => {

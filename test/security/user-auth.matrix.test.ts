@@ -40,6 +40,7 @@ const PUBLIC: Record<string, string> = {
   'POST /functions/v1/apple-server-notifications': 'Apple calls it; the signed payload is the proof',
   'POST /functions/v1/apple-signin-notifications': 'Apple calls it; the signed event is the proof',
   'GET /functions/v1/get-models': 'the catalogue',
+  'POST /functions/v1/get-models': 'the catalogue, as supabase-js functions.invoke sends it',
   'GET /rest/v1/models': 'the catalogue',
   'GET /rest/v1/themes': 'the catalogue',
   'GET /storage/v1/object/sign/{bucket}/{key}': 'the signed token in the query is the proof',
