@@ -11,6 +11,7 @@
  * clients, or the ledger is off.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -135,6 +136,7 @@ async function main() {
   await sampling.end();
   await bouncer.stop();
   await cluster.stop();
+  rmSync(env.DATA_DIR, { recursive: true, force: true });
 
   const missed = heard.filter((h) => !h.ended).length;
   const table: [string, string][] = [

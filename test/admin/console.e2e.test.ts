@@ -1,5 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -7,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHttpServer, type ListeningServer } from '../../src/server.js';
 import { ADMIN_PASSWORD, createAdmin, type TestAdmin } from '../support/admin.js';
 import { useTestApp, type Guest } from '../support/harness.js';
+import { temporaryFolder } from '../support/temp.js';
 
 /**
  * The console in a real browser (Debian's chromium, driven by playwright-core): a support agent
@@ -21,7 +21,7 @@ const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const SCREENSHOTS =
   process.env.UPDATE_SCREENSHOTS === '1'
     ? path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'docs', 'screenshots')
-    : mkdtempSync(path.join(os.tmpdir(), 'rendio-screenshots-'));
+    : temporaryFolder('rendio-screenshots-');
 
 const t = useTestApp();
 let server: ListeningServer | undefined;

@@ -1,13 +1,13 @@
 import 'reflect-metadata';
 import { generateKeyPairSync, randomUUID, webcrypto } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as x509 from '@peculiar/x509';
 import { compactVerify, decodeProtectedHeader, importSPKI } from 'jose';
 import { afterAll, beforeAll } from 'vitest';
+import { temporaryFolder } from '../support/temp.js';
 
 /**
  * A faithful local APNs (docs/reference/apple.md §6): HTTP/2 over TLS with a certificate from a CA made
@@ -67,7 +67,7 @@ export class FakeApns {
 
   async start(): Promise<this> {
     const tls = await testCertificate();
-    this.caFile = path.join(mkdtempSync(path.join(tmpdir(), 'rendio-apns-ca-')), 'ca.pem');
+    this.caFile = path.join(temporaryFolder('rendio-apns-ca-'), 'ca.pem');
     writeFileSync(this.caFile, tls.caPem);
     const publicKey = await importSPKI(this.publicKeyPem, 'ES256');
     this.server = http2.createSecureServer({ key: tls.keyPem, cert: tls.certPem, allowHTTP1: false });

@@ -1,10 +1,10 @@
 import 'reflect-metadata';
 import { webcrypto } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as x509 from '@peculiar/x509';
 import { CompactSign } from 'jose';
+import { temporaryFolder } from '../support/temp.js';
 
 /**
  * A test certificate chain shaped like Apple's App Store signing chain (docs/reference/apple.md §1):
@@ -86,7 +86,7 @@ export class ApplePki {
 
   /** The root as a DER file, for APPLE_ROOT_CA_FILES. */
   writeRootFile(): string {
-    const dir = mkdtempSync(path.join(tmpdir(), 'rendio-apple-root-'));
+    const dir = temporaryFolder('rendio-apple-root-');
     const file = path.join(dir, 'root.cer');
     writeFileSync(file, Buffer.from(this.root.rawData));
     return file;

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, expect, inject } from 'vitest';
 import { buildApp, type App } from '../../src/app.js';
@@ -175,7 +176,11 @@ export class TestApp {
     await this.db.end();
     await this.services.lockDb.end();
     await this.services.workerDb.end();
-    if (this.ownsDatabase) await dropTestDatabase(inject('adminUrl'), this.dbName);
+    if (this.ownsDatabase) {
+      await dropTestDatabase(inject('adminUrl'), this.dbName);
+      // The local object store's files of this database (uploads, videos) go with it.
+      rmSync(this.services.config.dataDir, { recursive: true, force: true });
+    }
   }
 }
 
