@@ -151,7 +151,16 @@ export function buildServices(opts: {
     onDuplicateBilled: metrics.duplicateBilled.bind(metrics),
   };
   const jobs = new VideoJobs(db, providers, store, log, jobOptions);
-  const generation = new Generation(db, jobs, providers, config.publicUrl, config.crashAt);
+  const limits = config.rateLimits;
+  const generateRules = limits.policies['generate-video'].rules;
+  const generation = new Generation(
+    db,
+    jobs,
+    providers,
+    config.publicUrl,
+    config.crashAt,
+    limits.enabled ? { user: generateRules.user, buyer: generateRules.buyer, maxInFlight: limits.generateMaxInFlight } : undefined,
+  );
   metrics.gauge('rendio_db_pool_total', 'Connections in the pool', () => db.totalCount);
   metrics.gauge('rendio_db_pool_waiting', 'Requests waiting for a connection', () => db.waitingCount);
   metrics.gauge('rendio_error_log_dropped', 'error_log rows not stored (overload or database down)', () => errorLog.dropped);

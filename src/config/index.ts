@@ -24,6 +24,7 @@ export type { RetentionConfig } from './retention.js';
 export { parseTrustProxy, type TrustProxy } from './trust-proxy.js';
 export {
   DEFAULT_RATE_LIMITS,
+  JOB_COUNTED_KINDS,
   RATE_LIMIT_POLICIES,
   parseRateLimits,
   type LimitKind,

@@ -1,10 +1,20 @@
 import { z } from 'zod';
 import { bool, commaList, type ReportIssue } from './env.js';
+import type { ServerEnv } from './server.js';
 
 /** The limiter's policies (src/http/rate-limit.ts enforces them) and where it counts. */
 export const rateLimitsEnv = z.object({
-  /** Rate limits on (default). Off only for tests that are about something else (test/support/harness.ts). */
-  RATE_LIMITS_ENABLED: bool.default(true),
+  /**
+   * Rate limits on or off. Default: on, except in development (NODE_ENV unset or development), where
+   * the README's walk-through must never be refused. Tests about something else turn them off
+   * (test/support/harness.ts).
+   */
+  RATE_LIMITS_ENABLED: bool.optional(),
+  /**
+   * The most generate-video jobs one user may have running at once (0: no limit). The guard against
+   * a burst of taps starting that many provider jobs together; counted in the database.
+   */
+  GENERATE_MAX_IN_FLIGHT: z.coerce.number().int().min(0).max(1000).default(5),
   /** Overrides of the default limits: `policy.kind=points/seconds` or `policy.kind=off`, comma-separated (docs/ARCHITECTURE.md). */
   RATE_LIMITS: z.string().default(''),
   /** Prefix of every limiter key (lets instances of different deployments share one Redis). */
@@ -14,7 +24,18 @@ export const rateLimitsEnv = z.object({
 });
 type RateLimitsEnv = z.infer<typeof rateLimitsEnv>;
 
-export type LimitKind = 'ip' | 'user' | 'device';
+/**
+ * ip: the client's address (IPv4; IPv6 per /64 too unless the policy has an ip6 rule); ip6: IPv6
+ * clients per /64; user: the verified user; buyer: generate-video's per-user rule for accounts that
+ * have bought credits (instead of user); device: the device_id a device-check names.
+ */
+export type LimitKind = 'ip' | 'ip6' | 'user' | 'buyer' | 'device';
+const LIMIT_KINDS: readonly LimitKind[] = ['ip', 'ip6', 'user', 'buyer', 'device'];
+/**
+ * generate-video's per-user rules count the user's jobs in the database (src/jobs/generate-limits.ts),
+ * not requests: a replay, a refused request and a failed job spend nothing. The limiter keeps its address rules.
+ */
+export const JOB_COUNTED_KINDS: readonly LimitKind[] = ['user', 'buyer'];
 export interface LimitRule {
   points: number;
   seconds: number;
@@ -33,25 +54,37 @@ export const RATE_LIMIT_POLICIES = ['global', 'generate-video', 'device-check', 
 export type RateLimitPolicyName = (typeof RATE_LIMIT_POLICIES)[number];
 
 const HOUR = 3600;
-/** The production defaults (issue 9); RATE_LIMITS overrides single rules. */
+/**
+ * The production defaults (issue 9; per-address numbers: issue 23, reasoning in docs/DEPLOY.md
+ * "Rate limits and carrier NAT"); RATE_LIMITS overrides single rules. Per-address rules are a
+ * backstop: an IPv4 address may be a carrier's NAT with thousands of phones behind it, so its rules
+ * are generous; an IPv6 /64 is one subscriber's network, so ip6 is tighter. The guards are the
+ * per-user and per-device rules, DeviceCheck's one grant per device, and a user's credits.
+ */
 export const DEFAULT_RATE_LIMITS: Record<RateLimitPolicyName, RateLimitPolicy> = {
-  // Every request from one address (per /64 for IPv6). Generous: carrier NAT puts many phones behind one address.
-  global: { rules: { ip: { points: 600, seconds: 60 } }, whenStoreDown: 'insurance' },
-  // What costs us money at a provider: 10 an hour per user, and per address (many guests from one address).
-  'generate-video': { rules: { user: { points: 10, seconds: HOUR }, ip: { points: 10, seconds: HOUR } }, whenStoreDown: 'insurance' },
-  // Hands out free credits: a few new guests per hour per address, and it fails closed.
-  'device-check': { rules: { ip: { points: 5, seconds: HOUR }, device: { points: 10, seconds: HOUR } }, whenStoreDown: 'closed' },
+  global: { rules: { ip: { points: 3000, seconds: 60 }, ip6: { points: 600, seconds: 60 } }, whenStoreDown: 'insurance' },
+  // What costs us money at a provider. user: accounts that never bought credits (the former
+  // backend's free tier, 10 an hour); buyer: accounts that have; both count jobs that did not fail.
+  'generate-video': {
+    rules: { user: { points: 10, seconds: HOUR }, buyer: { points: 60, seconds: HOUR }, ip: { points: 600, seconds: HOUR }, ip6: { points: 60, seconds: HOUR } },
+    whenStoreDown: 'insurance',
+  },
+  // Hands out free credits (once per device: DeviceCheck and device_grants are the guard), and it fails closed.
+  'device-check': { rules: { ip: { points: 300, seconds: HOUR }, ip6: { points: 20, seconds: HOUR }, device: { points: 10, seconds: HOUR } }, whenStoreDown: 'closed' },
   // refresh_token and id_token grants (the app refreshes at launch and on foreground).
-  'auth-token': { rules: { ip: { points: 120, seconds: HOUR } }, whenStoreDown: 'insurance' },
-  'update-credits': { rules: { user: { points: 30, seconds: HOUR }, ip: { points: 60, seconds: HOUR } }, whenStoreDown: 'insurance' },
-  'merge-guest-user': { rules: { user: { points: 10, seconds: HOUR }, ip: { points: 20, seconds: HOUR } }, whenStoreDown: 'insurance' },
+  'auth-token': { rules: { ip: { points: 3600, seconds: HOUR }, ip6: { points: 240, seconds: HOUR } }, whenStoreDown: 'insurance' },
+  'update-credits': { rules: { user: { points: 30, seconds: HOUR }, ip: { points: 1200, seconds: HOUR }, ip6: { points: 120, seconds: HOUR } }, whenStoreDown: 'insurance' },
+  'merge-guest-user': { rules: { user: { points: 10, seconds: HOUR }, ip: { points: 600, seconds: HOUR }, ip6: { points: 60, seconds: HOUR } }, whenStoreDown: 'insurance' },
   // Admin sign-in (API and console): each attempt costs a password hash, known email or not; the
   // per-email lockout (ADMIN_LOGIN_MAX_FAILURES) cannot stop one address trying many emails.
+  // Admins do not sit behind a carrier's NAT: this one stays tight.
   'admin-login': { rules: { ip: { points: 30, seconds: 900 } }, whenStoreDown: 'insurance' },
 };
 
 export interface RateLimitConfig {
   enabled: boolean;
+  /** Jobs one user may have running at once; 0: no limit. */
+  generateMaxInFlight: number;
   policies: Record<RateLimitPolicyName, RateLimitPolicy>;
   keyPrefix: string;
   redisUrl: string | undefined;
@@ -63,11 +96,12 @@ const isPolicyName = (name: string): name is RateLimitPolicyName => (RATE_LIMIT_
 export function parseRateLimits(spec: string): Record<RateLimitPolicyName, RateLimitPolicy> | string {
   const policies = structuredClone(DEFAULT_RATE_LIMITS);
   for (const item of commaList(spec)) {
-    const m = /^([\w-]+)\.(ip|user|device)=(?:(off)|(\d+)\/(\d+))$/.exec(item);
+    const m = new RegExp(`^([\\w-]+)\\.(${LIMIT_KINDS.join('|')})=(?:(off)|(\\d+)\\/(\\d+))$`).exec(item);
     if (!m) return `"${item}" is not policy.kind=points/seconds or policy.kind=off`;
     const name = m[1] ?? '';
     if (!isPolicyName(name)) return `unknown policy "${name}" (known: ${RATE_LIMIT_POLICIES.join(', ')})`;
     const kind = m[2] as LimitKind;
+    if (kind === 'buyer' && name !== 'generate-video') return `"${item}": only generate-video has a buyer rule`;
     if (m[3]) delete policies[name].rules[kind];
     else {
       const points = Number(m[4]);
@@ -83,11 +117,19 @@ export interface RateLimitsSection {
   rateLimits: RateLimitConfig;
 }
 
-export function rateLimitsSection(e: RateLimitsEnv, report: ReportIssue): RateLimitsSection {
+export function rateLimitsSection(e: RateLimitsEnv & Pick<ServerEnv, 'NODE_ENV'>, report: ReportIssue): RateLimitsSection {
   let policies = parseRateLimits(e.RATE_LIMITS);
   if (typeof policies === 'string') {
     report('RATE_LIMITS', policies);
     policies = DEFAULT_RATE_LIMITS;
   }
-  return { rateLimits: { enabled: e.RATE_LIMITS_ENABLED, policies, keyPrefix: e.RATE_LIMIT_KEY_PREFIX, redisUrl: e.REDIS_URL } };
+  return {
+    rateLimits: {
+      enabled: e.RATE_LIMITS_ENABLED ?? e.NODE_ENV !== 'development',
+      generateMaxInFlight: e.GENERATE_MAX_IN_FLIGHT,
+      policies,
+      keyPrefix: e.RATE_LIMIT_KEY_PREFIX,
+      redisUrl: e.REDIS_URL,
+    },
+  };
 }

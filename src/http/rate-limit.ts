@@ -3,8 +3,9 @@ import type { Context, MiddlewareHandler } from 'hono';
 import { Redis } from 'ioredis';
 import type pg from 'pg';
 import { RateLimiterMemory, RateLimiterPostgres, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
-import type { LimitKind, LimitRule, RateLimitConfig, RateLimitPolicyName } from '../config/index.js';
+import { JOB_COUNTED_KINDS, type LimitKind, type LimitRule, type RateLimitConfig, type RateLimitPolicyName } from '../config/index.js';
 import { isDatabaseUnavailable } from '../db/pool.js';
+import { RateLimited, rateLimitHeaders, type RuleState } from '../errors/rate-limited.js';
 import type { Logger } from '../logger.js';
 import { ApiError } from './api-error.js';
 import { addressKey, type ClientIpResolver } from './client-ip.js';
@@ -17,8 +18,9 @@ import type { AppEnv } from './context.js';
  * counts in this instance's memory (`insurance`) or refuses (`closed`): see DEFAULT_RATE_LIMITS.
  *
  * A limited endpoint runs its limiter after authentication (the user is known, in secure and in
- * legacy anon-key mode alike) and before the idempotency middleware: a refused request has claimed
- * no key, moved no money and created nothing.
+ * legacy anon-key mode alike). generate-video runs it after its Idempotency-Key claim, so a replay
+ * of a stored answer is answered before anything is counted; a refused request frees the key it
+ * claimed (src/http/idempotency.ts), having moved no money and created nothing.
  */
 
 const STORE_TABLE = 'rate_limits';
@@ -31,11 +33,15 @@ interface Limiter {
   limiter: RateLimiterAbstract;
 }
 
-/** What one check decided, for the response headers. */
-interface Outcome {
-  limiter: Limiter;
-  res: RateLimiterRes;
-}
+/** What one check decided, in the shape every 429 and RateLimit header is written from. */
+const stateOf = ({ item, kind, rule }: Limiter, res: RateLimiterRes): RuleState => ({
+  rule: item,
+  scope: kind,
+  limit: rule.points,
+  windowSeconds: rule.seconds,
+  remaining: res.remainingPoints,
+  resetSeconds: res.msBeforeNext / 1000,
+});
 
 export class RateLimitUnavailable extends Error {}
 
@@ -54,6 +60,7 @@ export class RateLimits {
     for (const [name, policy] of Object.entries(config.policies) as [RateLimitPolicyName, (typeof config.policies)[RateLimitPolicyName]][]) {
       const list: Limiter[] = [];
       for (const [kind, rule] of Object.entries(policy.rules) as [LimitKind, LimitRule][]) {
+        if (name === 'generate-video' && JOB_COUNTED_KINDS.includes(kind)) continue;
         const common = {
           keyPrefix: `${config.keyPrefix}:${name}:${kind}`,
           points: rule.points,
@@ -81,16 +88,16 @@ export class RateLimits {
   }
 
   /**
-   * Counts one request against every rule of the policy that has a key; 429 ERR_4004 with
-   * Retry-After when one is exhausted. Returns the outcomes for the RateLimit headers.
+   * Counts one request against every rule of the policy that has a key; 429 ERR_4004 (RateLimited)
+   * with Retry-After when one is exhausted. Returns the rules' states for the RateLimit headers.
    */
-  async consume(policy: RateLimitPolicyName, keys: Partial<Record<LimitKind, string>>): Promise<Outcome[]> {
-    const outcomes: Outcome[] = [];
+  async consume(policy: RateLimitPolicyName, keys: Partial<Record<LimitKind, string>>): Promise<RuleState[]> {
+    const outcomes: RuleState[] = [];
     for (const limiter of this.limiters.get(policy) ?? []) {
       const key = keys[limiter.kind];
       if (key === undefined) continue;
       try {
-        outcomes.push({ limiter, res: await limiter.limiter.consume(storeKey(key)) });
+        outcomes.push(stateOf(limiter, await limiter.limiter.consume(storeKey(key))));
       } catch (err) {
         if (!(err instanceof RateLimiterRes)) {
           // Only a `closed` policy gets here (an insured one answered from memory). With the
@@ -99,13 +106,7 @@ export class RateLimits {
           this.log.warn({ err, policy }, 'rate limit store unavailable; refusing (policy fails closed)');
           throw new ApiError('ERR_5002', { service: 'rate_limiter' }, { 'Retry-After': '5' });
         }
-        outcomes.push({ limiter, res: err });
-        const retryAfter = Math.max(1, Math.ceil(err.msBeforeNext / 1000));
-        throw new ApiError(
-          'ERR_4004',
-          { retry_after: retryAfter, limit: limiter.rule.points, window_seconds: limiter.rule.seconds, scope: limiter.kind },
-          { 'Retry-After': String(retryAfter), ...rateLimitHeaders(outcomes) },
-        );
+        throw new RateLimited(stateOf(limiter, err), outcomes);
       }
     }
     return outcomes;
@@ -116,15 +117,27 @@ export class RateLimits {
     return async (c, next) => {
       if (!this.config.enabled) return next();
       const outcomes = await this.consume(policy, {
-        ip: addressKey(this.clientIp(c)),
+        ...this.addressKeys(policy, addressKey(this.clientIp(c))),
         user: c.get('user')?.id,
         device: device ? await device(c) : undefined,
       });
       await next();
-      // The endpoint's own policy (inner) names itself; the global ceiling does not overwrite it.
-      if (c.res.headers.has('RateLimit')) return;
-      for (const [name, value] of Object.entries(rateLimitHeaders(outcomes))) c.header(name, value);
+      // The global ceiling only speaks when the endpoint said nothing; an endpoint's rules join
+      // what its handler reported (generate-video's per-user rules).
+      const said = { policy: c.res.headers.get('RateLimit-Policy'), state: c.res.headers.get('RateLimit') };
+      if (policy === 'global' && said.state) return;
+      const ours = rateLimitHeaders(outcomes);
+      if (ours.RateLimit === undefined) return;
+      c.res.headers.set('RateLimit-Policy', [said.policy, ours['RateLimit-Policy']].filter(Boolean).join(', '));
+      c.res.headers.set('RateLimit', [said.state, ours.RateLimit].filter(Boolean).join(', '));
     };
+  }
+
+  /** An IPv6 /64 counts against the policy's ip6 rule when it has one, else against ip like an IPv4 address. */
+  private addressKeys(policy: RateLimitPolicyName, address: string): Partial<Record<LimitKind, string>> {
+    const ipv6 = address.includes(':');
+    if (!ipv6) return { ip: address };
+    return this.config.policies[policy].rules.ip6 ? { ip6: address } : { ip: address };
   }
 
   /** Resolves once the Redis store is connected (at once for PostgreSQL): until then, policies answer from their fallback. */
@@ -141,20 +154,6 @@ export class RateLimits {
 
 // Long keys (a device_id is up to 200 characters, the column 255) are hashed; the rest stay readable.
 const storeKey = (key: string) => (key.length <= 64 ? key : createHash('sha256').update(key).digest('hex'));
-
-/**
- * IETF draft-ietf-httpapi-ratelimit-headers: the policies (quota q per window w seconds) and, for
- * each, what remains (r) and in how many seconds the window resets (t).
- */
-function rateLimitHeaders(outcomes: Outcome[]): Record<string, string> {
-  if (outcomes.length === 0) return {};
-  return {
-    'RateLimit-Policy': outcomes.map(({ limiter }) => `"${limiter.item}";q=${limiter.rule.points};w=${limiter.rule.seconds}`).join(', '),
-    RateLimit: outcomes
-      .map(({ limiter, res }) => `"${limiter.item}";r=${res.remainingPoints};t=${Math.max(0, Math.ceil(res.msBeforeNext / 1000))}`)
-      .join(', '),
-  };
-}
 
 function connectRedis(url: string, log: Logger): Redis {
   const redis = new Redis(url, {

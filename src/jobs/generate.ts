@@ -7,6 +7,8 @@ import { findModel, findTheme } from '../db/queries/catalogue.js';
 import { findObject } from '../db/queries/storage.js';
 import type { ProviderRegistry } from '../providers/registry.js';
 import { INPUT_BUCKET, objectKeyFromPath } from '../storage/types.js';
+import type { RuleState } from '../errors/rate-limited.js';
+import { checkGenerateLimits, type GenerateLimits } from './generate-limits.js';
 import { crashIf, type CrashPoint, type VideoJobService } from './video-jobs.js';
 
 /**
@@ -69,6 +71,8 @@ export class GenerationService {
     private readonly providers: ProviderRegistry,
     private readonly publicUrl: string,
     private readonly crashAt?: CrashPoint,
+    /** Per-user limits (src/jobs/generate-limits.ts); none when rate limits are off. */
+    private readonly limits?: GenerateLimits,
   ) {}
 
   /** Accepts only images the user uploaded to our own public inputs bucket (no SSRF, no hotlinking). */
@@ -92,10 +96,11 @@ export class GenerationService {
     return `${ours.origin}${prefix}${key}`;
   }
 
+  /** The answer, and where the user's windowed limit stands after it (for the RateLimit headers). */
   async generate(
     req: GenerateRequest,
     complete: (tx: Queryable, status: number, body: GenerateResponse, ownerId: string) => Promise<void>,
-  ): Promise<GenerateResponse> {
+  ): Promise<{ response: GenerateResponse; limit?: RuleState }> {
     const prompt = req.prompt.trim();
     if (prompt.length < PROMPT_MIN || prompt.length > PROMPT_MAX) throw new InvalidPrompt();
 
@@ -134,6 +139,9 @@ export class GenerationService {
     // account must not hold the pool's connections); the hold re-checks under the lock.
     const available = await ledger.availableNow(this.db, req.userId);
     if (available !== undefined && available < price) throw new InsufficientCredits(price, available);
+    // The same for the limits (a user retrying past them in a loop); re-checked under the lock.
+    if (this.limits) await checkGenerateLimits(this.db, req.userId, this.limits, false);
+    let limit: RuleState | undefined;
     const response = await withTransaction(this.db, async (tx) => {
       const { jobId, userId, available } = await this.jobs.create(tx, {
         userId: req.userId,
@@ -146,11 +154,14 @@ export class GenerationService {
         price,
         deadlineSeconds: model.deadline_seconds,
       });
+      // Under the owner's account lock (the hold took it), with the new job counted: a user's
+      // concurrent generates take turns here, so no burst gets past a limit.
+      if (this.limits) limit = await checkGenerateLimits(tx, userId, this.limits, true);
       const body: GenerateResponse = { job_id: jobId, status: 'pending', credits_used: price, credits_remaining: available };
       await complete(tx, 200, body, userId);
       return body;
     });
     crashIf(this.crashAt, 'generate:after-commit');
-    return response;
+    return { response, limit };
   }
 }

@@ -7,6 +7,7 @@ import { ApiError, invalid, notFound } from '../http/api-error.js';
 import { authOptions, bearerToken, isLegacyAnonCaller, requireUser, verifiedUser } from '../http/auth.js';
 import type { AppEnv } from '../http/context.js';
 import { idempotency, type IdempotentEnv } from '../http/idempotency.js';
+import { rateLimitHeaders } from '../errors/rate-limited.js';
 import { jobView } from '../jobs/job-view.js';
 import { streamJobStatus } from '../jobs/status-stream.js';
 import type { Services } from '../services.js';
@@ -37,12 +38,16 @@ const GenerateResponse = z
   .object({ job_id: z.string().uuid(), status: z.literal('pending'), credits_used: z.number().int(), credits_remaining: z.number().int() })
   .openapi('GenerateVideoResponse');
 
-/** Built at registration: its idempotency claim is route middleware, so the handler's env carries the claim. */
-const generateRoute = (claimKey: MiddlewareHandler<IdempotentEnv>) =>
+/**
+ * Built at registration: its idempotency claim is route middleware, so the handler's env carries the
+ * claim. The address limits run after the claim: a stored answer is replayed whatever the limits
+ * say and spends nothing; a refused request frees its key (issue 29).
+ */
+const generateRoute = (claimKey: MiddlewareHandler<IdempotentEnv>, limitAddress: MiddlewareHandler<AppEnv>) =>
   createRoute({
     method: 'post',
     path: '/functions/v1/generate-video',
-    middleware: [claimKey] as const,
+    middleware: [claimKey, limitAddress] as const,
     tags: ['videos'],
     summary: 'Start a video: holds its price in credits and queues it. Requires an Idempotency-Key header',
     description:
@@ -166,13 +171,14 @@ export function registerVideos(app: OpenAPIHono<AppEnv>, s: Services) {
   const view = (job: JobViewRow) => jobView(s, job);
 
   const auth = requireUser(authOptions(s));
-  const generate = generateRoute(idempotency(s.db, { ttlHours: s.config.idempotencyKeyTtlHours, lockSeconds: s.config.idempotencyLockSeconds }));
+  const generate = generateRoute(
+    idempotency(s.db, { ttlHours: s.config.idempotencyKeyTtlHours, lockSeconds: s.config.idempotencyLockSeconds }),
+    s.rateLimits.middleware('generate-video'),
+  );
   app.use(generate.path, auth);
-  // Before the idempotency claim (the route's own middleware): a refused request leaves its key unused.
-  app.use(generate.path, s.rateLimits.middleware('generate-video'));
   app.openapi(generate, async (c) => {
     const body = c.req.valid('json');
-    const result = await s.generation.generate(
+    const { response, limit } = await s.generation.generate(
       {
         userId: c.get('user').id,
         modelId: body.model_id,
@@ -183,7 +189,7 @@ export function registerVideos(app: OpenAPIHono<AppEnv>, s: Services) {
       },
       c.get('idempotency').complete,
     );
-    return c.json(result, 200);
+    return c.json(response, 200, limit ? rateLimitHeaders([limit]) : {});
   });
 
   // Legacy mode: the anon key polls by job id alone (see statusRoute); everything else is a user.

@@ -127,9 +127,9 @@ describe('guest onboarding under a burst (DeviceCheck fake)', () => {
   });
 });
 
-describe('guest onboarding with the production rate limits', () => {
+describe('guest onboarding with a per-address limit (the default is carrier-sized: rate-limits.paid-work.test.ts)', () => {
   const apple = useFakeDeviceCheck();
-  const t = useTestApp(() => ({ ...apple.env(), RATE_LIMITS_ENABLED: 'true' }));
+  const t = useTestApp(() => ({ ...apple.env(), RATE_LIMITS_ENABLED: 'true', RATE_LIMITS: 'device-check.ip=5/3600' }));
 
   it('a sixth onboarding from one address within the hour is 429 and creates nothing', async () => {
     const from = (deviceId: string) =>

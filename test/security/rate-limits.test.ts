@@ -7,12 +7,17 @@ import { deviceToken } from '../fakes/device-check.js';
 import { createTestApp, useTestApp, type TestApp } from '../support/harness.js';
 
 /**
- * Rate limits with the production defaults (the harness turns them off for every other file):
- * generate-video 10/hour per user and per address, shared by instances through PostgreSQL or Redis.
+ * Rate limits (the harness turns them off for every other file): generate-video 10/hour per user
+ * (counted in jobs, in the database) and per address (the limiter), the limiter's counters shared by
+ * instances through PostgreSQL or Redis. What the limits never refuse (replays, failed jobs, buyers),
+ * jobs in flight and the carrier-sized address defaults: rate-limits.paid-work.test.ts.
  */
 
 const SIM = 'simulator-text-to-video';
-const LIMITS_ON = { RATE_LIMITS_ENABLED: 'true' };
+// Jobs stay pending without a worker: the in-flight limit is off here (rate-limits.paid-work.test.ts tests it).
+const LIMITS_ON = { RATE_LIMITS_ENABLED: 'true', GENERATE_MAX_IN_FLIGHT: '0' };
+// The address rules are carrier-sized by default; these tests fill one up.
+const SMALL_ADDRESS_RULES = 'generate-video.ip=10/3600,generate-video.ip6=10/3600';
 const ANON_KEY = 'anon-key-for-rate-limit-tests';
 let addressSeq = 0;
 /** A fresh client address per call, so only the rule under test ever fills up. */
@@ -47,8 +52,8 @@ async function expectAllOk(responses: Response[]) {
   for (const r of responses) expect(r.status, await r.clone().text()).toBe(200);
 }
 
-describe('rate limits: generate-video with the production defaults (PostgreSQL store)', () => {
-  const t = useTestApp(LIMITS_ON);
+describe('rate limits: generate-video with the default per-user rule and small address rules (PostgreSQL store)', () => {
+  const t = useTestApp({ ...LIMITS_ON, RATE_LIMITS: SMALL_ADDRESS_RULES });
 
   it('the 11th generate in an hour by one user is 429 ERR_4004 with Retry-After and RateLimit headers, charges nothing and leaves its Idempotency-Key unused', async () => {
     const g = await richGuest(t());
@@ -67,23 +72,18 @@ describe('rate limits: generate-video with the production defaults (PostgreSQL s
     expect(retryAfter).toBeGreaterThan(0);
     expect(retryAfter).toBeLessThanOrEqual(3600);
     expect(body.error.message).toContain(`${retryAfter} saniye`);
+    expect(body.error.details).toMatchObject({ rule: 'generate-video.user', retry_after: retryAfter });
     expect(refused.headers.get('ratelimit-policy')).toContain('"generate-video.user";q=10;w=3600');
     expect(refused.headers.get('ratelimit')).toMatch(/"generate-video\.user";r=0;t=\d+/);
     expect({ balance: await balance(t(), g.userId), jobs: await jobCount(t(), g.userId) }).toEqual(before);
     const claimed = await t().db.query('SELECT 1 FROM idempotency_keys WHERE key = $1', [key]);
     expect(claimed.rowCount).toBe(0);
 
-    // Once the window is over (here: its counters gone, on an instance with no memory of the
-    // block), the same key is a new request, not a replay.
-    await t().db.query("DELETE FROM rate_limits WHERE key LIKE '%generate-video:user:%'");
-    const other = await createTestApp(LIMITS_ON, { sharing: t() });
-    try {
-      const retried = await generate(other, g, { key });
-      expect(retried.status, await retried.clone().text()).toBe(200);
-      expect(retried.headers.get('x-idempotent-replay')).toBeNull();
-    } finally {
-      await other.close();
-    }
+    // Once the window is over (here: the jobs an hour older), the same key is a new request, not a replay.
+    await t().db.query("UPDATE video_jobs SET created_at = created_at - interval '1 hour' WHERE user_id = $1", [g.userId]);
+    const retried = await generate(t(), g, { key });
+    expect(retried.status, await retried.clone().text()).toBe(200);
+    expect(retried.headers.get('x-idempotent-replay')).toBeNull();
   });
 
   it('counts per address too: the 11th generate from one address is refused whoever sends it', async () => {
@@ -92,7 +92,7 @@ describe('rate limits: generate-video with the production defaults (PostgreSQL s
     for (const g of guests.slice(0, 10)) expect((await generate(t(), g, { remoteAddress: address })).status).toBe(200);
     const refused = await generate(t(), guests[10]!, { remoteAddress: address });
     const body = await t().json(refused, 429);
-    expect(body.error.details).toMatchObject({ scope: 'ip', limit: 10, window_seconds: 3600 });
+    expect(body.error.details).toMatchObject({ rule: 'generate-video.ip', scope: 'ip', limit: 10, window_seconds: 3600 });
     expect(await jobCount(t(), guests[10]!.userId)).toBe(0);
   });
 
@@ -188,7 +188,8 @@ describe('rate limits behind one load balancer (TRUST_PROXY=1)', () => {
 
 describe('rate limits with Redis (REDIS_URL)', () => {
   const prefix = `rl-test-${randomUUID()}`;
-  const env = { ...LIMITS_ON, REDIS_URL: 'redis://127.0.0.1:6379', RATE_LIMIT_KEY_PREFIX: prefix };
+  // The limiter's rules live in Redis (generate-video's per-user rule counts jobs in the database).
+  const env = { ...LIMITS_ON, RATE_LIMITS: 'generate-video.user=off,generate-video.ip=10/3600', REDIS_URL: 'redis://127.0.0.1:6379', RATE_LIMIT_KEY_PREFIX: prefix };
   const t = useTestApp(env);
   const redis = new Redis('redis://127.0.0.1:6379', { lazyConnect: true });
   beforeAll(() => redis.connect());
@@ -204,12 +205,13 @@ describe('rate limits with Redis (REDIS_URL)', () => {
       // Until its Redis connection is up an instance counts in its own memory (the insurance).
       await Promise.all([t().services.rateLimits.ready(), other.services.rateLimits.ready()]);
       const g = await richGuest(t());
-      await expectAllOk(await Promise.all(Array.from({ length: 6 }, () => generate(t(), g))));
-      await expectAllOk(await Promise.all(Array.from({ length: 4 }, () => generate(other, g))));
-      await t().json(generate(other, g), 429);
-      await t().json(generate(t(), g), 429);
+      const remoteAddress = '192.0.2.40';
+      await expectAllOk(await Promise.all(Array.from({ length: 6 }, () => generate(t(), g, { remoteAddress }))));
+      await expectAllOk(await Promise.all(Array.from({ length: 4 }, () => generate(other, g, { remoteAddress }))));
+      await t().json(generate(other, g, { remoteAddress }), 429);
+      await t().json(generate(t(), g, { remoteAddress }), 429);
       expect(await jobCount(t(), g.userId)).toBe(10);
-      expect(await redis.keys(`${prefix}:generate-video:user:*`)).toHaveLength(1);
+      expect(await redis.keys(`${prefix}:generate-video:ip:*`)).toHaveLength(1);
       expect((await t().db.query('SELECT count(*)::int AS n FROM rate_limits')).rows[0].n).toBe(0);
     } finally {
       await other.close();
@@ -222,17 +224,21 @@ describe('rate limits when the store is down (Redis unreachable)', () => {
   const t = useTestApp(LIMITS_ON);
   let down: TestApp;
   beforeAll(async () => {
-    down = await createTestApp({ ...LIMITS_ON, REDIS_URL: 'redis://127.0.0.1:1', RATE_LIMIT_KEY_PREFIX: `rl-down-${randomUUID()}` }, { sharing: t() });
+    down = await createTestApp(
+      { ...LIMITS_ON, RATE_LIMITS: 'generate-video.user=off,generate-video.ip=10/3600', REDIS_URL: 'redis://127.0.0.1:1', RATE_LIMIT_KEY_PREFIX: `rl-down-${randomUUID()}` },
+      { sharing: t() },
+    );
   });
   afterAll(() => down.close());
 
   it('generate-video (insurance) keeps limiting from this instance\'s memory', async () => {
     const g = await richGuest(t());
+    const remoteAddress = '192.0.2.50';
     for (let i = 0; i < 10; i++) {
-      const ok = await generate(down, g);
+      const ok = await generate(down, g, { remoteAddress });
       expect(ok.status, await ok.clone().text()).toBe(200);
     }
-    await t().json(generate(down, g), 429);
+    await t().json(generate(down, g, { remoteAddress }), 429);
     expect(await jobCount(t(), g.userId)).toBe(10);
   });
 
@@ -264,10 +270,15 @@ describe('rate limit configuration', () => {
 
   it('has the production defaults, and RATE_LIMITS overrides single rules', () => {
     const defaults = loadConfig({ NODE_ENV: 'test' }).rateLimits.policies;
-    expect(defaults['generate-video'].rules).toEqual({ user: { points: 10, seconds: 3600 }, ip: { points: 10, seconds: 3600 } });
-    expect(defaults['device-check']).toMatchObject({ rules: { ip: { points: 5, seconds: 3600 } }, whenStoreDown: 'closed' });
-    const changed = loadConfig({ NODE_ENV: 'test', RATE_LIMITS: 'generate-video.user=20/60, device-check.ip=off' }).rateLimits.policies;
-    expect(changed['generate-video'].rules).toEqual({ user: { points: 20, seconds: 60 }, ip: { points: 10, seconds: 3600 } });
+    expect(defaults['generate-video'].rules).toEqual({
+      user: { points: 10, seconds: 3600 },
+      buyer: { points: 60, seconds: 3600 },
+      ip: { points: 600, seconds: 3600 },
+      ip6: { points: 60, seconds: 3600 },
+    });
+    expect(defaults['device-check']).toMatchObject({ rules: { ip: { points: 300, seconds: 3600 }, ip6: { points: 20, seconds: 3600 } }, whenStoreDown: 'closed' });
+    const changed = loadConfig({ NODE_ENV: 'test', RATE_LIMITS: 'generate-video.user=20/60, generate-video.ip6=off, device-check.ip=off' }).rateLimits.policies;
+    expect(changed['generate-video'].rules).toEqual({ user: { points: 20, seconds: 60 }, buyer: { points: 60, seconds: 3600 }, ip: { points: 600, seconds: 3600 } });
     expect(changed['device-check'].rules.ip).toBeUndefined();
   });
 
@@ -275,6 +286,8 @@ describe('rate limit configuration', () => {
     [{ RATE_LIMITS: 'generate-video.user=ten/3600' }, 'RATE_LIMITS'],
     [{ RATE_LIMITS: 'no-such-endpoint.ip=1/60' }, 'RATE_LIMITS'],
     [{ RATE_LIMITS: 'global.ip=0/60' }, 'RATE_LIMITS'],
+    [{ RATE_LIMITS: 'device-check.buyer=5/60' }, 'RATE_LIMITS'],
+    [{ GENERATE_MAX_IN_FLIGHT: '-1' }, 'GENERATE_MAX_IN_FLIGHT'],
     [{ TRUST_PROXY: 'my-load-balancer' }, 'TRUST_PROXY'],
     [{ TRUST_PROXY: '10.0.0.0/33' }, 'TRUST_PROXY'],
   ])('refuses %o at start-up', (env, name) => {

@@ -375,3 +375,32 @@ export async function recordCancelAnswer(
   );
   return rows[0];
 }
+
+/**
+ * What generate-video's per-user limits count, for one user (src/jobs/generate-limits.ts): jobs
+ * created within the window that did not fail on their own (a job the user cancelled, ERR_4019,
+ * still counts: its provider request may have run), the oldest of them (when a slot frees), and
+ * the jobs still running. Every job ends by its deadline, far within a day, so one range scan of
+ * video_jobs_user_created over the last day (or the window, if longer) sees them all.
+ */
+export async function countGenerateUsage(
+  db: Queryable,
+  userId: string,
+  windowSeconds: number,
+): Promise<{ counted: number; oldestCountedAgeSeconds: number | null; inFlight: number }> {
+  const { rows } = await db.query<{ counted: number; oldest_age: number | null; in_flight: number }>(
+    `WITH recent AS (
+       SELECT created_at, status, error_code FROM video_jobs
+       WHERE user_id = $1 AND created_at > now() - make_interval(secs => greatest($2::int, 86400))
+     ), counted AS (
+       SELECT created_at FROM recent
+       WHERE created_at > now() - make_interval(secs => $2::int) AND (status <> 'failed' OR error_code = 'ERR_4019')
+     )
+     SELECT (SELECT count(*)::int FROM counted) AS counted,
+            (SELECT extract(epoch FROM now() - min(created_at))::float8 FROM counted) AS oldest_age,
+            (SELECT count(*)::int FROM recent WHERE status NOT IN ('completed', 'failed')) AS in_flight`,
+    [userId, windowSeconds],
+  );
+  const row = rows[0]!;
+  return { counted: row.counted, oldestCountedAgeSeconds: row.oldest_age, inFlight: row.in_flight };
+}
