@@ -214,6 +214,7 @@ export function buildServices(opts: {
     push,
     adminAuth: new AdminAuthService(db, {
       loginMaxFailures: config.admin.loginMaxFailures,
+      loginMaxFailuresPerEmail: config.admin.loginMaxFailuresPerEmail,
       loginWindowSeconds: config.admin.loginWindowSeconds,
       sessionTtlHours: config.admin.sessionTtlHours,
     }),
