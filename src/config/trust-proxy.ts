@@ -1,6 +1,5 @@
-import { isIP } from 'node:net';
 import { z } from 'zod';
-import { commaList, type ReportIssue } from './env.js';
+import { commaList, parseCidrs, type ReportIssue } from './env.js';
 
 /** Whose word on the client's address src/http/client-ip.ts takes. */
 export const trustProxyEnv = z.object({
@@ -32,18 +31,6 @@ export function parseTrustProxy(spec: string): TrustProxy | undefined {
   }
   const cidrs = parseCidrs(spec);
   return cidrs ? { kind: 'cidrs', cidrs } : undefined;
-}
-
-/** A comma-separated list of addresses and CIDRs, or undefined when an item is neither. */
-export function parseCidrs(spec: string): string[] | undefined {
-  const items = commaList(spec);
-  for (const item of items) {
-    const [address, bits, ...rest] = item.split('/');
-    const family = isIP(address ?? '');
-    if (family === 0 || rest.length > 0) return undefined;
-    if (bits !== undefined && (!/^\d+$/.test(bits) || Number(bits) > (family === 4 ? 32 : 128))) return undefined;
-  }
-  return items;
 }
 
 export interface TrustProxySection {

@@ -106,7 +106,10 @@ export function addressMatcher(cidrs: string[]): (address: string) => boolean {
     if (bits === undefined) list.addAddress(address, family);
     else list.addSubnet(address, Number(bits), family);
   }
-  return (address) => list.check(address, isIP(address) === 4 ? 'ipv4' : 'ipv6');
+  return (address) => {
+    const family = isIP(address);
+    return family !== 0 && list.check(address, family === 4 ? 'ipv4' : 'ipv6');
+  };
 }
 
 /**
