@@ -6,8 +6,9 @@ import type { AppEnv } from './http/context.js';
 import { exceptCallbacks, rejectUnstorableText, requestContext, requireApiKey, requireJsonBody, unlessBodiless } from './http/middleware.js';
 import { createErrorHandler } from './http/on-error.js';
 import { createRouter } from './http/router.js';
-import { registerAdminApi } from './admin/api.js';
+import { ADMIN_ALIAS_PATHS, registerAdminApi } from './admin/api.js';
 import { registerAdminConsole } from './admin/console/handlers.js';
+import { adminReachableOnlyFrom } from './admin/middleware.js';
 import { registerAccount } from './routes/account.js';
 import { registerAuthToken } from './routes/auth-token.js';
 import { registerCatalogue } from './routes/catalogue.js';
@@ -25,14 +26,31 @@ import { registerVideos } from './routes/videos.js';
 import { registerWebhooks } from './routes/webhooks.js';
 import type { Services } from './services.js';
 
+/**
+ * What one server serves: everything (the default), or, with ADMIN_PORT, the app's API on PORT
+ * ('public') and the console and admin API on ADMIN_PORT ('admin'); src/server.ts chooses.
+ */
+export type AppSurface = 'all' | 'public' | 'admin';
+
+/** Every path the admin routes live under ('/admin/*' matches '/admin' too): the console, the admin API, the seed's aliases. */
+const ADMIN_PATHS = ['/admin/*', ...ADMIN_ALIAS_PATHS];
+
 /** Builds the HTTP app from its parts. No I/O here: tests build one per database. */
-export function buildApp(s: Services) {
+export function buildApp(s: Services, surface: AppSurface = 'all') {
+  const servesApi = surface !== 'admin';
+  const servesAdmin = surface !== 'public';
   const app = createRouter();
   app.onError(createErrorHandler(s.errorLog, s.config.maxJsonBodyBytes));
   app.notFound(() => {
     throw new ApiError('ERR_4007', { resource: 'route' });
   });
   app.use('*', requestContext(s.log, s.metrics));
+  // ADMIN_ALLOWED_CIDRS: ahead of everything else that could answer (CORS, the apikey and JSON
+  // checks, the sign-in page), so other addresses cannot tell the admin routes exist.
+  if (servesAdmin && s.config.admin.allowedCidrs.length > 0) {
+    const reachable = adminReachableOnlyFrom(s.config.admin.allowedCidrs, s.rateLimits.clientIp);
+    for (const path of ADMIN_PATHS) app.use(path, reachable);
+  }
 
   // Browsers (supabase-js in a web app) on the configured origins only. A preflight carries no
   // apikey, so it is answered here, before the apikey check; the headers are those supabase-js sends.
@@ -76,30 +94,36 @@ export function buildApp(s: Services) {
     app.use(prefix, exceptCallbacks(rejectUnstorableText()));
   }
 
-  // auth
-  registerDeviceCheck(app, s);
-  registerAuthToken(app, s);
-  registerMergeGuest(app, s);
-  // users and credits
-  registerProfile(app, s);
-  registerCredits(app, s);
-  registerPurchases(app, s);
-  registerAccount(app, s);
-  registerPush(app, s);
-  // catalogue
-  registerCatalogue(app, s);
-  // videos and their files
-  registerVideos(app, s);
-  registerStorage(app, s);
-  registerRealtime(app);
-  // webhooks
-  registerWebhooks(app, s);
-  // admin (API for scripts, console for people; both through src/admin/service.ts)
-  registerAdminApi(app, s);
-  registerAdminConsole(app, s);
-  // operations
-  registerHealth(app, s);
-  registerDocs(app);
+  if (servesApi) {
+    // auth
+    registerDeviceCheck(app, s);
+    registerAuthToken(app, s);
+    registerMergeGuest(app, s);
+    // users and credits
+    registerProfile(app, s);
+    registerCredits(app, s);
+    registerPurchases(app, s);
+    registerAccount(app, s);
+    registerPush(app, s);
+    // catalogue
+    registerCatalogue(app, s);
+    // videos and their files
+    registerVideos(app, s);
+    registerStorage(app, s);
+    registerRealtime(app);
+    // webhooks
+    registerWebhooks(app, s);
+  }
+  if (servesAdmin) {
+    // admin (API for scripts, console for people; both through src/admin/service.ts)
+    registerAdminApi(app, s);
+    registerAdminConsole(app, s);
+  }
+  if (servesApi) {
+    // operations
+    registerHealth(app, s);
+    registerDocs(app);
+  }
   return app;
 }
 

@@ -50,6 +50,9 @@ function warnAboutModes(config: Config, log: Logger) {
   if (!config.apns) {
     log.warn('Push notifications are NOT configured (APNS_KEY_ID, APNS_PRIVATE_KEY, APNS_TEAM_ID): video ready/failed pushes are skipped.');
   }
+  if (config.env === 'production' && config.admin.port === undefined && config.admin.allowedCidrs.length === 0) {
+    log.warn('The admin console and API are served on PORT to every address: set ADMIN_ALLOWED_CIDRS or ADMIN_PORT (docs/DEPLOY.md).');
+  }
   if (config.legacyAnonClients) {
     log.warn(
       'LEGACY_ANON_CLIENTS=true: requests bearing the public anon key may act as any user_id they name. ' +
@@ -102,7 +105,7 @@ async function main() {
   let apiDb: Pool | undefined;
   let workerDb: Pool | undefined;
   let services: Services | undefined;
-  let servers: { api: ListeningServer; metrics: ListeningServer | undefined } | undefined;
+  let servers: { api: ListeningServer; metrics: ListeningServer | undefined; admin: ListeningServer | undefined } | undefined;
   let worker: Runner | undefined;
   let stopping = false;
   const shutdown = async (reason: string, exitCode = 0) => {
@@ -128,6 +131,7 @@ async function main() {
     };
     await step('http', () => servers?.api.close());
     await step('metrics http', () => servers?.metrics?.close());
+    await step('admin http', () => servers?.admin?.close());
     await step('worker', () => worker?.stop());
     await step('listen', () => services?.listener.close());
     await step('apns', () => services?.push.close());
@@ -168,6 +172,7 @@ async function main() {
     if (config.role !== 'worker') {
       await assertPortFree('PORT', config.host, config.port);
       if (config.metrics.port !== undefined) await assertPortFree('METRICS_PORT', '127.0.0.1', config.metrics.port);
+      if (config.admin.port !== undefined) await assertPortFree('ADMIN_PORT', config.admin.host, config.admin.port);
     }
     // DATABASE_URL serves the pools (it may be a transaction pooler); the direct URL what needs a
     // session: the migrations' connection and the one LISTEN connection.
@@ -226,6 +231,7 @@ async function main() {
       log.info({ port: servers.api.port, role: config.role, embedded: Boolean(embedded) }, `rendio listening on http://localhost:${servers.api.port}`);
       if (servers.metrics) log.info({ port: servers.metrics.port }, `metrics on http://127.0.0.1:${servers.metrics.port}/metrics (loopback only)`);
       else if (!config.metrics.token) log.info('/metrics is off: set METRICS_TOKEN (bearer on the public port) or METRICS_PORT (loopback only)');
+      if (servers.admin) log.info({ port: servers.admin.port, host: config.admin.host }, `admin console and API on http://${config.admin.host}:${servers.admin.port}/admin (not on PORT)`);
     } else {
       log.info('worker started (ROLE=worker: no HTTP)');
     }

@@ -7,19 +7,25 @@ import { attachRealtime, type RealtimeServer } from './realtime/server.js';
 import type { Services } from './services.js';
 
 /**
- * The HTTP side of a process (main.ts; the tests start it the same way): the API on HOST:PORT and,
+ * The HTTP side of a process (main.ts; the tests start it the same way): the API on HOST:PORT;
  * with METRICS_PORT, /metrics alone on 127.0.0.1 — reachable from the machine (a Prometheus agent,
- * a sidecar), never from the network.
+ * a sidecar), never from the network; with ADMIN_PORT, the console and admin API on
+ * ADMIN_HOST:ADMIN_PORT and not on PORT.
  */
-export async function startHttpServers(s: Services): Promise<{ api: ListeningServer; metrics: ListeningServer | undefined }> {
+export async function startHttpServers(s: Services): Promise<{ api: ListeningServer; metrics: ListeningServer | undefined; admin: ListeningServer | undefined }> {
   const { config } = s;
-  const api = withRealtime(await startHttpServer(buildApp(s).fetch, { port: config.port, hostname: config.host, limits: config.http }), s);
-  if (config.metrics.port === undefined) return { api, metrics: undefined };
+  const adminApart = config.admin.port !== undefined;
+  const opened: ListeningServer[] = [];
   try {
-    const metrics = await startHttpServer(buildMetricsApp(s).fetch, { port: config.metrics.port, hostname: '127.0.0.1', limits: config.http });
-    return { api, metrics };
+    const api = withRealtime(await startHttpServer(buildApp(s, adminApart ? 'public' : 'all').fetch, { port: config.port, hostname: config.host, limits: config.http }), s);
+    opened.push(api);
+    const metrics =
+      config.metrics.port === undefined ? undefined : await startHttpServer(buildMetricsApp(s).fetch, { port: config.metrics.port, hostname: '127.0.0.1', limits: config.http });
+    if (metrics) opened.push(metrics);
+    const admin = config.admin.port === undefined ? undefined : await startHttpServer(buildApp(s, 'admin').fetch, { port: config.admin.port, hostname: config.admin.host, limits: config.http });
+    return { api, metrics, admin };
   } catch (err) {
-    await api.close();
+    for (const server of opened) await server.close();
     throw err;
   }
 }

@@ -118,7 +118,7 @@ export function buildServices(opts: {
   const tokens = new Tokens(config.jwt.secret, config.jwt.issuer, config.jwt.accessTtlSeconds, opts.now);
   const sessions = new Sessions(db, tokens, config.jwt.refreshTtlDays);
   const deviceCheck = config.deviceCheck ? new AppleDeviceCheck(config.deviceCheck, opts.now) : undefined;
-  const rateLimits = new RateLimits(config.rateLimits, db, clientIpResolver(config.trustProxy), log);
+  const rateLimits = new RateLimits(config.rateLimits, db, clientIpResolver(config), log);
   // The per-address onboarding lock holds a connection while Apple answers: its own few connections,
   // so a burst of onboardings from many addresses can never hold the API pool its own work needs.
   const lockDb = createPool(opts.databaseUrl, 4, { connectionTimeoutMillis: 30_000, applicationName: 'rendio-onboarding-locks' });
@@ -223,6 +223,7 @@ export function buildServices(opts: {
     push,
     adminAuth: new AdminAuthService(db, {
       loginMaxFailures: config.admin.loginMaxFailures,
+      loginMaxFailuresPerEmail: config.admin.loginMaxFailuresPerEmail,
       loginWindowSeconds: config.admin.loginWindowSeconds,
       sessionTtlHours: config.admin.sessionTtlHours,
     }),

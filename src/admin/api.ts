@@ -3,6 +3,7 @@ import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import type { ModelRow } from '../db/queries/catalogue.js';
 import { ApiError } from '../http/api-error.js';
+import { addressKey } from '../http/client-ip.js';
 import type { AppEnv } from '../http/context.js';
 import { bearerSecurity, errorResponses } from '../routes/schemas.js';
 import type { Services } from '../services.js';
@@ -169,7 +170,7 @@ export function registerAdminApi(app: OpenAPIHono<AppEnv>, s: Services) {
 
   app.openapi(routes.login, async (c) => {
     const body = c.req.valid('json');
-    const r = await s.adminAuth.signIn({ ...body, ip: s.rateLimits.clientIp(c) }, 'api');
+    const r = await s.adminAuth.signIn({ ...body, addressKey: addressKey(s.rateLimits.clientIp(c)) }, 'api');
     return c.json({ token: r.token, token_type: 'bearer', expires_at: r.expiresAt, admin: { id: r.adminId, email: r.email } }, 200);
   });
 

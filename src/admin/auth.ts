@@ -9,8 +9,11 @@ import * as adminDb from './queries/admins.js';
 /**
  * Admin identities: email + password (+ TOTP when the admin has a secret), never app users.
  * A sign-in opens a console session (cookie) or an API token (bearer); both are random tokens
- * stored as SHA-256 in admin_sessions, with an expiry, revocable. Failed sign-ins per email and
- * client IP are counted in the database (admin_login_attempts) and lock sign-in after a limit.
+ * stored as SHA-256 in admin_sessions, with an expiry, revocable. Failed sign-ins are counted in
+ * the database (admin_login_attempts) per email and client address (an IPv6 /64, as the rate limits
+ * key it), and per email alone: either over its limit locks sign-in. The second budget is what holds
+ * against guesses spread over many addresses; its price is that they can lock an admin out until
+ * the window ends (ADMIN_ALLOWED_CIDRS or ADMIN_PORT keep strangers from trying at all).
  */
 
 /** Admin tokens carry a prefix, so a route can tell an app's token (403) from a stale admin one (401). */
@@ -26,6 +29,7 @@ export interface AdminIdentity {
 
 export interface AdminAuthOptions {
   loginMaxFailures: number;
+  loginMaxFailuresPerEmail: number;
   loginWindowSeconds: number;
   sessionTtlHours: number;
 }
@@ -46,12 +50,13 @@ export class AdminAuthService {
 
   /** Checks the credentials (after counting the attempt) and opens a session of the given kind. */
   async signIn(
-    input: { email: string; password: string; totp?: string; ip: string },
+    input: { email: string; password: string; totp?: string; addressKey: string },
     kind: adminDb.AdminSessionKind,
   ): Promise<{ token: string; expiresAt: string; adminId: string; email: string }> {
     const email = normaliseEmail(input.email);
-    const attempt = await adminDb.recordLoginAttempt(this.db, email, input.ip, this.opts.loginWindowSeconds);
-    if (attempt.failures > this.opts.loginMaxFailures) throw new AdminSignInLocked(attempt.retryAfter);
+    const attempt = await adminDb.recordLoginAttempt(this.db, email, input.addressKey, this.opts.loginWindowSeconds);
+    if (attempt.fromAddress.failures > this.opts.loginMaxFailures) throw new AdminSignInLocked(attempt.fromAddress.retryAfter, 'address');
+    if (attempt.forEmail.failures > this.opts.loginMaxFailuresPerEmail) throw new AdminSignInLocked(attempt.forEmail.retryAfter, 'email');
     const admin = await adminDb.findAdminByEmail(this.db, email);
     // Unknown emails cost a hash too, so timing does not reveal which emails are admins.
     const passwordOk = await verifyPassword(input.password, admin?.password_hash ?? (await (this.dummyHash ??= hashPassword(randomBytes(16).toString('hex')))));
@@ -62,7 +67,7 @@ export class AdminAuthService {
       const delta = /^\d{6}$/.test(code) ? totp.validate({ token: code, window: 1 }) : null;
       if (delta === null || !(await adminDb.useTotpStep(this.db, admin.id, totp.counter() + delta))) throw new AdminSignInFailed();
     }
-    await adminDb.markLoginSucceeded(this.db, attempt.id, email, input.ip);
+    await adminDb.markLoginSucceeded(this.db, attempt.id, email, input.addressKey);
     const token = ADMIN_TOKEN_PREFIX + randomBytes(32).toString('base64url');
     const session = await adminDb.insertAdminSession(this.db, { adminId: admin.id, kind, tokenHash: hashToken(token), ttlHours: this.opts.sessionTtlHours });
     return { token, expiresAt: session.expires_at, adminId: admin.id, email: admin.email };

@@ -9,14 +9,17 @@ export class AdminSignInFailed extends DomainError {
   }
 }
 
-/** Too many failed sign-ins for this email from this address within the window. */
+/** Too many failed sign-ins within the window for this email: from this address, or from anywhere. */
 export class AdminSignInLocked extends DomainError {
   readonly code = 'ERR_4004';
-  constructor(readonly retryAfterSeconds: number) {
-    super('admin sign-in locked');
+  constructor(
+    readonly retryAfterSeconds: number,
+    readonly scope: 'address' | 'email',
+  ) {
+    super(`admin sign-in locked (${scope})`);
   }
   override get details() {
-    return { retry_after: this.retryAfterSeconds };
+    return { retry_after: this.retryAfterSeconds, scope: this.scope };
   }
   override get headers() {
     return { 'Retry-After': String(this.retryAfterSeconds) };

@@ -2,6 +2,7 @@ import type { Context, MiddlewareHandler } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { ApiError, forbidden, unauthenticated } from '../http/api-error.js';
 import { bearerToken } from '../http/auth.js';
+import { addressMatcher, type ClientIpResolver } from '../http/client-ip.js';
 import type { AppEnv } from '../http/context.js';
 import { ADMIN_TOKEN_PREFIX, csrfTokenValid, type AdminAuthService } from './auth.js';
 
@@ -16,6 +17,19 @@ import { ADMIN_TOKEN_PREFIX, csrfTokenValid, type AdminAuthService } from './aut
 export const ADMIN_COOKIE = 'rendio_admin';
 /** The sign-in routes: the only admin routes open to the unauthenticated. */
 export const ADMIN_PUBLIC_PATHS: ReadonlySet<string> = new Set(['/admin/api/login', '/admin/login']);
+
+/**
+ * ADMIN_ALLOWED_CIDRS: other client addresses (as TRUST_PROXY lets us believe them) get the 404 of a
+ * route that does not exist, before any other admin middleware runs, so they cannot tell that it
+ * does (no 415, no sign-in page, no password hash spent on them).
+ */
+export function adminReachableOnlyFrom(cidrs: string[], clientIp: ClientIpResolver): MiddlewareHandler<AppEnv> {
+  const allowed = addressMatcher(cidrs);
+  return async (c, next) => {
+    if (!allowed(clientIp(c))) throw new ApiError('ERR_4007', { resource: 'route' });
+    return next();
+  };
+}
 
 /** A bearer that is not an admin token at all: an app's token or the anon key. */
 function refuseForeignBearer(c: Context<AppEnv>): string | undefined {

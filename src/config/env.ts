@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { z } from 'zod';
 
 /** Pieces every section's slice of the environment is written with (src/config/index.ts joins them). */
@@ -17,6 +18,18 @@ export const port = (name: string, min: number) => {
 };
 
 export const commaList = (v: string) => v.split(',').map((h) => h.trim()).filter(Boolean);
+
+/** A comma-separated list of addresses and CIDRs, or undefined when an item is neither. */
+export function parseCidrs(spec: string): string[] | undefined {
+  const items = commaList(spec);
+  for (const item of items) {
+    const [address, bits, ...rest] = item.split('/');
+    const family = isIP(address ?? '');
+    if (family === 0 || rest.length > 0) return undefined;
+    if (bits !== undefined && (!/^\d+$/.test(bits) || Number(bits) > (family === 4 ? 32 : 128))) return undefined;
+  }
+  return items;
+}
 
 /** Base URLs are joined with paths that start with a slash. */
 export const withoutTrailingSlash = (url: string) => url.replace(/\/+$/, '');

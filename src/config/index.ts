@@ -95,7 +95,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     ...databaseSection(e, report),
     ...authSection(e, report),
     ...creditsSection(e),
-    ...adminSection(e),
+    ...adminSection(e, report),
     ...appleSection(e, report),
     ...jobsSection(e, report),
     ...providersSection(e),

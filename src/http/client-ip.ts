@@ -6,16 +6,28 @@ import type { TrustProxy } from '../config/index.js';
 /**
  * The address a request came from, as far as we can believe it. X-Forwarded-For and
  * CF-Connecting-IP are written by whoever sends the request, so they count only when the peer that
- * handed us the request is a proxy we were told to trust (TRUST_PROXY); otherwise it is the
- * socket's address and a spoofed header changes nothing. With TRUST_PROXY as a hop count only
- * X-Forwarded-For counts; CF-Connecting-IP needs the proxies' addresses (CIDRs).
+ * handed us the request is a proxy we were told to trust; otherwise it is the socket's address and a
+ * spoofed header changes nothing.
+ *
+ * - TRUST_PROXY (hops or CIDRs) says whose X-Forwarded-For to believe: the client is the entry that
+ *   many hops from the right, or the first untrusted one walking back from the socket.
+ * - A vendor's header is believed only from that vendor: CF-Connecting-IP names the client when the
+ *   address found above is one of TRUST_CLOUDFLARE_CIDRS (Cloudflare's edge handed the request to
+ *   us or to our proxies; it overwrites the header). A proxy of ours that is not Cloudflare (an nginx
+ *   in front of us) passes on a client's made-up header unchanged, so being trusted is not enough.
  */
 export type ClientIpResolver = (c: Context) => string;
 
 /** Requests with no socket (in-process app.request() in tests and scripts) share this key. */
 export const UNKNOWN_ADDRESS = 'unknown';
 
-export function clientIpResolver(trust: TrustProxy): ClientIpResolver {
+/** The settings the rule reads (src/config/trust-proxy.ts). */
+export interface ClientAddressTrust {
+  trustProxy: TrustProxy;
+  trustCloudflare: string[];
+}
+
+export function clientIpResolver(trust: ClientAddressTrust): ClientIpResolver {
   const resolve = clientAddressOf(trust);
   return (c) => resolve(socketAddress(c), (name) => c.req.header(name));
 }
@@ -24,35 +36,38 @@ export function clientIpResolver(trust: TrustProxy): ClientIpResolver {
  * The same rule for callers outside Hono (the Realtime WebSocket's upgrade request): from the
  * socket's address and a header reader.
  */
-export function clientAddressOf(trust: TrustProxy): (socketAddress: string | undefined, header: (name: string) => string | undefined) => string {
-  const trusted = trust.kind === 'cidrs' ? blockList(trust.cidrs) : undefined;
-  const isTrusted = (address: string) => (trusted ? matches(trusted, address) : false);
+export function clientAddressOf({ trustProxy: trust, trustCloudflare }: ClientAddressTrust): (socketAddress: string | undefined, header: (name: string) => string | undefined) => string {
+  const isTrusted = trust.kind === 'cidrs' ? addressMatcher(trust.cidrs) : () => false;
+  const isCloudflare = addressMatcher(trustCloudflare);
 
-  return (socketAddr, header) => {
-    const socket = normalise(socketAddr);
-    if (trust.kind === 'none' || socket === undefined) return socket ?? UNKNOWN_ADDRESS;
-    const forwarded = (header('x-forwarded-for') ?? '')
-      .split(',')
-      .map((a) => normalise(a.trim()))
-      .filter((a): a is string => a !== undefined);
-
+  /** The last address our own proxies vouch for: the client, or the vendor's edge that connected to them. */
+  const nearestUntrusted = (socket: string, header: (name: string) => string | undefined): string => {
+    if (trust.kind === 'none') return socket;
+    // Entries keep their places: dropping one we cannot read would shift the count onto an entry
+    // the client wrote. One we cannot read where the client should be means "no client address".
+    const forwarded = (header('x-forwarded-for') ?? '').split(',').map((a) => normalise(withoutPort(a.trim())));
     if (trust.kind === 'hops') {
-      // CF-Connecting-IP is not believed here: a load balancer or nginx in front of us passes it on
-      // unchanged from the client, so every request could name a new address. Behind Cloudflare,
-      // list its ranges as TRUST_PROXY CIDRs: then the header counts, from those peers only.
       // Each trusted proxy appends the address it received from: the client is `hops` entries from
       // the right of [...forwarded, socket]; anything further left was written by the client.
       const chain = [...forwarded, socket];
-      return chain[Math.max(0, chain.length - 1 - trust.hops)]!;
+      return chain[Math.max(0, chain.length - 1 - trust.hops)] ?? socket;
     }
-    if (!isTrusted(socket)) return socket;
-    // Cloudflare's header names the client in one value; believed only from a trusted peer.
-    const cf = normalise(header('cf-connecting-ip')?.trim());
-    if (cf) return cf;
     // Walk back through trusted proxies; the first untrusted address is the client.
     let client = socket;
-    for (let i = forwarded.length - 1; i >= 0 && isTrusted(client); i--) client = forwarded[i]!;
+    for (let i = forwarded.length - 1; i >= 0 && isTrusted(client); i--) {
+      const next = forwarded[i];
+      if (next === undefined) return socket;
+      client = next;
+    }
     return client;
+  };
+
+  return (socketAddr, header) => {
+    const socket = normalise(socketAddr);
+    if (socket === undefined) return UNKNOWN_ADDRESS;
+    const client = nearestUntrusted(socket, header);
+    if (!isCloudflare(client)) return client;
+    return normalise(header('cf-connecting-ip')?.trim()) ?? client;
   };
 }
 
@@ -64,6 +79,14 @@ function socketAddress(c: Context): string | undefined {
   }
 }
 
+/** `1.2.3.4:80` and `[2001:db8::1]:443` (some proxies append the port they saw) as bare addresses. */
+function withoutPort(entry: string): string {
+  const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(entry);
+  if (bracketed) return bracketed[1]!;
+  const v4 = /^(\d+\.\d+\.\d+\.\d+):\d+$/.exec(entry);
+  return v4 ? v4[1]! : entry;
+}
+
 /** A valid address without zone id, IPv4-mapped IPv6 as IPv4; undefined when it is not an address. */
 function normalise(address: string | undefined): string | undefined {
   if (!address) return undefined;
@@ -73,7 +96,9 @@ function normalise(address: string | undefined): string | undefined {
   return isIP(bare) === 0 ? undefined : bare.toLowerCase();
 }
 
-function blockList(cidrs: string[]): BlockList {
+/** Whether an address is in a list of addresses/CIDRs (validated by src/config/). */
+export function addressMatcher(cidrs: string[]): (address: string) => boolean {
+  if (cidrs.length === 0) return () => false;
   const list = new BlockList();
   for (const item of cidrs) {
     const [address, bits] = item.split('/') as [string, string | undefined];
@@ -81,11 +106,10 @@ function blockList(cidrs: string[]): BlockList {
     if (bits === undefined) list.addAddress(address, family);
     else list.addSubnet(address, Number(bits), family);
   }
-  return list;
-}
-
-function matches(list: BlockList, address: string): boolean {
-  return list.check(address, isIP(address) === 4 ? 'ipv4' : 'ipv6');
+  return (address) => {
+    const family = isIP(address);
+    return family !== 0 && list.check(address, family === 4 ? 'ipv4' : 'ipv6');
+  };
 }
 
 /**

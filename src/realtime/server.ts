@@ -32,7 +32,7 @@ export function attachRealtime(server: Server, deps: RealtimeDeps): RealtimeServ
 
   // Sockets per client address: one address cannot hold the server's connections (and with them the
   // provider and Apple callbacks that arrive on the same port) with idle, heartbeating sockets.
-  const addressOf = clientAddressOf(deps.config.trustProxy);
+  const addressOf = clientAddressOf(deps.config);
   const openPerAddress = new Map<string, number>();
 
   const refuse = (socket: Duplex, err: ApiError, req: IncomingMessage) => {

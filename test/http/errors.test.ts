@@ -151,7 +151,7 @@ describe('what each service error answers', () => {
     ['DeviceCheckUnavailable', new DeviceCheckUnavailable('timeout'), { status: 503, code: 'ERR_5002', details: { service: 'apple_devicecheck' }, headers: retry5 }],
     ['UserBanned', new UserBanned(), { status: 403, code: 'ERR_4014' }],
     ['AdminSignInFailed', new AdminSignInFailed(), { status: 401, code: 'ERR_4025' }],
-    ['AdminSignInLocked', new AdminSignInLocked(90), { status: 429, code: 'ERR_4004', details: { retry_after: 90 }, headers: { 'Retry-After': '90' } }],
+    ['AdminSignInLocked', new AdminSignInLocked(90, 'email'), { status: 429, code: 'ERR_4004', details: { retry_after: 90, scope: 'email' }, headers: { 'Retry-After': '90' } }],
     ['TargetAccountClosed', new TargetAccountClosed('u2'), { status: 409, code: 'ERR_4026', details: { user_id: 'u2' } }],
     ['AdminKeyReused', new AdminKeyReused(), { status: 422, code: 'ERR_4010' }],
     ['ModelNotFound', new ModelNotFound('m1'), { status: 404, code: 'ERR_4007', details: { resource: 'model' } }],

@@ -6,6 +6,7 @@ import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { z } from 'zod';
 import { secretsEqual } from '../../auth/tokens.js';
 import { ApiError } from '../../http/api-error.js';
+import { addressKey } from '../../http/client-ip.js';
 import type { AppEnv } from '../../http/context.js';
 import { localizedMessage } from '../../errors/i18n.js';
 import { toApiError } from '../../http/on-error.js';
@@ -79,7 +80,7 @@ export function registerAdminConsole(app: OpenAPIHono<AppEnv>, s: Services) {
     const nonce = getCookie(c, LOGIN_NONCE_COOKIE);
     if (!nonce || typeof body._login !== 'string' || !secretsEqual(body._login, nonce)) throw new ApiError('ERR_4027');
     const input = SignInBody.parse({ email: body.email, password: body.password, totp: typeof body.totp === 'string' && body.totp ? body.totp : undefined });
-    const r = await s.adminAuth.signIn({ ...input, ip: s.rateLimits.clientIp(c) }, 'console');
+    const r = await s.adminAuth.signIn({ ...input, addressKey: addressKey(s.rateLimits.clientIp(c)) }, 'console');
     deleteCookie(c, LOGIN_NONCE_COOKIE, { path: '/admin' });
     setConsoleCookie(c, r.token, r.expiresAt, secure);
     return c.redirect('/admin', 303);

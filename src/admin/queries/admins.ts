@@ -73,29 +73,53 @@ export async function revokeAdminSession(db: Queryable, sessionId: string): Prom
   await db.query('UPDATE admin_sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL', [sessionId]);
 }
 
-/**
- * Records a sign-in attempt and says how many failed (or still unresolved) attempts this email and
- * IP made within the window, this one included. Insert first, then count: concurrent guesses each
- * see the others, so none slips past the limit.
- */
-export async function recordLoginAttempt(db: Queryable, email: string, ip: string, windowSeconds: number): Promise<{ id: number; failures: number; retryAfter: number }> {
-  // Nothing older than the window counts any more: pruned here, so no sweeper is needed.
-  await db.query('DELETE FROM admin_login_attempts WHERE created_at < now() - make_interval(secs => $1)', [windowSeconds]);
-  const { rows: ins } = await db.query<{ id: number }>('INSERT INTO admin_login_attempts (email, ip) VALUES ($1, $2) RETURNING id', [email, ip]);
-  const { rows } = await db.query<{ failures: number; oldest: number | null }>(
-    `SELECT count(*)::int AS failures,
-            extract(epoch FROM min(created_at) + make_interval(secs => $3) - now())::int AS oldest
-       FROM admin_login_attempts
-      WHERE email = $1 AND ip = $2 AND NOT succeeded AND created_at > now() - make_interval(secs => $3)`,
-    [email, ip, windowSeconds],
-  );
-  return { id: ins[0]!.id, failures: rows[0]!.failures, retryAfter: Math.max(1, rows[0]!.oldest ?? windowSeconds) };
+/** Failed (or still unresolved) sign-ins within the window, and the seconds until the oldest of them leaves it. */
+export interface FailureCount {
+  failures: number;
+  retryAfter: number;
 }
 
-/** A successful sign-in clears the failures before it (for this email and IP). */
-export async function markLoginSucceeded(db: Queryable, attemptId: number, email: string, ip: string): Promise<void> {
+/**
+ * Records a sign-in attempt and counts the failed (or still unresolved) attempts within the window,
+ * this one included: for this email from this address, and for this email from anywhere. Insert
+ * first, then count: concurrent guesses each see the others, so none slips past the limit.
+ * `address` is the client's address key (an IPv6 /64).
+ */
+export async function recordLoginAttempt(
+  db: Queryable,
+  email: string,
+  address: string,
+  windowSeconds: number,
+): Promise<{ id: number; fromAddress: FailureCount; forEmail: FailureCount }> {
+  // Nothing older than the window counts any more: pruned here, so no sweeper is needed.
+  await db.query('DELETE FROM admin_login_attempts WHERE created_at < now() - make_interval(secs => $1)', [windowSeconds]);
+  const { rows: ins } = await db.query<{ id: number }>('INSERT INTO admin_login_attempts (email, ip) VALUES ($1, $2) RETURNING id', [email, address]);
+  // The (email, ip, created_at) index serves both counts: the email alone is its prefix.
+  const { rows } = await db.query<{ address_failures: number; address_oldest: number | null; email_failures: number; email_oldest: number | null }>(
+    `SELECT count(*) FILTER (WHERE ip = $2)::int AS address_failures,
+            extract(epoch FROM min(created_at) FILTER (WHERE ip = $2) + make_interval(secs => $3) - now())::int AS address_oldest,
+            count(*)::int AS email_failures,
+            extract(epoch FROM min(created_at) + make_interval(secs => $3) - now())::int AS email_oldest
+       FROM admin_login_attempts
+      WHERE email = $1 AND NOT succeeded AND created_at > now() - make_interval(secs => $3)`,
+    [email, address, windowSeconds],
+  );
+  const r = rows[0]!;
+  const retryAfter = (oldest: number | null) => Math.max(1, oldest ?? windowSeconds);
+  return {
+    id: ins[0]!.id,
+    fromAddress: { failures: r.address_failures, retryAfter: retryAfter(r.address_oldest) },
+    forEmail: { failures: r.email_failures, retryAfter: retryAfter(r.email_oldest) },
+  };
+}
+
+/**
+ * A successful sign-in clears the failures before it from its address; those from elsewhere still
+ * count against the email's budget until they leave the window.
+ */
+export async function markLoginSucceeded(db: Queryable, attemptId: number, email: string, address: string): Promise<void> {
   await db.query('UPDATE admin_login_attempts SET succeeded = true WHERE id = $1', [attemptId]);
-  await db.query('DELETE FROM admin_login_attempts WHERE email = $1 AND ip = $2 AND NOT succeeded AND id < $3', [email, ip, attemptId]);
+  await db.query('DELETE FROM admin_login_attempts WHERE email = $1 AND ip = $2 AND NOT succeeded AND id < $3', [email, address, attemptId]);
 }
 
 // ---------------------------------------------------------------------------------------------
