@@ -8,10 +8,11 @@ import { useTestApp, type TestApp } from '../support/harness.js';
  * a vendor's header (CF-Connecting-IP) only from that vendor's listed ranges, never because some
  * other trusted proxy passed it on; X-Forwarded-For entries with ports; an entry we cannot read at
  * the counted position. The integration tests count requests against the global per-address
- * ceiling (3 a minute here): a client that could choose its address would never reach a 429.
+ * ceiling (3 a minute here, for IPv4 and IPv6 alike): a client that could choose its address would never reach a 429.
  */
 
-const LIMITED = { RATE_LIMITS_ENABLED: 'true', RATE_LIMITS: 'global.ip=3/60' };
+// IPv6 clients count under their own rule kind (per /64): both are held to 3 here.
+const LIMITED = { RATE_LIMITS_ENABLED: 'true', RATE_LIMITS: 'global.ip=3/60,global.ip6=3/60' };
 const CLOUDFLARE = '173.245.48.0/20';
 
 /** Four requests, each from `socket` with the headers `nth` gives: the statuses, in order. */
