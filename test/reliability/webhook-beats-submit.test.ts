@@ -148,4 +148,55 @@ describe('two requests for one job (the submit retried after a lost answer)', ()
     expect(cancelsSent(lost)).toHaveLength(0);
     expect(fal.billedRequests().filter((r) => r.id === lost || r.id === retry).map((r) => r.id)).toEqual([lost]);
   });
+
+  for (const retryIs of ['running', 'still waiting for its answer'] as const) {
+    it(`the lost request reports a failure while the retry is ${retryIs}: the retry is kept, not cancelled, and brings the video`, { timeout: 60_000 }, async () => {
+      const { g, jobId, lost } = await twoRequests(`a runner crash beside a healthy retry (${retryIs})`);
+      let retry: string;
+      if (retryIs === 'running') {
+        await t().services.jobs.submit(jobId);
+        retry = (await jobRow(t(), jobId)).provider_job_id as string;
+        expect(retry).not.toBe(lost);
+        expect(await reports(t(), lost, 'crash')).toEqual({ received: true, outcome: 'orphan' });
+        await applyCallback(t(), lost);
+      } else {
+        const sending = await submitSlowly(t(), jobId);
+        retry = sending.requestId;
+        expect(await reports(t(), lost, 'crash')).toEqual({ received: true, outcome: 'orphan' });
+        await applyCallback(t(), lost);
+        expect((await jobRow(t(), jobId)).status).toBe('queued');
+        await sending.answer();
+      }
+      // A failure is no result: the job keeps the request that may still deliver one.
+      expect(await jobRow(t(), jobId)).toMatchObject({ status: 'submitted', provider_job_id: retry });
+      expect(await cancelsQueued(t(), retry)).toBe(0);
+
+      expect(await reports(t(), retry)).toEqual({ received: true, outcome: 'accepted' });
+      await completesWith(t(), g, jobId, retry, [
+        { attempt: 1, provider_job_id: lost, outcome: 'redundant', cancel_answer: null, billed: false },
+        { attempt: 2, provider_job_id: retry, outcome: 'accepted', cancel_answer: null, billed: null },
+      ]);
+      expect(cancelsSent(lost, retry)).toHaveLength(0);
+    });
+  }
+
+  it("both report a video, the retry's callback first: the retry is kept, the lost one is a billed duplicate, and no cancel is sent for either", { timeout: 60_000 }, async () => {
+    const { g, jobId, lost } = await twoRequests('two videos, the second request first');
+    await t().services.jobs.submit(jobId);
+    const retry = (await jobRow(t(), jobId)).provider_job_id as string;
+    expect(await reports(t(), retry)).toEqual({ received: true, outcome: 'accepted' });
+    expect(await reports(t(), lost)).toEqual({ received: true, outcome: 'orphan' });
+    // Two workers pick the two callbacks up together, and the later one happens to run first.
+    await applyCallback(t(), lost);
+    expect(await cancelsQueued(t(), retry)).toBe(0);
+    expect(await jobRow(t(), jobId)).toMatchObject({ provider_job_id: retry });
+    await applyCallback(t(), retry);
+
+    await completesWith(t(), g, jobId, retry, [
+      { attempt: 1, provider_job_id: lost, outcome: 'redundant', cancel_answer: null, billed: true },
+      { attempt: 2, provider_job_id: retry, outcome: 'accepted', cancel_answer: null, billed: null },
+    ]);
+    expect(cancelsSent(lost, retry)).toHaveLength(0);
+    expect(await t().services.metrics.registry.metrics()).toMatch(/rendio_provider_duplicates_billed_total\{provider="fal"\} 1/);
+  });
 });
