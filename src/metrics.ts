@@ -28,7 +28,7 @@ export class Metrics {
     });
     this.submissions = new Counter({
       name: 'rendio_provider_submissions_total',
-      help: 'Provider submissions by outcome (lost: the answer never came; orphan_adopted: such a request reported first and became the job; redundant: a request its job does not use, its cancel queued; orphan_late: a lost one reported after its job ended)',
+      help: 'Provider submissions by outcome (lost: the answer never came; orphan_adopted: such a request reported first and became the job; redundant: a request its job does not use, its cancel queued; orphan_late: a lost one that reported but was not used: its job had ended, another request of the job had reported a result first, or it failed while another may still deliver)',
       labelNames: ['provider', 'outcome'],
       registers: [this.registry],
     });
@@ -40,7 +40,7 @@ export class Metrics {
     });
     this.duplicatesBilled = new Counter({
       name: 'rendio_provider_duplicates_billed_total',
-      help: 'Requests a provider ran to their end (so bills) though their job did not use them: a cancel answered already finished, or a lost request that reported its result after its job ended',
+      help: 'Requests a provider ran to their end (so bills) though their job did not use them: a cancel answered already finished, or a lost request that reported its result too late to be used (its job had ended, or another request had reported first)',
       labelNames: ['provider'],
       registers: [this.registry],
     });

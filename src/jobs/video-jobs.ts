@@ -274,19 +274,24 @@ export class VideoJobService {
     const event = await jobsDb.findWebhookEvent(this.db, eventId);
     if (!event?.job_id) return;
     const orphan = /^orphan:(\d+):(.+)$/.exec(event.outcome ?? '');
-    if (orphan) return this.adoptOrphan(event.provider, event.job_id, Number(orphan[1]), orphan[2]!, event.payload as ProviderStatus);
+    if (orphan) return this.adoptOrphan(event.provider, event.job_id, Number(orphan[1]), orphan[2]!, event.payload as ProviderStatus, eventId);
     const job = await jobsDb.findJob(this.db, event.job_id);
     if (!job || !['submitted', 'processing'].includes(job.status)) return;
     await this.applyStatus(job, event.payload as ProviderStatus);
   }
 
   /**
-   * A request whose submit answer was lost reported first: it becomes the job's request (a queued
-   * job counts as submitted; a submitted one swaps, and the request it had is cancelled at the
-   * provider), so the provider's work is used, not paid twice. One that reports after the job
-   * ended is only counted. Locks the job row alone (no ledger rows), so the lock order holds.
+   * A request whose submit answer was lost reported: it becomes the job's request (a queued job
+   * counts as submitted; a submitted one swaps, and the request it had is cancelled at the
+   * provider), so the provider's work is used, not paid twice — unless it is not the one to keep.
+   * The job keeps the request that reported a result first (this callback was received after
+   * another request of the job reported its result: that one is kept, and is never cancelled), and
+   * a failure is no result: while the job has a request that may still deliver one (stored, or
+   * being submitted right now), a failed lost request is not adopted. One passed over, or reporting
+   * after the job ended, is only recorded and counted. Locks the job row alone (no ledger rows), so
+   * the lock order holds.
    */
-  private async adoptOrphan(provider: string, jobId: string, attempt: number, providerJobId: string, status: ProviderStatus): Promise<void> {
+  private async adoptOrphan(provider: string, jobId: string, attempt: number, providerJobId: string, status: ProviderStatus, eventId: number): Promise<void> {
     const adopted = await withTransaction(this.db, async (tx) => {
       const job = await jobsDb.lockJob(tx, jobId);
       if (!job) return undefined;
@@ -294,10 +299,16 @@ export class VideoJobService {
       // and this is the job's own request reporting, not an orphan.
       if (job.provider_job_id === providerJobId) return { job, adopted: false, own: true };
       const running = ['queued', 'submitted', 'processing'].includes(job.status);
-      if (!running) {
-        // Too late to be of use, and the provider ran it to its end: billed unless it failed.
+      const passedOver =
+        running &&
+        (status.state === 'failed'
+          ? // The submit in flight is the job's latest attempt; if that is this very request, its failure is the job's.
+            job.provider_job_id !== null || (attempt !== job.attempts && (await jobsDb.isSubmitting(tx, jobId)))
+          : await jobsDb.resultReportedBefore(tx, jobId, eventId));
+      if (!running || passedOver) {
+        // Of no use to the job; the provider bills it unless it failed (it reported, so it has ended).
         const claimed = await jobsDb.claimLostSubmission(tx, jobId, attempt, providerJobId, 'redundant', status.state !== 'failed');
-        return claimed ? { job, adopted: false } : undefined;
+        return claimed ? { job, adopted: false, passedOver } : undefined;
       }
       if (!(await jobsDb.claimLostSubmission(tx, jobId, attempt, providerJobId, 'adopted'))) return undefined;
       await jobsDb.adoptRequest(tx, jobId, providerJobId);
@@ -319,7 +330,8 @@ export class VideoJobService {
       return;
     }
     if (!adopted.adopted) {
-      this.log.info({ jobId, providerJobId }, 'a lost submission reported after its job ended; nothing to adopt');
+      const why = adopted.passedOver ? 'another request of its job reported a result first, or may still deliver one' : 'its job had ended';
+      this.log.info({ jobId, providerJobId, state: status.state }, `a lost submission reported, not used: ${why}`);
       this.opts.onSubmission?.(provider, 'orphan_late');
       if (status.state !== 'failed') this.opts.onDuplicateBilled?.(provider);
       return;

@@ -12,9 +12,11 @@ import { FakeHttpServer, type FakeRequest, type FakeResponse } from './http.js';
  * [fal:payload-error] (succeeds, but the webhook says status OK with payload null and a
  * payload_error, as fal does when the result cannot be serialised into it; the queue API still
  * serves the result). loseResponses(): the next submits create their request and then lose the
- * answer (a timeout after fal accepted it). Cancel answers 202 CANCELLATION_REQUESTED before the
- * request completed (it then stops where it was) and 400 ALREADY_COMPLETED after; billedRequests()
- * is what fal would charge for.
+ * answer (a timeout after fal accepted it); holdNextAnswer(): the next submit creates its request
+ * and answers only when the test says (fal slow to answer while the request runs, and may call back
+ * first); finish(id): that request is done now; crash(id): it ends in a runner failure whatever its
+ * prompt. Cancel answers 202 CANCELLATION_REQUESTED before the request completed (it then stops
+ * where it was) and 400 ALREADY_COMPLETED after; billedRequests() is what fal would charge for.
  */
 
 const SAMPLE_MP4 = fs.readFileSync(path.resolve(import.meta.dirname, '../../assets/simulator/sample.mp4'));
@@ -27,6 +29,8 @@ interface FakeRequestState {
   webhook: string | null;
   createdAt: number;
   cancelled: boolean;
+  /** Ends in a runner failure (crash()), whatever the prompt says. */
+  crashed?: boolean;
   /** When a cancel was accepted: the request stops where it was (queued: never runs; running: told to stop, and this fake's model does). */
   cancelledAt?: number;
 }
@@ -41,6 +45,32 @@ export class FakeFal {
   private signingKeys: { privateKey: KeyObject; x: string }[] = [];
   /** Submits whose request is created but whose answer is lost: how many more, and how. */
   private lostSubmits = { times: 0, mode: 'reset' as 'hang' | 'reset' };
+
+  /** The next submit's answer, held until released (holdNextAnswer). */
+  private heldAnswer: { created: (id: string) => void; released: Promise<void> } | undefined;
+
+  /**
+   * The next submit creates its request at once (it runs, finishes and can be called back for)
+   * but its answer is sent only on release(): `created` resolves with the request's id.
+   */
+  holdNextAnswer(): { created: Promise<string>; release: () => void } {
+    let created!: (id: string) => void;
+    let release!: () => void;
+    const createdP = new Promise<string>((resolve) => (created = resolve));
+    const released = new Promise<void>((resolve) => (release = resolve));
+    this.heldAnswer = { created, released };
+    return { created: createdP, release };
+  }
+
+  /** This request's model is done now, whatever `timing` says (one quick generation beside slow ones). */
+  finish(requestId: string): void {
+    this.requests.get(requestId)!.createdAt = Date.now() - this.timing.queuedMs - this.timing.runningMs;
+  }
+
+  /** This request's runner fails (fal's COMPLETED with an error, an ERROR webhook): a transient failure, not the prompt's. */
+  crash(requestId: string): void {
+    this.requests.get(requestId)!.crashed = true;
+  }
 
   /** The next `times` submits create their request, then never answer ('hang') or reset the connection. */
   loseResponses(times: number, mode: 'hang' | 'reset' = 'reset'): void {
@@ -85,6 +115,7 @@ export class FakeFal {
   }
 
   private outcome(r: FakeRequestState): 'ok' | 'payload-error' | 'reject' | 'error' | 'hang' | 'garbage' {
+    if (r.crashed) return 'error';
     const p = String(r.input.prompt ?? '');
     if (p.includes('[fal:payload-error]')) return 'payload-error';
     if (p.includes('[fal:reject]')) return 'reject';
@@ -121,6 +152,8 @@ export class FakeFal {
       JSON.stringify(
         outcome === 'ok'
           ? { request_id: requestId, gateway_request_id: requestId, status: 'OK', payload: this.resultBody(requestId) }
+          : r?.crashed
+          ? { request_id: requestId, gateway_request_id: requestId, status: 'ERROR', error: 'Invalid status code: 500', payload: { detail: 'Runner crashed' } }
           : outcome === 'payload-error'
           ? { request_id: requestId, gateway_request_id: requestId, status: 'OK', payload: null, payload_error: 'Failed to serialize the payload: response is not JSON serializable' }
           : {
@@ -162,7 +195,7 @@ export class FakeFal {
     return { status, body: JSON.stringify(body), headers: { 'content-type': 'application/json', ...headers } };
   }
 
-  private handle(req: FakeRequest): FakeResponse {
+  private async handle(req: FakeRequest): Promise<FakeResponse> {
     const url = new URL(req.path, this.url);
     if (url.pathname === '/.well-known/jwks.json') {
       return this.json(200, { keys: this.signingKeys.map((k) => ({ kty: 'OKP', crv: 'Ed25519', x: k.x, kid: k.x.slice(0, 8) })) });
@@ -223,6 +256,12 @@ export class FakeFal {
       if (this.lostSubmits.times > 0) {
         this.lostSubmits.times--;
         return { status: 200, lost: this.lostSubmits.mode };
+      }
+      const held = this.heldAnswer;
+      if (held) {
+        this.heldAnswer = undefined;
+        held.created(id);
+        await held.released;
       }
       return this.json(200, { request_id: id, gateway_request_id: id, status: 'IN_QUEUE', queue_position: 0, status_url: `${base}/status`, response_url: base, cancel_url: `${base}/cancel` });
     }

@@ -3,6 +3,7 @@ import { loadConfig } from '../../src/config/index.js';
 import { FalProvider } from '../../src/providers/fal.js';
 import { consoleCookie, createAdmin } from '../support/admin.js';
 import { FakeFal } from '../fakes/fal.js';
+import { callBack, jobRow as job, submitLosingAnswer, until } from '../support/fal-submissions.js';
 import { useTestApp, type TestApp } from '../support/harness.js';
 
 /**
@@ -12,36 +13,6 @@ import { useTestApp, type TestApp } from '../support/harness.js';
  */
 
 const VEO = 'veo-3.1-text-to-video';
-
-async function until(fn: () => Promise<boolean>, limitMs = 30_000): Promise<boolean> {
-  const deadline = Date.now() + limitMs;
-  while (Date.now() < deadline) {
-    if (await fn()) return true;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return false;
-}
-
-async function job(t: TestApp, jobId: string) {
-  return (await t.db.query('SELECT * FROM video_jobs WHERE job_id = $1', [jobId])).rows[0];
-}
-
-/** Submits once while fal loses the answer after creating the request; returns that request's id. */
-async function submitLosingAnswer(t: TestApp, fal: FakeFal, jobId: string): Promise<string> {
-  const before = new Set(fal.requests.keys());
-  fal.loseResponses(1, 'reset');
-  await t.services.jobs.submit(jobId);
-  const [lost] = [...fal.requests.keys()].filter((id) => !before.has(id));
-  expect(lost).toBeDefined();
-  expect((await job(t, jobId)).status).toBe('queued');
-  return lost!;
-}
-
-/** fal calls back for this request on the URL it was given; returns our answer. */
-async function callBack(t: TestApp, fal: FakeFal, requestId: string): Promise<unknown> {
-  const { path, init } = fal.callback(requestId);
-  return (await t.app.request(path, init)).json();
-}
 
 async function queueRow(t: TestApp, jobId: string, task: string) {
   const { rows } = await t.db.query(

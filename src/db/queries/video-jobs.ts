@@ -339,6 +339,28 @@ export async function claimLostSubmission(
   return rowCount === 1;
 }
 
+/**
+ * Whether a callback of this job received before the given one reported a result (a video, or
+ * "done" without it): that request answered first with a result and is the one the job keeps,
+ * whether or not its callback has been applied yet.
+ */
+export async function resultReportedBefore(db: Queryable, jobId: string, webhookEventId: number): Promise<boolean> {
+  const { rows } = await db.query<{ reported: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM webhook_events WHERE job_id = $1 AND id < $2 AND payload->>'state' IN ('succeeded', 'result_ready')) AS reported`,
+    [jobId, webhookEventId],
+  );
+  return rows[0]!.reported;
+}
+
+/** A submitter holds the job's lease right now: its request may exist and run, though we do not know it yet. */
+export async function isSubmitting(db: Queryable, jobId: string): Promise<boolean> {
+  const { rows } = await db.query<{ submitting: boolean }>(
+    "SELECT EXISTS (SELECT 1 FROM video_jobs WHERE job_id = $1 AND status = 'queued' AND submit_lease_until > now()) AS submitting",
+    [jobId],
+  );
+  return rows[0]!.submitting;
+}
+
 /** Makes a request the job's own (an adopted orphan): submitted if it was still queued, else the request swapped. */
 export async function adoptRequest(db: Queryable, jobId: string, providerJobId: string): Promise<void> {
   await db.query(
