@@ -21,6 +21,8 @@ import type { Actor } from './service.js';
  */
 
 const tags = ['admin'];
+/** Logout takes no body: whatever a script sends with it is ignored, never a 415. */
+export const ADMIN_LOGOUT_PATH = '/admin/api/logout';
 const security = bearerSecurity;
 const any = z.record(z.string(), z.unknown());
 /** Generic in the schema, so each handler's c.json(...) is checked against what its route declares. */
@@ -96,7 +98,7 @@ const routes = {
       ...errorResponses(400, 401, 429),
     },
   }),
-  logout: createRoute({ method: 'post', path: '/admin/api/logout', tags, security, summary: 'Revokes this admin API token', responses: { 204: { description: 'Revoked' }, ...errorResponses(401, 403) } }),
+  logout: createRoute({ method: 'post', path: ADMIN_LOGOUT_PATH, tags, security, summary: 'Revokes this admin API token', responses: { 204: { description: 'Revoked' }, ...errorResponses(401, 403) } }),
   dashboard: createRoute({ method: 'get', path: '/admin/api/dashboard', tags, security, summary: 'Today: jobs by status, failure rate per provider, credits sold and refunded; open holds', responses: { 200: json(any, 'Dashboard'), ...errorResponses(401, 403) } }),
   searchUsers: readRoute('/admin/api/users', 'Find users by id, device id, Apple sub or email', { query: z.object({ q: SearchQuery }) }, json(z.object({ users: z.array(any) }), 'Matching users with their balance'), [400, 401, 403]),
   user: readRoute('/admin/api/users/{id}', 'A user: account, stats, latest ledger entries, jobs and admin actions', { params: UserParam }, json(any, 'The user'), [400, 401, 403, 404]),
