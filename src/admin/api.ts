@@ -9,7 +9,7 @@ import { bearerSecurity, errorResponses } from '../routes/schemas.js';
 import type { Services } from '../services.js';
 import { requireAdminToken } from './middleware.js';
 import type { AdminActionRow } from './queries/admins.js';
-import { BanBody, CreditChangeBody, IdempotencyKey, ModelPatchBody, SearchQuery, SignInBody } from './schemas.js';
+import { BanBody, CreditChangeBody, IdempotencyKey, ModelId, ModelPatchBody, SearchQuery, SignInBody, UserId } from './schemas.js';
 import type { Actor } from './service.js';
 
 /**
@@ -48,8 +48,8 @@ const AdminAction = z
 const CreditChangeResult = z.object({ replayed: z.boolean(), action: AdminAction }).openapi('AdminCreditChangeResult');
 const BanResult = z.object({ action: AdminAction });
 const ModelChangeResult = z.object({ model: any, action: AdminAction });
-const UserParam = z.object({ id: z.uuid().openapi({ param: { name: 'id', in: 'path' } }) });
-const ModelParam = z.object({ id: z.string().min(1).max(64).openapi({ param: { name: 'id', in: 'path' } }) });
+const UserParam = z.object({ id: UserId.openapi({ param: { name: 'id', in: 'path' } }) });
+const ModelParam = z.object({ id: ModelId.openapi({ param: { name: 'id', in: 'path' } }) });
 const IdempotencyHeader = z.object({ 'idempotency-key': IdempotencyKey.optional().openapi({ description: 'Required: a retry with the same key moves nothing and answers the first result' }) });
 
 /**
@@ -145,7 +145,7 @@ const routes = {
     summary: 'Seed alias of PATCH /admin/api/models/{id}: is_available (default: flip it), is_featured',
     request: {
       body: {
-        content: { 'application/json': { schema: z.object({ model_id: z.string().min(1).max(64), is_available: z.boolean().optional(), is_featured: z.boolean().optional(), reason: z.string().max(500).optional() }) } },
+        content: { 'application/json': { schema: z.object({ model_id: ModelId, is_available: z.boolean().optional(), is_featured: z.boolean().optional(), reason: z.string().max(500).optional() }) } },
         required: true,
       },
     },
