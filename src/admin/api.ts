@@ -2,7 +2,7 @@ import { createRoute, z, type RouteConfig } from '@hono/zod-openapi';
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import type { ModelRow } from '../db/queries/catalogue.js';
-import { ApiError } from '../http/api-error.js';
+import { ApiError, notFound } from '../http/api-error.js';
 import { addressKey } from '../http/client-ip.js';
 import type { AppEnv } from '../http/context.js';
 import { bearerSecurity, errorResponses } from '../routes/schemas.js';
@@ -235,4 +235,11 @@ export function registerAdminApi(app: OpenAPIHono<AppEnv>, s: Services) {
   });
 
   app.openapi(routes.statsAlias, async (c) => c.json(await s.admin.userStats(c.req.valid('query').user_id), 200));
+
+  // An /admin/api path no route above matches (`/admin/api/users//ban`: an empty id) is the API's
+  // 404; falling through to the console under /admin, a body already read by the API's body
+  // limit was read again there (a 500).
+  app.all('/admin/api/*', () => {
+    throw notFound('route');
+  });
 }
