@@ -6,11 +6,11 @@ import type { AppEnv } from './http/context.js';
 import { exceptCallbacks, rejectUnstorableText, requestContext, requireApiKey, requireJsonBody, unlessBodiless } from './http/middleware.js';
 import { createErrorHandler } from './http/on-error.js';
 import { createRouter } from './http/router.js';
-import { ADMIN_ALIAS_PATHS, registerAdminApi } from './admin/api.js';
+import { ADMIN_ALIAS_PATHS, ADMIN_LOGOUT_PATH, registerAdminApi } from './admin/api.js';
 import { registerAdminConsole } from './admin/console/handlers.js';
 import { adminReachableOnlyFrom } from './admin/middleware.js';
 import { registerAccount } from './routes/account.js';
-import { registerAuthToken } from './routes/auth-token.js';
+import { LOGOUT_PATH, registerAuthToken } from './routes/auth-token.js';
 import { registerCatalogue } from './routes/catalogue.js';
 import { registerCredits } from './routes/credits.js';
 import { registerDeviceCheck } from './routes/device-check.js';
@@ -34,6 +34,9 @@ export type AppSurface = 'all' | 'public' | 'admin';
 
 /** Every path the admin routes live under ('/admin/*' matches '/admin' too): the console, the admin API, the seed's aliases. */
 const ADMIN_PATHS = ['/admin/*', ...ADMIN_ALIAS_PATHS];
+
+/** POST routes that take no body: the JSON-only rule does not apply to them (src/http/middleware.ts). */
+const BODILESS_ROUTES: ReadonlySet<string> = new Set([LOGOUT_PATH, ADMIN_LOGOUT_PATH]);
 
 /** Builds the HTTP app from its parts. No I/O here: tests build one per database. */
 export function buildApp(s: Services, surface: AppSurface = 'all') {
@@ -77,7 +80,7 @@ export function buildApp(s: Services, surface: AppSurface = 'all') {
   // The admin API is not part of the Supabase surface: admin tokens, no apikey.
   for (const prefix of ['/functions/v1/*', '/rest/v1/*', '/auth/v1/*', '/admin/api/*']) {
     if (prefix !== '/admin/api/*') app.use(prefix, exceptCallbacks(requireApiKey(s.config.anonKey)));
-    app.use(prefix, exceptCallbacks(requireJsonBody()));
+    app.use(prefix, exceptCallbacks(requireJsonBody(BODILESS_ROUTES)));
     app.use(
       prefix,
       exceptCallbacks(

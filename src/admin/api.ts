@@ -2,14 +2,14 @@ import { createRoute, z, type RouteConfig } from '@hono/zod-openapi';
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import type { ModelRow } from '../db/queries/catalogue.js';
-import { ApiError } from '../http/api-error.js';
+import { ApiError, notFound } from '../http/api-error.js';
 import { addressKey } from '../http/client-ip.js';
 import type { AppEnv } from '../http/context.js';
 import { bearerSecurity, errorResponses } from '../routes/schemas.js';
 import type { Services } from '../services.js';
 import { requireAdminToken } from './middleware.js';
 import type { AdminActionRow } from './queries/admins.js';
-import { BanBody, CreditChangeBody, IdempotencyKey, ModelPatchBody, SearchQuery, SignInBody } from './schemas.js';
+import { BanBody, CreditChangeBody, IdempotencyKey, ModelId, ModelPatchBody, SearchQuery, SignInBody, UserId } from './schemas.js';
 import type { Actor } from './service.js';
 
 /**
@@ -21,6 +21,8 @@ import type { Actor } from './service.js';
  */
 
 const tags = ['admin'];
+/** Logout takes no body: whatever a script sends with it is ignored, never a 415. */
+export const ADMIN_LOGOUT_PATH = '/admin/api/logout';
 const security = bearerSecurity;
 const any = z.record(z.string(), z.unknown());
 /** Generic in the schema, so each handler's c.json(...) is checked against what its route declares. */
@@ -46,8 +48,8 @@ const AdminAction = z
 const CreditChangeResult = z.object({ replayed: z.boolean(), action: AdminAction }).openapi('AdminCreditChangeResult');
 const BanResult = z.object({ action: AdminAction });
 const ModelChangeResult = z.object({ model: any, action: AdminAction });
-const UserParam = z.object({ id: z.uuid().openapi({ param: { name: 'id', in: 'path' } }) });
-const ModelParam = z.object({ id: z.string().min(1).max(64).openapi({ param: { name: 'id', in: 'path' } }) });
+const UserParam = z.object({ id: UserId.openapi({ param: { name: 'id', in: 'path' } }) });
+const ModelParam = z.object({ id: ModelId.openapi({ param: { name: 'id', in: 'path' } }) });
 const IdempotencyHeader = z.object({ 'idempotency-key': IdempotencyKey.optional().openapi({ description: 'Required: a retry with the same key moves nothing and answers the first result' }) });
 
 /**
@@ -96,7 +98,7 @@ const routes = {
       ...errorResponses(400, 401, 429),
     },
   }),
-  logout: createRoute({ method: 'post', path: '/admin/api/logout', tags, security, summary: 'Revokes this admin API token', responses: { 204: { description: 'Revoked' }, ...errorResponses(401, 403) } }),
+  logout: createRoute({ method: 'post', path: ADMIN_LOGOUT_PATH, tags, security, summary: 'Revokes this admin API token', responses: { 204: { description: 'Revoked' }, ...errorResponses(401, 403) } }),
   dashboard: createRoute({ method: 'get', path: '/admin/api/dashboard', tags, security, summary: 'Today: jobs by status, failure rate per provider, credits sold and refunded; open holds', responses: { 200: json(any, 'Dashboard'), ...errorResponses(401, 403) } }),
   searchUsers: readRoute('/admin/api/users', 'Find users by id, device id, Apple sub or email', { query: z.object({ q: SearchQuery }) }, json(z.object({ users: z.array(any) }), 'Matching users with their balance'), [400, 401, 403]),
   user: readRoute('/admin/api/users/{id}', 'A user: account, stats, latest ledger entries, jobs and admin actions', { params: UserParam }, json(any, 'The user'), [400, 401, 403, 404]),
@@ -143,7 +145,7 @@ const routes = {
     summary: 'Seed alias of PATCH /admin/api/models/{id}: is_available (default: flip it), is_featured',
     request: {
       body: {
-        content: { 'application/json': { schema: z.object({ model_id: z.string().min(1).max(64), is_available: z.boolean().optional(), is_featured: z.boolean().optional(), reason: z.string().max(500).optional() }) } },
+        content: { 'application/json': { schema: z.object({ model_id: ModelId, is_available: z.boolean().optional(), is_featured: z.boolean().optional(), reason: z.string().max(500).optional() }) } },
         required: true,
       },
     },
@@ -233,4 +235,11 @@ export function registerAdminApi(app: OpenAPIHono<AppEnv>, s: Services) {
   });
 
   app.openapi(routes.statsAlias, async (c) => c.json(await s.admin.userStats(c.req.valid('query').user_id), 200));
+
+  // An /admin/api path no route above matches (`/admin/api/users//ban`: an empty id) is the API's
+  // 404; falling through to the console under /admin, a body already read by the API's body
+  // limit was read again there (a 500).
+  app.all('/admin/api/*', () => {
+    throw notFound('route');
+  });
 }

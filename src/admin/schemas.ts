@@ -5,6 +5,14 @@ import { isStorableText } from '../http/storable-text.js';
 
 const storable = (s: string) => isStorableText(s);
 
+/**
+ * A path's ids, checked before the database: PostgreSQL refuses a uuid column compared with
+ * anything but a uuid, and any text with U+0000 — each was a 500 (`/admin/users/not-a-uuid/ban`,
+ * `PATCH /admin/api/models/%00`). The API's routes and the console's handlers parse with these.
+ */
+export const UserId = z.uuid();
+export const ModelId = z.string().min(1).max(64).refine(storable, 'text must be valid Unicode without U+0000');
+
 export const Reason = z
   .string()
   .trim()

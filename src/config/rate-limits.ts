@@ -50,7 +50,7 @@ export interface RateLimitPolicy {
   rules: Partial<Record<LimitKind, LimitRule>>;
   whenStoreDown: StoreDownPolicy;
 }
-export const RATE_LIMIT_POLICIES = ['global', 'generate-video', 'device-check', 'auth-token', 'update-credits', 'merge-guest-user', 'admin-login'] as const;
+export const RATE_LIMIT_POLICIES = ['global', 'generate-video', 'device-check', 'auth-token', 'update-credits', 'merge-guest-user', 'admin-login', 'realtime-join'] as const;
 export type RateLimitPolicyName = (typeof RATE_LIMIT_POLICIES)[number];
 
 const HOUR = 3600;
@@ -79,6 +79,10 @@ export const DEFAULT_RATE_LIMITS: Record<RateLimitPolicyName, RateLimitPolicy> =
   // per-email lockout (ADMIN_LOGIN_MAX_FAILURES) cannot stop one address trying many emails.
   // Admins do not sit behind a carrier's NAT: this one stays tight.
   'admin-login': { rules: { ip: { points: 30, seconds: 900 } }, whenStoreDown: 'insurance' },
+  // Realtime's phx_join and access_token (with a new token): each costs a session check and job
+  // lookups, where a heartbeat costs nothing. The app joins one channel per job it watches and
+  // rejoins after a reconnect; an address holds at most REALTIME_MAX_SOCKETS_PER_ADDRESS sockets.
+  'realtime-join': { rules: { user: { points: 30, seconds: 60 }, ip: { points: 300, seconds: 60 }, ip6: { points: 60, seconds: 60 } }, whenStoreDown: 'insurance' },
 };
 
 export interface RateLimitConfig {

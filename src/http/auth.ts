@@ -75,15 +75,19 @@ export function requireUser(opts: AuthOptions, claimed: ClaimedUserId = userIdFr
   };
 }
 
-/** The user behind a user access token: valid signature, live session, not deleted or banned. */
-export async function verifiedUser(opts: AuthOptions, token: string): Promise<AppEnv['Variables']['user']> {
-  let claims;
+/** The token's own checks (signature, issuer, audience, expiry), with no database: 401 when one fails. */
+export async function verifiedClaims(opts: AuthOptions, token: string) {
   try {
-    claims = await opts.tokens.verify(token);
+    return await opts.tokens.verify(token);
   } catch (err) {
     if (err instanceof InvalidAccessToken) throw unauthenticated(err.message);
     throw err;
   }
+}
+
+/** The user behind a user access token: valid signature, live session, not deleted or banned. */
+export async function verifiedUser(opts: AuthOptions, token: string): Promise<AppEnv['Variables']['user']> {
+  const claims = await verifiedClaims(opts, token);
   const state = await loadAuthState(opts.db, claims.sub, claims.sessionId);
   if (!state || state.deleted) throw unauthenticated('user no longer exists');
   // Before the session check: a ban ends every session, and the app must learn why (ERR_4014).

@@ -64,10 +64,14 @@ export function requireOperatorToken(secret: string | undefined): MiddlewareHand
   };
 }
 
-/** Rejects request bodies that are not JSON before any handler parses them. */
-export function requireJsonBody(): MiddlewareHandler<AppEnv> {
+/**
+ * Rejects request bodies that are not JSON before any handler parses them. Routes that take no
+ * body (logout) are listed in `bodiless`: they never read one, so its type cannot matter, and a
+ * 415 there left the token valid for a client that sent none the way curl -X POST does.
+ */
+export function requireJsonBody(bodiless: ReadonlySet<string> = new Set()): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    if (sendsBody(c) && !JSON_TYPE.test(c.req.header('content-type') ?? '')) throw new ApiError('ERR_4016');
+    if (sendsBody(c) && !bodiless.has(c.req.path) && !JSON_TYPE.test(c.req.header('content-type') ?? '')) throw new ApiError('ERR_4016');
     await next();
   };
 }

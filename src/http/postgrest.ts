@@ -17,7 +17,16 @@ export type { ColumnType, RestFilter, RestQuery, TableSpec };
  */
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const ISO_DATE = /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)?)?$/i;
+const ISO_DATE = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-](\d{2})(?::?(\d{2}))?)?)?$/i;
+/**
+ * The instants a filter may name: those toISOString writes as PostgreSQL reads them. Year 0 does
+ * not exist for PostgreSQL, and past 9999 JavaScript writes +010000-…, which it refuses: both were
+ * 500s (`created_at=gt.0000-01-01`, `updated_at=lt.9999-12-31T23:59-14:00`, a year 10000 in UTC).
+ */
+const FIRST_INSTANT = Date.parse('0001-01-01T00:00:00Z');
+const LAST_INSTANT = Date.parse('9999-12-31T23:59:59.999Z');
+/** UTC offsets in use run from -12:00 to +14:00; JavaScript would take any up to ±23:59. */
+const MAX_OFFSET_MINUTES = 14 * 60;
 const RESERVED = new Set(['select', 'order', 'limit', 'offset']);
 const OPERATORS = 'eq, neq, gt, gte, lt, lte, in, is (optionally after not.)';
 
@@ -35,8 +44,12 @@ function typedValue(column: string, type: ColumnType, value: string): string | b
   if (type === 'uuid' && !UUID.test(value)) throw invalid(`${column} must be a UUID`, column);
   if (type === 'timestamp') {
     // Normalised here: PostgreSQL would refuse some dates JavaScript accepts (2020-02-31), a 500.
-    const ms = ISO_DATE.test(value) ? Date.parse(value) : NaN;
-    if (!Number.isFinite(ms)) throw invalid(`${column} must be an ISO 8601 date`, column);
+    const m = ISO_DATE.exec(value);
+    const ms = m ? Date.parse(value) : NaN;
+    const offsetMinutes = Number(m?.[1] ?? 0) * 60 + Number(m?.[2] ?? 0);
+    if (!Number.isFinite(ms) || ms < FIRST_INSTANT || ms > LAST_INSTANT || offsetMinutes > MAX_OFFSET_MINUTES) {
+      throw invalid(`${column} must be an ISO 8601 date from 0001-01-01 to 9999-12-31 UTC, with an offset within ±14:00`, column);
+    }
     return new Date(ms).toISOString();
   }
   return value;

@@ -133,8 +133,11 @@ export class RateLimits {
     };
   }
 
-  /** An IPv6 /64 counts against the policy's ip6 rule when it has one, else against ip like an IPv4 address. */
-  private addressKeys(policy: RateLimitPolicyName, address: string): Partial<Record<LimitKind, string>> {
+  /**
+   * An IPv6 /64 counts against the policy's ip6 rule when it has one, else against ip like an IPv4
+   * address. Public for what is limited outside a request's middleware (Realtime's joins).
+   */
+  addressKeys(policy: RateLimitPolicyName, address: string): Partial<Record<LimitKind, string>> {
     const ipv6 = address.includes(':');
     if (!ipv6) return { ip: address };
     return this.config.policies[policy].rules.ip6 ? { ip6: address } : { ip: address };

@@ -4,7 +4,7 @@ import { secretsEqual } from '../auth/tokens.js';
 import { isDatabaseUnavailable } from '../db/pool.js';
 import { findJobView, type JobViewRow } from '../db/queries/video-jobs.js';
 import { ApiError, notFound, unauthenticated } from '../http/api-error.js';
-import { authOptions, verifiedUser, type AuthOptions } from '../http/auth.js';
+import { authOptions, verifiedClaims, verifiedUser, type AuthOptions } from '../http/auth.js';
 import { localizedMessage, type Language } from '../errors/i18n.js';
 import { toApiError } from '../http/on-error.js';
 import { jobView } from '../jobs/job-view.js';
@@ -18,7 +18,7 @@ import { decodeMessage, encodeMessage, type PhoenixMessage, type Vsn } from './p
  * JobEvents (LISTEN/NOTIFY), and each one is re-read and re-authorised before it is sent.
  */
 
-export type RealtimeDeps = Pick<Services, 'db' | 'events' | 'store' | 'config' | 'log' | 'tokens' | 'metrics'>;
+export type RealtimeDeps = Pick<Services, 'db' | 'events' | 'store' | 'config' | 'log' | 'tokens' | 'metrics' | 'rateLimits'>;
 
 /** Bindings in one channel (the app uses one). */
 const MAX_BINDINGS = 8;
@@ -115,12 +115,20 @@ export class RealtimeConnection {
   private windowStart = Date.now();
   private windowCount = 0;
   private readonly idle: NodeJS.Timeout;
+  /**
+   * The last user token whose session this socket checked, and who it is: a join or an
+   * access_token with the same token checks only its signature and expiry again, not the database
+   * (every delivery still re-checks the session, so an ended one gets nothing).
+   */
+  private checked: { token: string; principal: Principal } | undefined;
 
   constructor(
     private readonly ws: WebSocket,
     private readonly vsn: Vsn,
     private readonly deps: RealtimeDeps,
     private readonly lang: Language,
+    /** The client's address as the limiter keys it (addressKey: per /64 for IPv6). */
+    private readonly address: string,
   ) {
     this.auth = authOptions(deps);
     // Phoenix clients heartbeat every 25–30 s; a socket silent for longer is gone or not a client.
@@ -176,16 +184,15 @@ export class RealtimeConnection {
   private async join(msg: PhoenixMessage) {
     const subTopic = msg.topic.startsWith('realtime:') ? msg.topic.slice('realtime:'.length) : '';
     if (!subTopic) return this.refuse(msg, unsupported('the topic must be realtime:<channel name>'));
-    // Joining a joined topic again replaces the old channel, as Phoenix does.
-    const existing = this.channels.get(msg.topic);
-    if (existing) this.close(existing);
-    const max = this.deps.config.realtime.maxChannels;
-    if (this.channels.size >= max) return this.refuse(msg, new ApiError('ERR_4041', { reason: `at most ${max} channels per connection` }));
-
     const channel: Channel = { topic: msg.topic, joinRef: msg.join_ref ?? msg.ref, principal: { kind: 'legacy' }, bindings: [], watches: new Map(), stopped: false };
     try {
       const join = parseJoin(msg.payload);
-      channel.principal = await this.principal(join.token);
+      channel.principal = await this.chargedPrincipal(join.token);
+      // Joining a joined topic again replaces the old channel, as Phoenix does.
+      const existing = this.channels.get(msg.topic);
+      if (existing) this.close(existing);
+      const max = this.deps.config.realtime.maxChannels;
+      if (this.channels.size >= max) throw new ApiError('ERR_4041', { reason: `at most ${max} channels per connection` });
       channel.bindings = join.bindings.map((b) => ({ ...b, id: this.nextBindingId++ }));
       const jobIds = [...new Set(channel.bindings.map((b) => b.jobId))];
       await this.authorizeJobs(channel.principal, jobIds);
@@ -208,15 +215,36 @@ export class RealtimeConnection {
     for (const jobId of channel.watches.keys()) this.refresh(channel, jobId);
   }
 
+  /**
+   * Who the token is, charged to the realtime-join limiter policy: per address before anything
+   * is looked up, per user once known. A join or a new token costs a session check and job reads;
+   * once a key is over its budget the limiter refuses it from memory, so refusals cost nothing.
+   */
+  private async chargedPrincipal(token: string | null | undefined): Promise<Principal> {
+    await this.deps.rateLimits.consume('realtime-join', this.deps.rateLimits.addressKeys('realtime-join', this.address));
+    const principal = await this.principal(token);
+    if (principal.kind === 'user') await this.deps.rateLimits.consume('realtime-join', { user: principal.userId });
+    return principal;
+  }
+
   /** Who the token is: a user (secure mode), or in legacy mode the anon key (or none) for the app's build. */
   private async principal(token: string | null | undefined): Promise<Principal> {
-    const { anonKey, legacyAnonClients } = this.auth;
-    if (!token || (anonKey !== undefined && secretsEqual(token, anonKey))) {
-      if (legacyAnonClients && anonKey !== undefined) return { kind: 'legacy' };
+    if (!token || this.isAnonKey(token)) {
+      if (this.auth.legacyAnonClients && this.auth.anonKey !== undefined) return { kind: 'legacy' };
       throw unauthenticated('a user access token is required (access_token in phx_join)');
     }
+    if (this.checked?.token === token) {
+      await verifiedClaims(this.auth, token);
+      return this.checked.principal;
+    }
     const user = await verifiedUser(this.auth, token);
-    return { kind: 'user', userId: user.id, token };
+    const principal: Principal = { kind: 'user', userId: user.id, token };
+    this.checked = { token, principal };
+    return principal;
+  }
+
+  private isAnonKey(token: string): boolean {
+    return this.auth.anonKey !== undefined && secretsEqual(token, this.auth.anonKey);
   }
 
   /** A user sees only their own jobs; legacy mode any live job it names by id (the id is the capability). */
@@ -229,9 +257,11 @@ export class RealtimeConnection {
   }
 
   private async updateToken(channel: Channel, token: unknown) {
-    if (typeof token !== 'string' || (channel.principal.kind === 'user' && token === channel.principal.token)) return;
+    // A token that changes nothing (the channel's own, or the anon key again in legacy mode) costs nothing.
+    if (typeof token !== 'string') return;
+    if (channel.principal.kind === 'user' ? token === channel.principal.token : !token || this.isAnonKey(token)) return;
     try {
-      const principal = await this.principal(token);
+      const principal = await this.chargedPrincipal(token);
       const sameUser = principal.kind === channel.principal.kind && (principal.kind === 'legacy' || principal.userId === (channel.principal as { userId: string }).userId);
       if (!sameUser) await this.authorizeJobs(principal, [...channel.watches.keys()]);
       channel.principal = principal;
@@ -286,6 +316,8 @@ export class RealtimeConnection {
         userId = (await verifiedUser(this.auth, channel.principal.token)).id;
       } catch (err) {
         if (!(err instanceof ApiError)) throw err;
+        // The session ended: the next join with this token checks it again (and is refused).
+        if (this.checked?.token === channel.principal.token) this.checked = undefined;
         return this.shutdown(channel, err);
       }
       visible &&= job!.user_id === userId;

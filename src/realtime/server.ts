@@ -78,7 +78,7 @@ export function attachRealtime(server: Server, deps: RealtimeDeps): RealtimeServ
     socket.once('close', uncount);
     wss.handleUpgrade(req, socket, head, (ws) => {
       ws.once('close', uncount);
-      new RealtimeConnection(ws, vsn, deps, lang);
+      new RealtimeConnection(ws, vsn, deps, lang, address);
     });
   });
 

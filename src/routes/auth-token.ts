@@ -80,9 +80,12 @@ const tokenRoute = createRoute({
   },
 });
 
+/** Logout takes no body: whatever a client sends with it (curl -X POST, text/plain) is ignored, never a 415. */
+export const LOGOUT_PATH = '/auth/v1/logout';
+
 const logoutRoute = createRoute({
   method: 'post',
-  path: '/auth/v1/logout',
+  path: LOGOUT_PATH,
   tags: ['auth'],
   summary: 'End sessions (GoTrue-compatible). scope=global (default) ends every session of the user; local ends this one; others every other one',
   security: bearerSecurity,

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { ADMIN_PUBLIC_PATHS } from '../../src/admin/middleware.js';
-import { createAdmin } from '../support/admin.js';
+import { consoleCookie, createAdmin } from '../support/admin.js';
 import { useTestApp } from '../support/harness.js';
 
 /**
@@ -122,5 +122,64 @@ describe('admin routes refuse everyone but admins', () => {
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
     });
     expect(forged.status).toBe(403);
+  });
+});
+
+/**
+ * Every path parameter of every route is checked before the database: a uuid where it is one,
+ * text PostgreSQL can store otherwise. `PATCH /admin/api/models/%00`, the console's
+ * `/admin/users/not-a-uuid/ban` and `/admin/models/%00` were 500s. The routes come from the
+ * router, each called with the credentials that get it past its guard.
+ */
+describe('odd path parameters are refused, never a 500', () => {
+  const ODD = ['', 'not-a-uuid', '%00', 'a%00b', '%ED%A0%80', '%E0%A4%A', 'constructor', 'x'.repeat(300)];
+
+  function routesWithParameters() {
+    const seen = new Set<string>();
+    return t().app.routes.filter((r) => {
+      const key = `${r.method} ${r.path}`;
+      if (r.method === 'ALL' || !r.path.includes('/:') || seen.has(key)) return false;
+      seen.add(key);
+      return true;
+    });
+  }
+  const withParameter = (path: string, value: string) => path.replace(/:\w+(\{[^/]*\})?/g, value);
+  const isAdminApi = (path: string) => path.startsWith('/admin/api/') || path.startsWith('/functions/v1/admin-');
+  const isConsole = (path: string) => path.startsWith('/admin/') && !isAdminApi(path);
+
+  it('the table has the admin routes with ids and the app routes with parameters', () => {
+    const keys = routesWithParameters().map((r) => `${r.method} ${r.path}`);
+    expect(keys).toEqual(
+      expect.arrayContaining(['PATCH /admin/api/models/:id', 'POST /admin/users/:id/ban', 'POST /admin/users/:id/credits', 'POST /admin/models/:id', 'GET /admin/users/:id']),
+    );
+    expect(keys.some((k) => k.includes('/storage/v1/'))).toBe(true);
+  });
+
+  it('each route answers 4xx to each odd value; the admin API and console answer 400 or 404', async () => {
+    const admin = await createAdmin(t());
+    const cookie = await consoleCookie(t(), admin);
+    const guest = await t().createGuest();
+    const page = await t().request('GET', '/admin', { headers: { cookie } });
+    const csrf = /name="_csrf" value="([^"]+)"/.exec(await page.text())?.[1];
+    expect(csrf, 'the console page carries its CSRF token').toBeDefined();
+    const failures: string[] = [];
+    for (const r of routesWithParameters()) {
+      for (const value of ODD) {
+        const path = withParameter(r.path, value);
+        const hasBody = r.method !== 'GET' && r.method !== 'HEAD';
+        let res: Response;
+        if (isConsole(r.path)) {
+          const form = new URLSearchParams({ _csrf: csrf!, kind: 'grant', key: randomUUID(), amount: '1', reason: 'path parameter check', is_available: 'true' });
+          res = await t().request(r.method, path, { rawBody: hasBody ? form.toString() : undefined, headers: { cookie, ...(hasBody ? { 'content-type': 'application/x-www-form-urlencoded' } : {}) } });
+        } else {
+          const body = hasBody ? { user_id: guest.userId, model_id: 'simulator-text-to-video', amount: 1, reason: 'path parameter check', is_available: true } : undefined;
+          res = await t().request(r.method, path, { token: isAdminApi(r.path) ? admin.token : guest.accessToken, body, headers: { 'idempotency-key': randomUUID() } });
+        }
+        const text = await res.text();
+        const admitted = isAdminApi(r.path) || isConsole(r.path) ? [400, 404] : undefined;
+        if (res.status >= 500 || (admitted && !admitted.includes(res.status))) failures.push(`${r.method} ${path} → ${res.status} ${text.slice(0, 200)}`);
+      }
+    }
+    expect(failures, failures.join('\n')).toEqual([]);
   });
 });

@@ -77,6 +77,16 @@ describe('admin sign-in', () => {
     const after = await t().get('/admin/api/dashboard', { token: admin.token });
     expect(after.status).toBe(401);
   });
+
+  it.each([
+    ['an empty body and no Content-Type', { rawBody: '' }],
+    ['a text/plain body', { rawBody: 'bye', headers: { 'content-type': 'text/plain' } }],
+  ])('logout takes no body: with %s it still revokes the token', async (_what, opts) => {
+    const admin = await createAdmin(t());
+    const res = await t().post('/admin/api/logout', { token: admin.token, ...opts });
+    expect(res.status, await res.text()).toBe(204);
+    expect((await t().get('/admin/api/dashboard', { token: admin.token })).status).toBe(401);
+  });
 });
 
 describe('grant and claw back credits', () => {

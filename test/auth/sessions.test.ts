@@ -59,6 +59,17 @@ describe('sessions (GoTrue-compatible refresh and logout)', () => {
     await t().json(t().get('/functions/v1/get-user-credits', { token: second.accessToken }));
   });
 
+  it.each([
+    ['an empty body and no Content-Type (curl -X POST, URLSession without httpBody)', { rawBody: '' }],
+    ['a text/plain body', { rawBody: '{}', headers: { 'content-type': 'text/plain' } }],
+    ['a form body', { rawBody: 'unused=1', headers: { 'content-type': 'application/x-www-form-urlencoded' } }],
+  ])('logout takes no body: with %s it still ends the session', async (_what, opts) => {
+    const g = await t().createGuest();
+    const res = await t().post('/auth/v1/logout', { token: g.accessToken, ...opts });
+    expect(res.status, await res.text()).toBe(204);
+    await t().json(t().get('/functions/v1/get-user-credits', { token: g.accessToken }), 401);
+  });
+
   it('an expired refresh token is refused', async () => {
     const g = await t().createGuest();
     await t().db.query("UPDATE refresh_tokens SET expires_at = now() - interval '1 second'");

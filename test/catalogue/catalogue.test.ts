@@ -61,6 +61,32 @@ describe('catalogue', () => {
     expect(res.error).toMatchObject({ code: 'ERR_4008', details: { field } });
   });
 
+  it.each([
+    ['/rest/v1/models?created_at=gt.0000-01-01', 'created_at'],
+    ['/rest/v1/themes?updated_at=lt.9999-12-31T23:59-14:00', 'updated_at'],
+    ['/rest/v1/models?created_at=lt.0001-01-01T00:00%2B01:00', 'created_at'],
+    ['/rest/v1/themes?created_at=in.(2020-01-01,10000-01-01)', 'created_at'],
+    ['/rest/v1/models?created_at=gt.2020-01-01T10:00%2B15:00', 'created_at'],
+    ['/rest/v1/models?created_at=gt.2020-01-01T10:00-14:30', 'created_at'],
+  ])('a date PostgreSQL cannot hold, or an offset no place has, is 400 (not 500): %s', async (path, field) => {
+    const res = await t().json(t().get(path), 400);
+    expect(res.error).toMatchObject({ code: 'ERR_4008', details: { field } });
+  });
+
+  it('the first and last instants PostgreSQL and ISO 8601 share, and the widest real offsets, are served', async () => {
+    for (const path of [
+      '/rest/v1/models?select=id&created_at=gt.0001-01-01T00:00:00Z',
+      '/rest/v1/themes?select=id&updated_at=lt.9999-12-31T23:59:59.999Z',
+      '/rest/v1/models?select=id&created_at=gt.2020-01-01T10:00%2B14:00',
+      '/rest/v1/models?select=id&created_at=gt.2020-01-01T10:00-12:00',
+    ]) {
+      const res = await t().get(path);
+      expect(res.status, `${path}: ${await res.clone().text()}`).toBe(200);
+    }
+    const all = await t().json<any[]>(t().get('/rest/v1/models?select=id'));
+    expect(await t().json<any[]>(t().get('/rest/v1/models?select=id&created_at=gt.0001-01-01T00:00:00Z'))).toHaveLength(all.length);
+  });
+
   it('limit and offset page through themes', async () => {
     const page = await t().json<any[]>(t().get('/rest/v1/themes?select=name&order=name.asc&limit=2&offset=1'));
     expect(page.map((r) => r.name)).toEqual(['City Nightlife', 'Halloween Spooky']);

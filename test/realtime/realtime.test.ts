@@ -381,6 +381,124 @@ describe('Realtime on the wire (exact Phoenix frames)', () => {
   });
 });
 
+/** How many times the API's pool hands out a connection while `run` runs: each one is a query or a transaction. */
+async function checkoutsDuring(t: TestApp, run: () => Promise<void>): Promise<number> {
+  let n = 0;
+  const count = () => void n++;
+  t.db.on('acquire', count);
+  try {
+    await run();
+  } finally {
+    t.db.off('acquire', count);
+  }
+  return n;
+}
+
+/**
+ * What a join costs the database (issue 23 item 8: 20 sockets sending 190 phx_join frames each in
+ * 10 s made ~6,000 transactions in 9 s). A socket's token is checked against the database once per
+ * token, not on every join; joins and access_token events are charged to the realtime-join limiter
+ * policy per address and per user, and once refused they cost the database nothing.
+ */
+describe("Realtime's cost to the database", () => {
+  describe('token checks', () => {
+    const t = useTestApp({ ANON_KEY });
+    const url = serve(t);
+
+    it('ten joins with one token check the session once, then only look the job up', async () => {
+      const g = await t().createGuest();
+      const s = await RawSocket.open(url(), '2.0.0');
+      const joins = 10;
+      const checkouts = await checkoutsDuring(t(), async () => {
+        for (let i = 1; i <= joins; i++) {
+          // A job id nobody has: the join is refused (ERR_4007) right after the token and the lookup.
+          s.send({ join_ref: `${i}`, ref: `${i}`, topic: `realtime:t${i}`, event: 'phx_join', payload: swiftJoin(randomUUID(), g.accessToken) });
+          expect((await s.reply(`${i}`)).payload.response.reason).toMatch(/^ERR_4007: /);
+        }
+      });
+      s.ws.close();
+      expect(checkouts, 'one session check, then one job lookup per join').toBe(1 + joins);
+    });
+  });
+
+  describe('the realtime-join limiter policy', () => {
+    const t = useTestApp({ ANON_KEY, RATE_LIMITS_ENABLED: 'true', RATE_LIMITS: 'realtime-join.user=4/600,realtime-join.ip=7/600' });
+    const url = serve(t);
+
+    it('joins beyond the per-user and per-address budgets are refused with ERR_4004, and then cost no database work', async () => {
+      const g = await t().createGuest();
+      const { job_id } = await t().json(t().generate(g, { model_id: 'simulator-text-to-video', prompt: PROMPT }));
+      const s = await RawSocket.open(url(), '2.0.0');
+      let ref = 0;
+      const join = async (token: string) => {
+        const r = `${++ref}`;
+        s.send({ join_ref: r, ref: r, topic: `realtime:video-job-${job_id}`, event: 'phx_join', payload: swiftJoin(job_id, token) });
+        return (await s.reply(r)).payload;
+      };
+      const outcomes: string[] = [];
+      for (let i = 0; i < 4; i++) outcomes.push((await join(g.accessToken)).status);
+      expect(outcomes).toEqual(['ok', 'ok', 'ok', 'ok']);
+      // The user's fifth join is over its budget: refused with the seconds to wait.
+      const fifth = await join(g.accessToken);
+      expect(fifth).toMatchObject({ status: 'error', response: { reason: expect.stringMatching(/^ERR_4004: .*\d+/) } });
+
+      // Another user from the same address: its own budget is fresh, the address's runs out at 7 joins.
+      const other = await t().createGuest();
+      const { job_id: otherJob } = await t().json(t().generate(other, { model_id: 'simulator-text-to-video', prompt: PROMPT }));
+      const joinOther = async () => {
+        const r = `${++ref}`;
+        s.send({ join_ref: r, ref: r, topic: `realtime:other-${otherJob}`, event: 'phx_join', payload: swiftJoin(otherJob, other.accessToken) });
+        return (await s.reply(r)).payload;
+      };
+      expect((await joinOther()).status).toBe('ok');
+      expect((await joinOther()).status).toBe('ok');
+      expect((await joinOther()).response.reason).toMatch(/^ERR_4004: /);
+      // Let the accepted joins' first deliveries finish before counting.
+      await waitFor('the first records', () => s.received.filter((m) => m.event === 'postgres_changes').length >= 2);
+
+      const refused = 50;
+      const checkouts = await checkoutsDuring(t(), async () => {
+        for (let i = 0; i < refused; i++) expect((await join(g.accessToken)).response.reason).toMatch(/^ERR_4004: /);
+      });
+      expect(checkouts, `${refused} refused joins`).toBe(0);
+      s.ws.close();
+    });
+  });
+
+  describe('access_token events', () => {
+    // Its own app: the limiter counts per address, and every socket of a test comes from 127.0.0.1.
+    const t = useTestApp({ ANON_KEY, RATE_LIMITS_ENABLED: 'true', RATE_LIMITS: 'realtime-join.user=3/600,realtime-join.ip=off' });
+    const url = serve(t);
+
+    it('a new token is charged like a join (the same one again is free): over the budget the channel ends with ERR_4004', async () => {
+      const g = await t().createGuest();
+      const { job_id } = await t().json(t().generate(g, { model_id: 'simulator-text-to-video', prompt: PROMPT }));
+      const { session_id } = decodeJwt(g.accessToken) as { session_id: string };
+      const tokenOfSession = async (n: number) => (await t().services.tokens.sign({ sub: g.userId, sessionId: session_id, isAnonymous: true, email: `same-user-${n}@example.com` })).token;
+      const s = await RawSocket.open(url(), '1.0.0');
+      const topic = `realtime:video-job-${job_id}`;
+      s.send({ topic, event: 'phx_join', payload: swiftJoin(job_id, g.accessToken), ref: '1', join_ref: '1' });
+      expect((await s.reply('1')).payload.status).toBe('ok');
+      const accessToken = (token: string, ref: string) => s.send({ topic, event: 'access_token', payload: { access_token: token }, ref, join_ref: '1' });
+      for (let i = 0; i < 5; i++) accessToken(g.accessToken, `same${i}`);
+      accessToken(await tokenOfSession(2), 'a2');
+      accessToken(await tokenOfSession(3), 'a3');
+      // Frames are handled in order: the heartbeat's reply comes after both tokens were taken.
+      s.send({ topic: 'phoenix', event: 'heartbeat', payload: {}, ref: 'hb' });
+      await s.reply('hb');
+      expect(s.received.filter((m) => m.event === 'system' && m.payload.status === 'error')).toEqual([]);
+
+      accessToken(await tokenOfSession(4), 'a4');
+      expect(await s.next('system error', (m) => m.event === 'system' && m.payload.status === 'error')).toMatchObject({
+        topic,
+        payload: { extension: 'system', message: expect.stringMatching(/^ERR_4004: /) },
+      });
+      await s.next('phx_close', (m) => m.event === 'phx_close');
+      s.ws.close();
+    });
+  });
+});
+
 describe('Realtime in legacy anon-key mode (the shipped app build)', () => {
   const t = useTestApp({ ANON_KEY, LEGACY_ANON_CLIENTS: 'true', SIMULATOR_DELAY_MS: '600' });
   const url = serve(t);

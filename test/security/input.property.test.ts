@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { createAdmin, type TestAdmin } from '../support/admin.js';
 import { useTestApp, type Guest } from '../support/harness.js';
 
 /**
@@ -237,4 +238,65 @@ describe('robustness of every endpoint that reads a body or query', () => {
     );
   });
 
+
+  it('rest/v1 date filters: any date, year, time and offset is a 200 or a 400, never a 5xx', async () => {
+    const digits = (min: number, max: number, width: number) => fc.integer({ min, max }).map((n) => String(n).padStart(width, '0'));
+    const offset = fc.oneof(
+      fc.constant(''),
+      fc.constant('Z'),
+      fc.tuple(fc.constantFrom('+', '-'), digits(0, 19, 2), fc.constantFrom(':', ''), digits(0, 99, 2)).map((p) => p.join('')),
+      fc.tuple(fc.constantFrom('+', '-'), digits(0, 19, 2)).map((p) => p.join('')),
+    );
+    const time = fc.oneof(
+      fc.constant(''),
+      fc.tuple(fc.constantFrom('T', ' '), digits(0, 29, 2), digits(0, 69, 2), fc.option(digits(0, 69, 2)), fc.option(digits(0, 999_999_999, 9)), offset).map(
+        ([sep, h, m, sec, frac, off]) => `${sep}${h}:${m}${sec === null ? '' : `:${sec}${frac === null ? '' : `.${frac}`}`}${off}`,
+      ),
+    );
+    const year = fc.oneof(digits(0, 9999, 4), fc.constantFrom('0000', '0001', '9999', '10000', '275760', '-0001'));
+    const date = fc.tuple(year, digits(0, 19, 2), digits(0, 39, 2), time).map(([y, mo, d, t]) => `${y}-${mo}-${d}${t}`);
+    const filter = fc.tuple(fc.constantFrom('eq', 'neq', 'gt', 'gte', 'lt', 'lte', 'not.gt', 'in'), fc.array(date, { minLength: 1, maxLength: 3 })).map(([op, dates]) =>
+      op === 'in' ? `in.(${dates.join(',')})` : `${op}.${dates[0]}`,
+    );
+    const examples: [string, string, string][] = [
+      ['/rest/v1/models', 'created_at', 'gt.0000-01-01'],
+      ['/rest/v1/themes', 'updated_at', 'lt.9999-12-31T23:59-14:00'],
+      ['/rest/v1/models', 'created_at', 'lt.0001-01-01T00:00+01:00'],
+      ['/rest/v1/themes', 'created_at', 'in.(2020-01-01,10000-01-01)'],
+    ];
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom('/rest/v1/models', '/rest/v1/themes'), fc.constantFrom('created_at', 'updated_at'), filter, async (base, column, value) => {
+        const path = `${base}?select=id&${column}=${encodeURIComponent(value)}`;
+        const res = await t().get(path);
+        expect(res.status, `${path} → ${await res.clone().text()}`).toBeLessThan(500);
+      }),
+      { numRuns: 200, examples },
+    );
+  });
+
+  it('every admin path parameter in /openapi.json: odd ids are a 4xx, never a 5xx', async () => {
+    const admin: TestAdmin = await createAdmin(t());
+    const user = await g();
+    const spec = await t().json<{ paths: Record<string, Record<string, unknown>> }>(t().get('/openapi.json'));
+    const operations = Object.entries(spec.paths)
+      .filter(([path]) => path.includes('{') && (path.startsWith('/admin/') || path.startsWith('/functions/v1/admin-')))
+      .flatMap(([path, methods]) => Object.keys(methods).map((method) => ({ method: method.toUpperCase(), path })));
+    expect(operations.map((o) => `${o.method} ${o.path}`)).toEqual(expect.arrayContaining(['PATCH /admin/api/models/{id}', 'POST /admin/api/users/{id}/ban', 'GET /admin/api/jobs/{id}']));
+    const oddId = fc.oneof(
+      { weight: 3, arbitrary: nastyString.map(encode) },
+      { weight: 1, arbitrary: fc.constantFrom(...BAD_ESCAPES) },
+      { weight: 1, arbitrary: fc.constantFrom('not-a-uuid', `${user.userId}x`, 'x'.repeat(300), ...PROTO_KEYS) },
+    );
+    const call = async (op: { method: string; path: string }, id: string) => {
+      const path = op.path.replace(/\{\w+\}/g, id);
+      const body = op.method === 'GET' ? undefined : { amount: 1, reason: 'odd id check', is_available: true };
+      const res = await t().request(op.method, path, { token: admin.token, body, headers: { 'idempotency-key': randomUUID() } });
+      const text = await res.text();
+      expect(res.status, `${op.method} ${path} → ${res.status} ${text.slice(0, 300)}`).toBeLessThan(500);
+    };
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...operations), oddId, async (op, id) => call(op, id)),
+      { numRuns: 150, examples: operations.flatMap((op) => ['', '%00', 'a%00b', 'not-a-uuid', '%ED%A0%80'].map((id): [typeof op, string] => [op, id])) },
+    );
+  });
 });

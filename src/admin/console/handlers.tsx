@@ -12,7 +12,7 @@ import { localizedMessage } from '../../errors/i18n.js';
 import { toApiError } from '../../http/on-error.js';
 import type { Services } from '../../services.js';
 import { clearConsoleCookie, requireConsoleSession, setConsoleCookie } from '../middleware.js';
-import { BanBody, CreditChangeBody, IdempotencyKey, ModelPatchBody, SearchQuery, SignInBody } from '../schemas.js';
+import { BanBody, CreditChangeBody, IdempotencyKey, ModelId, ModelPatchBody, SearchQuery, SignInBody, UserId } from '../schemas.js';
 import type { Actor } from '../service.js';
 import { AuditPage } from './pages/audit.js';
 import { DashboardPage } from './pages/dashboard.js';
@@ -41,6 +41,9 @@ async function formOf(c: Context<AppEnv>): Promise<Record<string, string>> {
   const body = await c.req.parseBody();
   return Object.fromEntries(Object.entries(body).filter((e): e is [string, string] => typeof e[1] === 'string' && !e[0].startsWith('_')));
 }
+
+/** The route's `:id`, parsed before any verb sees it (400 ERR_4008 naming `id` otherwise). */
+const idParam = <T,>(c: Context<AppEnv>, schema: z.ZodType<T>): T => z.object({ id: schema }).parse({ id: c.req.param('id') }).id;
 
 const back = (c: Context<AppEnv>, path: string, done: string) => c.redirect(`${path}?done=${encodeURIComponent(done)}`, 303);
 
@@ -103,11 +106,11 @@ export function registerAdminConsole(app: OpenAPIHono<AppEnv>, s: Services) {
     return c.html(<UserSearchPage c={c} q={q} users={users} />);
   });
 
-  ui.get('/users/:id', async (c) => c.html(<UserPage c={c} detail={await s.admin.userDetail(c.req.param('id'))} />));
+  ui.get('/users/:id', async (c) => c.html(<UserPage c={c} detail={await s.admin.userDetail(idParam(c, UserId))} />));
 
   const creditForm = z.object({ kind: z.enum(['grant', 'clawback']), key: IdempotencyKey });
   ui.post('/users/:id/credits', async (c) => {
-    const userId = c.req.param('id');
+    const userId = idParam(c, UserId);
     const form = await formOf(c);
     const { kind, key } = creditForm.parse(form);
     const { amount, reason } = CreditChangeBody.parse(form);
@@ -120,7 +123,7 @@ export function registerAdminConsole(app: OpenAPIHono<AppEnv>, s: Services) {
 
   for (const verb of ['ban', 'unban'] as const) {
     ui.post(`/users/:id/${verb}`, async (c) => {
-      const userId = c.req.param('id');
+      const userId = idParam(c, UserId);
       const { reason } = BanBody.parse(await formOf(c));
       const a = await s.admin[verb](actor(c), userId, reason);
       return back(c, `/admin/users/${userId}`, `${verb === 'ban' ? 'Banned' : 'Ban lifted'} (audit #${a.id}).`);
@@ -140,7 +143,7 @@ export function registerAdminConsole(app: OpenAPIHono<AppEnv>, s: Services) {
 
   ui.post('/models/:id', async (c) => {
     const patch = ModelPatchBody.parse(await formOf(c));
-    const r = await s.admin.updateModel(actor(c), c.req.param('id'), patch);
+    const r = await s.admin.updateModel(actor(c), idParam(c, ModelId), patch);
     return back(c, '/admin/models', `Updated ${r.model.id} (audit #${r.action.id}).`);
   });
 
