@@ -1,4 +1,8 @@
-/** The bench's output: a console table, bench/results/latest.json, and the results section of docs/PERFORMANCE.md. */
+/**
+ * The bench's output: a console table, a JSON file (bench/results/latest.json) and the results
+ * section of a markdown document (docs/PERFORMANCE.md, between its markers). The two paths are
+ * options so a run that is not meant to be published (the tests' short run) leaves the checkout alone.
+ */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
@@ -42,16 +46,16 @@ function markdown(rows: Row[], meta: Record<string, unknown>): string {
   return lines.join('\n');
 }
 
-export function writeReport(root: string, rows: Row[], meta: Record<string, unknown>): void {
+export function writeReport(rows: Row[], meta: Record<string, unknown>, to: { json: string; doc: string }): void {
   console.table(rows.map((r) => ({ path: r.name, ours: `${cell(r.value)} ${r.unit}`, p99: cell(r.p99_ms), baseline: cell(r.baseline_value), ratio: cell(r.ratio), target: cell(r.target), met: cell(r.met) })));
-  mkdirSync(path.join(root, 'bench', 'results'), { recursive: true });
-  writeFileSync(path.join(root, 'bench', 'results', 'latest.json'), `${JSON.stringify({ ...meta, rows }, null, 2)}\n`);
-  const doc = path.join(root, 'docs', 'PERFORMANCE.md');
+  mkdirSync(path.dirname(to.json), { recursive: true });
+  writeFileSync(to.json, `${JSON.stringify({ ...meta, rows }, null, 2)}\n`);
+  const doc = to.doc;
   const section = markdown(rows, meta);
   const current = existsSync(doc) ? readFileSync(doc, 'utf8') : '# Performance\n\n## Latest bench results\n\n';
   const start = current.indexOf(BEGIN);
   const end = current.indexOf(END);
   const next = start >= 0 && end > start ? current.slice(0, start) + section + current.slice(end + END.length) : `${current.trimEnd()}\n\n${section}\n`;
   writeFileSync(doc, next);
-  console.log(`wrote bench/results/latest.json and docs/PERFORMANCE.md`);
+  console.log(`wrote ${to.json} and ${doc}`);
 }

@@ -9,6 +9,9 @@ import { DIST, build, isStale } from './build.mjs';
 
 const entry = process.argv[2] ?? 'main';
 const target = path.join(DIST, `${entry}.js`);
+// The entry point reads its own flags from process.argv (parseArgs): it must see what
+// `node dist/<entry>.js <flags>` would give it, not this launcher's entry name before them.
+process.argv.splice(1, 2, target);
 
 if (await isStale()) await build({ quiet: true });
 process.setSourceMapsEnabled(true); // stack traces name src/*.ts lines

@@ -9,8 +9,7 @@ import { scriptDatabase } from './database-url.js';
  * `--full` every row — and records a new checkpoint when they hold.
  * Exit 0 when they hold, 1 with the offending rows when one does not, 2 when it could not check.
  */
-// Positionals allowed: scripts/launch.mjs passes the entry point's name before the flags.
-const { values: args } = parseArgs({ options: { full: { type: 'boolean', default: false } }, allowPositionals: true });
+const { values: args } = parseArgs({ options: { full: { type: 'boolean', default: false } } });
 const { url, embedded } = await scriptDatabase();
 const pool = new pg.Pool({ connectionString: url, max: 1 });
 let exitCode = 2;

@@ -4,13 +4,16 @@ import { describe, expect, it } from 'vitest';
 import { totpCode } from '../support/admin.js';
 import { useTestApp } from '../support/harness.js';
 
-/** `npm run admin:create`: the password from stdin (never argv), the admin can then sign in. */
+/**
+ * `npm run admin:create -- --email …`, through npm as README.md names it (piped: `printf '%s' "$PW" |
+ * npm run admin:create -- --email … --totp`): the password from stdin (never argv), the admin can then sign in.
+ */
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 
 function adminCreate(databaseUrl: string, args: string[], stdin: string): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/scripts/admin-create.ts', ...args], {
+    const child = spawn('npm', ['run', 'admin:create', '--', ...args], {
       cwd: ROOT,
       env: { ...process.env, DATABASE_URL: databaseUrl, LOG_LEVEL: 'warn' },
     });

@@ -52,6 +52,14 @@ export function startProcess(
   return { proc, output: () => out, stderr: () => err, exited };
 }
 
+/** `npm run <args>` as typed in the checkout (or `cwd`); returns its output, fails with its tail unless it exits 0. */
+export async function npmRun(args: string[], opts: { env?: Record<string, string>; cwd?: string } = {}): Promise<string> {
+  const p = startProcess('npm', ['run', ...args], { env: opts.env ?? {}, cwd: opts.cwd });
+  const { code, signal } = await p.exited;
+  if (code !== 0) throw new Error(`npm run ${args.join(' ')} exited ${code ?? signal}:\n${p.output().slice(-4000)}`);
+  return p.output();
+}
+
 /** `node dist/main.js` with this environment (cwd: where a .env would be read from). */
 export function startServer(env: Record<string, string>, opts: { cwd?: string; detached?: boolean } = {}): ServerProcess {
   return startProcess(process.execPath, [MAIN], { env, ...opts });
