@@ -255,6 +255,15 @@ const CHECKS: Check[] = [
   },
   // Debt: what a clawback could not take because the credits were held (ledger.ts, writeEntry).
   {
+    // clawbackTake: a clawback takes min(asked, available), so only one that took everything
+    // available falls short. A shortfall beside credits still available is a debt the account could
+    // have paid (or, on a deleted account, credits kept that were refunded).
+    name: 'a clawback records a shortfall only when it takes everything available',
+    scope: 'users',
+    sql: (inScope) => `SELECT id, user_id, kind, amount, shortfall, balance_after, held_after, debt_after FROM ledger_entries
+           WHERE ${inScope('user_id')} AND kind IN ('refund_clawback', 'admin_clawback') AND shortfall > 0 AND balance_after <> held_after`,
+  },
+  {
     name: 'debt equals the sum of the ledger, and is owed only while nothing is available',
     scope: 'users',
     sql: (inScope) => `SELECT a.user_id, a.balance, a.held, a.debt, coalesce(s.debt, 0) AS ledger_debt

@@ -180,8 +180,8 @@ describe('verify-ledger: the money integrity invariants see the bugs they were w
 
     // Broken: a second clawback of a refund that was never reversed (one refund taken twice).
     const twice = await whenBroken(async (c) => {
-      // The full refund (5 taken, 20 short), so only the missing reversal is wrong.
-      await forgeEntry(c, { userId: g2.userId, kind: 'refund_clawback', amount: -5, shortfall: 20, transactionId: tx2.transactionId, refundRound: 2 });
+      // The full refund (the 10 left taken, 15 short), so only the missing reversal is wrong.
+      await forgeEntry(c, { userId: g2.userId, kind: 'refund_clawback', amount: -10, shortfall: 15, transactionId: tx2.transactionId, refundRound: 2 });
     });
     expectOnly(twice, CHECK.rounds, tx2.transactionId);
     await expectClean();
