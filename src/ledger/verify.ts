@@ -253,7 +253,39 @@ const CHECKS: Check[] = [
     scope: 'users',
     sql: (inScope) => `SELECT user_id, count(*) AS grants FROM ledger_entries WHERE kind = 'grant' AND ${inScope('user_id')} GROUP BY user_id HAVING count(*) > 1`,
   },
+  {
+    // The free grant is the device's (device_grants, one row per device hash): it lands on the guest
+    // onboarded from the device, and stays on it when the guest becomes or merges into an Apple
+    // account. A device's later guests get none. An account onboarded from no device (an Apple ID
+    // signed in first) has no grant of its own, so one found there counts for every device whose
+    // guest merged into it; an account onboarded from another device is that device's.
+    // In an incremental pass a changed user stands for its device: its guests are all checked
+    // (users_onboarded_device), and the merge chain widening brings the guests of a changed account.
+    name: 'a device is given the free grant at most once, across its guests and the accounts they merged into',
+    scope: 'users',
+    sql: (inScope) => `WITH devices AS (
+            SELECT DISTINCT onboarded_device_hash AS device_hash FROM users WHERE ${inScope('id')} AND onboarded_device_hash IS NOT NULL
+          ), guests AS (
+            SELECT d.device_hash, g.id, g.merged_into FROM devices d JOIN users g ON g.onboarded_device_hash = d.device_hash
+          ), grantees AS (
+            SELECT device_hash, id AS user_id FROM guests
+            UNION SELECT g.device_hash, x.id FROM guests g JOIN users x ON x.id = g.merged_into WHERE x.onboarded_device_hash IS NULL
+          )
+          SELECT device_hash, id, user_id, amount, grants FROM (
+            SELECT r.device_hash, e.id, e.user_id, e.amount, count(*) OVER (PARTITION BY r.device_hash)::int AS grants
+              FROM grantees r JOIN ledger_entries e ON e.user_id = r.user_id AND e.kind = 'grant'
+          ) g WHERE grants > 1`,
+  },
   // Debt: what a clawback could not take because the credits were held (ledger.ts, writeEntry).
+  {
+    // clawbackTake: a clawback takes min(asked, available), so only one that took everything
+    // available falls short. A shortfall beside credits still available is a debt the account could
+    // have paid (or, on a deleted account, credits kept that were refunded).
+    name: 'a clawback records a shortfall only when it takes everything available',
+    scope: 'users',
+    sql: (inScope) => `SELECT id, user_id, kind, amount, shortfall, balance_after, held_after, debt_after FROM ledger_entries
+           WHERE ${inScope('user_id')} AND kind IN ('refund_clawback', 'admin_clawback') AND shortfall > 0 AND balance_after <> held_after`,
+  },
   {
     name: 'debt equals the sum of the ledger, and is owed only while nothing is available',
     scope: 'users',

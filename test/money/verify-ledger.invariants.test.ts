@@ -31,6 +31,7 @@ const CHECK = {
   jobOwner: "a job belongs to its hold's (current) owner, never to a merged guest",
   idempotency: 'an idempotent answer names a job of the same (current) user',
   signs: 'credits come in only as positive grants, purchases and reversals, and leave only by clawbacks, merges and forfeits',
+  grantPerDevice: 'a device is given the free grant at most once, across its guests and the accounts they merged into',
 } as const;
 
 const { fakes: appStore, txId } = useAppStoreFakes();
@@ -180,8 +181,8 @@ describe('verify-ledger: the money integrity invariants see the bugs they were w
 
     // Broken: a second clawback of a refund that was never reversed (one refund taken twice).
     const twice = await whenBroken(async (c) => {
-      // The full refund (5 taken, 20 short), so only the missing reversal is wrong.
-      await forgeEntry(c, { userId: g2.userId, kind: 'refund_clawback', amount: -5, shortfall: 20, transactionId: tx2.transactionId, refundRound: 2 });
+      // The full refund (the 10 left taken, 15 short), so only the missing reversal is wrong.
+      await forgeEntry(c, { userId: g2.userId, kind: 'refund_clawback', amount: -10, shortfall: 15, transactionId: tx2.transactionId, refundRound: 2 });
     });
     expectOnly(twice, CHECK.rounds, tx2.transactionId);
     await expectClean();
@@ -444,6 +445,55 @@ describe('verify-ledger: the money integrity invariants see the bugs they were w
       id = await forgeEntry(c, { userId: live.userId, kind: 'purchase', amount: -3, transactionId: txId() });
     });
     expectOnly(negativePurchase, CHECK.signs, id, 'purchase', '-3');
+    await expectClean();
+  });
+
+  it(CHECK.grantPerDevice, async () => {
+    // Correct: a device's first guest gets the grant and becomes an Apple account; the device
+    // onboards again and its new guest gets none. A second device's guest merges into that account
+    // with its own grant (one per device, both now on one account). A third device's guest merges
+    // into an Apple account that never was a guest (onboarded from no device).
+    const device = randomUUID().toUpperCase();
+    const first = await t.createGuest(device);
+    expect(first.credits).toBe(10);
+    const a = { sub: appleSub(), userId: first.userId };
+    expect((await t.json(signIn(await apple.identityToken({ sub: a.sub }), first))).user.id).toBe(first.userId);
+    const again = await t.createGuest(device);
+    expect(again.userId).not.toBe(first.userId);
+    expect(again.credits).toBe(0);
+    const otherDevice = await t.createGuest();
+    await mergeInto(otherDevice, a);
+    const b = { sub: appleSub(), userId: '' };
+    b.userId = (await t.json(signIn(await apple.identityToken({ sub: b.sub })))).user.id;
+    const third = await t.createGuest();
+    await mergeInto(third, b);
+    expect(await account(a.userId)).toEqual({ balance: 20, held: 0 });
+    expect(await account(b.userId)).toEqual({ balance: 10, held: 0 });
+    await expectClean();
+
+    /** After the break, exactly the grants of `owner` (whose device they count for) and `extra` are reported, under that device. */
+    async function expectTwoGrants(breakIt: (c: pg.PoolClient) => Promise<unknown>, owner: string, extra: string): Promise<void> {
+      let expected: Record<string, unknown>[] = [];
+      const violations = await whenBroken(async (c) => {
+        await breakIt(c);
+        const { rows } = await c.query(
+          "SELECT u.onboarded_device_hash AS device_hash, e.id, e.user_id::text, e.amount FROM ledger_entries e JOIN users u ON u.id = $1 WHERE e.kind = 'grant' AND e.user_id IN ($1, $2) ORDER BY e.id",
+          [owner, extra],
+        );
+        expected = rows.map((r) => ({ ...r, grants: 2 }));
+      });
+      expectOnly(violations, CHECK.grantPerDevice, extra);
+      expect([...violations[0]!.rows].sort((x, y) => Number(x.id) - Number(y.id))).toEqual(expected);
+      expect(expected.map((r) => r.user_id)).toEqual([owner, extra]);
+    }
+
+    // Broken: the device's second guest given the free grant too.
+    await expectTwoGrants((c) => forgeEntry(c, { userId: again.userId, kind: 'grant', amount: 10, reason: 'initial guest grant' }), first.userId, again.userId);
+    // Broken: the account the third device's guest merged into given a grant of its own.
+    await expectTwoGrants((c) => forgeEntry(c, { userId: b.userId, kind: 'grant', amount: 10, reason: 'initial guest grant' }), third.userId, b.userId);
+    // Broken: another device's guest, with its grant, recorded as onboarded from the first device.
+    const rerecord = 'UPDATE users SET onboarded_device_hash = (SELECT onboarded_device_hash FROM users WHERE id = $2) WHERE id = $1';
+    await expectTwoGrants((c) => c.query(rerecord, [otherDevice.userId, first.userId]), first.userId, otherDevice.userId);
     await expectClean();
   });
 });
