@@ -125,7 +125,9 @@ describe('dead workers and scheduled retries', () => {
     expect(metrics).toMatch(/rendio_provider_submissions_total\{provider="fal",outcome="lost"\} 1/);
     // At least this one (the first test's dead call ends up redundant too, and its queued cancel may have run or not yet).
     expect(metrics).toMatch(/rendio_provider_cancels_total\{provider="fal",answer="cancelled"\} [1-9]/);
-    expect(metrics).not.toMatch(/rendio_provider_duplicates_billed_total\{provider="fal"\} [1-9]/);
+    // This job's resubmission is not billed (its row above says so). The counter of billed duplicates
+    // is not read here: the first test's redundant request is cancelled whenever its queued cancel
+    // runs, and on a loaded machine fal may have finished it by then, which is billed (seen in CI).
     // Charged once.
     const captures = await t().db.query("SELECT count(*)::int AS n FROM ledger_entries WHERE job_id = $1 AND kind = 'capture'", [jobId]);
     expect(captures.rows[0].n).toBe(1);
