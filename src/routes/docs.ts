@@ -24,6 +24,9 @@ type Operation = {
   responses?: Record<string, { description?: string; content?: Record<string, { schema?: unknown }> }>;
 };
 
+/** A path item's operations are the entries with responses (its other keys: summary, parameters, servers). */
+const isOperation = (value: unknown): value is Operation => typeof value === 'object' && value !== null && 'responses' in value;
+
 /** A schema as indented JSON, with each $ref turned into a link to its entry under "Schemas". */
 function schemaHtml(schema: unknown) {
   const json = JSON.stringify(schema, null, 2)
@@ -36,7 +39,7 @@ function schemaHtml(schema: unknown) {
 
 function operationHtml(o: Operation & { path: string; method: string }) {
   const locked = Boolean(o.security?.length);
-  const scheme = locked ? Object.keys(o.security![0] ?? {})[0] : undefined;
+  const scheme = locked ? Object.keys(o.security?.[0] ?? {})[0] : undefined;
   const params = o.parameters ?? [];
   const body = Object.entries(o.requestBody?.content ?? {});
   return html`<details><summary><span class="m">${o.method}</span> <code>${o.path}</code>${
@@ -89,7 +92,9 @@ export function registerDocs(app: OpenAPIHono<AppEnv>) {
   app.get('/docs', (c) => {
     const doc = document();
     const ops = Object.entries(doc.paths ?? {}).flatMap(([path, item]) =>
-      Object.entries(item as Record<string, Operation>).map(([method, op]) => ({ path, method: method.toUpperCase(), ...op })),
+      Object.entries(item ?? {})
+        .filter((entry): entry is [string, Operation] => isOperation(entry[1]))
+        .map(([method, op]) => ({ path, method: method.toUpperCase(), ...op })),
     );
     const schemas = Object.entries(doc.components?.schemas ?? {});
     const codes = Object.entries(ERROR_CODES);
