@@ -11,7 +11,7 @@ import { registerAdminConsole } from './admin/console/handlers.js';
 import { adminReachableOnlyFrom } from './admin/middleware.js';
 import { registerAccount } from './routes/account.js';
 import { LOGOUT_PATH, registerAuthToken } from './routes/auth-token.js';
-import { registerCatalogue } from './routes/catalogue.js';
+import { GET_MODELS_PATH, registerCatalogue } from './routes/catalogue.js';
 import { registerCredits } from './routes/credits.js';
 import { registerDeviceCheck } from './routes/device-check.js';
 import { registerDocs } from './routes/docs.js';
@@ -35,8 +35,11 @@ export type AppSurface = 'all' | 'public' | 'admin';
 /** Every path the admin routes live under ('/admin/*' matches '/admin' too): the console, the admin API, the seed's aliases. */
 const ADMIN_PATHS = ['/admin/*', ...ADMIN_ALIAS_PATHS];
 
-/** POST routes that take no body: the JSON-only rule does not apply to them (src/http/middleware.ts). */
-const BODILESS_ROUTES: ReadonlySet<string> = new Set([LOGOUT_PATH, ADMIN_LOGOUT_PATH]);
+/**
+ * POST routes that take no body: the JSON-only rule does not apply to them (src/http/middleware.ts).
+ * get-models answers POST for supabase-js, and a bare `curl -X POST` (no Content-Type) is as good.
+ */
+const BODILESS_ROUTES: ReadonlySet<string> = new Set([LOGOUT_PATH, ADMIN_LOGOUT_PATH, GET_MODELS_PATH]);
 
 /** Builds the HTTP app from its parts. No I/O here: tests build one per database. */
 export function buildApp(s: Services, surface: AppSurface = 'all') {

@@ -56,9 +56,11 @@ const modelsCacheHeaders = z.object({
   'Cache-Control': z.string().openapi({ example: 'public, max-age=300' }),
 });
 
+export const GET_MODELS_PATH = '/functions/v1/get-models';
+
 const getModelsRoute = createRoute({
   method: 'get',
-  path: '/functions/v1/get-models',
+  path: GET_MODELS_PATH,
   tags: ['catalogue'],
   summary: 'Available models. Sends an ETag; If-None-Match with it answers 304',
   request: { headers: z.object({ 'if-none-match': z.string().optional() }) },

@@ -1,3 +1,4 @@
+import net from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { AuthApiError, createClient, FunctionsHttpError, type SupabaseClient } from '@supabase/supabase-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -104,6 +105,27 @@ describe('supabase-js against a server with ANON_KEY', () => {
     const revalidated = await fetch(`${url()}/functions/v1/get-models`, { method: 'POST', headers: { apikey: ANON_KEY, 'If-None-Match': etag } });
     expect(revalidated.status).toBe(304);
     expect(revalidated.headers.get('etag')).toBe(etag);
+    // curl -X POST with no body: no Content-Type and no Content-Length (written by hand: node's own
+    // client would add Content-Length: 0). get-models reads no body, so its type cannot matter.
+    const { hostname, port } = new URL(url());
+    const bare = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const socket = net.connect(Number(port), hostname, () =>
+        socket.write(`POST /functions/v1/get-models HTTP/1.1\r\nHost: ${hostname}:${port}\r\napikey: ${ANON_KEY}\r\nConnection: close\r\n\r\n`),
+      );
+      let raw = '';
+      socket.on('data', (chunk) => (raw += chunk));
+      socket.on('error', reject);
+      socket.on('end', () => {
+        const [head = '', ...rest] = raw.split('\r\n\r\n');
+        const chunked = /transfer-encoding: chunked/i.test(head);
+        const payload = rest.join('\r\n\r\n');
+        // A chunked body: drop the size lines.
+        const body = chunked ? payload.split('\r\n').filter((_, i) => i % 2 === 1).join('') : payload;
+        resolve({ status: Number(/^HTTP\/1\.1 (\d+)/.exec(head)?.[1]), body });
+      });
+    });
+    expect(bare.status, bare.body).toBe(200);
+    expect(JSON.parse(bare.body)).toEqual(viaPost.data);
   });
 });
 
