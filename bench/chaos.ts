@@ -1,5 +1,5 @@
 /**
- * npm run chaos — issue 14's acceptance run (docs/RELIABILITY.md). Loopback only, bounded in time,
+ * npm run chaos — the reliability acceptance run (docs/RELIABILITY.md). Loopback only, bounded in time,
  * on a private PostgreSQL it starts (and restarts) itself:
  *  - two API processes (ROLE=api) and two workers (ROLE=worker) against the fal fake, which
  *    answers some submits with 5xx, hangs some, loses some answers after creating the request,

@@ -55,8 +55,8 @@ export type RateLimitPolicyName = (typeof RATE_LIMIT_POLICIES)[number];
 
 const HOUR = 3600;
 /**
- * The production defaults (issue 9; per-address numbers: issue 23, reasoning in docs/DEPLOY.md
- * "Rate limits and carrier NAT"); RATE_LIMITS overrides single rules. Per-address rules are a
+ * The production defaults (the per-address numbers' reasoning: docs/DEPLOY.md "Rate limits and
+ * carrier NAT"); RATE_LIMITS overrides single rules. Per-address rules are a
  * backstop: an IPv4 address may be a carrier's NAT with thousands of phones behind it, so its rules
  * are generous; an IPv6 /64 is one subscriber's network, so ip6 is tighter. The guards are the
  * per-user and per-device rules, DeviceCheck's one grant per device, and a user's credits.

@@ -67,7 +67,7 @@ export interface PoolOptions {
  *
  * A connection can also die under a statement (a database restart answers 57P01 or resets it).
  * When that statement is one of graphile-worker's job completions, nobody catches it and the
- * process dies (issue 14). retryStatement names such statements; they are re-run on a fresh
+ * process dies. retryStatement names such statements; they are re-run on a fresh
  * connection of their own (not from this pool: every pooled client may be in the same state, and
  * waiting for one of them could deadlock), never inside a transaction.
  */

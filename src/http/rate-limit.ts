@@ -12,7 +12,7 @@ import { addressKey, type ClientIpResolver } from './client-ip.js';
 import type { AppEnv } from './context.js';
 
 /**
- * Rate limits (issue 9): per endpoint policy, one counter per key kind (address, user, device),
+ * Rate limits: per endpoint policy, one counter per key kind (address, user, device),
  * kept in PostgreSQL (table rate_limits, on the app's pool) or in Redis when REDIS_URL is set, so
  * every instance counts against the same numbers. When the store cannot answer, a policy either
  * counts in this instance's memory (`insurance`) or refuses (`closed`): see DEFAULT_RATE_LIMITS.

@@ -5,7 +5,7 @@ import { countGenerateUsage } from '../db/queries/video-jobs.js';
 import { RateLimited, type RuleState } from '../errors/rate-limited.js';
 
 /**
- * generate-video's per-user limits count the user's jobs, not requests (issue 29): a replay is
+ * generate-video's per-user limits count the user's jobs, not requests: a replay is
  * answered before it gets here, a refused request created nothing, and a job that failed on its
  * own (the provider's outage, our deadline) is not counted — the former backend's rule
  * (docs/reference/ios-app.md §2.10: "failed jobs don't count"). The window slides: a slot frees an

@@ -4,7 +4,7 @@ import type { Logger } from '../logger.js';
 import { RESULTS_BUCKET, type ObjectStore } from '../storage/types.js';
 
 /**
- * What the database does not keep for ever (issue 9). Each verb is one scheduled worker task
+ * What the database does not keep for ever. Each verb is one scheduled worker task
  * (src/jobs/worker.ts), deletes in batches (no long lock on a busy table) and returns how many rows
  * it removed. What money depends on is never touched: ledger_entries, iap_transactions,
  * app_store_refund_states (the refund logic's memory of each transaction), device_grants.

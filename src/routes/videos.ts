@@ -41,7 +41,7 @@ const GenerateResponse = z
 /**
  * Built at registration: its idempotency claim is route middleware, so the handler's env carries the
  * claim. The address limits run after the claim: a stored answer is replayed whatever the limits
- * say and spends nothing; a refused request frees its key (issue 29).
+ * say and spends nothing; a refused request frees its key.
  */
 const generateRoute = (claimKey: MiddlewareHandler<IdempotentEnv>, limitAddress: MiddlewareHandler<AppEnv>) =>
   createRoute({
