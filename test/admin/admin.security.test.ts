@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { ADMIN_PUBLIC_PATHS } from '../../src/admin/middleware.js';
-import { consoleCookie, createAdmin } from '../support/admin.js';
+import { adminRoutesOf, consoleCookie, createAdmin } from '../support/admin.js';
 import { useTestApp } from '../support/harness.js';
 
 /**
@@ -13,19 +13,7 @@ import { useTestApp } from '../support/harness.js';
 const ANON_KEY = 'anon-key-for-admin-security';
 const t = useTestApp({ ANON_KEY });
 
-function adminRoutes() {
-  const seen = new Set<string>();
-  const routes: { method: string; path: string }[] = [];
-  for (const r of t().app.routes) {
-    const isAdmin = r.path === '/admin' || r.path.startsWith('/admin/') || r.path.startsWith('/functions/v1/admin-');
-    if (!isAdmin || r.method === 'ALL' || r.path.includes('*')) continue;
-    const key = `${r.method} ${r.path}`;
-    if (seen.has(key)) continue;
-    seen.add(key);
-    routes.push({ method: r.method, path: r.path });
-  }
-  return routes;
-}
+const adminRoutes = () => adminRoutesOf(t());
 
 const concrete = (path: string) => path.replace(/:id\b/g, randomUUID()).replace(/\{id\}/g, randomUUID());
 const isPublic = (path: string) => ADMIN_PUBLIC_PATHS.has(path);

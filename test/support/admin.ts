@@ -44,3 +44,22 @@ export async function consoleCookie(t: TestApp, admin: TestAdmin): Promise<strin
   });
   return signIn.headers.getSetCookie().find((c) => c.startsWith('rendio_admin='))!.split(';')[0]!;
 }
+
+/**
+ * Every admin route the app's router holds (the admin API, the seed's aliases, the console), once
+ * each, as registered (`:id` left in): tests that must cover every admin route read them from here,
+ * so a new one is covered without a list to update.
+ */
+export function adminRoutesOf(t: TestApp): { method: string; path: string }[] {
+  const seen = new Set<string>();
+  const routes: { method: string; path: string }[] = [];
+  for (const r of t.app.routes) {
+    const isAdmin = r.path === '/admin' || r.path.startsWith('/admin/') || r.path.startsWith('/functions/v1/admin-');
+    if (!isAdmin || r.method === 'ALL' || r.path.includes('*')) continue;
+    const key = `${r.method} ${r.path}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    routes.push({ method: r.method, path: r.path });
+  }
+  return routes;
+}
