@@ -201,9 +201,15 @@ export class VideoJobService {
     await this.applyStatus(job, status);
   }
 
-  /** One place turns a provider status into our state, for polls and webhooks alike. */
+  /**
+   * One place turns a provider status into our state, for polls and webhooks alike. `job` is the
+   * job as it was when its request (job.provider_job_id) was asked or reported: each change below
+   * is made only while that request is still the job's, so a report of a request the job has since
+   * replaced (a lost request taken over in between) changes nothing.
+   */
   async applyStatus(job: jobsDb.VideoJobRow, status: ProviderStatus): Promise<void> {
     const provider = this.providers.for(job.provider);
+    const request = job.provider_job_id;
     // Each state change commits with the task that takes the job on from there (see submit).
     switch (status.state) {
       case 'queued':
@@ -211,19 +217,20 @@ export class VideoJobService {
         return;
       case 'running':
         await withTransaction(this.db, async (tx) => {
-          await jobsDb.markProcessing(tx, job.job_id);
+          if (!request || !(await jobsDb.markProcessing(tx, job.job_id, request))) return;
           await this.schedulePoll(tx, job.job_id, provider.webhooks ? 60 : provider.pollIntervalSeconds);
         });
         return;
       case 'failed':
-        await this.fail(job.job_id, status.code, status.message);
+        await this.fail(job.job_id, status.code, status.message, this.db, { request });
         return;
       case 'succeeded':
-        await withTransaction(this.db, (tx) => this.startIngest(tx, job.job_id, status.output));
+        if (request) await withTransaction(this.db, (tx) => this.startIngest(tx, job.job_id, request, status.output));
         return;
       case 'result_ready': {
         // The callback said "done" without the result: fetch it now rather than wait for the fallback poll.
-        const ref = { providerJobId: job.provider_job_id!, state: job.provider_state, providerModelId: job.provider_model_id };
+        if (!request) return;
+        const ref = { providerJobId: request, state: job.provider_state, providerModelId: job.provider_model_id };
         let fetched: ProviderStatus;
         try {
           fetched = provider.fetchResult ? await provider.fetchResult(ref) : await provider.status(ref);
@@ -254,7 +261,8 @@ export class VideoJobService {
         eventId: event.eventId,
         jobId: job?.job_id ?? orphan?.job_id ?? null,
         payload: event.status,
-        outcome: job ? 'accepted' : orphan ? `orphan:${orphan.attempt}:${event.providerJobId}` : 'unknown_job',
+        // The reporting request is kept with the event: by the time it is applied the job may have replaced it.
+        outcome: job ? `accepted:${event.providerJobId}` : orphan ? `orphan:${orphan.attempt}:${event.providerJobId}` : 'unknown_job',
       });
       if (id === undefined) return 'duplicate';
       if (orphan) {
@@ -277,6 +285,12 @@ export class VideoJobService {
     if (orphan) return this.adoptOrphan(event.provider, event.job_id, Number(orphan[1]), orphan[2]!, event.payload as ProviderStatus, eventId);
     const job = await jobsDb.findJob(this.db, event.job_id);
     if (!job || !['submitted', 'processing'].includes(job.status)) return;
+    // Events stored before the reporting request was recorded with them ('accepted') are the job's current request's.
+    const reporter = /^accepted:(.+)$/.exec(event.outcome ?? '')?.[1] ?? job.provider_job_id;
+    if (reporter !== job.provider_job_id) {
+      this.log.info({ jobId: job.job_id, providerJobId: reporter, current: job.provider_job_id }, 'a report of a request its job has replaced; not applied');
+      return;
+    }
     await this.applyStatus(job, event.payload as ProviderStatus);
   }
 
@@ -286,8 +300,8 @@ export class VideoJobService {
    * provider), so the provider's work is used, not paid twice — unless it is not the one to keep.
    * The job keeps the request that reported a result first (this callback was received after
    * another request of the job reported its result: that one is kept, and is never cancelled), and
-   * a failure is no result: while the job has a request that may still deliver one (stored, or
-   * being submitted right now), a failed lost request is not adopted. One passed over, or reporting
+   * a failure is no result: while the job has a request that may still deliver one (stored, being
+   * submitted right now, or another lost one not heard from), a failed lost request is not adopted. One passed over, or reporting
    * after the job ended, is only recorded and counted. Locks the job row alone (no ledger rows), so
    * the lock order holds.
    */
@@ -303,7 +317,9 @@ export class VideoJobService {
         running &&
         (status.state === 'failed'
           ? // The submit in flight is the job's latest attempt; if that is this very request, its failure is the job's.
-            job.provider_job_id !== null || (attempt !== job.attempts && (await jobsDb.isSubmitting(tx, jobId)))
+            job.provider_job_id !== null ||
+            (await jobsDb.otherSubmissionUnanswered(tx, jobId, attempt)) ||
+            (attempt !== job.attempts && (await jobsDb.isSubmitting(tx, jobId)))
           : await jobsDb.resultReportedBefore(tx, jobId, eventId));
       if (!running || passedOver) {
         // Of no use to the job; the provider bills it unless it failed (it reported, so it has ended).
@@ -319,7 +335,7 @@ export class VideoJobService {
       }
       // The adoption commits with the job's next step (its result ingested, else a poll at once),
       // so a crash after this commit (the task's retry finds the submission claimed) strands nothing.
-      if (status.state === 'succeeded') await this.startIngest(tx, jobId, status.output);
+      if (status.state === 'succeeded') await this.startIngest(tx, jobId, providerJobId, status.output);
       else await this.schedulePoll(tx, jobId, 0);
       return { job, adopted: true };
     });
@@ -433,12 +449,21 @@ export class VideoJobService {
    * Fails a job and releases its hold, atomically and at most once. Returns false if it had already
    * ended. cancelRequest: we end it, not the provider (deadline, user, account deletion, a refusal
    * of ours), so its running request is of no use: its cancel is queued in the same transaction, so
-   * it is sent (and its answer kept) even if this process dies right after the commit.
+   * it is sent (and its answer kept) even if this process dies right after the commit. request:
+   * the failure is about this request of the job (null: about a submit that has none yet).
    */
-  async fail(jobId: string, code: FailureCode | string, message: string, db: Queryable = this.db, opts: { cancelRequest?: boolean } = {}): Promise<boolean> {
+  async fail(
+    jobId: string,
+    code: FailureCode | string,
+    message: string,
+    db: Queryable = this.db,
+    opts: { cancelRequest?: boolean; request?: string | null } = {},
+  ): Promise<boolean> {
     const failed = await withTransaction(db, async (tx) => {
       const job = await this.lockJobToEnd(tx, jobId);
       if (!job || job.status === 'completed' || job.status === 'failed') return false;
+      // The failure of one request (its report, or our calls about it) ends the job only while that request is still the job's.
+      if (opts.request !== undefined && job.provider_job_id !== opts.request) return false;
       await ledger.release(tx, { holdId: job.hold_id, reason: `${code}: ${message}`.slice(0, 500) });
       await jobsDb.setFailed(tx, jobId, code, (language) => failureMessage(code, language), message);
       await this.enqueuePush(tx, jobId, code);
@@ -494,9 +519,9 @@ export class VideoJobService {
     await enqueue(db, 'poll_video_job', { jobId }, { jobKey: `poll:${jobId}`, runAt: new Date(Date.now() + seconds * 1000) });
   }
 
-  /** submitted | processing → ingesting, with the ingest task, in the caller's transaction; false if the job moved on. */
-  private async startIngest(tx: Queryable, jobId: string, output: ProviderOutput): Promise<boolean> {
-    if (!(await jobsDb.markIngesting(tx, jobId, { ...output }))) return false;
+  /** submitted | processing → ingesting, with the ingest task, in the caller's transaction; false if the job moved on or no longer uses this request. */
+  private async startIngest(tx: Queryable, jobId: string, request: string, output: ProviderOutput): Promise<boolean> {
+    if (!(await jobsDb.markIngesting(tx, jobId, request, { ...output }))) return false;
     await enqueue(tx, 'ingest_video_job', { jobId }, { jobKey: `ingest:${jobId}` });
     return true;
   }
@@ -504,13 +529,14 @@ export class VideoJobService {
   /** Retryable provider trouble: back off with full jitter and try again; anything else fails the job. */
   private async onProviderError(job: jobsDb.VideoJobRow, err: unknown, task: 'submit_video_job' | 'poll_video_job', jobKey: string) {
     if (!(err instanceof ProviderError)) throw err;
+    const request = job.provider_job_id;
     if (!err.retryable) {
-      await this.fail(job.job_id, err.code, err.message, this.db, { cancelRequest: true });
+      await this.fail(job.job_id, err.code, err.message, this.db, { cancelRequest: true, request });
       return;
     }
     const delay = backoffMs(job.attempts, { baseMs: this.opts.retryBaseMs, retryAfterMs: err.retryAfterMs });
     if (Date.now() + delay >= new Date(job.deadline_at).getTime()) {
-      await this.fail(job.job_id, err.code === 'ERR_5003' ? 'ERR_5002' : 'ERR_5001', `gave up before the deadline: ${err.message}`, this.db, { cancelRequest: true });
+      await this.fail(job.job_id, err.code === 'ERR_5003' ? 'ERR_5002' : 'ERR_5001', `gave up before the deadline: ${err.message}`, this.db, { cancelRequest: true, request });
       return;
     }
     this.log.warn({ jobId: job.job_id, task, delayMs: delay, err: err.message }, 'provider call failed; will retry');

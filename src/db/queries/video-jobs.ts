@@ -180,10 +180,11 @@ export async function markSubmitted(db: Queryable, jobId: string, providerJobId:
   return rowCount === 1;
 }
 
-export async function markProcessing(db: Queryable, jobId: string): Promise<boolean> {
+/** The request still running is the job's: marks it processing (from submitted); false once the job ended or uses another request. */
+export async function markProcessing(db: Queryable, jobId: string, providerJobId: string): Promise<boolean> {
   const { rowCount } = await db.query(
-    "UPDATE video_jobs SET status = 'processing', last_polled_at = now() WHERE job_id = $1 AND status = 'submitted'",
-    [jobId],
+    "UPDATE video_jobs SET status = 'processing', last_polled_at = now() WHERE job_id = $1 AND provider_job_id = $2 AND status IN ('submitted', 'processing')",
+    [jobId, providerJobId],
   );
   return rowCount === 1;
 }
@@ -198,11 +199,11 @@ export async function touchPolled(db: Queryable, jobId: string): Promise<void> {
 }
 
 /** Records the provider's output and moves to ingesting; false if the job already moved on. */
-export async function markIngesting(db: Queryable, jobId: string, output: Record<string, unknown>): Promise<boolean> {
+export async function markIngesting(db: Queryable, jobId: string, providerJobId: string, output: Record<string, unknown>): Promise<boolean> {
   const { rowCount } = await db.query(
-    `UPDATE video_jobs SET status = 'ingesting', provider_state = coalesce(provider_state, '{}'::jsonb) || jsonb_build_object('output', $2::jsonb)
-      WHERE job_id = $1 AND status IN ('submitted', 'processing')`,
-    [jobId, JSON.stringify(output)],
+    `UPDATE video_jobs SET status = 'ingesting', provider_state = coalesce(provider_state, '{}'::jsonb) || jsonb_build_object('output', $3::jsonb)
+      WHERE job_id = $1 AND provider_job_id = $2 AND status IN ('submitted', 'processing')`,
+    [jobId, providerJobId, JSON.stringify(output)],
   );
   return rowCount === 1;
 }
@@ -350,6 +351,18 @@ export async function resultReportedBefore(db: Queryable, jobId: string, webhook
     [jobId, webhookEventId],
   );
   return rows[0]!.reported;
+}
+
+/**
+ * Another submit attempt of this job never learnt its request id and no report has claimed it:
+ * its request may exist, run and still deliver a result.
+ */
+export async function otherSubmissionUnanswered(db: Queryable, jobId: string, attempt: number): Promise<boolean> {
+  const { rows } = await db.query<{ unanswered: boolean }>(
+    "SELECT EXISTS (SELECT 1 FROM provider_submissions WHERE job_id = $1 AND attempt <> $2 AND provider_job_id IS NULL AND outcome = 'sent') AS unanswered",
+    [jobId, attempt],
+  );
+  return rows[0]!.unanswered;
 }
 
 /** A submitter holds the job's lease right now: its request may exist and run, though we do not know it yet. */
