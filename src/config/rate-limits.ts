@@ -49,6 +49,13 @@ export type StoreDownPolicy = 'insurance' | 'closed';
 export interface RateLimitPolicy {
   rules: Partial<Record<LimitKind, LimitRule>>;
   whenStoreDown: StoreDownPolicy;
+  /**
+   * Where its counters live: `shared` in the store (every instance counts against the same
+   * numbers), `instance` in this process's memory (a limit per instance: N instances let N times
+   * through). Only the global backstop counts per instance: it runs on every request, and a store
+   * round trip there would cost more than the cheapest requests themselves.
+   */
+  counted?: 'shared' | 'instance';
 }
 export const RATE_LIMIT_POLICIES = ['global', 'generate-video', 'device-check', 'auth-token', 'update-credits', 'merge-guest-user', 'admin-login', 'realtime-join'] as const;
 export type RateLimitPolicyName = (typeof RATE_LIMIT_POLICIES)[number];
@@ -62,7 +69,7 @@ const HOUR = 3600;
  * per-user and per-device rules, DeviceCheck's one grant per device, and a user's credits.
  */
 export const DEFAULT_RATE_LIMITS: Record<RateLimitPolicyName, RateLimitPolicy> = {
-  global: { rules: { ip: { points: 3000, seconds: 60 }, ip6: { points: 600, seconds: 60 } }, whenStoreDown: 'insurance' },
+  global: { rules: { ip: { points: 3000, seconds: 60 }, ip6: { points: 600, seconds: 60 } }, whenStoreDown: 'insurance', counted: 'instance' },
   // What costs us money at a provider. user: accounts that never bought credits (the former
   // backend's free tier, 10 an hour); buyer: accounts that have; both count jobs that did not fail.
   'generate-video': {

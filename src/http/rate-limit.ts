@@ -14,7 +14,8 @@ import type { AppEnv } from './context.js';
 /**
  * Rate limits: per endpoint policy, one counter per key kind (address, user, device),
  * kept in PostgreSQL (table rate_limits, on the app's pool) or in Redis when REDIS_URL is set, so
- * every instance counts against the same numbers. When the store cannot answer, a policy either
+ * every instance counts against the same numbers — except the global per-address backstop, which
+ * counts in each instance's memory (`counted: 'instance'`, src/config/rate-limits.ts). When the store cannot answer, a policy either
  * counts in this instance's memory (`insurance`) or refuses (`closed`): see DEFAULT_RATE_LIMITS.
  *
  * A limited endpoint runs its limiter after authentication (the user is known, in secure and in
@@ -70,7 +71,9 @@ export class RateLimits {
           inMemoryBlockOnConsumed: rule.points + 1,
           insuranceLimiter: policy.whenStoreDown === 'insurance' ? new RateLimiterMemory({ points: rule.points, duration: rule.seconds }) : undefined,
         };
-        const limiter = this.redis
+        const limiter = policy.counted === 'instance'
+          ? new RateLimiterMemory({ keyPrefix: common.keyPrefix, points: rule.points, duration: rule.seconds })
+          : this.redis
           ? new RateLimiterRedis({ ...common, storeClient: this.redis, rejectIfRedisNotReady: true })
           : new RateLimiterPostgres({
               ...common,

@@ -263,6 +263,14 @@ describe('the global per-address ceiling', () => {
     expect(refused.headers.get('ratelimit-policy')).toBe('"global.ip";q=3;w=60');
     expect((await t().get('/functions/v1/get-models', { remoteAddress: '192.0.2.31' })).status).not.toBe(429);
   });
+
+  it("counts in this instance's memory, never in the shared store (a backstop on every request: no store round trip)", async () => {
+    const address = '192.0.2.32';
+    for (let i = 0; i < 3; i++) expect((await t().get('/functions/v1/get-models', { remoteAddress: address })).status).not.toBe(429);
+    expect((await t().get('/functions/v1/get-models', { remoteAddress: address })).status).toBe(429);
+    const { rows } = await t().db.query("SELECT count(*)::int AS n FROM rate_limits WHERE key LIKE '%:global:%'");
+    expect(rows[0].n).toBe(0);
+  });
 });
 
 describe('rate limit configuration', () => {
