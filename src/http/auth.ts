@@ -1,10 +1,10 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { z } from 'zod';
-import { InvalidAccessToken, secretsEqual, type AccessTokens } from '../auth/tokens.js';
+import { InvalidAccessToken, secretsEqual, type AccessClaims, type AccessTokens } from '../auth/tokens.js';
 import type { Queryable } from '../db/pool.js';
-import { loadAuthState } from '../db/queries/users.js';
+import { loadAuthState, type AuthState } from '../db/queries/users.js';
 import { ApiError, forbidden, invalid, notFound, unauthenticated } from './api-error.js';
-import type { AppEnv } from './context.js';
+import type { AppEnv, AuthUser } from './context.js';
 
 /**
  * Who is calling (docs/reference/DESIGN.md §6). Secure mode (default): a verified user JWT; a user id named in the
@@ -45,7 +45,17 @@ export function bearerToken(c: Context<AppEnv>): string | undefined {
   return match[1];
 }
 
-export function requireUser(opts: AuthOptions, claimed: ClaimedUserId = userIdFromQueryOrBody): MiddlewareHandler<AppEnv> {
+/**
+ * sessionCheck 'route': for a route whose own read carries the session check in the same statement
+ * (get-video-status, polled every few seconds by every waiting app: one round trip instead of two).
+ * The token's own checks run here; the route reads the user's and session's state with its row and
+ * settles the user with userFromAuthState. A route that answers without having done so fails closed.
+ */
+export function requireUser(
+  opts: AuthOptions,
+  claimed: ClaimedUserId = userIdFromQueryOrBody,
+  sessionCheck: 'middleware' | 'route' = 'middleware',
+): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const token = bearerToken(c);
     if (!token) throw unauthenticated('missing bearer token');
@@ -67,6 +77,16 @@ export function requireUser(opts: AuthOptions, claimed: ClaimedUserId = userIdFr
       return next();
     }
 
+    if (sessionCheck === 'route') {
+      const claims = await verifiedClaims(opts, token);
+      const named = await claimed(c);
+      if (named !== undefined && named !== claims.sub) throw forbidden('the request names another user');
+      c.set('unsettledToken', claims);
+      await next();
+      if (c.res.ok && !c.get('user')) throw new Error(`${c.req.path} answered without checking the caller's session`);
+      return;
+    }
+
     const user = await verifiedUser(opts, token);
     const named = await claimed(c);
     if (named !== undefined && named !== user.id) throw forbidden('the request names another user');
@@ -86,9 +106,13 @@ export async function verifiedClaims(opts: AuthOptions, token: string) {
 }
 
 /** The user behind a user access token: valid signature, live session, not deleted or banned. */
-export async function verifiedUser(opts: AuthOptions, token: string): Promise<AppEnv['Variables']['user']> {
+export async function verifiedUser(opts: AuthOptions, token: string): Promise<AuthUser> {
   const claims = await verifiedClaims(opts, token);
-  const state = await loadAuthState(opts.db, claims.sub, claims.sessionId);
+  return userFromAuthState(claims, await loadAuthState(opts.db, claims.sub, claims.sessionId));
+}
+
+/** The verdict on a verified token's user and session as the database has them (undefined: no such user). */
+export function userFromAuthState(claims: AccessClaims, state: AuthState | undefined): AuthUser {
   if (!state || state.deleted) throw unauthenticated('user no longer exists');
   // Before the session check: a ban ends every session, and the app must learn why (ERR_4014).
   if (state.banned) throw new ApiError('ERR_4014');

@@ -1,3 +1,4 @@
+import type { AccessClaims } from '../auth/tokens.js';
 import type { Logger } from '../logger.js';
 import type { AdminIdentity } from '../admin/auth.js';
 import type { Language } from '../errors/i18n.js';
@@ -18,6 +19,8 @@ export type AppEnv = {
     log: Logger;
     lang: Language;
     user: AuthUser;
+    /** A verified user token whose session the route checks in its own read (requireUser's sessionCheck 'route'). */
+    unsettledToken: AccessClaims;
     /** The signed-in admin, on /admin routes only (src/admin/middleware.ts). */
     admin: AdminIdentity;
   };

@@ -2,9 +2,9 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { streamSSE } from 'hono/streaming';
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { MiddlewareHandler } from 'hono';
-import { findJobView, listJobs, type JobViewRow } from '../db/queries/video-jobs.js';
+import { findJobView, findJobViewWithAuth, listJobs, type JobViewRow } from '../db/queries/video-jobs.js';
 import { ApiError, invalid, notFound } from '../http/api-error.js';
-import { authOptions, bearerToken, isLegacyAnonCaller, requireUser, verifiedUser } from '../http/auth.js';
+import { authOptions, bearerToken, isLegacyAnonCaller, requireUser, userFromAuthState, verifiedUser } from '../http/auth.js';
 import type { AppEnv } from '../http/context.js';
 import { idempotency, type IdempotentEnv } from '../http/idempotency.js';
 import { rateLimitHeaders } from '../errors/rate-limited.js';
@@ -193,9 +193,18 @@ export function registerVideos(app: OpenAPIHono<AppEnv>, s: Services) {
   });
 
   // Legacy mode: the anon key polls by job id alone (see statusRoute); everything else is a user.
-  app.use(statusRoute.path, async (c, next) => (isLegacyAnonCaller(c, authOptions(s)) ? next() : auth(c, next)));
+  const authInOneRead = requireUser(authOptions(s), undefined, 'route');
+  app.use(statusRoute.path, async (c, next) => (isLegacyAnonCaller(c, authOptions(s)) ? next() : authInOneRead(c, next)));
   registerGetOrPost(app, statusRoute, async (c, q) => {
-    const job = await findJobView(s.db, q.job_id);
+    const token = c.get('unsettledToken');
+    let job: JobViewRow | undefined;
+    if (token) {
+      const read = await findJobViewWithAuth(s.db, q.job_id, token.sub, token.sessionId);
+      c.set('user', userFromAuthState(token, read.auth));
+      job = read.job;
+    } else {
+      job = await findJobView(s.db, q.job_id);
+    }
     if (!job || job.deleted_at) throw notFound('job');
     if (!c.get('user')) {
       const { prompt: _prompt, error_code: _code, error_message: _message, ...status } = await view(job);

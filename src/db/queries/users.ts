@@ -131,11 +131,14 @@ export interface AuthState {
   session_revoked: boolean | null; // null: no such session
 }
 
+/** AuthState's columns, from users u joined to the session s; a query that reads more joins these in. */
+export const AUTH_STATE_COLUMNS = `u.id, u.is_guest, u.is_admin, u.banned_at IS NOT NULL AS banned, u.deleted_at IS NOT NULL AS deleted, u.merged_into,
+       CASE WHEN s.id IS NULL THEN NULL ELSE s.revoked_at IS NOT NULL OR s.user_id <> u.id END AS session_revoked`;
+
 /** One round trip per authenticated request: the user's standing and the session's. */
 export async function loadAuthState(db: Queryable, userId: string, sessionId: string | null): Promise<AuthState | undefined> {
   const { rows } = await db.query<AuthState>(
-    `SELECT u.id, u.is_guest, u.is_admin, u.banned_at IS NOT NULL AS banned, u.deleted_at IS NOT NULL AS deleted, u.merged_into,
-            CASE WHEN s.id IS NULL THEN NULL ELSE s.revoked_at IS NOT NULL OR s.user_id <> u.id END AS session_revoked
+    `SELECT ${AUTH_STATE_COLUMNS}
        FROM users u LEFT JOIN auth_sessions s ON s.id = $2
       WHERE u.id = $1`,
     [userId, sessionId],

@@ -1,4 +1,5 @@
 import type { Queryable } from '../pool.js';
+import { AUTH_STATE_COLUMNS, type AuthState } from './users.js';
 
 export type JobStatus = 'queued' | 'submitted' | 'processing' | 'ingesting' | 'completed' | 'failed';
 
@@ -56,8 +57,9 @@ export type JobViewRow = Pick<
 >;
 
 // Only the columns a view needs (13, no jsonb): the jsonb settings and provider state cost more to parse than the query.
-const JOB_VIEW_SELECT = `SELECT j.job_id, j.user_id, j.status, j.prompt, m.name AS model_name, j.credits_used, j.video_key, j.thumbnail_key,
-       j.error_code, j.error_message, j.created_at, j.deleted_at, j.expired_at
+const JOB_VIEW_COLUMNS = `j.job_id, j.user_id, j.status, j.prompt, m.name AS model_name, j.credits_used, j.video_key, j.thumbnail_key,
+       j.error_code, j.error_message, j.created_at, j.deleted_at, j.expired_at`;
+const JOB_VIEW_SELECT = `SELECT ${JOB_VIEW_COLUMNS}
   FROM video_jobs j JOIN models m ON m.id = j.model_id`;
 
 /** What a new job row is made of. */
@@ -93,6 +95,31 @@ export async function findJob(db: Queryable, jobId: string): Promise<VideoJobRow
 export async function findJobView(db: Queryable, jobId: string): Promise<JobViewRow | undefined> {
   const { rows } = await db.query<JobViewRow>(`${JOB_VIEW_SELECT} WHERE j.job_id = $1`, [jobId]);
   return rows[0];
+}
+
+/**
+ * get-video-status's one round trip (the app polls it every few seconds while a video is made):
+ * the caller's standing and session (AuthState, as loadAuthState reads it) and the job, by primary
+ * keys, in one statement. auth is undefined when the user does not exist; job when the job does not.
+ */
+export async function findJobViewWithAuth(
+  db: Queryable,
+  jobId: string,
+  userId: string,
+  sessionId: string,
+): Promise<{ auth: AuthState | undefined; job: JobViewRow | undefined }> {
+  // The two column lists share no name (id / job_id, deleted / deleted_at): one flat row, split below.
+  const { rows } = await db.query<AuthState & JobViewRow>(
+    `SELECT ${AUTH_STATE_COLUMNS}, v.*
+       FROM users u LEFT JOIN auth_sessions s ON s.id = $2
+       LEFT JOIN LATERAL (SELECT ${JOB_VIEW_COLUMNS} FROM video_jobs j JOIN models m ON m.id = j.model_id WHERE j.job_id = $3) v ON true
+      WHERE u.id = $1`,
+    [userId, sessionId, jobId],
+  );
+  const row = rows[0];
+  if (!row) return { auth: undefined, job: undefined };
+  const { id, is_guest, is_admin, banned, deleted, merged_into, session_revoked, ...job } = row;
+  return { auth: { id, is_guest, is_admin, banned, deleted, merged_into, session_revoked }, job: job.job_id === null ? undefined : job };
 }
 
 export async function findJobByProviderId(db: Queryable, provider: string, providerJobId: string): Promise<VideoJobRow | undefined> {
