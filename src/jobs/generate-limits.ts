@@ -1,6 +1,5 @@
 import type { LimitRule } from '../config/index.js';
 import type { Queryable } from '../db/pool.js';
-import { hasBoughtCredits } from '../db/queries/app-store.js';
 import { countGenerateUsage } from '../db/queries/video-jobs.js';
 import { RateLimited, type RuleState } from '../errors/rate-limited.js';
 
@@ -35,10 +34,9 @@ const IN_FLIGHT_RETRY_SECONDS = 30;
  * a cheap early refusal. Returns the windowed rule's state for the RateLimit headers.
  */
 export async function checkGenerateLimits(db: Queryable, userId: string, limits: GenerateLimits, includesNew: boolean): Promise<RuleState | undefined> {
-  const bought = limits.buyer || limits.user ? await hasBoughtCredits(db, userId) : false;
-  const [kind, rule] = bought ? (['buyer', limits.buyer] as const) : (['user', limits.user] as const);
-  if (!rule && limits.maxInFlight === 0) return undefined;
-  const usage = await countGenerateUsage(db, userId, rule?.seconds ?? 0);
+  if (!limits.user && !limits.buyer && limits.maxInFlight === 0) return undefined;
+  const usage = await countGenerateUsage(db, userId, { user: limits.user?.seconds ?? 0, buyer: limits.buyer?.seconds ?? 0 });
+  const [kind, rule] = usage.bought ? (['buyer', limits.buyer] as const) : (['user', limits.user] as const);
   const allowed = (limit: number, used: number) => (includesNew ? used <= limit : used < limit);
 
   let state: RuleState | undefined;

@@ -143,11 +143,3 @@ export async function usageSince(db: Queryable, userId: string, since: Date): Pr
   return rows[0]!;
 }
 
-/** Has the user bought credits (a purchase not revoked)? generate-video's buyer rule (iap_transactions_user). */
-export async function hasBoughtCredits(db: Queryable, userId: string): Promise<boolean> {
-  const { rows } = await db.query<{ bought: boolean }>(
-    'SELECT EXISTS (SELECT 1 FROM iap_transactions WHERE user_id = $1 AND revoked_at IS NULL) AS bought',
-    [userId],
-  );
-  return rows[0]?.bought ?? false;
-}

@@ -448,21 +448,26 @@ export async function recordCancelAnswer(
 export async function countGenerateUsage(
   db: Queryable,
   userId: string,
-  windowSeconds: number,
-): Promise<{ counted: number; oldestCountedAgeSeconds: number | null; inFlight: number }> {
-  const { rows } = await db.query<{ counted: number; oldest_age: number | null; in_flight: number }>(
-    `WITH recent AS (
+  windowSeconds: { user: number; buyer: number },
+): Promise<{ bought: boolean; counted: number; oldestCountedAgeSeconds: number | null; inFlight: number }> {
+  // Whether the user has bought (which tier's window counts) and the count, in one statement: generate-video runs it twice.
+  const { rows } = await db.query<{ bought: boolean; counted: number; oldest_age: number | null; in_flight: number }>(
+    `WITH tier AS (
+       SELECT bought, CASE WHEN bought THEN $3::int ELSE $2::int END AS window_seconds
+         FROM (SELECT EXISTS (SELECT 1 FROM iap_transactions WHERE user_id = $1 AND revoked_at IS NULL) AS bought) b
+     ), recent AS (
        SELECT created_at, status, error_code FROM video_jobs
-       WHERE user_id = $1 AND created_at > now() - make_interval(secs => greatest($2::int, 86400))
+       WHERE user_id = $1 AND created_at > now() - make_interval(secs => greatest($2::int, $3::int, 86400))
      ), counted AS (
-       SELECT created_at FROM recent
-       WHERE created_at > now() - make_interval(secs => $2::int) AND (status <> 'failed' OR error_code = 'ERR_4019')
+       SELECT created_at FROM recent, tier
+       WHERE created_at > now() - make_interval(secs => tier.window_seconds) AND (status <> 'failed' OR error_code = 'ERR_4019')
      )
-     SELECT (SELECT count(*)::int FROM counted) AS counted,
+     SELECT (SELECT bought FROM tier) AS bought, -- by iap_transactions_user
+            (SELECT count(*)::int FROM counted) AS counted,
             (SELECT extract(epoch FROM now() - min(created_at))::float8 FROM counted) AS oldest_age,
             (SELECT count(*)::int FROM recent WHERE status NOT IN ('completed', 'failed')) AS in_flight`,
-    [userId, windowSeconds],
+    [userId, windowSeconds.user, windowSeconds.buyer],
   );
   const row = rows[0]!;
-  return { counted: row.counted, oldestCountedAgeSeconds: row.oldest_age, inFlight: row.in_flight };
+  return { bought: row.bought, counted: row.counted, oldestCountedAgeSeconds: row.oldest_age, inFlight: row.in_flight };
 }
