@@ -18,6 +18,7 @@ import { AccountDeletionService } from './auth/account-deletion.js';
 import type { GenerationService } from './jobs/generate.js';
 import type { VideoJobService } from './jobs/video-jobs.js';
 import { JobEvents } from './jobs/events.js';
+import { jobView } from './jobs/job-view.js';
 import { DatabaseListener } from './db/listener.js';
 import { CatalogueCache } from './catalogue/cache.js';
 import { RateLimits } from './http/rate-limit.js';
@@ -166,7 +167,7 @@ export function buildServices(opts: {
   metrics.gauge('rendio_error_log_dropped', 'error_log rows not stored (overload or database down)', () => errorLog.dropped);
   const listener = new DatabaseListener(opts.directDatabaseUrl ?? opts.databaseUrl, log);
   metrics.gauge('rendio_db_listen_connected', '1 while the LISTEN connection is open (live updates, catalogue, worker wake-ups)', () => (listener.live ? 1 : 0));
-  const events = new JobEvents(listener, config.eventsRereadMs);
+  const events = new JobEvents(listener, config.eventsRereadMs, { db, view: (job) => jobView({ store, config }, job) });
   const catalogue = new CatalogueCache(db, listener);
   const appStore = config.appStore ? new AppStoreClient(config.appStore, config.appleRootCertificates) : undefined;
   const enqueueConsumptionInfo = (tx: Queryable, notificationUuid: string) =>

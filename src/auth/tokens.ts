@@ -63,6 +63,15 @@ export class AccessTokens {
     return { token, expiresIn: this.ttlSeconds, expiresAt: exp };
   }
 
+  /**
+   * Whether a token verified earlier, whose exp claim (seconds) this is, has expired since: the
+   * same test as verify's, by the same clock, without the signature work (a watcher re-checks it on
+   * every change it is sent).
+   */
+  hasExpired(exp: number): boolean {
+    return Math.floor(this.now() / 1000) >= exp;
+  }
+
   /** Verifies signature (constant time, inside WebCrypto), algorithm, issuer, audience and expiry. */
   async verify(token: string): Promise<AccessClaims> {
     try {

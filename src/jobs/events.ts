@@ -1,11 +1,19 @@
 import type { DatabaseListener } from '../db/listener.js';
+import type { Queryable } from '../db/pool.js';
+import type { JobViewRow } from '../db/queries/video-jobs.js';
+import { JobReads } from './job-reads.js';
+import type { JobView } from './job-view.js';
+
+/** A watcher of one job: woken with the reads it shares with every other watcher of that change. */
+export type JobWake = (reads: JobReads) => void;
 
 /** The NOTIFY channel of the video_jobs trigger (migration 0004): a payload {"job_id": …} per change. */
 export const JOB_EVENTS_CHANNEL = 'video_job_events';
 
 /**
  * Job state changes for SSE and Realtime subscribers, fanned out by job id from the process's
- * LISTEN connection (db/listener.ts). A wake means "read the job again"; it carries no state.
+ * LISTEN connection (db/listener.ts). A wake means "read the job again"; it carries no state, only the reads (JobReads) every watcher
+ * woken by the same change shares, so a change watched by thousands of sockets is read once.
  *
  * NOTIFY is the primary path. Subscribers are also woken when the connection is lost and when it
  * listens again (a change in between went unheard), and, while it is down, every `rereadMs` (a
@@ -13,7 +21,7 @@ export const JOB_EVENTS_CHANNEL = 'video_job_events';
  * deliver).
  */
 export class JobEvents {
-  private readonly subscribers = new Map<string, Set<() => void>>();
+  private readonly subscribers = new Map<string, Set<JobWake>>();
   private stopListening: (() => void) | undefined;
   private starting: Promise<void> | undefined;
   private fallback: NodeJS.Timeout | undefined;
@@ -21,7 +29,18 @@ export class JobEvents {
   constructor(
     private readonly listener: DatabaseListener,
     private readonly rereadMs: number,
+    private readonly reader: { db: Queryable; view: (job: JobViewRow) => Promise<JobView> },
   ) {}
+
+  /** Fresh reads of a job, for a watcher reading on its own (its first read, a retry). */
+  reads(jobId: string): JobReads {
+    return new JobReads(this.reader.db, this.reader.view, jobId);
+  }
+
+  private wake(jobId: string, set: Set<JobWake>): void {
+    const reads = this.reads(jobId);
+    for (const wake of set) wake(reads);
+  }
 
   /** True while changes arrive through NOTIFY (no fallback re-reads are running). */
   get live(): boolean {
@@ -38,7 +57,8 @@ export class JobEvents {
           } catch {
             return; // a malformed payload is not ours
           }
-          if (typeof jobId === 'string') for (const wake of this.subscribers.get(jobId) ?? []) wake();
+          const set = typeof jobId === 'string' ? this.subscribers.get(jobId) : undefined;
+          if (set) this.wake(jobId as string, set);
         },
         onReset: (live) => {
           this.wakeAll();
@@ -62,11 +82,11 @@ export class JobEvents {
   }
 
   private wakeAll(): void {
-    for (const set of this.subscribers.values()) for (const wake of set) wake();
+    for (const [jobId, set] of this.subscribers) this.wake(jobId, set);
   }
 
   /** Calls wake on every change of this job until the returned function is called. */
-  async subscribe(jobId: string, wake: () => void): Promise<() => void> {
+  async subscribe(jobId: string, wake: JobWake): Promise<() => void> {
     await this.start();
     let set = this.subscribers.get(jobId);
     if (!set) this.subscribers.set(jobId, (set = new Set()));

@@ -1,7 +1,7 @@
-import { isDatabaseUnavailable, type Queryable } from '../db/pool.js';
-import { findJobView, type JobViewRow } from '../db/queries/video-jobs.js';
+import { isDatabaseUnavailable } from '../db/pool.js';
+import type { JobViewRow } from '../db/queries/video-jobs.js';
 import type { JobEvents } from './events.js';
-import type { JobView } from './job-view.js';
+import type { JobReads } from './job-reads.js';
 
 const HEARTBEAT_MS = 15_000;
 
@@ -14,25 +14,29 @@ export interface EventStream {
 }
 
 export interface StatusStreamDeps {
-  db: Queryable;
-  events: Pick<JobEvents, 'subscribe'>;
+  events: Pick<JobEvents, 'subscribe' | 'reads'>;
   /** EVENTS_REREAD_MS: the re-read that makes up for a lost NOTIFY; 0 = none. */
   rereadMs: number;
-  view(job: JobViewRow): Promise<JobView>;
 }
 
 /** Wakes from job events, kept until the reader looks: a wake during a read is not lost. */
 class ChangeSignal {
   private pending = false;
+  private latest: JobReads | undefined;
   private resolve: ((changed: boolean) => void) | undefined;
 
-  wake(): void {
+  wake(reads: JobReads): void {
     this.pending = true;
+    this.latest = reads;
     this.resolve?.(true);
   }
 
-  clear(): void {
+  /** Takes the wake in hand: the reads of the latest change (shared with its other watchers), if one came. */
+  clear(): JobReads | undefined {
+    const reads = this.latest;
     this.pending = false;
+    this.latest = undefined;
+    return reads;
   }
 
   /** True as soon as a wake is pending; false after ms without one. */
@@ -64,7 +68,7 @@ export async function streamJobStatus(
   refused: () => Promise<{ code: string } | undefined>,
 ): Promise<void> {
   const changes = new ChangeSignal();
-  const unsubscribe = await s.events.subscribe(jobId, () => changes.wake());
+  const unsubscribe = await s.events.subscribe(jobId, (reads) => changes.wake(reads));
   stream.onAbort(unsubscribe);
   // Pings keep proxies from closing a quiet stream; the re-read is the fallback for a lost NOTIFY.
   const waitForChange = async () => {
@@ -77,11 +81,12 @@ export async function streamJobStatus(
   try {
     let sent: string | undefined;
     while (!stream.aborted) {
-      changes.clear(); // a wake from here on means: read again
+      // A wake from here on means: read again.
+      const reads = changes.clear() ?? s.events.reads(jobId);
       let job: JobViewRow | undefined;
       let refusal: { code: string } | undefined;
       try {
-        job = await findJobView(s.db, jobId);
+        job = await reads.read();
         if (job && !job.deleted_at && sent !== undefined) refusal = await refused();
       } catch (err) {
         // The database is away (a restart): keep the stream open and read again once it is
@@ -99,7 +104,7 @@ export async function streamJobStatus(
         await stream.writeSSE({ event: 'error', data: JSON.stringify({ code: refusal.code }) });
         return;
       }
-      const current = await s.view(job);
+      const current = (await reads.view())!;
       if (current.status !== sent) {
         await stream.writeSSE({ event: 'status', id: `${jobId}:${current.status}`, data: JSON.stringify(current) });
         sent = current.status;

@@ -1,13 +1,15 @@
+import { decodeJwt } from 'jose';
 import type { RawData, WebSocket } from 'ws';
 import { z } from 'zod';
-import { secretsEqual } from '../auth/tokens.js';
+import { secretsEqual, type AccessClaims } from '../auth/tokens.js';
 import { isDatabaseUnavailable } from '../db/pool.js';
-import { findJobView, type JobViewRow } from '../db/queries/video-jobs.js';
+import { loadAuthState } from '../db/queries/users.js';
+import { findJobView } from '../db/queries/video-jobs.js';
 import { ApiError, notFound, unauthenticated } from '../http/api-error.js';
-import { authOptions, verifiedClaims, verifiedUser, type AuthOptions } from '../http/auth.js';
+import { authOptions, userFromAuthState, verifiedClaims, type AuthOptions } from '../http/auth.js';
 import { localizedMessage, type Language } from '../errors/i18n.js';
 import { toApiError } from '../http/on-error.js';
-import { jobView } from '../jobs/job-view.js';
+import type { JobReads } from '../jobs/job-reads.js';
 import type { Services } from '../services.js';
 import { decodeMessage, encodeMessage, type PhoenixMessage, type Vsn } from './protocol.js';
 
@@ -15,7 +17,9 @@ import { decodeMessage, encodeMessage, type PhoenixMessage, type Vsn } from './p
  * One Realtime WebSocket: the Phoenix channel server for the subset Supabase clients use to watch a
  * job (docs/ARCHITECTURE.md "Realtime"). A channel is joined with postgres_changes bindings, each
  * naming one job by `job_id=eq.<uuid>` on public.video_jobs; the job's changes reach it through
- * JobEvents (LISTEN/NOTIFY), and each one is re-read and re-authorised before it is sent.
+ * JobEvents (LISTEN/NOTIFY), and each one is re-read and re-authorised before it is sent — from
+ * reads every watcher of that change shares (JobReads): one read of the job, its view and each
+ * session's standing per change, not per socket; the token's expiry is checked without its signature.
  */
 
 export type RealtimeDeps = Pick<Services, 'db' | 'events' | 'store' | 'config' | 'log' | 'tokens' | 'metrics' | 'rateLimits'>;
@@ -52,7 +56,7 @@ const JoinPayload = z.looseObject({
   user_token: z.string().nullish(),
 });
 
-type Principal = { kind: 'legacy' } | { kind: 'user'; userId: string; token: string };
+type Principal = { kind: 'legacy' } | { kind: 'user'; userId: string; token: string; claims: AccessClaims; exp: number };
 
 interface Binding {
   id: number;
@@ -72,6 +76,8 @@ interface Watch {
   again: boolean;
   /** Reads that failed in a row because the database was away: the next retry waits longer. */
   failures?: number;
+  /** The reads of the latest change not yet delivered (shared with the change's other watchers). */
+  reads?: JobReads;
 }
 
 interface Channel {
@@ -199,7 +205,7 @@ export class RealtimeConnection {
       for (const jobId of jobIds) {
         const watch: Watch = { unsubscribe: () => undefined, running: false, again: false };
         channel.watches.set(jobId, watch);
-        watch.unsubscribe = await this.deps.events.subscribe(jobId, () => this.refresh(channel, jobId));
+        watch.unsubscribe = await this.deps.events.subscribe(jobId, (reads) => this.refresh(channel, jobId, reads));
       }
     } catch (err) {
       this.stop(channel);
@@ -237,8 +243,9 @@ export class RealtimeConnection {
       await verifiedClaims(this.auth, token);
       return this.checked.principal;
     }
-    const user = await verifiedUser(this.auth, token);
-    const principal: Principal = { kind: 'user', userId: user.id, token };
+    const claims = await verifiedClaims(this.auth, token);
+    const user = userFromAuthState(claims, await loadAuthState(this.deps.db, claims.sub, claims.sessionId));
+    const principal: Principal = { kind: 'user', userId: user.id, token, claims, exp: decodeJwt(token).exp ?? 0 };
     this.checked = { token, principal };
     return principal;
   }
@@ -270,11 +277,15 @@ export class RealtimeConnection {
     }
   }
 
-  /** Re-reads the job after a wake; wakes during a read coalesce into one more read. */
-  private refresh(channel: Channel, jobId: string) {
+  /**
+   * Re-reads the job after a wake (with the reads the wake's other watchers share, or fresh ones);
+   * wakes during a read coalesce into one more read, of the latest change.
+   */
+  private refresh(channel: Channel, jobId: string, reads?: JobReads) {
     const watch = channel.watches.get(jobId);
     // Nothing is sent before the join's reply; the read that follows it covers wakes until then.
     if (!watch || channel.stopped || this.channels.get(channel.topic) !== channel) return;
+    if (reads) watch.reads = reads;
     if (watch.running) {
       watch.again = true;
       return;
@@ -284,7 +295,9 @@ export class RealtimeConnection {
       try {
         do {
           watch.again = false;
-          await this.deliver(channel, jobId, watch);
+          const current = watch.reads ?? this.deps.events.reads(jobId);
+          watch.reads = undefined;
+          await this.deliver(channel, jobId, watch, current);
           watch.failures = 0;
         } while (watch.again && !channel.stopped);
       } catch (err) {
@@ -305,15 +318,17 @@ export class RealtimeConnection {
     })();
   }
 
-  private async deliver(channel: Channel, jobId: string, watch: Watch) {
-    const job = await findJobView(this.deps.db, jobId);
+  private async deliver(channel: Channel, jobId: string, watch: Watch, reads: JobReads) {
+    const job = await reads.read();
     if (channel.stopped) return;
     let visible = Boolean(job && !job.deleted_at);
     // Every delivery is re-authorised: a token that expired or whose session ended gets nothing more.
     if (channel.principal.kind === 'user') {
+      const { claims, exp } = channel.principal;
       let userId: string;
       try {
-        userId = (await verifiedUser(this.auth, channel.principal.token)).id;
+        if (this.deps.tokens.hasExpired(exp)) throw unauthenticated('token expired');
+        userId = userFromAuthState(claims, await reads.standing(claims.sub, claims.sessionId)).id;
       } catch (err) {
         if (!(err instanceof ApiError)) throw err;
         // The session ended: the next join with this token checks it again (and is refused).
@@ -329,7 +344,7 @@ export class RealtimeConnection {
       channel.watches.delete(jobId);
       return;
     }
-    const record = await this.record(channel.principal, job!);
+    const record = await this.record(channel.principal, reads);
     const fingerprint = JSON.stringify({ ...record, video_url: job!.video_key, thumbnail_url: job!.thumbnail_key });
     if (fingerprint === watch.fingerprint || channel.stopped) return;
     const old = watch.record ?? { job_id: jobId };
@@ -342,8 +357,8 @@ export class RealtimeConnection {
    * The row the app decodes as VideoJob (docs/reference/ios-app.md §2.12): for a user, the job as get-video-status
    * returns it; in legacy mode VideoJob's own keys (its decoder needs the prompt), no error text.
    */
-  private async record(principal: Principal, job: JobViewRow): Promise<Record<string, unknown>> {
-    const view = await jobView(this.deps, job);
+  private async record(principal: Principal, reads: JobReads): Promise<Record<string, unknown>> {
+    const view = (await reads.view())!;
     if (principal.kind === 'user') return view;
     const { error_code: _code, error_message: _message, ...videoJob } = view;
     return videoJob;

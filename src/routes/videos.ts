@@ -245,7 +245,7 @@ export function registerVideos(app: OpenAPIHono<AppEnv>, s: Services) {
         throw err;
       }
     };
-    return streamSSE(c, (stream) => streamJobStatus(stream, { db: s.db, events: s.events, rereadMs: s.config.eventsRereadMs, view }, jobId, stillAllowed));
+    return streamSSE(c, (stream) => streamJobStatus(stream, { events: s.events, rereadMs: s.config.eventsRereadMs }, jobId, stillAllowed));
   });
 
   app.use(deleteRoute.path, auth);
