@@ -188,7 +188,7 @@ export function registerStorage(app: OpenAPIHono<AppEnv>, s: Services) {
   const uploadPath = '/storage/v1/object/:bucket{[a-z0-9_-]+}/:key{.+}';
 
   const withUser = requireUser(authOptions(s), async () => undefined);
-  const apiKey = requireApiKey(s.config.anonKey);
+  const apiKey = requireApiKey(s.config.acceptedAnonKeys);
   const smallJson = [
     apiKey,
     requireJsonBody(),
