@@ -73,6 +73,17 @@ describe('rotating JWT_SECRET and ANON_KEY without logging anyone out', () => {
     expect(badKey.error.code).toBe('ERR_4005');
   });
 
+  it('a rolling restart: an instance taught the new secret first (JWT_SECRET=old, JWT_SECRET_PREVIOUS=new) accepts what a switched one signs', async () => {
+    const g = await instances[0]!.createGuest();
+    const renewed = await rotating.json(refresh(rotating, g.refreshToken, OLD_ANON));
+    const notYetSwitched = await start({ JWT_SECRET: OLD_SECRET, JWT_SECRET_PREVIOUS: NEW_SECRET, ANON_KEY: OLD_ANON });
+    await notYetSwitched.json(credits(notYetSwitched, renewed.access_token, OLD_ANON));
+    // It still signs with the old secret, which the switched instances accept as the previous one.
+    const fromIt = await notYetSwitched.json(refresh(notYetSwitched, renewed.refresh_token, OLD_ANON));
+    expect(await signedWith(fromIt.access_token, OLD_SECRET)).toBe(true);
+    await rotating.json(credits(rotating, fromIt.access_token, NEW_ANON));
+  });
+
   it('once the previous values are removed, what they signed is refused and the new ones keep working', async () => {
     const g = await instances[0]!.createGuest();
     const renewed = await rotating.json(refresh(rotating, g.refreshToken, NEW_ANON));
