@@ -1,5 +1,7 @@
 import { SignJWT, decodeJwt, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { startHttpServer, withRealtime } from '../../src/server.js';
 import { ConfigError, loadConfig } from '../../src/config/index.js';
 import { createTestApp, type Guest, type TestApp } from '../support/harness.js';
 
@@ -22,6 +24,20 @@ const after = { JWT_SECRET: NEW_SECRET, ANON_KEY: NEW_ANON };
 const credits = (t: TestApp, token: string, apikey: string) => t.get('/functions/v1/get-user-credits', { token, headers: { apikey } });
 const refresh = (t: TestApp, refreshToken: string, apikey: string) =>
   t.post('/auth/v1/token?grant_type=refresh_token', { body: { refresh_token: refreshToken }, headers: { apikey } });
+/** The HTTP status a Realtime upgrade with this apikey gets: 101 when the socket opens. */
+const upgradeStatus = (url: string) =>
+  new Promise<number>((resolve) => {
+    const ws = new WebSocket(url);
+    ws.once('open', () => {
+      ws.close();
+      resolve(101);
+    });
+    ws.once('unexpected-response', (req, res) => {
+      resolve(res.statusCode ?? 0);
+      req.destroy();
+    });
+    ws.once('error', () => undefined);
+  });
 const signedWith = async (token: string, secret: string) =>
   jwtVerify(token, new TextEncoder().encode(secret)).then(
     () => true,
@@ -71,6 +87,18 @@ describe('rotating JWT_SECRET and ANON_KEY without logging anyone out', () => {
     expect(refused.error.code).toBe('ERR_4005');
     const badKey = await rotating.json(credits(rotating, guest.accessToken, 'anon-key-of-another-project'), 401);
     expect(badKey.error.code).toBe('ERR_4005');
+  });
+
+  it('Realtime takes either anon key during the rotation, and no other', async () => {
+    const server = withRealtime(await startHttpServer(rotating.app.fetch, { port: 0, hostname: '127.0.0.1', limits: rotating.services.config.http }), rotating.services);
+    try {
+      const socketWith = (apikey: string) => upgradeStatus(`ws://127.0.0.1:${server.port}/realtime/v1/websocket?apikey=${apikey}&vsn=1.0.0`);
+      expect(await socketWith(OLD_ANON)).toBe(101);
+      expect(await socketWith(NEW_ANON)).toBe(101);
+      expect(await socketWith('anon-key-of-another-project')).toBe(401);
+    } finally {
+      await server.close();
+    }
   });
 
   it('a rolling restart: an instance taught the new secret first (JWT_SECRET=old, JWT_SECRET_PREVIOUS=new) accepts what a switched one signs', async () => {
