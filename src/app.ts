@@ -82,7 +82,7 @@ export function buildApp(s: Services, surface: AppSurface = 'all') {
   // callbacks (providers, Apple) carry no apikey and are authenticated by their signatures instead.
   // The admin API is not part of the Supabase surface: admin tokens, no apikey.
   for (const prefix of ['/functions/v1/*', '/rest/v1/*', '/auth/v1/*', '/admin/api/*']) {
-    if (prefix !== '/admin/api/*') app.use(prefix, exceptCallbacks(requireApiKey(s.config.anonKey)));
+    if (prefix !== '/admin/api/*') app.use(prefix, exceptCallbacks(requireApiKey(s.config.acceptedAnonKeys)));
     app.use(prefix, exceptCallbacks(requireJsonBody(BODILESS_ROUTES)));
     app.use(
       prefix,

@@ -116,7 +116,7 @@ export function buildServices(opts: {
   const workerDb = opts.workerDb ?? db;
   const metrics = new MetricsRegistry({ defaultMetrics: opts.defaultMetrics });
   const errorLog = new ErrorLog(db, log);
-  const tokens = new Tokens(config.jwt.secret, config.jwt.issuer, config.jwt.accessTtlSeconds, opts.now);
+  const tokens = new Tokens(config.jwt.secret, config.jwt.issuer, config.jwt.accessTtlSeconds, opts.now, config.jwt.previousSecret);
   const sessions = new Sessions(db, tokens, config.jwt.refreshTtlDays);
   const deviceCheck = config.deviceCheck ? new AppleDeviceCheck(config.deviceCheck, opts.now) : undefined;
   const rateLimits = new RateLimits(config.rateLimits, db, clientIpResolver(config), log);

@@ -59,6 +59,10 @@ const IdempotencyHeader = z.object({ 'idempotency-key': IdempotencyKey.optional(
 const stripAction = ({ idempotency_key: _k, fingerprint: _f, ...rest }: AdminActionRow): z.infer<typeof AdminAction> => rest;
 const modelChange = (r: { model: ModelRow; action: AdminActionRow }) => ({ model: r.model, action: stripAction(r.action) });
 
+/** Each route's operationId is its key here, prefixed: adminLogin, adminGrant, adminRefundAlias… */
+const withOperationIds = <T extends Record<string, RouteConfig>>(byName: T): T =>
+  Object.fromEntries(Object.entries(byName).map(([name, route]) => [name, { ...route, operationId: `admin${name[0]!.toUpperCase()}${name.slice(1)}` }])) as T;
+
 /** A read: GET, admin token, a request schema, one answer. */
 const readRoute = <P extends string, R extends NonNullable<RouteConfig['request']>, S extends z.ZodType>(path: P, summary: string, request: R, answer: ReturnType<typeof json<S>>, errors: number[]) =>
   createRoute({ method: 'get', path, tags, security, summary, request, responses: { 200: answer, ...errorResponses(...errors) } });
@@ -86,11 +90,12 @@ const banRoute = (verb: 'ban' | 'unban', summary: string) =>
     responses: { 200: json(BanResult, 'The audit row'), ...errorResponses(400, 401, 403, 404, 409) },
   });
 
-const routes = {
+const routes = withOperationIds({
   login: createRoute({
     method: 'post',
     path: '/admin/api/login',
     tags,
+    security: [],
     summary: 'Admin sign-in: an API token for scripts (email, password, TOTP code if enabled). Failed attempts lock per email and address.',
     request: { body: { content: { 'application/json': { schema: SignInBody } }, required: true } },
     responses: {
@@ -152,7 +157,7 @@ const routes = {
     responses: { 200: json(ModelChangeResult, 'The model and the audit row'), ...errorResponses(400, 401, 403, 404) },
   }),
   statsAlias: readRoute('/functions/v1/admin-user-stats', 'Seed alias of GET /admin/api/users/{id}/stats (user_id in the query)', { query: z.object({ user_id: z.uuid() }) }, json(any, 'Stats'), [400, 401, 403, 404]),
-};
+});
 
 /** Every admin API path, for the middleware below (and its tests). */
 export const ADMIN_ALIAS_PATHS = [routes.refundAlias.path, routes.toggleAlias.path, routes.statsAlias.path];

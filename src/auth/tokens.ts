@@ -34,14 +34,21 @@ export const ACCESS_TOKEN_AUDIENCE = 'authenticated';
 export class AccessTokens {
   // Imported once: jose given raw bytes re-imports the HMAC key through WebCrypto on every call.
   private readonly key: Promise<webcrypto.CryptoKey>;
+  private readonly previousKey: Promise<webcrypto.CryptoKey> | undefined;
 
+  /**
+   * `previousSecret` (JWT_SECRET_PREVIOUS, during a rotation) only verifies: tokens it signed keep
+   * working until they expire, so a rotation logs nobody out; every new token is signed with `secret`.
+   */
   constructor(
     secret: string,
     private readonly issuer: string,
     private readonly ttlSeconds: number,
     private readonly now: () => number = Date.now,
+    previousSecret?: string,
   ) {
     this.key = hmacKey(secret);
+    this.previousKey = previousSecret === undefined ? undefined : hmacKey(previousSecret);
   }
 
   async sign(claims: AccessClaims & { email?: string | null }): Promise<SignedAccessToken> {
@@ -75,12 +82,7 @@ export class AccessTokens {
   /** Verifies signature (constant time, inside WebCrypto), algorithm, issuer, audience and expiry. */
   async verify(token: string): Promise<AccessClaims> {
     try {
-      const { payload } = await jwtVerify(token, await this.key, {
-        algorithms: ['HS256'],
-        issuer: this.issuer,
-        audience: ACCESS_TOKEN_AUDIENCE,
-        currentDate: new Date(this.now()),
-      });
+      const { payload } = await this.verifiedWithCurrentOrPreviousKey(token);
       if (typeof payload.sub !== 'string' || typeof payload.session_id !== 'string') {
         throw new InvalidAccessToken('token lacks sub or session_id');
       }
@@ -89,6 +91,20 @@ export class AccessTokens {
       if (err instanceof InvalidAccessToken) throw err;
       if (err instanceof joseErrors.JWTExpired) throw new InvalidAccessToken('token expired', true);
       throw new InvalidAccessToken('token invalid');
+    }
+  }
+
+  /**
+   * jose checks the signature before any claim, so only a signature that fails with the current key
+   * is tried with the previous one: an expired or foreign-issuer token fails the same either way.
+   */
+  private async verifiedWithCurrentOrPreviousKey(token: string) {
+    const options = { algorithms: ['HS256'], issuer: this.issuer, audience: ACCESS_TOKEN_AUDIENCE, currentDate: new Date(this.now()) };
+    try {
+      return await jwtVerify(token, await this.key, options);
+    } catch (err) {
+      if (!(err instanceof joseErrors.JWSSignatureVerificationFailed) || !this.previousKey) throw err;
+      return await jwtVerify(token, await this.previousKey, options);
     }
   }
 }

@@ -1,6 +1,7 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { z } from 'zod';
-import { InvalidAccessToken, secretsEqual, type AccessClaims, type AccessTokens } from '../auth/tokens.js';
+import { isAnonKey } from '../auth/anon-key.js';
+import { InvalidAccessToken, type AccessClaims, type AccessTokens } from '../auth/tokens.js';
 import type { Queryable } from '../db/pool.js';
 import { loadAuthState, type AuthState } from '../db/queries/users.js';
 import { ApiError, forbidden, invalid, notFound, unauthenticated } from './api-error.js';
@@ -32,7 +33,8 @@ const uuid = z.uuid();
 export interface AuthOptions {
   db: Queryable;
   tokens: AccessTokens;
-  anonKey: string | undefined;
+  /** ANON_KEY, and during a rotation ANON_KEY_PREVIOUS; empty without ANON_KEY. */
+  anonKeys: readonly string[];
   legacyAnonClients: boolean;
 }
 
@@ -60,8 +62,7 @@ export function requireUser(
     const token = bearerToken(c);
     if (!token) throw unauthenticated('missing bearer token');
 
-    const isAnonKey = opts.anonKey !== undefined && secretsEqual(token, opts.anonKey);
-    if (isAnonKey) {
+    if (isAnonKey(token, opts.anonKeys)) {
       if (!opts.legacyAnonClients) throw unauthenticated('a user access token is required');
       const named = await claimed(c);
       if (!named) throw unauthenticated('user_id is required with the anon key');
@@ -130,7 +131,7 @@ export function userFromAuthState(claims: AccessClaims, state: AuthState | undef
  */
 export async function optionalUser(c: Context<AppEnv>, opts: AuthOptions): Promise<AppEnv['Variables']['user'] | undefined> {
   const token = bearerToken(c);
-  if (!token || (opts.anonKey !== undefined && secretsEqual(token, opts.anonKey))) return undefined;
+  if (!token || isAnonKey(token, opts.anonKeys)) return undefined;
   const notOurs = await opts.tokens.verify(token).then(
     () => false,
     (err: unknown) => err instanceof InvalidAccessToken && !err.expired,
@@ -146,13 +147,13 @@ export const noClaimedUserId: ClaimedUserId = async () => undefined;
  * alone, docs/reference/ios-app.md §2.11). True only in legacy mode; the route decides what such a caller sees.
  */
 export function isLegacyAnonCaller(c: Context<AppEnv>, opts: AuthOptions): boolean {
-  if (!opts.legacyAnonClients || opts.anonKey === undefined) return false;
+  if (!opts.legacyAnonClients) return false;
   const token = bearerToken(c);
-  return token !== undefined && secretsEqual(token, opts.anonKey);
+  return token !== undefined && isAnonKey(token, opts.anonKeys);
 }
 
 export const authOptions = (s: {
   db: Queryable;
   tokens: AccessTokens;
-  config: { anonKey: string | undefined; legacyAnonClients: boolean };
-}): AuthOptions => ({ db: s.db, tokens: s.tokens, anonKey: s.config.anonKey, legacyAnonClients: s.config.legacyAnonClients });
+  config: { acceptedAnonKeys: readonly string[]; legacyAnonClients: boolean };
+}): AuthOptions => ({ db: s.db, tokens: s.tokens, anonKeys: s.config.acceptedAnonKeys, legacyAnonClients: s.config.legacyAnonClients });

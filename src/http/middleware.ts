@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Context, MiddlewareHandler } from 'hono';
 import type { Logger } from '../logger.js';
 import { secretsEqual } from '../auth/tokens.js';
+import { isAnonKey } from '../auth/anon-key.js';
 import { ApiError, notFound, unauthenticated } from './api-error.js';
 import { bearerToken } from './auth.js';
 import type { AppEnv } from './context.js';
@@ -31,13 +32,14 @@ export function requestContext(log: Logger, metrics: Metrics): MiddlewareHandler
 
 /**
  * Supabase clients send the project's anon key as `apikey` on every call. When ANON_KEY is
- * configured it must match (constant time); without it the header is ignored.
+ * configured it must match it or, during a rotation, ANON_KEY_PREVIOUS (constant time); without
+ * it the header is ignored.
  */
-export function requireApiKey(anonKey: string | undefined): MiddlewareHandler<AppEnv> {
+export function requireApiKey(acceptedAnonKeys: readonly string[]): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    if (anonKey) {
+    if (acceptedAnonKeys.length > 0) {
       const presented = c.req.header('apikey');
-      if (!presented || !secretsEqual(presented, anonKey)) throw unauthenticated('missing or invalid apikey');
+      if (!presented || !isAnonKey(presented, acceptedAnonKeys)) throw unauthenticated('missing or invalid apikey');
     }
     await next();
   };

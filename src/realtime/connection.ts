@@ -1,7 +1,8 @@
 import { decodeJwt } from 'jose';
 import type { RawData, WebSocket } from 'ws';
 import { z } from 'zod';
-import { secretsEqual, type AccessClaims } from '../auth/tokens.js';
+import { isAnonKey } from '../auth/anon-key.js';
+import type { AccessClaims } from '../auth/tokens.js';
 import { isDatabaseUnavailable } from '../db/pool.js';
 import { loadAuthState } from '../db/queries/users.js';
 import { findJobView } from '../db/queries/video-jobs.js';
@@ -236,7 +237,7 @@ export class RealtimeConnection {
   /** Who the token is: a user (secure mode), or in legacy mode the anon key (or none) for the app's build. */
   private async principal(token: string | null | undefined): Promise<Principal> {
     if (!token || this.isAnonKey(token)) {
-      if (this.auth.legacyAnonClients && this.auth.anonKey !== undefined) return { kind: 'legacy' };
+      if (this.auth.legacyAnonClients && this.auth.anonKeys.length > 0) return { kind: 'legacy' };
       throw unauthenticated('a user access token is required (access_token in phx_join)');
     }
     if (this.checked?.token === token) {
@@ -251,7 +252,7 @@ export class RealtimeConnection {
   }
 
   private isAnonKey(token: string): boolean {
-    return this.auth.anonKey !== undefined && secretsEqual(token, this.auth.anonKey);
+    return isAnonKey(token, this.auth.anonKeys);
   }
 
   /** A user sees only their own jobs; legacy mode any live job it names by id (the id is the capability). */

@@ -1,7 +1,7 @@
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
-import { secretsEqual } from '../auth/tokens.js';
+import { isAnonKey } from '../auth/anon-key.js';
 import { ApiError, unauthenticated } from '../http/api-error.js';
 import { addressKey, clientAddressOf } from '../http/client-ip.js';
 import { localizedMessage, negotiateLanguage } from '../errors/i18n.js';
@@ -48,11 +48,11 @@ export function attachRealtime(server: Server, deps: RealtimeDeps): RealtimeServ
     socket.on('error', () => socket.destroy());
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (url.pathname !== REALTIME_PATH) return refuse(socket, new ApiError('ERR_4007', { resource: 'route' }), req);
-    const anonKey = deps.config.anonKey;
-    if (anonKey) {
+    const anonKeys = deps.config.acceptedAnonKeys;
+    if (anonKeys.length > 0) {
       const header = req.headers.apikey;
       const presented = url.searchParams.get('apikey') ?? (typeof header === 'string' ? header : undefined);
-      if (!presented || !secretsEqual(presented, anonKey)) return refuse(socket, unauthenticated('missing or invalid apikey'), req);
+      if (!presented || !isAnonKey(presented, anonKeys)) return refuse(socket, unauthenticated('missing or invalid apikey'), req);
     }
     // Phoenix's default is 1.0.0, the version supabase-swift asks for.
     const vsn = (url.searchParams.get('vsn') ?? '1.0.0') as Vsn;

@@ -17,6 +17,7 @@ import { UserIdQuery, bearerSecurity, errorResponses } from './schemas.js';
 const deleteRoute = createRoute({
   method: 'post',
   path: '/functions/v1/delete-account',
+  operationId: 'deleteAccount',
   tags: ['users'],
   summary: "Delete the caller's account: personal data, files and sessions go; the anonymised ledger and purchase records stay",
   description: 'Running videos are cancelled and refunded first. The account stops working when this answers; the purge finishes in the queue if it is interrupted.',
@@ -33,6 +34,8 @@ const SIWA_BODY_LIMIT = 64 * 1024;
 const siwaRoute = createRoute({
   method: 'post',
   path: '/functions/v1/apple-signin-notifications',
+  operationId: 'receiveSignInWithAppleNotification',
+  security: [],
   tags: ['users'],
   summary: "Sign in with Apple server-to-server notifications (account-delete and consent-revoked delete the account)",
   description:

@@ -63,6 +63,8 @@ const TokenRequest = z
 const tokenRoute = createRoute({
   method: 'post',
   path: '/auth/v1/token',
+  operationId: 'token',
+  security: [],
   tags: ['auth'],
   summary: 'Sessions (GoTrue-compatible): refresh a session, or sign in with Apple',
   description:
@@ -86,6 +88,7 @@ export const LOGOUT_PATH = '/auth/v1/logout';
 const logoutRoute = createRoute({
   method: 'post',
   path: LOGOUT_PATH,
+  operationId: 'logout',
   tags: ['auth'],
   summary: 'End sessions (GoTrue-compatible). scope=global (default) ends every session of the user; local ends this one; others every other one',
   security: bearerSecurity,
@@ -96,6 +99,7 @@ const logoutRoute = createRoute({
 const userRoute = createRoute({
   method: 'get',
   path: '/auth/v1/user',
+  operationId: 'getUser',
   tags: ['auth'],
   summary: "The caller's user (GoTrue-compatible; supabase-js getUser() and setSession() call it)",
   security: bearerSecurity,

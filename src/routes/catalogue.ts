@@ -61,6 +61,8 @@ export const GET_MODELS_PATH = '/functions/v1/get-models';
 const getModelsRoute = createRoute({
   method: 'get',
   path: GET_MODELS_PATH,
+  operationId: 'getModels',
+  security: [],
   tags: ['catalogue'],
   summary: 'Available models. Sends an ETag; If-None-Match with it answers 304',
   request: { headers: z.object({ 'if-none-match': z.string().optional() }) },
@@ -74,7 +76,7 @@ const getModelsRoute = createRoute({
       }),
       content: { 'application/json': { schema: z.object({ models: z.array(Model) }) } } },
     304: { description: 'Not modified', headers: modelsCacheHeaders },
-    ...errorResponses(503),
+    ...errorResponses(401, 429, 503),
   },
 });
 
@@ -82,6 +84,7 @@ const getModelsRoute = createRoute({
 const getModelsByPostRoute = createRoute({
   ...getModelsRoute,
   method: 'post',
+  operationId: 'getModelsViaPost',
   summary: `${getModelsRoute.summary} (POST, as supabase-js functions.invoke sends it; any body is ignored)`,
 });
 
@@ -113,10 +116,12 @@ const restRowsResponses = {
 const REST_SYNTAX =
   'PostgREST-compatible read (also HEAD): select=, col=[not.]op.value with op eq|neq|gt|gte|lt|lte|in.(a,b)|is.null|true|false, order=, limit=, offset=';
 
-const restTableRoute = (path: string, table: TableSpec, what: string) =>
+const restTableRoute = (path: string, operationId: string, table: TableSpec, what: string) =>
   createRoute({
     method: 'get',
     path,
+    operationId,
+    security: [],
     tags: ['catalogue'],
     summary: `${what}. ${REST_SYNTAX}`,
     description: `Filterable: ${Object.keys(table.filterable).join(', ')}. Orderable: ${table.orderable.join(', ')}. Read-only: other methods answer 404/405.`,
@@ -124,8 +129,8 @@ const restTableRoute = (path: string, table: TableSpec, what: string) =>
     responses: restRowsResponses,
   });
 
-const restModelsRoute = restTableRoute('/rest/v1/models', MODELS_TABLE, 'Available models');
-const restThemesRoute = restTableRoute('/rest/v1/themes', THEMES_TABLE, 'Available themes');
+const restModelsRoute = restTableRoute('/rest/v1/models', 'listModels', MODELS_TABLE, 'Available models');
+const restThemesRoute = restTableRoute('/rest/v1/themes', 'listThemes', THEMES_TABLE, 'Available themes');
 
 /** If-None-Match matching per RFC 9110 §13.1.2 (weak comparison; lists and *). */
 function etagMatches(header: string | undefined, etag: string): boolean {

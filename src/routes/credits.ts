@@ -23,6 +23,7 @@ const CreditsResponse = z
 const route = createRoute({
   method: 'get',
   path: '/functions/v1/get-user-credits',
+  operationId: 'getUserCredits',
   tags: ['credits'],
   summary: "The caller's spendable credits",
   security: bearerSecurity,

@@ -44,6 +44,8 @@ const DeviceCheckResponse = z
 const route = createRoute({
   method: 'post',
   path: '/functions/v1/device-check',
+  operationId: 'deviceCheck',
+  security: [],
   tags: ['auth'],
   summary: 'Guest onboarding: verify the device with Apple DeviceCheck, create the guest with its free credits, start a session',
   description:

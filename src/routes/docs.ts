@@ -3,9 +3,12 @@ import type { OpenAPIHono } from '@hono/zod-openapi';
 import { html, raw } from 'hono/html';
 import { ERROR_CODES } from '../errors/codes.js';
 import type { AppEnv } from '../http/context.js';
+import { errorResponses } from './schemas.js';
 
 const DOC_INFO = {
   openapi: '3.1.0',
+  // Relative: the paths are served by whichever host (or proxy) served this document.
+  servers: [{ url: '/', description: 'This server' }],
   info: {
     title: 'Rendio backend API',
     version: '0.1.0',
@@ -67,17 +70,21 @@ const lockIcon = raw(
 const docsRoute = createRoute({
   method: 'get',
   path: '/docs',
+  operationId: 'getDocs',
+  security: [],
   tags: ['operations'],
   summary: 'This reference as a web page (no external assets)',
-  responses: { 200: { description: 'HTML', content: { 'text/html': { schema: z.string() } } } },
+  responses: { 200: { description: 'HTML', content: { 'text/html': { schema: z.string() } } }, ...errorResponses(429) },
 });
 
 const openApiRoute = createRoute({
   method: 'get',
   path: '/openapi.json',
+  operationId: 'getOpenApiDocument',
+  security: [],
   tags: ['operations'],
   summary: 'This reference as OpenAPI 3.1',
-  responses: { 200: { description: 'OpenAPI document', content: { 'application/json': { schema: z.record(z.string(), z.unknown()) } } } },
+  responses: { 200: { description: 'OpenAPI document', content: { 'application/json': { schema: z.record(z.string(), z.unknown()) } } }, ...errorResponses(429) },
 });
 
 /** /openapi.json from the zod schemas, and /docs: a self-contained page (no CDN) rendered from it. */

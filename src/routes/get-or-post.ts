@@ -28,6 +28,7 @@ export function registerGetOrPost<Q extends z.ZodObject, R extends GetRoute>(
   const post = createRoute({
     ...get,
     method: 'post',
+    ...(route.operationId ? { operationId: `${route.operationId}ViaPost` } : {}),
     summary: `${route.summary ?? ''} (POST: the same parameters as a JSON body, as supabase-js functions.invoke sends them)`,
     request: { ...request, body: { content: { 'application/json': { schema } }, required: false } },
   });

@@ -12,14 +12,18 @@ import { errorResponses } from './schemas.js';
 const healthRoute = createRoute({
   method: 'get',
   path: '/health',
+  operationId: 'getHealth',
+  security: [],
   tags: ['operations'],
   summary: 'Liveness: the process answers (no database access); for restart probes',
-  responses: { 200: { description: 'Alive', content: { 'application/json': { schema: z.object({ status: z.literal('ok') }) } } } },
+  responses: { 200: { description: 'Alive', content: { 'application/json': { schema: z.object({ status: z.literal('ok') }) } } }, ...errorResponses(429) },
 });
 
 const readyRoute = createRoute({
   method: 'get',
   path: '/ready',
+  operationId: 'getReadiness',
+  security: [],
   tags: ['operations'],
   summary: 'Readiness: the database answers and no migration is pending; for load balancers',
   responses: {
@@ -32,12 +36,14 @@ const readyRoute = createRoute({
         },
       },
     },
+    ...errorResponses(429),
   },
 });
 
 const metricsRoute = createRoute({
   method: 'get',
   path: '/metrics',
+  operationId: 'getMetrics',
   tags: ['operations'],
   summary: 'Prometheus metrics; on this port only with METRICS_TOKEN (bearer), else 404 (METRICS_PORT serves them on loopback)',
   security: [{ metricsToken: [] }],

@@ -46,6 +46,7 @@ const MergeResponse = z
 const route = createRoute({
   method: 'post',
   path: '/functions/v1/merge-guest-user',
+  operationId: 'mergeGuestUser',
   tags: ['auth'],
   summary: "Sign in with Apple from the shipped app: the caller's guest joins the Apple account (a new Apple account simply becomes the guest)",
   description:

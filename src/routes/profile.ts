@@ -58,6 +58,7 @@ export async function userProfile(s: Pick<Services, 'db'>, id: string): Promise<
 const profileRoute = createRoute({
   method: 'get',
   path: '/functions/v1/get-user-profile',
+  operationId: 'getUserProfile',
   tags: ['users'],
   summary: "The caller's profile",
   security: bearerSecurity,
@@ -89,6 +90,7 @@ const USERS_PATCH: TableSpec = { selectable: ['id', 'language', 'theme_preferenc
 const patchRoute = createRoute({
   method: 'patch',
   path: '/rest/v1/users',
+  operationId: 'updateUser',
   tags: ['users'],
   summary: 'Update language / theme (PostgREST-compatible: ?id=eq.{id}; Prefer: return=representation returns the row)',
   description:

@@ -55,6 +55,7 @@ const UpdateCreditsResponse = z
 const updateCreditsRoute = createRoute({
   method: 'post',
   path: '/functions/v1/update-credits',
+  operationId: 'updateCredits',
   tags: ['purchases'],
   summary: 'Credit an App Store consumable purchase, verified with Apple',
   description:
@@ -75,6 +76,8 @@ const NotificationBody = z.object({ signedPayload: z.string().min(1).max(256 * 1
 const notificationsRoute = createRoute({
   method: 'post',
   path: '/functions/v1/apple-server-notifications',
+  operationId: 'receiveAppStoreNotification',
+  security: [],
   tags: ['purchases'],
   summary: 'App Store Server Notifications V2 (REFUND, REFUND_REVERSED, CONSUMPTION_REQUEST, TEST)',
   description:

@@ -40,6 +40,7 @@ const UnregisterBody = z.object({ token: Token, user_id: UserIdInBody }).openapi
 const registerRoute = createRoute({
   method: 'post',
   path: '/functions/v1/register-push-token',
+  operationId: 'registerPushToken',
   tags: ['users'],
   summary: "Register this device's APNs token for video ready/failed notifications",
   description: 'Idempotent. A token another user registered before moves to the caller. Logout, account deletion and 410 answers from APNs remove it.',
@@ -54,6 +55,7 @@ const registerRoute = createRoute({
 const unregisterRoute = createRoute({
   method: 'post',
   path: '/functions/v1/unregister-push-token',
+  operationId: 'unregisterPushToken',
   tags: ['users'],
   summary: "Stop notifications to this device (the caller's token only)",
   description: 'Idempotent: removed tells whether the caller had the token.',

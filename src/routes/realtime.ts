@@ -8,6 +8,8 @@ import { errorResponses } from './schemas.js';
 const websocketRoute = createRoute({
   method: 'get',
   path: REALTIME_PATH,
+  operationId: 'connectRealtime',
+  security: [],
   tags: ['realtime'],
   summary: 'Supabase Realtime (WebSocket, Phoenix protocol): a job\'s changes as postgres_changes UPDATEs',
   description:

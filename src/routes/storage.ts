@@ -21,6 +21,7 @@ import { bearerSecurity, errorResponses } from './schemas.js';
 const uploadRoute = createRoute({
   method: 'post',
   path: '/storage/v1/object/{bucket}/{key}',
+  operationId: 'uploadObject',
   tags: ['storage'],
   summary: 'Upload an input image (raw bytes, or multipart/form-data as supabase-js sends it) into your own folder of the public inputs bucket',
   description:
@@ -66,6 +67,8 @@ const downloadResponses = {
 const publicRoute = createRoute({
   method: 'get',
   path: '/storage/v1/object/public/{bucket}/{key}',
+  operationId: 'getPublicObject',
+  security: [],
   tags: ['storage'],
   summary: 'Read an input image without auth (the URL the app builds and providers fetch); also HEAD',
   description: `Only bucket "thumbnails". ${DOWNLOAD_DESCRIPTION}`,
@@ -76,6 +79,8 @@ const publicRoute = createRoute({
 const signedRoute = createRoute({
   method: 'get',
   path: '/storage/v1/object/sign/{bucket}/{key}',
+  operationId: 'getSignedObject',
+  security: [],
   tags: ['storage'],
   summary: 'Download a result through a signed, expiring URL (local storage backend); also HEAD',
   description:
@@ -92,6 +97,7 @@ const signedRoute = createRoute({
 const ownDownloadRoute = createRoute({
   method: 'get',
   path: '/storage/v1/object/{bucket}/{key}',
+  operationId: 'getObject',
   tags: ['storage'],
   summary: 'Download one of your own objects with your token (supabase-js download(), exists() as HEAD); also /storage/v1/object/authenticated/{bucket}/{key}',
   description: `Buckets "thumbnails" (your uploads) and "videos" (your results); another user's object is 404. ${DOWNLOAD_DESCRIPTION}`,
@@ -107,6 +113,7 @@ const SignBody = z.object({
 const createSignedRoute = createRoute({
   method: 'post',
   path: '/storage/v1/object/sign/{bucket}/{key}',
+  operationId: 'createSignedUrl',
   tags: ['storage'],
   summary: 'A signed, expiring download URL for one of your own objects (supabase-js createSignedUrl())',
   description:
@@ -134,6 +141,7 @@ const RemovedObject = z.object({
 const removeRoute = createRoute({
   method: 'delete',
   path: '/storage/v1/object/{bucket}',
+  operationId: 'removeObjects',
   tags: ['storage'],
   summary: 'Remove your own uploads (supabase-js remove()): body {prefixes: [keys]}; answers the objects removed',
   description:
@@ -180,7 +188,7 @@ export function registerStorage(app: OpenAPIHono<AppEnv>, s: Services) {
   const uploadPath = '/storage/v1/object/:bucket{[a-z0-9_-]+}/:key{.+}';
 
   const withUser = requireUser(authOptions(s), async () => undefined);
-  const apiKey = requireApiKey(s.config.anonKey);
+  const apiKey = requireApiKey(s.config.acceptedAnonKeys);
   const smallJson = [
     apiKey,
     requireJsonBody(),
@@ -216,7 +224,7 @@ export function registerStorage(app: OpenAPIHono<AppEnv>, s: Services) {
     },
   });
   app.openAPIRegistry.registerPath(uploadRoute);
-  app.openAPIRegistry.registerPath({ ...uploadRoute, method: 'put', summary: 'Upload or replace an input image (supabase-js update()): as POST, always overwriting' });
+  app.openAPIRegistry.registerPath({ ...uploadRoute, method: 'put', operationId: 'replaceObject', summary: 'Upload or replace an input image (supabase-js update()): as POST, always overwriting' });
   app.post(uploadPath, apiKey, uploadLimit, withUser, upload('header'));
   app.put(uploadPath, apiKey, uploadLimit, withUser, upload('always'));
 
@@ -253,7 +261,7 @@ export function registerStorage(app: OpenAPIHono<AppEnv>, s: Services) {
   // Authenticated read of the caller's own objects. Its bucket pattern names the buckets, so the
   // public/ and sign/ paths above never reach it.
   app.openAPIRegistry.registerPath(ownDownloadRoute);
-  app.openAPIRegistry.registerPath({ ...ownDownloadRoute, path: '/storage/v1/object/authenticated/{bucket}/{key}', summary: 'The same download under supabase-js\'s authenticated/ path' });
+  app.openAPIRegistry.registerPath({ ...ownDownloadRoute, path: '/storage/v1/object/authenticated/{bucket}/{key}', operationId: 'getAuthenticatedObject', summary: 'The same download under supabase-js\'s authenticated/ path' });
   for (const path of ['/storage/v1/object/authenticated/:bucket{[a-z0-9_-]+}/:key{.+}', '/storage/v1/object/:bucket{thumbnails|videos}/:key{.+}']) {
     app.get(path, apiKey, withUser, async (c) => serve(c, await s.storage.ownObject(c.req.param('bucket') ?? '', c.req.param('key') ?? '', c.get('user').id)));
   }

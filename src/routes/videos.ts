@@ -47,6 +47,7 @@ const generateRoute = (claimKey: MiddlewareHandler<IdempotentEnv>, limitAddress:
   createRoute({
     method: 'post',
     path: '/functions/v1/generate-video',
+    operationId: 'generateVideo',
     middleware: [claimKey, limitAddress] as const,
     tags: ['videos'],
     summary: 'Start a video: holds its price in credits and queues it. Requires an Idempotency-Key header',
@@ -100,6 +101,7 @@ const LegacyJobStatus = z
 const statusRoute = createRoute({
   method: 'get',
   path: '/functions/v1/get-video-status',
+  operationId: 'getVideoStatus',
   tags: ['videos'],
   summary: 'One job of the caller (video_url and thumbnail_url are signed, expiring URLs)',
   description:
@@ -118,6 +120,7 @@ const statusRoute = createRoute({
 const historyRoute = createRoute({
   method: 'get',
   path: '/functions/v1/get-video-jobs',
+  operationId: 'getVideoJobs',
   tags: ['videos'],
   summary: "The caller's jobs, newest first. limit 1–100 (default 20) with offset, or with next_cursor from the previous page",
   security: bearerSecurity,
@@ -140,6 +143,7 @@ const historyRoute = createRoute({
 const deleteRoute = createRoute({
   method: 'post',
   path: '/functions/v1/delete-video-job',
+  operationId: 'deleteVideoJob',
   tags: ['videos'],
   summary: 'Delete one of the caller’s jobs: a running job is cancelled and its credits returned; stored files are removed',
   security: bearerSecurity,
@@ -150,6 +154,7 @@ const deleteRoute = createRoute({
 const eventsRoute = createRoute({
   method: 'get',
   path: '/functions/v1/video-events',
+  operationId: 'streamVideoEvents',
   tags: ['videos'],
   summary: 'Server-sent events for one job: an "status" event with the job (as get-video-status) on every state change, until it ends',
   description:

@@ -10,6 +10,8 @@ import { errorResponses } from './schemas.js';
 const route = createRoute({
   method: 'post',
   path: '/functions/v1/provider-webhook/{provider}',
+  operationId: 'receiveProviderWebhook',
+  security: [],
   tags: ['webhooks'],
   summary: "A provider's completion callback (fal). Signature verified on the raw bytes before parsing; replays change nothing",
   request: {
