@@ -7,7 +7,8 @@ import { createLogger } from '../src/logger.js';
 
 /** Limits no bench can reach: the limiter runs (its cost is in every number) but never refuses. */
 export const UNREACHABLE_LIMITS =
-  'global.ip=1000000000/60,generate-video.user=1000000000/3600,generate-video.ip=1000000000/3600,device-check.ip=1000000/3600,device-check.device=1000000/3600';
+  'global.ip=1000000000/60,generate-video.user=1000000000/3600,generate-video.ip=1000000000/3600,device-check.ip=1000000/3600,device-check.device=1000000/3600,' +
+  'realtime-join.user=1000000/60,realtime-join.ip=1000000/60';
 
 /**
  * In this process against the bench database (or Redis): the global rule and generate-video's two

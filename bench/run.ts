@@ -32,6 +32,7 @@ import { verifyLedger } from '../src/ledger/verify.js';
 import { createLogger } from '../src/logger.js';
 import { adminQuery, withDatabase } from '../test/support/db.js';
 import { clusterCpuMs, coldStartMs, freePort, measure, peakRssMib, spawnNode, stop, waitForAnswer, type Load, type Measured } from './measure.js';
+import { realtimeFanOut } from './fanout.js';
 import { UNREACHABLE_LIMITS, limiterLatency } from './limiter.js';
 import { writeReport, type Row } from './report.js';
 
@@ -46,6 +47,9 @@ const { values: args } = parseArgs({
     'no-embedded': { type: 'boolean', default: false },
     /** Also time the limiter on this Redis (e.g. redis://127.0.0.1:6379). */
     'redis-url': { type: 'string' },
+    /** Realtime fan-out: how many sockets watch one job's change, per size (bench/fanout.ts). */
+    fanout: { type: 'string', default: '1,100,1000,5000' },
+    'fanout-changes': { type: 'string', default: '20' },
     /** Where the results go instead of bench/results/latest.json and docs/PERFORMANCE.md. */
     json: { type: 'string' },
     doc: { type: 'string' },
@@ -115,6 +119,16 @@ async function main() {
       apiWatch,
     );
     const rssApi = peakRssMib(server.child.pid!);
+    const [fanJob, fanToken] = inFlight[0] ?? owners[0]!;
+    const fanOut = await realtimeFanOut({
+      base: server.base,
+      dbUrl,
+      serverPid: server.child.pid!,
+      jobId: fanJob,
+      token: fanToken,
+      sizes: args.fanout.split(',').map(Number),
+      changes: Number(args['fanout-changes']),
+    });
     await stop(server.child);
 
     // ---- Baselines ----
@@ -182,6 +196,16 @@ async function main() {
       { name: 'cold start to /health, migrated PostgreSQL', value: migratedStartMs, unit: 'ms', baseline: 'bare Hono', baseline_value: bareStartMs, ratio: Math.round((migratedStartMs / bareStartMs) * 10) / 10, target: '< 1000 ms', met: migratedStartMs < 1000 },
       { name: 'cold start to /health, fresh database (migrations)', value: freshStartMs, unit: 'ms' },
       ...(embeddedStartMs !== undefined ? [{ name: 'cold start to /health, embedded PostgreSQL (existing data dir)', value: embeddedStartMs, unit: 'ms' } as Row] : []),
+      ...fanOut.map(
+        (f): Row => ({
+          name: `Realtime: one job change to ${f.sockets} socket${f.sockets === 1 ? '' : 's'} (commit → last socket)`,
+          value: f.p50_ms,
+          unit: 'ms median',
+          p50_ms: f.p50_ms,
+          p99_ms: f.p99_ms,
+          detail: `p99 ${f.p99_ms} ms; ${f.rss_per_socket_kib} KiB per socket; ${f.cpu_us_per_event} µs server CPU per delivered event`,
+        }),
+      ),
     );
 
     const limiter = [await limiterLatency(dbUrl, undefined)];
@@ -231,6 +255,8 @@ function serverProcess(dbUrl: string | undefined, dataDir: string, env: Record<s
     WORKER_POLL_INTERVAL_MS: '200',
     // The limiter runs (its cost is part of every number) but never refuses: one address, few users.
     RATE_LIMITS: UNREACHABLE_LIMITS,
+    // The fan-out scenario opens thousands of sockets from this one address.
+    REALTIME_MAX_SOCKETS_PER_ADDRESS: '10000',
     ...env,
   });
 }

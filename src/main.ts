@@ -8,6 +8,7 @@ import { migrate } from './db/migrate.js';
 import { listAvailableModels } from './db/queries/catalogue.js';
 import { createPool, whenDatabaseAvailable } from './db/pool.js';
 import { installQueueSchema } from './jobs/queue.js';
+import { CpuBudget } from './jobs/cpu-budget.js';
 import { createWorkerPool, startWorker } from './jobs/worker.js';
 import type { Runner } from 'graphile-worker';
 import type { Pool } from 'pg';
@@ -107,6 +108,7 @@ async function main() {
   let services: Services | undefined;
   let servers: { api: ListeningServer; metrics: ListeningServer | undefined; admin: ListeningServer | undefined } | undefined;
   let worker: Runner | undefined;
+  let budget: CpuBudget | undefined;
   let stopping = false;
   const shutdown = async (reason: string, exitCode = 0) => {
     if (stopping) return;
@@ -133,6 +135,7 @@ async function main() {
     await step('metrics http', () => servers?.metrics?.close());
     await step('admin http', () => servers?.admin?.close());
     await step('worker', () => worker?.stop());
+    budget?.close();
     await step('listen', () => services?.listener.close());
     await step('apns', () => services?.push.close());
     await step('error log', () => services?.errorLog.drain());
@@ -216,8 +219,11 @@ async function main() {
     await Promise.race([services.rateLimits.ready(), new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
     services.providers.announceSimulated(await listAvailableModels(services.db));
 
+    // ROLE=all: the worker yields to the API's requests (src/jobs/cpu-budget.ts); WORKER_CPU_SHARE=1 turns it off.
+    budget = config.role === 'all' && config.worker.cpuShare < 1 ? new CpuBudget(config.worker.cpuShare) : undefined;
     if (config.role !== 'api') {
       worker = await startWorker({
+        budget,
         ...services.worker,
         pool: services.workerDb,
         listener: services.listener,
@@ -228,6 +234,8 @@ async function main() {
     }
     if (config.role !== 'worker') {
       servers = await startHttpServers(services);
+      const api = servers.api;
+      budget?.whileServing(() => api.requestsStarted());
       log.info({ port: servers.api.port, role: config.role, embedded: Boolean(embedded) }, `rendio listening on http://localhost:${servers.api.port}`);
       if (servers.metrics) log.info({ port: servers.metrics.port }, `metrics on http://127.0.0.1:${servers.metrics.port}/metrics (loopback only)`);
       else if (!config.metrics.token) log.info('/metrics is off: set METRICS_TOKEN (bearer on the public port) or METRICS_PORT (loopback only)');

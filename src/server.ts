@@ -56,6 +56,8 @@ const CLOSE_GRACE_MS = 5000;
 export interface ListeningServer {
   server: Server;
   port: number;
+  /** Requests this server has started answering, ever (the worker's CPU budget watches it move). */
+  requestsStarted(): number;
   /**
    * Stops accepting and lets in-flight requests finish (idle keep-alive connections are closed);
    * connections still open after the grace period — long streams such as video-events, which end
@@ -88,9 +90,12 @@ export async function startHttpServer(
   });
   server.keepAliveTimeout = limits.keepAliveTimeoutMs;
   server.maxConnections = limits.maxConnections;
+  let requests = 0;
+  server.on('request', () => void requests++);
   return {
     server,
     port: (server.address() as AddressInfo).port,
+    requestsStarted: () => requests,
     close: (graceMs = CLOSE_GRACE_MS) =>
       new Promise<void>((resolve, reject) => {
         const cutOff = setTimeout(() => server.closeAllConnections(), graceMs);

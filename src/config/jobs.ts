@@ -7,6 +7,11 @@ export const jobsEnv = z.object({
   WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(8),
   /** Connections of the worker's own pool; default WORKER_CONCURRENCY + 3 (graphile fetches and completes on its own connections; its LISTEN is the process's shared one). */
   WORKER_DATABASE_POOL_MAX: z.coerce.number().int().min(2).max(200).optional(),
+  /**
+   * ROLE=all only: while the API answers requests and the event loop is busier than this share,
+   * the worker's next task waits (src/jobs/cpu-budget.ts), so a backlog cannot starve the API. 1: no budget.
+   */
+  WORKER_CPU_SHARE: z.coerce.number().min(0.05).max(1).default(0.5),
   /** How often the worker looks for delayed jobs (retries, polls), in ms. */
   WORKER_POLL_INTERVAL_MS: z.coerce.number().int().min(50).max(60_000).default(1000),
   IDEMPOTENCY_KEY_TTL_HOURS: z.coerce.number().int().min(24).max(24 * 30).default(24),
@@ -33,7 +38,7 @@ type JobsEnv = z.infer<typeof jobsEnv>;
 
 export interface JobsSection {
   /** databasePoolMax: the worker role's own pool (never shared with the API, so neither starves the other). */
-  worker: { concurrency: number; pollIntervalMs: number; databasePoolMax: number };
+  worker: { concurrency: number; pollIntervalMs: number; databasePoolMax: number; cpuShare: number };
   idempotencyKeyTtlHours: number;
   idempotencyLockSeconds: number;
   submitLeaseSeconds: number;
@@ -49,6 +54,7 @@ export function jobsSection(e: JobsEnv & Pick<ServerEnv, 'NODE_ENV'>, report: Re
       concurrency: e.WORKER_CONCURRENCY,
       pollIntervalMs: e.WORKER_POLL_INTERVAL_MS,
       databasePoolMax: e.WORKER_DATABASE_POOL_MAX ?? e.WORKER_CONCURRENCY + 3,
+      cpuShare: e.WORKER_CPU_SHARE,
     },
     idempotencyKeyTtlHours: e.IDEMPOTENCY_KEY_TTL_HOURS,
     idempotencyLockSeconds: e.IDEMPOTENCY_LOCK_SECONDS,

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { Logger as GraphileLogger, run, type Runner, type TaskList, type WorkerEvents } from 'graphile-worker';
+import { Logger as GraphileLogger, run, type Runner, type Task, type TaskList, type WorkerEvents } from 'graphile-worker';
 import type pg from 'pg';
 import { createPool } from '../db/pool.js';
 import type { DatabaseListener } from '../db/listener.js';
@@ -7,6 +7,7 @@ import type { Logger } from '../logger.js';
 import type { PurchaseService } from '../apple/purchases.js';
 import type { AccountDeletionService } from '../auth/account-deletion.js';
 import type { PushService } from '../push/notifications.js';
+import type { CpuBudget } from './cpu-budget.js';
 import { startHeartbeat } from './heartbeat.js';
 import type { LedgerVerificationTask } from './ledger-verification.js';
 import type { RetentionService } from './retention.js';
@@ -85,6 +86,14 @@ const RETENTION_CRONTAB = [
  * retention. A broken invariant is logged as an error and raises rendio_ledger_violations.
  */
 const LEDGER_CRONTAB = ['7 4 * * * verify_ledger ?max=1'];
+
+/** Every task takes a turn from the CPU budget first (ROLE=all), then runs. */
+function budgeted(tasks: TaskList, budget: CpuBudget | undefined): TaskList {
+  if (!budget) return tasks;
+  return Object.fromEntries(
+    Object.entries(tasks).map(([name, task]) => [name, async (...args: Parameters<Task>) => (await budget.turn(), task!(...args))]),
+  );
+}
 
 export function taskList({ jobs, purchases, accountDeletion, push, cleanupIdempotencyKeys, cleanupUsedIdentityTokens, retention, ledgerVerification }: WorkerDeps): TaskList {
   return {
@@ -193,6 +202,8 @@ export async function startWorker(opts: WorkerDeps & {
   concurrency: number;
   pollIntervalMs: number;
   log: Logger;
+  /** ROLE=all: the API's share of the event loop comes first (cpu-budget.ts). */
+  budget?: CpuBudget;
 }): Promise<Runner> {
   const log = opts.log.child({ component: 'worker' });
   const logger = new GraphileLogger(() => (level, message, meta) => {
@@ -207,7 +218,7 @@ export async function startWorker(opts: WorkerDeps & {
   const runner = await run({
     pgPool: poolWithSharedListen(opts.pool, opts.listener),
     events,
-    taskList: taskList(opts),
+    taskList: budgeted(taskList(opts), opts.budget),
     // Timeouts and stuck-job nudges every minute; expired idempotency keys hourly; retention and verify-ledger nightly.
     crontab: [
       '* * * * * sweep_video_jobs ?max=1',

@@ -37,7 +37,7 @@ describe('bench commands', () => {
     const before = published();
 
     const out = await npmRun([
-      'bench', '--', '--duration', '1', '--rounds', '1', '--warmup', '0', '--connections', '2', '--users', '4', '--no-embedded',
+      'bench', '--', '--duration', '1', '--rounds', '1', '--warmup', '0', '--connections', '2', '--users', '4', '--no-embedded', '--fanout', '1,10', '--fanout-changes', '2',
       '--database-url', inject('adminUrl'), '--json', json, '--doc', doc,
     ]);
     expect(out).toMatch(/^ledger invariants hold after the benchmark$/m);
@@ -58,6 +58,8 @@ describe('bench commands', () => {
       'peak RSS (VmHWM), API only / API + worker',
       'cold start to /health, migrated PostgreSQL',
       'cold start to /health, fresh database (migrations)',
+      'Realtime: one job change to 1 socket (commit → last socket)',
+      'Realtime: one job change to 10 sockets (commit → last socket)',
       "rate limiter's added latency per generate-video (postgres)",
     ]);
     // Measured, whatever the number: a 1 s round on a loaded machine may well see no answer at all.
