@@ -7,12 +7,19 @@ import { bearerToken } from './auth.js';
 import type { AppEnv } from './context.js';
 import { negotiateLanguage } from '../errors/i18n.js';
 import type { Metrics } from '../metrics.js';
+import type { AccessLogLevel } from '../config/observability.js';
 import { findUnstorableText, isStorableText, storableText } from './storable-text.js';
 
 const SAFE_REQUEST_ID = /^[\w.-]{8,128}$/;
 
-/** Request id (accepted from X-Request-Id when sane), per-request logger, language, metrics. */
-export function requestContext(log: Logger, metrics: Metrics): MiddlewareHandler<AppEnv> {
+/**
+ * Request id (accepted from X-Request-Id when sane), per-request logger, language, metrics, and the
+ * access log: one line per request, written after the answer with what only then is known (route
+ * pattern, status, user, error code). It is on every request's path, so whether it is written is
+ * decided once here, and the line is one object built only when it is.
+ */
+export function requestContext(log: Logger, metrics: Metrics, accessLog: AccessLogLevel = 'info'): MiddlewareHandler<AppEnv> {
+  const accessLevel = accessLog !== 'off' && log.isLevelEnabled(accessLog) ? accessLog : undefined;
   return async (c, next) => {
     const inbound = c.req.header('x-request-id');
     const requestId = inbound && SAFE_REQUEST_ID.test(inbound) ? inbound : randomUUID();
@@ -25,7 +32,22 @@ export function requestContext(log: Logger, metrics: Metrics): MiddlewareHandler
     const seconds = (performance.now() - started) / 1000;
     const route = c.req.routePath || 'unmatched';
     metrics.observeRequest(c.req.method, route, c.res.status, seconds);
-    c.get('log').debug({ method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round(seconds * 1000) }, 'request');
+    // The child logger carries requestId: naming it here again would write the key twice.
+    if (accessLevel) {
+      c.get('log')[accessLevel](
+        {
+          method: c.req.method,
+          route,
+          path: c.req.path,
+          status: c.res.status,
+          ms: Math.round(seconds * 10_000) / 10,
+          userId: c.get('user')?.id,
+          adminId: c.get('admin')?.adminId,
+          code: c.get('errorCode'),
+        },
+        'request',
+      );
+    }
   };
 }
 
