@@ -14,6 +14,7 @@ import type { Pool } from 'pg';
 import { createLogger, type Logger } from './logger.js';
 import { assertPortFree, checkDatabase, loadDotEnv, StartupError } from './runtime.js';
 import { startHttpServers, startMetricsServer, type ListeningServer } from './server.js';
+import { startTracing } from './tracing.js';
 import { buildServices, type Services } from './services.js';
 
 /** Start-up: config → database (embedded unless DATABASE_URL) → migrations → HTTP; shutdown in reverse. */
@@ -98,6 +99,8 @@ async function main() {
     throw err;
   }
   const log = createLogger(config.logLevel, {}, { format: config.logFormat });
+  const tracing = config.tracing && startTracing(config.tracing);
+  if (config.tracing) log.info({ endpoint: config.tracing.endpoint }, 'OpenTelemetry traces on (OTEL_EXPORTER_OTLP_ENDPOINT)');
 
   // Everything start-up creates, so that shutdown (a signal, a fatal error, or a failed start-up)
   // stops exactly what exists, in reverse order.
@@ -141,6 +144,7 @@ async function main() {
     await step('lock pool', () => services?.lockDb.end());
     await step('worker pool', () => workerDb?.end());
     await step('embedded postgres', () => embedded?.stop());
+    await step('traces', () => tracing?.shutdown());
     log.info({ exitCode }, 'stopped');
     process.exit(exitCode);
   };

@@ -15,6 +15,9 @@ export const observabilityEnv = z.object({
   METRICS_TOKEN: z.string().min(16, 'METRICS_TOKEN must be at least 16 characters').optional(),
   /** Serves /metrics (without a token) on this port, bound to 127.0.0.1 only. */
   METRICS_PORT: port('METRICS_PORT', 1).optional(),
+  /** OpenTelemetry traces go to this OTLP/HTTP collector (…/v1/traces); unset: no tracing. */
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.url({ protocol: /^https?$/, error: 'OTEL_EXPORTER_OTLP_ENDPOINT must be an http(s) URL' }).optional(),
+  OTEL_SERVICE_NAME: z.string().min(1).default('rendio'),
 });
 type ObservabilityEnv = z.infer<typeof observabilityEnv> & Pick<ServerEnv, 'PORT' | 'NODE_ENV'>;
 
@@ -27,6 +30,14 @@ export interface ObservabilitySection {
   accessLog: AccessLogLevel;
   /** /metrics: a bearer token for the public port, and/or a loopback-only port of its own. */
   metrics: { token: string | undefined; port: number | undefined };
+  /** OpenTelemetry traces: off (undefined) unless OTEL_EXPORTER_OTLP_ENDPOINT is set. */
+  tracing: TracingConfig | undefined;
+}
+
+export interface TracingConfig {
+  /** The collector's base URL; spans are posted to <endpoint>/v1/traces. */
+  endpoint: string;
+  serviceName: string;
 }
 
 /**
@@ -47,5 +58,6 @@ export function observabilitySection(e: ObservabilityEnv, report: ReportIssue): 
     logFormat: resolveLogFormat(e.LOG_FORMAT, e.NODE_ENV, process.stdout.isTTY === true),
     accessLog: e.ACCESS_LOG,
     metrics: { token: e.METRICS_TOKEN, port: e.METRICS_PORT },
+    tracing: e.OTEL_EXPORTER_OTLP_ENDPOINT ? { endpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, ''), serviceName: e.OTEL_SERVICE_NAME } : undefined,
   };
 }

@@ -8,6 +8,8 @@ import type { AppEnv } from './context.js';
 import { negotiateLanguage } from '../errors/i18n.js';
 import type { Metrics } from '../metrics.js';
 import type { AccessLogLevel } from '../config/observability.js';
+import { SpanStatusCode } from '@opentelemetry/api';
+import { SpanKind, contextFrom, inSpan } from '../tracing.js';
 import { findUnstorableText, isStorableText, storableText } from './storable-text.js';
 
 const SAFE_REQUEST_ID = /^[\w.-]{8,128}$/;
@@ -18,7 +20,7 @@ const SAFE_REQUEST_ID = /^[\w.-]{8,128}$/;
  * pattern, status, user, error code). It is on every request's path, so whether it is written is
  * decided once here, and the line is one object built only when it is.
  */
-export function requestContext(log: Logger, metrics: Metrics, accessLog: AccessLogLevel = 'info'): MiddlewareHandler<AppEnv> {
+export function requestContext(log: Logger, metrics: Metrics, accessLog: AccessLogLevel = 'info', tracing = false): MiddlewareHandler<AppEnv> {
   const accessLevel = accessLog !== 'off' && log.isLevelEnabled(accessLog) ? accessLog : undefined;
   return async (c, next) => {
     const inbound = c.req.header('x-request-id');
@@ -27,7 +29,8 @@ export function requestContext(log: Logger, metrics: Metrics, accessLog: AccessL
     c.set('log', log.child({ requestId }));
     c.set('lang', negotiateLanguage(c.req.header('accept-language')));
     const started = performance.now();
-    await next();
+    if (tracing) await tracedRequest(c, requestId, next);
+    else await next();
     c.header('X-Request-Id', requestId);
     const seconds = (performance.now() - started) / 1000;
     const route = c.req.routePath || 'unmatched';
@@ -49,6 +52,21 @@ export function requestContext(log: Logger, metrics: Metrics, accessLog: AccessL
       );
     }
   };
+}
+
+/**
+ * The request's span (a child of the caller's traceparent, if any): what the handler enqueues
+ * carries it on to the worker (src/jobs/queue.ts), so one trace runs request → queue → provider → ingest.
+ */
+function tracedRequest(c: Context<AppEnv>, requestId: string, next: () => Promise<void>): Promise<void> {
+  const attributes = { 'http.request.method': c.req.method, 'url.path': c.req.path, 'rendio.request_id': requestId };
+  return inSpan(`${c.req.method}`, attributes, async (span) => {
+    await next();
+    const route = c.req.routePath || 'unmatched';
+    span.updateName(`${c.req.method} ${route}`);
+    span.setAttributes({ 'http.route': route, 'http.response.status_code': c.res.status });
+    if (c.res.status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+  }, { kind: SpanKind.SERVER, parent: contextFrom(c.req.header()) });
 }
 
 /**

@@ -1,4 +1,5 @@
 import type { Logger } from '../logger.js';
+import { SpanKind, inSpan } from '../tracing.js';
 import { ProviderError, answerMayBeLost, type ProviderAdapter, type ProviderName } from './types.js';
 
 /** Told about every call to a provider's API: its operation, duration and outcome (ok, lost, or an error code). */
@@ -7,26 +8,27 @@ export type ProviderCallObserver = (provider: string, operation: string, seconds
 const OBSERVED_CALLS = { submit: 'submit', status: 'status', fetchResult: 'fetch_result', cancel: 'cancel', download: 'download' } as const;
 
 /**
- * The adapter with each API call timed and its outcome told to the observer: one place for every
- * provider, so no adapter and no caller carries metrics code. Everything else is the adapter's own.
+ * The adapter with each API call timed (a metric and, with tracing on, a span) and its outcome told
+ * to the observer: one place for every provider, so no adapter and no caller carries that code. Everything else is the adapter's own.
  */
 function observed(adapter: ProviderAdapter, observe: ProviderCallObserver): ProviderAdapter {
   const wrapped = Object.create(adapter) as Record<string, unknown>;
   for (const [method, operation] of Object.entries(OBSERVED_CALLS)) {
     const call = (adapter as unknown as Record<string, ((...args: unknown[]) => Promise<unknown>) | undefined>)[method];
     if (!call) continue;
-    wrapped[method] = async (...args: unknown[]) => {
-      const started = performance.now();
-      const seconds = () => (performance.now() - started) / 1000;
-      try {
-        const result = await call.apply(adapter, args);
-        observe(adapter.name, operation, seconds(), 'ok'); // cancel never throws: its answers are rendio_provider_cancels_total's
-        return result;
-      } catch (err) {
-        observe(adapter.name, operation, seconds(), answerMayBeLost(err) ? 'lost' : err instanceof ProviderError ? err.code : 'error');
-        throw err;
-      }
-    };
+    wrapped[method] = (...args: unknown[]) =>
+      inSpan(`provider ${operation}`, { 'rendio.provider': adapter.name, 'rendio.operation': operation }, async () => {
+        const started = performance.now();
+        const seconds = () => (performance.now() - started) / 1000;
+        try {
+          const result = await call.apply(adapter, args);
+          observe(adapter.name, operation, seconds(), 'ok'); // cancel never throws: its answers are rendio_provider_cancels_total's
+          return result;
+        } catch (err) {
+          observe(adapter.name, operation, seconds(), answerMayBeLost(err) ? 'lost' : err instanceof ProviderError ? err.code : 'error');
+          throw err;
+        }
+      }, { kind: SpanKind.CLIENT });
   }
   return wrapped as unknown as ProviderAdapter;
 }

@@ -5,6 +5,7 @@ import { loadConfig } from '../../src/config/index.js';
 import { resolveLogFormat } from '../../src/config/observability.js';
 import { adminQuery, dropTestDatabase, runPrefix, withDatabase } from '../support/db.js';
 import { deviceToken } from '../fakes/device-check.js';
+import { fakeOtlpReceiver } from '../fakes/otlp.js';
 import { MAIN, freePort, portIsFree, startProcess, startServer, waitFor, waitForReady, type ServerProcess } from '../support/process.js';
 import { strictLogLines } from '../support/strict-json.js';
 import { temporaryFolder } from '../support/temp.js';
@@ -14,7 +15,9 @@ import { temporaryFolder } from '../support/temp.js';
  * and a ROLE=worker process on a database they migrate themselves, a video made end to end. Every
  * line of both must be one JSON object with no key twice; each request one access line; the
  * migrations one line. Both serve /metrics on METRICS_PORT (the worker has no other port), and the
- * job's life is on them. At a terminal the same server writes human-readable lines.
+ * job's life is on them. Both send OpenTelemetry traces to a local OTLP receiver: the video's is one
+ * trace across the two processes, request → queue → provider → ingest. At a terminal the same
+ * server writes human-readable lines.
  */
 
 const JWT_SECRET = 'logs-test-secret-that-is-long-enough-0123456789';
@@ -45,7 +48,9 @@ async function stop(p: ServerProcess): Promise<void> {
 describe('the logs and metrics of a running server', () => {
   it('API and worker processes: strict JSON lines, one access line per request, one migrations line, metrics on both', { timeout: 240_000 }, async () => {
     const [port, apiMetricsPort, workerMetricsPort] = [await freePort(), await freePort(), await freePort()];
+    const collector = await fakeOtlpReceiver().start();
     const env = {
+      OTEL_EXPORTER_OTLP_ENDPOINT: collector.url,
       DATABASE_URL: withDatabase(adminUrl, dbName),
       JWT_SECRET,
       HOST: '127.0.0.1',
@@ -112,6 +117,20 @@ describe('the logs and metrics of a running server', () => {
     const migrationLines = (lines: Record<string, unknown>[]) => lines.filter((r) => (r.level as number) >= 30 && /migration/i.test(String(r.msg)));
     expect(migrationLines(apiLines)).toEqual([expect.objectContaining({ msg: expect.stringMatching(/^migrations: \d+ applied; schema at \d{4}_/) })]);
     expect(migrationLines(workerLines)).toEqual([expect.objectContaining({ msg: expect.stringMatching(/^migrations: schema up to date at \d{4}_/) })]);
+    // One trace for the video, across both processes: the request, the tasks it led to, their provider calls.
+    const spans = collector.spans();
+    await collector.stop();
+    const requestSpan = spans.find((s) => s.attributes['rendio.request_id'] === generate.requestId);
+    expect(requestSpan, JSON.stringify(spans.map((s) => s.name))).toMatchObject({ name: 'POST /functions/v1/generate-video', service: 'rendio', attributes: { 'http.route': '/functions/v1/generate-video', 'http.response.status_code': 200 } });
+    const trace = spans.filter((s) => s.traceId === requestSpan!.traceId);
+    const task = (name: string) => trace.find((s) => s.name === `task ${name}` && s.attributes['rendio.job_id'] === generate.body.job_id);
+    const submit = task('submit_video_job');
+    const ingest = task('ingest_video_job');
+    expect(submit?.parentSpanId).toBe(requestSpan!.spanId);
+    expect(ingest, JSON.stringify(trace.map((s) => s.name))).toBeDefined();
+    expect(trace.find((s) => s.name === 'provider submit')?.parentSpanId).toBe(submit!.spanId);
+    expect(trace.find((s) => s.name === 'provider download')?.parentSpanId).toBe(ingest!.spanId);
+
     // Every message is one line (the DeviceCheck warning used to be a banner of literal \n).
     expect([...apiLines, ...workerLines].filter((r) => String(r.msg).includes('\n'))).toEqual([]);
     expect(apiLines.some((r) => /DeviceCheck is NOT configured/.test(String(r.msg)))).toBe(true);
