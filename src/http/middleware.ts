@@ -22,6 +22,9 @@ const SAFE_REQUEST_ID = /^[\w.-]{8,128}$/;
  */
 export function requestContext(log: Logger, metrics: Metrics, accessLog: AccessLogLevel = 'info', tracing = false): MiddlewareHandler<AppEnv> {
   const accessLevel = accessLog !== 'off' && log.isLevelEnabled(accessLog) ? accessLog : undefined;
+  // Every field of the access line is ours (no header, no body): the logger's redaction, whose
+  // wildcard paths cost ~20 µs a line (more than the rest of the line), has nothing to find there.
+  const accessLogger = log.child({}, { redact: [] });
   return async (c, next) => {
     const inbound = c.req.header('x-request-id');
     const requestId = inbound && SAFE_REQUEST_ID.test(inbound) ? inbound : randomUUID();
@@ -35,10 +38,10 @@ export function requestContext(log: Logger, metrics: Metrics, accessLog: AccessL
     const seconds = (performance.now() - started) / 1000;
     const route = c.req.routePath || 'unmatched';
     metrics.observeRequest(c.req.method, route, c.res.status, seconds);
-    // The child logger carries requestId: naming it here again would write the key twice.
     if (accessLevel) {
-      c.get('log')[accessLevel](
+      accessLogger[accessLevel](
         {
+          requestId,
           method: c.req.method,
           route,
           path: c.req.path,
