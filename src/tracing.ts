@@ -54,4 +54,4 @@ export function contextFrom(carrier: unknown): Context {
   return carrier && typeof carrier === 'object' ? propagation.extract(context.active(), carrier as Record<string, string>) : context.active();
 }
 
-export { SpanKind };
+export { SpanKind, SpanStatusCode };

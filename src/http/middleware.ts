@@ -8,8 +8,7 @@ import type { AppEnv } from './context.js';
 import { negotiateLanguage } from '../errors/i18n.js';
 import type { Metrics } from '../metrics.js';
 import type { AccessLogLevel } from '../config/observability.js';
-import { SpanStatusCode } from '@opentelemetry/api';
-import { SpanKind, contextFrom, inSpan } from '../tracing.js';
+import { SpanKind, SpanStatusCode, contextFrom, inSpan } from '../tracing.js';
 import { findUnstorableText, isStorableText, storableText } from './storable-text.js';
 
 const SAFE_REQUEST_ID = /^[\w.-]{8,128}$/;
