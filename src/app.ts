@@ -50,7 +50,7 @@ export function buildApp(s: Services, surface: AppSurface = 'all') {
   app.notFound(() => {
     throw new ApiError('ERR_4007', { resource: 'route' });
   });
-  app.use('*', requestContext(s.log, s.metrics));
+  app.use('*', requestContext(s.log, s.metrics, s.config.accessLog, s.config.tracing !== undefined));
   // ADMIN_ALLOWED_CIDRS: ahead of everything else that could answer (CORS, the apikey and JSON
   // checks, the sign-in page), so other addresses cannot tell the admin routes exist.
   if (servesAdmin && s.config.admin.allowedCidrs.length > 0) {

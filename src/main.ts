@@ -14,7 +14,8 @@ import type { Runner } from 'graphile-worker';
 import type { Pool } from 'pg';
 import { createLogger, type Logger } from './logger.js';
 import { assertPortFree, checkDatabase, loadDotEnv, StartupError } from './runtime.js';
-import { startHttpServers, type ListeningServer } from './server.js';
+import { startHttpServers, startMetricsServer, type ListeningServer } from './server.js';
+import { startTracing } from './tracing.js';
 import { buildServices, type Services } from './services.js';
 
 /** Start-up: config → database (embedded unless DATABASE_URL) → migrations → HTTP; shutdown in reverse. */
@@ -33,11 +34,11 @@ async function jwtSecretFor(config: Config, log: Logger): Promise<string> {
 
 function warnAboutModes(config: Config, log: Logger) {
   if (!config.deviceCheck) {
-    const banner = '!'.repeat(78);
+    // One line (a banner of newlines arrives in JSON as literal \n): the fields say what to set.
     log.warn(
-      `\n${banner}\n  Apple DeviceCheck is NOT configured: guest onboarding does not verify devices, and\n` +
-        `  free credits are limited per device_id only (a reinstall with a new id gets them again).\n` +
-        `  Set APPLE_TEAM_ID, APPLE_DEVICECHECK_KEY_ID and APPLE_DEVICECHECK_PRIVATE_KEY for production.\n${banner}`,
+      { set: ['APPLE_TEAM_ID', 'APPLE_DEVICECHECK_KEY_ID', 'APPLE_DEVICECHECK_PRIVATE_KEY'] },
+      'Apple DeviceCheck is NOT configured: guest onboarding does not verify devices, and free credits are limited per device_id only ' +
+        '(a reinstall with a new id gets them again); set the three APPLE_* settings in production',
     );
   }
   if (!config.appStore) {
@@ -98,7 +99,9 @@ async function main() {
     }
     throw err;
   }
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, {}, { format: config.logFormat });
+  const tracing = config.tracing && startTracing(config.tracing);
+  if (config.tracing) log.info({ endpoint: config.tracing.endpoint }, 'OpenTelemetry traces on (OTEL_EXPORTER_OTLP_ENDPOINT)');
 
   // Everything start-up creates, so that shutdown (a signal, a fatal error, or a failed start-up)
   // stops exactly what exists, in reverse order.
@@ -106,7 +109,7 @@ async function main() {
   let apiDb: Pool | undefined;
   let workerDb: Pool | undefined;
   let services: Services | undefined;
-  let servers: { api: ListeningServer; metrics: ListeningServer | undefined; admin: ListeningServer | undefined } | undefined;
+  let servers: { api: ListeningServer | undefined; metrics: ListeningServer | undefined; admin: ListeningServer | undefined } | undefined;
   let worker: Runner | undefined;
   let budget: CpuBudget | undefined;
   let stopping = false;
@@ -131,7 +134,7 @@ async function main() {
         log.error({ err, step: name }, 'shutdown step failed');
       }
     };
-    await step('http', () => servers?.api.close());
+    await step('http', () => servers?.api?.close());
     await step('metrics http', () => servers?.metrics?.close());
     await step('admin http', () => servers?.admin?.close());
     await step('worker', () => worker?.stop());
@@ -144,6 +147,7 @@ async function main() {
     await step('lock pool', () => services?.lockDb.end());
     await step('worker pool', () => workerDb?.end());
     await step('embedded postgres', () => embedded?.stop());
+    await step('traces', () => tracing?.shutdown());
     log.info({ exitCode }, 'stopped');
     process.exit(exitCode);
   };
@@ -174,9 +178,9 @@ async function main() {
     // embedded database is started (seconds) and migrated.
     if (config.role !== 'worker') {
       await assertPortFree('PORT', config.host, config.port);
-      if (config.metrics.port !== undefined) await assertPortFree('METRICS_PORT', '127.0.0.1', config.metrics.port);
       if (config.admin.port !== undefined) await assertPortFree('ADMIN_PORT', config.admin.host, config.admin.port);
     }
+    if (config.metrics.port !== undefined) await assertPortFree('METRICS_PORT', '127.0.0.1', config.metrics.port);
     // DATABASE_URL serves the pools (it may be a transaction pooler); the direct URL what needs a
     // session: the migrations' connection and the one LISTEN connection.
     let databaseUrl = config.databaseUrl;
@@ -233,15 +237,18 @@ async function main() {
       });
     }
     if (config.role !== 'worker') {
-      servers = await startHttpServers(services);
-      const api = servers.api;
-      budget?.whileServing(() => api.requestsStarted());
-      log.info({ port: servers.api.port, role: config.role, embedded: Boolean(embedded) }, `rendio listening on http://localhost:${servers.api.port}`);
-      if (servers.metrics) log.info({ port: servers.metrics.port }, `metrics on http://127.0.0.1:${servers.metrics.port}/metrics (loopback only)`);
+      const started = await startHttpServers(services);
+      servers = started;
+      budget?.whileServing(() => started.api.requestsStarted());
+      log.info({ port: started.api.port, role: config.role, embedded: Boolean(embedded) }, `rendio listening on http://localhost:${started.api.port}`);
+      if (started.metrics) log.info({ port: started.metrics.port }, `metrics on http://127.0.0.1:${started.metrics.port}/metrics (loopback only)`);
       else if (!config.metrics.token) log.info('/metrics is off: set METRICS_TOKEN (bearer on the public port) or METRICS_PORT (loopback only)');
-      if (servers.admin) log.info({ port: servers.admin.port, host: config.admin.host }, `admin console and API on http://${config.admin.host}:${servers.admin.port}/admin (not on PORT)`);
+      if (started.admin) log.info({ port: started.admin.port, host: config.admin.host }, `admin console and API on http://${config.admin.host}:${started.admin.port}/admin (not on PORT)`);
     } else {
-      log.info('worker started (ROLE=worker: no HTTP)');
+      // A worker serves no API, but its queue, jobs and providers are what an operator watches most.
+      const metrics = await startMetricsServer(services);
+      servers = metrics && { api: undefined, metrics, admin: undefined };
+      log.info(metrics ? { port: metrics.port } : {}, metrics ? `worker started (ROLE=worker: no API; metrics on http://127.0.0.1:${metrics.port}/metrics)` : 'worker started (ROLE=worker: no HTTP; set METRICS_PORT for /metrics)');
     }
   } catch (err) {
     if (stopping) return; // a signal arrived during start-up: shutdown is already stopping what exists

@@ -1,6 +1,20 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { ERROR_CODES } from './errors/codes.js';
 
 export type SubmissionOutcome = 'accepted' | 'lost' | 'orphan_adopted' | 'redundant' | 'orphan_late';
+
+/** What a finished job tells the metrics: labels only from bounded sets (never a user or job id). */
+export interface EndedJob {
+  provider: string;
+  model_id: string;
+  created_at: string | Date;
+}
+
+/** A provider call's outcome: ok, lost (no answer came: it may have run), or the error code it failed with. */
+export type ProviderCallOutcome = 'ok' | 'lost' | string;
+
+/** Only known codes become label values: an unexpected string must not grow a series per value. */
+const boundedCode = (code: string | undefined) => (code && Object.hasOwn(ERROR_CODES, code) ? code : 'other');
 
 /** Prometheus metrics on a registry of our own (tests build many apps in one process). */
 export class Metrics {
@@ -10,6 +24,12 @@ export class Metrics {
   private readonly submissions: Counter<'provider' | 'outcome'>;
   private readonly cancels: Counter<'provider' | 'answer'>;
   private readonly duplicatesBilled: Counter<'provider'>;
+  private readonly jobsStarted: Counter<'provider' | 'model'>;
+  private readonly jobsCompleted: Counter<'provider' | 'model'>;
+  private readonly jobsFailed: Counter<'provider' | 'model' | 'code'>;
+  private readonly timeToVideo: Histogram<'provider' | 'model' | 'outcome'>;
+  private readonly providerCalls: Counter<'provider' | 'operation' | 'outcome'>;
+  private readonly providerLatency: Histogram<'provider' | 'operation'>;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'rendio_' });
@@ -44,6 +64,64 @@ export class Metrics {
       labelNames: ['provider'],
       registers: [this.registry],
     });
+    this.jobsStarted = new Counter({
+      name: 'rendio_video_jobs_started_total',
+      help: 'Video jobs created (credits held, submission queued) by provider and model',
+      labelNames: ['provider', 'model'],
+      registers: [this.registry],
+    });
+    this.jobsCompleted = new Counter({
+      name: 'rendio_video_jobs_completed_total',
+      help: 'Video jobs completed (video stored, credits captured) by provider and model',
+      labelNames: ['provider', 'model'],
+      registers: [this.registry],
+    });
+    this.jobsFailed = new Counter({
+      name: 'rendio_video_jobs_failed_total',
+      help: 'Video jobs failed (credits released) by provider, model and error code (ERR_5001 timeout, ERR_5002 provider failure, ERR_5003 refused content, ERR_4019 cancelled by the user…)',
+      labelNames: ['provider', 'model', 'code'],
+      registers: [this.registry],
+    });
+    this.timeToVideo = new Histogram({
+      name: 'rendio_video_job_duration_seconds',
+      help: 'From generate-video to the job\'s end (outcome completed: time to video; failed: time to failure), by provider and model',
+      labelNames: ['provider', 'model', 'outcome'],
+      buckets: [5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1200, 1800, 3600],
+      registers: [this.registry],
+    });
+    this.providerCalls = new Counter({
+      name: 'rendio_provider_requests_total',
+      help: 'Calls to provider APIs by operation and outcome (ok; lost: no answer came; else the error code: ERR_5001 timeout/unreachable, ERR_5002 provider error, ERR_5003 refused)',
+      labelNames: ['provider', 'operation', 'outcome'],
+      registers: [this.registry],
+    });
+    this.providerLatency = new Histogram({
+      name: 'rendio_provider_request_duration_seconds',
+      help: 'Duration of calls to provider APIs by operation (download: the whole result file)',
+      labelNames: ['provider', 'operation'],
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+      registers: [this.registry],
+    });
+  }
+
+  /** A video job was created (its credits held, its submission queued): counted once its transaction committed. */
+  jobStarted(provider: string, model: string): void {
+    this.jobsStarted.inc({ provider, model });
+  }
+
+  /** A video job ended (at most once per job: the state machine's ending transaction said so). */
+  jobEnded(job: EndedJob, outcome: 'completed' | 'failed', code?: string): void {
+    const labels = { provider: job.provider, model: job.model_id };
+    if (outcome === 'completed') this.jobsCompleted.inc(labels);
+    else this.jobsFailed.inc({ ...labels, code: boundedCode(code) });
+    const seconds = (Date.now() - new Date(job.created_at).getTime()) / 1000;
+    if (seconds >= 0) this.timeToVideo.observe({ ...labels, outcome }, seconds);
+  }
+
+  /** One call to a provider's API (submit, status, fetch_result, cancel, download) and how it went. */
+  providerCall(provider: string, operation: string, seconds: number, outcome: ProviderCallOutcome): void {
+    this.providerCalls.inc({ provider, operation, outcome: outcome === 'ok' || outcome === 'lost' ? outcome : boundedCode(outcome) });
+    this.providerLatency.observe({ provider, operation }, seconds);
   }
 
   /** A provider submission's fate: accepted, lost (no answer), orphan_adopted, redundant, orphan_late. */
@@ -69,6 +147,44 @@ export class Metrics {
   /** A counter of the caller's own (e.g. pushes by outcome and reason). */
   counter<L extends string>(name: string, help: string, labelNames: readonly L[]): Counter<L> {
     return new Counter({ name, help, labelNames: [...labelNames], registers: [this.registry] });
+  }
+
+  /**
+   * Gauges with labels, filled at scrape time from one shared reading (a database query) that is
+   * reused for maxAgeMs, so several gauges and several scrapers cost one query. A reading that fails
+   * or takes longer than timeoutMs keeps the previous values: a scrape never waits on a database outage.
+   */
+  labelledGauges<R, L extends string>(
+    read: () => Promise<R>,
+    opts: { maxAgeMs: number; timeoutMs: number; onError?: (err: unknown) => void },
+    gauges: { name: string; help: string; labelNames: readonly L[]; values: (reading: R) => Iterable<[Partial<Record<L, string>>, number]> }[],
+  ): void {
+    let last: { at: number; reading: Promise<R | undefined> } | undefined;
+    const current = () => {
+      if (last && Date.now() - last.at < opts.maxAgeMs) return last.reading;
+      const reading = Promise.race([read(), new Promise<never>((_, reject) => setTimeout(() => reject(new Error('metrics reading timed out')), opts.timeoutMs).unref())]).catch(
+        (err: unknown) => {
+          opts.onError?.(err);
+          return undefined;
+        },
+      );
+      last = { at: Date.now(), reading };
+      return reading;
+    };
+    for (const g of gauges) {
+      new Gauge({
+        name: g.name,
+        help: g.help,
+        labelNames: [...g.labelNames],
+        registers: [this.registry],
+        async collect() {
+          const reading = await current();
+          if (reading === undefined) return;
+          this.reset();
+          for (const [labels, value] of g.values(reading)) this.set(labels, value);
+        },
+      });
+    }
   }
 
   /** A gauge read at scrape time (pool size, waiting clients, dropped error-log rows). */

@@ -19,8 +19,7 @@ export async function startHttpServers(s: Services): Promise<{ api: ListeningSer
   try {
     const api = withRealtime(await startHttpServer(buildApp(s, adminApart ? 'public' : 'all').fetch, { port: config.port, hostname: config.host, limits: config.http }), s);
     opened.push(api);
-    const metrics =
-      config.metrics.port === undefined ? undefined : await startHttpServer(buildMetricsApp(s).fetch, { port: config.metrics.port, hostname: '127.0.0.1', limits: config.http });
+    const metrics = await startMetricsServer(s);
     if (metrics) opened.push(metrics);
     const admin = config.admin.port === undefined ? undefined : await startHttpServer(buildApp(s, 'admin').fetch, { port: config.admin.port, hostname: config.admin.host, limits: config.http });
     return { api, metrics, admin };
@@ -28,6 +27,13 @@ export async function startHttpServers(s: Services): Promise<{ api: ListeningSer
     for (const server of opened) await server.close();
     throw err;
   }
+}
+
+/** /metrics alone on 127.0.0.1:METRICS_PORT (every role: ROLE=worker serves nothing else), or nothing without METRICS_PORT. */
+export async function startMetricsServer(s: Pick<Services, 'config' | 'metrics'>): Promise<ListeningServer | undefined> {
+  const { port } = s.config.metrics;
+  if (port === undefined) return undefined;
+  return startHttpServer(buildMetricsApp(s).fetch, { port, hostname: '127.0.0.1', limits: s.config.http });
 }
 
 /** Serves Realtime's WebSocket on this server too; closing it first ends the sockets (they would hold close open). */

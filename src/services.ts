@@ -94,6 +94,24 @@ import type { ProviderAdapter, ProviderName } from './providers/types.js';
 import { LocalObjectStore } from './storage/local.js';
 import { S3ObjectStore } from './storage/s3.js';
 import path from 'node:path';
+import { ledgerTotals, queueStats } from './db/queries/observability.js';
+
+/**
+ * The queue's depth and age and the ledger's totals, read from the database when scraped (every
+ * instance reports the same values: dashboards take max, not sum). On the API's pool where there
+ * is one: it fails fast, where the worker's waits out an outage.
+ */
+function registerDatabaseGauges(metrics: MetricsRegistry, db: pg.Pool, log: Logger): void {
+  const onError = (err: unknown) => log.warn({ err }, 'metrics: could not read the database');
+  metrics.labelledGauges(() => queueStats(db), { maxAgeMs: 5_000, timeoutMs: 5_000, onError }, [
+    { name: 'rendio_queue_jobs', help: 'Queue tasks by task and state (ready: due and waiting for a worker; scheduled: due later; running; dead: out of attempts)', labelNames: ['task', 'state'], values: (rows) => rows.flatMap((r) => (['ready', 'scheduled', 'running', 'dead'] as const).map((state) => [{ task: r.task, state }, r[state]] as [{ task: string; state: string }, number])) },
+    { name: 'rendio_queue_oldest_ready_age_seconds', help: 'How long the longest-waiting due task of each kind has waited for a worker (0: none waiting)', labelNames: ['task'], values: (rows) => rows.map((r) => [{ task: r.task }, r.oldest_ready_seconds]) },
+  ]);
+  metrics.labelledGauges(() => ledgerTotals(db), { maxAgeMs: 60_000, timeoutMs: 10_000, onError }, [
+    { name: 'rendio_ledger_credits', help: 'Credits on every account together by state (balance, held by running jobs, available, debt); read at most once a minute', labelNames: ['state'], values: (t) => (['balance', 'held', 'available', 'debt'] as const).map((state) => [{ state }, t[state]]) },
+    { name: 'rendio_ledger_accounts', help: 'Credit accounts (read at most once a minute)', labelNames: [], values: (t) => [[{}, t.accounts]] },
+  ]);
+}
 
 /** Wires the services from parsed config and an open pool. The one place implementations are chosen. */
 export function buildServices(opts: {
@@ -137,6 +155,7 @@ export function buildServices(opts: {
       ...opts.providers,
     },
     log,
+    metrics.providerCall.bind(metrics),
   );
   const jobOptions = {
     webhookBaseUrl: config.publicUrl,
@@ -150,6 +169,7 @@ export function buildServices(opts: {
     onSubmission: metrics.submission.bind(metrics),
     onCancel: metrics.cancelAnswer.bind(metrics),
     onDuplicateBilled: metrics.duplicateBilled.bind(metrics),
+    onJobEnd: metrics.jobEnded.bind(metrics),
   };
   const jobs = new VideoJobs(db, providers, store, log, jobOptions);
   const limits = config.rateLimits;
@@ -161,10 +181,12 @@ export function buildServices(opts: {
     config.publicUrl,
     config.crashAt,
     limits.enabled ? { user: generateRules.user, buyer: generateRules.buyer, maxInFlight: limits.generateMaxInFlight } : undefined,
+    metrics.jobStarted.bind(metrics),
   );
   metrics.gauge('rendio_db_pool_total', 'Connections in the pool', () => db.totalCount);
   metrics.gauge('rendio_db_pool_waiting', 'Requests waiting for a connection', () => db.waitingCount);
   metrics.gauge('rendio_error_log_dropped', 'error_log rows not stored (overload or database down)', () => errorLog.dropped);
+  registerDatabaseGauges(metrics, db, log);
   const listener = new DatabaseListener(opts.directDatabaseUrl ?? opts.databaseUrl, log);
   metrics.gauge('rendio_db_listen_connected', '1 while the LISTEN connection is open (live updates, catalogue, worker wake-ups)', () => (listener.live ? 1 : 0));
   const events = new JobEvents(listener, config.eventsRereadMs, { db, view: (job) => jobView({ store, config }, job) });

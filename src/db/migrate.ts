@@ -64,6 +64,9 @@ export async function migrate(connectionString: string, log?: Logger): Promise<{
         const next = nextPending(migrations, (await client.query<AppliedRow>('SELECT version, checksum, name FROM schema_migrations')).rows);
         if (!next) {
           await client.query('COMMIT');
+          // One line for the lot: a fresh database applies every migration, and a line each was a screenful.
+          const schema = migrations.at(-1)?.name ?? 'none';
+          log?.info({ applied: applied.length, schema }, applied.length ? `migrations: ${applied.length} applied; schema at ${schema}` : `migrations: schema up to date at ${schema}`);
           return { applied };
         }
         try {
@@ -75,7 +78,7 @@ export async function migrate(connectionString: string, log?: Logger): Promise<{
         await client.query('INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)', [next.version, next.name, next.checksum]);
         await client.query('COMMIT');
         applied.push(next.name);
-        log?.info({ migration: next.name }, 'migration applied');
+        log?.debug({ migration: next.name }, 'migration applied');
       } catch (err) {
         await client.query('ROLLBACK').catch(() => undefined);
         throw err;

@@ -23,5 +23,7 @@ export type AppEnv = {
     unsettledToken: AccessClaims;
     /** The signed-in admin, on /admin routes only (src/admin/middleware.ts). */
     admin: AdminIdentity;
+    /** The API error code this request was answered with (the error handler sets it; the access log names it). */
+    errorCode: string;
   };
 };

@@ -69,9 +69,12 @@ export function createErrorHandler(errorLog: ErrorLogWriter, maxBodyBytes: numbe
     const apiError = toApiError(err, maxBodyBytes);
     const requestId = c.get('requestId') ?? 'unknown';
     const log = c.get('log');
+    c.set('errorCode', apiError.code);
+    // The request's logger carries requestId and its access line the method, route and status:
+    // a failure adds its stack (error), a refusal its details (debug), neither a key twice.
+    if (apiError.status >= 500) log?.error({ code: apiError.code, path: c.req.path, err }, 'request failed');
+    else if (apiError.details) log?.debug({ code: apiError.code, details: apiError.details }, 'request rejected');
     const fields = { requestId, code: apiError.code, status: apiError.status, method: c.req.method, path: c.req.path };
-    if (apiError.status >= 500) log?.error({ ...fields, err }, 'request failed');
-    else log?.info({ ...fields, details: apiError.details }, 'request rejected');
     const user = c.get('user');
     if (!user && (apiError.status === 401 || apiError.status === 404)) {
       errorLog.countNoise({ code: apiError.code, status: apiError.status, method: c.req.method, route: c.req.routePath || 'unmatched' });

@@ -73,6 +73,8 @@ export class GenerationService {
     private readonly crashAt?: CrashPoint,
     /** Per-user limits (src/jobs/generate-limits.ts); none when rate limits are off. */
     private readonly limits?: GenerateLimits,
+    /** Told of each job once its transaction committed (metrics). */
+    private readonly onStarted?: (provider: string, model: string) => void,
   ) {}
 
   /** Accepts only images the user uploaded to our own public inputs bucket (no SSRF, no hotlinking). */
@@ -142,6 +144,7 @@ export class GenerationService {
     // The same for the limits (a user retrying past them in a loop); re-checked under the lock.
     if (this.limits) await checkGenerateLimits(this.db, req.userId, this.limits, false);
     let limit: RuleState | undefined;
+    const provider = this.providers.route(model.provider);
     const response = await withTransaction(this.db, async (tx) => {
       const { jobId, userId, available } = await this.jobs.create(tx, {
         userId: req.userId,
@@ -150,7 +153,7 @@ export class GenerationService {
         prompt,
         settings: { ...settings },
         imageUrl,
-        provider: this.providers.route(model.provider),
+        provider,
         price,
         deadlineSeconds: model.deadline_seconds,
       });
@@ -161,6 +164,7 @@ export class GenerationService {
       await complete(tx, 200, body, userId);
       return body;
     });
+    this.onStarted?.(provider, model.id);
     crashIf(this.crashAt, 'generate:after-commit');
     return { response, limit };
   }

@@ -1,5 +1,6 @@
 import { runMigrations } from 'graphile-worker';
 import { createPool, type Queryable } from '../db/pool.js';
+import { traceCarrier } from '../tracing.js';
 
 /**
  * The durable queue is graphile-worker (PostgreSQL, SKIP LOCKED, LISTEN/NOTIFY). Jobs are added
@@ -35,9 +36,11 @@ export interface EnqueueOptions {
 }
 
 export async function enqueue(db: Queryable, task: TaskName, payload: Record<string, unknown>, opts: EnqueueOptions = {}): Promise<void> {
+  // With tracing on, the task continues the trace of whatever queued it (src/tracing.ts); off, nothing is added.
+  const trace = traceCarrier();
   await db.query('SELECT graphile_worker.add_job($1, $2::json, run_at := $3, job_key := $4, max_attempts := $5)', [
     task,
-    JSON.stringify(payload),
+    JSON.stringify(trace.traceparent ? { ...payload, trace } : payload),
     opts.runAt ?? null,
     opts.jobKey ?? null,
     opts.maxAttempts ?? 25,

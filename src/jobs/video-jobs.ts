@@ -5,7 +5,7 @@ import { markObjectDeleted } from '../db/queries/storage.js';
 import { ERROR_CODES, type ErrorCode } from '../errors/codes.js';
 import { LANGUAGES, localizedMessage, type Language } from '../errors/i18n.js';
 import * as ledger from '../ledger/ledger.js';
-import type { SubmissionOutcome } from '../metrics.js';
+import type { EndedJob, SubmissionOutcome } from '../metrics.js';
 import type { Logger } from '../logger.js';
 import type { ProviderRegistry } from '../providers/registry.js';
 import {
@@ -70,6 +70,8 @@ export class VideoJobService {
       onCancel?: (provider: string, answer: CancelAnswer) => void;
       /** Counts each request the provider ran to its end though its job did not use it (metrics). */
       onDuplicateBilled?: (provider: string) => void;
+      /** Told once per job, after the transaction that ended it committed (metrics). */
+      onJobEnd?: (job: EndedJob, outcome: 'completed' | 'failed', code?: string) => void;
     },
   ) {}
 
@@ -407,6 +409,7 @@ export class VideoJobService {
     });
     if (finished === 'by-another') return;
     if (finished) {
+      this.opts.onJobEnd?.(job, 'completed');
       this.log.info({ jobId, credits: job.credits_used }, 'video job completed');
     } else {
       // It ended while we copied (deleted, cancelled or timed out): the files we stored belong to nobody.
@@ -461,9 +464,9 @@ export class VideoJobService {
   ): Promise<boolean> {
     const failed = await withTransaction(db, async (tx) => {
       const job = await this.lockJobToEnd(tx, jobId);
-      if (!job || job.status === 'completed' || job.status === 'failed') return false;
+      if (!job || job.status === 'completed' || job.status === 'failed') return undefined;
       // The failure of one request (its report, or our calls about it) ends the job only while that request is still the job's.
-      if (opts.request !== undefined && job.provider_job_id !== opts.request) return false;
+      if (opts.request !== undefined && job.provider_job_id !== opts.request) return undefined;
       await ledger.release(tx, { holdId: job.hold_id, reason: `${code}: ${message}`.slice(0, 500) });
       await jobsDb.setFailed(tx, jobId, code, (language) => failureMessage(code, language), message);
       await this.enqueuePush(tx, jobId, code);
@@ -471,12 +474,13 @@ export class VideoJobService {
       if (opts.cancelRequest && job.provider_job_id && ['submitted', 'processing'].includes(job.status)) {
         await this.queueCancel(tx, job.provider, { providerJobId: job.provider_job_id, state: job.provider_state, providerModelId: job.provider_model_id });
       }
-      return true;
+      return job;
     });
-    if (failed) {
-      this.log.info({ jobId, code, message }, 'video job failed; credits released');
-    }
-    return failed;
+    if (!failed) return false;
+    // In a caller's transaction (account deletion) the end commits with it; a rollback there is rare enough to count anyway.
+    this.opts.onJobEnd?.(failed, 'failed', code);
+    this.log.info({ jobId, code, message }, 'video job failed; credits released');
+    return true;
   }
 
   private async timeOut(job: jobsDb.VideoJobRow): Promise<void> {

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { Logger as GraphileLogger, run, type Runner, type Task, type TaskList, type WorkerEvents } from 'graphile-worker';
+import { Logger as GraphileLogger, run, type JobHelpers, type Runner, type Task, type TaskList, type WorkerEvents } from 'graphile-worker';
 import type pg from 'pg';
 import { createPool } from '../db/pool.js';
 import type { DatabaseListener } from '../db/listener.js';
@@ -9,6 +9,7 @@ import type { AccountDeletionService } from '../auth/account-deletion.js';
 import type { PushService } from '../push/notifications.js';
 import type { CpuBudget } from './cpu-budget.js';
 import { startHeartbeat } from './heartbeat.js';
+import { SpanKind, contextFrom, inSpan } from '../tracing.js';
 import type { LedgerVerificationTask } from './ledger-verification.js';
 import type { RetentionService } from './retention.js';
 import type { VideoJobService } from './video-jobs.js';
@@ -137,6 +138,20 @@ export function taskList({ jobs, purchases, accountDeletion, push, cleanupIdempo
   };
 }
 
+/** Each task in a span that continues the trace its payload carries (enqueue put it there), if tracing is on. */
+function traced(tasks: TaskList): TaskList {
+  return Object.fromEntries(
+    Object.entries(tasks).map(([name, task]) => [
+      name,
+      (p: unknown, helpers: JobHelpers) => {
+        const jobId = (p as { jobId?: unknown } | null)?.jobId;
+        const attributes = { 'rendio.task': name, ...(typeof jobId === 'string' ? { 'rendio.job_id': jobId } : {}), 'rendio.attempt': helpers.job.attempts };
+        return inSpan(`task ${name}`, attributes, async () => task!(p, helpers), { kind: SpanKind.CONSUMER, parent: contextFrom((p as { trace?: unknown } | null)?.trace) });
+      },
+    ]),
+  );
+}
+
 /**
  * graphile-worker keeps a connection of its own for LISTEN "jobs:insert" (taken with the callback
  * form of pool.connect, which nothing else of its calls). Handed this pool, it gets a stand-in
@@ -218,7 +233,7 @@ export async function startWorker(opts: WorkerDeps & {
   const runner = await run({
     pgPool: poolWithSharedListen(opts.pool, opts.listener),
     events,
-    taskList: budgeted(taskList(opts), opts.budget),
+    taskList: budgeted(traced(taskList(opts)), opts.budget),
     // Timeouts and stuck-job nudges every minute; expired idempotency keys hourly; retention and verify-ledger nightly.
     crontab: [
       '* * * * * sweep_video_jobs ?max=1',

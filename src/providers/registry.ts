@@ -1,5 +1,37 @@
 import type { Logger } from '../logger.js';
-import type { ProviderAdapter, ProviderName } from './types.js';
+import { SpanKind, inSpan } from '../tracing.js';
+import { ProviderError, answerMayBeLost, type ProviderAdapter, type ProviderName } from './types.js';
+
+/** Told about every call to a provider's API: its operation, duration and outcome (ok, lost, or an error code). */
+export type ProviderCallObserver = (provider: string, operation: string, seconds: number, outcome: string) => void;
+
+const OBSERVED_CALLS = { submit: 'submit', status: 'status', fetchResult: 'fetch_result', cancel: 'cancel', download: 'download' } as const;
+
+/**
+ * The adapter with each API call timed (a metric and, with tracing on, a span) and its outcome told
+ * to the observer: one place for every provider, so no adapter and no caller carries that code. Everything else is the adapter's own.
+ */
+function observed(adapter: ProviderAdapter, observe: ProviderCallObserver): ProviderAdapter {
+  const wrapped = Object.create(adapter) as Record<string, unknown>;
+  for (const [method, operation] of Object.entries(OBSERVED_CALLS)) {
+    const call = (adapter as unknown as Record<string, ((...args: unknown[]) => Promise<unknown>) | undefined>)[method];
+    if (!call) continue;
+    wrapped[method] = (...args: unknown[]) =>
+      inSpan(`provider ${operation}`, { 'rendio.provider': adapter.name, 'rendio.operation': operation }, async () => {
+        const started = performance.now();
+        const seconds = () => (performance.now() - started) / 1000;
+        try {
+          const result = await call.apply(adapter, args);
+          observe(adapter.name, operation, seconds(), 'ok'); // cancel never throws: its answers are rendio_provider_cancels_total's
+          return result;
+        } catch (err) {
+          observe(adapter.name, operation, seconds(), answerMayBeLost(err) ? 'lost' : err instanceof ProviderError ? err.code : 'error');
+          throw err;
+        }
+      }, { kind: SpanKind.CLIENT });
+  }
+  return wrapped as unknown as ProviderAdapter;
+}
 
 /**
  * Chooses the adapter for a model's provider. A provider without credentials is served by the
@@ -9,10 +41,17 @@ import type { ProviderAdapter, ProviderName } from './types.js';
 export class ProviderRegistry {
   private warned = new Set<string>();
 
+  private readonly adapters: Partial<Record<ProviderName, ProviderAdapter>> & { simulator: ProviderAdapter };
+
   constructor(
-    private readonly adapters: Partial<Record<ProviderName, ProviderAdapter>> & { simulator: ProviderAdapter },
+    adapters: Partial<Record<ProviderName, ProviderAdapter>> & { simulator: ProviderAdapter },
     private readonly log: Logger,
-  ) {}
+    observe?: ProviderCallObserver,
+  ) {
+    this.adapters = observe
+      ? (Object.fromEntries(Object.entries(adapters).map(([name, a]) => [name, a && observed(a, observe)])) as typeof adapters)
+      : adapters;
+  }
 
   /** The provider a new job for this model will use. */
   route(modelProvider: string): ProviderName {

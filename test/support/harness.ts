@@ -10,7 +10,7 @@ import * as jobsDb from '../../src/db/queries/video-jobs.js';
 import { createWorkerPool, startWorker } from '../../src/jobs/worker.js';
 import type { ProviderAdapter, ProviderName } from '../../src/providers/types.js';
 import { verifyLedger } from '../../src/ledger/verify.js';
-import { createLogger } from '../../src/logger.js';
+import { createLogger, type Logger } from '../../src/logger.js';
 import { buildServices, type Services } from '../../src/services.js';
 import { createTestDatabase, dropTestDatabase, withDatabase } from './db.js';
 import { deviceToken } from '../fakes/device-check.js';
@@ -188,6 +188,8 @@ export interface TestAppOptions {
   providers?: Partial<Record<ProviderName, ProviderAdapter>>;
   /** Another server instance on this app's database (two processes behind one load balancer). */
   sharing?: TestApp;
+  /** The app's logger (default: TEST_LOG_LEVEL, silent); tests of the logs pass one writing to memory. */
+  log?: Logger;
 }
 
 export async function createTestApp(env: Record<string, string | undefined> = {}, opts: TestAppOptions = {}): Promise<TestApp> {
@@ -210,7 +212,7 @@ export async function createTestApp(env: Record<string, string | undefined> = {}
     RATE_LIMITS_ENABLED: 'false',
     ...env,
   });
-  const log = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
+  const log = opts.log ?? createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
   const db = createPool(dbUrl, config.databasePoolMax, { connectionTimeoutMillis: config.databaseConnectTimeoutMs });
   const workerDb = createWorkerPool(dbUrl, config.worker.databasePoolMax, log);
   const services = buildServices({ config, db, workerDb, log, providers: opts.providers, databaseUrl: dbUrl, directDatabaseUrl: config.databaseDirectUrl });

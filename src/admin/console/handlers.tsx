@@ -54,7 +54,7 @@ export function registerAdminConsole(app: OpenAPIHono<AppEnv>, s: Services) {
   // Errors render as a page the support agent can read, with the same codes and messages as the API.
   ui.onError((err, c) => {
     const e = toApiError(err, s.config.maxJsonBodyBytes);
-    if (e.status >= 500) c.get('log')?.error({ err, requestId: c.get('requestId') }, 'admin console request failed');
+    if (e.status >= 500) c.get('log')?.error({ err }, 'admin console request failed');
     s.errorLog.record({ requestId: c.get('requestId'), code: e.code, status: e.status, method: c.req.method, path: c.req.path, message: e.message, details: e.details });
     const message = localizedMessage(e.code, 'en', e.details);
     return c.html(<ErrorPage c={c.get('admin') ? c : undefined} code={e.code} message={message} details={e.details} />, e.status as 400, e.headers);
