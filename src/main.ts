@@ -18,6 +18,15 @@ import { buildServices, type Services } from './services.js';
 
 /** Start-up: config → database (embedded unless DATABASE_URL) → migrations → HTTP; shutdown in reverse. */
 
+/** Says how posters are made: by the ffmpeg found at start, or (warned) only from providers' thumbnails. */
+async function posterLine(services: Services): Promise<string> {
+  const ffmpeg = await services.media.posterMaker();
+  if (ffmpeg) return `ffmpeg at ${ffmpeg.path} (${ffmpeg.version})`;
+  const why = services.config.media.ffmpegPath ? `no ffmpeg at ${services.config.media.ffmpegPath}` : 'FFMPEG_PATH=off';
+  services.log.warn(`${why}: videos get the provider's thumbnail when it sends one, else none (Debian: apt-get install ffmpeg)`);
+  return `provider thumbnails only (${why})`;
+}
+
 async function jwtSecretFor(config: Config, log: Logger): Promise<string> {
   if (!config.jwt.generated) return config.jwt.secret;
   // Demo mode: a random secret kept under DATA_DIR so sessions survive restarts.
@@ -215,6 +224,7 @@ async function main() {
     // give it a few seconds before serving, but never refuse to start for it.
     await Promise.race([services.rateLimits.ready(), new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
     services.providers.announceSimulated(await listAvailableModels(services.db));
+    const posters = await posterLine(services);
 
     if (config.role !== 'api') {
       worker = await startWorker({
@@ -228,12 +238,12 @@ async function main() {
     }
     if (config.role !== 'worker') {
       servers = await startHttpServers(services);
-      log.info({ port: servers.api.port, role: config.role, embedded: Boolean(embedded) }, `rendio listening on http://localhost:${servers.api.port}`);
+      log.info({ port: servers.api.port, role: config.role, embedded: Boolean(embedded), posters }, `rendio listening on http://localhost:${servers.api.port} (posters: ${posters})`);
       if (servers.metrics) log.info({ port: servers.metrics.port }, `metrics on http://127.0.0.1:${servers.metrics.port}/metrics (loopback only)`);
       else if (!config.metrics.token) log.info('/metrics is off: set METRICS_TOKEN (bearer on the public port) or METRICS_PORT (loopback only)');
       if (servers.admin) log.info({ port: servers.admin.port, host: config.admin.host }, `admin console and API on http://${config.admin.host}:${servers.admin.port}/admin (not on PORT)`);
     } else {
-      log.info('worker started (ROLE=worker: no HTTP)');
+      log.info({ posters }, `worker started (ROLE=worker: no HTTP; posters: ${posters})`);
     }
   } catch (err) {
     if (stopping) return; // a signal arrived during start-up: shutdown is already stopping what exists

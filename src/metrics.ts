@@ -10,6 +10,7 @@ export class Metrics {
   private readonly submissions: Counter<'provider' | 'outcome'>;
   private readonly cancels: Counter<'provider' | 'answer'>;
   private readonly duplicatesBilled: Counter<'provider'>;
+  private readonly mediaRejections: Counter<'provider' | 'reason'>;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'rendio_' });
@@ -44,6 +45,17 @@ export class Metrics {
       labelNames: ['provider'],
       registers: [this.registry],
     });
+    this.mediaRejections = new Counter({
+      name: 'rendio_media_rejected_total',
+      help: 'Delivered videos that failed the checks before capture (job failed, credits released), by provider and reason: empty, not_mp4, truncated, no_video, codec, duration, aspect_ratio',
+      labelNames: ['provider', 'reason'],
+      registers: [this.registry],
+    });
+  }
+
+  /** A delivered video that failed ingest's checks. */
+  mediaRejected(provider: string, reason: string): void {
+    this.mediaRejections.inc({ provider, reason });
   }
 
   /** A provider submission's fate: accepted, lost (no answer), orphan_adopted, redundant, orphan_late. */

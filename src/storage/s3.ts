@@ -1,3 +1,4 @@
+import { createReadStream } from 'node:fs';
 import {
   DeleteObjectCommand,
   GetObjectCommand,
@@ -52,7 +53,13 @@ export class S3ObjectStore implements ObjectStore {
   async put(bucket: Bucket, key: string, file: StoredFile): Promise<void> {
     try {
       await this.client.send(
-        new PutObjectCommand({ Bucket: this.cfg.bucket, Key: this.objectKey(bucket, key), Body: file.bytes, ContentType: file.contentType }),
+        new PutObjectCommand({
+          Bucket: this.cfg.bucket,
+          Key: this.objectKey(bucket, key),
+          // A file is streamed (its length known up front, as a single PUT needs).
+          ...('path' in file ? { Body: createReadStream(file.path), ContentLength: file.size } : { Body: file.bytes }),
+          ContentType: file.contentType,
+        }),
       );
     } catch (err) {
       throw new StorageUnavailable(`could not write ${bucket}/${key} to S3: ${describe(err)}`);

@@ -9,11 +9,11 @@ export const RESULTS_BUCKET = 'videos';
 export const BUCKETS = [INPUT_BUCKET, RESULTS_BUCKET] as const;
 export type Bucket = (typeof BUCKETS)[number];
 
-export interface StoredFile {
-  bytes: Buffer;
+/** In memory (uploads), or a file on disk (delivered videos: copied or streamed, never read whole). */
+export type StoredFile = {
   /** Only S3 keeps it (it serves presigned downloads itself); what we serve comes from storage_objects. */
   contentType: string;
-}
+} & ({ bytes: Buffer } | { path: string; size: number });
 
 /** Inclusive byte offsets, as in a Range header; the caller has checked them against the size. */
 export interface ByteRange {
