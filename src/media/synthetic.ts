@@ -56,7 +56,7 @@ export interface SyntheticVideo {
   durationSeconds: number;
   /** One of FRAME_ASPECTS; anything else (auto, none) gets 16:9. */
   aspectRatio?: string;
-  /** vp08 is a codec AVPlayer does not play in MP4; the bytes stay H.264. */
+  /** vp08 (VP8) is a codec AVPlayer does not play; the sample bytes stay H.264, only the declared codec changes. */
   codec?: 'avc1' | 'vp08';
   /** moov after mdat: what an encoder writes unless told to "faststart". */
   moovLast?: boolean;
@@ -92,7 +92,8 @@ function moovBox(v: SyntheticVideo, frame: Keyframe, sampleSizes: number[], delt
     Buffer.from([0, 1]), // frame count
     Buffer.alloc(32),
     Buffer.from([0, 0x18, 0xff, 0xff]),
-    frame.avcC,
+    // VP8's configuration box (profile 0, level 10, 8-bit 4:2:0, BT.709) where H.264 has its avcC.
+    v.codec === 'vp08' ? fullBox('vpcC', 1, 0, Buffer.from([0, 10, 0x82, 1, 1, 1, 0, 0])) : frame.avcC,
   );
   const stbl = box(
     'stbl',
