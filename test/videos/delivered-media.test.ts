@@ -61,6 +61,16 @@ function expectHistoryAsTheAppDecodesIt(history: { jobs: any[] }) {
   }
 }
 
+/** Submits, then polls and ingests until the job ends (no webhook reaches a test's URL; no waiting for the worker's poll interval). */
+async function drive(t: TestApp, jobId: string): Promise<void> {
+  await t.services.jobs.submit(jobId);
+  for (let i = 0; i < 200 && !['completed', 'failed'].includes((await jobRow(t, jobId)).status); i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    await t.services.jobs.poll(jobId);
+    await t.services.jobs.ingest(jobId);
+  }
+}
+
 async function fetchLocal(t: TestApp, url: string): Promise<Response> {
   const u = new URL(url);
   return t.app.request(u.pathname + u.search);
@@ -154,16 +164,10 @@ describe('delivered videos from the fal fake', () => {
     () => ({ providers: { fal: new FalProvider({ ...loadConfig(fal.env()).fal!, timeoutMs: 2000, jwksMinRefreshMs: 0 }) } }),
   );
 
-  /** Submits, lets the fake finish, then polls and ingests (no webhook reaches this test's URL). */
   async function run(prompt: string): Promise<{ jobId: string; token: string }> {
     const g = await t().createGuest();
     const res = await t().json(t().generate(g, { model_id: 'veo-3.1-text-to-video', prompt, settings: { duration: 4 } }));
-    await t().services.jobs.submit(res.job_id);
-    for (let i = 0; i < 100 && !['completed', 'failed'].includes((await jobRow(t(), res.job_id)).status); i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      await t().services.jobs.poll(res.job_id);
-      await t().services.jobs.ingest(res.job_id);
-    }
+    await drive(t(), res.job_id);
     return { jobId: res.job_id, token: g.accessToken };
   }
 
@@ -187,15 +191,14 @@ describe('delivered videos from the Runway fake', () => {
   const t = useTestApp(() => runway.env());
 
   it('each broken file fails its job and releases its credits; a valid one completes with a poster in history', async () => {
-    await t().startWorker();
     const started = await Promise.all(
       [...BROKEN.map(([fault, reason]) => ({ prompt: `a clip [runway:video-${fault}]`, reason })), { prompt: 'a harbour at dawn', reason: '' }].map(async ({ prompt, reason }) => {
         const g = await t().createGuest();
         const res = await t().json(t().generate(g, { model_id: 'runway-gen4.5', prompt, settings: { duration: 5, aspect_ratio: '9:16' } }));
+        await drive(t(), res.job_id);
         return { jobId: res.job_id as string, token: g.accessToken, reason };
       }),
     );
-    for (const { jobId, token } of started) await t().waitForJob(token, jobId);
     const broken = started.filter((s) => s.reason);
     await expectRejected(t(), 'runway', broken);
     for (const { token } of broken) expect((await t().json(t().get('/functions/v1/get-user-credits', { token }))).credits_remaining).toBe(10);
