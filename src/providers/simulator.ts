@@ -37,6 +37,14 @@ interface SimulatedRequest {
   no_thumbnail?: boolean;
 }
 
+/** The result the simulator reports for a request of this shape: where its video and thumbnail are. */
+export function simulatorOutput(duration: number, aspectRatio?: string, fault?: VideoFault): { videoUrl: string; thumbnailUrl: string } {
+  const query = new URLSearchParams({ duration: String(duration) });
+  if (aspectRatio) query.set('aspect_ratio', aspectRatio);
+  if (fault) query.set('fault', fault);
+  return { videoUrl: `simulator://video.mp4?${query}`, thumbnailUrl: 'simulator://sample.jpg' };
+}
+
 export class SimulatorProvider implements ProviderAdapter {
   readonly name = 'simulator' as const;
   readonly webhooks = false;
@@ -77,11 +85,8 @@ export class SimulatorProvider implements ProviderAdapter {
     if (outcome === 'r') return { state: 'failed', code: 'ERR_5003', message: 'content_policy_violation: the prompt was rejected' };
     if (outcome === 'f') return { state: 'failed', code: 'ERR_5002', message: 'simulated provider failure' };
     const request = (job.state ?? {}) as Partial<SimulatedRequest>;
-    const query = new URLSearchParams({ duration: String(request.duration ?? 4) });
-    if (request.aspect_ratio) query.set('aspect_ratio', request.aspect_ratio);
-    if (request.video_fault) query.set('fault', request.video_fault);
-    const videoUrl = `simulator://video.mp4?${query}`;
-    return { state: 'succeeded', output: request.no_thumbnail ? { videoUrl } : { videoUrl, thumbnailUrl: 'simulator://sample.jpg' } };
+    const output = simulatorOutput(request.duration ?? 4, request.aspect_ratio, request.video_fault);
+    return { state: 'succeeded', output: request.no_thumbnail ? { videoUrl: output.videoUrl } : output };
   }
 
   /** Stateless: a request whose time has passed has finished; one still under way is dropped. */
