@@ -26,8 +26,9 @@ export async function saveFile(
   db: Queryable,
   o: { bucket: Bucket; key: string; ownerId: string | null; path: string; size: number; contentType: string },
 ): Promise<string | undefined> {
-  await store.put(o.bucket, o.key, { path: o.path, size: o.size, contentType: o.contentType });
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(o.path)) hash.update(chunk as Buffer);
-  return recordObject(db, { bucket: o.bucket, key: o.key, ownerId: o.ownerId, size: o.size, contentType: o.contentType, sha256: hash.digest('hex') });
+  const sha256 = hash.digest('hex');
+  await store.put(o.bucket, o.key, { path: o.path, size: o.size, contentType: o.contentType, sha256 });
+  return recordObject(db, { bucket: o.bucket, key: o.key, ownerId: o.ownerId, size: o.size, contentType: o.contentType, sha256 });
 }

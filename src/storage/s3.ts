@@ -56,8 +56,12 @@ export class S3ObjectStore implements ObjectStore {
         new PutObjectCommand({
           Bucket: this.cfg.bucket,
           Key: this.objectKey(bucket, key),
-          // A file is streamed (its length known up front, as a single PUT needs).
-          ...('path' in file ? { Body: createReadStream(file.path), ContentLength: file.size } : { Body: file.bytes }),
+          // A file is streamed, its length known up front as a single PUT needs, and its checksum
+          // given (S3 verifies it): without one the SDK would compute a trailing checksum in an
+          // aws-chunked body, which S3-compatible stores that do not speak it keep as the object.
+          ...('path' in file
+            ? { Body: createReadStream(file.path), ContentLength: file.size, ChecksumSHA256: Buffer.from(file.sha256, 'hex').toString('base64') }
+            : { Body: file.bytes }),
           ContentType: file.contentType,
         }),
       );
