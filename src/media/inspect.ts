@@ -12,8 +12,11 @@ import { walkTopLevel, type TopLevelBox } from './boxes.js';
 // mp4box logs parse warnings to the console; what matters reaches us as its result.
 Log.setLogLevel(Log.error);
 
-/** Codecs AVPlayer plays from MP4/MOV on every iPhone the app supports: H.264 and HEVC. */
-export const PLAYABLE_CODECS = ['avc1', 'avc3', 'hvc1', 'hev1'] as const;
+/**
+ * Codecs AVPlayer plays from MP4/MOV on every iPhone the app supports: H.264, and HEVC tagged hvc1.
+ * HEVC tagged hev1 (parameter sets in the stream) is refused: Apple's players do not play it.
+ */
+export const PLAYABLE_CODECS = ['avc1', 'avc3', 'hvc1'] as const;
 
 /** A moov larger than this is not a short generated clip's index: refuse rather than read it. */
 const MAX_MOOV_BYTES = 32 * 1024 * 1024;
@@ -124,7 +127,8 @@ function videoFacts(info: Movie, sampleEnd: number, size: number): Omit<Mp4Facts
     codecString: track.codec,
   };
   if (!(PLAYABLE_CODECS as readonly string[]).includes(codec)) throw new MediaProblem('codec', `codec ${track.codec} is not H.264/HEVC`);
-  if (track.nb_samples === 0 || facts.durationSeconds <= 0) throw new MediaProblem('no_video', 'the video track has no samples');
+  // A fragmented MP4 (samples in moof boxes) lands here too: no provider we use delivers one.
+  if (track.nb_samples === 0 || facts.durationSeconds <= 0) throw new MediaProblem('no_video', 'the video track has no samples in its index');
   return facts;
 }
 

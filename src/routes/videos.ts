@@ -90,7 +90,7 @@ const HistoryJob = JobView.extend({
       duration_seconds: z.number(),
       width: z.number().int(),
       height: z.number().int(),
-      codec: z.string().openapi({ description: 'The sample entry: avc1/avc3 (H.264) or hvc1/hev1 (HEVC)' }),
+      codec: z.string().openapi({ description: 'The sample entry: avc1/avc3 (H.264) or hvc1 (HEVC)' }),
       size_bytes: z.number().int(),
     })
     .nullable()
