@@ -155,6 +155,20 @@ describe('delivered videos from the simulator, without ffmpeg', () => {
   });
 });
 
+describe('delivered videos from the simulator, with an ffmpeg that makes no poster', () => {
+  // /bin/true answers -version and then writes nothing: a poster that fails on a video that passed its checks.
+  const t = useTestApp({ FFMPEG_PATH: '/bin/true' });
+
+  it("the job completes with the provider's thumbnail instead", async () => {
+    expect(await t().services.media.posterMaker()).toMatchObject({ path: '/bin/true' });
+    const g = await t().createGuest();
+    const res = await t().json(t().generate(g, { model_id: 'simulator-text-to-video', prompt: 'a fox' }));
+    await drive(t(), res.job_id);
+    expect(await jobRow(t(), res.job_id)).toMatchObject({ status: 'completed', poster_source: 'provider', media_codec: 'avc1' });
+    expect((await t().json(t().get('/functions/v1/get-video-jobs', { token: g.accessToken }))).jobs[0].thumbnail_url).toEqual(expect.any(String));
+  });
+});
+
 describe('delivered videos from the fal fake', () => {
   const fal = new FakeFal();
   beforeAll(() => fal.start());
