@@ -20,6 +20,15 @@ import { buildServices, type Services } from './services.js';
 
 /** Start-up: config → database (embedded unless DATABASE_URL) → migrations → HTTP; shutdown in reverse. */
 
+/** Says how posters are made: by the ffmpeg found at start, or (warned) only from providers' thumbnails. */
+async function posterLine(services: Services): Promise<string> {
+  const ffmpeg = await services.media.posterMaker();
+  if (ffmpeg) return `ffmpeg at ${ffmpeg.path} (${ffmpeg.version})`;
+  const why = services.config.media.ffmpegPath ? `no ffmpeg at ${services.config.media.ffmpegPath}` : 'FFMPEG_PATH=off';
+  services.log.warn(`${why}: videos get the provider's thumbnail when it sends one, else none (Debian: apt-get install ffmpeg)`);
+  return `provider thumbnails only (${why})`;
+}
+
 async function jwtSecretFor(config: Config, log: Logger): Promise<string> {
   if (!config.jwt.generated) return config.jwt.secret;
   // Demo mode: a random secret kept under DATA_DIR so sessions survive restarts.
@@ -222,6 +231,7 @@ async function main() {
     // give it a few seconds before serving, but never refuse to start for it.
     await Promise.race([services.rateLimits.ready(), new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
     services.providers.announceSimulated(await listAvailableModels(services.db));
+    const posters = await posterLine(services);
 
     // ROLE=all: the worker yields to the API's requests (src/jobs/cpu-budget.ts); WORKER_CPU_SHARE=1 turns it off.
     budget = config.role === 'all' && config.worker.cpuShare < 1 ? new CpuBudget(config.worker.cpuShare) : undefined;
@@ -240,7 +250,7 @@ async function main() {
       const started = await startHttpServers(services);
       servers = started;
       budget?.whileServing(() => started.api.requestsStarted());
-      log.info({ port: started.api.port, role: config.role, embedded: Boolean(embedded) }, `rendio listening on http://localhost:${started.api.port}`);
+      log.info({ port: started.api.port, role: config.role, embedded: Boolean(embedded), posters }, `rendio listening on http://localhost:${started.api.port} (posters: ${posters})`);
       if (started.metrics) log.info({ port: started.metrics.port }, `metrics on http://127.0.0.1:${started.metrics.port}/metrics (loopback only)`);
       else if (!config.metrics.token) log.info('/metrics is off: set METRICS_TOKEN (bearer on the public port) or METRICS_PORT (loopback only)');
       if (started.admin) log.info({ port: started.admin.port, host: config.admin.host }, `admin console and API on http://${config.admin.host}:${started.admin.port}/admin (not on PORT)`);
@@ -248,7 +258,10 @@ async function main() {
       // A worker serves no API, but its queue, jobs and providers are what an operator watches most.
       const metrics = await startMetricsServer(services);
       servers = metrics && { api: undefined, metrics, admin: undefined };
-      log.info(metrics ? { port: metrics.port } : {}, metrics ? `worker started (ROLE=worker: no API; metrics on http://127.0.0.1:${metrics.port}/metrics)` : 'worker started (ROLE=worker: no HTTP; set METRICS_PORT for /metrics)');
+      log.info(
+        { ...(metrics ? { port: metrics.port } : {}), posters },
+        `${metrics ? `worker started (ROLE=worker: no API; metrics on http://127.0.0.1:${metrics.port}/metrics)` : 'worker started (ROLE=worker: no HTTP; set METRICS_PORT for /metrics)'} (posters: ${posters})`,
+      );
     }
   } catch (err) {
     if (stopping) return; // a signal arrived during start-up: shutdown is already stopping what exists

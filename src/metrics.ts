@@ -30,6 +30,7 @@ export class Metrics {
   private readonly timeToVideo: Histogram<'provider' | 'model' | 'outcome'>;
   private readonly providerCalls: Counter<'provider' | 'operation' | 'outcome'>;
   private readonly providerLatency: Histogram<'provider' | 'operation'>;
+  private readonly mediaRejections: Counter<'provider' | 'reason'>;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'rendio_' });
@@ -102,6 +103,12 @@ export class Metrics {
       buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
       registers: [this.registry],
     });
+    this.mediaRejections = new Counter({
+      name: 'rendio_media_rejected_total',
+      help: 'Delivered videos that failed the checks before capture (job failed, credits released), by provider and reason: empty, not_mp4, truncated, no_video, codec, duration, aspect_ratio',
+      labelNames: ['provider', 'reason'],
+      registers: [this.registry],
+    });
   }
 
   /** A video job was created (its credits held, its submission queued): counted once its transaction committed. */
@@ -122,6 +129,11 @@ export class Metrics {
   providerCall(provider: string, operation: string, seconds: number, outcome: ProviderCallOutcome): void {
     this.providerCalls.inc({ provider, operation, outcome: outcome === 'ok' || outcome === 'lost' ? outcome : boundedCode(outcome) });
     this.providerLatency.observe({ provider, operation }, seconds);
+  }
+
+  /** A delivered video that failed ingest's checks. */
+  mediaRejected(provider: string, reason: string): void {
+    this.mediaRejections.inc({ provider, reason });
   }
 
   /** A provider submission's fate: accepted, lost (no answer), orphan_adopted, redundant, orphan_late. */

@@ -49,6 +49,8 @@ export interface Services {
   storage: StorageService;
   providers: ProviderRegistry;
   jobs: VideoJobService;
+  /** Checks delivered videos and makes their posters (ffmpeg found at start). */
+  media: MediaIngest;
   generation: GenerationService;
   /** The process's one LISTEN connection (direct, never through a pooler), shared by events, catalogue and worker. */
   listener: DatabaseListener;
@@ -86,6 +88,7 @@ import { ErrorLogWriter as ErrorLog } from './http/error-log.js';
 import { Metrics as MetricsRegistry } from './metrics.js';
 import { GenerationService as Generation } from './jobs/generate.js';
 import { VideoJobService as VideoJobs } from './jobs/video-jobs.js';
+import { MediaIngest } from './media/ingest.js';
 import { ProviderRegistry as Providers } from './providers/registry.js';
 import { FalProvider } from './providers/fal.js';
 import { RunwayProvider } from './providers/runway.js';
@@ -157,6 +160,7 @@ export function buildServices(opts: {
     log,
     metrics.providerCall.bind(metrics),
   );
+  const media = new MediaIngest(store, log, { ...config.media, maxResultBytes: config.limits.maxResultBytes });
   const jobOptions = {
     webhookBaseUrl: config.publicUrl,
     maxResultBytes: config.limits.maxResultBytes,
@@ -170,6 +174,8 @@ export function buildServices(opts: {
     onCancel: metrics.cancelAnswer.bind(metrics),
     onDuplicateBilled: metrics.duplicateBilled.bind(metrics),
     onJobEnd: metrics.jobEnded.bind(metrics),
+    media,
+    onMediaRejected: metrics.mediaRejected.bind(metrics),
   };
   const jobs = new VideoJobs(db, providers, store, log, jobOptions);
   const limits = config.rateLimits;
@@ -234,6 +240,7 @@ export function buildServices(opts: {
     storage: new StorageService(db, store),
     providers,
     jobs,
+    media,
     generation,
     listener,
     events,

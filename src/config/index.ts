@@ -10,6 +10,7 @@ import { observabilityEnv, observabilitySection, type ObservabilitySection } fro
 import { providersEnv, providersSection, type ProvidersSection } from './providers.js';
 import { pushEnv, pushSection, type PushSection } from './push.js';
 import { rateLimitsEnv, rateLimitsSection, type RateLimitsSection } from './rate-limits.js';
+import { mediaEnv, mediaSection, type MediaSection } from './media.js';
 import { retentionEnv, retentionSection, type RetentionSection } from './retention.js';
 import { serverEnv, serverSection, type ServerSection } from './server.js';
 import { storageEnv, storageSection, type StorageSection } from './storage.js';
@@ -56,6 +57,7 @@ const EnvSchema = z.object({
   ...rateLimitsEnv.shape,
   ...trustProxyEnv.shape,
   ...retentionEnv.shape,
+  ...mediaEnv.shape,
 });
 
 export type Env = z.infer<typeof EnvSchema>;
@@ -77,7 +79,8 @@ export interface Config
     PushSection,
     RateLimitsSection,
     TrustProxySection,
-    RetentionSection {}
+    RetentionSection,
+    MediaSection {}
 
 export function loadConfig(source: Record<string, string | undefined> = process.env): Config {
   // Empty strings in env files mean "not set", not "set to nothing".
@@ -104,6 +107,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     ...rateLimitsSection(e, report),
     ...trustProxySection(e, report),
     ...retentionSection(e),
+    ...mediaSection(e),
   };
   if (issues.length > 0) throw new ConfigError(issues);
   return config;

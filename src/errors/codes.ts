@@ -36,6 +36,7 @@ export const ERROR_CODES = {
   ERR_5001: { status: 504, meaning: 'provider timeout' },
   ERR_5002: { status: 503, meaning: 'provider or upstream service unavailable' },
   ERR_5003: { status: 422, meaning: 'provider rejected the prompt' },
+  ERR_5004: { status: 502, meaning: 'the provider delivered a video that does not play or is not the one paid for' },
   ERR_6001: { status: 503, meaning: 'database unavailable' },
   ERR_6002: { status: 503, meaning: 'storage error' },
   ERR_6003: { status: 500, meaning: 'internal error' },

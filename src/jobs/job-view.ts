@@ -40,3 +40,17 @@ export async function jobView(s: Pick<Services, 'store' | 'config'>, job: JobVie
     created_at: job.created_at,
   };
 }
+
+/** What ingest found in a completed job's video (history and admin); null before completion or for jobs from before the checks. */
+export type MediaView = { duration_seconds: number; width: number; height: number; codec: string; size_bytes: number } | null;
+
+export function mediaView(job: JobViewRow): MediaView {
+  if (job.media_duration_seconds === null || job.media_width === null || job.media_height === null || job.media_codec === null || job.media_size_bytes === null) return null;
+  return {
+    duration_seconds: job.media_duration_seconds,
+    width: job.media_width,
+    height: job.media_height,
+    codec: job.media_codec,
+    size_bytes: Number(job.media_size_bytes),
+  };
+}

@@ -18,8 +18,8 @@ import {
   type ProviderStatus,
   type WebhookEvent,
 } from '../providers/types.js';
-import { sniffImageType } from '../storage/image-types.js';
-import { saveObject } from '../storage/objects.js';
+import { DeliveryRejected, type MediaIngest, type StoredVideo } from '../media/ingest.js';
+import type { MediaProblemReason } from '../media/inspect.js';
 import { RESULTS_BUCKET, type ObjectStore } from '../storage/types.js';
 import { SILENT_FAILURE_CODES } from '../push/notifications.js';
 import { backoffMs, enqueue } from './queue.js';
@@ -72,6 +72,10 @@ export class VideoJobService {
       onDuplicateBilled?: (provider: string) => void;
       /** Told once per job, after the transaction that ended it committed (metrics). */
       onJobEnd?: (job: EndedJob, outcome: 'completed' | 'failed', code?: string) => void;
+      /** Checks, stores and gives a poster to each delivered video. */
+      media: MediaIngest;
+      /** Counts each delivered video that failed the checks, by provider and reason (metrics). */
+      onMediaRejected?: (provider: string, reason: MediaProblemReason) => void;
     },
   ) {}
 
@@ -372,29 +376,27 @@ export class VideoJobService {
     const provider = this.providers.for(job.provider);
     const month = new Date().toISOString().slice(0, 7);
     const videoKey = `${job.user_id}/${month}/${jobId}.mp4`;
-    let thumbnailKey: string | null = null;
+    let stored: StoredVideo;
     try {
-      // Types are ours, not the provider's header: results are MP4 (what AVPlayer is handed) and
-      // a still image; a wrong or hostile header from a result host must not become our header.
-      const video = await provider.download(output.videoUrl, this.opts.maxResultBytes);
-      await saveObject(this.store, this.db, { bucket: RESULTS_BUCKET, key: videoKey, ownerId: job.user_id, bytes: video.bytes, contentType: 'video/mp4' });
-      if (output.thumbnailUrl) {
-        const thumb = await provider.download(output.thumbnailUrl, 10 * 1024 * 1024).catch((err) => {
-          this.log.warn({ err, jobId }, 'thumbnail download failed; completing without one');
-          return undefined;
-        });
-        if (thumb) {
-          thumbnailKey = `${job.user_id}/${month}/${jobId}.jpg`;
-          const contentType = sniffImageType(thumb.bytes) ?? 'image/jpeg';
-          await saveObject(this.store, this.db, { bucket: RESULTS_BUCKET, key: thumbnailKey, ownerId: job.user_id, bytes: thumb.bytes, contentType });
-        }
-      }
+      // Checked before the capture: the user pays only for a video that plays (src/media/ingest.ts).
+      stored = await this.opts.media.ingest(this.db, {
+        jobId,
+        ownerId: job.user_id,
+        provider,
+        output: { videoUrl: output.videoUrl, thumbnailUrl: output.thumbnailUrl },
+        paid: { durationSeconds: job.settings.duration, aspectRatio: job.settings.aspect_ratio },
+        videoKey,
+        thumbnailKey: `${job.user_id}/${month}/${jobId}.jpg`,
+      });
       crashIf(this.opts.crashAt, 'ingest:after-store');
     } catch (err) {
+      if (err instanceof DeliveryRejected) return void (await this.rejectDelivery(job, err));
       if (err instanceof ProviderError && !err.retryable) return void (await this.fail(jobId, err.code, err.message));
       if (new Date(job.deadline_at).getTime() <= Date.now()) return void (await this.fail(jobId, 'ERR_5001', 'could not copy the result before the deadline'));
       throw err; // the queue retries the ingest with backoff
     }
+    const thumbnailKey = stored.thumbnailKey;
+    const media = { ...stored.facts, posterSource: stored.posterSource };
     const finished = await withTransaction(this.db, async (tx) => {
       const locked = await this.lockJobToEnd(tx, jobId);
       // Another ingest of this job (a poll that found it ingesting while the ingest task ran)
@@ -402,7 +404,7 @@ export class VideoJobService {
       if (locked?.status === 'completed' && locked.video_key === videoKey) return 'by-another';
       if (!locked || locked.status !== 'ingesting') return false;
       await ledger.capture(tx, { holdId: locked.hold_id });
-      await jobsDb.setCompleted(tx, jobId, videoKey, thumbnailKey);
+      await jobsDb.setCompleted(tx, jobId, videoKey, thumbnailKey, media);
       await this.enqueuePush(tx, jobId, null);
       crashIf(this.opts.crashAt, 'complete:before-commit');
       return true;
@@ -414,6 +416,16 @@ export class VideoJobService {
     } else {
       // It ended while we copied (deleted, cancelled or timed out): the files we stored belong to nobody.
       await this.removeResults([videoKey, thumbnailKey]);
+    }
+  }
+
+  /** A delivered file that is not the video paid for: kept for operators, counted, and the job failed with its credits released. */
+  private async rejectDelivery(job: jobsDb.VideoJobRow, rejected: DeliveryRejected): Promise<void> {
+    const { problem, delivery } = rejected;
+    await jobsDb.setMediaRejection(this.db, job.job_id, { reason: problem.reason, detail: problem.message, ...delivery });
+    if (await this.fail(job.job_id, 'ERR_5004', `delivered video rejected: ${rejected.message}`)) {
+      this.opts.onMediaRejected?.(job.provider, problem.reason);
+      this.log.warn({ jobId: job.job_id, provider: job.provider, reason: problem.reason, detail: problem.message }, 'delivered video rejected');
     }
   }
 

@@ -194,8 +194,8 @@ export class FalProvider implements ProviderAdapter {
     return 'refused';
   }
 
-  download(url: string, maxBytes: number) {
-    return downloadLimited('fal', url, this.opts.resultHosts, maxBytes, Math.max(this.opts.timeoutMs, 60_000));
+  download(url: string, maxBytes: number, toFile: string) {
+    return downloadLimited('fal', url, this.opts.resultHosts, maxBytes, Math.max(this.opts.timeoutMs, 60_000), toFile);
   }
 
   private async keys(forceRefresh: boolean): Promise<KeyObject[]> {

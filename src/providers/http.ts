@@ -1,5 +1,6 @@
 import { BrokenCircuitError, ConsecutiveBreaker, circuitBreaker, handleWhen, type CircuitBreakerPolicy } from 'cockatiel';
-import { ProviderError } from './types.js';
+import fs from 'node:fs/promises';
+import { ProviderError, type Download } from './types.js';
 
 /**
  * What every HTTP provider adapter shares: per-call timeouts, a circuit breaker per provider (a
@@ -75,13 +76,18 @@ export function hostAllowed(url: URL, allowed: readonly string[]): boolean {
   return allowed.some((h) => (h.startsWith('*.') ? url.hostname.endsWith(h.slice(1)) : url.hostname === h || url.host === h));
 }
 
+/**
+ * Streams a result into a file, size-limited, never holding it in memory (a video can be hundreds
+ * of MB). The caller owns the file, written or partly written, and removes it.
+ */
 export async function downloadLimited(
   provider: string,
   rawUrl: string,
   allowedHosts: readonly string[],
   maxBytes: number,
   timeoutMs: number,
-): Promise<{ bytes: Buffer; contentType: string }> {
+  toFile: string,
+): Promise<Download> {
   let url: URL;
   try {
     url = new URL(rawUrl);
@@ -98,12 +104,19 @@ export async function downloadLimited(
   if (!res.ok || !res.body) throw new ProviderError(`${provider}: download answered ${res.status}`, 'ERR_5002', res.status >= 500 || res.status === 429);
   const declared = Number(res.headers.get('content-length') ?? 0);
   if (declared > maxBytes) throw new ProviderError(`${provider}: result is ${declared} bytes, over the ${maxBytes} limit`, 'ERR_5002', false);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-    size += chunk.length;
-    if (size > maxBytes) throw new ProviderError(`${provider}: result exceeds the ${maxBytes} byte limit`, 'ERR_5002', false);
-    chunks.push(Buffer.from(chunk));
+  let sizeBytes = 0;
+  const file = await fs.open(toFile, 'w');
+  try {
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      sizeBytes += chunk.length;
+      if (sizeBytes > maxBytes) throw new ProviderError(`${provider}: result exceeds the ${maxBytes} byte limit`, 'ERR_5002', false);
+      await file.write(chunk);
+    }
+  } catch (err) {
+    if (err instanceof ProviderError) throw err;
+    throw new ProviderError(`${provider}: download broke off after ${sizeBytes} bytes: ${(err as Error).message}`, 'ERR_5002', true);
+  } finally {
+    await file.close();
   }
-  return { bytes: Buffer.concat(chunks), contentType: res.headers.get('content-type')?.split(';')[0] ?? 'application/octet-stream' };
+  return { sizeBytes, contentType: res.headers.get('content-type')?.split(';')[0] ?? 'application/octet-stream' };
 }

@@ -111,7 +111,7 @@ export class RunwayProvider implements ProviderAdapter {
     }
   }
 
-  download(url: string, maxBytes: number) {
-    return downloadLimited('runway', url, this.opts.resultHosts, maxBytes, Math.max(this.opts.timeoutMs, 60_000));
+  download(url: string, maxBytes: number, toFile: string) {
+    return downloadLimited('runway', url, this.opts.resultHosts, maxBytes, Math.max(this.opts.timeoutMs, 60_000), toFile);
   }
 }

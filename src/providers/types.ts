@@ -92,10 +92,16 @@ export interface ProviderAdapter {
   fetchResult?(job: ProviderJobRef): Promise<ProviderStatus>;
   /** Asks the provider to stop a request, and says what it answered; never throws. */
   cancel(job: ProviderJobRef): Promise<CancelAnswer>;
-  /** Downloads a result file, only from this provider's own result hosts, size-limited. */
-  download(url: string, maxBytes: number): Promise<{ bytes: Buffer; contentType: string }>;
+  /** Streams a result into the file toFile, only from this provider's own result hosts, size-limited. */
+  download(url: string, maxBytes: number, toFile: string): Promise<Download>;
   /** Verifies the signature (before parsing) and freshness of a callback; throws WebhookRejected. */
   verifyWebhook?(rawBody: string, headers: Headers): Promise<WebhookEvent>;
+}
+
+/** A result file as it arrived: its size and the type the result host claimed (kept for operators, never served). */
+export interface Download {
+  sizeBytes: number;
+  contentType: string;
 }
 
 export class WebhookRejected extends Error {}

@@ -8,7 +8,7 @@ import { authOptions, bearerToken, isLegacyAnonCaller, requireUser, userFromAuth
 import type { AppEnv } from '../http/context.js';
 import { idempotency, type IdempotentEnv } from '../http/idempotency.js';
 import { rateLimitHeaders } from '../errors/rate-limited.js';
-import { jobView } from '../jobs/job-view.js';
+import { jobView, mediaView } from '../jobs/job-view.js';
 import { streamJobStatus } from '../jobs/status-stream.js';
 import type { Services } from '../services.js';
 import { registerGetOrPost } from './get-or-post.js';
@@ -82,6 +82,23 @@ const JobView = z
   .openapi('VideoJob');
 
 /**
+ * A history entry: the VideoJob plus what ingest found in the stored video. The app's VideoJob
+ * decoder reads its keys by name and ignores others (docs/reference/ios-app.md §2.13), so the extra key is safe.
+ */
+const HistoryJob = JobView.extend({
+  media: z
+    .object({
+      duration_seconds: z.number(),
+      width: z.number().int(),
+      height: z.number().int(),
+      codec: z.string().openapi({ description: 'The sample entry: avc1/avc3 (H.264) or hvc1 (HEVC)' }),
+      size_bytes: z.number().int(),
+    })
+    .nullable()
+    .openapi({ description: 'The delivered video as checked before the credits were captured; null until completed' }),
+}).openapi('VideoJobWithMedia');
+
+/**
  * What legacy mode answers about a job known only by its id: the fields ResultView decodes
  * (docs/reference/ios-app.md §2.11) minus the ones it does not need — no prompt (the user's words), no
  * error_message/error_code (decoded but never shown).
@@ -134,7 +151,7 @@ const historyRoute = createRoute({
   responses: {
     200: {
       description: 'A page of jobs',
-      content: { 'application/json': { schema: z.object({ jobs: z.array(JobView), next_cursor: z.string().nullable() }) } },
+      content: { 'application/json': { schema: z.object({ jobs: z.array(HistoryJob), next_cursor: z.string().nullable() }) } },
     },
     ...errorResponses(400, 401, 403),
   },
@@ -228,7 +245,8 @@ export function registerVideos(app: OpenAPIHono<AppEnv>, s: Services) {
       afterJobId: q.cursor ? decodeCursor(q.cursor) : undefined,
     });
     const last = rows.at(-1);
-    return c.json({ jobs: await Promise.all(rows.map(view)), next_cursor: rows.length === q.limit && last ? encodeCursor(last.job_id) : null }, 200);
+    const jobs = await Promise.all(rows.map(async (job) => ({ ...(await view(job)), media: mediaView(job) })));
+    return c.json({ jobs, next_cursor: rows.length === q.limit && last ? encodeCursor(last.job_id) : null }, 200);
   });
 
   app.use(eventsRoute.path, auth);

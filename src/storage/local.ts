@@ -45,7 +45,8 @@ export class LocalObjectStore implements ObjectStore {
       await fs.mkdir(partial, { recursive: true });
       // Write then rename: a crash never leaves a half-written file under the real name, and a
       // reader that opened the old file keeps reading the old bytes.
-      await fs.writeFile(tmp, file.bytes);
+      if ('path' in file) await fs.copyFile(file.path, tmp);
+      else await fs.writeFile(tmp, file.bytes);
       await fs.rename(tmp, target);
     } catch (err) {
       await fs.rm(tmp, { force: true }).catch(() => undefined);

@@ -1,3 +1,4 @@
+import { createReadStream } from 'node:fs';
 import {
   DeleteObjectCommand,
   GetObjectCommand,
@@ -52,7 +53,17 @@ export class S3ObjectStore implements ObjectStore {
   async put(bucket: Bucket, key: string, file: StoredFile): Promise<void> {
     try {
       await this.client.send(
-        new PutObjectCommand({ Bucket: this.cfg.bucket, Key: this.objectKey(bucket, key), Body: file.bytes, ContentType: file.contentType }),
+        new PutObjectCommand({
+          Bucket: this.cfg.bucket,
+          Key: this.objectKey(bucket, key),
+          // A file is streamed, its length known up front as a single PUT needs, and its checksum
+          // given (S3 verifies it): without one the SDK would compute a trailing checksum in an
+          // aws-chunked body, which S3-compatible stores that do not speak it keep as the object.
+          ...('path' in file
+            ? { Body: createReadStream(file.path), ContentLength: file.size, ChecksumSHA256: Buffer.from(file.sha256, 'hex').toString('base64') }
+            : { Body: file.bytes }),
+          ContentType: file.contentType,
+        }),
       );
     } catch (err) {
       throw new StorageUnavailable(`could not write ${bucket}/${key} to S3: ${describe(err)}`);

@@ -9,11 +9,14 @@ export const RESULTS_BUCKET = 'videos';
 export const BUCKETS = [INPUT_BUCKET, RESULTS_BUCKET] as const;
 export type Bucket = (typeof BUCKETS)[number];
 
-export interface StoredFile {
-  bytes: Buffer;
+/**
+ * In memory (uploads), or a file on disk (delivered videos: copied or streamed, never read whole)
+ * with its SHA-256 (hex), which S3 checks the streamed bytes against.
+ */
+export type StoredFile = {
   /** Only S3 keeps it (it serves presigned downloads itself); what we serve comes from storage_objects. */
   contentType: string;
-}
+} & ({ bytes: Buffer } | { path: string; size: number; sha256: string });
 
 /** Inclusive byte offsets, as in a Range header; the caller has checked them against the size. */
 export interface ByteRange {

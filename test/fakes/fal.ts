@@ -1,6 +1,5 @@
 import { createHash, generateKeyPairSync, randomUUID, sign, type KeyObject } from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
+import { deliveredVideo, videoFaultIn } from '../../src/media/synthetic.js';
 import { FakeHttpServer, type FakeRequest, type FakeResponse } from './http.js';
 
 /**
@@ -8,6 +7,8 @@ import { FakeHttpServer, type FakeRequest, type FakeResponse } from './http.js';
  * endpoint id, status/result/cancel under /{owner}/{alias}/requests/{id}, COMPLETED for success
  * and failure alike, 422 {detail:[{type:"content_policy_violation"}]}, infrastructure errors with
  * X-Fal-Error-Type, result files on its own host, Ed25519-signed webhooks and a JWKS with rotation.
+ * The result is an MP4 of the duration and aspect ratio asked for; [fal:video-<fault>] (VIDEO_FAULTS in
+ * src/media/synthetic.ts: empty, html, truncated, short, aspect, moov-last, codec) serves it broken.
  * The prompt decides the outcome: [fal:reject], [fal:error], [fal:hang], [fal:garbage-result], and
  * [fal:payload-error] (succeeds, but the webhook says status OK with payload null and a
  * payload_error, as fal does when the result cannot be serialised into it; the queue API still
@@ -19,7 +20,6 @@ import { FakeHttpServer, type FakeRequest, type FakeResponse } from './http.js';
  * where it was) and 400 ALREADY_COMPLETED after; billedRequests() is what fal would charge for.
  */
 
-const SAMPLE_MP4 = fs.readFileSync(path.resolve(import.meta.dirname, '../../assets/simulator/sample.mp4'));
 
 interface FakeRequestState {
   id: string;
@@ -188,7 +188,14 @@ export class FakeFal {
   }
 
   private resultBody(id: string) {
-    return { video: { url: `${this.url}/files/${id}.mp4`, content_type: 'video/mp4', file_name: `${id}.mp4`, file_size: SAMPLE_MP4.length } };
+    return { video: { url: `${this.url}/files/${id}.mp4`, content_type: 'video/mp4', file_name: `${id}.mp4`, file_size: this.video(id).length } };
+  }
+
+  /** The request's video: as long and as shaped as it asked (fal takes "8s" or "5"), broken if its prompt says so. */
+  private video(id: string): Buffer {
+    const input = this.requests.get(id)?.input ?? {};
+    const aspect = typeof input.aspect_ratio === 'string' ? input.aspect_ratio : undefined;
+    return deliveredVideo(parseInt(String(input.duration ?? '5'), 10) || 5, aspect, videoFaultIn(String(input.prompt ?? ''), 'fal'));
   }
 
   private json(status: number, body: unknown, headers: Record<string, string> = {}): FakeResponse {
@@ -201,7 +208,7 @@ export class FakeFal {
       return this.json(200, { keys: this.signingKeys.map((k) => ({ kty: 'OKP', crv: 'Ed25519', x: k.x, kid: k.x.slice(0, 8) })) });
     }
     const file = /^\/files\/([\w-]+)\.mp4$/.exec(url.pathname);
-    if (file) return { status: 200, body: SAMPLE_MP4 as unknown as string, headers: { 'content-type': 'video/mp4' } };
+    if (file) return { status: 200, body: this.video(file[1]!) as unknown as string, headers: { 'content-type': 'video/mp4' } };
     if (req.headers.authorization !== `Key ${this.apiKey}`) return this.json(401, { detail: 'Unauthorized' });
 
     const m = /^\/([^/]+)\/([^/]+)\/requests\/([\w-]+)(\/status|\/cancel)?$/.exec(url.pathname);

@@ -1,6 +1,5 @@
-import fs from 'node:fs';
-import path from 'node:path';
 import { randomUUID } from 'node:crypto';
+import { deliveredVideo, videoFaultIn } from '../../src/media/synthetic.js';
 import { FakeHttpServer, type FakeRequest, type FakeResponse } from './http.js';
 
 /**
@@ -8,9 +7,18 @@ import { FakeHttpServer, type FakeRequest, type FakeResponse } from './http.js';
  * X-Runway-Version required, per-model ratio/duration checks with 400 {error}, PENDING → RUNNING
  * (progress) → SUCCEEDED (output[] on its own host) | FAILED (failure, failureCode), DELETE
  * cancels an unfinished task (not billed) or deletes a finished one (billed), then 404s. The prompt decides: [runway:safety], [runway:fail], [runway:hang].
+ * The output is an MP4 of the task's duration and ratio; [runway:video-<fault>] (VIDEO_FAULTS in
+ * src/media/synthetic.ts) serves it broken.
  */
 
-const SAMPLE_MP4 = fs.readFileSync(path.resolve(import.meta.dirname, '../../assets/simulator/sample.mp4'));
+/** Runway's pixel ratio ("1280:720") as the aspect name it stands for ("16:9"). */
+function aspectOf(ratio: unknown): string | undefined {
+  const m = /^(\d+):(\d+)$/.exec(String(ratio ?? ''));
+  if (!m) return undefined;
+  const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+  const [w, h] = [Number(m[1]), Number(m[2])];
+  return `${w / gcd(w, h)}:${h / gcd(w, h)}`;
+}
 const GEN45_RATIOS = ['1280:720', '720:1280'];
 
 interface Task {
@@ -61,7 +69,12 @@ export class FakeRunway {
   private handle(req: FakeRequest): FakeResponse {
     const url = new URL(req.path, this.server.url);
     const file = /^\/files\/([\w-]+)\.mp4$/.exec(url.pathname);
-    if (file) return { status: 200, body: SAMPLE_MP4 as unknown as string, headers: { 'content-type': 'video/mp4' } };
+    if (file) {
+      const task = this.tasks.get(file[1]!);
+      if (!task) return { status: 404, body: 'not found', headers: { 'content-type': 'text/plain' } };
+      const video = deliveredVideo(Number(task.body.duration ?? 5), aspectOf(task.body.ratio), videoFaultIn(String(task.body.promptText ?? ''), 'runway'));
+      return { status: 200, body: video as unknown as string, headers: { 'content-type': 'video/mp4' } };
+    }
     if (req.headers.authorization !== `Bearer ${this.apiKey}`) return this.json(401, { error: 'Unauthorized' });
     if (req.headers['x-runway-version'] !== '2024-11-06') return this.json(400, { error: 'X-Runway-Version header is required' });
 

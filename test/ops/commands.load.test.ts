@@ -91,6 +91,13 @@ describe('bench commands', () => {
     expect(out).toMatch(/^wall: median \d+ ms, min \d+ ms, max \d+ ms over 1 runs$/m);
   });
 
+  it('npm run bench:media: a large delivered video ingested (streamed, checked, rewritten, stored) with its peak RSS', { timeout: 300_000 }, async () => {
+    const out = await npmRun(['bench:media', '--', '--size-mb', '8', '--database-url', inject('adminUrl')]);
+    expect(out).toMatch(/^\| delivered file \| 8 MiB, index at the end \(rewritten: true\) \|$/m);
+    expect(out).toMatch(/^\| checked \| 8 s, 320×180, avc1\.\w+ \|$/m);
+    expect(out).toMatch(/^\| RSS before → peak during ingest \| \d+ → \d+ MiB \|$/m);
+  });
+
   /** The verdict lines of a chaos run that lost nothing (bench/chaos.ts prints them as a table). */
   function expectChaosPassed(out: string) {
     expect(out).toMatch(/^\| jobs not terminal \| 0 \(/m);

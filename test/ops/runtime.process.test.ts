@@ -86,6 +86,8 @@ describe('npm start on a PostgreSQL given by DATABASE_URL', () => {
     const { code } = await npm.exited;
     expect(code, npm.output()).toBe(0);
     expect(npm.output()).toMatch(/"msg":"stopped"/);
+    // The start-up line names the ffmpeg that makes posters (CI installs Debian's).
+    expect(npm.output()).toMatch(/"posters":"ffmpeg at ffmpeg \(ffmpeg version [^"]+\)".*"msg":"rendio listening on /);
     expect(await portIsFree(port)).toBe(true);
     expect(errorLogs(npm.output())).toEqual([]);
   });
@@ -99,7 +101,8 @@ describe('stopping with a live video-events stream', () => {
     const server = track(
       startServer(
         // The job stays in flight for the whole test, so its stream would never end by itself.
-        { DATABASE_URL: databaseUrl(), PORT: String(port), HOST: '127.0.0.1', JWT_SECRET, LOG_LEVEL: 'info', SIMULATOR_DELAY_MS: '600000' },
+        // No ffmpeg here (a missing binary): the server still starts, and says how posters are made instead.
+        { DATABASE_URL: databaseUrl(), PORT: String(port), HOST: '127.0.0.1', JWT_SECRET, LOG_LEVEL: 'info', SIMULATOR_DELAY_MS: '600000', FFMPEG_PATH: '/nonexistent/ffmpeg' },
         { cwd: await tmpDir('sse') },
       ),
     );
@@ -125,6 +128,7 @@ describe('stopping with a live video-events stream', () => {
     expect(await ended).toBe(true);
     expect(server.output()).toMatch(/"msg":"stopped"/);
     expect(server.output()).not.toMatch(/shutdown took longer/);
+    expect(server.output()).toMatch(/"posters":"provider thumbnails only \(no ffmpeg at \/nonexistent\/ffmpeg\)"/);
   });
 });
 

@@ -9,6 +9,7 @@ import { createPool } from '../../src/db/pool.js';
 import * as jobsDb from '../../src/db/queries/video-jobs.js';
 import { createWorkerPool, startWorker } from '../../src/jobs/worker.js';
 import type { ProviderAdapter, ProviderName } from '../../src/providers/types.js';
+import { simulatorOutput } from '../../src/providers/simulator.js';
 import { verifyLedger } from '../../src/ledger/verify.js';
 import { createLogger, type Logger } from '../../src/logger.js';
 import { buildServices, type Services } from '../../src/services.js';
@@ -115,14 +116,14 @@ export class TestApp {
    * Completes a job deterministically, without the worker: the same service-layer steps the worker
    * would run, minus the waiting. submit() hands the job to the simulator (in-process, instant);
    * applyStatus() with the simulator's own 'succeeded' output is exactly what a poll would apply
-   * (it marks the job ingesting); ingest() copies the simulator's sample video and captures the hold
+   * (it marks the job ingesting); ingest() copies the simulator's video (of the paid shape) and captures the hold
    * in the completing transaction. Returns the job's status after (or 'missing').
    */
   async completeJobNow(jobId: string): Promise<string> {
     await this.services.jobs.submit(jobId);
     const row = await jobsDb.findJob(this.db, jobId);
     if (!row) return 'missing';
-    await this.services.jobs.applyStatus(row, { state: 'succeeded', output: { videoUrl: 'simulator://sample.mp4', thumbnailUrl: 'simulator://sample.jpg' } });
+    await this.services.jobs.applyStatus(row, { state: 'succeeded', output: simulatorOutput(row.settings.duration, row.settings.aspect_ratio) });
     await this.services.jobs.ingest(jobId);
     return (await jobsDb.findJob(this.db, jobId))?.status ?? 'missing';
   }

@@ -107,10 +107,10 @@ class GatedDownloadSimulator extends SimulatorProvider {
   open() {
     this.gate();
   }
-  override async download(url: string, maxBytes: number) {
+  override async download(url: string, maxBytes: number, toFile: string) {
     this.started();
     await this.opened;
-    return super.download(url, maxBytes);
+    return super.download(url, maxBytes, toFile);
   }
 }
 

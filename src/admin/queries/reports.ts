@@ -160,10 +160,24 @@ export interface TimelineEvent {
  * of its hold, the provider callbacks received for it, its error, and admin actions on its user
  * after it was created.
  */
-export async function jobTimeline(db: Queryable, jobId: string): Promise<{ job: JobView & { user_id: string; prompt: string; settings: unknown }; events: TimelineEvent[] } | undefined> {
-  const { rows } = await db.query<JobView & { user_id: string; prompt: string; settings: unknown; updated_at: string }>(
+/** What ingest found in the video (migration 0026), and what a provider delivered that failed its checks. */
+export interface JobMedia {
+  media_duration_seconds: number | null;
+  media_width: number | null;
+  media_height: number | null;
+  media_codec: string | null;
+  media_size_bytes: string | null;
+  poster_source: string | null;
+  provider_error: string | null;
+  media_rejection: Record<string, unknown> | null;
+}
+
+export async function jobTimeline(db: Queryable, jobId: string): Promise<{ job: JobView & JobMedia & { user_id: string; prompt: string; settings: unknown }; events: TimelineEvent[] } | undefined> {
+  const { rows } = await db.query<JobView & JobMedia & { user_id: string; prompt: string; settings: unknown; updated_at: string }>(
     `SELECT job_id, user_id, model_id, status, provider, provider_job_id, credits_used, error_code, error_message, attempts,
-            created_at, submitted_at, completed_at, deleted_at, prompt, settings, updated_at FROM video_jobs WHERE job_id = $1`,
+            created_at, submitted_at, completed_at, deleted_at, prompt, settings, updated_at, provider_error,
+            media_duration_seconds, media_width, media_height, media_codec, media_size_bytes, poster_source, media_rejection
+       FROM video_jobs WHERE job_id = $1`,
     [jobId],
   );
   const job = rows[0];

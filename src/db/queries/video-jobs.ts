@@ -29,6 +29,14 @@ export interface VideoJobRow {
   deleted_at: string | null;
   /** Set when VIDEO_RETENTION_DAYS deleted the stored files (src/jobs/retention.ts). */
   expired_at: string | null;
+  /** What ingest found in the stored video (migration 0026); null before completion. */
+  media_duration_seconds: number | null;
+  media_width: number | null;
+  media_height: number | null;
+  media_codec: string | null;
+  media_size_bytes: string | null;
+  poster_source: 'ffmpeg' | 'provider' | null;
+  media_rejection: Record<string, unknown> | null;
   // joined from models
   model_name: string;
   provider_model_id: string;
@@ -54,11 +62,17 @@ export type JobViewRow = Pick<
   | 'created_at'
   | 'deleted_at'
   | 'expired_at'
+  | 'media_duration_seconds'
+  | 'media_width'
+  | 'media_height'
+  | 'media_codec'
+  | 'media_size_bytes'
 >;
 
-// Only the columns a view needs (13, no jsonb): the jsonb settings and provider state cost more to parse than the query.
+// Only the columns a view needs (18, no jsonb): the jsonb settings and provider state cost more to parse than the query.
 const JOB_VIEW_COLUMNS = `j.job_id, j.user_id, j.status, j.prompt, m.name AS model_name, j.credits_used, j.video_key, j.thumbnail_key,
-       j.error_code, j.error_message, j.created_at, j.deleted_at, j.expired_at`;
+       j.error_code, j.error_message, j.created_at, j.deleted_at, j.expired_at,
+       j.media_duration_seconds, j.media_width, j.media_height, j.media_codec, j.media_size_bytes`;
 const JOB_VIEW_SELECT = `SELECT ${JOB_VIEW_COLUMNS}
   FROM video_jobs j JOIN models m ON m.id = j.model_id`;
 
@@ -235,11 +249,28 @@ export async function markIngesting(db: Queryable, jobId: string, providerJobId:
   return rowCount === 1;
 }
 
-export async function setCompleted(db: Queryable, jobId: string, videoKey: string, thumbnailKey: string | null): Promise<void> {
+/** What ingest found in the stored video (src/media/ingest.ts). */
+export interface StoredMedia {
+  durationSeconds: number;
+  width: number;
+  height: number;
+  codec: string;
+  sizeBytes: number;
+  posterSource: 'ffmpeg' | 'provider' | null;
+}
+
+export async function setCompleted(db: Queryable, jobId: string, videoKey: string, thumbnailKey: string | null, media?: StoredMedia): Promise<void> {
   await db.query(
-    "UPDATE video_jobs SET status = 'completed', video_key = $2, thumbnail_key = $3, completed_at = now() WHERE job_id = $1",
-    [jobId, videoKey, thumbnailKey],
+    `UPDATE video_jobs SET status = 'completed', video_key = $2, thumbnail_key = $3, completed_at = now(),
+            media_duration_seconds = $4, media_width = $5, media_height = $6, media_codec = $7, media_size_bytes = $8, poster_source = $9
+      WHERE job_id = $1`,
+    [jobId, videoKey, thumbnailKey, media?.durationSeconds ?? null, media?.width ?? null, media?.height ?? null, media?.codec ?? null, media?.sizeBytes ?? null, media?.posterSource ?? null],
   );
+}
+
+/** Keeps, for operators, what a provider delivered that failed ingest's checks. */
+export async function setMediaRejection(db: Queryable, jobId: string, rejection: Record<string, unknown>): Promise<void> {
+  await db.query('UPDATE video_jobs SET media_rejection = $2 WHERE job_id = $1', [jobId, JSON.stringify(rejection)]);
 }
 
 /**
