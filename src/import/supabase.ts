@@ -1,5 +1,4 @@
 import { withTransaction, type Queryable, type Tx } from '../db/pool.js';
-import * as iap from '../db/queries/app-store.js';
 import * as source from '../db/queries/supabase-source.js';
 import * as target from '../db/queries/supabase-import.js';
 import * as ledger from '../ledger/ledger.js';
@@ -63,6 +62,8 @@ export interface ImportReport {
   source: source.SourceTotals;
   imported: target.ImportedTotals;
   thisRun: { users: number; purchases: number; jobs: number; files: number; bytes: number };
+  /** Source rows read and the time taken, per phase (the bench's numbers). */
+  phases: { phase: string; rows: number; seconds: number }[];
   /** Rows handled by a rule, by rule: counts and a few source ids. */
   rules: Partial<Record<Rule, Tally>>;
   /** Each side of every total, and whether they agree. */
@@ -77,6 +78,7 @@ const THEMES = new Set(['system', 'light', 'dark']);
 class Run {
   readonly rules: Partial<Record<Rule, Tally>> = {};
   readonly thisRun = { users: 0, purchases: 0, jobs: 0, files: 0, bytes: 0 };
+  readonly phases: { phase: string; rows: number; seconds: number }[] = [];
   readonly refused = { users: 0, userCredits: 0, purchases: 0, purchaseCredits: 0, jobs: 0, runningCredits: 0 };
   private modelMap = new Map<string, { id: string; provider: string }>();
 
@@ -184,57 +186,42 @@ class Run {
     const productFor = new Map<number, string>();
     for (const [id, credits] of Object.entries(this.o.products)) if (!productFor.has(credits)) productFor.set(credits, id);
     await this.eachPage('purchases', total, source.purchasesAfter, (p) => p.id, (page) =>
-      withTransaction(this.db, async (tx) => {
-        const users = await target.existingUsers(tx, page.map((p) => p.user_id));
-        // One lock order within the page: accounts by user id.
-        for (const p of [...page].sort((a, b) => (a.user_id < b.user_id ? -1 : a.user_id > b.user_id ? 1 : 0))) {
-          if (p.change <= 0 || p.reason === 'apple_refund') {
-            this.note('refund_row', p.id);
-            continue;
-          }
-          if (!users.has(p.user_id)) {
-            this.note('unknown_user', `quota_log ${p.id}`);
-            this.refused.purchases++;
-            this.refused.purchaseCredits += p.change;
-            continue;
-          }
-          await this.purchase(tx, p, productFor.get(p.change) ?? `com.rendio.credits.${p.change}`);
-        }
-      }),
+      withTransaction(this.db, (tx) => this.purchasePage(tx, page, (credits) => productFor.get(credits) ?? `com.rendio.credits.${credits}`)),
     );
   }
 
-  private async purchase(tx: Tx, p: source.SourcePurchase, productId: string): Promise<void> {
-    const row = await iap.insertIapTransaction(tx, {
-      transactionId: p.transaction_id,
-      originalTransactionId: p.transaction_id,
-      userId: p.user_id,
-      productId,
-      quantity: 1,
-      credits: p.change,
-      environment: 'Production',
-      purchasedAt: new Date(p.created_at ?? Date.now()),
-      // The former backend kept no signed transaction.
-      signedTransaction: '',
-    });
-    if (row) {
-      await ledger.recordImportedPurchase(tx, { userId: p.user_id, transactionId: p.transaction_id, reason: `former backend: quota_log.id ${p.id}` });
-      this.thisRun.purchases++;
-      return;
+  private async purchasePage(tx: Tx, page: source.SourcePurchase[], productFor: (credits: number) => string): Promise<void> {
+    const users = await target.existingUsers(tx, page.map((p) => p.user_id));
+    const wanted: source.SourcePurchase[] = [];
+    for (const p of page) {
+      if (p.change <= 0 || p.reason === 'apple_refund') this.note('refund_row', p.id);
+      else if (!users.has(p.user_id)) this.refusePurchase('unknown_user', p);
+      else wanted.push(p);
     }
-    const known = await iap.findIapTransaction(tx, p.transaction_id);
-    if (known && known.user_id !== p.user_id) {
-      this.note('transaction_elsewhere', `quota_log ${p.id}`);
-      this.refused.purchases++;
-      this.refused.purchaseCredits += p.change;
-      return;
+    const recorded = await target.insertPurchases(
+      tx,
+      wanted.map((p) => ({ transactionId: p.transaction_id, userId: p.user_id, productId: productFor(p.change), credits: p.change, purchasedAt: p.created_at ?? new Date().toISOString() })),
+    );
+    const reason = new Map(wanted.map((p) => [p.transaction_id, `former backend: quota_log.id ${p.id}`]));
+    const marked = await ledger.recordImportedPurchases(
+      tx,
+      [...recorded].map(([transactionId, ownerId]) => ({ transactionId, ownerId, reason: reason.get(transactionId)! })),
+    );
+    this.thisRun.purchases += marked.size;
+    // Not recorded now: imported before (marked), or already here from elsewhere.
+    const earlier = wanted.filter((p) => !recorded.has(p.transaction_id));
+    const known = await target.knownPurchases(tx, earlier.map((p) => p.transaction_id));
+    for (const p of earlier) {
+      const k = known.get(p.transaction_id);
+      if (k?.imported) continue;
+      this.refusePurchase(k && k.userId !== p.user_id ? 'transaction_elsewhere' : 'transaction_recorded', p);
     }
-    const marked = await tx.query("SELECT 1 FROM ledger_entries WHERE kind = 'import' AND transaction_id = $1", [p.transaction_id]);
-    if (marked.rowCount === 0) {
-      this.note('transaction_recorded', `quota_log ${p.id}`);
-      this.refused.purchases++;
-      this.refused.purchaseCredits += p.change;
-    }
+  }
+
+  private refusePurchase(rule: Rule, p: source.SourcePurchase): void {
+    this.note(rule, `quota_log ${p.id}`);
+    this.refused.purchases++;
+    this.refused.purchaseCredits += p.change;
   }
 
   async jobs(total: number): Promise<void> {
@@ -250,13 +237,17 @@ class Run {
     handle: (page: T[]) => Promise<unknown>,
   ): Promise<void> {
     this.o.progress?.start(phase, total);
+    const started = performance.now();
+    let rows = 0;
     for (let after = source.FIRST_KEY; ; ) {
       const page = await read(this.o.from, after, this.o.batchSize);
       if (page.length === 0) break;
       after = key(page.at(-1)!);
       await handle(page);
+      rows += page.length;
       this.o.progress?.add(page.length);
     }
+    this.phases.push({ phase, rows, seconds: (performance.now() - started) / 1000 });
     this.o.progress?.finish();
   }
 
@@ -380,6 +371,7 @@ export async function importFromSupabase(o: ImportOptions): Promise<ImportReport
       source: totals,
       imported,
       thisRun: run.thisRun,
+      phases: run.phases,
       rules: run.rules,
       checks: [
         check('users (source = imported + refused)', totals.users, imported.users + r.users),

@@ -699,13 +699,24 @@ export async function refundImportedJob(db: Queryable, input: { userId: string; 
 }
 
 /**
- * An Apple purchase the former backend credited: its credits are in the opening balance, so it is
- * recorded with an `import` entry of 0 naming the transaction — the mark that it was credited, once.
- * A REFUND for it then claws back as for any purchase (src/ledger/refunds.ts).
+ * Apple purchases the former backend credited: their credits are in the opening balance, so each is
+ * recorded with an `import` entry of 0 naming the transaction — the mark that it was credited, once
+ * (a unique index). A REFUND for one then claws back as for any purchase (src/ledger/refunds.ts).
+ * In bulk, for a page of purchases: the owners' users rows and accounts are locked in id order (the
+ * ledger's lock order), and an entry of 0 carries the account's totals as they are. Returns the
+ * transaction ids marked now.
  */
-export async function recordImportedPurchase(db: Queryable, input: { userId: string; transactionId: string; reason: string }): Promise<EntryResult> {
-  return withTransaction(db, async (tx) => {
-    const { ownerId, account } = await lockOwner(tx, input.userId);
-    return writeEntry(tx, ownerId, account, { kind: 'import', amount: 0, transactionId: input.transactionId, reason: input.reason });
-  });
+export async function recordImportedPurchases(tx: Tx, rows: { ownerId: string; transactionId: string; reason: string }[]): Promise<Set<string>> {
+  if (rows.length === 0) return new Set();
+  const { rows: marked } = await tx.query<{ transaction_id: string }>(
+    `WITH src AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]) AS s (owner_id, transaction_id, reason)),
+          locked AS (SELECT a.user_id, a.balance, a.held, a.debt FROM users u JOIN credit_accounts a ON a.user_id = u.id
+                      WHERE u.id IN (SELECT owner_id FROM src) ORDER BY u.id FOR KEY SHARE OF u FOR UPDATE OF a)
+     INSERT INTO ledger_entries (user_id, kind, amount, transaction_id, reason, balance_after, held_after, debt_after)
+     SELECT s.owner_id, 'import', 0, s.transaction_id, s.reason, l.balance, l.held, l.debt FROM src s JOIN locked l ON l.user_id = s.owner_id
+     ON CONFLICT DO NOTHING
+     RETURNING transaction_id`,
+    [rows.map((r) => r.ownerId), rows.map((r) => r.transactionId), rows.map((r) => r.reason)],
+  );
+  return new Set(marked.map((r) => r.transaction_id));
 }

@@ -182,3 +182,46 @@ export async function importedTotals(db: Queryable): Promise<ImportedTotals> {
   );
   return rows[0]!;
 }
+
+export interface ImportedPurchase {
+  transactionId: string;
+  userId: string;
+  productId: string;
+  credits: number;
+  purchasedAt: string;
+}
+
+/**
+ * Records the Apple transactions not here yet, each on its buyer's current owner (the end of its
+ * merge chain); returns the ones recorded now, with that owner. The former backend kept no signed
+ * transaction, product or environment: the product is the pack of that many credits, Production.
+ */
+export async function insertPurchases(db: Queryable, purchases: ImportedPurchase[]): Promise<Map<string, string>> {
+  if (purchases.length === 0) return new Map();
+  const { rows } = await db.query<{ transaction_id: string; user_id: string }>(
+    `INSERT INTO iap_transactions (transaction_id, original_transaction_id, user_id, product_id, quantity, credits, environment, purchased_at, signed_transaction)
+     SELECT p.transaction_id, p.transaction_id, user_current_owner(p.user_id), p.product_id, 1, p.credits, 'Production', p.purchased_at, ''
+       FROM unnest($1::text[], $2::uuid[], $3::text[], $4::int[], $5::timestamptz[]) AS p (transaction_id, user_id, product_id, credits, purchased_at)
+     ON CONFLICT (transaction_id) DO NOTHING
+     RETURNING transaction_id, user_id::text`,
+    [
+      purchases.map((p) => p.transactionId),
+      purchases.map((p) => p.userId),
+      purchases.map((p) => p.productId),
+      purchases.map((p) => p.credits),
+      purchases.map((p) => p.purchasedAt),
+    ],
+  );
+  return new Map(rows.map((r) => [r.transaction_id, r.user_id]));
+}
+
+/** Of these Apple transactions, who holds each here, and whether the import marked it. */
+export async function knownPurchases(db: Queryable, transactionIds: string[]): Promise<Map<string, { userId: string; imported: boolean }>> {
+  const { rows } = await db.query<{ transaction_id: string; user_id: string; imported: boolean }>(
+    `SELECT t.transaction_id, t.user_id::text,
+            EXISTS (SELECT 1 FROM ledger_entries e WHERE e.transaction_id = t.transaction_id AND e.kind = 'import') AS imported
+       FROM iap_transactions t WHERE t.transaction_id = ANY($1::text[])`,
+    [transactionIds],
+  );
+  return new Map(rows.map((r) => [r.transaction_id, { userId: r.user_id, imported: r.imported }]));
+}
