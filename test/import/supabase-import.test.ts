@@ -7,7 +7,8 @@ import { useAppStoreFakes } from '../fakes/app-store.js';
 import { deviceToken } from '../fakes/device-check.js';
 import { adminQuery, dropTestDatabase, runPrefix, withDatabase } from '../support/db.js';
 import { TEST_JWT_SECRET, useTestApp } from '../support/harness.js';
-import { npmRun, ROOT } from '../support/process.js';
+import { ledgerBreaking } from '../support/ledger-breaking.js';
+import { npmRun, ROOT, startProcess } from '../support/process.js';
 
 /**
  * `npm run import:supabase`, through npm as docs/DEPLOY.md "Moving from Supabase" names it: the
@@ -72,11 +73,11 @@ async function buildSource(): Promise<void> {
     await q("DROP INDEX idx_users_device_id_unique"); // a deployment where that migration never ran
     await q("INSERT INTO users (id, device_id, is_guest) VALUES ($1, 'DEVICE-A', true)", [ids.d]);
     await q("SELECT add_credits($1, 10, 'initial_grant')", [ids.d]);
-    await q("SELECT add_credits($1, 50, 'iap_purchase', 'tx-a-1')", [ids.a]);
-    await q("SELECT add_credits($1, 100, 'iap_purchase', 'tx-b-1')", [ids.b]);
+    await q("SELECT add_credits($1, 50, 'iap_purchase', '2000000812345671')", [ids.a]);
+    await q("SELECT add_credits($1, 100, 'iap_purchase', '2000000812345672')", [ids.b]);
     await q('UPDATE users SET credits_remaining = -5 WHERE id = $1', [ids.c]);
     await q('ALTER TABLE quota_log DROP CONSTRAINT quota_log_user_id_fkey');
-    await q("INSERT INTO quota_log (user_id, change, reason, transaction_id, balance_after) VALUES ($1, 25, 'iap_purchase', 'tx-ghost', 25)", [randomUUID()]);
+    await q("INSERT INTO quota_log (user_id, change, reason, transaction_id, balance_after) VALUES ($1, 25, 'iap_purchase', '2000000812345679', 25)", [randomUUID()]);
 
     const generate = async (user: string, model: string, prompt: string) =>
       (await q('SELECT generate_video_atomic($1, $2, $3, $4, $5) AS r', [user, model, prompt, { duration: 4 }, randomUUID()])).rows[0].r.job_id as string;
@@ -113,10 +114,9 @@ async function buildSource(): Promise<void> {
 
 describe('npm run import:supabase', () => {
   const t = useTestApp(() => ({ ANON_KEY: ANON, LEGACY_ANON_CLIENTS: 'true', ...appStore().env() }));
-  const importSupabase = (...extra: string[]) =>
-    npmRun(['import:supabase', '--', '--from', sourceUrl, '--storage', exportDir, ...extra], {
-      env: { DATABASE_URL: t().dbUrl, DATA_DIR: t().services.config.dataDir, JWT_SECRET: TEST_JWT_SECRET, LOG_LEVEL: 'warn' },
-    });
+  const env = (dataDir = t().services.config.dataDir) => ({ DATABASE_URL: t().dbUrl, DATA_DIR: dataDir, JWT_SECRET: TEST_JWT_SECRET, LOG_LEVEL: 'warn' });
+  const importSupabase = (...extra: string[]) => npmRun(['import:supabase', '--', '--from', sourceUrl, '--storage', exportDir, ...extra], { env: env() });
+  const { whenBroken, expectOnly } = ledgerBreaking(t);
   const counts = async () =>
     (
       await t().db.query(
@@ -140,9 +140,21 @@ describe('npm run import:supabase', () => {
     expect(await counts()).toEqual(before);
   }, 120_000);
 
+  it('an interrupted run leaves whole pages behind, and the next run continues from them', async () => {
+    // Our object store cannot be written (its directory is a file): the jobs' page fails after the
+    // users and purchases committed.
+    const broken = startProcess('npm', ['run', 'import:supabase', '--', '--from', sourceUrl, '--storage', exportDir], {
+      env: env(path.join(exportDir, 'thumbnails', ids.a, `${jobs.aDone}.jpg`)),
+    });
+    expect((await broken.exited).code, broken.output()).toBe(2);
+    expect(broken.output()).toContain('could not import');
+    const { rows } = await t().db.query("SELECT (SELECT count(*) FROM users)::int AS users, (SELECT count(*) FROM video_jobs)::int AS jobs");
+    expect(rows[0]).toEqual({ users: 5, jobs: 0 });
+  }, 120_000);
+
   it('imports ids, balances, purchases, history and files; the shipped app sees them unchanged; totals agree', async () => {
     const out = await importSupabase();
-    expect(out).toMatch(/this run: 5 users, 2 purchases, 5 jobs, 2 files/);
+    expect(out).toMatch(/this run: 0 users, 0 purchases, 5 jobs, 2 files/);
     expect(out).not.toContain('✗');
     expect(out).toContain('ledger OK');
     // Bad data is reported by rule, never a crash.
@@ -188,6 +200,13 @@ describe('npm run import:supabase', () => {
     );
   }, 180_000);
 
+  it("verify-ledger holds an imported job's refund to that job's price", async () => {
+    const broken = await whenBroken(async (c) => {
+      await c.query('UPDATE video_jobs SET credits_used = 5 WHERE job_id = $1', [jobs.bRunning]);
+    });
+    expectOnly(broken, "an import entry naming a job gives back exactly that imported job's price, on its owner, once", jobs.bRunning!);
+  });
+
   it('a second run changes nothing', async () => {
     const before = await counts();
     const out = await importSupabase();
@@ -197,11 +216,17 @@ describe('npm run import:supabase', () => {
   }, 120_000);
 
   it("Apple's REFUND of a migrated purchase is clawed back, and the app cannot credit it again", async () => {
-    const tx = { transactionId: 'tx-b-1', productId: 'com.rendioai.credits.best.150' };
+    const tx = { transactionId: '2000000812345672', productId: 'com.rendioai.credits.best.150' };
     const refund = await appStore().production.notification('REFUND', { ...tx, revocationDate: Date.now(), revocationReason: 1 });
     expect(await t().json(t().post('/functions/v1/apple-server-notifications', { body: refund }))).toEqual({ received: true, outcome: 'refund_clawed_back' });
-    const { rows } = await t().db.query("SELECT amount, shortfall FROM ledger_entries WHERE transaction_id = 'tx-b-1' AND kind = 'refund_clawback'");
+    const { rows } = await t().db.query("SELECT amount, shortfall FROM ledger_entries WHERE transaction_id = '2000000812345672' AND kind = 'refund_clawback'");
     expect(rows).toEqual([{ amount: -100, shortfall: 0 }]);
+    expect((await t().json(t().get(`/functions/v1/get-user-credits?user_id=${ids.b}`, legacy))).credits_remaining).toBe(6);
+
+    // The app re-sending the migrated transaction (update-credits, legacy mode) credits nothing.
+    appStore().production.add(tx);
+    const again = await t().json(t().post('/functions/v1/update-credits', { ...legacy, body: { user_id: ids.b, transaction_id: '2000000812345672' } }));
+    expect(again.already_processed).toBe(true);
     expect((await t().json(t().get(`/functions/v1/get-user-credits?user_id=${ids.b}`, legacy))).credits_remaining).toBe(6);
   }, 60_000);
 });
