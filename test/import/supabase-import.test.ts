@@ -153,7 +153,8 @@ describe('npm run import:supabase', () => {
   }, 120_000);
 
   it('imports ids, balances, purchases, history and files; the shipped app sees them unchanged; totals agree', async () => {
-    const out = await importSupabase();
+    // Pages of two rows: the keyset reads and per-page transactions are exercised across pages.
+    const out = await importSupabase('--batch-size', '2');
     expect(out).toMatch(/this run: 0 users, 0 purchases, 5 jobs, 2 files/);
     expect(out).not.toContain('✗');
     expect(out).toContain('ledger OK');
