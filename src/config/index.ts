@@ -13,6 +13,7 @@ import { rateLimitsEnv, rateLimitsSection, type RateLimitsSection } from './rate
 import { retentionEnv, retentionSection, type RetentionSection } from './retention.js';
 import { serverEnv, serverSection, type ServerSection } from './server.js';
 import { storageEnv, storageSection, type StorageSection } from './storage.js';
+import { supabaseImportEnv, supabaseImportSection, type SupabaseImportSection } from './supabase-import.js';
 import { trustProxyEnv, trustProxySection, type TrustProxySection } from './trust-proxy.js';
 
 export { ConfigError } from './env.js';
@@ -56,6 +57,7 @@ const EnvSchema = z.object({
   ...rateLimitsEnv.shape,
   ...trustProxyEnv.shape,
   ...retentionEnv.shape,
+  ...supabaseImportEnv.shape,
 });
 
 export type Env = z.infer<typeof EnvSchema>;
@@ -77,7 +79,8 @@ export interface Config
     PushSection,
     RateLimitsSection,
     TrustProxySection,
-    RetentionSection {}
+    RetentionSection,
+    SupabaseImportSection {}
 
 export function loadConfig(source: Record<string, string | undefined> = process.env): Config {
   // Empty strings in env files mean "not set", not "set to nothing".
@@ -104,6 +107,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     ...rateLimitsSection(e, report),
     ...trustProxySection(e, report),
     ...retentionSection(e),
+    ...supabaseImportSection(e),
   };
   if (issues.length > 0) throw new ConfigError(issues);
   return config;

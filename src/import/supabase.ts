@@ -5,7 +5,7 @@ import * as ledger from '../ledger/ledger.js';
 import { saveObject } from '../storage/objects.js';
 import { sniffImageType } from '../storage/image-types.js';
 import { RESULTS_BUCKET, type ObjectStore } from '../storage/types.js';
-import { storageRef, type StorageExport } from './files.js';
+import { storageRef, type FileSource } from './files.js';
 import type { Progress } from './progress.js';
 
 /**
@@ -44,7 +44,7 @@ export interface ImportOptions {
   from: Queryable;
   to: Queryable;
   store: ObjectStore;
-  files?: StorageExport;
+  files?: FileSource;
   dryRun: boolean;
   batchSize: number;
   /** Credits → our product id (IAP_PRODUCTS): the former backend recorded no product. */

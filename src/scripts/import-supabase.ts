@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { loadConfig } from '../config/index.js';
 import { migrate } from '../db/migrate.js';
-import { StorageExport } from '../import/files.js';
+import { StorageExport, SupabaseStorageS3Source, type FileSource } from '../import/files.js';
 import { Progress } from '../import/progress.js';
 import { formatReport, importFromSupabase } from '../import/supabase.js';
 import { INVARIANT_CHECK_NAMES, runLedgerVerification } from '../ledger/verify.js';
@@ -11,12 +11,12 @@ import { objectStoreFor } from '../storage/store.js';
 import { scriptDatabase } from './database-url.js';
 
 /**
- * `npm run import:supabase -- --from <postgres URL> [--storage <dir>] [--dry-run] [--batch-size N]`:
+ * `npm run import:supabase -- --from <postgres URL> [--storage <dir> | s3] [--dry-run] [--batch-size N]`:
  * moves the app's former Supabase backend onto this server's database (DATABASE_URL, or the
  * embedded one) and object store (STORAGE_BACKEND), ids kept (docs/DEPLOY.md "Moving from Supabase").
  * Exit 0 when every total agrees and verify-ledger passes; 1 when one does not; 2 when it could not run.
  */
-const USAGE = 'usage: npm run import:supabase -- --from <postgres URL of the old database> [--storage <directory of its storage export>] [--dry-run] [--batch-size N]';
+const USAGE = 'usage: npm run import:supabase -- --from <postgres URL of the old database> [--storage <directory of its storage export> | s3] [--dry-run] [--batch-size N]';
 const { values: args } = parseArgs({
   options: {
     from: { type: 'string' },
@@ -30,12 +30,23 @@ if (!args.from || !Number.isInteger(batchSize) || batchSize < 1 || batchSize > 5
   console.error(USAGE);
   process.exit(2);
 }
-if (args.storage !== undefined && !statSync(args.storage, { throwIfNoEntry: false })?.isDirectory()) {
-  console.error(`--storage ${args.storage}: not a directory (give the directory of the storage export, holding videos/ and thumbnails/)`);
-  process.exit(2);
+const config = loadConfig();
+let files: FileSource | undefined;
+if (args.storage === 's3') {
+  const s3 = config.supabaseStorageS3;
+  if ('missing' in s3) {
+    console.error(`--storage s3 reads the former project's Storage S3 endpoint: set ${s3.missing.join(', ')}`);
+    process.exit(2);
+  }
+  files = new SupabaseStorageS3Source(s3);
+} else if (args.storage !== undefined) {
+  if (!statSync(args.storage, { throwIfNoEntry: false })?.isDirectory()) {
+    console.error(`--storage ${args.storage}: not a directory (give the directory of the storage export, holding videos/ and thumbnails/, or s3)`);
+    process.exit(2);
+  }
+  files = new StorageExport(args.storage);
 }
 
-const config = loadConfig();
 const { url, embedded } = await scriptDatabase();
 const from = new pg.Pool({ connectionString: args.from, max: 2, application_name: 'rendio-import-source' });
 const to = new pg.Pool({ connectionString: url, max: 4, application_name: 'rendio-import' });
@@ -46,7 +57,7 @@ try {
     from,
     to,
     store: objectStoreFor(config),
-    files: args.storage ? new StorageExport(args.storage) : undefined,
+    files,
     dryRun: args['dry-run'],
     batchSize,
     products: config.products,

@@ -1,7 +1,11 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import pg from 'pg';
+import S3rver from 's3rver';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { useAppStoreFakes } from '../fakes/app-store.js';
 import { deviceToken } from '../fakes/device-check.js';
@@ -112,6 +116,18 @@ async function buildSource(): Promise<void> {
   writeFileSync(path.join(exportDir, 'thumbnails', ids.a, `${jobs.aDone}.jpg`), THUMB);
 }
 
+/** The former project's Storage S3 endpoint (s3rver, its default keys), holding the same two files. */
+async function startStorageS3(): Promise<{ endpoint: string; close: () => Promise<void> }> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'rendio-supabase-s3-'));
+  const server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory: dir, configureBuckets: [{ name: 'videos', configs: [] }, { name: 'thumbnails', configs: [] }] });
+  const endpoint = `http://127.0.0.1:${((await server.run()) as AddressInfo).port}`;
+  const client = new S3Client({ region: 'us-east-1', endpoint, forcePathStyle: true, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+  await client.send(new PutObjectCommand({ Bucket: 'videos', Key: `${ids.a}/2025-11/${jobs.aDone}.mp4`, Body: VIDEO }));
+  await client.send(new PutObjectCommand({ Bucket: 'thumbnails', Key: `${ids.a}/${jobs.aDone}.jpg`, Body: THUMB }));
+  client.destroy();
+  return { endpoint, close: async () => (await server.close(), rmSync(dir, { recursive: true, force: true })) };
+}
+
 describe('npm run import:supabase', () => {
   const t = useTestApp(() => ({ ANON_KEY: ANON, LEGACY_ANON_CLIENTS: 'true', ...appStore().env() }));
   const env = (dataDir = t().services.config.dataDir) => ({ DATABASE_URL: t().dbUrl, DATA_DIR: dataDir, JWT_SECRET: TEST_JWT_SECRET, LOG_LEVEL: 'warn' });
@@ -132,11 +148,18 @@ describe('npm run import:supabase', () => {
     if (exportDir) rmSync(exportDir, { recursive: true, force: true });
   });
 
-  it('--dry-run reports what a run would do and writes nothing', async () => {
+  it('--dry-run reports what a run would do and writes nothing (files read and checked from the Storage S3 endpoint)', async () => {
     const before = await counts();
-    const out = await importSupabase('--dry-run');
-    expect(out).toContain('DRY RUN');
-    expect(out).toMatch(/this run: 5 users, 2 purchases, 5 jobs, 2 files/);
+    const s3 = await startStorageS3();
+    try {
+      const s3Env = { SUPABASE_S3_ENDPOINT: s3.endpoint, SUPABASE_S3_ACCESS_KEY_ID: 'S3RVER', SUPABASE_S3_SECRET_ACCESS_KEY: 'S3RVER' };
+      const out = await npmRun(['import:supabase', '--', '--from', sourceUrl, '--storage', 's3', '--dry-run'], { env: { ...env(), ...s3Env } });
+      expect(out).toContain('DRY RUN');
+      expect(out).toMatch(/this run: 5 users, 2 purchases, 5 jobs, 2 files \(4,356 bytes\)/);
+      expect(out).toContain('video_unfetchable (1)');
+    } finally {
+      await s3.close();
+    }
     expect(await counts()).toEqual(before);
   }, 120_000);
 
