@@ -28,6 +28,7 @@ export const RULES = {
   user_conflict: 'device_id or apple_sub already belongs to another user on this server: user refused',
   unknown_user: 'names a user that is not in users: refused',
   refund_row: 'a refund row of the former backend (already off its balance): not a purchase',
+  refunded_there: 'a purchase the former backend refunded (its _refund row): not recorded; Apple reports it revoked, so it is never credited here and a repeated REFUND finds nothing to take',
   transaction_elsewhere: 'Apple transaction already recorded here for another user: refused',
   transaction_recorded: 'Apple transaction already credited by this server to the same user: kept as it is',
   unknown_model: "names a model the former backend's models table lacks: refused",
@@ -195,6 +196,7 @@ class Run {
     const wanted: source.SourcePurchase[] = [];
     for (const p of page) {
       if (p.change <= 0 || p.reason === 'apple_refund') this.note('refund_row', p.id);
+      else if (p.refunded) this.refusePurchase('refunded_there', p);
       else if (!users.has(p.user_id)) this.refusePurchase('unknown_user', p);
       else wanted.push(p);
     }

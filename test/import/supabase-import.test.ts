@@ -80,6 +80,10 @@ async function buildSource(): Promise<void> {
     await q("SELECT add_credits($1, 50, 'iap_purchase', '2000000812345671')", [ids.a]);
     await q("SELECT add_credits($1, 100, 'iap_purchase', '2000000812345672')", [ids.b]);
     await q('UPDATE users SET credits_remaining = -5 WHERE id = $1', [ids.c]);
+    // E bought 10 and Apple refunded them: the former refund handler took them off and logged it.
+    await q("SELECT add_credits($1, 10, 'iap_purchase', '2000000812345673')", [ids.e]);
+    await q('UPDATE users SET credits_remaining = credits_remaining - 10 WHERE id = $1', [ids.e]);
+    await q("INSERT INTO quota_log (user_id, change, reason, transaction_id, balance_after) VALUES ($1, -10, 'apple_refund', '2000000812345673_refund', 6)", [ids.e]);
     await q('ALTER TABLE quota_log DROP CONSTRAINT quota_log_user_id_fkey');
     await q("INSERT INTO quota_log (user_id, change, reason, transaction_id, balance_after) VALUES ($1, 25, 'iap_purchase', '2000000812345679', 25)", [randomUUID()]);
 
@@ -182,7 +186,7 @@ describe('npm run import:supabase', () => {
     expect(out).not.toContain('✗');
     expect(out).toContain('ledger OK');
     // Bad data is reported by rule, never a crash.
-    for (const rule of ['negative_balance (1)', 'duplicate_device_id (1)', 'no_auth_row (1)', 'unknown_user (1)', 'ended_by_import (1)', 'video_unfetchable (1)', 'video_not_in_storage (1)']) {
+    for (const rule of ['refunded_there (1)', 'refund_row (1)', 'negative_balance (1)', 'duplicate_device_id (1)', 'no_auth_row (1)', 'unknown_user (1)', 'ended_by_import (1)', 'video_unfetchable (1)', 'video_not_in_storage (1)']) {
       expect(out).toContain(rule);
     }
     expect(out).toMatch(/balances \(source without negative balances = opening entries \+ refused users\): 175 = 175/);

@@ -41,6 +41,8 @@ export interface SourcePurchase {
   change: number;
   reason: string;
   created_at: string | null;
+  /** The former refund handler wrote `<transaction_id>_refund` for it: refunded there. */
+  refunded: boolean;
 }
 
 export interface SourceJob {
@@ -107,8 +109,10 @@ export async function usersAfter(db: Queryable, after: string, limit: number): P
 /** quota_log rows that carry an Apple transaction id (purchases and the refund rows the refund handler wrote). */
 export async function purchasesAfter(db: Queryable, after: string, limit: number): Promise<SourcePurchase[]> {
   const { rows } = await db.query<SourcePurchase>(
-    `SELECT id::text, user_id::text, transaction_id, change, reason, created_at FROM public.quota_log
-      WHERE transaction_id IS NOT NULL AND id > $1::uuid ORDER BY id LIMIT $2`,
+    `SELECT q.id::text, q.user_id::text, q.transaction_id, q.change, q.reason, q.created_at,
+            EXISTS (SELECT 1 FROM public.quota_log r WHERE r.transaction_id = q.transaction_id || '_refund') AS refunded
+       FROM public.quota_log q
+      WHERE q.transaction_id IS NOT NULL AND q.id > $1::uuid ORDER BY q.id LIMIT $2`,
     [after, limit],
   );
   return rows;
