@@ -228,11 +228,22 @@ describe('npm run import:supabase', () => {
     );
   }, 180_000);
 
-  it("verify-ledger holds an imported job's refund to that job's price", async () => {
+  it("verify-ledger holds an imported job's refund to that job's price, and a migrated purchase to no second credit", async () => {
     const broken = await whenBroken(async (c) => {
       await c.query('UPDATE video_jobs SET credits_used = 5 WHERE job_id = $1', [jobs.bRunning]);
     });
     expectOnly(broken, "an import entry naming a job gives back exactly that imported job's price, on its owner, once", jobs.bRunning!);
+
+    // A migrated purchase (marked by its import entry) credited again as a purchase.
+    const twice = await whenBroken(async (c) => {
+      await c.query(
+        `INSERT INTO ledger_entries (user_id, kind, amount, transaction_id, balance_after, held_after, debt_after)
+         SELECT user_id, 'purchase', 50, '2000000812345671', balance + 50, held, debt FROM credit_accounts WHERE user_id = $1`,
+        [ids.a],
+      );
+      await c.query('UPDATE credit_accounts SET balance = balance + 50 WHERE user_id = $1', [ids.a]);
+    });
+    expectOnly(twice, 'an Apple transaction credits one user at most once', '2000000812345671');
   });
 
   it('a second run changes nothing', async () => {
