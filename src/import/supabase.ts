@@ -230,7 +230,7 @@ class Run {
     await this.eachPage('jobs', total, source.jobsAfter, (j) => j.job_id, (page) => this.jobPage(page));
   }
 
-  /** Reads the source in keyset pages (ordered by a uuid key) and hands each to `handle`, with progress. */
+  /** Reads the source in keyset pages (ordered by a uuid key) and hands each to `handle`, in order, with progress. */
   private async eachPage<T>(
     phase: string,
     total: number,
@@ -241,10 +241,16 @@ class Run {
     this.o.progress?.start(phase, total);
     const started = performance.now();
     let rows = 0;
-    for (let after = source.FIRST_KEY; ; ) {
-      const page = await read(this.o.from, after, this.o.batchSize);
+    // The next page is read from the source while this one is written here.
+    const readAfter = (after: string) => {
+      const reading = read(this.o.from, after, this.o.batchSize);
+      reading.catch(() => undefined); // awaited below; a failure while a page is written must not be "unhandled"
+      return reading;
+    };
+    for (let next = readAfter(source.FIRST_KEY); ; ) {
+      const page = await next;
       if (page.length === 0) break;
-      after = key(page.at(-1)!);
+      next = readAfter(key(page.at(-1)!));
       await handle(page);
       rows += page.length;
       this.o.progress?.add(page.length);
