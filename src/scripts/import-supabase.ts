@@ -17,14 +17,22 @@ import { scriptDatabase } from './database-url.js';
  * Exit 0 when every total agrees and verify-ledger passes; 1 when one does not; 2 when it could not run.
  */
 const USAGE = 'usage: npm run import:supabase -- --from <postgres URL of the old database> [--storage <directory of its storage export> | s3] [--dry-run] [--batch-size N]';
-const { values: args } = parseArgs({
-  options: {
-    from: { type: 'string' },
-    storage: { type: 'string' },
-    'dry-run': { type: 'boolean', default: false },
-    'batch-size': { type: 'string', default: '1000' },
-  },
-});
+function parsedArgs() {
+  try {
+    return parseArgs({
+      options: {
+        from: { type: 'string' },
+        storage: { type: 'string' },
+        'dry-run': { type: 'boolean', default: false },
+        'batch-size': { type: 'string', default: '1000' },
+      },
+    }).values;
+  } catch (err) {
+    console.error(`${(err as Error).message}\n${USAGE}`);
+    process.exit(2);
+  }
+}
+const args = parsedArgs();
 const batchSize = Number(args['batch-size']);
 if (!args.from || !Number.isInteger(batchSize) || batchSize < 1 || batchSize > 50_000) {
   console.error(USAGE);

@@ -254,6 +254,19 @@ describe('npm run import:supabase', () => {
     expect(await counts()).toEqual(before);
   }, 120_000);
 
+  it('bad arguments exit 2 with what is wrong, before touching a database', async () => {
+    for (const [args, says] of [
+      [['--from', 'postgres://x/y', '--nope'], /Unknown option '--nope'[\s\S]*usage: npm run import:supabase/],
+      [['--storage', exportDir], /usage: npm run import:supabase/],
+      [['--from', 'postgres://x/y', '--storage', 's3'], /set SUPABASE_S3_ENDPOINT, SUPABASE_S3_ACCESS_KEY_ID, SUPABASE_S3_SECRET_ACCESS_KEY/],
+      [['--from', 'postgres://x/y', '--storage', path.join(exportDir, 'missing')], /not a directory/],
+    ] as const) {
+      const p = startProcess('npm', ['run', 'import:supabase', '--', ...args], { env: env() });
+      expect((await p.exited).code, p.output()).toBe(2);
+      expect(p.output()).toMatch(says);
+    }
+  }, 120_000);
+
   it("Apple's REFUND of a migrated purchase is clawed back, and the app cannot credit it again", async () => {
     const tx = { transactionId: '2000000812345672', productId: 'com.rendioai.credits.best.150' };
     const refund = await appStore().production.notification('REFUND', { ...tx, revocationDate: Date.now(), revocationReason: 1 });
