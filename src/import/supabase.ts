@@ -76,11 +76,33 @@ const FAILED_BY_IMPORT = 'ended by the move to the new server; its credits were 
 const LANGUAGES = new Set(['en', 'tr', 'es']);
 const THEMES = new Set(['system', 'light', 'dark']);
 
-class Run {
+/** What a run (or one page of it) did: rows imported, rows handled by each rule, what was refused. */
+class Counts {
   readonly rules: Partial<Record<Rule, Tally>> = {};
   readonly thisRun = { users: 0, purchases: 0, jobs: 0, files: 0, bytes: 0 };
-  readonly phases: { phase: string; rows: number; seconds: number }[] = [];
   readonly refused = { users: 0, userCredits: 0, purchases: 0, purchaseCredits: 0, jobs: 0, runningCredits: 0 };
+
+  note(rule: Rule, id: string): void {
+    const t = (this.rules[rule] ??= { count: 0, examples: [] });
+    t.count++;
+    if (t.examples.length < EXAMPLES) t.examples.push(id);
+  }
+
+  add(page: Counts): void {
+    for (const [rule, t] of Object.entries(page.rules) as [Rule, Tally][]) {
+      const mine = (this.rules[rule] ??= { count: 0, examples: [] });
+      mine.count += t.count;
+      mine.examples.push(...t.examples.slice(0, EXAMPLES - mine.examples.length));
+    }
+    for (const k of Object.keys(this.thisRun) as (keyof Counts['thisRun'])[]) this.thisRun[k] += page.thisRun[k];
+    for (const k of Object.keys(this.refused) as (keyof Counts['refused'])[]) this.refused[k] += page.refused[k];
+  }
+}
+
+class Run {
+  /** Where counts go now: the run's, or the page transaction's while one runs (see inPage). */
+  private c = new Counts();
+  readonly phases: { phase: string; rows: number; seconds: number }[] = [];
   private modelMap = new Map<string, { id: string; provider: string }>();
 
   constructor(
@@ -88,10 +110,31 @@ class Run {
     private readonly db: Queryable,
   ) {}
 
+  get counts(): Counts {
+    return this.c;
+  }
+
   note(rule: Rule, id: string): void {
-    const t = (this.rules[rule] ??= { count: 0, examples: [] });
-    t.count++;
-    if (t.examples.length < EXAMPLES) t.examples.push(id);
+    this.c.note(rule, id);
+  }
+
+  /**
+   * One page's transaction. What it counts is added to the run's counts once it commits: a
+   * transaction retried (a deadlock, a serialization failure) counts its rows once, not per attempt.
+   */
+  private async inPage<T>(work: (tx: Tx) => Promise<T>): Promise<T> {
+    const run = this.c;
+    let page = new Counts();
+    try {
+      const result = await withTransaction(this.db, async (tx) => {
+        page = this.c = new Counts();
+        return work(tx);
+      });
+      run.add(page);
+      return result;
+    } finally {
+      this.c = run;
+    }
   }
 
   async models(): Promise<void> {
@@ -119,7 +162,7 @@ class Run {
   }
 
   async users(total: number): Promise<void> {
-    await this.eachPage('users', total, source.usersAfter, (u) => u.id, (page) => withTransaction(this.db, (tx) => this.userPage(tx, page)));
+    await this.eachPage('users', total, source.usersAfter, (u) => u.id, (page) => this.inPage((tx) => this.userPage(tx, page)));
   }
 
   private async userPage(tx: Tx, page: source.SourceUser[]): Promise<void> {
@@ -168,8 +211,8 @@ class Run {
     for (const id of notInserted) {
       if (already.has(id)) continue;
       this.note('user_conflict', id);
-      this.refused.users++;
-      this.refused.userCredits += opening.get(id)!;
+      this.c.refused.users++;
+      this.c.refused.userCredits += opening.get(id)!;
     }
     const fresh = rows.filter((r) => inserted.has(r.id));
     await ledger.openImportedAccounts(
@@ -180,14 +223,14 @@ class Run {
       tx,
       fresh.filter((r) => grantDevices.has(r.id)).map((r) => ({ id: r.id, deviceId: grantDevices.get(r.id)! })),
     );
-    this.thisRun.users += fresh.length;
+    this.c.thisRun.users += fresh.length;
   }
 
   async purchases(total: number): Promise<void> {
     const productFor = new Map<number, string>();
     for (const [id, credits] of Object.entries(this.o.products)) if (!productFor.has(credits)) productFor.set(credits, id);
     await this.eachPage('purchases', total, source.purchasesAfter, (p) => p.id, (page) =>
-      withTransaction(this.db, (tx) => this.purchasePage(tx, page, (credits) => productFor.get(credits) ?? `com.rendio.credits.${credits}`)),
+      this.inPage((tx) => this.purchasePage(tx, page, (credits) => productFor.get(credits) ?? `com.rendio.credits.${credits}`)),
     );
   }
 
@@ -209,7 +252,7 @@ class Run {
       tx,
       [...recorded].map(([transactionId, ownerId]) => ({ transactionId, ownerId, reason: reason.get(transactionId)! })),
     );
-    this.thisRun.purchases += marked.size;
+    this.c.thisRun.purchases += marked.size;
     // Not recorded now: imported before (marked), or already here from elsewhere.
     const earlier = wanted.filter((p) => !recorded.has(p.transaction_id));
     const known = await target.knownPurchases(tx, earlier.map((p) => p.transaction_id));
@@ -222,8 +265,8 @@ class Run {
 
   private refusePurchase(rule: Rule, p: source.SourcePurchase): void {
     this.note(rule, `quota_log ${p.id}`);
-    this.refused.purchases++;
-    this.refused.purchaseCredits += p.change;
+    this.c.refused.purchases++;
+    this.c.refused.purchaseCredits += p.change;
   }
 
   async jobs(total: number): Promise<void> {
@@ -271,8 +314,8 @@ class Run {
       const model = this.modelMap.get(j.model_id);
       if (!users.has(j.user_id) || !model) {
         this.note(model ? 'unknown_user' : 'unknown_model', `video_jobs ${j.job_id}`);
-        this.refused.jobs++;
-        if (running) this.refused.runningCredits += Math.max(j.credits_used, 0);
+        this.c.refused.jobs++;
+        if (running) this.c.refused.runningCredits += Math.max(j.credits_used, 0);
         continue;
       }
       if (j.credits_used < 0) this.note('negative_price', j.job_id);
@@ -300,12 +343,12 @@ class Run {
         source: { status: j.status, provider_job_id: j.provider_job_id, video_url: j.video_url, thumbnail_url: j.thumbnail_url },
       });
     }
-    await withTransaction(this.db, async (tx) => {
+    await this.inPage(async (tx) => {
       const inserted = await target.insertJobs(tx, todo);
       for (const r of refunds.sort((a, b) => (a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0))) {
         if (inserted.has(r.jobId)) await ledger.refundImportedJob(tx, { ...r, reason: `former backend: video_jobs.job_id ${r.jobId} was still running` });
       }
-      this.thisRun.jobs += inserted.size;
+      this.c.thisRun.jobs += inserted.size;
     });
   }
 
@@ -349,16 +392,13 @@ class Run {
   }
 
   private async save(key: string, ownerId: string, bytes: Buffer, contentType: string): Promise<void> {
-    this.thisRun.files++;
-    this.thisRun.bytes += bytes.length;
+    this.c.thisRun.files++;
+    this.c.thisRun.bytes += bytes.length;
     // A dry run reads and checks every file and writes none (its rows roll back with it).
     if (this.o.dryRun) return;
     await saveObject(this.o.store, this.db, { bucket: RESULTS_BUCKET, key, ownerId, bytes, contentType });
   }
 
-  count(rule: Rule): number {
-    return this.rules[rule]?.count ?? 0;
-  }
 }
 
 class DryRunRollback extends Error {}
@@ -372,15 +412,15 @@ export async function importFromSupabase(o: ImportOptions): Promise<ImportReport
     await run.purchases(totals.purchases);
     await run.jobs(totals.jobs);
     const imported = await target.importedTotals(db);
-    const r = run.refused;
+    const r = run.counts.refused;
     const check = (name: string, src: number, got: number) => ({ name, source: src, imported: got, ok: src === got });
     return {
       dryRun: o.dryRun,
       source: totals,
       imported,
-      thisRun: run.thisRun,
+      thisRun: run.counts.thisRun,
       phases: run.phases,
-      rules: run.rules,
+      rules: run.counts.rules,
       checks: [
         check('users (source = imported + refused)', totals.users, imported.users + r.users),
         // A negative balance opens at 0: the positive balances are what arrives.
