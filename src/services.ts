@@ -94,9 +94,7 @@ import { FalProvider } from './providers/fal.js';
 import { RunwayProvider } from './providers/runway.js';
 import { SimulatorProvider } from './providers/simulator.js';
 import type { ProviderAdapter, ProviderName } from './providers/types.js';
-import { LocalObjectStore } from './storage/local.js';
-import { S3ObjectStore } from './storage/s3.js';
-import path from 'node:path';
+import { objectStoreFor } from './storage/store.js';
 import { ledgerTotals, queueStats } from './db/queries/observability.js';
 
 /**
@@ -145,11 +143,7 @@ export function buildServices(opts: {
   // so a burst of onboardings from many addresses can never hold the API pool its own work needs.
   const lockDb = createPool(opts.databaseUrl, 4, { connectionTimeoutMillis: 30_000, applicationName: 'rendio-onboarding-locks' });
   const onboarding = new Onboarding(db, sessions, deviceCheck, config.initialGrantCredits, log, new KeyedLock(lockDb, 'onboarding-address'));
-  const store =
-    opts.store ??
-    (config.s3
-      ? new S3ObjectStore(config.s3)
-      : new LocalObjectStore(path.join(path.resolve(config.dataDir), 'storage'), config.publicUrl, config.jwt.secret));
+  const store = opts.store ?? objectStoreFor(config);
   const providers = new Providers(
     {
       simulator: new SimulatorProvider({ delayMs: config.simulator.delayMs, failureRate: config.simulator.failureRate }),

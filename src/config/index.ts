@@ -14,6 +14,7 @@ import { mediaEnv, mediaSection, type MediaSection } from './media.js';
 import { retentionEnv, retentionSection, type RetentionSection } from './retention.js';
 import { serverEnv, serverSection, type ServerSection } from './server.js';
 import { storageEnv, storageSection, type StorageSection } from './storage.js';
+import { supabaseImportEnv, supabaseImportSection, type SupabaseImportSection } from './supabase-import.js';
 import { trustProxyEnv, trustProxySection, type TrustProxySection } from './trust-proxy.js';
 
 export { ConfigError } from './env.js';
@@ -58,6 +59,7 @@ const EnvSchema = z.object({
   ...trustProxyEnv.shape,
   ...retentionEnv.shape,
   ...mediaEnv.shape,
+  ...supabaseImportEnv.shape,
 });
 
 export type Env = z.infer<typeof EnvSchema>;
@@ -80,7 +82,8 @@ export interface Config
     RateLimitsSection,
     TrustProxySection,
     RetentionSection,
-    MediaSection {}
+    MediaSection,
+    SupabaseImportSection {}
 
 export function loadConfig(source: Record<string, string | undefined> = process.env): Config {
   // Empty strings in env files mean "not set", not "set to nothing".
@@ -108,6 +111,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     ...trustProxySection(e, report),
     ...retentionSection(e),
     ...mediaSection(e),
+    ...supabaseImportSection(e),
   };
   if (issues.length > 0) throw new ConfigError(issues);
   return config;

@@ -403,7 +403,7 @@ export class VideoJobService {
       // completed it first, with these very keys: the files are its video, not leftovers.
       if (locked?.status === 'completed' && locked.video_key === videoKey) return 'by-another';
       if (!locked || locked.status !== 'ingesting') return false;
-      await ledger.capture(tx, { holdId: locked.hold_id });
+      await ledger.capture(tx, { holdId: holdOf(locked) });
       await jobsDb.setCompleted(tx, jobId, videoKey, thumbnailKey, media);
       await this.enqueuePush(tx, jobId, null);
       crashIf(this.opts.crashAt, 'complete:before-commit');
@@ -479,7 +479,7 @@ export class VideoJobService {
       if (!job || job.status === 'completed' || job.status === 'failed') return undefined;
       // The failure of one request (its report, or our calls about it) ends the job only while that request is still the job's.
       if (opts.request !== undefined && job.provider_job_id !== opts.request) return undefined;
-      await ledger.release(tx, { holdId: job.hold_id, reason: `${code}: ${message}`.slice(0, 500) });
+      await ledger.release(tx, { holdId: holdOf(job), reason: `${code}: ${message}`.slice(0, 500) });
       await jobsDb.setFailed(tx, jobId, code, (language) => failureMessage(code, language), message);
       await this.enqueuePush(tx, jobId, code);
       // An ingesting job's request has finished already: nothing to stop.
@@ -606,4 +606,10 @@ function failureMessage(code: string, language: string): string {
   const known = Object.hasOwn(ERROR_CODES, code) ? (code as ErrorCode) : 'ERR_5002';
   const lang = (LANGUAGES as readonly string[]).includes(language) ? (language as Language) : 'en';
   return localizedMessage(known, lang);
+}
+
+/** A running job's hold. Only imported history has none, and it arrives ended (migration 0027). */
+function holdOf(job: { job_id: string; hold_id: string | null }): string {
+  if (!job.hold_id) throw new Error(`job ${job.job_id} has no hold, yet is running`);
+  return job.hold_id;
 }

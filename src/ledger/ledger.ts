@@ -41,7 +41,8 @@ type EntryKind =
   | 'debt_collection'
   | 'debt_reversal'
   | 'debt_merge_out'
-  | 'debt_merge_in';
+  | 'debt_merge_in'
+  | 'import';
 
 interface EntryInput {
   kind: EntryKind;
@@ -660,4 +661,62 @@ export async function hasGrant(db: Queryable, userId: string): Promise<boolean> 
     [userId],
   );
   return rows.length > 0;
+}
+
+/**
+ * The moving-in of a deployment from the app's former backend (src/import/): each imported user's
+ * balance there becomes its account's opening `import` entry, naming the source row. Only for
+ * accounts that do not exist yet, in bulk (a batch of users is inserted in the same transaction);
+ * the ids of the accounts opened now are returned, so a second run opens nothing.
+ */
+export async function openImportedAccounts(tx: Tx, rows: { userId: string; amount: number; reason: string }[]): Promise<Set<string>> {
+  for (const r of rows) if (!Number.isSafeInteger(r.amount) || r.amount < 0) throw new InvalidAmount(`opening balance must be >= 0, got ${r.amount}`);
+  if (rows.length === 0) return new Set();
+  // The entry's foreign key to its account is checked at the end of the statement, after the
+  // account's insert in the same statement.
+  const { rows: opened } = await tx.query<{ user_id: string }>(
+    `WITH src AS (SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[]) AS s (user_id, amount, reason)),
+          opened AS (INSERT INTO credit_accounts (user_id, balance) SELECT user_id, amount FROM src
+                     ON CONFLICT DO NOTHING RETURNING user_id, balance)
+     INSERT INTO ledger_entries (user_id, kind, amount, reason, balance_after, held_after, debt_after)
+     SELECT o.user_id, 'import', o.balance, s.reason, o.balance, 0, 0 FROM opened o JOIN src s USING (user_id)
+     RETURNING user_id::text`,
+    [rows.map((r) => r.userId), rows.map((r) => r.amount), rows.map((r) => r.reason)],
+  );
+  return new Set(opened.map((r) => r.user_id));
+}
+
+/**
+ * A job that was still running in the former backend is ended by the import, and the credits that
+ * backend had taken for it come back: an `import` entry naming the job, once per job.
+ */
+export async function refundImportedJob(db: Queryable, input: { userId: string; jobId: string; amount: number; reason: string }): Promise<EntryResult> {
+  assertPositiveInt(input.amount, 'refund of an imported job');
+  return withTransaction(db, async (tx) => {
+    const { ownerId, account } = await lockOwner(tx, input.userId);
+    return writeEntry(tx, ownerId, account, { kind: 'import', amount: input.amount, jobId: input.jobId, reason: input.reason });
+  });
+}
+
+/**
+ * Apple purchases the former backend credited: their credits are in the opening balance, so each is
+ * recorded with an `import` entry of 0 naming the transaction — the mark that it was credited, once
+ * (a unique index). A REFUND for one then claws back as for any purchase (src/ledger/refunds.ts).
+ * In bulk, for a page of purchases: the owners' users rows and accounts are locked in id order (the
+ * ledger's lock order), and an entry of 0 carries the account's totals as they are. Returns the
+ * transaction ids marked now.
+ */
+export async function recordImportedPurchases(tx: Tx, rows: { ownerId: string; transactionId: string; reason: string }[]): Promise<Set<string>> {
+  if (rows.length === 0) return new Set();
+  const { rows: marked } = await tx.query<{ transaction_id: string }>(
+    `WITH src AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]) AS s (owner_id, transaction_id, reason)),
+          locked AS (SELECT a.user_id, a.balance, a.held, a.debt FROM users u JOIN credit_accounts a ON a.user_id = u.id
+                      WHERE u.id IN (SELECT owner_id FROM src) ORDER BY u.id FOR KEY SHARE OF u FOR UPDATE OF a)
+     INSERT INTO ledger_entries (user_id, kind, amount, transaction_id, reason, balance_after, held_after, debt_after)
+     SELECT s.owner_id, 'import', 0, s.transaction_id, s.reason, l.balance, l.held, l.debt FROM src s JOIN locked l ON l.user_id = s.owner_id
+     ON CONFLICT DO NOTHING
+     RETURNING transaction_id`,
+    [rows.map((r) => r.ownerId), rows.map((r) => r.transactionId), rows.map((r) => r.reason)],
+  );
+  return new Set(marked.map((r) => r.transaction_id));
 }

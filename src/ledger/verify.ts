@@ -169,7 +169,8 @@ const CHECKS: Check[] = [
     sql: (inScope) => `SELECT t.transaction_id, t.user_id, u.merged_into, e.user_id AS credited_user
             FROM iap_transactions t
             JOIN users u ON u.id = t.user_id
-            LEFT JOIN ledger_entries e ON e.transaction_id = t.transaction_id AND e.kind = 'purchase'
+            -- A purchase credited by the former backend (src/import/) is marked by its import entry.
+            LEFT JOIN ledger_entries e ON e.transaction_id = t.transaction_id AND e.kind IN ('purchase', 'import')
            WHERE ${inScope('t.transaction_id')}
              AND (u.merged_into IS NOT NULL OR e.id IS NULL
                   OR CASE WHEN e.user_id = t.user_id THEN false ELSE user_current_owner(e.user_id) <> t.user_id END)`,
@@ -214,6 +215,8 @@ const CHECKS: Check[] = [
     sql: (inScope) => `SELECT id, kind, amount FROM ledger_entries
            WHERE ${inScope('user_id')}
              AND ((kind IN ('grant', 'purchase', 'merge_in', 'admin_grant') AND amount <= 0)
+              -- import: an opening balance (>= 0), a running job's refund (> 0), a purchase's mark (0)
+              OR (kind = 'import' AND (amount < 0 OR (job_id IS NOT NULL AND amount = 0) OR (transaction_id IS NOT NULL AND amount <> 0)))
               OR (kind = 'refund_reversal' AND amount < 0)
               OR (kind IN ('refund_clawback', 'merge_out', 'admin_clawback') AND amount > 0)
               OR (kind = 'forfeit' AND amount >= 0))`,
@@ -221,7 +224,7 @@ const CHECKS: Check[] = [
   {
     name: 'an Apple transaction credits one user at most once',
     scope: 'transactions',
-    sql: (inScope) => `SELECT transaction_id, count(*) AS credits FROM ledger_entries WHERE kind = 'purchase' AND ${inScope('transaction_id')}
+    sql: (inScope) => `SELECT transaction_id, count(*) AS credits FROM ledger_entries WHERE kind IN ('purchase', 'import') AND transaction_id IS NOT NULL AND ${inScope('transaction_id')}
            GROUP BY transaction_id HAVING count(*) > 1`,
   },
   {
@@ -234,6 +237,17 @@ const CHECKS: Check[] = [
               OR (j.status = 'completed' AND h.status <> 'captured')
               OR (j.status = 'failed' AND h.status <> 'released')
               OR (j.status NOT IN ('completed', 'failed') AND h.status <> 'open'))`,
+  },
+  {
+    // src/import/: a job still running in the former backend is imported ended (failed, no hold)
+    // and the credits taken for it there come back once, on its owner's chain.
+    name: "an import entry naming a job gives back exactly that imported job's price, on its owner, once",
+    scope: 'users',
+    sql: (inScope) => `SELECT e.id, e.user_id, e.job_id, e.amount, j.user_id AS job_user, j.status, j.hold_id, j.imported_at, j.credits_used
+            FROM ledger_entries e LEFT JOIN video_jobs j ON j.job_id = e.job_id
+           WHERE e.kind = 'import' AND e.job_id IS NOT NULL AND ${inScope('e.user_id')}
+             AND (j.job_id IS NULL OR j.imported_at IS NULL OR j.hold_id IS NOT NULL OR j.status <> 'failed' OR j.credits_used <> e.amount
+                  OR CASE WHEN j.user_id = e.user_id THEN false ELSE user_current_owner(e.user_id) IS DISTINCT FROM user_current_owner(j.user_id) END)`,
   },
   {
     name: "an admin grant or clawback matches its audit row: same user's chain, amount, clamp at zero",

@@ -16,7 +16,8 @@ export interface VideoJobRow {
   provider_job_id: string | null;
   provider_state: Record<string, unknown> | null;
   credits_used: number;
-  hold_id: string;
+  /** null only for history imported from the former backend (src/import/), which ended there. */
+  hold_id: string | null;
   video_key: string | null;
   thumbnail_key: string | null;
   error_code: string | null;
