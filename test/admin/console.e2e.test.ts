@@ -62,7 +62,15 @@ describe('admin console in Chromium', () => {
     const page: Page = await browser!.newPage({ viewport: { width: 1280, height: 900 } });
     await page.goto(`${base()}/admin`);
     expect(new URL(page.url()).pathname).toBe('/admin/login');
+    // A wrong password shows the form again, with the error and the email kept; the form works.
     await page.fill('input[name=email]', admin.email);
+    await page.fill('input[name=password]', 'not the password');
+    const [refused] = await Promise.all([page.waitForResponse((r) => r.url() === `${base()}/admin/login` && r.request().method() === 'POST'), page.click('#login-form button[type=submit]')]);
+    expect(refused.status()).toBe(401);
+    await page.waitForSelector('#login-form');
+    expect(await page.textContent('#error')).toContain('ERR_4025');
+    expect(await page.inputValue('#login-form input[name=email]')).toBe(admin.email);
+    expect(await page.inputValue('#login-form input[name=password]')).toBe('');
     await page.fill('input[name=password]', ADMIN_PASSWORD);
     await Promise.all([page.waitForURL(`${base()}/admin`), page.click('#login-form button[type=submit]')]);
     await page.waitForSelector('#jobs-by-status');

@@ -50,13 +50,28 @@ const back = (c: Context<AppEnv>, path: string, done: string) => c.redirect(`${p
 export function registerAdminConsole(app: OpenAPIHono<AppEnv>, s: Services) {
   const ui = new Hono<AppEnv>();
   const secure = s.config.admin.secureCookies;
+  // Double-submit nonce: a page of another site cannot sign the browser in to an account of its choosing.
+  const newLoginNonce = (c: Context<AppEnv>) => {
+    const nonce = randomBytes(24).toString('base64url');
+    setCookie(c, LOGIN_NONCE_COOKIE, nonce, { httpOnly: true, sameSite: 'Strict', secure, path: '/admin', maxAge: 3600 });
+    return nonce;
+  };
 
-  // Errors render as a page the support agent can read, with the same codes and messages as the API.
-  ui.onError((err, c) => {
+  /**
+   * Errors render as a page the support agent can read, with the same codes and messages as the
+   * API. A refused sign-in (wrong password, lockout, expired form) shows the form again with the
+   * error above it and the email kept: a dead-end error page made the agent go back by hand.
+   */
+  ui.onError(async (err, c) => {
     const e = toApiError(err, s.config.maxJsonBodyBytes);
     if (e.status >= 500) c.get('log')?.error({ err, requestId: c.get('requestId') }, 'admin console request failed');
     s.errorLog.record({ requestId: c.get('requestId'), code: e.code, status: e.status, method: c.req.method, path: c.req.path, message: e.message, details: e.details });
     const message = localizedMessage(e.code, 'en', e.details);
+    if (c.req.method === 'POST' && c.req.path === '/admin/login') {
+      const body = await c.req.parseBody().catch(() => ({}) as Record<string, unknown>);
+      const email = typeof body.email === 'string' ? body.email.slice(0, 254) : '';
+      return c.html(<SignInPage nonce={newLoginNonce(c)} email={email} error={{ code: e.code, message }} />, e.status as 400, e.headers);
+    }
     return c.html(<ErrorPage c={c.get('admin') ? c : undefined} code={e.code} message={message} details={e.details} />, e.status as 400, e.headers);
   });
 
@@ -71,12 +86,7 @@ export function registerAdminConsole(app: OpenAPIHono<AppEnv>, s: Services) {
   ui.use('*', requireConsoleSession(s.adminAuth));
 
   // ---- sign in / out ----------------------------------------------------------------------
-  ui.get('/login', (c) => {
-    // Double-submit nonce: a page of another site cannot sign the browser in to an account of its choosing.
-    const nonce = randomBytes(24).toString('base64url');
-    setCookie(c, LOGIN_NONCE_COOKIE, nonce, { httpOnly: true, sameSite: 'Strict', secure, path: '/admin', maxAge: 3600 });
-    return c.html(<SignInPage nonce={nonce} />);
-  });
+  ui.get('/login', (c) => c.html(<SignInPage nonce={newLoginNonce(c)} />));
 
   ui.post('/login', s.rateLimits.middleware('admin-login'), async (c) => {
     const body = await c.req.parseBody();
