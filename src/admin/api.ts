@@ -10,7 +10,7 @@ import type { Services } from '../services.js';
 import { requireAdminToken } from './middleware.js';
 import type { AdminActionRow } from './queries/admins.js';
 import { BanBody, CreditChangeBody, IdempotencyKey, ModelId, ModelPatchBody, SearchQuery, SignInBody, UserId } from './schemas.js';
-import type { Actor } from './service.js';
+import { creditsMoved, type Actor } from './service.js';
 
 /**
  * The admin API (/admin/api/*) for the support team's scripts, and the seed's admin functions
@@ -36,7 +36,8 @@ const AdminAction = z
     action: z.string().openapi({ example: 'grant_credits' }),
     target_type: z.enum(['user', 'model']),
     target_id: z.string(),
-    amount: z.number().int().nullable(),
+    amount: z.number().int().nullable().openapi({ description: 'For a credit change, what was asked' }),
+    moved: z.number().int().nullable().openapi({ description: 'For a credit change, what moved: a clawback never takes more than is available, the rest is after.shortfall' }),
     reason: z.string().nullable(),
     request_id: z.string(),
     before: any.nullable(),
@@ -56,7 +57,7 @@ const IdempotencyHeader = z.object({ 'idempotency-key': IdempotencyKey.optional(
  * The audit row as the API shows it (the request key and fingerprint are internal). Typed by the
  * response schema: a field the schema promises and the row lacks fails to compile here.
  */
-const stripAction = ({ idempotency_key: _k, fingerprint: _f, ...rest }: AdminActionRow): z.infer<typeof AdminAction> => rest;
+const stripAction = ({ idempotency_key: _k, fingerprint: _f, ...rest }: AdminActionRow): z.infer<typeof AdminAction> => ({ ...rest, moved: creditsMoved(rest) });
 const modelChange = (r: { model: ModelRow; action: AdminActionRow }) => ({ model: r.model, action: stripAction(r.action) });
 
 /** A read: GET, admin token, a request schema, one answer. */

@@ -45,6 +45,17 @@ const clawback = (a: ledger.AccountState, amount: number) => {
   const { taken, shortfall } = ledger.clawbackTake(a, amount);
   return { delta: -taken, shortfall };
 };
+/**
+ * What an audit row's credit change really moved: a clawback's amount is what was asked, and what
+ * it could not take (after.shortfall) stayed; a grant moves what it names. Null for other actions.
+ */
+export function creditsMoved(a: Pick<adminDb.AdminActionRow, 'action' | 'amount' | 'after'>): number | null {
+  if (a.amount === null) return null;
+  if (a.action === 'grant_credits') return a.amount;
+  if (a.action === 'clawback_credits') return a.amount - Number(a.after?.shortfall ?? 0);
+  return null;
+}
+
 const accountState = (a: ledger.AccountState) => ({ balance: a.balance, held: a.held, available: a.available, debt: a.debt });
 const MODEL_AUDITED = ['is_available', 'is_featured', 'cost_per_generation', 'credits_per_second'] as const;
 const modelState = (m: ModelRow) => Object.fromEntries(MODEL_AUDITED.map((k) => [k, m[k] ?? null]));

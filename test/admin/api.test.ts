@@ -157,7 +157,7 @@ describe('grant and claw back credits', () => {
     await ledger.hold(t().db, { userId: g.userId, amount: 4, jobId: randomUUID() });
     expect(await credits(g)).toBe(6);
     const r = await t().json(clawback(admin, g.userId, { amount: 8, reason: 'chargeback' }));
-    expect(r.action).toMatchObject({ action: 'clawback_credits', amount: 8 });
+    expect(r.action).toMatchObject({ action: 'clawback_credits', amount: 8, moved: 6 });
     expect(r.action.after).toMatchObject({ balance: 4, held: 4, available: 0, shortfall: 2, debt: 2 });
     const account = await ledger.getAccount(t().db, g.userId);
     expect(account).toEqual({ balance: 4, held: 4, available: 0, debt: 2 });
@@ -166,6 +166,7 @@ describe('grant and claw back credits', () => {
     // Nothing left to take: recorded, moves nothing.
     const empty = await t().json(clawback(admin, g.userId, { amount: 1, reason: 'again' }));
     expect(empty.action.after).toMatchObject({ balance: 4, shortfall: 1, debt: 3 });
+    expect(empty.action).toMatchObject({ amount: 1, moved: 0 });
   });
 
   it('verify-ledger sees an admin entry that disagrees with its audit row', async () => {

@@ -95,12 +95,21 @@ describe('admin console in Chromium', () => {
     const auditRow = page.locator('#user-actions tr[data-action=grant_credits]');
     expect(await auditRow.textContent()).toContain('Refund: video came out blank (ticket 4711)');
     expect(await auditRow.textContent()).toContain(admin.email);
-    mkdirSync(SCREENSHOTS, { recursive: true });
-    await page.screenshot({ path: path.join(SCREENSHOTS, 'admin-user.png'), fullPage: true });
-
     // The app sees the credits.
     const credits = await t().json(t().get('/functions/v1/get-user-credits', { token: g.accessToken }));
     expect(credits.credits_remaining).toBe(availableBefore + 5);
+
+    // A clawback of more than is available takes what is available: its audit row shows both.
+    await page.selectOption('#credits-form select[name=kind]', 'clawback');
+    await page.fill('#credits-form input[name=amount]', '500');
+    await page.fill('#credits-form input[name=reason]', 'Chargeback (ticket 4712)');
+    await Promise.all([page.waitForURL(/done=/), page.click('#credits-form button')]);
+    expect(await page.textContent('#flash')).toContain(`Clawed back ${availableBefore + 5} of 500 credits asked`);
+    expect(Number(await page.textContent('#available'))).toBe(0);
+    const clawbackRow = page.locator('#user-actions tr[data-action=clawback_credits]');
+    expect(await clawbackRow.locator('td.num').allTextContents()).toEqual(['500', String(availableBefore + 5)]);
+    mkdirSync(SCREENSHOTS, { recursive: true });
+    await page.screenshot({ path: path.join(SCREENSHOTS, 'admin-user.png'), fullPage: true });
 
     // The audit log page has the row too.
     await page.click('header a[href="/admin/audit"]');

@@ -13,7 +13,7 @@ import { toApiError } from '../../http/on-error.js';
 import type { Services } from '../../services.js';
 import { clearConsoleCookie, requireConsoleSession, setConsoleCookie } from '../middleware.js';
 import { BanBody, CreditChangeBody, IdempotencyKey, ModelId, ModelPatchBody, SearchQuery, SignInBody, UserId } from '../schemas.js';
-import type { Actor } from '../service.js';
+import { creditsMoved, type Actor } from '../service.js';
 import { AuditPage } from './pages/audit.js';
 import { DashboardPage } from './pages/dashboard.js';
 import { ErrorPage } from './pages/error.js';
@@ -126,8 +126,7 @@ export function registerAdminConsole(app: OpenAPIHono<AppEnv>, s: Services) {
     const { amount, reason } = CreditChangeBody.parse(form);
     const req = { userId, amount, reason, idempotencyKey: key };
     const r = kind === 'grant' ? await s.admin.grantCredits(actor(c), req) : await s.admin.clawBackCredits(actor(c), req);
-    const shortfall = Number(r.action.after?.shortfall ?? 0);
-    const what = kind === 'grant' ? `Gave ${amount} credits` : `Clawed back ${amount - shortfall} of ${amount} credits`;
+    const what = kind === 'grant' ? `Gave ${amount} credits` : `Clawed back ${creditsMoved(r.action)} of ${amount} credits asked`;
     return back(c, `/admin/users/${userId}`, `${what} (audit #${r.action.id}${r.replayed ? ', already done before' : ''}).`);
   });
 
