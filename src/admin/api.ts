@@ -118,9 +118,10 @@ const routes = {
     path: '/admin/api/models/{id}',
     tags,
     security,
-    summary: 'Enable/disable a model, feature it, or change its price (get-models and its ETag change)',
+    summary:
+      "Make a model the app's active one, enable/disable it, feature it, change its price or catalogue order (get-models and its ETag change). 409 ERR_4028 when the app would be left with no model to show, unless confirm_empty_catalogue",
     request: { params: ModelParam, body: { content: { 'application/json': { schema: ModelPatchBody } }, required: true } },
-    responses: { 200: json(ModelChangeResult, 'The model and the audit row'), ...errorResponses(400, 401, 403, 404) },
+    responses: { 200: json(ModelChangeResult, 'The model and the audit row'), ...errorResponses(400, 401, 403, 404, 409) },
   }),
   jobTimeline: readRoute('/admin/api/jobs/{id}', "A job's timeline: states, provider ids, ledger steps, webhook events, errors", { params: UserParam }, json(any, 'The job and its events'), [400, 401, 403, 404]),
   failures: readRoute('/admin/api/failures', 'Recent failures by provider (jobs that ended within the last `hours`)', { query: z.object({ hours: z.coerce.number().min(0.1).max(24 * 30).default(24) }) }, json(any, 'Per provider, and the latest failed jobs'), [400, 401, 403]),
@@ -146,11 +147,15 @@ const routes = {
     summary: 'Seed alias of PATCH /admin/api/models/{id}: is_available (default: flip it), is_featured',
     request: {
       body: {
-        content: { 'application/json': { schema: z.object({ model_id: ModelId, is_available: z.boolean().optional(), is_featured: z.boolean().optional(), reason: z.string().max(500).optional() }) } },
+        content: {
+          'application/json': {
+            schema: z.object({ model_id: ModelId, is_available: z.boolean().optional(), is_featured: z.boolean().optional(), reason: z.string().max(500).optional(), confirm_empty_catalogue: z.boolean().optional() }),
+          },
+        },
         required: true,
       },
     },
-    responses: { 200: json(ModelChangeResult, 'The model and the audit row'), ...errorResponses(400, 401, 403, 404) },
+    responses: { 200: json(ModelChangeResult, 'The model and the audit row'), ...errorResponses(400, 401, 403, 404, 409) },
   }),
   statsAlias: readRoute('/functions/v1/admin-user-stats', 'Seed alias of GET /admin/api/users/{id}/stats (user_id in the query)', { query: z.object({ user_id: z.uuid() }) }, json(any, 'Stats'), [400, 401, 403, 404]),
 };
@@ -229,10 +234,10 @@ export function registerAdminApi(app: OpenAPIHono<AppEnv>, s: Services) {
   });
 
   app.openapi(routes.toggleAlias, async (c) => {
-    const { model_id, is_available, is_featured, reason } = c.req.valid('json');
+    const { model_id, is_available, is_featured, reason, confirm_empty_catalogue } = c.req.valid('json');
     // The seed's toggle flips availability when told nothing else.
     const flip = is_available === undefined && is_featured === undefined ? !(await s.admin.model(model_id)).is_available : is_available;
-    return c.json(modelChange(await s.admin.updateModel(actor(c), model_id, { is_available: flip, is_featured, reason })), 200);
+    return c.json(modelChange(await s.admin.updateModel(actor(c), model_id, { is_available: flip, is_featured, reason, confirm_empty_catalogue })), 200);
   });
 
   app.openapi(routes.statsAlias, async (c) => c.json(await s.admin.userStats(c.req.valid('query').user_id), 200));

@@ -243,6 +243,40 @@ describe('models', () => {
     await t().json(t().patch('/admin/api/models/simulator-text-to-video', { token: admin.token, body: { [field]: sim[field] ?? sim.cost_per_generation, is_featured: sim.is_featured } }));
   });
 
+  it("makes another model the app's active one (the previous one stops, audited too), moves it in the catalogue, and refuses to leave the app with no model unless confirmed", async () => {
+    const admin = await createAdmin(t());
+    const activeModel = async () => (await t().json(t().get('/rest/v1/models?is_active=eq.true&is_available=eq.true&select=id'))) as { id: string }[];
+    const patch = (id: string, body: Record<string, unknown>) => t().patch(`/admin/api/models/${id}`, { token: admin.token, body });
+    const [previous] = await activeModel();
+    expect(previous).toBeDefined();
+
+    const made = await t().json(patch('simulator-text-to-video', { is_active: true, sort_order: 1, reason: 'provider outage: simulator for the demo' }));
+    expect(made.model).toMatchObject({ is_active: true, sort_order: 1 });
+    expect(await activeModel()).toEqual([{ id: 'simulator-text-to-video' }]);
+    expect((await getModels(t())).models.filter((m) => !m.is_featured)[0]!.id).toBe('simulator-text-to-video');
+    const { rows: audit } = await t().db.query<{ target_id: string; reason: string; before: { is_active: boolean }; after: { is_active: boolean } }>(
+      "SELECT target_id, reason, before, after FROM admin_actions WHERE action = 'update_model' AND request_id = $1 ORDER BY id",
+      [made.action.request_id],
+    );
+    expect(audit.map((a) => [a.target_id, a.before.is_active, a.after.is_active, a.reason])).toEqual([
+      [previous!.id, true, false, 'provider outage: simulator for the demo'],
+      ['simulator-text-to-video', false, true, 'provider outage: simulator for the demo'],
+    ]);
+
+    // Disabling the app's only active model would empty its catalogue: refused, nothing changed.
+    const refused = await patch('simulator-text-to-video', { is_available: false, reason: 'oops' });
+    expect(refused.status).toBe(409);
+    expect(await errorCode(refused)).toBe('ERR_4028');
+    expect(await activeModel()).toEqual([{ id: 'simulator-text-to-video' }]);
+    const confirmed = await patch('simulator-text-to-video', { is_available: false, reason: 'really', confirm_empty_catalogue: true });
+    expect(confirmed.status).toBe(200);
+    expect(await activeModel()).toEqual([]);
+    // Back as it was.
+    await t().json(patch(previous!.id, { is_active: true, reason: 'restore' }));
+    await t().json(patch('simulator-text-to-video', { is_available: true, sort_order: 100, reason: 'restore' }));
+    expect(await activeModel()).toEqual([previous]);
+  });
+
   it('the seed alias admin-toggle-model flips availability', async () => {
     const admin = await createAdmin(t());
     const off = await t().json(t().post('/functions/v1/admin-toggle-model', { token: admin.token, body: { model_id: 'runway-gen4.5' } }));

@@ -49,7 +49,7 @@ async function getModels() {
 }
 
 describe('admin console in Chromium', () => {
-  it('sign in, find a user, refund 5 credits with a reason, see the ledger entry and audit row; disable a model and see get-models change', async () => {
+  it('sign in (after a wrong password), find a user, refund and claw back with a reason, see the ledger and audit rows; change the app\'s model, warned before its catalogue empties', async () => {
     // Some activity for the dashboard: a delivered video and a failed one.
     await t().startWorker();
     const g: Guest = await t().createGuest();
@@ -115,15 +115,34 @@ describe('admin console in Chromium', () => {
     await page.click('header a[href="/admin/audit"]');
     expect(await page.locator('#audit tr[data-action=grant_credits]').first().textContent()).toContain('ticket 4711');
 
-    // Disable a model: get-models stops listing it and its ETag changes.
+    // Make Pika the app's model, with a reason: the one it replaces stops being active.
     const before = await getModels();
     expect(before.ids).toContain('pika-2.2-text-to-video');
     await page.click('header a[href="/admin/models"]');
-    await Promise.all([page.waitForURL(/done=/), page.click('#model-pika-2\\.2-text-to-video button:has-text("Disable")')]);
-    expect(await page.textContent('#model-pika-2\\.2-text-to-video')).toContain('Enable');
+    const pika = page.locator('#model-pika-2\\.2-text-to-video');
+    await pika.locator('select[name=is_active]').selectOption('true');
+    await pika.locator('input[name=reason]').fill('Veo outage (incident 88)');
+    await Promise.all([page.waitForURL(/done=/), pika.locator('button').click()]);
+    expect(await page.textContent('#app-model')).toContain('pika-2.2-text-to-video');
+    expect(await page.locator('#models section[data-active=true]').count()).toBe(1);
+
+    // Disabling it would leave the app no model: the console warns and changes nothing until confirmed.
+    await pika.locator('select[name=is_available]').selectOption('false');
+    await pika.locator('input[name=reason]').fill('Pika down too (incident 89)');
+    const [warned] = await Promise.all([page.waitForResponse((r) => r.request().method() === 'POST' && r.url().endsWith('/admin/models/pika-2.2-text-to-video')), pika.locator('button').click()]);
+    expect(warned.status()).toBe(409);
+    expect(await page.textContent('#confirm-empty')).toContain('ERR_4028');
+    expect((await getModels()).ids).toContain('pika-2.2-text-to-video');
+    await page.screenshot({ path: path.join(SCREENSHOTS, 'admin-models.png') });
+    await Promise.all([page.waitForURL(/done=/), page.click('#confirm-empty button')]);
+    expect(await page.textContent('#app-model')).toContain('shows no model');
     const after = await getModels();
     expect(after.ids).not.toContain('pika-2.2-text-to-video');
     expect(after.etag).not.toBe(before.etag);
+    await page.click('header a[href="/admin/audit"]');
+    const modelRows = await page.locator('#audit tr[data-action=update_model]').allTextContents();
+    expect(modelRows.filter((r) => r.includes('Veo outage (incident 88)'))).toHaveLength(2);
+    expect(modelRows.find((r) => r.includes('incident 89'))).toContain('is_available true → false');
 
     await page.click('header a[href="/admin"]');
     await page.waitForSelector('#jobs-by-status');

@@ -56,18 +56,6 @@ export const ActionsTable: FC<{ actions: AdminActionRow[]; id?: string }> = ({ a
   </table>
 );
 
-/** A button that flips one of a model's flags (the form sends the new value). */
-export const FlagForm: FC<{ c: Context<AppEnv>; modelId: string; field: 'is_available' | 'is_featured'; on: boolean; labels: [string, string] }> = ({ c, modelId, field, on, labels }) => (
-  <form method="post" action={`/admin/models/${modelId}`} class="inline">
-    <Csrf c={c} />
-    <input type="hidden" name={field} value={String(!on)} />
-    {on ? 'yes ' : 'no '}
-    <button type="submit" class={field === 'is_available' && on ? 'danger' : 'plain'}>
-      {on ? labels[1] : labels[0]}
-    </button>
-  </form>
-);
-
 /** Jobs, newest first, each linking to its timeline. */
 export const JobsTable: FC<{ jobs: JobView[]; id: string }> = ({ jobs, id }) => (
   <table id={id}>

@@ -12,7 +12,8 @@ import { localizedMessage } from '../../errors/i18n.js';
 import { toApiError } from '../../http/on-error.js';
 import type { Services } from '../../services.js';
 import { clearConsoleCookie, requireConsoleSession, setConsoleCookie } from '../middleware.js';
-import { BanBody, CreditChangeBody, IdempotencyKey, ModelId, ModelPatchBody, SearchQuery, SignInBody, UserId } from '../schemas.js';
+import { CatalogueWouldBeEmpty } from '../errors.js';
+import { BanBody, CreditChangeBody, IdempotencyKey, ModelId, ModelPatchBody, Reason, SearchQuery, SignInBody, UserId } from '../schemas.js';
 import { creditsMoved, type Actor } from '../service.js';
 import { AuditPage } from './pages/audit.js';
 import { DashboardPage } from './pages/dashboard.js';
@@ -150,10 +151,22 @@ export function registerAdminConsole(app: OpenAPIHono<AppEnv>, s: Services) {
   // ---- models -----------------------------------------------------------------------------
   ui.get('/models', async (c) => c.html(<ModelsPage c={c} models={await s.admin.models()} />));
 
+  // One form per model; the console asks for a reason the API leaves optional.
+  const modelReason = z.object({ reason: Reason });
   ui.post('/models/:id', async (c) => {
-    const patch = ModelPatchBody.parse(await formOf(c));
-    const r = await s.admin.updateModel(actor(c), idParam(c, ModelId), patch);
-    return back(c, '/admin/models', `Updated ${r.model.id} (audit #${r.action.id}).`);
+    const modelId = idParam(c, ModelId);
+    const form = await formOf(c);
+    const patch = ModelPatchBody.parse(form);
+    const { reason } = modelReason.parse(form);
+    try {
+      const r = await s.admin.updateModel(actor(c), modelId, { ...patch, reason });
+      return back(c, '/admin/models', `Updated ${r.model.id} (audit #${r.action.id}).`);
+    } catch (err) {
+      // Nothing changed: the page asks whether to go ahead, with the same form ready to post again.
+      if (!(err instanceof CatalogueWouldBeEmpty)) throw err;
+      const message = localizedMessage(err.code, 'en', err.details);
+      return c.html(<ModelsPage c={c} models={await s.admin.models()} confirm={{ modelId, message, fields: form }} />, 409);
+    }
   });
 
   // ---- failures and audit -----------------------------------------------------------------

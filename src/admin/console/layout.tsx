@@ -20,7 +20,8 @@ button{background:#2563eb;color:#fff;border:0;border-radius:4px;cursor:pointer}b
 .panel{background:#fff;padding:14px 16px;border-radius:6px;margin-bottom:14px;box-shadow:0 1px 2px #0001}
 .flash{background:#e3f9e5;border:1px solid #57ae5b;padding:8px 12px;border-radius:4px;margin-bottom:12px}
 .error{background:#ffe3e3;border:1px solid #e12d39;padding:8px 12px;border-radius:4px;margin-bottom:12px}
-.banned{color:#b91c1c;font-weight:600}`;
+.banned{color:#b91c1c;font-weight:600}
+form.fields{display:flex;flex-wrap:wrap;gap:8px 14px;align-items:center;margin:8px 0 0}form.fields label{white-space:nowrap}.grow{flex:1 1 200px;min-width:0}`;
 
 export const Layout: FC<{ title: string; c?: Context<AppEnv>; children?: Child }> = ({ title, c, children }) => {
   const admin = c?.get('admin');
