@@ -101,7 +101,7 @@ const routes = {
   }),
   logout: createRoute({ method: 'post', path: ADMIN_LOGOUT_PATH, tags, security, summary: 'Revokes this admin API token', responses: { 204: { description: 'Revoked' }, ...errorResponses(401, 403) } }),
   dashboard: createRoute({ method: 'get', path: '/admin/api/dashboard', tags, security, summary: 'Today: jobs by status, failure rate per provider, credits sold and refunded; open holds', responses: { 200: json(any, 'Dashboard'), ...errorResponses(401, 403) } }),
-  searchUsers: readRoute('/admin/api/users', 'Find users by id, device id, Apple sub or email', { query: z.object({ q: SearchQuery }) }, json(z.object({ users: z.array(any) }), 'Matching users with their balance'), [400, 401, 403]),
+  searchUsers: readRoute('/admin/api/users', 'Find users by user or job id (whole or its first 4+ hex digits), device id or email (any case, whole or its start), Apple sub or App Store transaction id; whole matches first', { query: z.object({ q: SearchQuery }) }, json(z.object({ users: z.array(any) }), 'Matching users with their balance'), [400, 401, 403]),
   user: readRoute('/admin/api/users/{id}', 'A user: account, stats, latest ledger entries, jobs and admin actions', { params: UserParam }, json(any, 'The user'), [400, 401, 403, 404]),
   userStats: readRoute('/admin/api/users/{id}/stats', "A user's jobs by status, success rate, credits bought, spent, refunded, clawed back", { params: UserParam }, json(any, 'Stats'), [400, 401, 403, 404]),
   grant: creditRoute('grant', 'Give credits (through the ledger; reason required; idempotent per Idempotency-Key)', 'The audit row (replayed=true for a retry)'),

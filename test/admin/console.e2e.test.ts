@@ -75,10 +75,11 @@ describe('admin console in Chromium', () => {
     await Promise.all([page.waitForURL(`${base()}/admin`), page.click('#login-form button[type=submit]')]);
     await page.waitForSelector('#jobs-by-status');
 
-    // Find the user by their device id.
+    // Find the user by the start of their device id, typed in lower case (iOS's ids are upper case).
     await page.click('header a[href="/admin/users"]');
-    await page.fill('#search-form input[name=q]', g.deviceId);
+    await page.fill('#search-form input[name=q]', g.deviceId.toLowerCase().slice(0, 8));
     await Promise.all([page.waitForURL(/\/admin\/users\?q=/), page.click('#search-form button')]);
+    expect(await page.locator('#search-results tr', { has: page.locator(`a[href="/admin/users/${g.userId}"]`) }).textContent()).toContain('device id');
     await Promise.all([page.waitForURL(`${base()}/admin/users/${g.userId}`), page.click(`#search-results a[href="/admin/users/${g.userId}"]`)]);
     const availableBefore = Number(await page.textContent('#available'));
 

@@ -26,24 +26,60 @@ const USER_VIEW = `SELECT u.id, u.device_id, u.apple_sub, u.email, u.is_guest, u
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
+/** A search result: the user, what the term matched, and whether it matched whole (listed first). */
+export interface AdminUserSearchHit extends AdminUserView {
+  matched: string;
+  exact: boolean;
+}
+
 /**
- * Users a support agent's search names: by id, device id, Apple sub or email (exact; email
- * case-insensitive). A device id also finds the users that onboarded with it and released it since
- * (signed in with Apple, merged, deleted), by its hash.
+ * The bounds of the uuids starting with a term of 4 or more hex digits (dashes anywhere): a range
+ * of the primary key's btree, which a text LIKE on id::text could not use.
  */
-export async function searchUsers(db: Queryable, q: string): Promise<AdminUserView[]> {
+export function uuidPrefixRange(term: string): [string, string] | null {
+  const hex = term.replace(/-/g, '').toLowerCase();
+  if (!/^[0-9a-f-]+$/i.test(term) || !/^[0-9a-f]{4,32}$/.test(hex)) return null;
+  const asUuid = (h: string) => `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  return [asUuid(hex.padEnd(32, '0')), asUuid(hex.padEnd(32, 'f'))];
+}
+
+/** A LIKE pattern for "starts with": the term's own %, _ and backslash match only themselves. */
+const startsWith = (term: string) => `${term.replace(/[\\%_]/g, (ch) => `\\${ch}`)}%`;
+
+/**
+ * One query per way of naming a user, each a range or equality on an index of its own (migration
+ * 0029), each capped, united: an OR across columns would be one sequential scan of users.
+ *   $1 the term · $2, $3 the uuid range of a user id or job id prefix · $4 "starts with", lower case
+ * A device id also finds the users that onboarded with it and released it since (signed in with
+ * Apple, merged, deleted), by its hash (as typed, or upper or lower case: iOS's ids are upper).
+ */
+export const USER_SEARCH_SQL = `WITH hits AS (
+  (SELECT id, 'user id' AS how, id = $2::uuid AND $3::uuid = $2::uuid AS exact FROM users WHERE id BETWEEN $2::uuid AND $3::uuid ORDER BY id LIMIT 50)
+  UNION ALL (SELECT id, 'device id', lower(device_id) = lower($1) FROM users WHERE lower(device_id) LIKE $4 ORDER BY lower(device_id) LIMIT 50)
+  UNION ALL (SELECT id, 'device id (released)', true FROM users
+              WHERE onboarded_device_hash IN (encode(sha256(convert_to($1::text, 'UTF8')), 'hex'), encode(sha256(convert_to(upper($1::text), 'UTF8')), 'hex'),
+                                              encode(sha256(convert_to(lower($1::text), 'UTF8')), 'hex')) LIMIT 50)
+  UNION ALL (SELECT id, 'Apple sub', true FROM users WHERE apple_sub = $1)
+  UNION ALL (SELECT id, 'email', lower(email) = lower($1) FROM users WHERE lower(email) LIKE $4 ORDER BY lower(email) LIMIT 50)
+  UNION ALL (SELECT user_id, 'job ' || job_id, job_id = $2::uuid AND $3::uuid = $2::uuid FROM video_jobs WHERE job_id BETWEEN $2::uuid AND $3::uuid ORDER BY job_id LIMIT 50)
+  UNION ALL (SELECT user_id, 'App Store transaction ' || transaction_id, true FROM iap_transactions WHERE transaction_id = $1)
+), matched AS (SELECT id, string_agg(DISTINCT how, ', ') AS matched, bool_or(exact) AS exact FROM hits GROUP BY id)
+SELECT v.*, m.matched, m.exact FROM matched m CROSS JOIN LATERAL (${USER_VIEW} WHERE u.id = m.id) v
+ ORDER BY m.exact DESC, v.created_at DESC LIMIT 50`;
+
+export function userSearchParams(q: string): unknown[] {
   const term = q.trim();
-  // One indexed lookup per way of naming a user, united: an OR across columns would be one seq scan.
-  const { rows } = await db.query<AdminUserView>(
-    `${USER_VIEW}
-      WHERE u.id IN (SELECT id FROM users WHERE id = $2::uuid
-                     UNION SELECT id FROM users WHERE device_id = $1
-                     UNION SELECT id FROM users WHERE apple_sub = $1
-                     UNION SELECT id FROM users WHERE lower(email) = lower($1)
-                     UNION SELECT id FROM users WHERE onboarded_device_hash = encode(sha256(convert_to($1::text, 'UTF8')), 'hex'))
-      ORDER BY u.created_at DESC LIMIT 50`,
-    [term, UUID.test(term) ? term : null],
-  );
+  const range = uuidPrefixRange(term);
+  return [term, range?.[0] ?? null, range?.[1] ?? null, startsWith(term.toLowerCase())];
+}
+
+/**
+ * Users a support agent's search names: by user id or job id (whole or the first 4+ hex digits),
+ * device id or email (case-insensitive, whole or its start), Apple sub or App Store transaction id
+ * (whole). Whole matches come first.
+ */
+export async function searchUsers(db: Queryable, q: string): Promise<AdminUserSearchHit[]> {
+  const { rows } = await db.query<AdminUserSearchHit>(USER_SEARCH_SQL, userSearchParams(q));
   return rows;
 }
 

@@ -3,25 +3,25 @@ import type { Context } from 'hono';
 import type { FC } from 'hono/jsx';
 import type { AppEnv } from '../../../http/context.js';
 import type { AdminService } from '../../service.js';
-import type { AdminUserView } from '../../queries/reports.js';
+import type { AdminUserSearchHit } from '../../queries/reports.js';
 import { ActionsTable, Card, Csrf, Head, JobsTable } from '../components.js';
 import { counts, pct, when } from '../format.js';
 import { Layout } from '../layout.js';
 
 /** Finding a user (q: what was searched, if anything). */
-export const UserSearchPage: FC<{ c: Context<AppEnv>; q: string | undefined; users: AdminUserView[] }> = ({ c, q, users }) => (
+export const UserSearchPage: FC<{ c: Context<AppEnv>; q: string | undefined; users: AdminUserSearchHit[] }> = ({ c, q, users }) => (
   <Layout title="Find a user" c={c}>
     <form method="get" action="/admin/users" class="inline panel" id="search-form">
-      <input name="q" value={q ?? ''} placeholder="user id, device id, Apple sub or email" size={60} autofocus />
+      <input name="q" value={q ?? ''} placeholder="user or job id (or its start), device id, email, Apple sub, App Store transaction id" class="grow" autofocus />
       <button type="submit">Search</button>
     </form>
     {q && (
       <table id="search-results">
-        <Head cols={['User', 'Kind', 'Email', 'Device', 'Available', 'Created', 'Standing']} num={['Available']} />
+        <Head cols={['User', 'Matched', 'Kind', 'Email', 'Device', 'Available', 'Created', 'Standing']} num={['Available']} />
         <tbody>
           {users.length === 0 && (
             <tr>
-              <td colspan={7} class="muted">
+              <td colspan={8} class="muted">
                 No user matches.
               </td>
             </tr>
@@ -31,6 +31,7 @@ export const UserSearchPage: FC<{ c: Context<AppEnv>; q: string | undefined; use
               <td>
                 <a href={`/admin/users/${u.id}`}>{u.id}</a>
               </td>
+              <td>{u.matched}</td>
               <td>{u.is_guest ? 'guest' : 'Apple'}</td>
               <td>{u.email ?? ''}</td>
               <td>
