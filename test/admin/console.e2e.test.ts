@@ -48,6 +48,16 @@ async function getModels() {
   return { etag: res.headers.get('etag')!, ids: ((await res.json()) as { models: { id: string }[] }).models.map((m) => m.id) };
 }
 
+async function signIn(page: Page, email: string) {
+  await page.goto(`${base()}/admin/login`);
+  await page.fill('input[name=email]', email);
+  await page.fill('input[name=password]', ADMIN_PASSWORD);
+  await Promise.all([page.waitForURL(`${base()}/admin`), page.click('#login-form button[type=submit]')]);
+}
+
+/** Whether the page runs off a phone's screen: the document wider than the viewport. */
+const pageWidth = async (page: Page) => Number(await page.evaluate('document.documentElement.scrollWidth'));
+
 describe('admin console in Chromium', () => {
   it('sign in (after a wrong password), find a user, refund and claw back with a reason, see the ledger and audit rows; change the app\'s model, warned before its catalogue empties', async () => {
     // Some activity for the dashboard: a delivered video and a failed one.
@@ -155,4 +165,38 @@ describe('admin console in Chromium', () => {
     await page.goto(`${base()}/admin`);
     expect(new URL(page.url()).pathname).toBe('/admin/login');
   }, 120_000);
+  it('on a 390 px phone: no page runs off the screen; a support agent finds a user by email and refunds them', async () => {
+    const g: Guest = await t().createGuest();
+    await t().db.query("UPDATE users SET email = 'phone.user@example.com' WHERE id = $1", [g.userId]);
+    const admin = await createAdmin(t(), { email: 'phone-support@rendio.example', signIn: false });
+    const page: Page = await browser!.newPage({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+    await signIn(page, admin.email);
+    expect(await pageWidth(page)).toBeLessThanOrEqual(390);
+
+    await page.click('header a[href="/admin/users"]');
+    await page.fill('#search-form input[name=q]', 'Phone.User@');
+    await Promise.all([page.waitForURL(/\/admin\/users\?q=/), page.click('#search-form button')]);
+    expect(await pageWidth(page)).toBeLessThanOrEqual(390);
+    await Promise.all([page.waitForURL(`${base()}/admin/users/${g.userId}`), page.click(`#search-results a[href="/admin/users/${g.userId}"]`)]);
+    expect(await pageWidth(page)).toBeLessThanOrEqual(390);
+
+    const availableBefore = Number(await page.textContent('#available'));
+    await page.fill('#credits-form input[name=amount]', '3');
+    await page.fill('#credits-form input[name=reason]', 'Refund from the phone (ticket 5150)');
+    // The form's controls are all on the screen: the agent can reach each one.
+    for (const control of await page.locator('#credits-form select, #credits-form input:visible, #credits-form button').all()) {
+      const box = (await control.boundingBox())!;
+      expect(box.x + box.width).toBeLessThanOrEqual(390);
+    }
+    await Promise.all([page.waitForURL(/done=/), page.tap('#credits-form button')]);
+    expect(await page.textContent('#flash')).toContain('Gave 3 credits');
+    expect(Number(await page.textContent('#available'))).toBe(availableBefore + 3);
+    expect(await pageWidth(page)).toBeLessThanOrEqual(390);
+    await page.screenshot({ path: path.join(SCREENSHOTS, 'admin-phone-user.png') });
+
+    for (const link of ['/admin', '/admin/models', '/admin/failures', '/admin/audit']) {
+      await page.goto(`${base()}${link}`);
+      expect(await pageWidth(page), link).toBeLessThanOrEqual(390);
+    }
+  }, 60_000);
 });

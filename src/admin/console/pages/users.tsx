@@ -84,14 +84,14 @@ export const UserPage: FC<{ c: Context<AppEnv>; detail: Awaited<ReturnType<Admin
           <option value="clawback">Claw back credits</option>
         </select>
         <input name="amount" type="number" min="1" max="100000" required placeholder="credits" style="width:100px" />
-        <input name="reason" required minlength={3} maxlength={500} placeholder="reason (required, e.g. ticket number)" size={40} />
+        <input name="reason" required minlength={3} maxlength={500} placeholder="reason (required, e.g. ticket number)" class="grow" />
         <button type="submit">Apply</button>
       </form>
     </div>
     <div class="panel">
       <form method="post" action={`/admin/users/${user.id}/${user.banned_at ? 'unban' : 'ban'}`} class="inline" id="ban-form">
         <Csrf c={c} />
-        <input name="reason" required minlength={3} maxlength={500} placeholder="reason (required)" size={40} />
+        <input name="reason" required minlength={3} maxlength={500} placeholder="reason (required)" class="grow" />
         <button type="submit" class={user.banned_at ? 'plain' : 'danger'}>
           {user.banned_at ? 'Lift the ban' : 'Ban this user'}
         </button>
