@@ -9,7 +9,7 @@ import { bearerSecurity, errorResponses } from '../routes/schemas.js';
 import type { Services } from '../services.js';
 import { requireAdminToken } from './middleware.js';
 import type { AdminActionRow } from './queries/admins.js';
-import { BanBody, CreditChangeBody, IdempotencyKey, ModelId, ModelPatchBody, SearchQuery, SignInBody, UserId } from './schemas.js';
+import { BanBody, ChartRangeQuery, CreditChangeBody, IdempotencyKey, ModelId, ModelPatchBody, SearchQuery, SignInBody, UserId } from './schemas.js';
 import { creditsMoved, type Actor } from './service.js';
 
 /**
@@ -101,6 +101,13 @@ const routes = {
   }),
   logout: createRoute({ method: 'post', path: ADMIN_LOGOUT_PATH, tags, security, summary: 'Revokes this admin API token', responses: { 204: { description: 'Revoked' }, ...errorResponses(401, 403) } }),
   dashboard: createRoute({ method: 'get', path: '/admin/api/dashboard', tags, security, summary: 'Today: jobs by status, failure rate per provider, credits sold and refunded; open holds', responses: { 200: json(any, 'Dashboard'), ...errorResponses(401, 403) } }),
+  charts: readRoute(
+    '/admin/api/charts',
+    "The dashboard's charts over the last 24 h, 7 or 30 days: jobs started, completed and failed and the failure rate per provider, time to video (p50, p95) per model, credits sold, refunded and clawed back, queue depth",
+    { query: z.object({ range: ChartRangeQuery }) },
+    json(any, 'Bucket starts and one series per provider, model or kind, one value per bucket'),
+    [400, 401, 403],
+  ),
   searchUsers: readRoute('/admin/api/users', 'Find users by user or job id (whole or its first 4+ hex digits), device id or email (any case, whole or its start), Apple sub or App Store transaction id; whole matches first', { query: z.object({ q: SearchQuery }) }, json(z.object({ users: z.array(any) }), 'Matching users with their balance'), [400, 401, 403]),
   user: readRoute('/admin/api/users/{id}', 'A user: account, stats, latest ledger entries, jobs and admin actions', { params: UserParam }, json(any, 'The user'), [400, 401, 403, 404]),
   userStats: readRoute('/admin/api/users/{id}/stats', "A user's jobs by status, success rate, credits bought, spent, refunded, clawed back", { params: UserParam }, json(any, 'Stats'), [400, 401, 403, 404]),
@@ -188,6 +195,7 @@ export function registerAdminApi(app: OpenAPIHono<AppEnv>, s: Services) {
   });
 
   app.openapi(routes.dashboard, async (c) => c.json(await s.admin.dashboard(), 200));
+  app.openapi(routes.charts, async (c) => c.json(await s.admin.charts(c.req.valid('query').range), 200));
 
   app.openapi(routes.searchUsers, async (c) => c.json({ users: await s.admin.searchUsers(c.req.valid('query').q) }, 200));
 

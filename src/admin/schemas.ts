@@ -65,3 +65,5 @@ export const IdempotencyKey = z
   .regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces');
 
 export const SearchQuery = z.string().trim().min(1).max(300).refine(storable, 'text must be valid Unicode without U+0000');
+
+export const ChartRangeQuery = z.enum(['24h', '7d', '30d']).default('24h').openapi({ description: 'The charts\' range: 24 h in hours, 7 days in 6 h, 30 days in days' });

@@ -6,6 +6,8 @@ import * as ledger from '../ledger/ledger.js';
 import { AccountNotFound } from '../ledger/errors.js';
 import { AdminInputRejected, AdminKeyReused, CatalogueWouldBeEmpty, ModelNotFound, TargetAccountClosed } from './errors.js';
 import * as adminDb from './queries/admins.js';
+import * as charts from './queries/charts.js';
+import type { ChartRange } from './queries/charts.js';
 import * as catalogueDb from './queries/models.js';
 import * as reports from './queries/reports.js';
 
@@ -250,6 +252,10 @@ export class AdminService {
 
   dashboard() {
     return reports.dashboard(this.db);
+  }
+
+  charts(range: ChartRange) {
+    return charts.charts(this.db, range);
   }
 
   auditLog(q: { before?: number; limit: number }) {

@@ -55,6 +55,12 @@ async function signIn(page: Page, email: string) {
   await Promise.all([page.waitForURL(`${base()}/admin`), page.click('#login-form button[type=submit]')]);
 }
 
+/** The sum of a chart's series, read from the SVG the page shows (each series carries its values). */
+async function chartTotal(page: Page, chart: string, series: string): Promise<number> {
+  const values = await page.getAttribute(`#${chart} svg g.series[data-series="${series}"]`, 'data-values');
+  return (values ?? '').split(',').reduce((n, v) => n + Number(v || 0), 0);
+}
+
 /** Whether the page runs off a phone's screen: the document wider than the viewport. */
 const pageWidth = async (page: Page) => Number(await page.evaluate('document.documentElement.scrollWidth'));
 
@@ -158,7 +164,17 @@ describe('admin console in Chromium', () => {
     await page.click('header a[href="/admin"]');
     await page.waitForSelector('#jobs-by-status');
     expect(Number(await page.textContent('#credits-refunded'))).toBe(5);
+    // The charts (SVG drawn by the server) show this file's two jobs, the refund and the clawback.
+    expect(await chartTotal(page, 'chart-started', 'simulator')).toBe(2);
+    expect(await chartTotal(page, 'chart-completed', 'simulator')).toBe(1);
+    expect(await chartTotal(page, 'chart-failed', 'simulator')).toBe(1);
+    expect(await chartTotal(page, 'chart-credits', 'refunded by support')).toBe(5);
+    expect(await chartTotal(page, 'chart-credits', 'clawed back')).toBe(availableBefore + 5);
+    expect(await page.locator('#chart-time-to-video svg circle').count()).toBeGreaterThanOrEqual(2);
     await page.screenshot({ path: path.join(SCREENSHOTS, 'admin-dashboard.png'), fullPage: true });
+    await Promise.all([page.waitForURL(/range=7d/), page.click('#charts a[href="/admin?range=7d"]')]);
+    expect(await page.getAttribute('#charts', 'data-range')).toBe('7d');
+    expect(await chartTotal(page, 'chart-started', 'simulator')).toBe(2);
 
     // Signing out ends the session: the console sends the browser back to the sign-in page.
     await Promise.all([page.waitForURL(`${base()}/admin/login`), page.click('header form button')]);
@@ -194,9 +210,11 @@ describe('admin console in Chromium', () => {
     expect(await pageWidth(page)).toBeLessThanOrEqual(390);
     await page.screenshot({ path: path.join(SCREENSHOTS, 'admin-phone-user.png') });
 
-    for (const link of ['/admin', '/admin/models', '/admin/failures', '/admin/audit']) {
+    for (const link of ['/admin/models', '/admin/failures', '/admin/audit', '/admin']) {
       await page.goto(`${base()}${link}`);
       expect(await pageWidth(page), link).toBeLessThanOrEqual(390);
     }
+    expect(await page.locator('#charts figure.chart').count()).toBe(7);
+    await page.screenshot({ path: path.join(SCREENSHOTS, 'admin-phone-dashboard.png'), fullPage: true });
   }, 60_000);
 });

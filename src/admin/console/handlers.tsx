@@ -13,7 +13,7 @@ import { toApiError } from '../../http/on-error.js';
 import type { Services } from '../../services.js';
 import { clearConsoleCookie, requireConsoleSession, setConsoleCookie } from '../middleware.js';
 import { CatalogueWouldBeEmpty } from '../errors.js';
-import { BanBody, CreditChangeBody, IdempotencyKey, ModelId, ModelPatchBody, Reason, SearchQuery, SignInBody, UserId } from '../schemas.js';
+import { BanBody, ChartRangeQuery, CreditChangeBody, IdempotencyKey, ModelId, ModelPatchBody, Reason, SearchQuery, SignInBody, UserId } from '../schemas.js';
 import { creditsMoved, type Actor } from '../service.js';
 import { AuditPage } from './pages/audit.js';
 import { DashboardPage } from './pages/dashboard.js';
@@ -107,7 +107,11 @@ export function registerAdminConsole(app: OpenAPIHono<AppEnv>, s: Services) {
   });
 
   // ---- dashboard --------------------------------------------------------------------------
-  ui.get('/', async (c) => c.html(<DashboardPage c={c} dashboard={await s.admin.dashboard()} />));
+  ui.get('/', async (c) => {
+    const range = ChartRangeQuery.parse(c.req.query('range') || undefined);
+    const [dashboard, charts] = await Promise.all([s.admin.dashboard(), s.admin.charts(range)]);
+    return c.html(<DashboardPage c={c} dashboard={dashboard} charts={charts} />);
+  });
 
   // ---- users ------------------------------------------------------------------------------
   ui.get('/users', async (c) => {

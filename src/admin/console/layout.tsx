@@ -21,6 +21,10 @@ button{background:#2563eb;color:#fff;border:0;border-radius:4px;cursor:pointer}b
 .flash{background:#e3f9e5;border:1px solid #57ae5b;padding:8px 12px;border-radius:4px;margin-bottom:12px}
 .error{background:#ffe3e3;border:1px solid #e12d39;padding:8px 12px;border-radius:4px;margin-bottom:12px}
 .banned{color:#b91c1c;font-weight:600}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,420px),1fr));gap:12px}
+figure.chart{margin:0;background:#fff;padding:10px 12px;border-radius:6px;box-shadow:0 1px 2px #0001}figure.chart svg{width:100%;height:auto;display:block}
+figcaption{font-weight:600;font-size:14px;margin-bottom:4px}.legend{list-style:none;padding:0;margin:4px 0 0;display:flex;flex-wrap:wrap;gap:2px 12px;font-size:12px}
+.legend span{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:4px}.ranges{display:flex;flex-wrap:wrap;gap:4px 14px}
 form.fields{display:flex;flex-wrap:wrap;gap:8px 14px;align-items:center;margin:8px 0 0}form.fields label{white-space:nowrap}.grow{flex:1 1 200px;min-width:0}
 @media (max-width:700px){
   header{padding:8px 12px;gap:4px 14px}header strong{flex-basis:100%}main{padding:12px}

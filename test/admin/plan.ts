@@ -1,0 +1,36 @@
+import type { Pool } from 'pg';
+
+/**
+ * What a query's plan reads: the tables it scans whole and the indexes it uses. Sequential scans
+ * are forbidden for the EXPLAIN: a test's tables are tiny, so the planner would rightly scan them;
+ * a plan with no scan left shows an index serves every part (at scale the planner picks them
+ * itself: bench/scale.ts times them).
+ */
+export async function planOf(db: Pool, sql: string, params: unknown[] = []): Promise<{ scanned: string[]; indexes: Set<string> }> {
+  const client = await db.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query('SET LOCAL enable_seqscan = off');
+    const { rows } = await client.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(`EXPLAIN (FORMAT JSON) ${sql}`, params);
+    await client.query('ROLLBACK');
+    const nodes: PlanNode[] = [];
+    const walk = (n: PlanNode) => {
+      nodes.push(n);
+      for (const child of n.Plans ?? []) walk(child);
+    };
+    walk(rows[0]!['QUERY PLAN'][0].Plan);
+    return {
+      scanned: nodes.filter((n) => n['Node Type'] === 'Seq Scan').map((n) => n['Relation Name'] ?? '?'),
+      indexes: new Set(nodes.map((n) => n['Index Name']).filter((i): i is string => !!i)),
+    };
+  } finally {
+    client.release();
+  }
+}
+
+interface PlanNode {
+  'Node Type': string;
+  'Relation Name'?: string;
+  'Index Name'?: string;
+  Plans?: PlanNode[];
+}
