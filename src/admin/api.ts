@@ -108,7 +108,7 @@ const routes = {
     json(any, 'Bucket starts and one series per provider, model or kind, one value per bucket'),
     [400, 401, 403],
   ),
-  searchUsers: readRoute('/admin/api/users', 'Find users by user or job id (whole or its first 4+ hex digits), device id or email (any case, whole or its start), Apple sub or App Store transaction id; whole matches first', { query: z.object({ q: SearchQuery }) }, json(z.object({ users: z.array(any) }), 'Matching users with their balance'), [400, 401, 403]),
+  searchUsers: readRoute('/admin/api/users', 'Find users by user or job id (whole or its first 4+ hex digits), device id or email (any case, whole or its start), Apple sub or App Store transaction id; only whole matches when there are any', { query: z.object({ q: SearchQuery }) }, json(z.object({ users: z.array(any) }), 'Matching users with their balance'), [400, 401, 403]),
   user: readRoute('/admin/api/users/{id}', 'A user: account, stats, latest ledger entries, jobs and admin actions', { params: UserParam }, json(any, 'The user'), [400, 401, 403, 404]),
   userStats: readRoute('/admin/api/users/{id}/stats', "A user's jobs by status, success rate, credits bought, spent, refunded, clawed back", { params: UserParam }, json(any, 'Stats'), [400, 401, 403, 404]),
   grant: creditRoute('grant', 'Give credits (through the ledger; reason required; idempotent per Idempotency-Key)', 'The audit row (replayed=true for a retry)'),

@@ -1,8 +1,8 @@
 -- The support console's search and charts, each read from an index that stays small per answer at
 -- 1M users and 10M jobs (docs/PERFORMANCE.md; test/admin/search.test.ts and charts.test.ts check the plans).
 --
--- Search by the start of a device id or email, in any case: a LIKE 'prefix%' on lower(...) reads a
--- btree range only with text_pattern_ops (byte order, whatever the database's collation). The email
+-- Search by the start of a device id or email, in any case: a range of lower(...) in byte order
+-- (~>=~ and ~<~, whatever the database's collation), which only a text_pattern_ops index serves. The email
 -- index replaces the exact lower(email) one of 0018: the same index answers equality too. User ids
 -- and job ids are searched by a range of their primary keys, Apple subs and App Store transaction
 -- ids by their unique keys: no index needed for those.
