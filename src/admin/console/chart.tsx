@@ -10,7 +10,7 @@ import type { Series } from '../queries/charts.js';
 const PALETTE = ['#2563eb', '#dc2626', '#16a34a', '#d97706', '#7c3aed', '#0891b2', '#db2777', '#4b5563'];
 const W = 600;
 const H = 200;
-const LEFT = 44;
+const LEFT = 52;
 const RIGHT = 10;
 const TOP = 10;
 const BOTTOM = 24;
@@ -62,13 +62,13 @@ export const LineChart: FC<{
             {[0, 0.5, 1].map((f) => (
               <g class="grid">
                 <line x1={LEFT} x2={W - RIGHT} y1={y(yTop * f)} y2={y(yTop * f)} stroke="#e4e7eb" />
-                <text x={LEFT - 4} y={y(yTop * f) + 4} text-anchor="end" font-size="11" fill="#616e7c">
+                <text x={LEFT - 4} y={y(yTop * f) + 4} text-anchor="end" font-size="13" fill="#616e7c">
                   {format(yTop * f)}
                 </text>
               </g>
             ))}
             {ticks.map((i) => (
-              <text x={x(i)} y={H - 6} text-anchor="middle" font-size="11" fill="#616e7c">
+              <text x={x(i)} y={H - 6} text-anchor="middle" font-size="13" fill="#616e7c">
                 {label(buckets[i]!)}
               </text>
             ))}

@@ -58,17 +58,19 @@ const startingWith = (term: string): [string, string] => [term, `${term}\u{10FFF
  * A device id also finds the users that onboarded with it and released it since (signed in with
  * Apple, merged, deleted), by its hash (as typed, or upper or lower case: iOS's ids are upper).
  * When something matches whole, only whole matches are listed; otherwise everything that starts so.
+ * A prefix branch is ordered in the index's own order (USING ~<~): ordered by the collation instead,
+ * it read every row starting so to sort them for its 50 ("USER1" at 1M users: 90 ms; in index order, 3 ms).
  */
 export const USER_SEARCH_SQL = `WITH hits AS (
   (SELECT id, 'user id' AS how, $2::uuid = $3::uuid AS exact FROM users WHERE id BETWEEN $2::uuid AND $3::uuid ORDER BY id LIMIT 50)
   UNION ALL (SELECT id, 'device id', lower(device_id) = $4::text FROM users
-              WHERE lower(device_id) ~>=~ $4::text AND lower(device_id) ~<~ $5::text ORDER BY lower(device_id) LIMIT 50)
+              WHERE lower(device_id) ~>=~ $4::text AND lower(device_id) ~<~ $5::text ORDER BY lower(device_id) USING ~<~ LIMIT 50)
   UNION ALL (SELECT id, 'device id (released)', true FROM users
               WHERE onboarded_device_hash IN (encode(sha256(convert_to($1::text, 'UTF8')), 'hex'), encode(sha256(convert_to(upper($1::text), 'UTF8')), 'hex'),
                                               encode(sha256(convert_to($4::text, 'UTF8')), 'hex')) LIMIT 50)
   UNION ALL (SELECT id, 'Apple sub', true FROM users WHERE apple_sub = $1::text)
   UNION ALL (SELECT id, 'email', lower(email) = $4::text FROM users
-              WHERE lower(email) ~>=~ $4::text AND lower(email) ~<~ $5::text ORDER BY lower(email) LIMIT 50)
+              WHERE lower(email) ~>=~ $4::text AND lower(email) ~<~ $5::text ORDER BY lower(email) USING ~<~ LIMIT 50)
   UNION ALL (SELECT user_id, 'job ' || job_id, $2::uuid = $3::uuid FROM video_jobs WHERE job_id BETWEEN $2::uuid AND $3::uuid ORDER BY job_id LIMIT 50)
   UNION ALL (SELECT user_id, 'App Store transaction ' || transaction_id, true FROM iap_transactions WHERE transaction_id = $1::text)
 ), matched AS (SELECT id, string_agg(DISTINCT how, ', ') AS matched, bool_or(exact) AS exact FROM hits GROUP BY id)
