@@ -7,7 +7,7 @@ import type { Pool } from 'pg';
  * rightly scan them; a plan with no scan left shows an index serves every part (at scale the
  * planner picks them itself: bench/scale.ts times them). As test/ops/query-plans.test.ts does.
  */
-export async function planOf(db: Pool, sql: string, params: unknown[] = []): Promise<{ scanned: string[]; indexes: Set<string> }> {
+export async function planOf(db: Pool, sql: string, params: unknown[] = []): Promise<{ scanned: string[]; indexes: Set<string>; sortKeys: string[] }> {
   const client = await db.connect();
   try {
     await client.query('BEGIN');
@@ -27,6 +27,7 @@ export async function planOf(db: Pool, sql: string, params: unknown[] = []): Pro
     return {
       scanned: nodes.filter((n) => n['Node Type'] === 'Seq Scan').map((n) => n['Relation Name'] ?? '?'),
       indexes: new Set(nodes.map((n) => n['Index Name']).filter((i): i is string => !!i)),
+      sortKeys: nodes.flatMap((n) => n['Sort Key'] ?? []),
     };
   } finally {
     client.release();
@@ -37,5 +38,6 @@ interface PlanNode {
   'Node Type': string;
   'Relation Name'?: string;
   'Index Name'?: string;
+  'Sort Key'?: string[];
   Plans?: PlanNode[];
 }
