@@ -9,8 +9,8 @@ import { bearerSecurity, errorResponses } from '../routes/schemas.js';
 import type { Services } from '../services.js';
 import { requireAdminToken } from './middleware.js';
 import type { AdminActionRow } from './queries/admins.js';
-import { BanBody, CreditChangeBody, IdempotencyKey, ModelId, ModelPatchBody, SearchQuery, SignInBody, UserId } from './schemas.js';
-import type { Actor } from './service.js';
+import { BanBody, ChartRangeQuery, CreditChangeBody, IdempotencyKey, ModelId, ModelPatchBody, SearchQuery, SignInBody, UserId } from './schemas.js';
+import { creditsMoved, type Actor } from './service.js';
 
 /**
  * The admin API (/admin/api/*) for the support team's scripts, and the seed's admin functions
@@ -36,7 +36,8 @@ const AdminAction = z
     action: z.string().openapi({ example: 'grant_credits' }),
     target_type: z.enum(['user', 'model']),
     target_id: z.string(),
-    amount: z.number().int().nullable(),
+    amount: z.number().int().nullable().openapi({ description: 'For a credit change, what was asked' }),
+    moved: z.number().int().nullable().openapi({ description: 'For a credit change, what moved: a clawback never takes more than is available, the rest is after.shortfall' }),
     reason: z.string().nullable(),
     request_id: z.string(),
     before: any.nullable(),
@@ -56,7 +57,7 @@ const IdempotencyHeader = z.object({ 'idempotency-key': IdempotencyKey.optional(
  * The audit row as the API shows it (the request key and fingerprint are internal). Typed by the
  * response schema: a field the schema promises and the row lacks fails to compile here.
  */
-const stripAction = ({ idempotency_key: _k, fingerprint: _f, ...rest }: AdminActionRow): z.infer<typeof AdminAction> => rest;
+const stripAction = ({ idempotency_key: _k, fingerprint: _f, ...rest }: AdminActionRow): z.infer<typeof AdminAction> => ({ ...rest, moved: creditsMoved(rest) });
 const modelChange = (r: { model: ModelRow; action: AdminActionRow }) => ({ model: r.model, action: stripAction(r.action) });
 
 /** Each route's operationId is its key here, prefixed: adminLogin, adminGrant, adminRefundAlias… */
@@ -105,7 +106,14 @@ const routes = withOperationIds({
   }),
   logout: createRoute({ method: 'post', path: ADMIN_LOGOUT_PATH, tags, security, summary: 'Revokes this admin API token', responses: { 204: { description: 'Revoked' }, ...errorResponses(401, 403) } }),
   dashboard: createRoute({ method: 'get', path: '/admin/api/dashboard', tags, security, summary: 'Today: jobs by status, failure rate per provider, credits sold and refunded; open holds', responses: { 200: json(any, 'Dashboard'), ...errorResponses(401, 403) } }),
-  searchUsers: readRoute('/admin/api/users', 'Find users by id, device id, Apple sub or email', { query: z.object({ q: SearchQuery }) }, json(z.object({ users: z.array(any) }), 'Matching users with their balance'), [400, 401, 403]),
+  charts: readRoute(
+    '/admin/api/charts',
+    "The dashboard's charts over the last 24 h, 7 or 30 days: jobs started, completed and failed and the failure rate per provider, time to video (p50, p95) per model, credits sold, refunded and clawed back, queue depth",
+    { query: z.object({ range: ChartRangeQuery }) },
+    json(any, 'Bucket starts and one series per provider, model or kind, one value per bucket'),
+    [400, 401, 403],
+  ),
+  searchUsers: readRoute('/admin/api/users', 'Find users by user or job id (whole or its first 4+ hex digits), device id or email (any case, whole or its start), Apple sub or App Store transaction id; only whole matches when there are any', { query: z.object({ q: SearchQuery }) }, json(z.object({ users: z.array(any) }), 'Matching users with their balance'), [400, 401, 403]),
   user: readRoute('/admin/api/users/{id}', 'A user: account, stats, latest ledger entries, jobs and admin actions', { params: UserParam }, json(any, 'The user'), [400, 401, 403, 404]),
   userStats: readRoute('/admin/api/users/{id}/stats', "A user's jobs by status, success rate, credits bought, spent, refunded, clawed back", { params: UserParam }, json(any, 'Stats'), [400, 401, 403, 404]),
   grant: creditRoute('grant', 'Give credits (through the ledger; reason required; idempotent per Idempotency-Key)', 'The audit row (replayed=true for a retry)'),
@@ -122,9 +130,10 @@ const routes = withOperationIds({
     path: '/admin/api/models/{id}',
     tags,
     security,
-    summary: 'Enable/disable a model, feature it, or change its price (get-models and its ETag change)',
+    summary:
+      "Make a model the app's active one, enable/disable it, feature it, change its price or catalogue order (get-models and its ETag change). 409 ERR_4028 when the app would be left with no model to show, unless confirm_empty_catalogue",
     request: { params: ModelParam, body: { content: { 'application/json': { schema: ModelPatchBody } }, required: true } },
-    responses: { 200: json(ModelChangeResult, 'The model and the audit row'), ...errorResponses(400, 401, 403, 404) },
+    responses: { 200: json(ModelChangeResult, 'The model and the audit row'), ...errorResponses(400, 401, 403, 404, 409) },
   }),
   jobTimeline: readRoute('/admin/api/jobs/{id}', "A job's timeline: states, provider ids, ledger steps, webhook events, errors", { params: UserParam }, json(any, 'The job and its events'), [400, 401, 403, 404]),
   failures: readRoute('/admin/api/failures', 'Recent failures by provider (jobs that ended within the last `hours`)', { query: z.object({ hours: z.coerce.number().min(0.1).max(24 * 30).default(24) }) }, json(any, 'Per provider, and the latest failed jobs'), [400, 401, 403]),
@@ -150,11 +159,15 @@ const routes = withOperationIds({
     summary: 'Seed alias of PATCH /admin/api/models/{id}: is_available (default: flip it), is_featured',
     request: {
       body: {
-        content: { 'application/json': { schema: z.object({ model_id: ModelId, is_available: z.boolean().optional(), is_featured: z.boolean().optional(), reason: z.string().max(500).optional() }) } },
+        content: {
+          'application/json': {
+            schema: z.object({ model_id: ModelId, is_available: z.boolean().optional(), is_featured: z.boolean().optional(), reason: z.string().max(500).optional(), confirm_empty_catalogue: z.boolean().optional() }),
+          },
+        },
         required: true,
       },
     },
-    responses: { 200: json(ModelChangeResult, 'The model and the audit row'), ...errorResponses(400, 401, 403, 404) },
+    responses: { 200: json(ModelChangeResult, 'The model and the audit row'), ...errorResponses(400, 401, 403, 404, 409) },
   }),
   statsAlias: readRoute('/functions/v1/admin-user-stats', 'Seed alias of GET /admin/api/users/{id}/stats (user_id in the query)', { query: z.object({ user_id: z.uuid() }) }, json(any, 'Stats'), [400, 401, 403, 404]),
 });
@@ -187,6 +200,7 @@ export function registerAdminApi(app: OpenAPIHono<AppEnv>, s: Services) {
   });
 
   app.openapi(routes.dashboard, async (c) => c.json(await s.admin.dashboard(), 200));
+  app.openapi(routes.charts, async (c) => c.json(await s.admin.charts(c.req.valid('query').range), 200));
 
   app.openapi(routes.searchUsers, async (c) => c.json({ users: await s.admin.searchUsers(c.req.valid('query').q) }, 200));
 
@@ -233,10 +247,10 @@ export function registerAdminApi(app: OpenAPIHono<AppEnv>, s: Services) {
   });
 
   app.openapi(routes.toggleAlias, async (c) => {
-    const { model_id, is_available, is_featured, reason } = c.req.valid('json');
+    const { model_id, is_available, is_featured, reason, confirm_empty_catalogue } = c.req.valid('json');
     // The seed's toggle flips availability when told nothing else.
     const flip = is_available === undefined && is_featured === undefined ? !(await s.admin.model(model_id)).is_available : is_available;
-    return c.json(modelChange(await s.admin.updateModel(actor(c), model_id, { is_available: flip, is_featured, reason })), 200);
+    return c.json(modelChange(await s.admin.updateModel(actor(c), model_id, { is_available: flip, is_featured, reason, confirm_empty_catalogue })), 200);
   });
 
   app.openapi(routes.statsAlias, async (c) => c.json(await s.admin.userStats(c.req.valid('query').user_id), 200));

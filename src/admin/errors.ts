@@ -68,3 +68,18 @@ export class AdminInputRejected extends DomainError {
     return { reason: this.reason, field: this.field };
   }
 }
+
+/**
+ * A model change that would leave the app nothing to show: no model both active and available (the
+ * shipped app asks for exactly that row, docs/reference/ios-app.md §3), or no available model at all
+ * (get-models). Refused unless the admin confirms; the console asks first.
+ */
+export class CatalogueWouldBeEmpty extends DomainError {
+  readonly code = 'ERR_4028';
+  constructor(readonly catalogue: 'no active, available model' | 'no available model') {
+    super(`the change would leave ${catalogue}`);
+  }
+  override get details() {
+    return { catalogue: this.catalogue, field: 'confirm_empty_catalogue' };
+  }
+}

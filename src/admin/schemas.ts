@@ -32,16 +32,21 @@ export const BanBody = z.object({ reason: Reason }).openapi('AdminBan');
 
 const flag = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]);
 
+const MODEL_FIELDS = ['is_active', 'is_available', 'is_featured', 'cost_per_generation', 'credits_per_second', 'sort_order'] as const;
+
 export const ModelPatchBody = z
   .object({
+    is_active: flag.optional().openapi({ description: "The app's one active model: making one active makes the previous one inactive" }),
     is_available: flag.optional(),
     is_featured: flag.optional(),
     cost_per_generation: z.coerce.number().int().min(1).max(10_000).optional(),
     credits_per_second: z.coerce.number().int().min(1).max(10_000).optional(),
+    sort_order: z.coerce.number().int().min(0).max(100_000).optional().openapi({ description: 'Catalogue position, lowest first' }),
     reason: z.string().trim().max(500).refine(storable, 'text must be valid Unicode without U+0000').optional(),
+    confirm_empty_catalogue: flag.optional().openapi({ description: 'Go ahead although the app would be left with no model to show (409 ERR_4028 otherwise)' }),
   })
-  .refine((p) => [p.is_available, p.is_featured, p.cost_per_generation, p.credits_per_second].some((v) => v !== undefined), {
-    message: 'nothing to change: give is_available, is_featured, cost_per_generation or credits_per_second',
+  .refine((p) => MODEL_FIELDS.some((k) => p[k] !== undefined), {
+    message: `nothing to change: give ${MODEL_FIELDS.join(', ')}`,
   })
   .openapi('AdminModelPatch');
 
@@ -60,3 +65,5 @@ export const IdempotencyKey = z
   .regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces');
 
 export const SearchQuery = z.string().trim().min(1).max(300).refine(storable, 'text must be valid Unicode without U+0000');
+
+export const ChartRangeQuery = z.enum(['24h', '7d', '30d']).default('24h').openapi({ description: 'The charts\' range: 24 h in hours, 7 days in 6 h, 30 days in days' });

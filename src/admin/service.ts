@@ -4,8 +4,11 @@ import { revokeAllSessions } from '../db/queries/sessions.js';
 import { lockUser } from '../db/queries/users.js';
 import * as ledger from '../ledger/ledger.js';
 import { AccountNotFound } from '../ledger/errors.js';
-import { AdminInputRejected, AdminKeyReused, ModelNotFound, TargetAccountClosed } from './errors.js';
+import { AdminInputRejected, AdminKeyReused, CatalogueWouldBeEmpty, ModelNotFound, TargetAccountClosed } from './errors.js';
 import * as adminDb from './queries/admins.js';
+import * as charts from './queries/charts.js';
+import type { ChartRange } from './queries/charts.js';
+import * as catalogueDb from './queries/models.js';
 import * as reports from './queries/reports.js';
 
 /**
@@ -33,20 +36,29 @@ export interface CreditChangeResult {
   action: adminDb.AdminActionRow;
 }
 
-export interface ModelPatch {
-  is_available?: boolean;
-  is_featured?: boolean;
-  cost_per_generation?: number;
-  credits_per_second?: number;
+export interface ModelPatch extends catalogueDb.ModelFields {
   reason?: string;
+  /** Go ahead although the app would be left with no model to show. */
+  confirm_empty_catalogue?: boolean;
 }
 
 const clawback = (a: ledger.AccountState, amount: number) => {
   const { taken, shortfall } = ledger.clawbackTake(a, amount);
   return { delta: -taken, shortfall };
 };
+/**
+ * What an audit row's credit change really moved: a clawback's amount is what was asked, and what
+ * it could not take (after.shortfall) stayed; a grant moves what it names. Null for other actions.
+ */
+export function creditsMoved(a: Pick<adminDb.AdminActionRow, 'action' | 'amount' | 'after'>): number | null {
+  if (a.amount === null) return null;
+  if (a.action === 'grant_credits') return a.amount;
+  if (a.action === 'clawback_credits') return a.amount - Number(a.after?.shortfall ?? 0);
+  return null;
+}
+
 const accountState = (a: ledger.AccountState) => ({ balance: a.balance, held: a.held, available: a.available, debt: a.debt });
-const MODEL_AUDITED = ['is_available', 'is_featured', 'cost_per_generation', 'credits_per_second'] as const;
+const MODEL_AUDITED = ['is_active', 'is_available', 'is_featured', 'cost_per_generation', 'credits_per_second', 'sort_order'] as const;
 const modelState = (m: ModelRow) => Object.fromEntries(MODEL_AUDITED.map((k) => [k, m[k] ?? null]));
 
 export class AdminService {
@@ -115,11 +127,17 @@ export class AdminService {
     });
   }
 
-  /** Enable/disable a model, feature it, or change its price. get-models' ETag follows its body, so it changes too. */
+  /**
+   * Makes a model active (the app's one: the previous one stops being active, with its own audit
+   * row), enables or disables it, features it, prices it or moves it in the catalogue. get-models'
+   * ETag follows its body, so it changes too. A change that leaves the app with no model to show is
+   * refused (ERR_4028) unless confirmed.
+   */
   async updateModel(actor: Actor, modelId: string, patch: ModelPatch): Promise<{ model: ModelRow; action: adminDb.AdminActionRow }> {
     const changed = await withTransaction(this.db, async (tx) => {
-      const { rows } = await tx.query<ModelRow>('SELECT * FROM models WHERE id = $1 FOR UPDATE', [modelId]);
-      const before = rows[0];
+      // Every model row, locked in one order: two changes of the active model cannot interleave.
+      const { rows: all } = await tx.query<ModelRow>('SELECT * FROM models ORDER BY id FOR UPDATE');
+      const before = all.find((m) => m.id === modelId);
       if (!before) throw new ModelNotFound(modelId);
       // A price is only what the model's pricing type reads: the other one would change nothing.
       if (patch.cost_per_generation !== undefined && before.pricing_type !== 'per_video') {
@@ -128,24 +146,34 @@ export class AdminService {
       if (patch.credits_per_second !== undefined && before.pricing_type !== 'per_second') {
         throw new AdminInputRejected('this model is priced per video: set cost_per_generation', 'credits_per_second');
       }
-      const { rows: updated } = await tx.query<ModelRow>(
-        `UPDATE models SET is_available = coalesce($2, is_available), is_featured = coalesce($3, is_featured),
-                cost_per_generation = coalesce($4, cost_per_generation), credits_per_second = coalesce($5, credits_per_second)
-          WHERE id = $1 RETURNING *`,
-        [modelId, patch.is_available ?? null, patch.is_featured ?? null, patch.cost_per_generation ?? null, patch.credits_per_second ?? null],
-      );
-      const model = updated[0]!;
-      const action = await adminDb.insertAdminAction(tx, {
-        adminId: actor.adminId,
-        action: 'update_model',
-        targetType: 'model',
-        targetId: modelId,
-        amount: patch.cost_per_generation ?? patch.credits_per_second ?? null,
-        reason: patch.reason ?? null,
-        requestId: actor.requestId,
-        before: modelState(before),
-        after: modelState(model),
-      });
+      const audit = (target: string, from: ModelRow, to: ModelRow) =>
+        adminDb.insertAdminAction(tx, {
+          adminId: actor.adminId,
+          action: 'update_model',
+          targetType: 'model',
+          targetId: target,
+          amount: to.cost_per_generation !== from.cost_per_generation || to.credits_per_second !== from.credits_per_second ? (to.cost_per_generation ?? to.credits_per_second) : null,
+          reason: patch.reason ?? null,
+          requestId: actor.requestId,
+          before: modelState(from),
+          after: modelState(to),
+        });
+      // At most one model is active (models_single_active): the one it replaces goes first.
+      if (patch.is_active && !before.is_active) {
+        for (const previous of all.filter((m) => m.is_active)) {
+          const replaced = await catalogueDb.setModelFields(tx, previous.id, { is_active: false });
+          await audit(previous.id, previous, replaced);
+        }
+      }
+      const model = await catalogueDb.setModelFields(tx, modelId, patch);
+      const action = await audit(modelId, before, model);
+      if (!patch.confirm_empty_catalogue) {
+        const empty = await catalogueDb.catalogueEmptiness(tx);
+        const wasEmpty = { active: !all.some((m) => m.is_active && m.is_available), available: !all.some((m) => m.is_available) };
+        // Refusing throws: the transaction rolls back, nothing changed.
+        if (empty.available && !wasEmpty.available) throw new CatalogueWouldBeEmpty('no available model');
+        if (empty.active && !wasEmpty.active) throw new CatalogueWouldBeEmpty('no active, available model');
+      }
       return { model, action: action! };
     });
     this.onCatalogueChanged();
@@ -226,13 +254,16 @@ export class AdminService {
     return reports.dashboard(this.db);
   }
 
+  charts(range: ChartRange) {
+    return charts.charts(this.db, range);
+  }
+
   auditLog(q: { before?: number; limit: number }) {
     return adminDb.listAdminActions(this.db, q);
   }
 
-  async models(): Promise<ModelRow[]> {
-    const { rows } = await this.db.query<ModelRow>('SELECT * FROM models ORDER BY sort_order, name');
-    return rows;
+  models(): Promise<ModelRow[]> {
+    return catalogueDb.allModels(this.db);
   }
 
   async model(modelId: string): Promise<ModelRow> {

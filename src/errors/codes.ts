@@ -33,6 +33,7 @@ export const ERROR_CODES = {
   ERR_4025: { status: 401, meaning: 'admin sign-in failed (email, password or one-time code)' },
   ERR_4026: { status: 409, meaning: 'target account is closed (deleted or merged)' },
   ERR_4027: { status: 403, meaning: 'CSRF token missing or invalid (admin console)' },
+  ERR_4028: { status: 409, meaning: "the change would leave the app's catalogue empty (confirm_empty_catalogue to go ahead)" },
   ERR_5001: { status: 504, meaning: 'provider timeout' },
   ERR_5002: { status: 503, meaning: 'provider or upstream service unavailable' },
   ERR_5003: { status: 422, meaning: 'provider rejected the prompt' },

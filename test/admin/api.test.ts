@@ -157,7 +157,7 @@ describe('grant and claw back credits', () => {
     await ledger.hold(t().db, { userId: g.userId, amount: 4, jobId: randomUUID() });
     expect(await credits(g)).toBe(6);
     const r = await t().json(clawback(admin, g.userId, { amount: 8, reason: 'chargeback' }));
-    expect(r.action).toMatchObject({ action: 'clawback_credits', amount: 8 });
+    expect(r.action).toMatchObject({ action: 'clawback_credits', amount: 8, moved: 6 });
     expect(r.action.after).toMatchObject({ balance: 4, held: 4, available: 0, shortfall: 2, debt: 2 });
     const account = await ledger.getAccount(t().db, g.userId);
     expect(account).toEqual({ balance: 4, held: 4, available: 0, debt: 2 });
@@ -166,6 +166,7 @@ describe('grant and claw back credits', () => {
     // Nothing left to take: recorded, moves nothing.
     const empty = await t().json(clawback(admin, g.userId, { amount: 1, reason: 'again' }));
     expect(empty.action.after).toMatchObject({ balance: 4, shortfall: 1, debt: 3 });
+    expect(empty.action).toMatchObject({ amount: 1, moved: 0 });
   });
 
   it('verify-ledger sees an admin entry that disagrees with its audit row', async () => {
@@ -240,6 +241,40 @@ describe('models', () => {
     expect(empty.status).toBe(400);
     expect((await t().patch('/admin/api/models/no-such-model', { token: admin.token, body: { is_featured: true } })).status).toBe(404);
     await t().json(t().patch('/admin/api/models/simulator-text-to-video', { token: admin.token, body: { [field]: sim[field] ?? sim.cost_per_generation, is_featured: sim.is_featured } }));
+  });
+
+  it("makes another model the app's active one (the previous one stops, audited too), moves it in the catalogue, and refuses to leave the app with no model unless confirmed", async () => {
+    const admin = await createAdmin(t());
+    const activeModel = async () => (await t().json(t().get('/rest/v1/models?is_active=eq.true&is_available=eq.true&select=id'))) as { id: string }[];
+    const patch = (id: string, body: Record<string, unknown>) => t().patch(`/admin/api/models/${id}`, { token: admin.token, body });
+    const [previous] = await activeModel();
+    expect(previous).toBeDefined();
+
+    const made = await t().json(patch('simulator-text-to-video', { is_active: true, sort_order: 1, reason: 'provider outage: simulator for the demo' }));
+    expect(made.model).toMatchObject({ is_active: true, sort_order: 1 });
+    expect(await activeModel()).toEqual([{ id: 'simulator-text-to-video' }]);
+    expect((await getModels(t())).models.filter((m) => !m.is_featured)[0]!.id).toBe('simulator-text-to-video');
+    const { rows: audit } = await t().db.query<{ target_id: string; reason: string; before: { is_active: boolean }; after: { is_active: boolean } }>(
+      "SELECT target_id, reason, before, after FROM admin_actions WHERE action = 'update_model' AND request_id = $1 ORDER BY id",
+      [made.action.request_id],
+    );
+    expect(audit.map((a) => [a.target_id, a.before.is_active, a.after.is_active, a.reason])).toEqual([
+      [previous!.id, true, false, 'provider outage: simulator for the demo'],
+      ['simulator-text-to-video', false, true, 'provider outage: simulator for the demo'],
+    ]);
+
+    // Disabling the app's only active model would empty its catalogue: refused, nothing changed.
+    const refused = await patch('simulator-text-to-video', { is_available: false, reason: 'oops' });
+    expect(refused.status).toBe(409);
+    expect(await errorCode(refused)).toBe('ERR_4028');
+    expect(await activeModel()).toEqual([{ id: 'simulator-text-to-video' }]);
+    const confirmed = await patch('simulator-text-to-video', { is_available: false, reason: 'really', confirm_empty_catalogue: true });
+    expect(confirmed.status).toBe(200);
+    expect(await activeModel()).toEqual([]);
+    // Back as it was.
+    await t().json(patch(previous!.id, { is_active: true, reason: 'restore' }));
+    await t().json(patch('simulator-text-to-video', { is_available: true, sort_order: 100, reason: 'restore' }));
+    expect(await activeModel()).toEqual([previous]);
   });
 
   it('the seed alias admin-toggle-model flips availability', async () => {

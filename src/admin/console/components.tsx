@@ -3,6 +3,7 @@ import type { Child, FC } from 'hono/jsx';
 import type { AppEnv } from '../../http/context.js';
 import { csrfTokenFor } from '../auth.js';
 import type { AdminActionRow } from '../queries/admins.js';
+import { creditsMoved } from '../service.js';
 import type { JobView, ProviderFailures } from '../queries/reports.js';
 import { changes, counts, pct, when } from './format.js';
 
@@ -33,7 +34,7 @@ export const Head: FC<{ cols: string[]; num?: string[] }> = ({ cols, num = [] })
 /** Audit rows, each with what it changed ("balance 9 → 14") and the request that made it. */
 export const ActionsTable: FC<{ actions: AdminActionRow[]; id?: string }> = ({ actions, id }) => (
   <table id={id}>
-    <Head cols={['#', 'When', 'Admin', 'Action', 'Target', 'Amount', 'Reason', 'Before → after', 'Request']} num={['Amount']} />
+    <Head cols={['#', 'When', 'Admin', 'Action', 'Target', 'Asked', 'Moved', 'Reason', 'Before → after', 'Request']} num={['Asked', 'Moved']} />
     <tbody>
       {actions.map((a) => (
         <tr data-action={a.action}>
@@ -43,6 +44,7 @@ export const ActionsTable: FC<{ actions: AdminActionRow[]; id?: string }> = ({ a
           <td>{a.action}</td>
           <td>{a.target_type === 'user' ? <a href={`/admin/users/${a.target_id}`}>{a.target_id}</a> : <a href="/admin/models">{a.target_id}</a>}</td>
           <td class="num">{a.amount ?? ''}</td>
+          <td class="num" data-moved>{creditsMoved(a) ?? ''}</td>
           <td>{a.reason ?? ''}</td>
           <td>{changes(a.before, a.after)}</td>
           <td>
@@ -52,18 +54,6 @@ export const ActionsTable: FC<{ actions: AdminActionRow[]; id?: string }> = ({ a
       ))}
     </tbody>
   </table>
-);
-
-/** A button that flips one of a model's flags (the form sends the new value). */
-export const FlagForm: FC<{ c: Context<AppEnv>; modelId: string; field: 'is_available' | 'is_featured'; on: boolean; labels: [string, string] }> = ({ c, modelId, field, on, labels }) => (
-  <form method="post" action={`/admin/models/${modelId}`} class="inline">
-    <Csrf c={c} />
-    <input type="hidden" name={field} value={String(!on)} />
-    {on ? 'yes ' : 'no '}
-    <button type="submit" class={field === 'is_available' && on ? 'danger' : 'plain'}>
-      {on ? labels[1] : labels[0]}
-    </button>
-  </form>
 );
 
 /** Jobs, newest first, each linking to its timeline. */

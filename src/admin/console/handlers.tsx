@@ -12,8 +12,9 @@ import { localizedMessage } from '../../errors/i18n.js';
 import { toApiError } from '../../http/on-error.js';
 import type { Services } from '../../services.js';
 import { clearConsoleCookie, requireConsoleSession, setConsoleCookie } from '../middleware.js';
-import { BanBody, CreditChangeBody, IdempotencyKey, ModelId, ModelPatchBody, SearchQuery, SignInBody, UserId } from '../schemas.js';
-import type { Actor } from '../service.js';
+import { CatalogueWouldBeEmpty } from '../errors.js';
+import { BanBody, ChartRangeQuery, CreditChangeBody, IdempotencyKey, ModelId, ModelPatchBody, Reason, SearchQuery, SignInBody, UserId } from '../schemas.js';
+import { creditsMoved, type Actor } from '../service.js';
 import { AuditPage } from './pages/audit.js';
 import { DashboardPage } from './pages/dashboard.js';
 import { ErrorPage } from './pages/error.js';
@@ -50,13 +51,28 @@ const back = (c: Context<AppEnv>, path: string, done: string) => c.redirect(`${p
 export function registerAdminConsole(app: OpenAPIHono<AppEnv>, s: Services) {
   const ui = new Hono<AppEnv>();
   const secure = s.config.admin.secureCookies;
+  // Double-submit nonce: a page of another site cannot sign the browser in to an account of its choosing.
+  const newLoginNonce = (c: Context<AppEnv>) => {
+    const nonce = randomBytes(24).toString('base64url');
+    setCookie(c, LOGIN_NONCE_COOKIE, nonce, { httpOnly: true, sameSite: 'Strict', secure, path: '/admin', maxAge: 3600 });
+    return nonce;
+  };
 
-  // Errors render as a page the support agent can read, with the same codes and messages as the API.
-  ui.onError((err, c) => {
+  /**
+   * Errors render as a page the support agent can read, with the same codes and messages as the
+   * API. A refused sign-in (wrong password, lockout, expired form) shows the form again with the
+   * error above it and the email kept: a dead-end error page made the agent go back by hand.
+   */
+  ui.onError(async (err, c) => {
     const e = toApiError(err, s.config.maxJsonBodyBytes);
     if (e.status >= 500) c.get('log')?.error({ err }, 'admin console request failed');
     s.errorLog.record({ requestId: c.get('requestId'), code: e.code, status: e.status, method: c.req.method, path: c.req.path, message: e.message, details: e.details });
     const message = localizedMessage(e.code, 'en', e.details);
+    if (c.req.method === 'POST' && c.req.path === '/admin/login') {
+      const body = await c.req.parseBody().catch(() => ({}) as Record<string, unknown>);
+      const email = typeof body.email === 'string' ? body.email.slice(0, 254) : '';
+      return c.html(<SignInPage nonce={newLoginNonce(c)} email={email} error={{ code: e.code, message }} />, e.status as 400, e.headers);
+    }
     return c.html(<ErrorPage c={c.get('admin') ? c : undefined} code={e.code} message={message} details={e.details} />, e.status as 400, e.headers);
   });
 
@@ -71,12 +87,7 @@ export function registerAdminConsole(app: OpenAPIHono<AppEnv>, s: Services) {
   ui.use('*', requireConsoleSession(s.adminAuth));
 
   // ---- sign in / out ----------------------------------------------------------------------
-  ui.get('/login', (c) => {
-    // Double-submit nonce: a page of another site cannot sign the browser in to an account of its choosing.
-    const nonce = randomBytes(24).toString('base64url');
-    setCookie(c, LOGIN_NONCE_COOKIE, nonce, { httpOnly: true, sameSite: 'Strict', secure, path: '/admin', maxAge: 3600 });
-    return c.html(<SignInPage nonce={nonce} />);
-  });
+  ui.get('/login', (c) => c.html(<SignInPage nonce={newLoginNonce(c)} />));
 
   ui.post('/login', s.rateLimits.middleware('admin-login'), async (c) => {
     const body = await c.req.parseBody();
@@ -96,7 +107,11 @@ export function registerAdminConsole(app: OpenAPIHono<AppEnv>, s: Services) {
   });
 
   // ---- dashboard --------------------------------------------------------------------------
-  ui.get('/', async (c) => c.html(<DashboardPage c={c} dashboard={await s.admin.dashboard()} />));
+  ui.get('/', async (c) => {
+    const range = ChartRangeQuery.parse(c.req.query('range') || undefined);
+    const [dashboard, charts] = await Promise.all([s.admin.dashboard(), s.admin.charts(range)]);
+    return c.html(<DashboardPage c={c} dashboard={dashboard} charts={charts} />);
+  });
 
   // ---- users ------------------------------------------------------------------------------
   ui.get('/users', async (c) => {
@@ -116,8 +131,7 @@ export function registerAdminConsole(app: OpenAPIHono<AppEnv>, s: Services) {
     const { amount, reason } = CreditChangeBody.parse(form);
     const req = { userId, amount, reason, idempotencyKey: key };
     const r = kind === 'grant' ? await s.admin.grantCredits(actor(c), req) : await s.admin.clawBackCredits(actor(c), req);
-    const shortfall = Number(r.action.after?.shortfall ?? 0);
-    const what = kind === 'grant' ? `Gave ${amount} credits` : `Clawed back ${amount - shortfall} of ${amount} credits`;
+    const what = kind === 'grant' ? `Gave ${amount} credits` : `Clawed back ${creditsMoved(r.action)} of ${amount} credits asked`;
     return back(c, `/admin/users/${userId}`, `${what} (audit #${r.action.id}${r.replayed ? ', already done before' : ''}).`);
   });
 
@@ -141,10 +155,22 @@ export function registerAdminConsole(app: OpenAPIHono<AppEnv>, s: Services) {
   // ---- models -----------------------------------------------------------------------------
   ui.get('/models', async (c) => c.html(<ModelsPage c={c} models={await s.admin.models()} />));
 
+  // One form per model; the console asks for a reason the API leaves optional.
+  const modelReason = z.object({ reason: Reason });
   ui.post('/models/:id', async (c) => {
-    const patch = ModelPatchBody.parse(await formOf(c));
-    const r = await s.admin.updateModel(actor(c), idParam(c, ModelId), patch);
-    return back(c, '/admin/models', `Updated ${r.model.id} (audit #${r.action.id}).`);
+    const modelId = idParam(c, ModelId);
+    const form = await formOf(c);
+    const patch = ModelPatchBody.parse(form);
+    const { reason } = modelReason.parse(form);
+    try {
+      const r = await s.admin.updateModel(actor(c), modelId, { ...patch, reason });
+      return back(c, '/admin/models', `Updated ${r.model.id} (audit #${r.action.id}).`);
+    } catch (err) {
+      // Nothing changed: the page asks whether to go ahead, with the same form ready to post again.
+      if (!(err instanceof CatalogueWouldBeEmpty)) throw err;
+      const message = localizedMessage(err.code, 'en', err.details);
+      return c.html(<ModelsPage c={c} models={await s.admin.models()} confirm={{ modelId, message, fields: form }} />, 409);
+    }
   });
 
   // ---- failures and audit -----------------------------------------------------------------

@@ -18,6 +18,7 @@ export interface ModelRow extends PricedModel {
   unavailable_reason: string | null;
   thumbnail_url: string | null;
   deadline_seconds: number;
+  sort_order: number;
   created_at: string;
   updated_at: string;
 }

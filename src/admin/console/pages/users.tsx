@@ -3,25 +3,25 @@ import type { Context } from 'hono';
 import type { FC } from 'hono/jsx';
 import type { AppEnv } from '../../../http/context.js';
 import type { AdminService } from '../../service.js';
-import type { AdminUserView } from '../../queries/reports.js';
+import type { AdminUserSearchHit } from '../../queries/reports.js';
 import { ActionsTable, Card, Csrf, Head, JobsTable } from '../components.js';
 import { counts, pct, when } from '../format.js';
 import { Layout } from '../layout.js';
 
 /** Finding a user (q: what was searched, if anything). */
-export const UserSearchPage: FC<{ c: Context<AppEnv>; q: string | undefined; users: AdminUserView[] }> = ({ c, q, users }) => (
+export const UserSearchPage: FC<{ c: Context<AppEnv>; q: string | undefined; users: AdminUserSearchHit[] }> = ({ c, q, users }) => (
   <Layout title="Find a user" c={c}>
     <form method="get" action="/admin/users" class="inline panel" id="search-form">
-      <input name="q" value={q ?? ''} placeholder="user id, device id, Apple sub or email" size={60} autofocus />
+      <input name="q" value={q ?? ''} placeholder="user or job id (or its start), device id, email, Apple sub, App Store transaction id" class="grow" autofocus />
       <button type="submit">Search</button>
     </form>
     {q && (
       <table id="search-results">
-        <Head cols={['User', 'Kind', 'Email', 'Device', 'Available', 'Created', 'Standing']} num={['Available']} />
+        <Head cols={['User', 'Matched', 'Kind', 'Email', 'Device', 'Available', 'Created', 'Standing']} num={['Available']} />
         <tbody>
           {users.length === 0 && (
             <tr>
-              <td colspan={7} class="muted">
+              <td colspan={8} class="muted">
                 No user matches.
               </td>
             </tr>
@@ -31,6 +31,7 @@ export const UserSearchPage: FC<{ c: Context<AppEnv>; q: string | undefined; use
               <td>
                 <a href={`/admin/users/${u.id}`}>{u.id}</a>
               </td>
+              <td>{u.matched}</td>
               <td>{u.is_guest ? 'guest' : 'Apple'}</td>
               <td>{u.email ?? ''}</td>
               <td>
@@ -83,14 +84,14 @@ export const UserPage: FC<{ c: Context<AppEnv>; detail: Awaited<ReturnType<Admin
           <option value="clawback">Claw back credits</option>
         </select>
         <input name="amount" type="number" min="1" max="100000" required placeholder="credits" style="width:100px" />
-        <input name="reason" required minlength={3} maxlength={500} placeholder="reason (required, e.g. ticket number)" size={40} />
+        <input name="reason" required minlength={3} maxlength={500} placeholder="reason (required, e.g. ticket number)" class="grow" />
         <button type="submit">Apply</button>
       </form>
     </div>
     <div class="panel">
       <form method="post" action={`/admin/users/${user.id}/${user.banned_at ? 'unban' : 'ban'}`} class="inline" id="ban-form">
         <Csrf c={c} />
-        <input name="reason" required minlength={3} maxlength={500} placeholder="reason (required)" size={40} />
+        <input name="reason" required minlength={3} maxlength={500} placeholder="reason (required)" class="grow" />
         <button type="submit" class={user.banned_at ? 'plain' : 'danger'}>
           {user.banned_at ? 'Lift the ban' : 'Ban this user'}
         </button>
