@@ -27,7 +27,8 @@ const FIRST_INSTANT = Date.parse('0001-01-01T00:00:00Z');
 const LAST_INSTANT = Date.parse('9999-12-31T23:59:59.999Z');
 /** UTC offsets in use run from -12:00 to +14:00; JavaScript would take any up to ±23:59. */
 const MAX_OFFSET_MINUTES = 14 * 60;
-const RESERVED = new Set(['select', 'order', 'limit', 'offset']);
+// apikey: the gateway's key may come as a query parameter (src/http/middleware.ts), it filters nothing.
+const RESERVED = new Set(['select', 'order', 'limit', 'offset', 'apikey']);
 const OPERATORS = 'eq, neq, gt, gte, lt, lte, in, is (optionally after not.)';
 
 function parseInteger(name: string, raw: string, max: number): number {

@@ -1,11 +1,10 @@
 import net from 'node:net';
 import { randomUUID } from 'node:crypto';
-import { AuthApiError, createClient, FunctionsHttpError, type SupabaseClient } from '@supabase/supabase-js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import ws from 'ws';
-import { startHttpServer, type ListeningServer } from '../../src/server.js';
+import { AuthApiError, FunctionsHttpError } from '@supabase/supabase-js';
+import { describe, expect, it } from 'vitest';
 import { appleSub, useFakeAppleId } from '../fakes/apple-id.js';
-import { useTestApp, type TestApp } from '../support/harness.js';
+import { useTestApp } from '../support/harness.js';
+import { ANON_KEY, serveOverHttp, supabaseClient } from '../support/supabase-js.js';
 
 /**
  * The real @supabase/supabase-js client against this server on a real socket: what a web or
@@ -13,24 +12,7 @@ import { useTestApp, type TestApp } from '../support/harness.js';
  * signInWithIdToken, functions.invoke), not what our own tests think it does.
  */
 
-const ANON_KEY = 'anon-key-of-this-test-project';
-
-function serveOverHttp(t: () => TestApp): () => string {
-  let server: ListeningServer | undefined;
-  beforeAll(async () => {
-    server = await startHttpServer(t().app.fetch, { port: 0, hostname: '127.0.0.1', limits: t().services.config.http });
-  });
-  afterAll(async () => {
-    await server?.close();
-  });
-  return () => `http://127.0.0.1:${server!.port}`;
-}
-
-const client = (url: string, key = ANON_KEY): SupabaseClient =>
-  createClient(url, key, {
-    auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
-    realtime: { transport: ws as never },
-  });
+const client = supabaseClient;
 
 describe('supabase-js against a server with ANON_KEY', () => {
   const t = useTestApp({ ANON_KEY });

@@ -138,8 +138,8 @@ describe('Realtime with user tokens (secure mode)', () => {
 
   it('refuses a connection without the apikey, an unknown vsn, and a plain GET', async () => {
     const ws = `${url().replace('http', 'ws')}/realtime/v1/websocket`;
-    expect(await refusedUpgrade(`${ws}?vsn=1.0.0`)).toMatchObject({ status: 401, body: { error: { code: 'ERR_4005' } } });
-    expect(await refusedUpgrade(`${ws}?apikey=wrong&vsn=1.0.0`)).toMatchObject({ status: 401 });
+    expect(await refusedUpgrade(`${ws}?vsn=1.0.0`)).toMatchObject({ status: 401, body: { message: 'No API key found in request', error: { code: 'ERR_4042' } } });
+    expect(await refusedUpgrade(`${ws}?apikey=wrong&vsn=1.0.0`)).toMatchObject({ status: 401, body: { message: 'Invalid API key', error: { code: 'ERR_4043' } } });
     expect(await refusedUpgrade(`${ws}?apikey=${ANON_KEY}&vsn=3.0.0`)).toMatchObject({ status: 400, body: { error: { code: 'ERR_4040' } } });
     expect(await refusedUpgrade(`${url().replace('http', 'ws')}/elsewhere?apikey=${ANON_KEY}`)).toMatchObject({ status: 404 });
     const plain = await fetch(`${url()}/realtime/v1/websocket?apikey=${ANON_KEY}`);
