@@ -44,3 +44,110 @@ describe('the API key, as Supabase\'s gateway answers for it', () => {
     expect(rest.error).toMatchObject({ message: 'Invalid API key', hint: 'Double check your Supabase `anon` or `service_role` API key.', code: 'ERR_4043' });
   });
 });
+
+describe('supabase-js PostgREST (rest/v1) beyond the shipped app', () => {
+  const t = useTestApp({ ANON_KEY });
+  const url = serveOverHttp(t);
+
+  const ids = async (q: PromiseLike<{ data: { id: string }[] | null; error: unknown }>) => {
+    const { data, error } = await q;
+    expect(error).toBeNull();
+    return data!.map((r) => r.id);
+  };
+
+  it('ilike, or=(…) (nested), order by any whitelisted column, gt on cost_per_generation, is null on thumbnail_url', async () => {
+    const sb = supabaseClient(url());
+    const models = (await t().json(t().get('/functions/v1/get-models'))).models as Array<{ id: string; name: string; category: string; cost_per_generation: number; thumbnail_url: string | null; created_at: string }>;
+    const sorted = (pred: (m: (typeof models)[number]) => boolean) => models.filter(pred).map((m) => m.id).sort();
+
+    expect((await ids(sb.from('models').select('id').ilike('name', '%SIMUL%'))).sort()).toEqual(sorted((m) => /simul/i.test(m.name)));
+    expect((await ids(sb.from('models').select('id').ilike('name', '*runway*'))).sort()).toEqual(sorted((m) => /runway/i.test(m.name)));
+    expect((await ids(sb.from('models').select('id').like('name', 'sim%'))).sort()).toEqual([]); // like is case-sensitive
+
+    const either = await ids(sb.from('models').select('id').or('id.eq.runway-gen4.5,name.ilike.*simul*'));
+    expect(either.sort()).toEqual(sorted((m) => m.id === 'runway-gen4.5' || /simul/i.test(m.name)));
+    const nested = await ids(sb.from('models').select('id').or('and(category.eq.image-to-video,cost_per_generation.lte.5),id.eq."runway-gen4.5"'));
+    expect(nested.sort()).toEqual(sorted((m) => (m.category === 'image-to-video' && m.cost_per_generation <= 5) || m.id === 'runway-gen4.5'));
+
+    // cost_per_generation is the displayed price (pricing.ts), filterable and orderable as the client sees it.
+    for (const m of models) expect(await ids(sb.from('models').select('id').eq('cost_per_generation', m.cost_per_generation).eq('id', m.id))).toEqual([m.id]);
+    const n = models[Math.floor(models.length / 2)]!.cost_per_generation;
+    expect((await ids(sb.from('models').select('id').gt('cost_per_generation', n))).sort()).toEqual(sorted((m) => m.cost_per_generation > n));
+    const byCost = await sb.from('models').select('id,cost_per_generation').order('cost_per_generation', { ascending: false }).order('id');
+    expect(byCost.data!.map((r) => r.cost_per_generation)).toEqual(models.map((m) => m.cost_per_generation).sort((a, b) => b - a));
+    expect((await ids(sb.from('models').select('id').is('thumbnail_url', null))).sort()).toEqual(sorted((m) => m.thumbnail_url === null));
+    expect((await ids(sb.from('models').select('id').not('thumbnail_url', 'is', null))).sort()).toEqual(sorted((m) => m.thumbnail_url !== null));
+    const byName = await ids(sb.from('models').select('id').order('name', { ascending: false }).order('id'));
+    expect(byName).toEqual([...models].sort((a, b) => (a.name === b.name ? a.id.localeCompare(b.id) : a.name < b.name ? 1 : -1)).map((m) => m.id));
+
+    // Values are parameters, never SQL: a quote, a comment and a parenthesis are just text that matches nothing.
+    expect(await ids(sb.from('models').select('id').ilike('name', "%'); DROP TABLE models; --%"))).toEqual([]);
+    expect(await ids(sb.from('models').select('id').or('name.eq.") OR true --",id.eq.x'))).toEqual([]);
+    // Only whitelisted columns, only sensible operators.
+    expect((await sb.from('models').select('id').or('provider_model_id.eq.x')).status).toBe(400);
+    expect((await sb.from('models').select('id').ilike('is_featured', 'x')).status).toBe(400);
+    expect((await sb.from('models').select('id').order('provider')).status).toBe(400);
+    expect((await sb.from('models').select('id').gt('cost_per_generation', 'cheap')).status).toBe(400);
+  });
+
+  it('the Range header as PostgREST reads it (Range: 0-9, Range-Unit: items), with the total when counted', async () => {
+    const page = await fetch(`${url()}/rest/v1/themes?select=id&order=name`, { headers: { apikey: ANON_KEY, Range: '1-2', 'Range-Unit': 'items', Prefer: 'count=exact' } });
+    expect(page.status).toBe(206);
+    expect(page.headers.get('content-range')).toBe('1-2/5');
+    const all = (await (await fetch(`${url()}/rest/v1/themes?select=id&order=name`, { headers: { apikey: ANON_KEY } })).json()) as { id: string }[];
+    expect(await page.json()).toEqual(all.slice(1, 3));
+    // Through supabase-js, a header set on the query; and intersected with limit/offset.
+    const viaClient = await supabaseClient(url()).from('themes').select('id').order('name').setHeader('Range', '3-').setHeader('Range-Unit', 'items');
+    expect(viaClient.data).toEqual(all.slice(3));
+    const both = await fetch(`${url()}/rest/v1/themes?select=id&order=name&offset=2&limit=10`, { headers: { apikey: ANON_KEY, Range: '0-2' } });
+    expect(await both.json()).toEqual(all.slice(2, 3));
+    expect((await fetch(`${url()}/rest/v1/themes`, { headers: { apikey: ANON_KEY, Range: '5-2' } })).status).toBe(400);
+  });
+
+  it('a method a served path does not serve is 405 with PostgREST\'s error fields, whoever asks; an unknown table stays 404', async () => {
+    const sb = supabaseClient(url());
+    const users = await sb.from('users').select('*');
+    expect(users.status).toBe(405);
+    expect(users.error).toMatchObject({ code: 'PGRST117', hint: null });
+    expect(users.error?.details).toMatch(/GET is not served on \/rest\/v1\/users: PATCH only/);
+    for (const attempt of [sb.from('models').insert({ id: 'mine' }), sb.from('models').delete().eq('id', 'runway-gen4.5'), sb.from('themes').upsert({ name: 'x' }), sb.from('video_jobs').delete().eq('status', 'failed')]) {
+      const { status, error } = await attempt;
+      expect(status).toBe(405);
+      expect(error).toMatchObject({ code: 'PGRST117' });
+    }
+    const raw = await fetch(`${url()}/rest/v1/models`, { method: 'POST', headers: { apikey: ANON_KEY, 'content-type': 'application/json' }, body: '{}' });
+    expect(raw.headers.get('allow')).toBe('GET, HEAD');
+    expect((await t().db.query("SELECT 1 FROM models WHERE id = 'mine'")).rowCount).toBe(0);
+    expect((await sb.from('payments').select('*')).status).toBe(404);
+  });
+
+  it("video_jobs: your own jobs only, with get-video-jobs' columns, filtered and ordered as PostgREST does", async () => {
+    const [me, other] = [await t().createGuest(), await t().createGuest()];
+    const first = await t().json(t().generate(me, { model_id: 'simulator-text-to-video', prompt: 'a red fox running through snow' }));
+    const second = await t().json(t().generate(me, { model_id: 'simulator-text-to-video', prompt: 'a quiet harbour at dawn' }));
+    await t().json(t().generate(other, { model_id: 'simulator-text-to-video', prompt: 'not yours' }));
+    expect(await t().completeJobNow(first.job_id)).toBe('completed');
+
+    const sb = supabaseClient(url());
+    await sb.auth.setSession({ access_token: me.accessToken, refresh_token: me.refreshToken });
+    const mine = await sb.from('video_jobs').select('*');
+    expect(mine.error).toBeNull();
+    const history = (await t().json(t().get('/functions/v1/get-video-jobs', { token: me.accessToken }))).jobs as Array<Record<string, unknown>>;
+    const withoutUrls = (rows: Array<Record<string, unknown>>) => rows.map(({ video_url, thumbnail_url, ...rest }) => ({ ...rest, has_video: video_url !== null }));
+    expect(withoutUrls(mine.data!)).toEqual(withoutUrls(history)); // same rows, same columns, newest first (URLs are freshly signed)
+    expect(Object.keys(mine.data![0]!).sort()).toEqual(Object.keys(history[0]!).sort());
+    const video = mine.data!.find((j) => j.job_id === first.job_id)!.video_url as string;
+    const signed = new URL(video); // PUBLIC_URL is not this test's port: the same path, here
+    expect((await fetch(`${url()}${signed.pathname}${signed.search}`)).status).toBe(200);
+
+    expect((await sb.from('video_jobs').select('job_id').eq('status', 'pending')).data).toEqual([{ job_id: second.job_id }]);
+    expect((await sb.from('video_jobs').select('job_id').ilike('prompt', '*FOX*')).data).toEqual([{ job_id: first.job_id }]);
+    expect((await sb.from('video_jobs').select('job_id').order('created_at', { ascending: true }).limit(1).single()).data).toEqual({ job_id: first.job_id });
+    const counted = await sb.from('video_jobs').select('job_id', { count: 'exact', head: true });
+    expect(counted.count).toBe(2);
+    // Naming another user is refused; without a user token there are no rows to read.
+    expect((await sb.from('video_jobs').select('job_id').eq('user_id', other.userId)).status).toBe(403);
+    expect((await supabaseClient(url()).from('video_jobs').select('job_id')).status).toBe(401);
+    expect((await sb.from('video_jobs').select('provider_job_id')).status).toBe(400);
+  });
+});
