@@ -1,7 +1,8 @@
 import { FunctionsHttpError } from '@supabase/supabase-js';
 import { describe, expect, it } from 'vitest';
+import { appleSub, useFakeAppleId } from '../fakes/apple-id.js';
 import { useTestApp } from '../support/harness.js';
-import { ANON_KEY, serveOverHttp, supabaseClient } from '../support/supabase-js.js';
+import { ANON_KEY, serveOverHttp, signedInClient, supabaseClient } from '../support/supabase-js.js';
 
 /**
  * What a developer of another app on Supabase tries first with the real @supabase/supabase-js
@@ -149,5 +150,99 @@ describe('supabase-js PostgREST (rest/v1) beyond the shipped app', () => {
     expect((await sb.from('video_jobs').select('job_id').eq('user_id', other.userId)).status).toBe(403);
     expect((await supabaseClient(url()).from('video_jobs').select('job_id')).status).toBe(401);
     expect((await sb.from('video_jobs').select('provider_job_id')).status).toBe(400);
+  });
+});
+
+describe('supabase-js Auth beyond the shipped app', () => {
+  const apple = useFakeAppleId();
+  const t = useTestApp(() => ({ ANON_KEY, ...apple.env() }));
+  const url = serveOverHttp(t);
+
+  it('signInAnonymously(): a guest session with no free credits (those need device-check); it works everywhere a guest does', async () => {
+    const sb = supabaseClient(url());
+    const { data, error } = await sb.auth.signInAnonymously({ options: { data: { nickname: 'fox' } } });
+    expect(error).toBeNull();
+    expect(data.user).toMatchObject({ is_anonymous: true, user_metadata: { nickname: 'fox' }, identities: [], app_metadata: { provider: 'anonymous' } });
+    expect(data.session?.access_token).toBeTruthy();
+    const credits = await sb.functions.invoke('get-user-credits');
+    expect(credits.data).toMatchObject({ credits_remaining: 0 });
+    const profile = await sb.functions.invoke('get-user-profile');
+    expect(profile.data).toMatchObject({ id: data.user!.id, is_guest: true, device_id: null, initial_grant_claimed: false });
+    // Not enough credits to generate: the free grant is device-check's alone.
+    const gen = await t().generate({ userId: data.user!.id, deviceId: '', accessToken: data.session!.access_token, refreshToken: '', credits: 0 }, { model_id: 'simulator-text-to-video', prompt: 'a red fox' });
+    expect(gen.status).toBe(402);
+    // The session refreshes like any other; Sign in with Apple with the guest's bearer takes the guest in.
+    const refreshed = await sb.auth.refreshSession();
+    expect(refreshed.error).toBeNull();
+    const merged = await t().json(
+      t().post('/auth/v1/token?grant_type=id_token', { token: refreshed.data.session!.access_token, body: { provider: 'apple', id_token: await apple.identityToken({ sub: appleSub() }) } }),
+    );
+    expect(merged.user).toMatchObject({ id: data.user!.id, is_anonymous: false, user_metadata: { nickname: 'fox' } });
+
+    // email / phone / password sign-up are not served, and say so.
+    const withEmail = await supabaseClient(url()).auth.signUp({ email: 'a@example.com', password: 'secret-password' });
+    expect(withEmail.error).toMatchObject({ status: 400, code: 'ERR_4008' });
+    expect(withEmail.error?.message).toMatch(/sign-up with email is not served/);
+  });
+
+  it('updateUser({ data }) merges user_metadata as GoTrue does; nothing that changes identity, for Apple users above all', async () => {
+    const sb = supabaseClient(url());
+    const signed = await sb.auth.signInWithIdToken({ provider: 'apple', token: await apple.identityToken({ sub: appleSub(), email: 'me@privaterelay.appleid.com' }) });
+    expect(signed.error).toBeNull();
+    const first = await sb.auth.updateUser({ data: { theme: 'dark', count: 1, nested: { a: 1 } } });
+    expect(first.error).toBeNull();
+    expect(first.data.user?.user_metadata).toEqual({ theme: 'dark', count: 1, nested: { a: 1 } });
+    const second = await sb.auth.updateUser({ data: { count: 2, theme: null } });
+    expect(second.data.user?.user_metadata).toEqual({ count: 2, nested: { a: 1 } });
+    expect((await sb.auth.getUser()).data.user?.user_metadata).toEqual(second.data.user?.user_metadata);
+
+    for (const change of [{ email: 'other@example.com' }, { password: 'a-new-password' }, { phone: '+15550100' }]) {
+      const { error } = await sb.auth.updateUser(change);
+      expect(error, JSON.stringify(change)).toMatchObject({ status: 400, code: 'ERR_4008' });
+    }
+    const { rows } = await t().db.query('SELECT email FROM users WHERE id = $1', [signed.data.user!.id]);
+    expect(rows[0].email).toBe('me@privaterelay.appleid.com');
+    const huge = await sb.auth.updateUser({ data: { blob: 'x'.repeat(9000) } });
+    expect(huge.error).toMatchObject({ status: 400, code: 'ERR_4008' });
+  });
+
+  it('getUserIdentities(): the Apple identity of an Apple account, none for a guest', async () => {
+    const sub = appleSub();
+    const sb = supabaseClient(url());
+    await sb.auth.signInWithIdToken({ provider: 'apple', token: await apple.identityToken({ sub }) });
+    const { data, error } = await sb.auth.getUserIdentities();
+    expect(error).toBeNull();
+    expect(data!.identities).toHaveLength(1);
+    expect(data!.identities[0]).toMatchObject({ provider: 'apple', id: sub, identity_data: { sub } });
+    expect(data!.identities[0]!.identity_id).toMatch(/^[0-9a-f-]{36}$/);
+
+    const guest = await t().createGuest();
+    const asGuest = await signedInClient(url(), guest);
+    expect((await asGuest.auth.getUserIdentities()).data!.identities).toEqual([]);
+  });
+
+  it("signOut({ scope }): local ends this session, others every other one, global all — at once, as GoTrue answers", async () => {
+    const sub = appleSub();
+    const signIn = async () => {
+      const sb = supabaseClient(url());
+      const r = await sb.auth.signInWithIdToken({ provider: 'apple', token: await apple.identityToken({ sub }) });
+      expect(r.error).toBeNull();
+      return { sb, token: r.data.session!.access_token };
+    };
+    const live = async (token: string) => (await t().get('/auth/v1/user', { token })).status === 200;
+    const [a, b, c] = [await signIn(), await signIn(), await signIn()];
+
+    expect((await b.sb.auth.signOut({ scope: 'others' })).error).toBeNull();
+    expect([await live(a.token), await live(b.token), await live(c.token)]).toEqual([false, true, false]);
+    expect((await b.sb.auth.getSession()).data.session).not.toBeNull(); // others keeps this session
+
+    const d = await signIn();
+    expect((await d.sb.auth.signOut({ scope: 'local' })).error).toBeNull();
+    expect([await live(b.token), await live(d.token)]).toEqual([true, false]);
+    expect((await d.sb.auth.getSession()).data.session).toBeNull();
+
+    const e = await signIn();
+    expect((await e.sb.auth.signOut()).error).toBeNull(); // global, supabase-js's default
+    expect([await live(b.token), await live(e.token)]).toEqual([false, false]);
   });
 });

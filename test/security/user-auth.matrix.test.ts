@@ -37,6 +37,7 @@ const EXCLUDED: { match: (path: string) => boolean; reason: string }[] = [
 const PUBLIC: Record<string, string> = {
   'POST /functions/v1/device-check': 'opens a guest session (DeviceCheck proves the device)',
   'POST /auth/v1/token': 'refresh and Sign in with Apple: the credential is in the body',
+  'POST /auth/v1/signup': 'anonymous sign-in creates a guest with no credits (device-check gives the free ones)',
   'POST /functions/v1/apple-server-notifications': 'Apple calls it; the signed payload is the proof',
   'POST /functions/v1/apple-signin-notifications': 'Apple calls it; the signed event is the proof',
   'GET /functions/v1/get-models': 'the catalogue',
