@@ -93,6 +93,7 @@ import { SimulatorProvider } from './providers/simulator.js';
 import type { ProviderAdapter, ProviderName } from './providers/types.js';
 import { LocalObjectStore } from './storage/local.js';
 import { S3ObjectStore } from './storage/s3.js';
+import { StorageLinks } from './storage/links.js';
 import path from 'node:path';
 import { ledgerTotals, queueStats } from './db/queries/observability.js';
 
@@ -231,7 +232,7 @@ export function buildServices(opts: {
     onboarding,
     deviceCheck,
     store,
-    storage: new StorageService(db, store),
+    storage: new StorageService(db, store, new StorageLinks(config.jwt.secret)),
     providers,
     jobs,
     generation,

@@ -4,7 +4,7 @@ import { AuthApiError, FunctionsHttpError } from '@supabase/supabase-js';
 import { describe, expect, it } from 'vitest';
 import { appleSub, useFakeAppleId } from '../fakes/apple-id.js';
 import { useTestApp } from '../support/harness.js';
-import { ANON_KEY, serveOverHttp, supabaseClient } from '../support/supabase-js.js';
+import { ANON_KEY, serveOverHttp, storageUser, supabaseClient, TINY_JPEG, TINY_PNG } from '../support/supabase-js.js';
 
 /**
  * The real @supabase/supabase-js client against this server on a real socket: what a web or
@@ -228,15 +228,8 @@ describe('supabase-js PostgREST (rest/v1) against the real server', () => {
 describe('supabase-js Storage against the real server', () => {
   const t = useTestApp({ ANON_KEY });
   const url = serveOverHttp(t);
-  const JPEG = Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, 0x4a, 0x46, 0x49, 0x46, 0x00, 0x01, 0xff, 0xd9]);
-  const PNG_HEAD = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13, 0x49, 0x48, 0x44, 0x52, 0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0, 0x90, 0x77, 0x53, 0xde]);
-
-  async function signedIn() {
-    const g = await t().createGuest();
-    const sb = client(url());
-    await sb.auth.setSession({ access_token: g.accessToken, refresh_token: g.refreshToken });
-    return { g, bucket: sb.storage.from('thumbnails') };
-  }
+  const [JPEG, PNG_HEAD] = [TINY_JPEG, TINY_PNG];
+  const signedIn = () => storageUser(t(), url());
 
   it('upload() as multipart FormData (a Blob) and as raw bytes answers {Key, Id}; the type is what the bytes are', async () => {
     const { g, bucket } = await signedIn();

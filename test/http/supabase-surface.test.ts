@@ -2,7 +2,7 @@ import { FunctionsHttpError } from '@supabase/supabase-js';
 import { describe, expect, it } from 'vitest';
 import { appleSub, useFakeAppleId } from '../fakes/apple-id.js';
 import { useTestApp } from '../support/harness.js';
-import { ANON_KEY, serveOverHttp, signedInClient, supabaseClient } from '../support/supabase-js.js';
+import { ANON_KEY, serveOverHttp, signedInClient, storageUser, supabaseClient, TINY_JPEG, TINY_PNG } from '../support/supabase-js.js';
 
 /**
  * What a developer of another app on Supabase tries first with the real @supabase/supabase-js
@@ -244,5 +244,95 @@ describe('supabase-js Auth beyond the shipped app', () => {
     const e = await signIn();
     expect((await e.sb.auth.signOut()).error).toBeNull(); // global, supabase-js's default
     expect([await live(b.token), await live(e.token)]).toEqual([false, false]);
+  });
+});
+
+describe('supabase-js Storage beyond the shipped app, within your own folder', () => {
+  const t = useTestApp({ ANON_KEY });
+  const url = serveOverHttp(t);
+  const [JPEG, PNG] = [TINY_JPEG, TINY_PNG];
+  const signedIn = () => storageUser(t(), url());
+
+  it('list() with prefix, limit, offset, sortBy and search; info(); exists(); another user\'s folder lists nothing', async () => {
+    const { g, bucket } = await signedIn();
+    for (const name of ['b.jpg', 'a.jpg', 'C.jpg', 'sub/d.jpg', 'sub/deeper/e.jpg']) expect((await bucket.upload(`${g.userId}/${name}`, new Blob([JPEG]))).error).toBeNull();
+
+    const all = await bucket.list(g.userId);
+    expect(all.error).toBeNull();
+    expect(all.data!.map((e) => e.name)).toEqual(['C.jpg', 'a.jpg', 'b.jpg', 'sub']); // by name (byte order, as PostgreSQL's C collation)
+    expect(all.data![0]).toMatchObject({ id: expect.any(String), metadata: { size: JPEG.length, mimetype: 'image/jpeg' } });
+    expect(all.data![3]).toMatchObject({ name: 'sub', id: null, metadata: null });
+    expect((await bucket.list(g.userId, { limit: 2, offset: 1 })).data!.map((e) => e.name)).toEqual(['a.jpg', 'b.jpg']);
+    expect((await bucket.list(g.userId, { sortBy: { column: 'name', order: 'desc' } })).data!.map((e) => e.name)).toEqual(['sub', 'b.jpg', 'a.jpg', 'C.jpg']);
+    expect((await bucket.list(g.userId, { sortBy: { column: 'created_at', order: 'desc' } })).data!.map((e) => e.name)).toEqual(['C.jpg', 'a.jpg', 'b.jpg', 'sub']);
+    expect((await bucket.list(g.userId, { search: 'c' })).data!.map((e) => e.name)).toEqual(['C.jpg']);
+    expect((await bucket.list(`${g.userId}/sub`)).data!.map((e) => e.name)).toEqual(['d.jpg', 'deeper']);
+    expect((await bucket.list()).data!.map((e) => e.name)).toEqual([g.userId]);
+
+    const info = await bucket.info(`${g.userId}/a.jpg`);
+    expect(info.error).toBeNull();
+    expect(info.data).toMatchObject({ name: `${g.userId}/a.jpg`, size: JPEG.length, contentType: 'image/jpeg', bucketId: 'thumbnails' });
+    expect((await bucket.exists(`${g.userId}/sub/d.jpg`)).data).toBe(true);
+
+    const intruder = await signedIn();
+    expect((await intruder.bucket.list(g.userId)).data).toEqual([]);
+    expect((await intruder.bucket.info(`${g.userId}/a.jpg`)).error).not.toBeNull();
+    expect((await intruder.bucket.exists(`${g.userId}/a.jpg`)).data).toBe(false);
+  });
+
+  it('copy() and move() within your own folder; not into or out of another user\'s', async () => {
+    const { g, bucket } = await signedIn();
+    await bucket.upload(`${g.userId}/src.png`, new Blob([PNG]));
+    const copied = await bucket.copy(`${g.userId}/src.png`, `${g.userId}/copy.png`);
+    expect(copied.error).toBeNull();
+    expect(copied.data).toEqual({ path: `thumbnails/${g.userId}/copy.png` });
+    expect(Buffer.from(await (await bucket.download(`${g.userId}/copy.png`)).data!.arrayBuffer())).toEqual(PNG);
+    expect((await bucket.copy(`${g.userId}/src.png`, `${g.userId}/copy.png`)).error).not.toBeNull(); // exists: no upsert
+
+    const moved = await bucket.move(`${g.userId}/copy.png`, `${g.userId}/moved/there.png`);
+    expect(moved.error).toBeNull();
+    expect((await bucket.exists(`${g.userId}/copy.png`)).data).toBe(false);
+    expect((await bucket.exists(`${g.userId}/moved/there.png`)).data).toBe(true);
+
+    const intruder = await signedIn();
+    expect((await intruder.bucket.copy(`${g.userId}/src.png`, `${intruder.g.userId}/stolen.png`)).error).not.toBeNull();
+    expect((await bucket.copy(`${g.userId}/src.png`, `${intruder.g.userId}/gift.png`)).error).not.toBeNull();
+    expect((await intruder.bucket.move(`${g.userId}/src.png`, `${intruder.g.userId}/stolen.png`)).error).not.toBeNull();
+    expect((await bucket.exists(`${g.userId}/src.png`)).data).toBe(true);
+  });
+
+  it('createSignedUrls() for several paths (others\' answer an error entry); createSignedUploadUrl() + uploadToSignedUrl()', async () => {
+    const { g, bucket } = await signedIn();
+    const intruder = await signedIn();
+    await bucket.upload(`${g.userId}/1.jpg`, new Blob([JPEG]));
+    await intruder.bucket.upload(`${intruder.g.userId}/x.jpg`, new Blob([JPEG]));
+    const many = await bucket.createSignedUrls([`${g.userId}/1.jpg`, `${intruder.g.userId}/x.jpg`], 60);
+    expect(many.error).toBeNull();
+    expect(many.data![0]).toMatchObject({ path: `${g.userId}/1.jpg`, error: null });
+    expect(many.data![1]).toMatchObject({ path: `${intruder.g.userId}/x.jpg`, signedUrl: null, error: 'Either the object does not exist or you do not have access to it' });
+    const res = await fetch(many.data![0]!.signedUrl!);
+    expect(res.status).toBe(200);
+    expect(Buffer.from(await res.arrayBuffer())).toEqual(JPEG);
+
+    const link = await bucket.createSignedUploadUrl(`${g.userId}/later.png`);
+    expect(link.error).toBeNull();
+    // Anyone holding the link uploads, with no session: a client without one.
+    const uploaded = await supabaseClient(url()).storage.from('thumbnails').uploadToSignedUrl(`${g.userId}/later.png`, link.data!.token, new Blob([PNG]));
+    expect(uploaded.error).toBeNull();
+    expect((await t().db.query('SELECT owner_id FROM storage_objects WHERE key = $1', [`${g.userId}/later.png`])).rows).toEqual([{ owner_id: g.userId }]);
+    // Bound to its key, and no upsert unless asked for.
+    expect((await supabaseClient(url()).storage.from('thumbnails').uploadToSignedUrl(`${g.userId}/other.png`, link.data!.token, new Blob([PNG]))).error).not.toBeNull();
+    expect((await supabaseClient(url()).storage.from('thumbnails').uploadToSignedUrl(`${g.userId}/later.png`, link.data!.token, new Blob([PNG]))).error).not.toBeNull();
+    expect((await bucket.createSignedUploadUrl(`${intruder.g.userId}/y.png`)).error).not.toBeNull();
+  });
+
+  it("listBuckets() and getBucket() show the app's two buckets", async () => {
+    const { sb } = await signedIn();
+    const list = await sb.storage.listBuckets();
+    expect(list.error).toBeNull();
+    expect(list.data!.map((b) => [b.id, b.public])).toEqual([['thumbnails', true], ['videos', false]]);
+    const one = await sb.storage.getBucket('thumbnails');
+    expect(one.data).toMatchObject({ id: 'thumbnails', public: true, file_size_limit: t().services.config.limits.maxUploadBytes });
+    expect((await sb.storage.getBucket('secrets')).error).not.toBeNull();
   });
 });

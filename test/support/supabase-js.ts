@@ -35,3 +35,14 @@ export async function signedInClient(url: string, tokens: { accessToken: string;
   if (error) throw error;
   return sb;
 }
+
+/** The smallest files the image gate takes: a JPEG's markers, a PNG's signature and header. */
+export const TINY_JPEG = Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, 0x4a, 0x46, 0x49, 0x46, 0x00, 0x01, 0xff, 0xd9]);
+export const TINY_PNG = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13, 0x49, 0x48, 0x44, 0x52, 0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0, 0x90, 0x77, 0x53, 0xde]);
+
+/** A new guest signed in through supabase-js, with its client and the inputs bucket. */
+export async function storageUser(t: TestApp, url: string) {
+  const g = await t.createGuest();
+  const sb = await signedInClient(url, g);
+  return { g, sb, bucket: sb.storage.from('thumbnails') };
+}
