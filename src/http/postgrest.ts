@@ -232,9 +232,32 @@ export function applyRangeHeader(q: RestQuery, range: string | undefined, unit: 
   return { ...q, offset: start, limit: end === Infinity ? q.limit : Math.max(0, end - start + 1) };
 }
 
+/** What rest/v1 answers in: JSON, or one object (.single()); anything else would be JSON mislabelled. */
+const SERVED_ACCEPT = /^\s*(\*\/\*|application\/\*|application\/json|application\/vnd\.pgrst\.object(\+json)?)\s*(;\s*(q|charset)=[^,;]*)*\s*$/i;
+
+/**
+ * PostgREST features a client may ask for by header that this subset does not have: another media
+ * type (csv(), geojson(), explain(), stripNulls()), another schema (schema()), a rolled-back
+ * transaction (rollback()). Refused (400 ERR_4008 naming the header) rather than ignored: ignoring
+ * rollback() would commit a write the client meant to throw away.
+ */
+function refuseUnservedHeaders(c: Context<AppEnv>) {
+  const accept = c.req.header('accept');
+  if (accept && !accept.split(',').every((part) => SERVED_ACCEPT.test(part))) {
+    throw invalid('Accept: rest/v1 answers application/json or application/vnd.pgrst.object+json only', 'accept');
+  }
+  for (const header of ['accept-profile', 'content-profile']) {
+    const profile = c.req.header(header);
+    if (profile !== undefined && profile !== 'public') throw invalid(`${header}: there is one schema, public`, header);
+  }
+  if (/(^|,)\s*tx\s*=\s*rollback/i.test(c.req.header('prefer') ?? '')) throw invalid('Prefer: tx=rollback is not served', 'prefer');
+}
+
 /** The request's query (and Range header) parsed against a table's whitelist. */
-export const restQueryOf = (c: Context<AppEnv>, spec: TableSpec): RestQuery =>
-  applyRangeHeader(parseRestQuery(new URL(c.req.url).searchParams, spec), c.req.header('range'), c.req.header('range-unit'));
+export function restQueryOf(c: Context<AppEnv>, spec: TableSpec): RestQuery {
+  refuseUnservedHeaders(c);
+  return applyRangeHeader(parseRestQuery(new URL(c.req.url).searchParams, spec), c.req.header('range'), c.req.header('range-unit'));
+}
 
 /**
  * A served rest/v1 path answers any other method 405 with PostgREST's error fields (code PGRST117,
