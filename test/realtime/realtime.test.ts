@@ -186,7 +186,13 @@ class RawSocket {
   }
 }
 
-/** supabase-swift 2.37's phx_join for the app's channel (RealtimeChannelV2.subscribe). */
+/**
+ * supabase-swift 2.37's phx_join for the app's channel, as github.com/supabase/supabase-swift builds it at
+ * tag v2.37.0 (commit 65507b524f0ec09ebb6f6b1db0db1a8e4265436e): Sources/Realtime/RealtimeChannelV2.swift
+ * subscribe() (RealtimeJoinPayload: config, access_token, version), Sources/Realtime/RealtimeJoinConfig.swift
+ * (broadcast {ack, self}, presence {key, enabled}, postgres_changes, private); the socket URL's
+ * ?apikey=…&vsn=1.0.0 is Sources/Realtime/RealtimeClientV2.swift's.
+ */
 const swiftJoin = (jobId: string, token: string, filter = `job_id=eq.${jobId}`) => ({
   config: {
     broadcast: { ack: false, self: false },
