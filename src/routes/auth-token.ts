@@ -136,6 +136,7 @@ const SignUpRequest = UserAttributes.extend({
 }).openapi('SignUpRequest');
 
 const signUpRoute = createRoute({
+  operationId: 'authSignUp',
   method: 'post',
   path: '/auth/v1/signup',
   tags: ['auth'],
@@ -156,6 +157,7 @@ const signUpRoute = createRoute({
 const UpdateUserRequest = UserAttributes.extend({ nonce: z.string().nullish() }).openapi('UpdateUserRequest');
 
 const updateUserRoute = createRoute({
+  operationId: 'authUpdateUser',
   method: 'put',
   path: '/auth/v1/user',
   tags: ['auth'],

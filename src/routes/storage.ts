@@ -189,6 +189,7 @@ const ListedObject = z.object({
 });
 
 const listRoute = createRoute({
+  operationId: 'storageListObjects',
   method: 'post',
   path: '/storage/v1/object/list/{bucket}',
   tags: ['storage'],
@@ -203,6 +204,7 @@ const listRoute = createRoute({
 });
 
 const infoRoute = createRoute({
+  operationId: 'storageObjectInfo',
   method: 'get',
   path: '/storage/v1/object/info/{bucket}/{key}',
   tags: ['storage'],
@@ -230,6 +232,7 @@ const CopyBody = z
   .openapi('CopyObject');
 
 const copyRoute = createRoute({
+  operationId: 'storageCopyObject',
   method: 'post',
   path: '/storage/v1/object/copy',
   tags: ['storage'],
@@ -242,6 +245,7 @@ const copyRoute = createRoute({
 
 const moveRoute = createRoute({
   ...copyRoute,
+  operationId: 'storageMoveObject',
   path: '/storage/v1/object/move',
   summary: 'Move one of your uploads within your own folder of thumbnails (supabase-js move())',
   responses: { 200: { description: 'Moved', content: { 'application/json': { schema: z.object({ message: z.string() }) } } }, ...errorResponses(400, 401, 403, 404, 409, 415) },
@@ -250,6 +254,7 @@ const moveRoute = createRoute({
 const SignManyBody = z.object({ expiresIn: SignBody.shape.expiresIn, paths: z.array(z.string().max(1024)).min(1).max(100) }).openapi('SignObjects');
 
 const createSignedManyRoute = createRoute({
+  operationId: 'storageCreateSignedUrls',
   method: 'post',
   path: '/storage/v1/object/sign/{bucket}',
   tags: ['storage'],
@@ -264,6 +269,7 @@ const createSignedManyRoute = createRoute({
 });
 
 const createSignedUploadRoute = createRoute({
+  operationId: 'storageCreateSignedUploadUrl',
   method: 'post',
   path: '/storage/v1/object/upload/sign/{bucket}/{key}',
   tags: ['storage'],
@@ -274,6 +280,7 @@ const createSignedUploadRoute = createRoute({
 });
 
 const uploadSignedRoute = createRoute({
+  operationId: 'storageUploadToSignedUrl',
   method: 'put',
   path: '/storage/v1/object/upload/sign/{bucket}/{key}',
   tags: ['storage'],
@@ -292,6 +299,7 @@ const Bucket = z
   .openapi('Bucket');
 
 const listBucketsRoute = createRoute({
+  operationId: 'storageListBuckets',
   method: 'get',
   path: '/storage/v1/bucket',
   tags: ['storage'],
@@ -301,6 +309,7 @@ const listBucketsRoute = createRoute({
 });
 
 const getBucketRoute = createRoute({
+  operationId: 'storageGetBucket',
   method: 'get',
   path: '/storage/v1/bucket/{id}',
   tags: ['storage'],
