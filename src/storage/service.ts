@@ -1,4 +1,5 @@
 import type { Queryable } from '../db/pool.js';
+import { findUserById } from '../db/queries/users.js';
 import { deleteOwnObjects, findObject, findObjectDetails, listOwnObjects, type ObjectDetailsRow, type RemovedObjectRow, type StorageObjectRow } from '../db/queries/storage.js';
 import { RequestRefused, refuse } from '../errors/domain-error.js';
 import { ACCEPTED_IMAGE_TYPES, sniffImageType } from './image-types.js';
@@ -175,6 +176,9 @@ export class StorageService {
   async uploadWithLink(bucket: string, key: string, token: string, read: () => Promise<Buffer>): Promise<string> {
     const claims = await this.links.verify('upload', bucket, key, token);
     if (!claims?.owner) throw refuse.forbidden('the upload link is invalid or has expired');
+    // The link outlives nothing its owner lost: a banned, deleted or merged account uploads no more.
+    const owner = await findUserById(this.db, claims.owner);
+    if (!owner || owner.deleted_at || owner.banned_at || owner.merged_into) throw refuse.forbidden('the upload link is invalid or has expired');
     return this.upload({ bucket, key, ownerId: claims.owner, overwrite: claims.upsert === true, read });
   }
 

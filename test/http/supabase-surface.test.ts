@@ -324,6 +324,11 @@ describe('supabase-js Storage beyond the shipped app, within your own folder', (
     expect((await supabaseClient(url()).storage.from('thumbnails').uploadToSignedUrl(`${g.userId}/other.png`, link.data!.token, new Blob([PNG]))).error).not.toBeNull();
     expect((await supabaseClient(url()).storage.from('thumbnails').uploadToSignedUrl(`${g.userId}/later.png`, link.data!.token, new Blob([PNG]))).error).not.toBeNull();
     expect((await bucket.createSignedUploadUrl(`${intruder.g.userId}/y.png`)).error).not.toBeNull();
+    // A link does not outlive its owner's standing: banned, the owner's link uploads nothing.
+    const upsertable = await bucket.createSignedUploadUrl(`${g.userId}/again.png`, { upsert: true });
+    await t().db.query('UPDATE users SET banned_at = now() WHERE id = $1', [g.userId]);
+    expect((await supabaseClient(url()).storage.from('thumbnails').uploadToSignedUrl(`${g.userId}/again.png`, upsertable.data!.token, new Blob([PNG]))).error).not.toBeNull();
+    expect((await t().db.query('SELECT 1 FROM storage_objects WHERE key = $1', [`${g.userId}/again.png`])).rowCount).toBe(0);
   });
 
   it("listBuckets() and getBucket() show the app's two buckets", async () => {
