@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { appleSub, useFakeAppleId } from '../fakes/apple-id.js';
+import { deviceToken } from '../fakes/device-check.js';
 import { useTestApp } from '../support/harness.js';
 import { ANON_KEY, serveOverHttp } from '../support/supabase-js.js';
 
@@ -116,9 +117,16 @@ describe('supabase-swift 2.37.0 requests, replayed', () => {
     expect((await swift('POST', '/auth/v1/logout?scope=global', { headers: current })).status).toBe(401);
   });
 
-  it('Functions: invoke POSTs JSON by default; the app\'s GETs (get-models, get-video-status) answer the same', async () => {
-    const g = await t().createGuest();
+  it('Functions: the app\'s calls as FunctionsClient.invoke sends them (POST JSON by default, GET where the app asks for it)', async () => {
+    // device-check: with the anon key as bearer (no session yet), the body OnboardingService sends.
+    const deviceId = crypto.randomUUID().toUpperCase();
+    const onboarded = await swift('POST', '/functions/v1/device-check', { headers: SWIFT_HEADERS, body: { device_id: deviceId, device_token: deviceToken(deviceId) } });
+    expect(onboarded.status, onboarded.text).toBe(200);
+    expect(onboarded.body).toMatchObject({ user_id: expect.any(String), credits_remaining: expect.any(Number), is_new: true, access_token: expect.any(String) });
+    const g = { userId: onboarded.body.user_id as string, accessToken: onboarded.body.access_token as string, credits: onboarded.body.credits_remaining as number };
     const bearer = { ...SWIFT_HEADERS, Authorization: `Bearer ${g.accessToken}` };
+    const profile = await swift('GET', `/functions/v1/get-user-profile?user_id=${g.userId}`, { headers: bearer });
+    expect(profile.body).toMatchObject({ id: g.userId, is_guest: true });
     const credits = await swift('POST', '/functions/v1/get-user-credits', { headers: bearer, body: {} });
     expect(credits.status, credits.text).toBe(200);
     expect(credits.body).toMatchObject({ credits_remaining: g.credits });
@@ -130,8 +138,12 @@ describe('supabase-swift 2.37.0 requests, replayed', () => {
     const byPost = await swift('POST', '/functions/v1/get-video-status', { headers: bearer, body: { job_id: job.body.job_id } });
     const byGet = await swift('GET', `/functions/v1/get-video-status?job_id=${job.body.job_id}`, { headers: bearer });
     expect(byPost.body).toEqual(byGet.body);
+    const history = await swift('GET', `/functions/v1/get-video-jobs?user_id=${g.userId}&limit=20&offset=0`, { headers: bearer });
+    expect(history.body.jobs.map((j: { job_id: string }) => j.job_id)).toEqual([job.body.job_id]);
     const models = await swift('GET', '/functions/v1/get-models', { headers: SWIFT_HEADERS });
     expect(models.status).toBe(200);
     expect(models.body.models.length).toBeGreaterThan(0);
+    const deleted = await swift('POST', '/functions/v1/delete-video-job', { headers: bearer, body: { job_id: job.body.job_id, user_id: g.userId } });
+    expect(deleted.body).toEqual({ success: true });
   });
 });
