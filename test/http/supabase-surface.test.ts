@@ -341,3 +341,16 @@ describe('supabase-js Storage beyond the shipped app, within your own folder', (
     expect((await sb.storage.getBucket('secrets')).error).not.toBeNull();
   });
 });
+
+describe('anonymous sign-in is limited as device-check is (each call creates an account)', () => {
+  const t = useTestApp({ ANON_KEY, RATE_LIMITS_ENABLED: 'true', GENERATE_MAX_IN_FLIGHT: '0', RATE_LIMITS: 'device-check.ip=2/3600' });
+  const url = serveOverHttp(t);
+
+  it('the third account from one address in the hour is 429, whether made by sign-up or by device-check', async () => {
+    expect((await supabaseClient(url()).auth.signInAnonymously()).error).toBeNull();
+    await t().createGuest();
+    const third = await supabaseClient(url()).auth.signInAnonymously();
+    expect(third.error).toMatchObject({ status: 429, code: 'ERR_4004' });
+    expect((await t().db.query('SELECT count(*)::int AS n FROM users')).rows[0].n).toBe(2);
+  });
+});
