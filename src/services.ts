@@ -95,6 +95,7 @@ import { RunwayProvider } from './providers/runway.js';
 import { SimulatorProvider } from './providers/simulator.js';
 import type { ProviderAdapter, ProviderName } from './providers/types.js';
 import { objectStoreFor } from './storage/store.js';
+import { StorageLinks } from './storage/links.js';
 import { ledgerTotals, queueStats } from './db/queries/observability.js';
 
 /**
@@ -231,7 +232,7 @@ export function buildServices(opts: {
     onboarding,
     deviceCheck,
     store,
-    storage: new StorageService(db, store),
+    storage: new StorageService(db, store, new StorageLinks(config.jwt.secret)),
     providers,
     jobs,
     media,

@@ -6,6 +6,7 @@ import {
   deviceMarkOwed,
   deviceOfBannedUser,
   findPendingDeviceGrant,
+  insertDevicelessGuest,
   insertGuestIfAbsent,
   lockGuestByDeviceId,
   markDeviceBitSet,
@@ -17,6 +18,7 @@ import { AccountClosed } from '../ledger/errors.js';
 import * as ledger from '../ledger/ledger.js';
 import type { Logger } from '../logger.js';
 import type { SessionService, SessionTokens } from './sessions.js';
+import { boundedMetadata } from './user-metadata.js';
 
 /**
  * Guest onboarding (functions/v1/device-check). Invariant 4: the free grant happens at most once
@@ -60,6 +62,20 @@ export class OnboardingService {
     private readonly log: Logger,
     private readonly perAddress?: KeyedLock,
   ) {}
+
+  /**
+   * GoTrue's anonymous sign-up (supabase-js auth.signInAnonymously): a guest with no device and no
+   * free credits. Free credits are only ever given by device-check, where DeviceCheck vouches for a
+   * genuine device and device_grants makes it once per device id; an anonymous sign-up costs nothing
+   * to repeat, so it can be worth nothing. Its guest buys, merges into Apple and is deleted like any.
+   */
+  async signUpAnonymously(metadata: Record<string, unknown>): Promise<{ user: UserRow; session: SessionTokens }> {
+    return withTransaction(this.db, async (tx) => {
+      const user = await insertDevicelessGuest(tx, boundedMetadata(metadata));
+      await ledger.openAccount(tx, user.id);
+      return { user, session: await this.sessions.start(user, tx) };
+    });
+  }
 
   /** clientAddress: the rate limiter's key for the caller's address (serialises one phone's calls). */
   async onboard(deviceId: string, deviceToken: string, clientAddress = 'unknown'): Promise<OnboardingResult> {

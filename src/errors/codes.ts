@@ -30,6 +30,8 @@ export const ERROR_CODES = {
   ERR_4032: { status: 406, meaning: 'one row requested (application/vnd.pgrst.object+json), zero or several found' },
   ERR_4040: { status: 400, meaning: 'unsupported Realtime request (only postgres_changes on public.video_jobs by job_id)' },
   ERR_4041: { status: 429, meaning: 'Realtime limit reached (channels per socket, messages per second, sockets per address)' },
+  ERR_4042: { status: 401, meaning: 'no API key in the request (apikey header)' },
+  ERR_4043: { status: 401, meaning: 'invalid API key' },
   ERR_4025: { status: 401, meaning: 'admin sign-in failed (email, password or one-time code)' },
   ERR_4026: { status: 409, meaning: 'target account is closed (deleted or merged)' },
   ERR_4027: { status: 403, meaning: 'CSRF token missing or invalid (admin console)' },

@@ -73,16 +73,29 @@ function tracedRequest(c: Context<AppEnv>, requestId: string, next: () => Promis
 }
 
 /**
- * Supabase clients send the project's anon key as `apikey` on every call. When ANON_KEY is
- * configured it must match it or, during a rotation, ANON_KEY_PREVIOUS (constant time); without
- * it the header is ignored.
+ * Supabase clients send the project's anon key as `apikey` on every call (Realtime and some tools as
+ * the `apikey` query parameter, as Supabase's gateway accepts it). When ANON_KEY is configured it
+ * must match it or, during a rotation, ANON_KEY_PREVIOUS (constant time); without it the key is
+ * ignored. The refusal is the gateway's, not a session error: "No API key found in request" or
+ * "Invalid API key" (its `message` and `hint`, added by on-error.ts), so a developer is not sent
+ * looking for a session problem.
  */
+export function apiKeyRefusal(presented: string | undefined, acceptedAnonKeys: readonly string[]): ApiError | undefined {
+  if (acceptedAnonKeys.length === 0) return undefined;
+  if (!presented) return new ApiError('ERR_4042');
+  return isAnonKey(presented, acceptedAnonKeys) ? undefined : new ApiError('ERR_4043');
+}
+
+/** The gateway's hints for the two refusals above, word for word (clients and people search for them). */
+export const API_KEY_HINTS: Partial<Record<string, string>> = {
+  ERR_4042: 'No `apikey` request header or url param was found.',
+  ERR_4043: 'Double check your Supabase `anon` or `service_role` API key.',
+};
+
 export function requireApiKey(acceptedAnonKeys: readonly string[]): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    if (acceptedAnonKeys.length > 0) {
-      const presented = c.req.header('apikey');
-      if (!presented || !isAnonKey(presented, acceptedAnonKeys)) throw unauthenticated('missing or invalid apikey');
-    }
+    const refusal = apiKeyRefusal(c.req.header('apikey') ?? c.req.query('apikey'), acceptedAnonKeys);
+    if (refusal) throw refusal;
     await next();
   };
 }

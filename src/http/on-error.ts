@@ -7,6 +7,7 @@ import { localizedMessage, negotiateLanguage } from '../errors/i18n.js';
 import { ApiError } from './api-error.js';
 import type { AppEnv } from './context.js';
 import type { ErrorLogWriter } from './error-log.js';
+import { API_KEY_HINTS } from './middleware.js';
 import { postgrestErrorFields } from './postgrest.js';
 
 const DATABASE_RETRY_AFTER_SECONDS = '2';
@@ -50,11 +51,14 @@ export function errorResponse(c: Context<AppEnv>, apiError: ApiError): Response 
   // GoTrue's error fields on auth/v1, so supabase clients' AuthApiError carries our code and
   // message (auth-js reads msg, then error_code); the envelope stays for our own clients.
   // PostgREST's {code, message, details, hint} on rest/v1, so postgrest-js's PostgrestError carries them.
+  // The gateway's {message, hint} when the apikey is missing or wrong, on every path.
+  const hint = API_KEY_HINTS[apiError.code];
+  const gateway = hint ? { message, hint } : {};
   const body = c.req.path.startsWith('/auth/v1/')
-    ? { code: apiError.status, error_code: apiError.code, msg: message, ...envelope }
+    ? { code: apiError.status, error_code: apiError.code, msg: message, ...gateway, ...envelope }
     : c.req.path.startsWith('/rest/v1/')
-      ? { ...postgrestErrorFields(apiError, message), ...envelope }
-      : envelope;
+      ? { ...postgrestErrorFields(apiError, message), ...gateway, ...envelope }
+      : { ...gateway, ...envelope };
   const headers: Record<string, string> = {
     'Content-Language': lang,
     Vary: 'Accept-Language',

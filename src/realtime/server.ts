@@ -1,8 +1,8 @@
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
-import { isAnonKey } from '../auth/anon-key.js';
-import { ApiError, unauthenticated } from '../http/api-error.js';
+import { ApiError } from '../http/api-error.js';
+import { API_KEY_HINTS, apiKeyRefusal } from '../http/middleware.js';
 import { addressKey, clientAddressOf } from '../http/client-ip.js';
 import { localizedMessage, negotiateLanguage } from '../errors/i18n.js';
 import { RealtimeConnection, type RealtimeDeps } from './connection.js';
@@ -37,7 +37,8 @@ export function attachRealtime(server: Server, deps: RealtimeDeps): RealtimeServ
 
   const refuse = (socket: Duplex, err: ApiError, req: IncomingMessage) => {
     const message = localizedMessage(err.code, negotiateLanguage(req.headers['accept-language']), err.details);
-    const body = JSON.stringify({ error: { code: err.code, message, ...(err.details ? { details: err.details } : {}) } });
+    const hint = API_KEY_HINTS[err.code];
+    const body = JSON.stringify({ ...(hint ? { message, hint } : {}), error: { code: err.code, message, ...(err.details ? { details: err.details } : {}) } });
     const reason = err.status === 401 ? 'Unauthorized' : err.status === 404 ? 'Not Found' : err.status === 429 ? 'Too Many Requests' : 'Bad Request';
     socket.end(
       `HTTP/1.1 ${err.status} ${reason}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
@@ -48,12 +49,9 @@ export function attachRealtime(server: Server, deps: RealtimeDeps): RealtimeServ
     socket.on('error', () => socket.destroy());
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (url.pathname !== REALTIME_PATH) return refuse(socket, new ApiError('ERR_4007', { resource: 'route' }), req);
-    const anonKeys = deps.config.acceptedAnonKeys;
-    if (anonKeys.length > 0) {
-      const header = req.headers.apikey;
-      const presented = url.searchParams.get('apikey') ?? (typeof header === 'string' ? header : undefined);
-      if (!presented || !isAnonKey(presented, anonKeys)) return refuse(socket, unauthenticated('missing or invalid apikey'), req);
-    }
+    const header = req.headers.apikey;
+    const keyRefusal = apiKeyRefusal(url.searchParams.get('apikey') ?? (typeof header === 'string' ? header : undefined), deps.config.acceptedAnonKeys);
+    if (keyRefusal) return refuse(socket, keyRefusal, req);
     // Phoenix's default is 1.0.0, the version supabase-swift asks for.
     const vsn = (url.searchParams.get('vsn') ?? '1.0.0') as Vsn;
     if (!VSNS.includes(vsn)) return refuse(socket, new ApiError('ERR_4040', { reason: `vsn must be one of ${VSNS.join(', ')}` }), req);

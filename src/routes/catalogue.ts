@@ -9,9 +9,10 @@ import {
   queryThemes,
 } from '../db/queries/catalogue.js';
 import type { AppEnv } from '../http/context.js';
-import { parseRestQuery, restPreferences, restRowsResponse, type TableSpec } from '../http/postgrest.js';
+import { refuseOtherMethods, restPreferences, restQueryOf, restRowsResponse } from '../http/postgrest.js';
 import type { Services } from '../services.js';
 import { errorResponses } from './schemas.js';
+import { pickColumns, restTableRoute } from './rest-schemas.js';
 
 const FieldConfig = <T extends z.ZodTypeAny>(t: T) =>
   z.object({ required: z.boolean().optional(), default: t.optional(), options: z.array(t).optional() });
@@ -88,49 +89,8 @@ const getModelsByPostRoute = createRoute({
   summary: `${getModelsRoute.summary} (POST, as supabase-js functions.invoke sends it; any body is ignored)`,
 });
 
-const restRow = z.record(z.string(), z.unknown());
-/** An array; with .single() (Accept: application/vnd.pgrst.object+json) the one row itself. */
-const restRowsContent = {
-  'application/json': { schema: z.array(restRow) },
-  'application/vnd.pgrst.object+json': { schema: restRow },
-};
-const restRowsHeaders = z.object({
-  'Content-Range': z.string().openapi({ description: 'first-last/total, or */total without rows; the total is * unless Prefer: count=… asked for it' }),
-  'Preference-Applied': z.string().optional().openapi({ description: 'count=exact when a count was asked for' }),
-});
-const restQueryDoc = z.object({
-  select: z.string().optional().openapi({ example: 'id,name,category' }),
-  order: z.string().optional().openapi({ example: 'is_featured.desc,name.asc' }),
-  limit: z.string().optional(),
-  offset: z.string().optional(),
-});
-const restReadHeaders = z.object({
-  accept: z.string().optional().openapi({ description: 'application/vnd.pgrst.object+json (supabase-js .single()): one object, else 406 PGRST116' }),
-  prefer: z.string().optional().openapi({ description: 'count=exact (planned and estimated are answered exactly): the total in Content-Range' }),
-});
-const restRowsResponses = {
-  200: { description: 'Rows (Content-Range: first-last/total or */total)', headers: restRowsHeaders, content: restRowsContent },
-  206: { description: 'With a count, when the rows are only part of the total', headers: restRowsHeaders, content: restRowsContent },
-  ...errorResponses(400, 406),
-};
-const REST_SYNTAX =
-  'PostgREST-compatible read (also HEAD): select=, col=[not.]op.value with op eq|neq|gt|gte|lt|lte|in.(a,b)|is.null|true|false, order=, limit=, offset=';
-
-const restTableRoute = (path: string, operationId: string, table: TableSpec, what: string) =>
-  createRoute({
-    method: 'get',
-    path,
-    operationId,
-    security: [],
-    tags: ['catalogue'],
-    summary: `${what}. ${REST_SYNTAX}`,
-    description: `Filterable: ${Object.keys(table.filterable).join(', ')}. Orderable: ${table.orderable.join(', ')}. Read-only: other methods answer 404/405.`,
-    request: { query: restQueryDoc.passthrough(), headers: restReadHeaders },
-    responses: restRowsResponses,
-  });
-
-const restModelsRoute = restTableRoute('/rest/v1/models', 'listModels', MODELS_TABLE, 'Available models');
-const restThemesRoute = restTableRoute('/rest/v1/themes', 'listThemes', THEMES_TABLE, 'Available themes');
+const restModelsRoute = restTableRoute({ path: '/rest/v1/models', operationId: 'listModels', table: MODELS_TABLE, what: 'Available models', tags: ['catalogue'] });
+const restThemesRoute = restTableRoute({ path: '/rest/v1/themes', operationId: 'listThemes', table: THEMES_TABLE, what: 'Available themes', tags: ['catalogue'] });
 
 /** If-None-Match matching per RFC 9110 §13.1.2 (weak comparison; lists and *). */
 function etagMatches(header: string | undefined, etag: string): boolean {
@@ -139,8 +99,6 @@ function etagMatches(header: string | undefined, etag: string): boolean {
   const bare = (t: string) => t.trim().replace(/^W\//, '');
   return header.split(',').some((t) => bare(t) === bare(etag));
 }
-
-const pick = (row: Record<string, unknown>, columns: string[]): Record<string, unknown> => Object.fromEntries(columns.map((k) => [k, row[k]]));
 
 export function registerCatalogue(app: OpenAPIHono<AppEnv>, s: Services) {
   const answerModels = async (c: Context<AppEnv>) => {
@@ -159,14 +117,16 @@ export function registerCatalogue(app: OpenAPIHono<AppEnv>, s: Services) {
   app.openapi(getModelsByPostRoute, answerModels);
 
   app.openapi(restModelsRoute, async (c) => {
-    const q = parseRestQuery(new URL(c.req.url).searchParams, MODELS_TABLE);
+    const q = restQueryOf(c, MODELS_TABLE);
     const { rows, total } = await queryModels(s.db, q, restPreferences(c).count);
-    return restRowsResponse(c, rows.map((m) => pick(publicModel(m), q.select)), { offset: q.offset, total });
+    return restRowsResponse(c, rows.map((m) => pickColumns(publicModel(m), q.select)), { offset: q.offset, total });
   });
+  refuseOtherMethods(app, restModelsRoute.path, ['GET', 'HEAD']);
 
   app.openapi(restThemesRoute, async (c) => {
-    const q = parseRestQuery(new URL(c.req.url).searchParams, THEMES_TABLE);
+    const q = restQueryOf(c, THEMES_TABLE);
     const { rows, total } = await queryThemes(s.db, q, restPreferences(c).count);
     return restRowsResponse(c, rows, { offset: q.offset, total });
   });
+  refuseOtherMethods(app, restThemesRoute.path, ['GET', 'HEAD']);
 }

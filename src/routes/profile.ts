@@ -4,7 +4,7 @@ import { findUserById, updateUserSettings } from '../db/queries/users.js';
 import { invalid, notFound } from '../http/api-error.js';
 import { authOptions, requireUser, type ClaimedUserId } from '../http/auth.js';
 import type { AppEnv } from '../http/context.js';
-import { parseRestQuery, restPreferences, restRowsResponse, type TableSpec } from '../http/postgrest.js';
+import { refuseOtherMethods, restPreferences, restQueryOf, restRowsResponse, type TableSpec } from '../http/postgrest.js';
 import * as ledger from '../ledger/ledger.js';
 import type { Services } from '../services.js';
 import { registerGetOrPost } from './get-or-post.js';
@@ -132,13 +132,15 @@ export function registerProfile(app: OpenAPIHono<AppEnv>, s: Services) {
   app.use(profileRoute.path, requireUser(authOptions(s)));
   registerGetOrPost(app, profileRoute, async (c) => c.json(await userProfile(s, c.get('user').id), 200));
 
-  app.use(patchRoute.path, requireUser(authOptions(s), userIdFromRestFilter));
+  // PATCH only: another method is 405 (below) whoever asks, as PostgREST answers before any row is read.
+  app.on('PATCH', patchRoute.path, requireUser(authOptions(s), userIdFromRestFilter));
   app.openapi(patchRoute, async (c) => {
-    const q = parseRestQuery(new URL(c.req.url).searchParams, USERS_PATCH);
+    const q = restQueryOf(c, USERS_PATCH);
     const row = await updateUserSettings(s.db, c.get('user').id, c.req.valid('json'));
     if (!row) throw notFound('user');
     if (restPreferences(c).return !== 'representation') return c.body(null, 204, { 'Content-Range': '0-0/*' });
     const byColumn: Record<string, unknown> = row;
     return restRowsResponse(c, [Object.fromEntries(q.select.map((k) => [k, byColumn[k]]))]);
   });
+  refuseOtherMethods(app, patchRoute.path, ['PATCH']);
 }

@@ -2,16 +2,18 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { streamSSE } from 'hono/streaming';
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { MiddlewareHandler } from 'hono';
-import { findJobView, findJobViewWithAuth, listJobs, type JobViewRow } from '../db/queries/video-jobs.js';
+import { OWN_JOBS_TABLE, findJobView, findJobViewWithAuth, listJobs, queryOwnJobs, type JobViewRow } from '../db/queries/video-jobs.js';
 import { ApiError, invalid, notFound } from '../http/api-error.js';
-import { authOptions, bearerToken, isLegacyAnonCaller, requireUser, userFromAuthState, verifiedUser } from '../http/auth.js';
+import { authOptions, bearerToken, isLegacyAnonCaller, requireUser, userFromAuthState, verifiedUser, type ClaimedUserId } from '../http/auth.js';
 import type { AppEnv } from '../http/context.js';
 import { idempotency, type IdempotentEnv } from '../http/idempotency.js';
 import { rateLimitHeaders } from '../errors/rate-limited.js';
 import { jobView, mediaView } from '../jobs/job-view.js';
 import { streamJobStatus } from '../jobs/status-stream.js';
 import type { Services } from '../services.js';
+import { refuseOtherMethods, restPreferences, restQueryOf, restRowsResponse } from '../http/postgrest.js';
 import { registerGetOrPost } from './get-or-post.js';
+import { pickColumns, restTableRoute } from './rest-schemas.js';
 import { UserIdQuery, bearerSecurity, errorResponses } from './schemas.js';
 
 const PublicStatus = z.enum(['pending', 'processing', 'completed', 'failed']);
@@ -157,6 +159,22 @@ const historyRoute = createRoute({
   },
 });
 
+const restJobsRoute = restTableRoute({
+  path: '/rest/v1/video_jobs',
+  operationId: 'listOwnVideoJobs',
+  table: OWN_JOBS_TABLE,
+  what: "The caller's own jobs (row-level security: only yours), with get-video-jobs' columns, newest first by default",
+  tags: ['videos'],
+  security: bearerSecurity,
+  note: 'status is the public one (pending, processing, completed, failed); video_url and thumbnail_url are signed, expiring URLs. In legacy mode the anon key names its user with user_id=eq.{id}.',
+});
+
+/** Legacy mode names the user as PostgREST would filter: user_id=eq.{id}; with a token it must be the token's. */
+const userIdFromRestFilter: ClaimedUserId = async (c) => {
+  const raw = c.req.query('user_id');
+  return raw?.startsWith('eq.') ? raw.slice(3) : undefined;
+};
+
 const deleteRoute = createRoute({
   method: 'post',
   path: '/functions/v1/delete-video-job',
@@ -270,6 +288,16 @@ export function registerVideos(app: OpenAPIHono<AppEnv>, s: Services) {
     };
     return streamSSE(c, (stream) => streamJobStatus(stream, { events: s.events, rereadMs: s.config.eventsRereadMs }, jobId, stillAllowed));
   });
+
+  // GET (and so HEAD) only: another method is 405 whoever asks.
+  app.on('GET', restJobsRoute.path, requireUser(authOptions(s), userIdFromRestFilter));
+  app.openapi(restJobsRoute, async (c) => {
+    const q = restQueryOf(c, OWN_JOBS_TABLE);
+    const { rows, total } = await queryOwnJobs(s.db, c.get('user').id, q, restPreferences(c).count);
+    const views = await Promise.all(rows.map(view));
+    return restRowsResponse(c, views.map((v) => pickColumns(v, q.select)), { offset: q.offset, total });
+  });
+  refuseOtherMethods(app, restJobsRoute.path, ['GET', 'HEAD']);
 
   app.use(deleteRoute.path, auth);
   app.openapi(deleteRoute, async (c) => {

@@ -86,7 +86,8 @@ describe('rotating JWT_SECRET and ANON_KEY without logging anyone out', () => {
     const refused = await rotating.json(credits(rotating, forged, NEW_ANON), 401);
     expect(refused.error.code).toBe('ERR_4005');
     const badKey = await rotating.json(credits(rotating, guest.accessToken, 'anon-key-of-another-project'), 401);
-    expect(badKey.error.code).toBe('ERR_4005');
+    expect(badKey.error.code).toBe('ERR_4043'); // the gateway's "Invalid API key"
+    expect(badKey.message).toBe('Invalid API key');
   });
 
   it('Realtime takes either anon key during the rotation, and no other', async () => {

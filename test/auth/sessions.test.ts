@@ -105,8 +105,8 @@ describe('legacy anon-key mode (LEGACY_ANON_CLIENTS=true), as the shipped app ca
   it('the apikey header must match ANON_KEY', async () => {
     const g = await t().createGuest();
     const res = await t().json(t().get('/functions/v1/get-user-credits', { token: g.accessToken, headers: { apikey: 'wrong' } }), 401);
-    expect(res.error.code).toBe('ERR_4005');
-    await t().json(t().get('/rest/v1/themes', { headers: { apikey: '' } }), 401);
+    expect(res.error.code).toBe('ERR_4043');
+    expect((await t().json(t().get('/rest/v1/themes', { headers: { apikey: '' } }), 401)).error.code).toBe('ERR_4042');
   });
 });
 

@@ -5,6 +5,8 @@ import * as adminDb from '../../src/admin/queries/admins.js';
 import * as reports from '../../src/admin/queries/reports.js';
 import type { Queryable } from '../../src/db/pool.js';
 import { RetentionService } from '../../src/jobs/retention.js';
+import { OWN_JOBS_TABLE, queryOwnJobs } from '../../src/db/queries/video-jobs.js';
+import { applyRangeHeader, parseRestQuery } from '../../src/http/postgrest.js';
 import { changesFrom, checkLedger } from '../../src/ledger/verify.js';
 import { createLogger } from '../../src/logger.js';
 import { useTestApp } from '../support/harness.js';
@@ -135,6 +137,25 @@ describe('admin reads, incremental verify-ledger and retention use indexes', () 
     const checked = await checkLedger(r.db, { changedSince: since });
     expect(checked.violations).toEqual([]);
     expect(checked.accountsChecked).toBe(5);
+    expect(await wholeTableReads(r.statements)).toEqual([]);
+  });
+
+  it("rest/v1 video_jobs: every filter, order and count a user can send reads only that user's rows", async () => {
+    const r = recording(t().db as pg.Pool);
+    const userId = (await t().db.query("SELECT user_id FROM video_jobs GROUP BY 1 ORDER BY count(*) DESC LIMIT 1")).rows[0].user_id as string;
+    const queries = [
+      '',
+      'select=job_id,status&status=eq.pending',
+      'prompt=ilike.*fox*&order=credits_used.desc',
+      'or=(status.eq.failed,and(credits_used.gt.2,model_name.like.S*))&order=model_name',
+      'error_code=is.null&created_at=lt.2100-01-01&order=status.asc,created_at.desc',
+      'job_id=in.(00000000-0000-0000-0000-000000000001)',
+    ];
+    let read = 0;
+    for (const query of queries) read += (await queryOwnJobs(r.db, userId, parseRestQuery(new URLSearchParams(query), OWN_JOBS_TABLE), true)).rows.length;
+    read += (await queryOwnJobs(r.db, userId, applyRangeHeader(parseRestQuery(new URLSearchParams(''), OWN_JOBS_TABLE), '0-4', 'items'), false)).rows.length;
+    expect(read).toBeGreaterThan(0);
+    expect(r.statements.length).toBe(queries.length * 2 + 1);
     expect(await wholeTableReads(r.statements)).toEqual([]);
   });
 

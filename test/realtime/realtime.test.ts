@@ -138,8 +138,8 @@ describe('Realtime with user tokens (secure mode)', () => {
 
   it('refuses a connection without the apikey, an unknown vsn, and a plain GET', async () => {
     const ws = `${url().replace('http', 'ws')}/realtime/v1/websocket`;
-    expect(await refusedUpgrade(`${ws}?vsn=1.0.0`)).toMatchObject({ status: 401, body: { error: { code: 'ERR_4005' } } });
-    expect(await refusedUpgrade(`${ws}?apikey=wrong&vsn=1.0.0`)).toMatchObject({ status: 401 });
+    expect(await refusedUpgrade(`${ws}?vsn=1.0.0`)).toMatchObject({ status: 401, body: { message: 'No API key found in request', error: { code: 'ERR_4042' } } });
+    expect(await refusedUpgrade(`${ws}?apikey=wrong&vsn=1.0.0`)).toMatchObject({ status: 401, body: { message: 'Invalid API key', error: { code: 'ERR_4043' } } });
     expect(await refusedUpgrade(`${ws}?apikey=${ANON_KEY}&vsn=3.0.0`)).toMatchObject({ status: 400, body: { error: { code: 'ERR_4040' } } });
     expect(await refusedUpgrade(`${url().replace('http', 'ws')}/elsewhere?apikey=${ANON_KEY}`)).toMatchObject({ status: 404 });
     const plain = await fetch(`${url()}/realtime/v1/websocket?apikey=${ANON_KEY}`);
@@ -186,7 +186,13 @@ class RawSocket {
   }
 }
 
-/** supabase-swift 2.37's phx_join for the app's channel (RealtimeChannelV2.subscribe). */
+/**
+ * supabase-swift 2.37's phx_join for the app's channel, as github.com/supabase/supabase-swift builds it at
+ * tag v2.37.0 (commit 65507b524f0ec09ebb6f6b1db0db1a8e4265436e): Sources/Realtime/RealtimeChannelV2.swift
+ * subscribe() (RealtimeJoinPayload: config, access_token, version), Sources/Realtime/RealtimeJoinConfig.swift
+ * (broadcast {ack, self}, presence {key, enabled}, postgres_changes, private); the socket URL's
+ * ?apikey=…&vsn=1.0.0 is Sources/Realtime/RealtimeClientV2.swift's.
+ */
 const swiftJoin = (jobId: string, token: string, filter = `job_id=eq.${jobId}`) => ({
   config: {
     broadcast: { ack: false, self: false },

@@ -37,6 +37,7 @@ const EXCLUDED: { match: (path: string) => boolean; reason: string }[] = [
 const PUBLIC: Record<string, string> = {
   'POST /functions/v1/device-check': 'opens a guest session (DeviceCheck proves the device)',
   'POST /auth/v1/token': 'refresh and Sign in with Apple: the credential is in the body',
+  'POST /auth/v1/signup': 'anonymous sign-in creates a guest with no credits (device-check gives the free ones)',
   'POST /functions/v1/apple-server-notifications': 'Apple calls it; the signed payload is the proof',
   'POST /functions/v1/apple-signin-notifications': 'Apple calls it; the signed event is the proof',
   'GET /functions/v1/get-models': 'the catalogue',
@@ -45,6 +46,7 @@ const PUBLIC: Record<string, string> = {
   'GET /rest/v1/themes': 'the catalogue',
   'GET /storage/v1/object/sign/{bucket}/{key}': 'the signed token in the query is the proof',
   'GET /storage/v1/object/public/{bucket}/{key}': 'public inputs, fetched by providers',
+  'PUT /storage/v1/object/upload/sign/{bucket}/{key}': 'the signed upload token in the query is the proof (its owner made it with their token)',
   'GET /realtime/v1/websocket': 'each join carries its own token (test/realtime/realtime.test.ts)',
   'POST /functions/v1/provider-webhook/{provider}': 'the provider signs it',
   'POST /admin/api/login': 'the admin sign-in',
@@ -74,6 +76,8 @@ const LEGACY_ANON_CAPABILITIES: Record<string, string> = {
 const OTHERS_RESOURCE: Record<string, (res: Answer, t: TestApp, victim: Subject) => Promise<string | undefined>> = {
   'POST /storage/v1/object/{bucket}/{key}': async (res) => (res.status === 403 && res.code === 'ERR_4006' ? undefined : 'expected 403 ERR_4006'),
   'PUT /storage/v1/object/{bucket}/{key}': async (res) => (res.status === 403 && res.code === 'ERR_4006' ? undefined : 'expected 403 ERR_4006'),
+  // A signed upload link into another user's folder is refused as the upload itself is.
+  'POST /storage/v1/object/upload/sign/{bucket}/{key}': async (res) => (res.status === 403 && res.code === 'ERR_4006' ? undefined : 'expected 403 ERR_4006'),
   // Removing others' keys is skipped, as supabase-js expects: the answer lists nothing, the object stays.
   'DELETE /storage/v1/object/{bucket}': async (res, t, victim) => {
     const { rows } = await t.db.query('SELECT 1 FROM storage_objects WHERE key = $1', [victim.key]);

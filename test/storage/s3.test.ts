@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import S3rver from 's3rver';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useTestApp, type Guest, type TestApp } from '../support/harness.js';
+import { serveOverHttp, signedInClient } from '../support/supabase-js.js';
 
 /**
  * The S3 backend against s3rver, a local S3-compatible server over real HTTP: uploads, public reads
@@ -49,11 +50,6 @@ describe('S3-compatible storage (s3rver)', () => {
     const upload = await uploadJpeg(t(), g);
     expect(await upload.json()).toEqual({ Key: `thumbnails/${g.userId}/input_1.jpg`, Id: expect.stringMatching(/^\d+$/) });
 
-    // createSignedUrl with S3: the presigned S3 URL itself, absolute.
-    const signed = await t().json(t().post(`/storage/v1/object/sign/thumbnails/${g.userId}/input_1.jpg`, { token: g.accessToken, body: { expiresIn: 60 } }));
-    expect(signed.signedURL.startsWith(`${endpoint}/`)).toBe(true);
-    expect(Buffer.from(await (await fetch(signed.signedURL)).arrayBuffer())).toEqual(JPEG);
-
     // The object really is in S3 under {bucket}/{key}, not on local disk.
     const direct = await fetch(`${endpoint}/${BUCKET}/thumbnails/${g.userId}/input_1.jpg`);
     expect(direct.status).toBe(200);
@@ -73,6 +69,23 @@ describe('S3-compatible storage (s3rver)', () => {
     expect(Buffer.from(await ranged.arrayBuffer())).toEqual(JPEG.subarray(2, 6));
     const suffix = await t().app.request(`/storage/v1/object/public/thumbnails/${g.userId}/input_1.jpg`, { headers: { range: 'bytes=-2' } });
     expect(Buffer.from(await suffix.arrayBuffer())).toEqual(JPEG.subarray(-2));
+  });
+
+  const url = serveOverHttp(t);
+
+  it('createSignedUrl() through supabase-js gives a URL it can use: relative to the storage URL, the bytes streamed from S3', async () => {
+    const g = await t().createGuest();
+    await uploadJpeg(t(), g);
+    const sb = await signedInClient(url(), g);
+    const signed = await sb.storage.from('thumbnails').createSignedUrl(`${g.userId}/input_1.jpg`, 60);
+    expect(signed.error).toBeNull();
+    expect(signed.data!.signedUrl).toMatch(new RegExp(`^${url()}/storage/v1/object/sign/thumbnails/${g.userId}/input_1\\.jpg\\?token=`));
+    const res = await fetch(signed.data!.signedUrl);
+    expect(res.status).toBe(200);
+    expect(Buffer.from(await res.arrayBuffer())).toEqual(JPEG);
+    // Bound to its object: the token does not open another one.
+    const other = signed.data!.signedUrl.replace('input_1.jpg', 'input_2.jpg');
+    expect((await fetch(other)).status).toBe(403);
   });
 
   it('delivers results through presigned S3 URLs, and deleting the job removes the objects', async () => {

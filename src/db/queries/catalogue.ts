@@ -45,27 +45,58 @@ export function publicModel(m: ModelRow) {
 }
 export type PublicModel = ReturnType<typeof publicModel>;
 
+/**
+ * cost_per_generation as the API shows it (pricing.ts displayedCost: per_video's flat cost, or
+ * per_second's rate times the default duration, 4 s without one), so rest/v1 can filter and order by
+ * the number the client sees. test/http/supabase-surface.test.ts checks it against displayedCost
+ * for every model.
+ */
+const DISPLAYED_COST_SQL = `(CASE WHEN pricing_type = 'per_video' THEN cost_per_generation::numeric
+  ELSE credits_per_second * CASE WHEN jsonb_typeof(required_fields #> '{settings,duration,default}') = 'number'
+    THEN (required_fields #>> '{settings,duration,default}')::numeric ELSE 4 END END)`;
+
+const MODEL_FILTERS = {
+  id: 'text',
+  name: 'text',
+  category: 'text',
+  description: 'text',
+  thumbnail_url: 'text',
+  pricing_type: 'text',
+  cost_per_generation: 'integer',
+  credits_per_second: 'integer',
+  is_featured: 'boolean',
+  is_active: 'boolean',
+  is_available: 'boolean',
+  has_audio: 'boolean',
+  created_at: 'timestamp',
+  updated_at: 'timestamp',
+} as const;
+
+/** The catalogue tables are small (an admin adds a model a month): filters and orders run over all their rows, no index needed. */
 export const MODELS_TABLE: TableSpec = {
   selectable: Object.keys(publicModel({ required_fields: {} } as ModelRow)),
-  filterable: {
-    id: 'text',
-    name: 'text',
-    category: 'text',
-    pricing_type: 'text',
-    is_featured: 'boolean',
-    is_active: 'boolean',
-    is_available: 'boolean',
-    has_audio: 'boolean',
-    created_at: 'timestamp',
-    updated_at: 'timestamp',
-  },
-  orderable: ['name', 'is_featured', 'created_at', 'category', 'sort_order'],
+  filterable: MODEL_FILTERS,
+  orderable: [...Object.keys(MODEL_FILTERS), 'sort_order'],
+  sql: { cost_per_generation: DISPLAYED_COST_SQL },
 };
+
+const THEME_FILTERS = {
+  id: 'uuid',
+  name: 'text',
+  description: 'text',
+  thumbnail_url: 'text',
+  prompt: 'text',
+  is_featured: 'boolean',
+  is_available: 'boolean',
+  model_id: 'text',
+  created_at: 'timestamp',
+  updated_at: 'timestamp',
+} as const;
 
 export const THEMES_TABLE: TableSpec = {
   selectable: ['id', 'name', 'description', 'thumbnail_url', 'prompt', 'is_featured', 'is_available', 'default_settings', 'model_id', 'created_at', 'updated_at'],
-  filterable: { id: 'uuid', name: 'text', is_featured: 'boolean', is_available: 'boolean', model_id: 'text', created_at: 'timestamp', updated_at: 'timestamp' },
-  orderable: ['name', 'is_featured', 'created_at'],
+  filterable: THEME_FILTERS,
+  orderable: Object.keys(THEME_FILTERS),
 };
 
 /** Available models in catalogue order (unavailable ones are never listed to clients). */
@@ -86,8 +117,8 @@ export interface RestResult<T> {
   total?: number;
 }
 
-async function restQuery<T>(db: Queryable, from: string, columns: string, q: RestQuery, count: boolean): Promise<RestResult<T>> {
-  const { where, tail, values } = restQuerySql(q);
+async function restQuery<T>(db: Queryable, from: string, spec: TableSpec, columns: string, q: RestQuery, count: boolean): Promise<RestResult<T>> {
+  const { where, tail, values } = restQuerySql(q, spec);
   const [{ rows }, total] = await Promise.all([
     db.query<T & Record<string, unknown>>(`SELECT ${columns} FROM ${from} WHERE is_available${where}${tail}`, values),
     count
@@ -98,11 +129,11 @@ async function restQuery<T>(db: Queryable, from: string, columns: string, q: Res
 }
 
 export function queryModels(db: Queryable, q: RestQuery, count = false): Promise<RestResult<ModelRow>> {
-  return restQuery<ModelRow>(db, 'models', '*', withDefaultOrder(q, 'sort_order'), count);
+  return restQuery<ModelRow>(db, 'models', MODELS_TABLE, '*', withDefaultOrder(q, 'sort_order'), count);
 }
 
 export function queryThemes(db: Queryable, q: RestQuery, count = false): Promise<RestResult<Record<string, unknown>>> {
-  return restQuery(db, 'themes', q.select.join(', '), withDefaultOrder(q, 'name'), count);
+  return restQuery(db, 'themes', THEMES_TABLE, q.select.join(', '), withDefaultOrder(q, 'name'), count);
 }
 
 export async function findModel(db: Queryable, id: string): Promise<ModelRow | undefined> {

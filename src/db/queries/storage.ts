@@ -64,3 +64,29 @@ export async function deleteOwnObjects(db: Queryable, bucket: string, ownerId: s
   );
   return rows;
 }
+
+/** An object with everything Storage's list() and info() show of it. */
+export interface ObjectDetailsRow extends RemovedObjectRow {
+  owner_id: string | null;
+}
+
+const DETAILS = 'id::text AS id, key, owner_id, size, content_type, sha256, created_at, updated_at';
+
+/**
+ * The owner's live objects in a bucket whose key starts with `prefix` (a folder path ending in /),
+ * in key order, at most `max`: read through storage_objects_owner_bucket_key, the owner's rows only.
+ */
+export async function listOwnObjects(db: Queryable, ownerId: string, bucket: string, prefix: string, max: number): Promise<ObjectDetailsRow[]> {
+  const { rows } = await db.query<ObjectDetailsRow>(
+    `SELECT ${DETAILS} FROM storage_objects
+      WHERE owner_id = $1 AND bucket = $2 AND deleted_at IS NULL AND starts_with(key, $3)
+      ORDER BY key LIMIT $4`,
+    [ownerId, bucket, prefix, max],
+  );
+  return rows;
+}
+
+export async function findObjectDetails(db: Queryable, bucket: string, key: string): Promise<ObjectDetailsRow | undefined> {
+  const { rows } = await db.query<ObjectDetailsRow>(`SELECT ${DETAILS} FROM storage_objects WHERE bucket = $1 AND key = $2 AND deleted_at IS NULL`, [bucket, key]);
+  return rows[0];
+}

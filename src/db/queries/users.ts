@@ -14,12 +14,14 @@ export interface UserRow {
   device_bit_marked_at: string | null;
   deleted_at: string | null;
   merged_into: string | null;
+  /** GoTrue's user_metadata: the client's own pairs (auth.updateUser({ data })). */
+  user_metadata: Record<string, unknown>;
   created_at: string;
   updated_at: string;
 }
 
 const USER_COLUMNS = `id, device_id, apple_sub, email, is_guest, tier, language, theme_preference, is_admin,
-  banned_at, device_bit_marked_at, deleted_at, merged_into, created_at, updated_at`;
+  banned_at, device_bit_marked_at, deleted_at, merged_into, user_metadata, created_at, updated_at`;
 
 export async function findUserById(db: Queryable, id: string): Promise<UserRow | undefined> {
   const { rows } = await db.query<UserRow>(`SELECT ${USER_COLUMNS} FROM users WHERE id = $1`, [id]);
@@ -55,6 +57,29 @@ export async function insertGuestIfAbsent(db: Queryable, deviceId: string): Prom
     [deviceId],
   );
   return rows[0];
+}
+
+/** A guest with no device (GoTrue's anonymous sign-up): it is owed nothing, so nothing records a grant. */
+export async function insertDevicelessGuest(db: Queryable, metadata: Record<string, unknown>): Promise<UserRow> {
+  const { rows } = await db.query<UserRow>(`INSERT INTO users (is_guest, user_metadata) VALUES (true, $1) RETURNING ${USER_COLUMNS}`, [metadata]);
+  return rows[0]!;
+}
+
+/**
+ * A live user's user_metadata, locked for a read-modify-write. FOR NO KEY UPDATE, what the UPDATE
+ * takes anyway: it does not wait for (or block) the ledger's FOR KEY SHARE on the same row.
+ */
+export async function lockUserMetadata(db: Queryable, userId: string): Promise<Record<string, unknown> | undefined> {
+  const { rows } = await db.query<{ user_metadata: Record<string, unknown> }>(
+    'SELECT user_metadata FROM users WHERE id = $1 AND deleted_at IS NULL AND merged_into IS NULL FOR NO KEY UPDATE',
+    [userId],
+  );
+  return rows[0]?.user_metadata;
+}
+
+export async function setUserMetadata(db: Queryable, userId: string, metadata: Record<string, unknown>): Promise<UserRow> {
+  const { rows } = await db.query<UserRow>(`UPDATE users SET user_metadata = $2 WHERE id = $1 RETURNING ${USER_COLUMNS}`, [userId, metadata]);
+  return rows[0]!;
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { Queryable } from '../pool.js';
 import { AUTH_STATE_COLUMNS, type AuthState } from './users.js';
+import { restQuerySql, type RestQuery, type TableSpec } from '../rest-query.js';
 
 export type JobStatus = 'queued' | 'submitted' | 'processing' | 'ingesting' | 'completed' | 'failed';
 
@@ -328,6 +329,62 @@ export async function listJobs(
     values,
   );
   return rows;
+}
+
+/**
+ * video_jobs on rest/v1: the owner's jobs with get-video-jobs' columns. Names are those of the job's
+ * public view; status is the public one (jobs/job-view.ts PUBLIC_STATUS: queued and submitted are
+ * pending, ingesting is processing), so a filter means what the client reads.
+ */
+const PUBLIC_STATUS_SQL = `(CASE WHEN j.status IN ('queued', 'submitted') THEN 'pending' WHEN j.status = 'ingesting' THEN 'processing' ELSE j.status END)`;
+const OWN_JOB_FILTERS = {
+  job_id: 'uuid',
+  user_id: 'uuid',
+  status: 'text',
+  prompt: 'text',
+  model_name: 'text',
+  credits_used: 'integer',
+  error_code: 'text',
+  error_message: 'text',
+  created_at: 'timestamp',
+} as const;
+
+export const OWN_JOBS_TABLE: TableSpec = {
+  selectable: ['job_id', 'status', 'prompt', 'model_name', 'credits_used', 'video_url', 'thumbnail_url', 'error_code', 'error_message', 'created_at'],
+  filterable: OWN_JOB_FILTERS,
+  orderable: Object.keys(OWN_JOB_FILTERS).filter((c) => c !== 'user_id'),
+  sql: {
+    job_id: 'j.job_id',
+    user_id: 'j.user_id',
+    status: PUBLIC_STATUS_SQL,
+    prompt: 'j.prompt',
+    model_name: 'm.name',
+    credits_used: 'j.credits_used',
+    error_code: 'j.error_code',
+    error_message: 'j.error_message',
+    created_at: 'j.created_at',
+  },
+};
+
+/**
+ * The owner's jobs for a rest/v1 query, and with count their total. Every query starts at
+ * video_jobs_history (user_id, created_at DESC, job_id DESC WHERE deleted_at IS NULL): only the
+ * owner's rows are read, whatever the filters and order, so the cost is that user's job count
+ * (newest first by default, as get-video-jobs), not the table's.
+ */
+export async function queryOwnJobs(db: Queryable, userId: string, q: RestQuery, count: boolean): Promise<{ rows: JobViewRow[]; total?: number }> {
+  const ordered = q.order.length ? q : { ...q, order: [{ column: 'created_at', descending: true }, { column: 'job_id', descending: true }] };
+  const { where, tail, values } = restQuerySql(ordered, OWN_JOBS_TABLE, 2);
+  const own = 'j.user_id = $1 AND j.deleted_at IS NULL';
+  const [{ rows }, total] = await Promise.all([
+    db.query<JobViewRow>(`${JOB_VIEW_SELECT} WHERE ${own}${where}${tail}`, [userId, ...values]),
+    count
+      ? db
+          .query<{ n: number }>(`SELECT count(*)::int AS n FROM video_jobs j JOIN models m ON m.id = j.model_id WHERE ${own}${where}`, [userId, ...values])
+          .then((r) => r.rows[0]!.n)
+      : undefined,
+  ]);
+  return { rows, total };
 }
 
 /** Stores a verified provider callback once; false when this event was already received. */
