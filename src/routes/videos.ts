@@ -209,6 +209,8 @@ function decodeCursor(cursor: string): string {
 
 export function registerVideos(app: OpenAPIHono<AppEnv>, s: Services) {
   const view = (job: JobViewRow) => jobView(s, job);
+  // get-video-jobs and rest/v1/video_jobs answer the same row: the job plus its checked video.
+  const historyView = async (job: JobViewRow) => ({ ...(await view(job)), media: mediaView(job) });
 
   const auth = requireUser(authOptions(s));
   const generate = generateRoute(
@@ -263,7 +265,7 @@ export function registerVideos(app: OpenAPIHono<AppEnv>, s: Services) {
       afterJobId: q.cursor ? decodeCursor(q.cursor) : undefined,
     });
     const last = rows.at(-1);
-    const jobs = await Promise.all(rows.map(async (job) => ({ ...(await view(job)), media: mediaView(job) })));
+    const jobs = await Promise.all(rows.map(historyView));
     return c.json({ jobs, next_cursor: rows.length === q.limit && last ? encodeCursor(last.job_id) : null }, 200);
   });
 
@@ -294,7 +296,7 @@ export function registerVideos(app: OpenAPIHono<AppEnv>, s: Services) {
   app.openapi(restJobsRoute, async (c) => {
     const q = restQueryOf(c, OWN_JOBS_TABLE);
     const { rows, total } = await queryOwnJobs(s.db, c.get('user').id, q, restPreferences(c).count);
-    const views = await Promise.all(rows.map(view));
+    const views = await Promise.all(rows.map(historyView));
     return restRowsResponse(c, views.map((v) => pickColumns(v, q.select)), { offset: q.offset, total });
   });
   refuseOtherMethods(app, restJobsRoute.path, ['GET', 'HEAD']);

@@ -350,7 +350,7 @@ const OWN_JOB_FILTERS = {
 } as const;
 
 export const OWN_JOBS_TABLE: TableSpec = {
-  selectable: ['job_id', 'status', 'prompt', 'model_name', 'credits_used', 'video_url', 'thumbnail_url', 'error_code', 'error_message', 'created_at'],
+  selectable: ['job_id', 'status', 'prompt', 'model_name', 'credits_used', 'video_url', 'thumbnail_url', 'error_code', 'error_message', 'created_at', 'media'],
   filterable: OWN_JOB_FILTERS,
   orderable: Object.keys(OWN_JOB_FILTERS).filter((c) => c !== 'user_id'),
   sql: {
