@@ -7,8 +7,8 @@ import WebSocket from 'ws';
  * one process (the bench's ROLE=api server), each joined to the job's channel as the app joins it
  * (supabase-swift's phx_join, vsn 1.0.0, the owner's access token). Per size: the time from the
  * change's COMMIT returning to the last socket receiving it (p50 / p99 over `changes` changes), the
- * server's memory per open socket (VmRSS after opening ÷ sockets), and the server's CPU per
- * delivered event. The change is written straight to the job's row, as the worker would commit it;
+ * server's memory per open socket (its VmRSS with the sockets open, less its VmRSS before the first
+ * was opened, ÷ sockets: the bench gives it a fresh process), and the server's CPU per delivered event. The change is written straight to the job's row, as the worker would commit it;
  * the job's status is put back afterwards.
  */
 
@@ -78,9 +78,9 @@ export async function realtimeFanOut(opts: { base: string; dbUrl: string; server
   // the first is the one the job is not shown as now.
   const states = [{ internal: 'submitted', shown: 'pending' }, { internal: 'processing', shown: 'processing' }];
   let turn = ['ingesting', 'processing'].includes(original) ? 0 : 1;
+  const rssFresh = rssKib(opts.serverPid);
   try {
     for (const size of opts.sizes) {
-      const rssBefore = rssKib(opts.serverPid);
       let waiting: { shown: string; left: number; done: () => void } | undefined;
       const sockets: WebSocket[] = [];
       const onStatus = (status: string) => {
@@ -91,7 +91,7 @@ export async function realtimeFanOut(opts: { base: string; dbUrl: string; server
         const batch = await Promise.all(Array.from({ length: Math.min(100, size - i) }, () => joinedSocket(wsBase, opts.jobId, opts.token, onStatus)));
         sockets.push(...batch);
       }
-      const rssPerSocket = Math.max(0, rssKib(opts.serverPid) - rssBefore) / size;
+      const rssPerSocket = Math.max(0, rssKib(opts.serverPid) - rssFresh) / size;
       const latencies: number[] = [];
       const cpuBefore = cpuTicks(opts.serverPid);
       for (let c = 0; c < opts.changes; c++) {

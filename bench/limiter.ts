@@ -16,7 +16,7 @@ export const UNREACHABLE_LIMITS =
  */
 export async function limiterLatency(dbUrl: string, redisUrl: string | undefined): Promise<{ store: string; samples: number; p50_ms: number; p99_ms: number }> {
   const pool = createPool(dbUrl, 4);
-  const config = loadConfig({ DATABASE_URL: dbUrl, RATE_LIMITS: UNREACHABLE_LIMITS, REDIS_URL: redisUrl, RATE_LIMIT_KEY_PREFIX: `bench-${randomBytes(4).toString('hex')}` });
+  const config = loadConfig({ DATABASE_URL: dbUrl, RATE_LIMITS_ENABLED: 'true', RATE_LIMITS: UNREACHABLE_LIMITS, REDIS_URL: redisUrl, RATE_LIMIT_KEY_PREFIX: `bench-${randomBytes(4).toString('hex')}` });
   const limits = new RateLimits(config.rateLimits, pool, () => '127.0.0.1', createLogger('silent'));
   const users = Array.from({ length: 40 }, () => randomUUID());
   const once = async (i: number) => {

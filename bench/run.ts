@@ -119,6 +119,10 @@ async function main() {
       apiWatch,
     );
     const rssApi = peakRssMib(server.child.pid!);
+    await stop(server.child);
+
+    // ---- Realtime fan-out, on a fresh ROLE=api process (its memory per socket from a clean start) ----
+    server = await startServer(dbUrl, dataDir, { ROLE: 'api', HTTP_MAX_CONNECTIONS: '20000' });
     const [fanJob, fanToken] = inFlight[0] ?? owners[0]!;
     const fanOut = await realtimeFanOut({
       base: server.base,
@@ -255,6 +259,8 @@ function serverProcess(dbUrl: string | undefined, dataDir: string, env: Record<s
     WORKER_POLL_INTERVAL_MS: '200',
     // The limiter runs (its cost is part of every number) but never refuses: one address, few users.
     RATE_LIMITS: UNREACHABLE_LIMITS,
+    // NODE_ENV=development turns the limits off unless asked: the bench measures them.
+    RATE_LIMITS_ENABLED: 'true',
     // The fan-out scenario opens thousands of sockets from this one address.
     REALTIME_MAX_SOCKETS_PER_ADDRESS: '10000',
     ...env,

@@ -109,7 +109,7 @@ async function main() {
     throw err;
   }
   const log = createLogger(config.logLevel, {}, { format: config.logFormat });
-  const tracing = config.tracing && startTracing(config.tracing);
+  const tracing = config.tracing && (await startTracing(config.tracing));
   if (config.tracing) log.info({ endpoint: config.tracing.endpoint }, 'OpenTelemetry traces on (OTEL_EXPORTER_OTLP_ENDPOINT)');
 
   // Everything start-up creates, so that shutdown (a signal, a fatal error, or a failed start-up)

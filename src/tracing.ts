@@ -1,9 +1,4 @@
 import { context, propagation, trace, SpanKind, SpanStatusCode, type Attributes, type Context, type Span } from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BasicTracerProvider, BatchSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { TracingConfig } from './config/observability.js';
 
 /**
@@ -15,8 +10,19 @@ import type { TracingConfig } from './config/observability.js';
 
 const TRACER = 'rendio';
 
-/** Registers the process's tracer provider; returns what shutdown calls to send the last spans. */
-export function startTracing(config: TracingConfig): { shutdown(): Promise<void> } {
+/**
+ * Registers the process's tracer provider; returns what shutdown calls to send the last spans. The
+ * SDK is loaded only here, so a process without an endpoint never holds it in memory.
+ */
+export async function startTracing(config: TracingConfig): Promise<{ shutdown(): Promise<void> }> {
+  const [{ AsyncLocalStorageContextManager }, { W3CTraceContextPropagator }, { OTLPTraceExporter }, { resourceFromAttributes }, { BasicTracerProvider, BatchSpanProcessor }] =
+    await Promise.all([
+      import('@opentelemetry/context-async-hooks'),
+      import('@opentelemetry/core'),
+      import('@opentelemetry/exporter-trace-otlp-http'),
+      import('@opentelemetry/resources'),
+      import('@opentelemetry/sdk-trace-base'),
+    ]);
   const provider = new BasicTracerProvider({
     resource: resourceFromAttributes({ 'service.name': config.serviceName }),
     spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter({ url: `${config.endpoint}/v1/traces` }), { scheduledDelayMillis: 1000 })],
