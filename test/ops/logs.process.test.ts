@@ -47,8 +47,9 @@ async function stop(p: ServerProcess): Promise<void> {
 
 describe('the logs and metrics of a running server', () => {
   it('API and worker processes: strict JSON lines, one access line per request, one migrations line, metrics on both', { timeout: 240_000 }, async () => {
-    const [port, apiMetricsPort, workerMetricsPort] = [await freePort(), await freePort(), await freePort()];
+    // The collector listens first: a port freePort() hands out is free only until something else binds one.
     const collector = await fakeOtlpReceiver().start();
+    const [port, apiMetricsPort, workerMetricsPort] = [await freePort(), await freePort(), await freePort()];
     const env = {
       OTEL_EXPORTER_OTLP_ENDPOINT: collector.url,
       DATABASE_URL: withDatabase(adminUrl, dbName),
