@@ -50,9 +50,9 @@ export class CpuBudget {
   }
 
   async turn(): Promise<void> {
-    const until = Date.now() + this.maxWaitMs;
+    const until = performance.now() + this.maxWaitMs;
     let waited = false;
-    while (this.serving && this.utilization() > this.share && Date.now() < until) {
+    while (this.serving && this.utilization() > this.share && performance.now() < until) {
       waited = true;
       await new Promise((resolve) => setTimeout(resolve, STEP_MS));
     }

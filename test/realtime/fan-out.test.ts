@@ -28,10 +28,15 @@ describe('the fan-out of one job change', () => {
       expect(await reads!.read()).toMatchObject({ job_id: jobId, status: 'submitted' });
       expect(reads!.view()).toBe(reads!.view());
       expect(await reads!.view()).toMatchObject({ job_id: jobId, status: 'pending' });
+      // A session's standing is read once for the watchers that come together, anew for one that comes late.
       const { rows } = await t().db.query('SELECT id FROM auth_sessions WHERE user_id = $1', [g.userId]);
       const sessionId = rows[0].id as string;
-      expect(reads!.standing(g.userId, sessionId)).toBe(reads!.standing(g.userId, sessionId));
-      expect(await reads!.standing(g.userId, sessionId)).toMatchObject({ id: g.userId, session_revoked: false });
+      const fresh = t().services.events.reads(jobId);
+      expect(fresh.standing(g.userId, sessionId)).toBe(fresh.standing(g.userId, sessionId));
+      expect(await fresh.standing(g.userId, sessionId)).toMatchObject({ id: g.userId, session_revoked: false });
+      await t().db.query("UPDATE auth_sessions SET revoked_at = now(), revoked_reason = 'fan-out test' WHERE id = $1", [sessionId]);
+      await new Promise((r) => setTimeout(r, 1100));
+      expect(await fresh.standing(g.userId, sessionId)).toMatchObject({ session_revoked: true });
 
       // The next change gets reads of its own: nothing read for the first is served for it.
       await t().db.query("UPDATE video_jobs SET status = 'processing' WHERE job_id = $1", [jobId]);
