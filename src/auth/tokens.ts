@@ -31,10 +31,20 @@ export class InvalidAccessToken extends Error {
 
 export const ACCESS_TOKEN_AUDIENCE = 'authenticated';
 
+/** Access tokens whose signature a process remembers having verified (a few MB at most). */
+const VERIFIED_TOKENS_KEPT = 10_000;
+
 export class AccessTokens {
   // Imported once: jose given raw bytes re-imports the HMAC key through WebCrypto on every call.
   private readonly key: Promise<webcrypto.CryptoKey>;
   private readonly previousKey: Promise<webcrypto.CryptoKey> | undefined;
+  /**
+   * Tokens this process has verified, with their claims and expiry: the app polls get-video-status
+   * every few seconds with the same token, and WebCrypto's HMAC was a fifth of that request's CPU.
+   * Only the signature work is skipped: the expiry is checked on every use, by verify's clock, and
+   * the session on every request, as before. Keyed by the whole token; the oldest entry goes first.
+   */
+  private readonly verified = new Map<string, { claims: AccessClaims; exp: number }>();
 
   /**
    * `previousSecret` (JWT_SECRET_PREVIOUS, during a rotation) only verifies: tokens it signed keep
@@ -81,12 +91,23 @@ export class AccessTokens {
 
   /** Verifies signature (constant time, inside WebCrypto), algorithm, issuer, audience and expiry. */
   async verify(token: string): Promise<AccessClaims> {
+    const known = this.verified.get(token);
+    if (known) {
+      if (!this.hasExpired(known.exp)) return known.claims;
+      this.verified.delete(token);
+      throw new InvalidAccessToken('token expired', true);
+    }
     try {
       const { payload } = await this.verifiedWithCurrentOrPreviousKey(token);
       if (typeof payload.sub !== 'string' || typeof payload.session_id !== 'string') {
         throw new InvalidAccessToken('token lacks sub or session_id');
       }
-      return { sub: payload.sub, sessionId: payload.session_id, isAnonymous: payload.is_anonymous === true };
+      const claims = Object.freeze({ sub: payload.sub, sessionId: payload.session_id, isAnonymous: payload.is_anonymous === true });
+      if (typeof payload.exp === 'number') {
+        if (this.verified.size >= VERIFIED_TOKENS_KEPT) this.verified.delete(this.verified.keys().next().value!);
+        this.verified.set(token, { claims, exp: payload.exp });
+      }
+      return claims;
     } catch (err) {
       if (err instanceof InvalidAccessToken) throw err;
       if (err instanceof joseErrors.JWTExpired) throw new InvalidAccessToken('token expired', true);
