@@ -58,6 +58,8 @@ export class DatabaseListener {
   private deaf = false;
   private probeDb: Queryable | undefined;
   private probeTimer: NodeJS.Timeout | undefined;
+  /** Gives up the open connection as lost (it is then reopened). */
+  private dropConnection: ((err: Error) => void) | undefined;
   /** Times the connection was (re)opened: tests and metrics see a reconnect happen. */
   connects = 0;
 
@@ -163,9 +165,14 @@ export class DatabaseListener {
     const isNew = !set;
     if (!set) this.channels.set(channel, (set = new Set()));
     set.add(handlers);
-    if (isNew && this.client) {
-      // A failure here is a lost connection: its handler reopens it and LISTENs on every channel.
-      await this.command(this.client, `LISTEN ${quote(channel)}`, 'LISTEN').catch(() => undefined);
+    const client = this.client;
+    if (isNew && client) {
+      // A LISTEN that fails (or outlasts the statement timeout on a connection that looks open)
+      // leaves this channel deaf on a connection that hears the others: it is dropped, and its
+      // successor LISTENs on every channel.
+      await this.command(client, `LISTEN ${quote(channel)}`, 'LISTEN').catch((err: Error) => {
+        if (this.client === client) this.dropConnection?.(err);
+      });
     } else if (!this.started) {
       // The first channel opens the connection (waiting a little for it). A channel added while it
       // is being opened or is down is heard once it is open (connect() LISTENs on every channel it
@@ -291,6 +298,7 @@ export class DatabaseListener {
       return this.closed ? undefined : this.backoffMs();
     }
     this.client = client;
+    this.dropConnection = onLost;
     openedAt = Date.now();
     const reconnected = this.connects > 0;
     this.connects++;

@@ -3,6 +3,7 @@ import pg from 'pg';
 import { DatabaseListener } from '../../src/db/listener.js';
 import { createLogger } from '../../src/logger.js';
 import { createTestDatabase, dropTestDatabase, withDatabase } from '../support/db.js';
+import { startTcpProxy } from '../support/tcp-proxy.js';
 
 /**
  * The process's one LISTEN connection: it must come back after every loss, however the loss
@@ -74,10 +75,44 @@ describe('the LISTEN connection', () => {
       if (i % 2) await terminate('listen-racing');
       await adding;
     }
-    await vi.waitFor(() => expect(listener.live).toBe(true), { timeout: 20_000, interval: 20 });
+    // `live` alone may still be the last connection killed, before its end has reached the client:
+    // wait until a NOTIFY is heard, which only the connection that stays can do.
+    await vi.waitFor(async () => expect(await listener.verifyHearing(db)).toBe(true), { timeout: 20_000, interval: 20 });
     for (let i = 0; i <= 6; i++) await db.query(`SELECT pg_notify('race_${i}', '')`);
     await vi.waitFor(() => expect([...heard].sort()).toEqual(Array.from({ length: 7 }, (_, i) => `race_${i}`)), { timeout: 10_000, interval: 20 });
     expect(await backends('listen-racing')).toBe(1);
+  });
+
+  it('gives up a connection on which a LISTEN outlasts its timeout, and hears that channel on the next', { timeout: 60_000 }, async () => {
+    const target = new URL(url);
+    const proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port || 5432) });
+    try {
+      target.hostname = '127.0.0.1';
+      target.port = String(proxy.port);
+      const listener = new DatabaseListener(target.toString(), createLogger('silent'), {
+        applicationName: 'listen-stalled',
+        statementTimeoutMs: 1000,
+        reconnectMaxMs: 200,
+        stableAfterMs: 0,
+      });
+      listeners.push(listener);
+      const resets: boolean[] = [];
+      let heardLate = false;
+      await listener.listen('stall_a', { onNotify: () => undefined, onReset: (live) => resets.push(live) });
+      expect(listener.connects).toBe(1);
+      // The path stalls: the LISTEN for a new channel gets no answer within the timeout.
+      proxy.stall();
+      await listener.listen('stall_b', { onNotify: () => (heardLate = true) });
+      proxy.resume();
+      // Not kept as if listening on it: reopened, and the channels told that something may have gone unheard.
+      await vi.waitFor(() => expect(listener.connects).toBe(2), { timeout: 20_000, interval: 20 });
+      expect(resets).toEqual([true, false, true]);
+      await db.query("SELECT pg_notify('stall_b', '')");
+      await vi.waitFor(() => expect(heardLate).toBe(true), { timeout: 10_000, interval: 20 });
+      await vi.waitFor(async () => expect(await backends('listen-stalled')).toBe(1), { timeout: 10_000, interval: 20 });
+    } finally {
+      await proxy.close();
+    }
   });
 
   it('counts as down while a NOTIFY sent through the pool does not reach it', { timeout: 30_000 }, async () => {
