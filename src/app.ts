@@ -1,9 +1,8 @@
 import { Hono } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import { cors } from 'hono/cors';
 import { ApiError } from './http/api-error.js';
 import type { AppEnv } from './http/context.js';
-import { exceptCallbacks, rejectUnstorableText, requestContext, requireApiKey, requireJsonBody, unlessBodiless } from './http/middleware.js';
+import { exceptCallbacks, requestContext, supabaseSurface } from './http/middleware.js';
 import { createErrorHandler } from './http/on-error.js';
 import { createRouter } from './http/router.js';
 import { ADMIN_ALIAS_PATHS, ADMIN_LOGOUT_PATH, registerAdminApi } from './admin/api.js';
@@ -77,27 +76,12 @@ export function buildApp(s: Services, surface: AppSurface = 'all') {
   // are authenticated by signature and come from a provider's few addresses, so they are not counted.
   app.use('*', exceptCallbacks(s.rateLimits.middleware('global')));
 
-  // The Supabase-shaped API surface: apikey, JSON-only bodies, bounded size, text the database can
-  // store (no U+0000, no lone surrogates) in the query and the body. Server-to-server
-  // callbacks (providers, Apple) carry no apikey and are authenticated by their signatures instead.
-  // The admin API is not part of the Supabase surface: admin tokens, no apikey.
+  // The Supabase-shaped API surface (src/http/middleware.ts supabaseSurface): apikey, JSON-only
+  // bodies, bounded size, text the database can store. The admin API is not part of it: admin
+  // tokens, no apikey.
   for (const prefix of ['/functions/v1/*', '/rest/v1/*', '/auth/v1/*', '/admin/api/*']) {
-    if (prefix !== '/admin/api/*') app.use(prefix, exceptCallbacks(requireApiKey(s.config.acceptedAnonKeys)));
-    app.use(prefix, exceptCallbacks(requireJsonBody(BODILESS_ROUTES)));
-    app.use(
-      prefix,
-      exceptCallbacks(
-        unlessBodiless(
-          bodyLimit({
-            maxSize: s.config.maxJsonBodyBytes,
-            onError: () => {
-              throw new ApiError('ERR_4015', { limit_bytes: s.config.maxJsonBodyBytes });
-            },
-          }),
-        ),
-      ),
-    );
-    app.use(prefix, exceptCallbacks(rejectUnstorableText()));
+    const apiKey = prefix !== '/admin/api/*';
+    app.use(prefix, supabaseSurface({ acceptedAnonKeys: s.config.acceptedAnonKeys, apiKey, bodiless: BODILESS_ROUTES, maxJsonBodyBytes: s.config.maxJsonBodyBytes }));
   }
 
   if (servesApi) {

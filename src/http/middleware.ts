@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Context, MiddlewareHandler } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
 import type { Logger } from '../logger.js';
 import { secretsEqual } from '../auth/tokens.js';
 import { isAnonKey } from '../auth/anon-key.js';
@@ -34,7 +35,7 @@ export function requestContext(log: Logger, metrics: Metrics, accessLog: AccessL
     const started = performance.now();
     if (tracing) await tracedRequest(c, requestId, next);
     else await next();
-    c.header('X-Request-Id', requestId);
+    setAnsweredHeader(c, 'X-Request-Id', requestId);
     const seconds = (performance.now() - started) / 1000;
     const route = c.req.routePath || 'unmatched';
     metrics.observeRequest(c.req.method, route, c.res.status, seconds);
@@ -55,6 +56,20 @@ export function requestContext(log: Logger, metrics: Metrics, accessLog: AccessL
       );
     }
   };
+}
+
+/**
+ * Sets a header on the answer a handler has already given. c.header() at that point copies the whole
+ * Response, turning @hono/node-server's lightweight one into a full WHATWG Response (a tenth of a
+ * 304's CPU); its headers can be set in place. A Response whose headers are immutable (one passed
+ * through from fetch()) is copied, as c.header() would.
+ */
+export function setAnsweredHeader(c: Context<AppEnv>, name: string, value: string): void {
+  try {
+    c.res.headers.set(name, value);
+  } catch {
+    c.header(name, value);
+  }
 }
 
 /**
@@ -167,18 +182,46 @@ const unstorable = (field: string, location: 'query' | 'json') =>
     ? new ApiError('ERR_4003', { field, reason: UNSTORABLE_REASON })
     : new ApiError('ERR_4008', { reason: `${field}: ${UNSTORABLE_REASON}`, field, location });
 
-const CALLBACK_PATHS = ['/functions/v1/provider-webhook/', '/functions/v1/apple-server-notifications', '/functions/v1/apple-signin-notifications'];
-
 /**
- * Runs the middleware only for methods that may carry a body. GET and HEAD cannot (fetch refuses
- * to build such a Request), and asking for `c.req.raw.body` makes @hono/node-server materialise a
- * full Request on every read: measurable on the status poll, the hottest path.
+ * The Supabase-shaped surface's checks, in this order, as one middleware (each was its own layer,
+ * and a 304 of get-models paid for every one): the apikey (unless `apiKey` is false: the admin API
+ * takes admin tokens instead), JSON-only bodies (but on the `bodiless` routes), the body's size,
+ * and text the database can store in the query and the body. Server-to-server callbacks skip them:
+ * their signatures authenticate them and they carry provider- or Apple-shaped bodies.
  */
-export function unlessBodiless(mw: MiddlewareHandler<AppEnv>): MiddlewareHandler<AppEnv> {
-  return (c, next) => (c.req.method === 'GET' || c.req.method === 'HEAD' ? next() : mw(c, next));
+export function supabaseSurface(opts: {
+  acceptedAnonKeys: readonly string[];
+  apiKey: boolean;
+  bodiless: ReadonlySet<string>;
+  maxJsonBodyBytes: number;
+}): MiddlewareHandler<AppEnv> {
+  const limitBody = bodyLimit({
+    maxSize: opts.maxJsonBodyBytes,
+    onError: () => {
+      throw new ApiError('ERR_4015', { limit_bytes: opts.maxJsonBodyBytes });
+    },
+  });
+  const checkText = rejectUnstorableText();
+  return async (c, next) => {
+    if (isCallback(c)) return next();
+    if (opts.apiKey) {
+      const refusal = apiKeyRefusal(c.req.header('apikey') ?? c.req.query('apikey'), opts.acceptedAnonKeys);
+      if (refusal) throw refusal;
+    }
+    // GET and HEAD have no body (fetch refuses to build one), and asking for c.req.raw.body makes
+    // @hono/node-server materialise a full Request: measurable on the status poll.
+    if (c.req.method === 'GET' || c.req.method === 'HEAD') return checkText(c, next);
+    if (sendsBody(c) && !opts.bodiless.has(c.req.path) && !JSON_TYPE.test(c.req.header('content-type') ?? '')) throw new ApiError('ERR_4016');
+    return limitBody(c, async () => {
+      await checkText(c, next);
+    });
+  };
 }
+
+const CALLBACK_PATHS = ['/functions/v1/provider-webhook/', '/functions/v1/apple-server-notifications', '/functions/v1/apple-signin-notifications'];
+const isCallback = (c: Context<AppEnv>) => CALLBACK_PATHS.some((p) => c.req.path.startsWith(p));
 
 /** Runs the middleware for everything but server-to-server callbacks. */
 export function exceptCallbacks(mw: MiddlewareHandler<AppEnv>): MiddlewareHandler<AppEnv> {
-  return (c, next) => (CALLBACK_PATHS.some((p) => c.req.path.startsWith(p)) ? next() : mw(c, next));
+  return (c, next) => (isCallback(c) ? next() : mw(c, next));
 }
