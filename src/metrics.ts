@@ -151,10 +151,21 @@ export class Metrics {
     this.duplicatesBilled.inc({ provider });
   }
 
+  /**
+   * On every request: the labelled series are looked up once per method, route and status (a
+   * bounded set: route is the pattern, not the path) rather than hashed from their labels each time.
+   */
   observeRequest(method: string, route: string, status: number, seconds: number): void {
-    this.requests.inc({ method, route, status: String(status) });
-    this.duration.observe({ method, route }, seconds);
+    const key = `${method} ${route} ${status}`;
+    let series = this.requestSeries.get(key);
+    if (!series) {
+      series = { count: this.requests.labels({ method, route, status: String(status) }), duration: this.duration.labels({ method, route }) };
+      this.requestSeries.set(key, series);
+    }
+    series.count.inc();
+    series.duration.observe(seconds);
   }
+  private readonly requestSeries = new Map<string, { count: { inc(): void }; duration: { observe(v: number): void } }>();
 
   /** A counter of the caller's own (e.g. pushes by outcome and reason). */
   counter<L extends string>(name: string, help: string, labelNames: readonly L[]): Counter<L> {

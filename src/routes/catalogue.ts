@@ -4,11 +4,13 @@ import type { Context } from 'hono';
 import {
   MODELS_TABLE,
   THEMES_TABLE,
+  type ModelRow,
   publicModel,
   queryModels,
   queryThemes,
 } from '../db/queries/catalogue.js';
 import type { AppEnv } from '../http/context.js';
+import { openapiHeadersDocumented } from '../http/router.js';
 import { refuseOtherMethods, restPreferences, restQueryOf, restRowsResponse } from '../http/postgrest.js';
 import type { Services } from '../services.js';
 import { errorResponses } from './schemas.js';
@@ -95,17 +97,25 @@ const restThemesRoute = restTableRoute({ path: '/rest/v1/themes', operationId: '
 /** If-None-Match matching per RFC 9110 §13.1.2 (weak comparison; lists and *). */
 function etagMatches(header: string | undefined, etag: string): boolean {
   if (!header) return false;
+  if (header === etag) return true; // what a client sends back, nearly always
   if (header.trim() === '*') return true;
   const bare = (t: string) => t.trim().replace(/^W\//, '');
   return header.split(',').some((t) => bare(t) === bare(etag));
 }
 
 export function registerCatalogue(app: OpenAPIHono<AppEnv>, s: Services) {
+  // For operators (curl -i), outside the body the app decodes: models answered with sample clips.
+  // Worked out once per catalogue snapshot (the providers' credentials are fixed for the process).
+  const simulatedOf = new WeakMap<object, string>();
+  const simulatedHeader = (rows: ModelRow[]) => {
+    let header = simulatedOf.get(rows);
+    if (header === undefined) simulatedOf.set(rows, (header = s.providers.simulated(rows).map((m) => m.id).join(',')));
+    return header;
+  };
   const answerModels = async (c: Context<AppEnv>) => {
     const { body, etag, rows } = await s.catalogue.models();
-    // For operators (curl -i), outside the body the app decodes: models answered with sample clips.
-    const simulated = s.providers.simulated(rows).map((m) => m.id);
-    if (simulated.length) c.header('X-Rendio-Simulated-Models', simulated.join(','));
+    const simulated = simulatedHeader(rows);
+    if (simulated) c.header('X-Rendio-Simulated-Models', simulated);
     // Short max-age: an admin toggling a model should reach clients within minutes.
     c.header('ETag', etag);
     c.header('Cache-Control', 'public, max-age=300');
@@ -113,8 +123,8 @@ export function registerCatalogue(app: OpenAPIHono<AppEnv>, s: Services) {
     // Serialised once per catalogue change (the ETag is of these bytes), not per request.
     return c.body(body, 200, { 'Content-Type': 'application/json' });
   };
-  app.openapi(getModelsRoute, answerModels);
-  app.openapi(getModelsByPostRoute, answerModels);
+  openapiHeadersDocumented(app, getModelsRoute, answerModels);
+  openapiHeadersDocumented(app, getModelsByPostRoute, answerModels);
 
   app.openapi(restModelsRoute, async (c) => {
     const q = restQueryOf(c, MODELS_TABLE);
