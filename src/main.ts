@@ -220,8 +220,9 @@ async function main() {
         : createPool(databaseUrl, config.databasePoolMax, {
             connectionTimeoutMillis: config.databaseConnectTimeoutMs,
             queryTimeoutMs: config.databaseQueryTimeoutMs,
+            preparedStatements: config.databasePreparedStatements,
           });
-    workerDb = config.role === 'api' ? undefined : createWorkerPool(databaseUrl, config.worker.databasePoolMax, log);
+    workerDb = config.role === 'api' ? undefined : createWorkerPool(databaseUrl, config.worker.databasePoolMax, log, config.databasePreparedStatements);
     // ROLE=worker serves no requests: the request-side services (built but unused) get the worker's pool.
     const db = (apiDb ?? workerDb)!;
     services = buildServices({ config, db, workerDb, log, defaultMetrics: true, databaseUrl, directDatabaseUrl: directUrl });

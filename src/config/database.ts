@@ -19,6 +19,13 @@ export const databaseEnv = z.object({
    */
   DATABASE_QUERY_TIMEOUT_MS: z.coerce.number().int().min(0).max(600_000).default(15_000),
   /**
+   * Named (prepared) statements for the hot reads (src/db/pool.ts preparedStatement): parsed and
+   * planned once per connection. auto: on unless DATABASE_DIRECT_URL differs from DATABASE_URL (a
+   * transaction pooler may hand the next EXECUTE to another server connection); on: through a
+   * pooler that keeps them (PgBouncer 1.21+ with max_prepared_statements); off.
+   */
+  DATABASE_PREPARED_STATEMENTS: z.enum(['auto', 'on', 'off']).default('auto'),
+  /**
    * Open video-events streams re-read their job this often when no NOTIFY came, and every live
    * subscriber (SSE, Realtime) does so while the LISTEN connection is down; 0: NOTIFY only.
    */
@@ -34,6 +41,8 @@ export interface DatabaseSection {
   databasePoolMax: number;
   databaseConnectTimeoutMs: number;
   databaseQueryTimeoutMs: number;
+  /** Whether the app's pools keep statements named (DATABASE_PREPARED_STATEMENTS resolved). */
+  databasePreparedStatements: boolean;
   /** Fallback re-read of live subscriptions when no NOTIFY came (0: off). */
   eventsRereadMs: number;
 }
@@ -46,6 +55,8 @@ export function databaseSection(e: DatabaseEnv, report: ReportIssue): DatabaseSe
     databasePoolMax: e.DATABASE_POOL_MAX,
     databaseConnectTimeoutMs: e.DATABASE_CONNECT_TIMEOUT_MS,
     databaseQueryTimeoutMs: e.DATABASE_QUERY_TIMEOUT_MS,
+    databasePreparedStatements:
+      e.DATABASE_PREPARED_STATEMENTS === 'auto' ? !e.DATABASE_DIRECT_URL || e.DATABASE_DIRECT_URL === e.DATABASE_URL : e.DATABASE_PREPARED_STATEMENTS === 'on',
     eventsRereadMs: e.EVENTS_REREAD_MS,
   };
 }

@@ -2,7 +2,18 @@ import pg from 'pg';
 
 /** Anything that can run a query: the pool, or a client inside a transaction. */
 export interface Queryable {
-  query<R extends pg.QueryResultRow = any>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
+  query<R extends pg.QueryResultRow = any>(text: string | pg.QueryConfig, values?: unknown[]): Promise<pg.QueryResult<R>>;
+}
+
+/**
+ * A hot statement, prepared once per connection: parsed and planned on its first use there, then
+ * only bound and executed (the status poll's read cost PostgreSQL about a fifth as much so). The
+ * text under a name never changes, and selects no `*` whose columns a migration could change under
+ * a cached plan. Where DATABASE_PREPARED_STATEMENTS is off (a transaction pooler that does not keep
+ * them), the pool runs it unnamed.
+ */
+export function preparedStatement(name: string, text: string): (values: unknown[]) => pg.QueryConfig {
+  return (values) => ({ name, text, values });
 }
 
 /** A client that is inside a transaction opened by withTransaction. */
@@ -45,6 +56,12 @@ export interface PoolOptions {
    * For the worker's pool: see PatientPool.
    */
   retryConnectForMs?: number;
+  /**
+   * Whether named statements stay named (preparedStatement). Off by default: a named statement
+   * lives on one server connection, and behind a transaction pooler the next EXECUTE may land on
+   * another ("prepared statement … does not exist"). DATABASE_PREPARED_STATEMENTS decides for the app's pools.
+   */
+  preparedStatements?: boolean;
   /** Told about each retried connect failure (a warning, so an outage is visible). */
   onConnectRetry?: (err: unknown, attempt: number) => void;
   /**
@@ -163,22 +180,27 @@ export function createPool(connectionString: string, max = 10, opts: PoolOptions
   // A client losing its connection (idle in the pool, or checked out between queries) must not
   // crash the process with an unhandled 'error' event; the next query on it reports the failure.
   pool.on('error', () => undefined);
-  pool.on('connect', (client) => client.on('error', () => undefined));
-  return withUnnamedStatements(pool);
+  pool.on('connect', (client) => {
+    client.on('error', () => undefined);
+    if (!opts.preparedStatements) runUnnamed(client);
+  });
+  return pool;
 }
 
 /**
- * Statements through pool.query run unnamed, whatever the caller asked: a named prepared statement
- * lives on one server connection, and behind a transaction pooler the next EXECUTE may land on
- * another ("prepared statement … does not exist"). The rate limiter's PostgreSQL store names its
- * statements; nothing of ours does.
+ * Statements on this client run unnamed, whatever the caller asked (see preparedStatements). On the
+ * client, not the pool, so that statements in a transaction (withTransaction) are covered too. The
+ * rate limiter's PostgreSQL store names its statements as well.
  */
-function withUnnamedStatements(pool: pg.Pool): pg.Pool {
-  const query = pool.query.bind(pool) as (...args: unknown[]) => unknown;
-  (pool as { query: unknown }).query = (config: unknown, ...rest: unknown[]) =>
-    query(config && typeof config === 'object' && 'name' in config ? { ...config, name: undefined } : config, ...rest);
-  return pool;
+function runUnnamed(client: pg.PoolClient): void {
+  const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+  (client as { query: unknown }).query = (config: unknown, ...rest: unknown[]) =>
+    query(isNamedConfig(config) ? { ...config, name: undefined } : config, ...rest);
 }
+
+/** A plain { name, text, values } object (not a Submittable such as a cursor, which must stay itself). */
+const isNamedConfig = (config: unknown): config is pg.QueryConfig =>
+  config !== null && typeof config === 'object' && 'name' in config && typeof (config as { submit?: unknown }).submit !== 'function';
 
 /** pg's query_timeout fired: the statement may still run on the server, so its connection is not reused. */
 export function isQueryTimeout(err: unknown): boolean {

@@ -214,8 +214,8 @@ export async function createTestApp(env: Record<string, string | undefined> = {}
     ...env,
   });
   const log = opts.log ?? createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
-  const db = createPool(dbUrl, config.databasePoolMax, { connectionTimeoutMillis: config.databaseConnectTimeoutMs });
-  const workerDb = createWorkerPool(dbUrl, config.worker.databasePoolMax, log);
+  const db = createPool(dbUrl, config.databasePoolMax, { connectionTimeoutMillis: config.databaseConnectTimeoutMs, preparedStatements: config.databasePreparedStatements });
+  const workerDb = createWorkerPool(dbUrl, config.worker.databasePoolMax, log, config.databasePreparedStatements);
   const services = buildServices({ config, db, workerDb, log, providers: opts.providers, databaseUrl: dbUrl, directDatabaseUrl: config.databaseDirectUrl });
   return new TestApp(buildApp(services), services, dbName, dbUrl, !opts.sharing);
 }

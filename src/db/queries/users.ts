@@ -1,4 +1,4 @@
-import type { Queryable } from '../pool.js';
+import { preparedStatement, type Queryable } from '../pool.js';
 
 export interface UserRow {
   id: string;
@@ -160,14 +160,16 @@ export interface AuthState {
 export const AUTH_STATE_COLUMNS = `u.id, u.is_guest, u.is_admin, u.banned_at IS NOT NULL AS banned, u.deleted_at IS NOT NULL AS deleted, u.merged_into,
        CASE WHEN s.id IS NULL THEN NULL ELSE s.revoked_at IS NOT NULL OR s.user_id <> u.id END AS session_revoked`;
 
+const authState = preparedStatement(
+  'auth_state',
+  `SELECT ${AUTH_STATE_COLUMNS}
+     FROM users u LEFT JOIN auth_sessions s ON s.id = $2
+    WHERE u.id = $1`,
+);
+
 /** One round trip per authenticated request: the user's standing and the session's. */
 export async function loadAuthState(db: Queryable, userId: string, sessionId: string | null): Promise<AuthState | undefined> {
-  const { rows } = await db.query<AuthState>(
-    `SELECT ${AUTH_STATE_COLUMNS}
-       FROM users u LEFT JOIN auth_sessions s ON s.id = $2
-      WHERE u.id = $1`,
-    [userId, sessionId],
-  );
+  const { rows } = await db.query<AuthState>(authState([userId, sessionId]));
   return rows[0];
 }
 

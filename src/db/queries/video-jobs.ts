@@ -1,4 +1,4 @@
-import type { Queryable } from '../pool.js';
+import { preparedStatement, type Queryable } from '../pool.js';
 import { AUTH_STATE_COLUMNS, type AuthState } from './users.js';
 import { restQuerySql, type RestQuery, type TableSpec } from '../rest-query.js';
 
@@ -109,9 +109,20 @@ export async function findJob(db: Queryable, jobId: string): Promise<VideoJobRow
 }
 
 export async function findJobView(db: Queryable, jobId: string): Promise<JobViewRow | undefined> {
-  const { rows } = await db.query<JobViewRow>(`${JOB_VIEW_SELECT} WHERE j.job_id = $1`, [jobId]);
+  const { rows } = await db.query<JobViewRow>(jobView([jobId]));
   return rows[0];
 }
+
+// The two column lists share no name (id / job_id, deleted / deleted_at): one flat row, split below.
+// v.* is the fixed list JOB_VIEW_COLUMNS, so a prepared plan's row type cannot change under it.
+const jobViewWithAuth = preparedStatement(
+  'job_view_with_auth',
+  `SELECT ${AUTH_STATE_COLUMNS}, v.*
+     FROM users u LEFT JOIN auth_sessions s ON s.id = $2
+     LEFT JOIN LATERAL (SELECT ${JOB_VIEW_COLUMNS} FROM video_jobs j JOIN models m ON m.id = j.model_id WHERE j.job_id = $3) v ON true
+    WHERE u.id = $1`,
+);
+const jobView = preparedStatement('job_view', `${JOB_VIEW_SELECT} WHERE j.job_id = $1`);
 
 /**
  * get-video-status's one round trip (the app polls it every few seconds while a video is made):
@@ -124,14 +135,7 @@ export async function findJobViewWithAuth(
   userId: string,
   sessionId: string,
 ): Promise<{ auth: AuthState | undefined; job: JobViewRow | undefined }> {
-  // The two column lists share no name (id / job_id, deleted / deleted_at): one flat row, split below.
-  const { rows } = await db.query<AuthState & JobViewRow>(
-    `SELECT ${AUTH_STATE_COLUMNS}, v.*
-       FROM users u LEFT JOIN auth_sessions s ON s.id = $2
-       LEFT JOIN LATERAL (SELECT ${JOB_VIEW_COLUMNS} FROM video_jobs j JOIN models m ON m.id = j.model_id WHERE j.job_id = $3) v ON true
-      WHERE u.id = $1`,
-    [userId, sessionId, jobId],
-  );
+  const { rows } = await db.query<AuthState & JobViewRow>(jobViewWithAuth([userId, sessionId, jobId]));
   const row = rows[0];
   if (!row) return { auth: undefined, job: undefined };
   const { id, is_guest, is_admin, banned, deleted, merged_into, session_revoked, ...job } = row;
