@@ -18,7 +18,10 @@ export interface Row {
   pg_cpu_ms?: number | null;
   baseline?: string | null;
   baseline_value?: number | null;
+  baseline_p99_ms?: number | null;
   ratio?: number | null;
+  /** Our p99 ÷ the baseline's p99. */
+  p99_ratio?: number | null;
   target?: string | null;
   met?: boolean | null;
 }
@@ -33,13 +36,13 @@ function markdown(rows: Row[], meta: Record<string, unknown>): string {
     `Last run: ${meta.at} — Node ${meta.node}, PostgreSQL ${meta.postgres}, server ${meta.server}, ` +
       `${JSON.stringify(meta.load)}, ${meta.users} users. Ratios are ours ÷ baseline, measured in the same run.`,
     '',
-    '| path | ours | p50 / p99 ms | server / PG CPU ms per req | baseline | baseline value | ratio | target | met |',
+    '| path | ours | p50 / p99 ms | server / PG CPU ms per req | baseline | baseline value (p99 ms) | ratio (p99 ratio) | target | met |',
     '|---|---|---|---|---|---|---|---|---|',
     ...rows.map(
       (r) =>
         `| ${r.name} | ${cell(r.value)} ${r.unit}${r.detail ? ` (${r.detail})` : ''} | ${r.p50_ms != null ? `${cell(r.p50_ms)} / ${cell(r.p99_ms)}` : '—'} | ` +
-        `${r.server_cpu_ms != null || r.pg_cpu_ms != null ? `${cell(r.server_cpu_ms)} / ${cell(r.pg_cpu_ms)}` : '—'} | ${cell(r.baseline)} | ${cell(r.baseline_value)} | ` +
-        `${cell(r.ratio)} | ${cell(r.target)} | ${r.met === null || r.met === undefined ? '—' : r.met ? 'yes' : '**no**'} |`,
+        `${r.server_cpu_ms != null || r.pg_cpu_ms != null ? `${cell(r.server_cpu_ms)} / ${cell(r.pg_cpu_ms)}` : '—'} | ${cell(r.baseline)} | ${cell(r.baseline_value)}${r.baseline_p99_ms != null ? ` (${r.baseline_p99_ms})` : ''} | ` +
+        `${cell(r.ratio)}${r.p99_ratio != null ? ` (${r.p99_ratio}×)` : ''} | ${cell(r.target)} | ${r.met === null || r.met === undefined ? '—' : r.met ? 'yes' : '**no**'} |`,
     ),
     END,
   ];
@@ -47,7 +50,7 @@ function markdown(rows: Row[], meta: Record<string, unknown>): string {
 }
 
 export function writeReport(rows: Row[], meta: Record<string, unknown>, to: { json: string; doc: string }): void {
-  console.table(rows.map((r) => ({ path: r.name, ours: `${cell(r.value)} ${r.unit}`, p99: cell(r.p99_ms), baseline: cell(r.baseline_value), ratio: cell(r.ratio), target: cell(r.target), met: cell(r.met) })));
+  console.table(rows.map((r) => ({ path: r.name, ours: `${cell(r.value)} ${r.unit}`, p99: cell(r.p99_ms), baseline: cell(r.baseline_value), ratio: cell(r.ratio), p99x: cell(r.p99_ratio), target: cell(r.target), met: cell(r.met) })));
   mkdirSync(path.dirname(to.json), { recursive: true });
   writeFileSync(to.json, `${JSON.stringify({ ...meta, rows }, null, 2)}\n`);
   const doc = to.doc;

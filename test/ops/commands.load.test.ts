@@ -42,7 +42,9 @@ describe('bench commands', () => {
     ]);
     expect(out).toMatch(/^ledger invariants hold after the benchmark$/m);
 
-    const report = JSON.parse(await fs.readFile(json, 'utf8')) as { rows: { name: string; value: number | null; ratio?: number | null; target?: string | null }[] };
+    const report = JSON.parse(await fs.readFile(json, 'utf8')) as {
+      rows: { name: string; value: number | null; ratio?: number | null; target?: string | null; baseline_p99_ms?: number | null; p99_ratio?: number | null }[];
+    };
     const names = report.rows.map((r) => r.name);
     expect(names).toEqual([
       'get-video-status, in flight (API only)',
@@ -71,6 +73,13 @@ describe('bench commands', () => {
     const ratioRows = report.rows.filter((r) => r.target?.startsWith('≥'));
     expect(ratioRows).toHaveLength(6);
     for (const row of ratioRows) expect(row.ratio, row.name).toBeGreaterThanOrEqual(0);
+    // And its tail against the baseline's: pgbench's p99 comes from its per-transaction log.
+    const generateRow = report.rows.find((r) => r.name === 'generate-video (API only, 4 users)')!;
+    expect(generateRow.baseline_p99_ms, 'pgbench p99').toBeGreaterThan(0);
+    for (const row of ratioRows.filter((r) => r.baseline_p99_ms != null && r.p99_ratio != null)) {
+      expect(row.target, row.name).toMatch(/p99 ≤ 3×$/);
+      expect(row.p99_ratio, row.name).toBeGreaterThanOrEqual(0);
+    }
 
     // The results section of the copy was replaced between its markers, the rest of it kept.
     const BEGIN = '<!-- bench:results:begin (written by npm run bench) -->';
