@@ -27,9 +27,33 @@ export interface ClientAddressTrust {
   trustCloudflare: string[];
 }
 
+/** How many distinct (socket, forwarding headers) answers a resolver remembers before starting over. */
+const REMEMBERED_ADDRESSES = 10_000;
+
+/**
+ * The rule above for a request. It runs on every request (the global ceiling), so each answer is
+ * kept for the inputs it depends on, the socket's address and the headers the settings make it
+ * read, instead of parsing them again (~3 % of a get-models 304's throughput).
+ */
 export function clientIpResolver(trust: ClientAddressTrust): ClientIpResolver {
   const resolve = clientAddressOf(trust);
-  return (c) => resolve(socketAddress(c), (name) => c.req.header(name));
+  const readsForwarded = trust.trustProxy.kind !== 'none';
+  const readsCloudflare = trust.trustCloudflare.length > 0;
+  const remembered = new Map<string, string>();
+  return (c) => {
+    const socket = socketAddress(c);
+    if (socket === undefined) return resolve(undefined, () => undefined);
+    const forwarded = readsForwarded ? c.req.header('x-forwarded-for') : undefined;
+    const cloudflare = readsCloudflare ? c.req.header('cf-connecting-ip') : undefined;
+    const key = readsForwarded || readsCloudflare ? `${socket}\n${forwarded ?? ''}\n${cloudflare ?? ''}` : socket;
+    let address = remembered.get(key);
+    if (address === undefined) {
+      address = resolve(socket, (name) => (name === 'x-forwarded-for' ? forwarded : name === 'cf-connecting-ip' ? cloudflare : c.req.header(name)));
+      if (remembered.size >= REMEMBERED_ADDRESSES) remembered.clear();
+      remembered.set(key, address);
+    }
+    return address;
+  };
 }
 
 /**
