@@ -221,8 +221,9 @@ async function main() {
             connectionTimeoutMillis: config.databaseConnectTimeoutMs,
             queryTimeoutMs: config.databaseQueryTimeoutMs,
             preparedStatements: config.databasePreparedStatements,
+            onPreparedStatementsLost: preparedStatementsLost(log),
           });
-    workerDb = config.role === 'api' ? undefined : createWorkerPool(databaseUrl, config.worker.databasePoolMax, log, config.databasePreparedStatements);
+    workerDb = config.role === 'api' ? undefined : createWorkerPool(databaseUrl, config.worker.databasePoolMax, log, config.databasePreparedStatements, preparedStatementsLost(log));
     // ROLE=worker serves no requests: the request-side services (built but unused) get the worker's pool.
     const db = (apiDb ?? workerDb)!;
     services = buildServices({ config, db, workerDb, log, defaultMetrics: true, databaseUrl, directDatabaseUrl: directUrl });
@@ -277,3 +278,13 @@ main().catch((err) => {
   console.error('fatal: could not start', err);
   process.exit(1);
 });
+
+/** Said once per pool when DATABASE_PREPARED_STATEMENTS let names through a pooler that loses them. */
+function preparedStatementsLost(log: Logger) {
+  return (err: unknown) =>
+    log.error(
+      { err },
+      'a prepared statement met a database connection that had not prepared it: DATABASE_URL is a transaction pooler that does not keep them. ' +
+        'Statements run unnamed from now on; set DATABASE_DIRECT_URL to the direct connection (docs/DEPLOY.md "Scaling out") or DATABASE_PREPARED_STATEMENTS=off',
+    );
+}

@@ -62,6 +62,8 @@ export interface PoolOptions {
    * another ("prepared statement … does not exist"). DATABASE_PREPARED_STATEMENTS decides for the app's pools.
    */
   preparedStatements?: boolean;
+  /** Told once when a named statement met a connection that had not prepared it (names are then off). */
+  onPreparedStatementsLost?: (err: unknown) => void;
   /** Told about each retried connect failure (a warning, so an outage is visible). */
   onConnectRetry?: (err: unknown, attempt: number) => void;
   /**
@@ -180,22 +182,54 @@ export function createPool(connectionString: string, max = 10, opts: PoolOptions
   // A client losing its connection (idle in the pool, or checked out between queries) must not
   // crash the process with an unhandled 'error' event; the next query on it reports the failure.
   pool.on('error', () => undefined);
+  const names = { kept: opts.preparedStatements === true };
   pool.on('connect', (client) => {
     client.on('error', () => undefined);
-    if (!opts.preparedStatements) runUnnamed(client);
+    nameStatementsWhileKept(client, names, opts.onPreparedStatementsLost);
   });
   return pool;
 }
 
 /**
- * Statements on this client run unnamed, whatever the caller asked (see preparedStatements). On the
- * client, not the pool, so that statements in a transaction (withTransaction) are covered too. The
- * rate limiter's PostgreSQL store names its statements as well.
+ * A named statement's SQLSTATE when the server connection it meets is not the one that prepared it:
+ * 26000 (it does not exist there) or 42P05 (another client prepared that name there). A transaction
+ * pooler that does not keep prepared statements does this, e.g. DATABASE_URL pointing at one
+ * without DATABASE_DIRECT_URL set, which DATABASE_PREPARED_STATEMENTS=auto cannot tell apart from a
+ * direct connection.
  */
-function runUnnamed(client: pg.PoolClient): void {
+const LOST_PREPARED_STATEMENT = new Set(['26000', '42P05']);
+
+/**
+ * Statements on this client keep their names while `names.kept`, and run unnamed otherwise. On the
+ * client, not the pool, so that statements in a transaction (withTransaction) are covered too (the
+ * rate limiter's PostgreSQL store names its statements as well). The first named statement that
+ * meets a connection that did not prepare it turns names off for the whole pool and is run again
+ * unnamed: a misplaced pooler costs one warning, not an outage. (Inside a transaction the retry meets
+ * the aborted transaction and fails as the statement did.)
+ */
+function nameStatementsWhileKept(client: pg.PoolClient, names: { kept: boolean }, onLost?: (err: unknown) => void): void {
   const query = client.query.bind(client) as (...args: unknown[]) => unknown;
-  (client as { query: unknown }).query = (config: unknown, ...rest: unknown[]) =>
-    query(isNamedConfig(config) ? { ...config, name: undefined } : config, ...rest);
+  const unnamed = (config: pg.QueryConfig) => ({ ...config, name: undefined });
+  (client as { query: unknown }).query = (config: unknown, ...rest: unknown[]) => {
+    if (!isNamedConfig(config)) return query(config, ...rest);
+    if (!names.kept) return query(unnamed(config), ...rest);
+    const lost = (err: unknown) => {
+      if (!LOST_PREPARED_STATEMENT.has((err as { code?: string } | null)?.code ?? '')) return false;
+      if (names.kept) onLost?.(err);
+      names.kept = false;
+      return true;
+    };
+    // pg-pool's pool.query passes a callback; everything else takes the promise.
+    const callback = rest.at(-1);
+    if (typeof callback === 'function') {
+      const args = rest.slice(0, -1);
+      return query(config, ...args, (err: unknown, result: unknown) => (err && lost(err) ? query(unnamed(config), ...args, callback) : callback(err, result)));
+    }
+    return (query(config, ...rest) as Promise<unknown>).catch((err: unknown) => {
+      if (lost(err)) return query(unnamed(config), ...rest);
+      throw err;
+    });
+  };
 }
 
 /** A plain { name, text, values } object (not a Submittable such as a cursor, which must stay itself). */

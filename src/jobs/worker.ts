@@ -46,10 +46,11 @@ export function isQueueCompletion(text: string): boolean {
  * queue, nor the queue the API), and patient — see PatientPool in db/pool.ts for why graphile-worker
  * needs that.
  */
-export function createWorkerPool(connectionString: string, max: number, log?: Logger, preparedStatements = false): pg.Pool {
+export function createWorkerPool(connectionString: string, max: number, log?: Logger, preparedStatements = false, onPreparedStatementsLost?: (err: unknown) => void): pg.Pool {
   return createPool(connectionString, max, {
     applicationName: 'rendio-worker',
     preparedStatements,
+    onPreparedStatementsLost,
     retryConnectForMs: WORKER_CONNECT_PATIENCE_MS,
     retryStatement: isQueueCompletion,
     onConnectRetry: (err, attempt) => {

@@ -224,11 +224,13 @@ describe('behind a transaction pooler (PgBouncer, pool_mode=transaction)', () =>
     expect(rows[0].n).toBe(0);
   });
 
-  it('a LISTEN connection through the pooler is reported at start-up and counts as down (it would hear nothing)', { timeout: 120_000 }, async () => {
+  it('a LISTEN connection through the pooler is reported at start-up and counts as down (it would hear nothing); prepared statements turn themselves off', { timeout: 120_000 }, async () => {
     const port = await freePort();
     const p = startServer({
+      // Both URLs at the pooler, so DATABASE_PREPARED_STATEMENTS=auto takes it for a direct connection.
       DATABASE_URL: bouncer.url(directUrl),
       DATABASE_DIRECT_URL: bouncer.url(directUrl),
+      ANON_KEY,
       ROLE: 'api',
       PORT: String(port),
       HOST: '127.0.0.1',
@@ -245,6 +247,27 @@ describe('behind a transaction pooler (PgBouncer, pool_mode=transaction)', () =>
         const res = await fetch(`http://127.0.0.1:${port}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } }).catch(() => undefined);
         return /^rendio_db_listen_connected 0$/m.test((await res?.text()) ?? '');
       }, 60_000, () => p.output());
+      // Named statements through a pooler that does not keep them meet server connections that never
+      // prepared them (or another client's): the first such failure turns names off and is re-run,
+      // so every request is answered; concurrent requests make the pooler mix connections up.
+      const api = (path: string, token?: string, body?: unknown) =>
+        fetch(`http://127.0.0.1:${port}${path}`, {
+          method: body === undefined ? 'GET' : 'POST',
+          headers: { apikey: ANON_KEY, ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+          body: body === undefined ? undefined : JSON.stringify(body),
+        });
+      const guests = await Promise.all(
+        Array.from({ length: 4 }, async () => (await (await api('/functions/v1/device-check', undefined, { device_id: randomUUID(), device_token: deviceToken('pooler') })).json()) as { access_token: string }),
+      );
+      const statuses: number[] = [];
+      for (let round = 0; round < 20 && !/had not prepared it/.test(p.output()); round++) {
+        const answers = await Promise.all(Array.from({ length: 12 }, (_, i) => api('/functions/v1/get-user-credits', guests[i % guests.length]!.access_token)));
+        statuses.push(...answers.map((r) => r.status));
+      }
+      expect(p.output()).toMatch(/had not prepared it: DATABASE_URL is a transaction pooler/);
+      const after = await Promise.all(Array.from({ length: 12 }, (_, i) => api('/functions/v1/get-user-credits', guests[i % guests.length]!.access_token)));
+      statuses.push(...after.map((r) => r.status));
+      expect(new Set(statuses)).toEqual(new Set([200]));
     } finally {
       p.proc.kill('SIGTERM');
       await p.exited;
