@@ -29,6 +29,11 @@ export interface ClientAddressTrust {
 
 /** How many distinct (socket, forwarding headers) answers a resolver remembers before starting over. */
 const REMEMBERED_ADDRESSES = 10_000;
+/**
+ * Longer inputs are worked out each time, never remembered: a header may be 16 KiB, and 10,000 of
+ * them would be 160 MiB a client could make us hold (a real chain of proxies is far shorter).
+ */
+const REMEMBERED_KEY_MAX = 256;
 
 /**
  * The rule above for a request. It runs on every request (the global ceiling), so each answer is
@@ -49,6 +54,7 @@ export function clientIpResolver(trust: ClientAddressTrust): ClientIpResolver {
     let address = remembered.get(key);
     if (address === undefined) {
       address = resolve(socket, (name) => (name === 'x-forwarded-for' ? forwarded : name === 'cf-connecting-ip' ? cloudflare : c.req.header(name)));
+      if (key.length > REMEMBERED_KEY_MAX) return address;
       if (remembered.size >= REMEMBERED_ADDRESSES) remembered.clear();
       remembered.set(key, address);
     }
