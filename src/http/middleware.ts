@@ -182,6 +182,16 @@ const unstorable = (field: string, location: 'query' | 'json') =>
     ? new ApiError('ERR_4003', { field, reason: UNSTORABLE_REASON })
     : new ApiError('ERR_4008', { reason: `${field}: ${UNSTORABLE_REASON}`, field, location });
 
+/** A body over maxBytes is refused with ERR_4015 (naming the limit) before anything reads it. */
+export function limitBodyTo(maxBytes: number): MiddlewareHandler<AppEnv> {
+  return bodyLimit({
+    maxSize: maxBytes,
+    onError: () => {
+      throw new ApiError('ERR_4015', { limit_bytes: maxBytes });
+    },
+  });
+}
+
 /**
  * The Supabase-shaped surface's checks, in this order, as one middleware (each was its own layer,
  * and a 304 of get-models paid for every one): the apikey (unless `apiKey` is false: the admin API
@@ -195,12 +205,7 @@ export function supabaseSurface(opts: {
   bodiless: ReadonlySet<string>;
   maxJsonBodyBytes: number;
 }): MiddlewareHandler<AppEnv> {
-  const limitBody = bodyLimit({
-    maxSize: opts.maxJsonBodyBytes,
-    onError: () => {
-      throw new ApiError('ERR_4015', { limit_bytes: opts.maxJsonBodyBytes });
-    },
-  });
+  const limitBody = limitBodyTo(opts.maxJsonBodyBytes);
   const checkText = rejectUnstorableText();
   return async (c, next) => {
     if (isCallback(c)) return next();

@@ -1,11 +1,10 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import type { OpenAPIHono } from '@hono/zod-openapi';
-import { bodyLimit } from 'hono/body-limit';
 import type { Context } from 'hono';
 import { ApiError, invalid } from '../http/api-error.js';
 import { authOptions, requireUser } from '../http/auth.js';
 import type { AppEnv } from '../http/context.js';
-import { requireApiKey, requireJsonBody } from '../http/middleware.js';
+import { limitBodyTo, requireApiKey, requireJsonBody } from '../http/middleware.js';
 import { etagOf, objectResponse } from '../http/object-response.js';
 import type { Services } from '../services.js';
 import type { ReadableObject } from '../storage/service.js';
@@ -373,20 +372,10 @@ export function registerStorage(app: OpenAPIHono<AppEnv>, s: Services) {
   const smallJson = [
     apiKey,
     requireJsonBody(),
-    bodyLimit({
-      maxSize: s.config.maxJsonBodyBytes,
-      onError: () => {
-        throw new ApiError('ERR_4015', { limit_bytes: s.config.maxJsonBodyBytes });
-      },
-    }),
+    limitBodyTo(s.config.maxJsonBodyBytes),
     withUser,
   ] as const;
-  const uploadLimit = bodyLimit({
-    maxSize: maxBytes,
-    onError: () => {
-      throw new ApiError('ERR_4015', { limit_bytes: maxBytes });
-    },
-  });
+  const uploadLimit = limitBodyTo(maxBytes);
 
   // Storage's other verbs. Registered before the upload, whose path would otherwise take "list",
   // "sign" or "upload" for a bucket.
